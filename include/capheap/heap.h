@@ -1,0 +1,63 @@
+/*
+ * capheap/heap.h - capheap's additions to the multi_heap API.
+ *
+ * multi_heap_register() always makes 4-byte-aligned heaps (ESP-IDF's rule and
+ * every ESP chip's). capheap_heap_register() lets the caller choose the
+ * minimum alignment of every block: 4, 8 or 16 bytes. Host programs that store
+ * doubles, 64-bit integers or SIMD types in blocks want 8 or 16
+ * (alignof(max_align_t)); a chip's heaps use the chip's natural alignment.
+ */
+#ifndef CAPHEAP_HEAP_H
+#define CAPHEAP_HEAP_H
+
+#include "multi_heap.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Options for capheap_heap_register(). Zero-initialise, then set what you need. */
+typedef struct {
+    /** Minimum alignment of every block: 0 (= 4), 4, 8 or 16. */
+    size_t alignment;
+} capheap_heap_options_t;
+
+/**
+ * multi_heap_register() with options (options may be NULL: the defaults).
+ * Returns NULL iff start is NULL or not aligned to 4, the alignment is not
+ * one of 0, 4, 8, 16, or the region cannot hold the control structure plus one
+ * minimum block. Regions above 4 GiB are not supported (register several).
+ */
+multi_heap_handle_t capheap_heap_register(void *start, size_t size,
+                                          const capheap_heap_options_t *options);
+
+/** The heap's minimum block alignment (4, 8 or 16); 0 for NULL. O(1). */
+size_t capheap_heap_alignment(multi_heap_handle_t heap);
+
+/**
+ * Bytes of the region the heap keeps for itself (handle, control structure,
+ * end marker, alignment padding): region size - free bytes of a fresh heap.
+ * 0 for NULL. O(1).
+ */
+size_t capheap_heap_overhead(multi_heap_handle_t heap);
+
+/** Smallest region size capheap_heap_register() accepts for this alignment (4-aligned start). */
+size_t capheap_heap_min_region_size(size_t alignment);
+
+/**
+ * Per-block overhead poisoning adds in this build, for heaps of alignment 4 or
+ * 8: 12 bytes (8-byte head, 4-byte tail); 0 when poisoning is off.
+ */
+size_t capheap_poison_overhead(void);
+
+/**
+ * The same for one heap: heaps of alignment 16 pad the head to 16 bytes, so
+ * their overhead is 20. 0 when poisoning is off or heap is NULL.
+ */
+size_t capheap_heap_poison_overhead(multi_heap_handle_t heap);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CAPHEAP_HEAP_H */

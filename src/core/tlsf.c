@@ -1,0 +1,411 @@
+/*
+ * tlsf.c - capheap's engine: one contiguous region, O(1) good-fit allocation.
+ *
+ * Algorithm
+ * ---------
+ * Two-level segregated fit (Masmano et al., "TLSF", 2004), rewritten for
+ * 32-bit metadata. Free blocks sit in size-class lists; a first-level class is
+ * a power of two, split into 16 second-level classes, so a class spans at most
+ * 1/16 of its sizes. Two bitmap levels find the first non-empty class at or
+ * above a size with two find-first-set instructions. Sizes below 64 bytes are
+ * one class per 4 bytes (exact).
+ *
+ * Differences from textbook TLSF, each for a measured reason (docs/design.md):
+ *  - Every link is a 32-bit offset from the control structure, on every
+ *    build: a heap behaves byte for byte the same on a 32-bit chip and a 64-bit
+ *    host, and a block costs 4 bytes of header, not 8 or 16.
+ *  - A block keeps the size asked for (rounded to the heap's alignment), never
+ *    rounded up to its class: no internal fragmentation from classes.
+ *  - Before rounding a request up to the next class (where every block fits),
+ *    the first CE_FIT_SCAN blocks of the request's own class are tried. That
+ *    bounded scan finds tighter fits, and it makes the largest satisfiable
+ *    request computable exactly (ce_largest_request): the statistics never
+ *    promise a block malloc cannot deliver.
+ *  - Insertion keeps the larger of the new block and the old head at the head
+ *    of its list, so the scan sees the largest blocks first.
+ *  - The control structure has one row per first-level class the region can
+ *    need, so small regions pay little.
+ *
+ * Block layout (offsets grow to the right; every field is a 32-bit word)
+ * ------------
+ *
+ *   used block:  | size|PF|0 | data ........................................ |
+ *   free block:  | size|PF|1 | next free | prev free | (0xFE fill) ... | self |
+ *                ^ header    ^ data pointer (aligned)                  ^ footer
+ *
+ *   size  = bytes from this header to the next header; a multiple of the
+ *           heap alignment A (4, 8 or 16), at least 16.
+ *   bit 0 = this block is free; bit 1 (PF) = the previous block is free.
+ *   footer = the block's own offset, in its last word, read by the next block
+ *           to find a free predecessor in O(1) when merging.
+ *   next/prev = offsets of the neighbours in the block's free list (0 = none;
+ *           offset 0 is the control structure, never a block).
+ *
+ *   region: | control: ce_heap_t + rows | pad | block | block | ... | end |
+ *           end = a used header of size 0 that stops every walk and merge.
+ *
+ * Bounds: malloc, memalign, free and realloc run a fixed number of steps plus
+ * at most CE_FIT_SCAN list entries; realloc may copy the block. check and walk
+ * are O(blocks) and never leave the region, whatever the headers say.
+ */
+#include "core/tlsf_ops.h"
+
+ce_fault_kind_t ce_classify_free(const ce_heap_t *h, uint32_t b, uint32_t hdr)
+{
+    /* A real free block (its footer names it), or one a neighbour absorbed
+     * (the footer names a free block that covers it): a double free.
+     * Anything else is a pointer into some block's data. */
+    uint32_t a = h->align_mask;
+    uint32_t s = SIZE_OF(hdr);
+    if ((hdr & F_PREV_FREE) == 0 && s >= CE_MIN_BLOCK && (s & a) == 0 && s <= h->end - b) {
+        uint32_t ft = *word(h, b + s - 4u);
+        if (ft == b)
+            return CE_FAULT_DOUBLE_FREE;
+        if (ft >= h->first && ft < b && (ft & 3u) == 0 && (HDR(h, ft) & F_FREE) &&
+            SIZE_OF(HDR(h, ft)) >= b + s - ft)
+            return CE_FAULT_DOUBLE_FREE;
+    }
+    return CE_FAULT_BAD_HEADER;
+}
+
+void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out)
+{
+    uint32_t a = h->align_mask;
+    uintptr_t off = (uintptr_t)p - (uintptr_t)h;
+    out->kind = ce_validate(h, p);
+    out->address = p;
+    out->expected = 0;
+    out->found = 0;
+    out->invariant = 0;
+    switch (out->kind) {
+    case CE_OK:
+        return;
+    case CE_FAULT_OUTSIDE: /* expected: the pool's data range start; found: the offset */
+        out->expected = h->first + CE_HDR;
+        out->found = (uint32_t)off;
+        out->invariant = 1;
+        return;
+    case CE_FAULT_MISALIGNED:
+        out->expected = 0;
+        out->found = (uint32_t)((uintptr_t)p & a);
+        out->invariant = 8;
+        return;
+    default:
+        break;
+    }
+    uint32_t b = (uint32_t)off - CE_HDR;
+    uint32_t hdr = HDR(h, b);
+    out->address = word(h, b);
+    out->found = hdr;
+    if (out->kind == CE_FAULT_DOUBLE_FREE) {
+        out->expected = SIZE_OF(hdr); /* the same size, used */
+        out->invariant = 2;
+        return;
+    }
+    uint32_t s = SIZE_OF(hdr);
+    if (out->kind == CE_FAULT_BAD_HEADER) {
+        out->expected = s & ~a; /* a used header: multiple of the alignment, in the pool */
+        out->invariant = 1;
+        return;
+    }
+    /* Bad neighbour: report the word that disagrees. */
+    out->invariant = 2;
+    uint32_t nb = b + s;
+    uint32_t nh = HDR(h, nb);
+    if (nh & F_PREV_FREE) {
+        out->address = word(h, nb);
+        out->expected = nh & ~F_PREV_FREE;
+        out->found = nh;
+        return;
+    }
+    if (nh & F_FREE) {
+        uint32_t ns = SIZE_OF(nh);
+        if (ns < CE_MIN_BLOCK || ns > h->end - nb) {
+            out->address = word(h, nb);
+            out->expected = (h->end - nb) | F_FREE;
+            out->found = nh;
+            out->invariant = 1;
+        } else {
+            out->address = word(h, nb + ns - 4u);
+            out->expected = nb;
+            out->found = *word(h, nb + ns - 4u);
+            out->invariant = 4;
+        }
+        return;
+    }
+    out->address = word(h, b - 4u);
+    out->found = *word(h, b - 4u);
+    out->expected = 0; /* the offset of a free block that ends at this header */
+    out->invariant = 4;
+}
+
+/* ---- creation ---------------------------------------------------------- */
+
+static uint32_t control_bytes(uint32_t fl_count)
+{
+    return CONTROL_FIXED + fl_count * CE_ROW_WORDS * 4u + 4u; /* + the zero word after the last row */
+}
+
+size_t ce_min_region(size_t align)
+{
+    /* One row (fl 0), the worst padding for a 4-aligned start, one minimum block, the end marker. */
+    return control_bytes(1) + (align - 4u) + CE_MIN_BLOCK + CE_HDR;
+}
+
+/* Place the pool after a control structure of fl_count rows: false if no minimum block fits. */
+static bool layout(uintptr_t base, uint32_t total, uint32_t a, uint32_t fl_count, uint32_t *first,
+                   uint32_t *end)
+{
+    uint32_t ctrl = control_bytes(fl_count);
+    /* the first header sits so that its data (header + 4) is aligned */
+    uint32_t f = (uint32_t)(((base + ctrl + CE_HDR + a) & ~(uintptr_t)a) - CE_HDR - base);
+    if ((uint64_t)f + CE_HDR + CE_MIN_BLOCK + CE_HDR > total)
+        return false;
+    *first = f;
+    *end = f + ((total - f - CE_HDR) & ~a); /* leaves room for the end marker */
+    return *end - f >= CE_MIN_BLOCK;
+}
+
+ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
+{
+    if (mem == NULL || ((uintptr_t)mem & 3u) != 0)
+        return NULL;
+    if (align != 4 && align != 8 && align != 16)
+        return NULL;
+    if (bytes > UINT32_MAX)
+        return NULL; /* one region is at most 4 GiB - 1; register several */
+    uint32_t a = (uint32_t)align - 1u;
+    uint32_t total = (uint32_t)bytes;
+    /* The fewest rows that can file the largest block the pool will hold. More
+     * rows shrink the pool, so the first count that works is the answer; this
+     * runs once per registration, at most 27 rounds. */
+    uint32_t fl_count, first = 0, end = 0;
+    for (fl_count = 1;; fl_count++) {
+        if (fl_count > 32u - (CE_SL_LOG2 + 1u) || !layout((uintptr_t)mem, total, a, fl_count, &first, &end))
+            return NULL;
+        uint32_t fl, sl;
+        class_of(end - first, &fl, &sl);
+        if (fl < fl_count)
+            break;
+    }
+
+    ce_heap_t *h = (ce_heap_t *)mem;
+    memset(h, 0, control_bytes(fl_count));
+    h->magic = CE_MAGIC;
+    h->first = first;
+    h->end = end;
+    h->align_mask = (uint8_t)a;
+    h->fl_count = (uint8_t)fl_count;
+    uint32_t s = end - first;
+    h->max_request = s - CE_HDR;
+    h->overhead = total - s;
+    h->region_bytes = total;
+#if CE_FREE_FILL
+    memset((char *)h + control_bytes(fl_count), (int)CE_FILL_FREE_BYTE, total - control_bytes(fl_count));
+#endif
+    HDR(h, end) = 0; /* the end marker: used, size 0 */
+    make_free(h, first, s);
+    h->free_bytes = s;
+    h->min_free = s;
+    return h;
+}
+
+void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
+{
+    uint32_t a = h->align_mask;
+    if (size - 1u >= h->max_request || align == 0 || (align & (align - 1u)) != 0)
+        return NULL;
+    if (align <= a + 1u && (offset & (align - 1u)) == 0)
+        return ce_malloc(h, size);
+    if (offset & a)
+        return NULL; /* data is always aligned to the heap: data + offset cannot be aligned to more */
+    if (align > h->max_request || offset > h->max_request)
+        return NULL;
+    uint32_t n = block_for(h, size);
+    uint32_t al = (uint32_t)align;
+    /* A gap in front of the data is either 0 or a free block of >= 16 bytes:
+     * a block of n + al + 16 - (a + 1) always has room for one. */
+    uint64_t need = (uint64_t)n + al + CE_MIN_BLOCK - (a + 1u);
+    if (need > h->max_request + CE_HDR)
+        return NULL;
+    uint32_t b = take_fit(h, (uint32_t)need);
+    if (b == 0)
+        return NULL;
+    uint32_t s = SIZE_OF(HDR(h, b));
+    uintptr_t data = (uintptr_t)data_of(h, b) + offset;
+    uint32_t gap = (uint32_t)((al - (data & (al - 1u))) & (al - 1u));
+    while (gap != 0 && gap < CE_MIN_BLOCK)
+        gap += al; /* at most 4 rounds: al >= 8 here, so 16 / al <= 2 */
+    if (gap != 0) {
+        /* Split the gap off as a free block; b + gap becomes the candidate. */
+        HDR(h, b) = gap | F_FREE;
+        *word(h, b + gap - 4u) = b;
+        list_insert(h, b, gap);
+        b += gap;
+        s -= gap;
+        HDR(h, b) = s | F_FREE | F_PREV_FREE;
+    }
+    /* use_block needs a header without the free bit and keeps PF. */
+    uint32_t pf = HDR(h, b) & F_PREV_FREE;
+    uint32_t rest = s - n;
+    if (rest >= CE_MIN_BLOCK) {
+        HDR(h, b) = n | pf;
+        uint32_t r = b + n;
+        HDR(h, r) = rest | F_FREE;
+        *word(h, r + rest - 4u) = r;
+        list_insert(h, r, rest);
+    } else {
+        n = s;
+        HDR(h, b) = s | pf;
+        HDR(h, b + s) &= ~F_PREV_FREE;
+    }
+    note_used(h, n);
+    return data_of(h, b);
+}
+
+size_t ce_largest_request(const ce_heap_t *h)
+{
+    if (h->fl_bitmap == 0)
+        return 0;
+    uint32_t fl = fls32(h->fl_bitmap);
+    const uint32_t *row = ROW(h, fl);
+    uint32_t sl = fls32(row[0]);
+    /* Exactly what take_fit can reach: the best of the first CE_FIT_SCAN
+     * blocks of the top class. Any request up to it succeeds; one byte more
+     * maps to this class or above and finds nothing. */
+    uint32_t best = 0, b = row[1 + sl];
+    for (uint32_t k = 0; b != 0 && k < CE_FIT_SCAN; k++, b = NEXT(h, b)) {
+        uint32_t s = SIZE_OF(HDR(h, b));
+        if (s > best)
+            best = s;
+    }
+    return best - CE_HDR;
+}
+
+/* ---- walk and check ---------------------------------------------------- */
+
+void ce_walk(const ce_heap_t *h, ce_walk_cb cb, void *user)
+{
+    uint32_t b = h->first;
+    while (b < h->end) {
+        uint32_t hdr = HDR(h, b);
+        uint32_t s = SIZE_OF(hdr);
+        if (s < CE_MIN_BLOCK || s > h->end - b)
+            return;
+        if (!cb(data_of(h, b), s - CE_HDR, (hdr & F_FREE) == 0, user))
+            return;
+        b += s;
+    }
+}
+
+typedef struct {
+    ce_report_cb report;
+    void *user;
+    bool ok;
+} checker_t;
+
+static void fail(checker_t *c, unsigned inv, const void *addr, uint32_t expected, uint32_t found,
+                 ce_fault_kind_t kind)
+{
+    c->ok = false;
+    if (c->report != NULL) {
+        ce_fault_t f = {kind, addr, expected, found, inv};
+        c->report(&f, c->user);
+    }
+}
+
+bool ce_check(const ce_heap_t *h, ce_report_cb report, ce_used_cb used_cb, void *user)
+{
+    checker_t c = {report, user, true};
+    uint32_t a = h->align_mask;
+    if (h->magic != CE_MAGIC) {
+        fail(&c, 12, &h->magic, CE_MAGIC, h->magic, CE_FAULT_BAD_HEADER);
+        return false;
+    }
+    /* Physical walk: I1 (tiling), I2 (flags agree), I3 (no adjacent free),
+     * I4 (footers), I8 (alignment), I9 (fill), I7 (counters). */
+    uint32_t b = h->first, free_sum = 0, free_count = 0;
+    bool prev_free = false;
+    while (b < h->end) {
+        uint32_t hdr = HDR(h, b);
+        uint32_t s = SIZE_OF(hdr);
+        if (s < CE_MIN_BLOCK || (s & a) || s > h->end - b) {
+            fail(&c, 1, word(h, b), (h->end - b) & ~a, hdr, CE_FAULT_BAD_HEADER);
+            return false; /* cannot go on: the next header is unknown */
+        }
+        if ((((uintptr_t)data_of(h, b)) & a) != 0)
+            fail(&c, 8, word(h, b), 0, (uint32_t)((uintptr_t)data_of(h, b) & a), CE_FAULT_MISALIGNED);
+        if (((hdr & F_PREV_FREE) != 0) != prev_free)
+            fail(&c, 2, word(h, b), prev_free ? hdr | F_PREV_FREE : hdr & ~F_PREV_FREE, hdr,
+                 CE_FAULT_BAD_NEIGHBOUR);
+        bool is_free = (hdr & F_FREE) != 0;
+        if (is_free) {
+            if (prev_free)
+                fail(&c, 3, word(h, b), hdr & ~F_FREE, hdr, CE_FAULT_BAD_NEIGHBOUR);
+            if (*word(h, b + s - 4u) != b)
+                fail(&c, 4, word(h, b + s - 4u), b, *word(h, b + s - 4u), CE_FAULT_BAD_NEIGHBOUR);
+#if CE_FREE_FILL
+            const uint8_t *fillp = (const uint8_t *)word(h, b + 12u);
+            for (uint32_t i = 0; i + 16u < s; i++) {
+                if (fillp[i] != CE_FILL_FREE_BYTE) {
+                    uint32_t w;
+                    uint32_t at = (b + 12u + i) & ~3u;
+                    memcpy(&w, word(h, at), 4);
+                    fail(&c, 9, word(h, at), 0xFEFEFEFEu, w, CE_FAULT_BAD_HEADER);
+                    break;
+                }
+            }
+#endif
+            free_sum += s;
+            free_count++;
+        } else if (used_cb != NULL && !used_cb(data_of(h, b), s - CE_HDR, user)) {
+            c.ok = false; /* the callback reported it */
+        }
+        prev_free = is_free;
+        b += s;
+    }
+    if (b != h->end || (HDR(h, h->end) & ~F_PREV_FREE) != 0 ||
+        ((HDR(h, h->end) & F_PREV_FREE) != 0) != prev_free)
+        fail(&c, 10, word(h, h->end), prev_free ? F_PREV_FREE : 0, HDR(h, h->end), CE_FAULT_BAD_HEADER);
+    if (free_sum != h->free_bytes)
+        fail(&c, 7, &h->free_bytes, free_sum, h->free_bytes, CE_FAULT_BAD_HEADER);
+    if (h->min_free > h->free_bytes)
+        fail(&c, 7, &h->min_free, h->free_bytes, h->min_free, CE_FAULT_BAD_HEADER);
+
+    /* Lists: I5 (each listed block is free, in its class, links agree) and
+     * I6 (bitmaps agree with heads; every free block listed exactly once:
+     * counts match, and the walk is bounded by the physical count). */
+    uint32_t listed = 0;
+    for (uint32_t fl = 0; fl < h->fl_count; fl++) {
+        const uint32_t *row = ROW(h, fl);
+        if (((h->fl_bitmap >> fl) & 1u) != (row[0] != 0))
+            fail(&c, 6, &h->fl_bitmap, h->fl_bitmap ^ (1u << fl), h->fl_bitmap, CE_FAULT_BAD_HEADER);
+        for (uint32_t sl = 0; sl < CE_SL_COUNT; sl++) {
+            uint32_t head = row[1 + sl];
+            if (((row[0] >> sl) & 1u) != (head != 0))
+                fail(&c, 6, &row[0], row[0] ^ (1u << sl), row[0], CE_FAULT_BAD_HEADER);
+            uint32_t prev = 0;
+            for (uint32_t e = head; e != 0; prev = e, e = NEXT(h, e)) {
+                if (++listed > free_count) {
+                    fail(&c, 6, &row[1 + sl], free_count, listed, CE_FAULT_BAD_HEADER);
+                    return false; /* a cycle or a stray block: stop */
+                }
+                if (e < h->first || e >= h->end || (e & 3u) || !(HDR(h, e) & F_FREE)) {
+                    fail(&c, 5, prev ? word(h, prev + 4u) : &row[1 + sl], 0, e, CE_FAULT_BAD_HEADER);
+                    return false;
+                }
+                uint32_t efl, esl;
+                class_of(SIZE_OF(HDR(h, e)), &efl, &esl);
+                if (efl != fl || esl != sl)
+                    fail(&c, 5, word(h, e), (fl << 8) | sl, (efl << 8) | esl, CE_FAULT_BAD_HEADER);
+                if (PREV(h, e) != prev)
+                    fail(&c, 5, word(h, e + 8u), prev, PREV(h, e), CE_FAULT_BAD_HEADER);
+            }
+        }
+    }
+    if (listed != free_count)
+        fail(&c, 6, &h->fl_bitmap, free_count, listed, CE_FAULT_BAD_HEADER);
+    if (ROW(h, h->fl_count)[0] != 0)
+        fail(&c, 11, &ROW(h, h->fl_count)[0], 0, ROW(h, h->fl_count)[0], CE_FAULT_BAD_HEADER);
+    return c.ok;
+}

@@ -1,0 +1,115 @@
+/*
+ * tlsf.h - private interface of capheap's engine: one region, O(1) good-fit
+ * allocation (two-level segregated fit), 32-bit metadata on every build.
+ *
+ * The engine knows nothing above it: it never locks, prints or calls the OS.
+ * It validates what it is given and returns a fault code; the layer above
+ * (src/heap/multi_heap.c) turns a fault into a report. Block layout, the
+ * invariants I1..I12 and the complexity bounds are in docs/design.md and in
+ * the essay at the top of tlsf.c.
+ */
+#ifndef CAPHEAP_CORE_TLSF_H
+#define CAPHEAP_CORE_TLSF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "capheap/config.h"
+
+/* Comprehensive poisoning keeps the interior of every free block filled. */
+#if CAPHEAP_POISONING_COMPREHENSIVE
+#define CE_FREE_FILL 1
+#else
+#define CE_FREE_FILL 0
+#endif
+#define CE_FILL_FREE_BYTE 0xFEu
+
+/* Layout facts are compile-time checks, in C11 and in C99. */
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define CE_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#else
+#define CE_STATIC_ASSERT_CAT2(a, b) a##b
+#define CE_STATIC_ASSERT_CAT(a, b) CE_STATIC_ASSERT_CAT2(a, b)
+#define CE_STATIC_ASSERT(cond, msg) \
+    typedef char CE_STATIC_ASSERT_CAT(ce_static_assert_, __LINE__)[(cond) ? 1 : -1]
+#endif
+
+#define CE_HDR 4u        /* bytes of the header word in front of every block's data */
+#define CE_MIN_BLOCK 16u /* header + next link + prev link + footer */
+#define CE_SL_LOG2 4u    /* 16 second-level lists per first-level class */
+#define CE_SL_COUNT (1u << CE_SL_LOG2)
+#define CE_ROW_WORDS (1u + CE_SL_COUNT) /* per first-level class: SL bitmap, 16 list heads */
+#define CE_FIT_SCAN 8u   /* entries of the request's own size class examined before rounding up */
+
+/* The engine's control structure; it sits at the start of the region. */
+typedef struct ce_heap {
+    union {
+        void *ptr;      /* for the layer above (multi_heap keeps its lock here) */
+        uint64_t pad;   /* same size on 32- and 64-bit builds: identical offsets */
+    } owner;
+    uint32_t magic;       /* CE_MAGIC while the heap is alive */
+    uint32_t first;       /* offset of the first block's header */
+    uint32_t end;         /* offset of the end marker: a used, zero-size header */
+    uint32_t free_bytes;  /* sum of the sizes of all free blocks (I7) */
+    uint32_t min_free;    /* lowest free_bytes since registration or reset */
+    uint32_t max_request; /* capacity of the whole pool as one block: no larger request can succeed */
+    uint32_t overhead;    /* region bytes never allocatable (control, end marker, padding) */
+    uint32_t region_bytes; /* the size registered */
+    uint8_t align_mask;   /* minimum block alignment - 1: 3, 7 or 15 */
+    uint8_t fl_count;     /* first-level classes in use */
+    uint8_t reserved[2];
+    uint32_t fl_bitmap;   /* bit f set iff row f has a non-empty list */
+    uint32_t rows[];      /* fl_count rows of CE_ROW_WORDS, then one zero word (see tlsf.c) */
+} ce_heap_t;
+
+#define CE_MAGIC 0xCA9EA9u
+
+/* What a validation found. */
+typedef enum {
+    CE_OK = 0,
+    CE_FAULT_OUTSIDE,      /* pointer not inside the heap's pool */
+    CE_FAULT_MISALIGNED,   /* pointer inside the pool but not on the heap's alignment */
+    CE_FAULT_DOUBLE_FREE,  /* the block is already free */
+    CE_FAULT_BAD_HEADER,   /* header not a plausible used block: interior pointer or smashed header */
+    CE_FAULT_BAD_NEIGHBOUR /* a physical neighbour does not round-trip: smashed header nearby */
+} ce_fault_kind_t;
+
+typedef struct {
+    ce_fault_kind_t kind;
+    const void *address; /* the word that is wrong */
+    uint32_t expected;
+    uint32_t found;
+    unsigned invariant; /* docs/design.md number */
+} ce_fault_t;
+
+/* Region bytes needed for a heap whose largest block could be block_bytes (for sizing). */
+size_t ce_min_region(size_t align);
+
+/* Build a heap in [mem, mem + bytes). align is 4, 8 or 16; mem 4-aligned. NULL if it cannot hold one block. */
+ce_heap_t *ce_create(void *mem, size_t bytes, size_t align);
+
+/* O(1). (result + offset) % align == 0; align a power of two; offset a multiple of 4. */
+void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset);
+
+/* ce_malloc, ce_free, ce_realloc, ce_validate and ce_block_capacity are static
+ * inline in core/tlsf_ops.h. */
+
+/* Describe why p failed validation (slow path; fills *out). */
+void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out);
+
+/* Largest request ce_malloc() satisfies now (0 if none). O(CE_FIT_SCAN). */
+size_t ce_largest_request(const ce_heap_t *h);
+
+/* Walk blocks in address order: data pointer, capacity, used. Stops when cb returns false.
+ * Stops silently at a corrupt header (run ce_check to find out). */
+typedef bool (*ce_walk_cb)(void *data, size_t capacity, bool used, void *user);
+void ce_walk(const ce_heap_t *h, ce_walk_cb cb, void *user);
+
+/* Full validator: every invariant; calls report for each problem found (may be NULL); returns true iff intact.
+ * used_cb is called on each used block (for canary checks above); it returns false if the block is bad. */
+typedef void (*ce_report_cb)(const ce_fault_t *fault, void *user);
+typedef bool (*ce_used_cb)(void *data, size_t capacity, void *user);
+bool ce_check(const ce_heap_t *h, ce_report_cb report, ce_used_cb used_cb, void *user);
+
+#endif /* CAPHEAP_CORE_TLSF_H */

@@ -1,0 +1,639 @@
+/*
+ * multi_heap.c - ESP-IDF's multi_heap API over the engine (src/core/tlsf.c).
+ *
+ * This layer adds what the engine deliberately lacks: the handle checks (a
+ * NULL heap is never dereferenced), the per-heap lock, poisoning (canaries
+ * and fill patterns, chosen at build time), statistics in ESP-IDF's terms,
+ * and the conversion of every fault the engine or a canary finds into one
+ * report (capheap/report.h) that names address, expected and found value.
+ *
+ * Lock discipline: every function that reads or writes blocks holds the
+ * heap's lock (if one is attached) for exactly its own work, and releases it
+ * before reporting, so an abort handler that longjmps (tests) leaves no lock
+ * held. The heap's state is never changed before a fault is detected: a
+ * rejected free or realloc leaves the heap as it was.
+ *
+ * Poisoning, when on, wraps each block as poison.h draws it. The engine is
+ * asked for size + overhead; free and realloc first let the engine validate
+ * the block (double free, foreign and interior pointers are named as such),
+ * then check the canaries.
+ */
+#include "multi_heap.h"
+
+#include <string.h>
+
+#include "capheap/heap.h"
+#include "capheap/port.h"
+#include "capheap/report.h"
+#include "core/tlsf_ops.h"
+#include "heap/poison.h"
+
+static inline ce_heap_t *E(multi_heap_handle_t heap)
+{
+    return (ce_heap_t *)(void *)heap;
+}
+
+static inline void lock(const ce_heap_t *h)
+{
+    if (h->owner.ptr != NULL)
+        capheap_port_lock_acquire(h->owner.ptr);
+}
+
+static inline void unlock(const ce_heap_t *h)
+{
+    if (h->owner.ptr != NULL)
+        capheap_port_lock_release(h->owner.ptr);
+}
+
+/* ---- reports ----------------------------------------------------------- */
+
+static const char *fault_text(ce_fault_kind_t kind)
+{
+    switch (kind) {
+    case CE_FAULT_OUTSIDE:
+        return "Pointer outside heap";
+    case CE_FAULT_MISALIGNED:
+        return "Misaligned pointer";
+    case CE_FAULT_DOUBLE_FREE:
+        return "Double free";
+    case CE_FAULT_BAD_HEADER:
+        return "Bad block header (interior pointer or smashed header)";
+    case CE_FAULT_BAD_NEIGHBOUR:
+        return "Bad neighbour block header";
+    default:
+        return "Corrupt heap";
+    }
+}
+
+static void report(const char *what, const void *addr, uint32_t expected, uint32_t found,
+                   unsigned invariant, bool print, bool fatal)
+{
+    capheap_report_t r = {what, addr, expected, found, invariant};
+    capheap_report_corruption(&r, print, fatal);
+}
+
+/* Describe and report a pointer the engine rejected; called without the lock. */
+static void report_bad_pointer(const ce_heap_t *h, const void *raw)
+{
+    ce_fault_t f;
+    ce_diagnose(h, raw, &f);
+    report(fault_text(f.kind), f.address, f.expected, f.found, f.invariant, true, true);
+}
+
+/* ---- poisoning --------------------------------------------------------- */
+
+#if POISON_ENABLED
+static inline size_t head_bytes(const ce_heap_t *h)
+{
+    return h->align_mask + 1u > POISON_HEAD_MIN ? h->align_mask + 1u : POISON_HEAD_MIN;
+}
+
+static inline size_t overhead(const ce_heap_t *h)
+{
+    return head_bytes(h) + POISON_TAIL;
+}
+
+static inline uint32_t load32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store32(void *p, uint32_t v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* Write head and tail around the user bytes; return the user pointer. */
+static void *poison_wrap(const ce_heap_t *h, void *raw, size_t size)
+{
+    uint8_t *user = (uint8_t *)raw + head_bytes(h);
+    store32(raw, POISON_HEAD_CANARY);
+    store32((uint8_t *)raw + 4, (uint32_t)size);
+    store32(user + size, POISON_TAIL_CANARY);
+    return user;
+}
+
+/*
+ * Check one used block's canaries (raw = engine data pointer, cap = engine
+ * capacity). Returns true if intact; otherwise reports (fatal or not).
+ */
+static bool poison_check_used(const ce_heap_t *h, const void *raw, size_t cap, bool print,
+                              bool fatal)
+{
+    const uint8_t *r = (const uint8_t *)raw;
+    uint32_t head = load32(r);
+    if (head != POISON_HEAD_CANARY) {
+        report("Bad head", r, POISON_HEAD_CANARY, head, 13, print, fatal);
+        return false;
+    }
+    uint32_t size = load32(r + 4);
+    size_t room = cap - overhead(h);
+    if (size > room) {
+        report("Size", r + 4, (uint32_t)room, size, 13, print, fatal);
+        return false;
+    }
+    const uint8_t *tail = r + head_bytes(h) + size;
+    uint32_t t = load32(tail);
+    if (t != POISON_TAIL_CANARY) {
+        report("Bad tail", tail, POISON_TAIL_CANARY, t, 13, print, fatal);
+        return false;
+    }
+    return true;
+}
+
+#if CAPHEAP_POISONING_COMPREHENSIVE
+/* A block just taken from the free lists must still hold the free fill
+ * (past its old links, before its old footer slot): else someone wrote to
+ * free memory. */
+static bool fill_intact(const void *raw, size_t cap)
+{
+    const uint8_t *r = (const uint8_t *)raw;
+    for (size_t i = 8; i + 4 < cap; i++) {
+        if (r[i] != POISON_FREE_FILL) {
+            size_t at = i & ~(size_t)3;
+            report("Invalid data", r + at, 0xFEFEFEFEu, load32(r + at), 9, true, true);
+            return false;
+        }
+    }
+    return true;
+}
+#endif
+
+/* Engine allocation already made (raw, under the lock): verify and wrap. */
+static void *poison_new(const ce_heap_t *h, void *raw, size_t size)
+{
+    if (raw == NULL)
+        return NULL;
+#if CAPHEAP_POISONING_COMPREHENSIVE
+    size_t cap = ce_block_capacity(h, raw);
+    if (!fill_intact(raw, cap))
+        return NULL; /* not reached: the report aborts */
+    memset(raw, POISON_MALLOC_FILL, cap);
+#endif
+    return poison_wrap(h, raw, size);
+}
+#endif /* POISON_ENABLED */
+
+size_t capheap_poison_overhead(void)
+{
+#if POISON_ENABLED
+    return POISON_HEAD_MIN + POISON_TAIL;
+#else
+    return 0;
+#endif
+}
+
+size_t capheap_heap_poison_overhead(multi_heap_handle_t heap)
+{
+#if POISON_ENABLED
+    return heap == NULL ? 0 : overhead(E(heap));
+#else
+    (void)heap;
+    return 0;
+#endif
+}
+
+/* Bytes the engine must provide for a user request; 0 if it would overflow. */
+static inline size_t engine_size(const ce_heap_t *h, size_t size)
+{
+#if POISON_ENABLED
+    size_t ov = overhead(h);
+    return (size == 0 || size > SIZE_MAX - ov) ? 0 : size + ov;
+#else
+    (void)h;
+    return size;
+#endif
+}
+
+/* Engine data pointer of a user pointer. */
+static inline void *raw_of(const ce_heap_t *h, void *p)
+{
+#if POISON_ENABLED
+    return (uint8_t *)p - head_bytes(h);
+#else
+    (void)h;
+    return p;
+#endif
+}
+
+/* Statistics in the user's terms: one poison overhead less, clamped. */
+static inline size_t user_bytes(const ce_heap_t *h, size_t raw)
+{
+#if POISON_ENABLED
+    size_t ov = overhead(h);
+    return raw > ov ? raw - ov : 0;
+#else
+    (void)h;
+    return raw;
+#endif
+}
+
+/* ---- registration and lock --------------------------------------------- */
+
+multi_heap_handle_t capheap_heap_register(void *start, size_t size,
+                                          const capheap_heap_options_t *options)
+{
+    size_t align = (options == NULL || options->alignment == 0) ? 4 : options->alignment;
+    ce_heap_t *h = ce_create(start, size, align);
+    if (h == NULL)
+        return NULL;
+    h->owner.ptr = NULL;
+    return (multi_heap_handle_t)(void *)h;
+}
+
+multi_heap_handle_t multi_heap_register(void *start, size_t size)
+{
+    return capheap_heap_register(start, size, NULL);
+}
+
+size_t capheap_heap_alignment(multi_heap_handle_t heap)
+{
+    return heap == NULL ? 0 : (size_t)E(heap)->align_mask + 1u;
+}
+
+size_t capheap_heap_overhead(multi_heap_handle_t heap)
+{
+    return heap == NULL ? 0 : E(heap)->overhead;
+}
+
+size_t capheap_heap_min_region_size(size_t alignment)
+{
+    if (alignment == 0)
+        alignment = 4;
+    if (alignment != 4 && alignment != 8 && alignment != 16)
+        return 0;
+    return ce_min_region(alignment);
+}
+
+void multi_heap_set_lock(multi_heap_handle_t heap, void *lock_object)
+{
+    if (heap != NULL)
+        E(heap)->owner.ptr = lock_object;
+}
+
+/* ---- allocation -------------------------------------------------------- */
+
+void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
+{
+    if (heap == NULL)
+        return NULL;
+    ce_heap_t *h = E(heap);
+    lock(h);
+#if POISON_ENABLED
+    size_t n = engine_size(h, size);
+    void *p = n == 0 ? NULL : poison_new(h, ce_malloc(h, n), size);
+#else
+    void *p = ce_malloc(h, size);
+#endif
+    unlock(h);
+    return p;
+}
+
+void *multi_heap_aligned_alloc_offs(multi_heap_handle_t heap, size_t size, size_t alignment,
+                                    size_t offset)
+{
+    if (heap == NULL || offset > SIZE_MAX - 3u)
+        return NULL;
+    ce_heap_t *h = E(heap);
+    size_t n = engine_size(h, size);
+    offset = (offset + 3u) & ~(size_t)3u; /* as ESP-IDF: the offset counts in words */
+#if POISON_ENABLED
+    if (offset > SIZE_MAX - head_bytes(h))
+        return NULL;
+    offset += head_bytes(h); /* the engine aligns raw + head + offset */
+#endif
+    if (n == 0)
+        return NULL;
+    lock(h);
+    void *raw = ce_memalign(h, n, alignment, offset);
+#if POISON_ENABLED
+    void *p = poison_new(h, raw, size);
+#else
+    void *p = raw;
+#endif
+    unlock(h);
+    return p;
+}
+
+void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t alignment)
+{
+    return multi_heap_aligned_alloc_offs(heap, size, alignment, 0);
+}
+
+/* Validate p (under the lock); on a fault release the lock, report, and return false. */
+static bool accept(ce_heap_t *h, void *p)
+{
+    void *raw = raw_of(h, p);
+    if (ce_validate(h, raw) != CE_OK) {
+        unlock(h);
+        report_bad_pointer(h, raw);
+        return false;
+    }
+#if POISON_ENABLED
+    if (!poison_check_used(h, raw, ce_block_capacity(h, raw), false, false)) {
+        capheap_report_t r = capheap_last_report();
+        unlock(h);
+        capheap_report_corruption(&r, true, true);
+        return false;
+    }
+#endif
+    return true;
+}
+
+void multi_heap_free(multi_heap_handle_t heap, void *p)
+{
+    if (heap == NULL || p == NULL)
+        return;
+    ce_heap_t *h = E(heap);
+    lock(h);
+#if POISON_ENABLED
+    if (!accept(h, p))
+        return;
+    void *raw = raw_of(h, p);
+    store32(raw, ~POISON_HEAD_CANARY); /* a stale pointer no longer looks allocated */
+    (void)ce_free(h, raw);             /* validated above; comprehensive: the engine fills */
+    unlock(h);
+#else
+    ce_fault_kind_t f = ce_free(h, p);
+    unlock(h);
+    if (f != CE_OK)
+        report_bad_pointer(h, p);
+#endif
+}
+
+void multi_heap_aligned_free(multi_heap_handle_t heap, void *p)
+{
+    multi_heap_free(heap, p);
+}
+
+void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
+{
+    if (heap == NULL)
+        return NULL;
+    if (p == NULL)
+        return multi_heap_malloc(heap, size);
+    if (size == 0) {
+        multi_heap_free(heap, p); /* frees and credits, unlike ESP-IDF (docs/compat.md) */
+        return NULL;
+    }
+    ce_heap_t *h = E(heap);
+    size_t n = engine_size(h, size);
+    lock(h);
+#if POISON_ENABLED
+    if (!accept(h, p))
+        return NULL;
+    void *raw = raw_of(h, p);
+    if (n == 0) {
+        unlock(h);
+        return NULL;
+    }
+    size_t old = load32((uint8_t *)raw + 4);
+#if CAPHEAP_POISONING_COMPREHENSIVE
+    /* Always move (as ESP-IDF): every new byte is checked as free fill first. */
+    void *q = poison_new(h, ce_malloc(h, n), size);
+    if (q != NULL) {
+        memcpy(q, p, old < size ? old : size);
+        store32(raw, ~POISON_HEAD_CANARY);
+        (void)ce_free(h, raw);
+    }
+#else
+    ce_fault_kind_t f;
+    void *nraw = ce_realloc(h, raw, n, &f);
+    void *q = nraw == NULL ? NULL : poison_wrap(h, nraw, size);
+    (void)old;
+#endif
+    unlock(h);
+    return q;
+#else
+    ce_fault_kind_t f = CE_OK;
+    void *q = ce_realloc(h, p, n, &f);
+    unlock(h);
+    if (f != CE_OK)
+        report_bad_pointer(h, p);
+    return q;
+#endif
+}
+
+/* ---- per-block queries ------------------------------------------------- */
+
+size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
+{
+    if (heap == NULL || p == NULL)
+        return 0;
+    ce_heap_t *h = E(heap);
+    lock(h);
+    if (!accept(h, p))
+        return 0;
+    size_t cap = ce_block_capacity(h, raw_of(h, p));
+    unlock(h);
+    return cap;
+}
+
+size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p)
+{
+    if (heap == NULL || p == NULL)
+        return 0;
+    return user_bytes(E(heap), multi_heap_get_full_block_size(heap, p));
+}
+
+/* ---- counters ---------------------------------------------------------- */
+
+size_t multi_heap_free_size(multi_heap_handle_t heap)
+{
+    return heap == NULL ? 0 : user_bytes(E(heap), E(heap)->free_bytes);
+}
+
+size_t multi_heap_minimum_free_size(multi_heap_handle_t heap)
+{
+    return heap == NULL ? 0 : user_bytes(E(heap), E(heap)->min_free);
+}
+
+size_t multi_heap_reset_minimum_free_bytes(multi_heap_handle_t heap)
+{
+    if (heap == NULL)
+        return 0;
+    ce_heap_t *h = E(heap);
+    lock(h);
+    size_t old = user_bytes(h, h->min_free);
+    h->min_free = h->free_bytes;
+    unlock(h);
+    return old;
+}
+
+void multi_heap_restore_minimum_free_bytes(multi_heap_handle_t heap,
+                                           const size_t new_minimum_free_bytes_value)
+{
+    if (heap == NULL)
+        return;
+    ce_heap_t *h = E(heap);
+    lock(h);
+    /* The caller speaks in user bytes (one poison overhead less): convert back. */
+#if POISON_ENABLED
+    size_t raw = new_minimum_free_bytes_value + overhead(h);
+#else
+    size_t raw = new_minimum_free_bytes_value;
+#endif
+    if (raw < h->min_free)
+        h->min_free = (uint32_t)raw;
+    unlock(h);
+}
+
+/* ---- walks: info, walk, dump, containing block ------------------------- */
+
+typedef struct {
+    const ce_heap_t *h;
+    multi_heap_info_t *info;
+} info_ctx_t;
+
+static bool info_cb(void *data, size_t capacity, bool used, void *user)
+{
+    info_ctx_t *c = user;
+    (void)data;
+    if (used) {
+        c->info->allocated_blocks++;
+        c->info->total_allocated_bytes += user_bytes(c->h, capacity);
+    } else {
+        c->info->free_blocks++;
+    }
+    c->info->total_blocks++;
+    return true;
+}
+
+void multi_heap_get_info(multi_heap_handle_t heap, multi_heap_info_t *info)
+{
+    if (info == NULL)
+        return;
+    memset(info, 0, sizeof *info);
+    if (heap == NULL)
+        return;
+    ce_heap_t *h = E(heap);
+    info_ctx_t c = {h, info};
+    lock(h);
+    ce_walk(h, info_cb, &c);
+    info->total_free_bytes = user_bytes(h, h->free_bytes);
+    info->minimum_free_bytes = user_bytes(h, h->min_free);
+#if POISON_ENABLED
+    size_t largest = ce_largest_request(h);
+    info->largest_free_block = largest > overhead(h) ? largest - overhead(h) : 0;
+#else
+    info->largest_free_block = ce_largest_request(h);
+#endif
+    unlock(h);
+}
+
+typedef struct {
+    multi_heap_walker_cb_t fn;
+    void *user;
+} walk_ctx_t;
+
+static bool walk_cb(void *data, size_t capacity, bool used, void *user)
+{
+    walk_ctx_t *c = user;
+    return c->fn(data, capacity, used ? 1 : 0, c->user);
+}
+
+void multi_heap_walk(multi_heap_handle_t heap, multi_heap_walker_cb_t walker_func, void *user_data)
+{
+    if (heap == NULL || walker_func == NULL)
+        return;
+    ce_heap_t *h = E(heap);
+    walk_ctx_t c = {walker_func, user_data};
+    lock(h);
+    ce_walk(h, walk_cb, &c);
+    unlock(h);
+}
+
+static bool dump_cb(void *data, size_t capacity, bool used, void *user)
+{
+    (void)user;
+    capheap_printf("Block %p data, size: %zu bytes, Free: %s\n", data, capacity, used ? "No" : "Yes");
+    return true;
+}
+
+void multi_heap_dump(multi_heap_handle_t heap)
+{
+    if (heap == NULL)
+        return;
+    ce_heap_t *h = E(heap);
+    lock(h);
+    capheap_printf("Showing data for heap: %p\n", (void *)heap);
+    ce_walk(h, dump_cb, NULL);
+    unlock(h);
+}
+
+typedef struct {
+    const ce_heap_t *h;
+    uintptr_t target;
+    void *found;
+} find_ctx_t;
+
+static bool find_cb(void *data, size_t capacity, bool used, void *user)
+{
+    find_ctx_t *c = user;
+    uintptr_t d = (uintptr_t)data;
+    if (c->target < d)
+        return false; /* blocks are in address order: it was in a header */
+    if (c->target - d < capacity) {
+        if (used) {
+#if POISON_ENABLED
+            c->found = (uint8_t *)data + head_bytes(c->h);
+#else
+            c->found = data;
+#endif
+        }
+        return false;
+    }
+    return true;
+}
+
+void *multi_heap_find_containing_block(multi_heap_handle_t heap, void *ptr)
+{
+    if (heap == NULL || ptr == NULL)
+        return NULL;
+    ce_heap_t *h = E(heap);
+    find_ctx_t c = {h, (uintptr_t)ptr, NULL};
+    lock(h);
+    ce_walk(h, find_cb, &c);
+    unlock(h);
+    return c.found;
+}
+
+/* ---- check ------------------------------------------------------------- */
+
+typedef struct {
+    const ce_heap_t *h;
+    bool print;
+} check_ctx_t;
+
+static void check_report_cb(const ce_fault_t *f, void *user)
+{
+    const check_ctx_t *c = user;
+    report(f->invariant == 9 ? "Invalid data" : "Broken invariant", f->address, f->expected, f->found,
+           f->invariant, c->print, false);
+}
+
+#if POISON_ENABLED
+static bool check_used_cb(void *data, size_t capacity, void *user)
+{
+    const check_ctx_t *c = user;
+    return poison_check_used(c->h, data, capacity, c->print, false);
+}
+#endif
+
+bool multi_heap_check(multi_heap_handle_t heap, bool print_errors)
+{
+    if (heap == NULL)
+        return false;
+    ce_heap_t *h = E(heap);
+    check_ctx_t c = {h, print_errors};
+    lock(h);
+#if POISON_ENABLED
+    bool ok = ce_check(h, check_report_cb, check_used_cb, &c);
+#else
+    bool ok = ce_check(h, check_report_cb, NULL, &c);
+#endif
+    unlock(h);
+    return ok;
+}

@@ -1,0 +1,38 @@
+/*
+ * port_baremetal.c - the bare-metal port: no OS, no stdio.
+ *
+ * Every primitive is a weak definition a firmware overrides with its own:
+ * the lock (for example an interrupt mask, which also makes the heap safe to
+ * use from ISRs), the text sink (a UART), and abort (a reset or fault
+ * handler). The defaults: no locking, output dropped, abort spins forever.
+ */
+#include "capheap/port.h"
+
+#if defined(__GNUC__)
+#define CAPHEAP_WEAK __attribute__((weak))
+#else
+#define CAPHEAP_WEAK
+#endif
+
+CAPHEAP_WEAK void capheap_port_lock_acquire(void *lock)
+{
+    (void)lock;
+}
+
+CAPHEAP_WEAK void capheap_port_lock_release(void *lock)
+{
+    (void)lock;
+}
+
+CAPHEAP_WEAK void capheap_port_write(const char *text, size_t len)
+{
+    (void)text;
+    (void)len;
+}
+
+CAPHEAP_WEAK void capheap_port_abort(const char *reason)
+{
+    (void)reason;
+    for (;;) {
+    }
+}
