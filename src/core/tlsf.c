@@ -50,7 +50,8 @@
  */
 #include "core/tlsf_ops.h"
 
-ce_fault_kind_t ce_classify_free(const ce_heap_t *h, uint32_t b, uint32_t hdr)
+/* A pointer whose header says "free": a double free or a wild pointer. */
+static ce_fault_kind_t classify_free(const ce_heap_t *h, uint32_t b, uint32_t hdr)
 {
     /* A real free block (its footer names it), or one a neighbour absorbed
      * (the footer names a free block that covers it): a double free.
@@ -66,6 +67,26 @@ ce_fault_kind_t ce_classify_free(const ce_heap_t *h, uint32_t b, uint32_t hdr)
             return CE_FAULT_DOUBLE_FREE;
     }
     return CE_FAULT_BAD_HEADER;
+}
+
+ce_fault_kind_t ce_validate(const ce_heap_t *h, const void *p)
+{
+    uint32_t a = h->align_mask;
+    uintptr_t off = (uintptr_t)p - (uintptr_t)h;
+    if (off - (h->first + CE_HDR) > (uintptr_t)(h->max_request - (CE_MIN_BLOCK - CE_HDR)))
+        return CE_FAULT_OUTSIDE;
+    if ((uintptr_t)p & a)
+        return CE_FAULT_MISALIGNED;
+    uint32_t b = (uint32_t)off - CE_HDR;
+    uint32_t hdr = HDR(h, b);
+    if (hdr & F_FREE)
+        return classify_free(h, b, hdr);
+    uint32_t s = SIZE_OF(hdr);
+    if (s - CE_MIN_BLOCK > h->end - b - CE_MIN_BLOCK || (s & a))
+        return CE_FAULT_BAD_HEADER;
+    if (!ce_valid(h, p))
+        return CE_FAULT_BAD_NEIGHBOUR; /* the remaining checks are all about neighbours */
+    return CE_OK;
 }
 
 void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out)

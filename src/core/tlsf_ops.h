@@ -41,11 +41,19 @@ CE_STATIC_ASSERT(CE_SL_COUNT <= 32, "second-level bitmap is one word");
 
 CE_INLINE uint32_t *word(const ce_heap_t *h, uint32_t off)
 {
-    return (uint32_t *)(void *)((char *)(uintptr_t)h + off);
+    return (uint32_t *)(void *)((char *)(uintptr_t)h + (size_t)off);
+}
+/* The word at b + s. Offsets add as size_t, so the compiler folds them into
+ * one address (32-bit wrap-around never occurs: b + s <= end). */
+CE_INLINE uint32_t *word2(const ce_heap_t *h, uint32_t b, uint32_t s)
+{
+    return (uint32_t *)(void *)((char *)(uintptr_t)h + (size_t)b + (size_t)s);
 }
 #define HDR(h, b) (*word((h), (b)))
-#define NEXT(h, b) (*word((h), (b) + 4u))
-#define PREV(h, b) (*word((h), (b) + 8u))
+#define NEXT(h, b) (word((h), (b))[1])
+#define PREV(h, b) (word((h), (b))[2])
+#define HDR2(h, b, s) (*word2((h), (b), (s)))         /* header of the block after [b, b + s) */
+#define FOOTER(h, b, s) (word2((h), (b), (s))[-1])    /* last word of [b, b + s) */
 #define SIZE_OF(hdr) ((hdr) & ~F_MASK)
 
 CE_INLINE uint32_t off_of(const ce_heap_t *h, const void *p)
@@ -224,8 +232,8 @@ CE_INLINE void note_used(ce_heap_t *h, uint32_t bytes)
 CE_INLINE void make_free(ce_heap_t *h, uint32_t b, uint32_t s)
 {
     HDR(h, b) = s | F_FREE; /* a free block's predecessor is always used (I3) */
-    *word(h, b + s - 4u) = b;
-    HDR(h, b + s) |= F_PREV_FREE;
+    FOOTER(h, b, s) = b;
+    HDR2(h, b, s) |= F_PREV_FREE;
     list_insert(h, b, s);
 }
 
@@ -241,12 +249,12 @@ CE_INLINE void *use_block(ce_heap_t *h, uint32_t b, uint32_t n)
         HDR(h, b) = n;
         uint32_t r = b + n;
         HDR(h, r) = rest | F_FREE;
-        *word(h, r + rest - 4u) = r; /* the next block's PF bit stays set */
+        FOOTER(h, r, rest) = r; /* the next block's PF bit stays set */
         list_insert(h, r, rest);
     } else {
         n = s;
         HDR(h, b) = s;
-        HDR(h, b + s) &= ~F_PREV_FREE;
+        HDR2(h, b, s) &= ~F_PREV_FREE;
     }
     note_used(h, n);
     return data_of(h, b);
@@ -267,7 +275,7 @@ CE_INLINE void fill_free(ce_heap_t *h, uint32_t from, uint32_t bytes)
 CE_INLINE void release(ce_heap_t *h, uint32_t b, uint32_t s, uint32_t hdr)
 {
     uint32_t nx = b + s;
-    uint32_t nh = HDR(h, nx);
+    uint32_t nh = HDR2(h, b, s);
     if (nh & F_FREE) {
         uint32_t ns = SIZE_OF(nh);
         list_remove(h, nx, ns);
@@ -277,8 +285,8 @@ CE_INLINE void release(ce_heap_t *h, uint32_t b, uint32_t s, uint32_t hdr)
         s += ns;
     }
     if (hdr & F_PREV_FREE) {
-        uint32_t pb = *word(h, b - 4u);
-        uint32_t ps = SIZE_OF(HDR(h, pb));
+        uint32_t pb = word(h, b)[-1];
+        uint32_t ps = b - pb; /* validated: pb's header says exactly this */
         list_remove(h, pb, ps);
 #if CE_FREE_FILL
         fill_free(h, b - 4u, 16u); /* its footer, our header and links */
@@ -291,43 +299,52 @@ CE_INLINE void release(ce_heap_t *h, uint32_t b, uint32_t s, uint32_t hdr)
 
 /* ---- validation (the cheap tier, on every free and realloc) ------------- */
 
-/* A pointer whose header says "free": a double free or a wild pointer (tlsf.c). */
-ce_fault_kind_t ce_classify_free(const ce_heap_t *h, uint32_t b, uint32_t hdr);
-
-CE_INLINE ce_fault_kind_t ce_validate(const ce_heap_t *h, const void *p)
+/*
+ * The cheap tier, run on every free and realloc: is p the data pointer of a
+ * used block of h? Checks, in order: inside the pool, on the heap's
+ * alignment, header not free (double free), size inside the pool, the next
+ * block agrees that we are used, and a free neighbour (about to be merged)
+ * round-trips: the next one's footer names it, the previous one's header
+ * ends exactly here. A pointer into the middle of a block fails one of these
+ * unless its bytes happen to forge a consistent header and neighbour.
+ * Returns CE_OK or CE_FAULT_BAD_HEADER; ce_diagnose() (tlsf.c) names the
+ * exact fault on the slow path.
+ */
+CE_INLINE bool ce_valid(const ce_heap_t *h, const void *p)
 {
     uint32_t a = h->align_mask;
     uintptr_t off = (uintptr_t)p - (uintptr_t)h;
-    /* one unsigned compare: below the first block's data wraps around */
-    if (off - (h->first + CE_HDR) >= (uintptr_t)(h->end - h->first - CE_HDR))
-        return CE_FAULT_OUTSIDE;
+    /* Data of a real block lies in [first + 4, end - 12]: one unsigned compare
+     * (below the range wraps around). */
+    if (off - (h->first + CE_HDR) > (uintptr_t)(h->max_request - (CE_MIN_BLOCK - CE_HDR)))
+        return false;
     if ((uintptr_t)p & a)
-        return CE_FAULT_MISALIGNED;
+        return false;
     uint32_t b = (uint32_t)off - CE_HDR;
     uint32_t hdr = HDR(h, b);
     if (hdr & F_FREE)
-        return ce_classify_free(h, b, hdr);
-    uint32_t s = SIZE_OF(hdr);
-    if (s < CE_MIN_BLOCK || (s & a) || s > h->end - b)
-        return CE_FAULT_BAD_HEADER;
-    /* Round trips: the next block must know we are used, and a free
-     * neighbour must end (footer) or start (predecessor) exactly here. */
-    uint32_t nb = b + s;
-    uint32_t nh = HDR(h, nb);
+        return false;
+    uint32_t s = hdr & ~F_PREV_FREE;
+    if (s - CE_MIN_BLOCK > h->end - b - CE_MIN_BLOCK)
+        return false;
+    uint32_t nh = HDR2(h, b, s);
     if (nh & F_PREV_FREE)
-        return CE_FAULT_BAD_NEIGHBOUR;
+        return false;
     if (nh & F_FREE) {
-        uint32_t ns = SIZE_OF(nh);
-        if (ns < CE_MIN_BLOCK || ns > h->end - nb || *word(h, nb + ns - 4u) != nb)
-            return CE_FAULT_BAD_NEIGHBOUR;
+        uint32_t ns = nh & ~F_FREE; /* its PF bit is clear: checked above */
+        if (ns - CE_MIN_BLOCK > h->end - b - s - CE_MIN_BLOCK || FOOTER(h, b + s, ns) != b + s)
+            return false;
     }
     if (hdr & F_PREV_FREE) {
-        uint32_t pb = *word(h, b - 4u);
-        if (pb < h->first || pb >= b || (pb & 3u) || HDR(h, pb) != ((b - pb) | F_FREE))
-            return CE_FAULT_BAD_NEIGHBOUR;
+        uint32_t pb = word(h, b)[-1];
+        if (pb < h->first || pb > b - CE_MIN_BLOCK || (pb & 3u) || HDR(h, pb) != ((b - pb) | F_FREE))
+            return false;
     }
-    return CE_OK;
+    return true;
 }
+
+/* The fault ce_valid() rejected, named precisely (slow path, tlsf.c). */
+ce_fault_kind_t ce_validate(const ce_heap_t *h, const void *p);
 
 /* ---- the O(1) operations ----------------------------------------------- */
 
@@ -352,25 +369,68 @@ CE_INLINE void *ce_malloc(ce_heap_t *h, size_t size)
     return use_block(h, b, n);
 }
 
+/*
+ * free: the checks of ce_valid() fused with the merge that needs the same
+ * words, every check before the first write, so a rejected pointer changes
+ * nothing. Returns CE_OK, or CE_FAULT_BAD_HEADER (ce_validate() says which).
+ */
 CE_INLINE ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
 {
-    ce_fault_kind_t f = ce_validate(h, p);
-    if (f != CE_OK)
-        return f;
-    uint32_t b = off_of(h, p) - CE_HDR;
+    uint32_t first = h->first, end = h->end;
+    uintptr_t off = (uintptr_t)p - (uintptr_t)h;
+    if (off - (first + CE_HDR) > (uintptr_t)(end - first - CE_MIN_BLOCK) || ((uintptr_t)p & h->align_mask))
+        return CE_FAULT_BAD_HEADER;
+    uint32_t b = (uint32_t)off - CE_HDR;
     uint32_t hdr = HDR(h, b);
-    uint32_t s = SIZE_OF(hdr);
-    h->free_bytes += s;
+    if (hdr & F_FREE)
+        return CE_FAULT_BAD_HEADER;
+    uint32_t s = hdr & ~F_PREV_FREE;
+    uint32_t room = end - b; /* >= CE_MIN_BLOCK by the range check */
+    if (s - CE_MIN_BLOCK > room - CE_MIN_BLOCK)
+        return CE_FAULT_BAD_HEADER;
+    uint32_t nh = HDR2(h, b, s);
+    if (nh & F_PREV_FREE)
+        return CE_FAULT_BAD_HEADER;
+    uint32_t pb = 0;
+    if (hdr & F_PREV_FREE) {
+        pb = word(h, b)[-1];
+        if (pb < first || pb > b - CE_MIN_BLOCK || (pb & 3u) || HDR(h, pb) != ((b - pb) | F_FREE))
+            return CE_FAULT_BAD_HEADER;
+    }
+    uint32_t ns = 0;
+    if (nh & F_FREE) {
+        ns = nh & ~F_FREE;
+        if (ns - CE_MIN_BLOCK > room - s - CE_MIN_BLOCK || FOOTER(h, b + s, ns) != b + s)
+            return CE_FAULT_BAD_HEADER;
+    }
+    /* Accepted: from here on the heap changes. */
+    uint32_t freed = s;
 #if CE_FREE_FILL
     fill_free(h, b + CE_HDR, s - CE_HDR);
 #endif
-    release(h, b, s, hdr);
+    if (ns != 0) {
+        list_remove(h, b + s, ns);
+#if CE_FREE_FILL
+        fill_free(h, b + s - 4u, 16u); /* our footer slot, its header and links */
+#endif
+        s += ns;
+    }
+    if (pb != 0) {
+        list_remove(h, pb, b - pb);
+#if CE_FREE_FILL
+        fill_free(h, b - 4u, 16u); /* its footer, our header and links */
+#endif
+        s += b - pb;
+        b = pb;
+    }
+    make_free(h, b, s);
+    h->free_bytes += freed;
     return CE_OK;
 }
 
 CE_INLINE void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fault)
 {
-    *fault = ce_validate(h, p);
+    *fault = ce_valid(h, p) ? CE_OK : CE_FAULT_BAD_HEADER;
     if (*fault != CE_OK || size - 1u >= h->max_request)
         return NULL;
     uint32_t b = off_of(h, p) - CE_HDR;
@@ -392,7 +452,7 @@ CE_INLINE void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *
         return p;
     }
     uint32_t nb = b + s;
-    uint32_t nh = HDR(h, nb);
+    uint32_t nh = HDR2(h, b, s);
     if ((nh & F_FREE) && s + SIZE_OF(nh) >= n) {
         /* Grow into the free successor. */
         uint32_t ns = SIZE_OF(nh);
@@ -403,12 +463,12 @@ CE_INLINE void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *
             HDR(h, b) = n | pf;
             uint32_t r = b + n;
             HDR(h, r) = rest | F_FREE;
-            *word(h, r + rest - 4u) = r;
+            FOOTER(h, r, rest) = r;
             list_insert(h, r, rest); /* the block after keeps its PF bit */
         } else {
             n = total;
             HDR(h, b) = total | pf;
-            HDR(h, b + total) &= ~F_PREV_FREE;
+            HDR2(h, b, total) &= ~F_PREV_FREE;
         }
         note_used(h, n - s);
         return p;

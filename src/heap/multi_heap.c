@@ -72,14 +72,6 @@ static void report(const char *what, const void *addr, uint32_t expected, uint32
     capheap_report_corruption(&r, print, fatal);
 }
 
-/* Describe and report a pointer the engine rejected; called without the lock. */
-static void report_bad_pointer(const ce_heap_t *h, const void *raw)
-{
-    ce_fault_t f;
-    ce_diagnose(h, raw, &f);
-    report(fault_text(f.kind), f.address, f.expected, f.found, f.invariant, true, true);
-}
-
 /* ---- poisoning --------------------------------------------------------- */
 
 #if POISON_ENABLED
@@ -275,20 +267,48 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock_object)
 
 /* ---- allocation -------------------------------------------------------- */
 
+/*
+ * malloc, free and realloc each have a body compiled twice: straight into the
+ * API function for heaps without a lock (a leaf with no calls, so no saved
+ * registers: about 20 instructions less per call) and into a *_locked
+ * function that brackets it with the lock. Rejected pointers go to a cold
+ * function that describes the fault under the lock and reports it after
+ * releasing it.
+ */
+#if defined(__GNUC__)
+#define MH_NOINLINE __attribute__((noinline))
+#define MH_COLD __attribute__((noinline, cold))
+#else
+#define MH_NOINLINE
+#define MH_COLD
+#endif
+
+CE_INLINE void *malloc_body(ce_heap_t *h, size_t size)
+{
+#if POISON_ENABLED
+    size_t n = engine_size(h, size);
+    return n == 0 ? NULL : poison_new(h, ce_malloc(h, n), size);
+#else
+    return ce_malloc(h, size);
+#endif
+}
+
+static MH_NOINLINE void *malloc_locked(ce_heap_t *h, size_t size)
+{
+    lock(h);
+    void *p = malloc_body(h, size);
+    unlock(h);
+    return p;
+}
+
 void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
 {
     if (heap == NULL)
         return NULL;
     ce_heap_t *h = E(heap);
-    lock(h);
-#if POISON_ENABLED
-    size_t n = engine_size(h, size);
-    void *p = n == 0 ? NULL : poison_new(h, ce_malloc(h, n), size);
-#else
-    void *p = ce_malloc(h, size);
-#endif
-    unlock(h);
-    return p;
+    if (h->owner.ptr != NULL)
+        return malloc_locked(h, size);
+    return malloc_body(h, size);
 }
 
 void *multi_heap_aligned_alloc_offs(multi_heap_handle_t heap, size_t size, size_t alignment,
@@ -322,24 +342,65 @@ void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t ali
     return multi_heap_aligned_alloc_offs(heap, size, alignment, 0);
 }
 
-/* Validate p (under the lock); on a fault release the lock, report, and return false. */
-static bool accept(ce_heap_t *h, void *p)
+/* Is p a live block of h, canaries intact? Under the lock; changes nothing. */
+CE_INLINE bool accepted(const ce_heap_t *h, void *p)
 {
     void *raw = raw_of(h, p);
-    if (ce_validate(h, raw) != CE_OK) {
-        unlock(h);
-        report_bad_pointer(h, raw);
+    if (!ce_valid(h, raw))
         return false;
-    }
 #if POISON_ENABLED
-    if (!poison_check_used(h, raw, ce_block_capacity(h, raw), false, false)) {
-        capheap_report_t r = capheap_last_report();
-        unlock(h);
-        capheap_report_corruption(&r, true, true);
+    if (!poison_check_used(h, raw, ce_block_capacity(h, raw), false, false))
         return false;
-    }
 #endif
     return true;
+}
+
+/* p was rejected: say why (under the lock), then report (after it). */
+static MH_COLD void reject(ce_heap_t *h, void *p)
+{
+    capheap_report_t r = {"Corrupt heap", p, 0, 0, 0};
+    lock(h);
+    void *raw = raw_of(h, p);
+    ce_fault_t f;
+    ce_diagnose(h, raw, &f);
+    if (f.kind != CE_OK) {
+        r.what = fault_text(f.kind);
+        r.address = f.address;
+        r.expected = f.expected;
+        r.found = f.found;
+        r.invariant = f.invariant;
+    }
+#if POISON_ENABLED
+    else if (!poison_check_used(h, raw, ce_block_capacity(h, raw), false, false)) {
+        r = capheap_last_report();
+    }
+#endif
+    unlock(h);
+    capheap_report_corruption(&r, true, true);
+}
+
+/* Returns false (nothing changed) if p is not a live block of h. */
+CE_INLINE bool free_body(ce_heap_t *h, void *p)
+{
+#if POISON_ENABLED
+    if (!accepted(h, p))
+        return false;
+    void *raw = raw_of(h, p);
+    store32(raw, ~POISON_HEAD_CANARY); /* a stale pointer no longer looks allocated */
+    (void)ce_free(h, raw);             /* validated above; comprehensive: the engine fills */
+    return true;
+#else
+    return ce_free(h, p) == CE_OK;
+#endif
+}
+
+static MH_NOINLINE void free_locked(ce_heap_t *h, void *p)
+{
+    lock(h);
+    bool ok = free_body(h, p);
+    unlock(h);
+    if (!ok)
+        reject(h, p);
 }
 
 void multi_heap_free(multi_heap_handle_t heap, void *p)
@@ -347,25 +408,60 @@ void multi_heap_free(multi_heap_handle_t heap, void *p)
     if (heap == NULL || p == NULL)
         return;
     ce_heap_t *h = E(heap);
-    lock(h);
-#if POISON_ENABLED
-    if (!accept(h, p))
+    if (h->owner.ptr != NULL) {
+        free_locked(h, p);
         return;
-    void *raw = raw_of(h, p);
-    store32(raw, ~POISON_HEAD_CANARY); /* a stale pointer no longer looks allocated */
-    (void)ce_free(h, raw);             /* validated above; comprehensive: the engine fills */
-    unlock(h);
-#else
-    ce_fault_kind_t f = ce_free(h, p);
-    unlock(h);
-    if (f != CE_OK)
-        report_bad_pointer(h, p);
-#endif
+    }
+    if (!free_body(h, p))
+        reject(h, p);
 }
 
 void multi_heap_aligned_free(multi_heap_handle_t heap, void *p)
 {
     multi_heap_free(heap, p);
+}
+
+/* realloc of a non-NULL p to size > 0. *ok is false iff p was rejected. */
+CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok)
+{
+    size_t n = engine_size(h, size);
+#if POISON_ENABLED
+    *ok = accepted(h, p);
+    if (!*ok || n == 0)
+        return NULL;
+    void *raw = raw_of(h, p);
+#if CAPHEAP_POISONING_COMPREHENSIVE
+    /* Always move (as ESP-IDF): every new byte is checked as free fill first. */
+    size_t old = load32((uint8_t *)raw + 4);
+    void *q = poison_new(h, ce_malloc(h, n), size);
+    if (q != NULL) {
+        memcpy(q, p, old < size ? old : size);
+        store32(raw, ~POISON_HEAD_CANARY);
+        (void)ce_free(h, raw);
+    }
+    return q;
+#else
+    ce_fault_kind_t f;
+    void *nraw = ce_realloc(h, raw, n, &f);
+    return nraw == NULL ? NULL : poison_wrap(h, nraw, size);
+#endif
+#else
+    ce_fault_kind_t f;
+    void *q = ce_realloc(h, p, n, &f);
+    *ok = f == CE_OK;
+    return q;
+#endif
+}
+
+static MH_NOINLINE void *realloc_locked(ce_heap_t *h, void *p, size_t size)
+{
+    bool ok;
+    lock(h);
+    void *q = realloc_body(h, p, size, &ok);
+    unlock(h);
+    if (!ok)
+        reject(h, p);
+    return q;
 }
 
 void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
@@ -379,41 +475,13 @@ void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
         return NULL;
     }
     ce_heap_t *h = E(heap);
-    size_t n = engine_size(h, size);
-    lock(h);
-#if POISON_ENABLED
-    if (!accept(h, p))
-        return NULL;
-    void *raw = raw_of(h, p);
-    if (n == 0) {
-        unlock(h);
-        return NULL;
-    }
-    size_t old = load32((uint8_t *)raw + 4);
-#if CAPHEAP_POISONING_COMPREHENSIVE
-    /* Always move (as ESP-IDF): every new byte is checked as free fill first. */
-    void *q = poison_new(h, ce_malloc(h, n), size);
-    if (q != NULL) {
-        memcpy(q, p, old < size ? old : size);
-        store32(raw, ~POISON_HEAD_CANARY);
-        (void)ce_free(h, raw);
-    }
-#else
-    ce_fault_kind_t f;
-    void *nraw = ce_realloc(h, raw, n, &f);
-    void *q = nraw == NULL ? NULL : poison_wrap(h, nraw, size);
-    (void)old;
-#endif
-    unlock(h);
+    if (h->owner.ptr != NULL)
+        return realloc_locked(h, p, size);
+    bool ok;
+    void *q = realloc_body(h, p, size, &ok);
+    if (!ok)
+        reject(h, p);
     return q;
-#else
-    ce_fault_kind_t f = CE_OK;
-    void *q = ce_realloc(h, p, n, &f);
-    unlock(h);
-    if (f != CE_OK)
-        report_bad_pointer(h, p);
-    return q;
-#endif
 }
 
 /* ---- per-block queries ------------------------------------------------- */
@@ -424,8 +492,11 @@ size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
         return 0;
     ce_heap_t *h = E(heap);
     lock(h);
-    if (!accept(h, p))
+    if (!accepted(h, p)) {
+        unlock(h);
+        reject(h, p);
         return 0;
+    }
     size_t cap = ce_block_capacity(h, raw_of(h, p));
     unlock(h);
     return cap;
