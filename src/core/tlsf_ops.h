@@ -31,6 +31,11 @@
 #else
 #define CE_INLINE static inline
 #endif
+#if defined(__GNUC__)
+#define CE_TAIL static __attribute__((noinline))
+#else
+#define CE_TAIL static
+#endif
 
 /* Exactly the layout facts the offsets and the 32/64-bit equality rely on. */
 CE_STATIC_ASSERT(sizeof(ce_heap_t) == 48, "control header must be the same on every build");
@@ -228,8 +233,10 @@ CE_INLINE void note_used(ce_heap_t *h, uint32_t bytes)
         h->min_free = f;
 }
 
-/* Make [b, b + s) a free block, list it, and tell the next block. */
-CE_INLINE void make_free(ce_heap_t *h, uint32_t b, uint32_t s)
+/* Make [b, b + s) a free block, list it, and tell the next block. Called
+ * last (a tail call) by free: keeping it out of line keeps free's own
+ * register use low enough to need no saved registers. */
+CE_TAIL void make_free(ce_heap_t *h, uint32_t b, uint32_t s)
 {
     HDR(h, b) = s | F_FREE; /* a free block's predecessor is always used (I3) */
     FOOTER(h, b, s) = b;
@@ -241,7 +248,7 @@ CE_INLINE void make_free(ce_heap_t *h, uint32_t b, uint32_t s)
  * The unlinked free block b (size s) becomes a used block of n <= s bytes;
  * a tail of at least CE_MIN_BLOCK goes back to the lists. Returns the data pointer.
  */
-CE_INLINE void *use_block(ce_heap_t *h, uint32_t b, uint32_t n)
+CE_TAIL void *use_block(ce_heap_t *h, uint32_t b, uint32_t n)
 {
     uint32_t s = SIZE_OF(HDR(h, b));
     uint32_t rest = s - n;
@@ -423,8 +430,8 @@ CE_INLINE ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
         s += b - pb;
         b = pb;
     }
-    make_free(h, b, s);
     h->free_bytes += freed;
+    make_free(h, b, s);
     return CE_OK;
 }
 
