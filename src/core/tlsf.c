@@ -42,7 +42,7 @@
  *           offset 0 is the control structure, never a block).
  *
  *   region: | control: ce_heap_t + rows | pad | block | block | ... | end |
- *           end = a used header of size 0 that stops every walk and merge.
+ *           end = a header reading "used, 16 bytes" that stops every walk and merge.
  *
  * Bounds: malloc, memalign, free and realloc run a fixed number of steps plus
  * at most CE_FIT_SCAN list entries; realloc may copy the block. check and walk
@@ -133,6 +133,12 @@ void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out)
     out->invariant = 2;
     uint32_t nb = b + s;
     uint32_t nh = HDR(h, nb);
+    if (nh < CE_MIN_BLOCK) {
+        out->address = word(h, nb);
+        out->expected = CE_MIN_BLOCK; /* at least a minimum block (the end marker reads as one) */
+        out->found = nh;
+        return;
+    }
     if (nh & F_PREV_FREE) {
         out->address = word(h, nb);
         out->expected = nh & ~F_PREV_FREE;
@@ -180,7 +186,7 @@ static bool layout(uintptr_t base, uint32_t total, uint32_t a, uint32_t fl_count
     uint32_t ctrl = control_bytes(fl_count);
     /* the first header sits so that its data (header + 4) is aligned */
     uint32_t f = (uint32_t)(((base + ctrl + CE_HDR + a) & ~(uintptr_t)a) - CE_HDR - base);
-    if ((uint64_t)f + CE_HDR + CE_MIN_BLOCK + CE_HDR > total)
+    if ((uint64_t)f + CE_MIN_BLOCK + CE_HDR > total) /* one block and the end marker */
         return false;
     *first = f;
     *end = f + ((total - f - CE_HDR) & ~a); /* leaves room for the end marker */
@@ -197,18 +203,30 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
         return NULL; /* one region is at most 4 GiB - 1; register several */
     uint32_t a = (uint32_t)align - 1u;
     uint32_t total = (uint32_t)bytes;
-    /* The fewest rows that can file the largest block the pool will hold. More
-     * rows shrink the pool, so the first count that works is the answer; this
-     * runs once per registration, at most 27 rounds. */
-    uint32_t fl_count, first = 0, end = 0;
-    for (fl_count = 1;; fl_count++) {
-        if (fl_count > 32u - (CE_SL_LOG2 + 1u) || !layout((uintptr_t)mem, total, a, fl_count, &first, &end))
-            return NULL;
-        uint32_t fl, sl;
-        class_of(end - first, &fl, &sl);
-        if (fl < fl_count)
-            break;
+    /* Choose the number of rows (first-level classes) that leaves the largest
+     * pool: each row costs 68 bytes and files blocks below 2^(row + 6). If
+     * the pool would need one row more than fits, it is capped at what the
+     * rows can file (the rest of the region stays unused). Registration
+     * only: at most 27 rounds. */
+    uint32_t fl_count = 0, first = 0, end = 0;
+    for (uint32_t rows = 1; rows <= 32u - (CE_SL_LOG2 + 1u); rows++) {
+        uint32_t f, e;
+        if (!layout((uintptr_t)mem, total, a, rows, &f, &e))
+            break; /* more rows leave even less room */
+        uint64_t cap = ((uint64_t)1 << (rows + CE_SL_LOG2 + 1u)) - 1u; /* largest size the rows file */
+        bool whole = e - f <= cap;
+        if (!whole)
+            e = f + ((uint32_t)cap & ~a);
+        if (e - f >= CE_MIN_BLOCK && (fl_count == 0 || e - f > end - first)) {
+            fl_count = rows;
+            first = f;
+            end = e;
+        }
+        if (whole)
+            break; /* the whole pool is filed: more rows only cost room */
     }
+    if (fl_count == 0)
+        return NULL;
 
     ce_heap_t *h = (ce_heap_t *)mem;
     memset(h, 0, control_bytes(fl_count));
@@ -224,7 +242,7 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
 #if CE_FREE_FILL
     memset((char *)h + control_bytes(fl_count), (int)CE_FILL_FREE_BYTE, total - control_bytes(fl_count));
 #endif
-    HDR(h, end) = 0; /* the end marker: used, size 0 */
+    HDR(h, end) = CE_MIN_BLOCK; /* the end marker: reads as a used block (see I10) */
     make_free(h, first, s);
     h->free_bytes = s;
     h->min_free = s;
@@ -385,9 +403,10 @@ bool ce_check(const ce_heap_t *h, ce_report_cb report, ce_used_cb used_cb, void 
         prev_free = is_free;
         b += s;
     }
-    if (b != h->end || (HDR(h, h->end) & ~F_PREV_FREE) != 0 ||
+    if (b != h->end || (HDR(h, h->end) & ~F_PREV_FREE) != CE_MIN_BLOCK ||
         ((HDR(h, h->end) & F_PREV_FREE) != 0) != prev_free)
-        fail(&c, 10, word(h, h->end), prev_free ? F_PREV_FREE : 0, HDR(h, h->end), CE_FAULT_BAD_HEADER);
+        fail(&c, 10, word(h, h->end), CE_MIN_BLOCK | (prev_free ? F_PREV_FREE : 0), HDR(h, h->end),
+             CE_FAULT_BAD_HEADER);
     if (free_sum != h->free_bytes)
         fail(&c, 7, &h->free_bytes, free_sum, h->free_bytes, CE_FAULT_BAD_HEADER);
     if (h->min_free > h->free_bytes)

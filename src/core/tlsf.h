@@ -50,7 +50,7 @@ typedef struct ce_heap {
     } owner;
     uint32_t magic;       /* CE_MAGIC while the heap is alive */
     uint32_t first;       /* offset of the first block's header */
-    uint32_t end;         /* offset of the end marker: a used, zero-size header */
+    uint32_t end;         /* offset of the end marker: a header that reads "used, 16 bytes" */
     uint32_t free_bytes;  /* sum of the sizes of all free blocks (I7) */
     uint32_t min_free;    /* lowest free_bytes since registration or reset */
     uint32_t max_request; /* capacity of the whole pool as one block: no larger request can succeed */

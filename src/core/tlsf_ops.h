@@ -335,7 +335,7 @@ CE_INLINE bool ce_valid(const ce_heap_t *h, const void *p)
     if (s - CE_MIN_BLOCK > h->end - b - CE_MIN_BLOCK)
         return false;
     uint32_t nh = HDR2(h, b, s);
-    if (nh & F_PREV_FREE)
+    if ((nh & F_PREV_FREE) || nh < CE_MIN_BLOCK) /* no real header is below 16 (zero data) */
         return false;
     if (nh & F_FREE) {
         uint32_t ns = nh & ~F_FREE; /* its PF bit is clear: checked above */
@@ -396,7 +396,7 @@ CE_INLINE ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
     if (s - CE_MIN_BLOCK > room - CE_MIN_BLOCK)
         return CE_FAULT_BAD_HEADER;
     uint32_t nh = HDR2(h, b, s);
-    if (nh & F_PREV_FREE)
+    if ((nh & F_PREV_FREE) || nh < CE_MIN_BLOCK) /* no real header is below 16 (zero data) */
         return CE_FAULT_BAD_HEADER;
     uint32_t pb = 0;
     if (hdr & F_PREV_FREE) {
@@ -426,6 +426,11 @@ CE_INLINE ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
         list_remove(h, pb, b - pb);
 #if CE_FREE_FILL
         fill_free(h, b - 4u, 16u); /* its footer, our header and links */
+#else
+        /* Leave b's header saying "free, absorbed by pb": a second free of
+         * p is then named a double free (ce_validate), not a bad neighbour. */
+        HDR(h, b) = freed | F_FREE;
+        FOOTER(h, b, freed) = pb;
 #endif
         s += b - pb;
         b = pb;

@@ -141,9 +141,17 @@ void capheap_vprintf(const char *fmt, va_list ap)
             put(&o, 'x');
             put_number(&o, (uintptr_t)va_arg(ap, void *), 16, false, false, width, pad, left);
             break;
-        case 'c':
-            put(&o, (char)va_arg(ap, int));
+        case 'c': {
+            char c = (char)va_arg(ap, int);
+            if (!left)
+                for (unsigned i = 1; i < width; i++)
+                    put(&o, ' ');
+            put(&o, c);
+            if (left)
+                for (unsigned i = 1; i < width; i++)
+                    put(&o, ' ');
             break;
+        }
         case 's': {
             const char *s = va_arg(ap, const char *);
             if (s == NULL)
