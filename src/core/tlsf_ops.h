@@ -5,7 +5,7 @@
  * They live in a header so that the API layer (src/heap/multi_heap.c)
  * compiles each operation straight into its entry point: one call layer less
  * saved about 20 instructions per operation on the W1 benchmark
- * (bench/RESULTS.md). tlsf.c holds the rest of the engine (creation, aligned
+ * (docs/design.md, "Inline O(1) paths"). tlsf.c holds the rest of the engine (creation, aligned
  * allocation, validation reports, walk and check) and the design essay.
  * Private to src/: include only from src/core and src/heap.
  */
