@@ -35,6 +35,12 @@ capheap_abort_fn capheap_set_abort_handler(capheap_abort_fn fn)
     return old;
 }
 
+void capheap_write(const char *text, size_t len)
+{
+    capheap_write_fn w = writer ? writer : capheap_port_write;
+    w(text, len);
+}
+
 void capheap_port_abort_now(const char *reason)
 {
     if (abort_handler != NULL)
@@ -178,8 +184,7 @@ void capheap_vprintf(const char *fmt, va_list ap)
             break;
         }
     }
-    capheap_write_fn w = writer ? writer : capheap_port_write;
-    w(o.buf, o.len);
+    capheap_write(o.buf, o.len);
 }
 
 void capheap_printf(const char *fmt, ...)
