@@ -23,8 +23,11 @@
  *    promise a block malloc cannot deliver.
  *  - Insertion keeps the larger of the new block and the old head at the head
  *    of its list, so the scan sees the largest blocks first.
- *  - The control structure has one row per first-level class the region can
- *    need, so small regions pay little.
+ *  - The control structure has room for the first-level classes the region
+ *    can need (68 bytes each), so small regions pay little. Two first-level
+ *    classes share a pair [bitmap | 32 list heads]; a class is numbered
+ *    c = 16 * fl + sl, its head is word c + c / 32 + 1 of the pairs and its
+ *    bit is c & 31 of bitmap c / 32 (tlsf_ops.h).
  *
  * Block layout (offsets grow to the right; every field is a 32-bit word)
  * ------------
@@ -170,7 +173,10 @@ void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out)
 
 static uint32_t control_bytes(uint32_t fl_count)
 {
-    return CONTROL_FIXED + fl_count * CE_ROW_WORDS * 4u + 4u; /* + the zero word after the last row */
+    /* 68 bytes per first-level class and one word: the pairs of classes
+     * (CE_PAIR_WORDS each, the last one possibly half) and the zero word after
+     * them take no more (33 * 2 <= 17 * 2 * 2 words). */
+    return CONTROL_FIXED + fl_count * CE_ROW_WORDS * 4u + 4u;
 }
 
 size_t ce_min_region(size_t align)
@@ -237,7 +243,7 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
     h->fl_count = (uint8_t)fl_count;
     uint32_t s = end - first;
     h->max_request = s - CE_HDR;
-    h->overhead = total - s;
+    h->data_span = s - CE_MIN_BLOCK;
     h->region_bytes = total;
 #if CE_FREE_FILL
     memset((char *)h + control_bytes(fl_count), (int)CE_FILL_FREE_BYTE, total - control_bytes(fl_count));
@@ -304,16 +310,15 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
 
 size_t ce_largest_request(const ce_heap_t *h)
 {
-    if (h->fl_bitmap == 0)
+    if (h->pair_bitmap == 0)
         return 0;
-    uint32_t fl = fls32(h->fl_bitmap);
-    const uint32_t *row = ROW(h, fl);
-    uint32_t sl = fls32(row[0]);
+    uint32_t k = fls32(h->pair_bitmap);
+    uint32_t c = (k << 5) + fls32(PAIR_BITMAP(h, k));
     /* Exactly what take_fit can reach: the best of the first CE_FIT_SCAN
      * blocks of the top class. Any request up to it succeeds; one byte more
      * maps to this class or above and finds nothing. */
-    uint32_t best = 0, b = row[1 + sl];
-    for (uint32_t k = 0; b != 0 && k < CE_FIT_SCAN; k++, b = NEXT(h, b)) {
+    uint32_t best = 0, b = HEAD(h, c);
+    for (uint32_t i = 0; b != 0 && i < CE_FIT_SCAN; i++, b = NEXT(h, b)) {
         uint32_t s = SIZE_OF(HDR(h, b));
         if (s > best)
             best = s;
@@ -416,36 +421,47 @@ bool ce_check(const ce_heap_t *h, ce_report_cb report, ce_used_cb used_cb, void 
      * I6 (bitmaps agree with heads; every free block listed exactly once:
      * counts match, and the walk is bounded by the physical count). */
     uint32_t listed = 0;
-    for (uint32_t fl = 0; fl < h->fl_count; fl++) {
-        const uint32_t *row = ROW(h, fl);
-        if (((h->fl_bitmap >> fl) & 1u) != (row[0] != 0))
-            fail(&c, 6, &h->fl_bitmap, h->fl_bitmap ^ (1u << fl), h->fl_bitmap, CE_FAULT_BAD_HEADER);
-        for (uint32_t sl = 0; sl < CE_SL_COUNT; sl++) {
-            uint32_t head = row[1 + sl];
-            if (((row[0] >> sl) & 1u) != (head != 0))
-                fail(&c, 6, &row[0], row[0] ^ (1u << sl), row[0], CE_FAULT_BAD_HEADER);
-            uint32_t prev = 0;
-            for (uint32_t e = head; e != 0; prev = e, e = NEXT(h, e)) {
-                if (++listed > free_count) {
-                    fail(&c, 6, &row[1 + sl], free_count, listed, CE_FAULT_BAD_HEADER);
-                    return false; /* a cycle or a stray block: stop */
-                }
-                if (e < h->first || e >= h->end || (e & 3u) || !(HDR(h, e) & F_FREE)) {
-                    fail(&c, 5, prev ? word(h, prev + 4u) : &row[1 + sl], 0, e, CE_FAULT_BAD_HEADER);
-                    return false;
-                }
-                uint32_t efl, esl;
-                class_of(SIZE_OF(HDR(h, e)), &efl, &esl);
-                if (efl != fl || esl != sl)
-                    fail(&c, 5, word(h, e), (fl << 8) | sl, (efl << 8) | esl, CE_FAULT_BAD_HEADER);
-                if (PREV(h, e) != prev)
-                    fail(&c, 5, word(h, e + 8u), prev, PREV(h, e), CE_FAULT_BAD_HEADER);
+    uint32_t classes = (uint32_t)h->fl_count * CE_SL_COUNT;
+    uint32_t pairs = (classes + 31u) >> 5;
+    for (uint32_t k = 0; k < pairs; k++) {
+        uint32_t bm = PAIR_BITMAP(h, k);
+        if (((h->pair_bitmap >> k) & 1u) != (bm != 0))
+            fail(&c, 6, &h->pair_bitmap, h->pair_bitmap ^ (1u << k), h->pair_bitmap, CE_FAULT_BAD_HEADER);
+    }
+    if (pairs < 32u && (h->pair_bitmap >> pairs) != 0)
+        fail(&c, 6, &h->pair_bitmap, h->pair_bitmap & ((1u << pairs) - 1u), h->pair_bitmap, CE_FAULT_BAD_HEADER);
+    for (uint32_t cl = 0; cl < classes; cl++) {
+        const uint32_t *bmp = &PAIR_BITMAP(h, cl >> 5);
+        uint32_t head = HEAD(h, cl);
+        if (((*bmp >> (cl & 31u)) & 1u) != (head != 0))
+            fail(&c, 6, bmp, *bmp ^ (1u << (cl & 31u)), *bmp, CE_FAULT_BAD_HEADER);
+        uint32_t prev = 0;
+        for (uint32_t e = head; e != 0; prev = e, e = NEXT(h, e)) {
+            if (++listed > free_count) {
+                fail(&c, 6, &HEAD(h, cl), free_count, listed, CE_FAULT_BAD_HEADER);
+                return false; /* a cycle or a stray block: stop */
             }
+            if (e < h->first || e >= h->end || (e & 3u) || !(HDR(h, e) & F_FREE)) {
+                fail(&c, 5, prev ? word(h, prev + 4u) : &HEAD(h, cl), 0, e, CE_FAULT_BAD_HEADER);
+                return false;
+            }
+            uint32_t ec = (uint32_t)class_of(SIZE_OF(HDR(h, e)));
+            if (ec != cl)
+                fail(&c, 5, word(h, e), ((cl >> 4) << 8) | (cl & 15u), ((ec >> 4) << 8) | (ec & 15u),
+                     CE_FAULT_BAD_HEADER);
+            if (PREV(h, e) != prev)
+                fail(&c, 5, word(h, e + 8u), prev, PREV(h, e), CE_FAULT_BAD_HEADER);
         }
     }
     if (listed != free_count)
-        fail(&c, 6, &h->fl_bitmap, free_count, listed, CE_FAULT_BAD_HEADER);
-    if (ROW(h, h->fl_count)[0] != 0)
-        fail(&c, 11, &ROW(h, h->fl_count)[0], 0, ROW(h, h->fl_count)[0], CE_FAULT_BAD_HEADER);
+        fail(&c, 6, &h->pair_bitmap, free_count, listed, CE_FAULT_BAD_HEADER);
+    /* I11: the bits of the classes after the last one (the zero word after
+     * the last pair, or the upper half of the last pair's bitmap) are zero. */
+    {
+        const uint32_t *bmp = &PAIR_BITMAP(h, classes >> 5);
+        uint32_t extra = *bmp >> (classes & 31u);
+        if (extra != 0)
+            fail(&c, 11, bmp, *bmp & ~(~0u << (classes & 31u)), *bmp, CE_FAULT_BAD_HEADER);
+    }
     return c.ok;
 }

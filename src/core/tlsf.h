@@ -39,7 +39,8 @@
 #define CE_MIN_BLOCK 16u /* header + next link + prev link + footer */
 #define CE_SL_LOG2 4u    /* 16 second-level lists per first-level class */
 #define CE_SL_COUNT (1u << CE_SL_LOG2)
-#define CE_ROW_WORDS (1u + CE_SL_COUNT) /* per first-level class: SL bitmap, 16 list heads */
+#define CE_ROW_WORDS (1u + CE_SL_COUNT) /* control bytes per first-level class (see tlsf.c) */
+#define CE_PAIR_WORDS (1u + 2u * CE_SL_COUNT) /* per pair of first-level classes: bitmap, 32 list heads */
 #define CE_FIT_SCAN 8u   /* entries of the request's own size class examined before rounding up */
 
 /* The engine's control structure; it sits at the start of the region. */
@@ -54,16 +55,22 @@ typedef struct ce_heap {
     uint32_t free_bytes;  /* sum of the sizes of all free blocks (I7) */
     uint32_t min_free;    /* lowest free_bytes since registration or reset */
     uint32_t max_request; /* capacity of the whole pool as one block: no larger request can succeed */
-    uint32_t overhead;    /* region bytes never allocatable (control, end marker, padding) */
+    uint32_t data_span;   /* end - first - 16: data pointers lie in [first + 4, first + 4 + data_span] */
     uint32_t region_bytes; /* the size registered */
     uint8_t align_mask;   /* minimum block alignment - 1: 3, 7 or 15 */
     uint8_t fl_count;     /* first-level classes in use */
     uint8_t reserved[2];
-    uint32_t fl_bitmap;   /* bit f set iff row f has a non-empty list */
-    uint32_t rows[];      /* fl_count rows of CE_ROW_WORDS, then one zero word (see tlsf.c) */
+    uint32_t pair_bitmap; /* bit k set iff pair k (classes 32k .. 32k + 31) has a non-empty list */
+    uint32_t rows[];      /* pairs of CE_PAIR_WORDS, then one zero word (see tlsf.c) */
 } ce_heap_t;
 
 #define CE_MAGIC 0xCA9EA9u
+
+/* Region bytes never allocatable (control, end marker, padding). */
+static inline uint32_t ce_overhead(const ce_heap_t *h)
+{
+    return h->region_bytes - (h->end - h->first);
+}
 
 /* What a validation found. */
 typedef enum {

@@ -20,8 +20,11 @@
 #define F_PREV_FREE 2u
 #define F_MASK 3u
 
-/* A first-level class row: [0] second-level bitmap, [1 + sl] list head. */
-#define ROW(h, fl) (&(h)->rows[(size_t)(fl) * CE_ROW_WORDS])
+/* Size classes are numbered linearly, c = 16 * fl + sl. Two first-level
+ * classes share a pair of CE_PAIR_WORDS words: [bitmap | 32 list heads]; bit
+ * (c & 31) of the bitmap of pair c >> 5 is set iff list c is non-empty. */
+#define PAIR_BITMAP(h, k) ((h)->rows[(size_t)(k) * CE_PAIR_WORDS])
+#define HEAD(h, c) ((h)->rows[(size_t)(c) + ((size_t)(c) >> 5) + 1u])
 #define CONTROL_FIXED ((uint32_t)sizeof(ce_heap_t))
 
 /* The O(1) paths are inlined into the API entry points, except when
@@ -76,7 +79,7 @@ CE_INLINE void *data_of(const ce_heap_t *h, uint32_t b)
 CE_INLINE uint32_t fls32(uint32_t x) /* index of the highest set bit; x != 0 */
 {
 #if defined(__GNUC__)
-    return 31u - (uint32_t)__builtin_clz(x);
+    return (uint32_t)__builtin_clz(x) ^ 31u; /* one bsr on x86 */
 #else
     uint32_t r = 0;
     if (x & 0xFFFF0000u) { x >>= 16; r += 16; }
@@ -99,17 +102,14 @@ CE_INLINE uint32_t ffs32(uint32_t x) /* index of the lowest set bit; x != 0 */
 
 /* ---- size classes ------------------------------------------------------ */
 
-/* The class a free block of size s is filed under (the floor class). */
-CE_INLINE void class_of(uint32_t s, uint32_t *fl, uint32_t *sl)
+/* The class a free block of size s is filed under (the floor class), as
+ * c = 16 * fl + sl: fl = highest bit - 5, sl the next 4 bits; sizes below 64
+ * are class s / 4. Branch-free: with f = fls(s | 64) (at least 6) the same
+ * formula covers both ranges. */
+CE_INLINE size_t class_of(uint32_t s)
 {
-    if (s < (CE_SL_COUNT << 2)) {
-        *fl = 0;
-        *sl = s >> 2;
-    } else {
-        uint32_t f = fls32(s);
-        *fl = f - (CE_SL_LOG2 + 1u);
-        *sl = (s >> (f - CE_SL_LOG2)) ^ CE_SL_COUNT;
-    }
+    size_t f = fls32(s | (CE_SL_COUNT << 2));
+    return (f << CE_SL_LOG2) + ((size_t)s >> (f - CE_SL_LOG2)) - ((CE_SL_LOG2 + 2u) << CE_SL_LOG2);
 }
 
 /* ---- free lists -------------------------------------------------------- */
@@ -118,16 +118,15 @@ CE_INLINE void class_of(uint32_t s, uint32_t *fl, uint32_t *sl)
  * current head stays in front, so the bounded scan sees large blocks first. */
 CE_INLINE void list_insert(ce_heap_t *h, uint32_t b, uint32_t s)
 {
-    uint32_t fl, sl;
-    class_of(s, &fl, &sl);
-    uint32_t *row = ROW(h, fl);
-    uint32_t head = row[1 + sl];
+    size_t c = class_of(s);
+    uint32_t *hp = &HEAD(h, c);
+    uint32_t head = *hp;
     if (head == 0) {
         NEXT(h, b) = 0;
         PREV(h, b) = 0;
-        row[1 + sl] = b;
-        row[0] |= 1u << sl;
-        h->fl_bitmap |= 1u << fl;
+        *hp = b;
+        PAIR_BITMAP(h, c >> 5) |= 1u << (c & 31u);
+        h->pair_bitmap |= 1u << (c >> 5);
     } else if (SIZE_OF(HDR(h, head)) > s) {
         uint32_t nx = NEXT(h, head);
         NEXT(h, b) = nx;
@@ -139,22 +138,37 @@ CE_INLINE void list_insert(ce_heap_t *h, uint32_t b, uint32_t s)
         NEXT(h, b) = head;
         PREV(h, b) = 0;
         PREV(h, head) = b;
-        row[1 + sl] = b;
+        *hp = b;
     }
 }
 
-/* Unlink b, the head of list (fl, sl) in row. */
-CE_INLINE void unlink_head(ce_heap_t *h, uint32_t *row, uint32_t fl, uint32_t sl, uint32_t b)
+/* Unlink b, the head of list 32 * k + bit, whose pair starts at pair. */
+CE_INLINE void unlink_at(ce_heap_t *h, uint32_t *pair, uint32_t k, uint32_t bit, uint32_t b)
 {
     uint32_t nx = NEXT(h, b);
-    row[1 + sl] = nx;
+    pair[1 + bit] = nx;
     if (nx != 0) {
         PREV(h, nx) = 0;
     } else {
-        uint32_t m = row[0] & ~(1u << sl);
-        row[0] = m;
+        uint32_t m = pair[0] & ~(1u << bit);
+        pair[0] = m;
         if (m == 0)
-            h->fl_bitmap &= ~(1u << fl);
+            h->pair_bitmap &= ~(1u << k);
+    }
+}
+
+/* Unlink b, the head of list c. */
+CE_INLINE void unlink_head(ce_heap_t *h, size_t c, uint32_t b)
+{
+    uint32_t nx = NEXT(h, b);
+    HEAD(h, c) = nx;
+    if (nx != 0) {
+        PREV(h, nx) = 0;
+    } else {
+        uint32_t m = PAIR_BITMAP(h, c >> 5) & ~(1u << (c & 31u));
+        PAIR_BITMAP(h, c >> 5) = m;
+        if (m == 0)
+            h->pair_bitmap &= ~(1u << (c >> 5));
     }
 }
 
@@ -168,59 +182,7 @@ CE_INLINE void list_remove(ce_heap_t *h, uint32_t b, uint32_t s)
             PREV(h, nx) = pv;
         return;
     }
-    uint32_t fl, sl;
-    class_of(s, &fl, &sl);
-    unlink_head(h, ROW(h, fl), fl, sl, b);
-}
-
-/*
- * Find and unlink a free block of at least n bytes, or return 0.
- * Classes above 128 bytes span several sizes: the first CE_FIT_SCAN blocks of
- * the request's own class are tried first (a tighter fit). Then the first
- * non-empty class above, where every block fits, found with two bit scans.
- */
-CE_INLINE uint32_t take_fit(ce_heap_t *h, uint32_t n)
-{
-    uint32_t fl, sl;
-    class_of(n, &fl, &sl);
-    uint32_t *row = ROW(h, fl);
-    if (fl > 1u) {
-        uint32_t b = row[1 + sl];
-        if (b != 0) {
-            if (SIZE_OF(HDR(h, b)) >= n) {
-                unlink_head(h, row, fl, sl, b);
-                return b;
-            }
-            uint32_t prev = b;
-            b = NEXT(h, b);
-            for (uint32_t k = 1; b != 0 && k < CE_FIT_SCAN; k++) {
-                uint32_t nx = NEXT(h, b);
-                if (SIZE_OF(HDR(h, b)) >= n) {
-                    NEXT(h, prev) = nx;
-                    if (nx != 0)
-                        PREV(h, nx) = prev;
-                    return b;
-                }
-                prev = b;
-                b = nx;
-            }
-        }
-        sl++; /* sl may become 16: the mask below then clears the whole row */
-    }
-    /* Row fl_count exists as a single zero word, so fl may reach it here. */
-    uint32_t slmap = row[0] & (~0u << sl);
-    if (slmap == 0) {
-        uint32_t flmap = h->fl_bitmap & (~0u << (fl + 1u));
-        if (flmap == 0)
-            return 0;
-        fl = ffs32(flmap);
-        row = ROW(h, fl);
-        slmap = row[0];
-    }
-    sl = ffs32(slmap);
-    uint32_t b = row[1 + sl];
-    unlink_head(h, row, fl, sl, b);
-    return b;
+    unlink_head(h, class_of(s), b);
 }
 
 /* ---- block surgery ----------------------------------------------------- */
@@ -236,12 +198,14 @@ CE_INLINE void note_used(ce_heap_t *h, uint32_t bytes)
 /* Make [b, b + s) a free block, list it, and tell the next block. Called
  * last (a tail call) by free: keeping it out of line keeps free's own
  * register use low enough to need no saved registers. */
-CE_TAIL void make_free(ce_heap_t *h, uint32_t b, uint32_t s)
+CE_TAIL ce_fault_kind_t make_free(ce_heap_t *h, uint32_t b, uint32_t s)
 {
-    HDR(h, b) = s | F_FREE; /* a free block's predecessor is always used (I3) */
-    FOOTER(h, b, s) = b;
-    HDR2(h, b, s) |= F_PREV_FREE;
+    uint32_t *blk = word(h, b), *nxt = word2(h, b, s);
+    blk[0] = s | F_FREE; /* a free block's predecessor is always used (I3) */
+    nxt[-1] = b;         /* footer */
+    nxt[0] |= F_PREV_FREE;
     list_insert(h, b, s);
+    return CE_OK; /* lets callers that return a fault reach it by a tail call */
 }
 
 /*
@@ -265,6 +229,72 @@ CE_TAIL void *use_block(ce_heap_t *h, uint32_t b, uint32_t n)
     }
     note_used(h, n);
     return data_of(h, b);
+}
+
+/*
+ * Find and unlink a free block of at least n bytes. With use (malloc), make
+ * it a used block of n bytes and return its data pointer (a tail call to
+ * use_block); else return its offset (aligned allocation). 0 if none fits.
+ * Classes above 128 bytes span several sizes: the first CE_FIT_SCAN blocks of
+ * the request's own class are tried first (a tighter fit). Then the first
+ * non-empty class above, where every block fits, found with two bit scans.
+ */
+CE_INLINE uintptr_t take_fit_as(ce_heap_t *h, uint32_t n, bool use)
+{
+    size_t c = class_of(n);
+    uint32_t k, m, *pair;
+    if (c < 2u * CE_SL_COUNT) {
+        /* fl 0 and 1: exact classes (every block of class c fits), all in pair 0 */
+        k = 0;
+        pair = &PAIR_BITMAP(h, 0);
+        m = pair[0] & (~0u << c);
+    } else {
+        /* The class spans several sizes: try its first CE_FIT_SCAN blocks. */
+        uint32_t b = HEAD(h, c);
+        if (b != 0) {
+            if (SIZE_OF(HDR(h, b)) >= n) {
+                unlink_head(h, c, b);
+                return use ? (uintptr_t)use_block(h, b, n) : b;
+            }
+            uint32_t prev = b;
+            b = NEXT(h, b);
+            for (uint32_t i = 1; b != 0 && i < CE_FIT_SCAN; i++) {
+                uint32_t nx = NEXT(h, b);
+                if (SIZE_OF(HDR(h, b)) >= n) {
+                    NEXT(h, prev) = nx;
+                    if (nx != 0)
+                        PREV(h, nx) = prev;
+                    return use ? (uintptr_t)use_block(h, b, n) : b;
+                }
+                prev = b;
+                b = nx;
+            }
+        }
+        /* Then the classes above, where every block fits. c + 1 may be the
+         * class after the last one: its bits (in the zero word after the last
+         * pair, or the upper half of the last bitmap) are zero. */
+        c++;
+        k = (uint32_t)(c >> 5);
+        pair = &PAIR_BITMAP(h, k);
+        m = pair[0] & (~0u << (c & 31u));
+    }
+    if (m == 0) {
+        uint32_t top = h->pair_bitmap & (~0u << (k + 1u)); /* k + 1 <= 14 */
+        if (top == 0)
+            return 0;
+        k = ffs32(top);
+        pair = &PAIR_BITMAP(h, k);
+        m = pair[0];
+    }
+    uint32_t bit = ffs32(m);
+    uint32_t b = pair[1 + bit];
+    unlink_at(h, pair, k, bit, b);
+    return use ? (uintptr_t)use_block(h, b, n) : b;
+}
+
+CE_INLINE uint32_t take_fit(ce_heap_t *h, uint32_t n)
+{
+    return (uint32_t)take_fit_as(h, n, false);
 }
 
 #if CE_FREE_FILL
@@ -369,51 +399,103 @@ CE_INLINE void *ce_malloc(ce_heap_t *h, size_t size)
      * before any arithmetic that could overflow. */
     if (size - 1u >= h->max_request)
         return NULL;
+#if defined(__OPTIMIZE_SIZE__)
     uint32_t n = block_for(h, size);
     uint32_t b = take_fit(h, n);
-    if (b == 0)
-        return NULL;
-    return use_block(h, b, n);
+    return b == 0 ? NULL : use_block(h, b, n);
+#else
+    return (void *)take_fit_as(h, block_for(h, size), true); /* no test of b on the way */
+#endif
 }
 
 /*
- * free: the checks of ce_valid() fused with the merge that needs the same
- * words, every check before the first write, so a rejected pointer changes
- * nothing. Returns CE_OK, or CE_FAULT_BAD_HEADER (ce_validate() says which).
+ * free, first half: the checks on the block itself (inside the pool, aligned,
+ * header not free, size inside the pool, the next header at least 16 and not
+ * claiming we are free). Changes nothing. Returns CE_FREE_REJECT, or
+ * CE_FREE_PLAIN (no free neighbour: make_free finishes) or CE_FREE_MERGE (a
+ * neighbour is free: ce_free_merge checks it and finishes), with b, the
+ * header and the next header.
  */
-CE_INLINE ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
+#define CE_FREE_REJECT 0u
+#define CE_FREE_PLAIN 1u
+#define CE_FREE_MERGE 2u
+CE_INLINE unsigned ce_free_start(const ce_heap_t *h, const void *p, uint32_t *bp, uint32_t *hdrp,
+                                 uint32_t *nhp)
 {
-    uint32_t first = h->first, end = h->end;
-    uintptr_t off = (uintptr_t)p - (uintptr_t)h;
-    if (off - (first + CE_HDR) > (uintptr_t)(end - first - CE_MIN_BLOCK) || ((uintptr_t)p & h->align_mask))
-        return CE_FAULT_BAD_HEADER;
-    uint32_t b = (uint32_t)off - CE_HDR;
+    /* b - first <= end - first - 16, as one unsigned compare (below first wraps around) */
+    uintptr_t b64 = (uintptr_t)p - (uintptr_t)h - CE_HDR;
+    if (b64 - h->first > (uintptr_t)h->data_span || ((uintptr_t)p & h->align_mask))
+        return CE_FREE_REJECT;
+    uint32_t b = (uint32_t)b64;
     uint32_t hdr = HDR(h, b);
     if (hdr & F_FREE)
-        return CE_FAULT_BAD_HEADER;
+        return CE_FREE_REJECT;
     uint32_t s = hdr & ~F_PREV_FREE;
-    uint32_t room = end - b; /* >= CE_MIN_BLOCK by the range check */
-    if (s - CE_MIN_BLOCK > room - CE_MIN_BLOCK)
-        return CE_FAULT_BAD_HEADER;
+    if (s - CE_MIN_BLOCK > h->end - b - CE_MIN_BLOCK)
+        return CE_FREE_REJECT;
     uint32_t nh = HDR2(h, b, s);
     if ((nh & F_PREV_FREE) || nh < CE_MIN_BLOCK) /* no real header is below 16 (zero data) */
-        return CE_FAULT_BAD_HEADER;
+        return CE_FREE_REJECT;
+    *bp = b;
+    *hdrp = hdr;
+    *nhp = nh;
+    /* our PF bit or the next block's free bit, tested at once */
+    return ((hdr | (nh << 1)) & F_PREV_FREE) == 0 ? CE_FREE_PLAIN : CE_FREE_MERGE;
+}
+
+/* free, second half without a free neighbour: b's header is hdr (PF clear). */
+CE_INLINE ce_fault_kind_t ce_free_plain(ce_heap_t *h, uint32_t b, uint32_t hdr)
+{
+    h->free_bytes += hdr;
+#if CE_FREE_FILL
+    fill_free(h, b + CE_HDR, hdr - CE_HDR);
+#endif
+    return make_free(h, b, hdr);
+}
+
+/*
+ * free, second half when a neighbour is free: check the neighbours that are
+ * about to be merged (the successor's footer names it, the predecessor's
+ * header ends exactly here), then merge and list the result. Every check
+ * runs before the first write. Returns CE_OK or CE_FAULT_BAD_HEADER.
+ */
+/* The neighbour checks of ce_valid() for a block that passed ce_free_start():
+ * a free predecessor (returned in *pbp, else 0) has a header that ends exactly
+ * here, a free successor (its size in *nsp, else 0) has a footer naming it. */
+CE_INLINE bool neighbours_ok(const ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t nh, uint32_t *pbp,
+                             uint32_t *nsp)
+{
+    uint32_t s = hdr & ~F_PREV_FREE;
     uint32_t pb = 0;
     if (hdr & F_PREV_FREE) {
         pb = word(h, b)[-1];
-        if (pb < first || pb > b - CE_MIN_BLOCK || (pb & 3u) || HDR(h, pb) != ((b - pb) | F_FREE))
-            return CE_FAULT_BAD_HEADER;
+        if (pb < h->first || pb > b - CE_MIN_BLOCK || (pb & 3u) || HDR(h, pb) != ((b - pb) | F_FREE))
+            return false;
     }
     uint32_t ns = 0;
     if (nh & F_FREE) {
         ns = nh & ~F_FREE;
-        if (ns - CE_MIN_BLOCK > room - s - CE_MIN_BLOCK || FOOTER(h, b + s, ns) != b + s)
-            return CE_FAULT_BAD_HEADER;
+        if (ns - CE_MIN_BLOCK > h->end - b - s - CE_MIN_BLOCK || FOOTER(h, b + s, ns) != b + s)
+            return false;
     }
+    *pbp = pb;
+    *nsp = ns;
+    return true;
+}
+
+CE_INLINE ce_fault_kind_t ce_free_merge(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t nh)
+{
+    uint32_t s = hdr & ~F_PREV_FREE;
+    uint32_t pb = 0, ns = 0;
+    if (!neighbours_ok(h, b, hdr, nh, &pb, &ns))
+        return CE_FAULT_BAD_HEADER;
     /* Accepted: from here on the heap changes. */
-    uint32_t freed = s;
+    h->free_bytes += s;
 #if CE_FREE_FILL
     fill_free(h, b + CE_HDR, s - CE_HDR);
+#endif
+#if !CE_FREE_FILL
+    uint32_t freed = s;
 #endif
     if (ns != 0) {
         list_remove(h, b + s, ns);
@@ -435,18 +517,36 @@ CE_INLINE ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
         s += b - pb;
         b = pb;
     }
-    h->free_bytes += freed;
-    make_free(h, b, s);
-    return CE_OK;
+    return make_free(h, b, s);
+}
+
+/*
+ * free: every check before the first write, so a rejected pointer changes
+ * nothing. Returns CE_OK, or CE_FAULT_BAD_HEADER (ce_validate() says which).
+ */
+CE_INLINE ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
+{
+    uint32_t b = 0, hdr = 0, nh = 0;
+    unsigned r = ce_free_start(h, p, &b, &hdr, &nh);
+    if (r == CE_FREE_PLAIN)
+        return ce_free_plain(h, b, hdr);
+    if (r == CE_FREE_MERGE)
+        return ce_free_merge(h, b, hdr, nh);
+    return CE_FAULT_BAD_HEADER;
 }
 
 CE_INLINE void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fault)
 {
-    *fault = ce_valid(h, p) ? CE_OK : CE_FAULT_BAD_HEADER;
-    if (*fault != CE_OK || size - 1u >= h->max_request)
+    uint32_t b = 0, hdr = 0, nh = 0;
+    unsigned kind = ce_free_start(h, p, &b, &hdr, &nh);
+    uint32_t vpb = 0, vns = 0; /* not needed: the neighbours are read again after any malloc */
+    if (kind == CE_FREE_REJECT || (kind == CE_FREE_MERGE && !neighbours_ok(h, b, hdr, nh, &vpb, &vns))) {
+        *fault = CE_FAULT_BAD_HEADER; /* the checks of ce_valid(), fused */
         return NULL;
-    uint32_t b = off_of(h, p) - CE_HDR;
-    uint32_t hdr = HDR(h, b);
+    }
+    *fault = CE_OK;
+    if (size - 1u >= h->max_request)
+        return NULL;
     uint32_t s = SIZE_OF(hdr);
     uint32_t n = block_for(h, size);
     uint32_t pf = hdr & F_PREV_FREE;
@@ -464,7 +564,6 @@ CE_INLINE void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *
         return p;
     }
     uint32_t nb = b + s;
-    uint32_t nh = HDR2(h, b, s);
     if ((nh & F_FREE) && s + SIZE_OF(nh) >= n) {
         /* Grow into the free successor. */
         uint32_t ns = SIZE_OF(nh);

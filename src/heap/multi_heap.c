@@ -247,7 +247,7 @@ size_t capheap_heap_alignment(multi_heap_handle_t heap)
 
 size_t capheap_heap_overhead(multi_heap_handle_t heap)
 {
-    return heap == NULL ? 0 : E(heap)->overhead;
+    return heap == NULL ? 0 : ce_overhead(E(heap));
 }
 
 size_t capheap_heap_min_region_size(size_t alignment)
@@ -403,6 +403,24 @@ static MH_NOINLINE void free_locked(ce_heap_t *h, void *p)
         reject(h, p);
 }
 
+/* The split fast path below pays off in speed, not in size: -Os builds use free_body. */
+#if !POISON_ENABLED && !defined(__OPTIMIZE_SIZE__)
+#define MH_SPLIT_FREE 1
+#else
+#define MH_SPLIT_FREE 0
+#endif
+
+#if MH_SPLIT_FREE
+/* The unlocked free when a neighbour is free: out of line, so that the
+ * common path needs no saved registers; reject() gets the same pointer
+ * back (p is the data pointer of b). */
+static MH_NOINLINE void free_merge_unlocked(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t nh)
+{
+    if (ce_free_merge(h, b, hdr, nh) != CE_OK)
+        reject(h, data_of(h, b));
+}
+#endif
+
 void multi_heap_free(multi_heap_handle_t heap, void *p)
 {
     if (heap == NULL || p == NULL)
@@ -412,8 +430,19 @@ void multi_heap_free(multi_heap_handle_t heap, void *p)
         free_locked(h, p);
         return;
     }
+#if !MH_SPLIT_FREE
     if (!free_body(h, p))
         reject(h, p);
+#else
+    uint32_t b = 0, hdr = 0, nh = 0;
+    unsigned r = ce_free_start(h, p, &b, &hdr, &nh);
+    if (r == CE_FREE_PLAIN)
+        (void)ce_free_plain(h, b, hdr);
+    else if (r == CE_FREE_MERGE)
+        free_merge_unlocked(h, b, hdr, nh);
+    else
+        reject(h, p);
+#endif
 }
 
 void multi_heap_aligned_free(multi_heap_handle_t heap, void *p)
