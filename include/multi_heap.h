@@ -63,8 +63,13 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock);
 
 /**
  * malloc(): size bytes aligned to the heap's alignment.
- * Returns NULL iff heap is NULL, size is 0, or no free block can hold size
- * bytes (including sizes near SIZE_MAX: size arithmetic never wraps).
+ * Returns NULL iff heap is NULL, size is 0, or the O(1) search finds no free
+ * block that can hold size bytes (sizes near SIZE_MAX included: size
+ * arithmetic never wraps). The search sees every free block in the size
+ * classes above the request's own class and the first 8 blocks of its own
+ * class (a class spans 1/16 of its sizes); a larger block deeper in that one
+ * list is not found. multi_heap_get_info()'s largest_free_block is exactly
+ * the largest size this search satisfies, so a request up to it never fails.
  * The block's capacity is size rounded up to the heap alignment (at least
  * 12 bytes), never to a size class. O(1).
  */
@@ -80,7 +85,10 @@ void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t ali
 /**
  * Like multi_heap_aligned_alloc(), but (pointer + offset) is aligned, not the
  * pointer itself. offset is rounded up to a multiple of 4 first, as on
- * ESP-IDF. Returns NULL in the same cases. O(1).
+ * ESP-IDF. Returns NULL in the same cases, and when alignment is larger than
+ * the heap's alignment while offset is not a multiple of the heap's
+ * alignment (the pointer is always aligned to the heap, so pointer + offset
+ * could not be). O(1).
  */
 void *multi_heap_aligned_alloc_offs(multi_heap_handle_t heap, size_t size, size_t alignment,
                                     size_t offset);
@@ -153,7 +161,7 @@ size_t multi_heap_minimum_free_size(multi_heap_handle_t heap);
 typedef struct {
     size_t total_free_bytes;      /**< = multi_heap_free_size() */
     size_t total_allocated_bytes; /**< usable bytes of all used blocks */
-    size_t largest_free_block;    /**< malloc() of this size succeeds now; of any larger size fails */
+    size_t largest_free_block;    /**< malloc() of this size succeeds now; of any larger size fails (see multi_heap_malloc) */
     size_t minimum_free_bytes;    /**< = multi_heap_minimum_free_size() */
     size_t allocated_blocks;      /**< used blocks */
     size_t free_blocks;           /**< free blocks */

@@ -36,7 +36,9 @@ size_t capheap_heap_alignment(multi_heap_handle_t heap);
 
 /**
  * Bytes of the region the heap keeps for itself (handle, control structure,
- * end marker, alignment padding): region size - free bytes of a fresh heap.
+ * end marker, alignment padding): a fresh heap's free blocks hold exactly
+ * region size - overhead bytes. (multi_heap_free_size() reports one poison
+ * overhead less when poisoning is on: see capheap_heap_poison_overhead.)
  * 0 for NULL. O(1).
  */
 size_t capheap_heap_overhead(multi_heap_handle_t heap);

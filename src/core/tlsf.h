@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "capheap/config.h"
 
@@ -45,10 +46,11 @@
 
 /* The engine's control structure; it sits at the start of the region. */
 typedef struct ce_heap {
-    union {
-        void *ptr;      /* for the layer above (multi_heap keeps its lock here) */
-        uint64_t pad;   /* same size on 32- and 64-bit builds: identical offsets */
-    } owner;
+    /* For the layer above (multi_heap keeps its lock pointer here): 8 bytes on
+     * every build, so offsets are identical on 32- and 64-bit, but only
+     * 4-aligned like the rest (a region may start at any 4-aligned address).
+     * Read and write it with ce_owner() / ce_set_owner(). */
+    uint32_t owner[2];
     uint32_t magic;       /* CE_MAGIC while the heap is alive */
     uint32_t first;       /* offset of the first block's header */
     uint32_t end;         /* offset of the end marker: a header that reads "used, 16 bytes" */
@@ -65,6 +67,20 @@ typedef struct ce_heap {
 } ce_heap_t;
 
 #define CE_MAGIC 0xCA9EA9u
+
+/* The owner slot holds a pointer; memcpy keeps the access aligned-agnostic
+ * (it compiles to one load or store). */
+static inline void *ce_owner(const ce_heap_t *h)
+{
+    void *p;
+    memcpy(&p, h->owner, sizeof p);
+    return p;
+}
+
+static inline void ce_set_owner(ce_heap_t *h, void *p)
+{
+    memcpy(h->owner, &p, sizeof p);
+}
 
 /* Region bytes never allocatable (control, end marker, padding). */
 static inline uint32_t ce_overhead(const ce_heap_t *h)

@@ -42,6 +42,7 @@
 
 /* Exactly the layout facts the offsets and the 32/64-bit equality rely on. */
 CE_STATIC_ASSERT(sizeof(ce_heap_t) == 48, "control header must be the same on every build");
+CE_STATIC_ASSERT(sizeof(void *) <= sizeof(((ce_heap_t *)0)->owner), "the owner slot holds a pointer");
 CE_STATIC_ASSERT(CE_MIN_BLOCK == CE_HDR + 3 * sizeof(uint32_t), "min block: header, two links, footer");
 CE_STATIC_ASSERT(CE_SL_COUNT <= 32, "second-level bitmap is one word");
 
@@ -535,6 +536,60 @@ CE_INLINE ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
     return CE_FAULT_BAD_HEADER;
 }
 
+/*
+ * Resize the used block b (header hdr, next header nh) to n bytes in place:
+ * shrink (a tail worth a block is released and merged), or grow into a free
+ * successor that is large enough. Returns false, changing nothing, when
+ * neither is possible.
+ */
+CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t nh, uint32_t n)
+{
+    uint32_t s = SIZE_OF(hdr);
+    uint32_t pf = hdr & F_PREV_FREE;
+    if (n <= s) {
+        uint32_t rest = s - n;
+        if (rest >= CE_MIN_BLOCK) {
+            HDR(h, b) = n | pf;
+            h->free_bytes += rest;
+#if CE_FREE_FILL
+            fill_free(h, b + n, rest);
+#endif
+            release(h, b + n, rest, 0);
+        }
+        return true;
+    }
+    if ((nh & F_FREE) == 0 || s + SIZE_OF(nh) < n)
+        return false;
+    uint32_t ns = SIZE_OF(nh);
+    list_remove(h, b + s, ns);
+    uint32_t total = s + ns;
+    uint32_t rest = total - n;
+    if (rest >= CE_MIN_BLOCK) {
+        HDR(h, b) = n | pf;
+        uint32_t r = b + n;
+        HDR(h, r) = rest | F_FREE;
+        FOOTER(h, r, rest) = r;
+        list_insert(h, r, rest); /* the block after keeps its PF bit */
+    } else {
+        n = total;
+        HDR(h, b) = total | pf;
+        HDR2(h, b, total) &= ~F_PREV_FREE;
+    }
+    note_used(h, n - s);
+    return true;
+}
+
+/* Resize the valid used block p in place to size bytes (see resize_in_place);
+ * false (nothing changed) when it cannot stay where it is. */
+CE_INLINE bool ce_resize(ce_heap_t *h, void *p, size_t size)
+{
+    if (size - 1u >= h->max_request)
+        return false;
+    uint32_t b = off_of(h, p) - CE_HDR;
+    uint32_t hdr = HDR(h, b);
+    return resize_in_place(h, b, hdr, HDR2(h, b, SIZE_OF(hdr)), block_for(h, size));
+}
+
 CE_INLINE void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fault)
 {
     uint32_t b = 0, hdr = 0, nh = 0;
@@ -547,47 +602,13 @@ CE_INLINE void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *
     *fault = CE_OK;
     if (size - 1u >= h->max_request)
         return NULL;
+    if (resize_in_place(h, b, hdr, nh, block_for(h, size)))
+        return p;
     uint32_t s = SIZE_OF(hdr);
-    uint32_t n = block_for(h, size);
-    uint32_t pf = hdr & F_PREV_FREE;
-    if (n <= s) {
-        /* Shrink in place; a tail worth a block is released (and merged). */
-        uint32_t rest = s - n;
-        if (rest >= CE_MIN_BLOCK) {
-            HDR(h, b) = n | pf;
-            h->free_bytes += rest;
-#if CE_FREE_FILL
-            fill_free(h, b + n, rest);
-#endif
-            release(h, b + n, rest, 0);
-        }
-        return p;
-    }
-    uint32_t nb = b + s;
-    if ((nh & F_FREE) && s + SIZE_OF(nh) >= n) {
-        /* Grow into the free successor. */
-        uint32_t ns = SIZE_OF(nh);
-        list_remove(h, nb, ns);
-        uint32_t total = s + ns;
-        uint32_t rest = total - n;
-        if (rest >= CE_MIN_BLOCK) {
-            HDR(h, b) = n | pf;
-            uint32_t r = b + n;
-            HDR(h, r) = rest | F_FREE;
-            FOOTER(h, r, rest) = r;
-            list_insert(h, r, rest); /* the block after keeps its PF bit */
-        } else {
-            n = total;
-            HDR(h, b) = total | pf;
-            HDR2(h, b, total) &= ~F_PREV_FREE;
-        }
-        note_used(h, n - s);
-        return p;
-    }
     void *q = ce_malloc(h, size);
     if (q == NULL)
         return NULL;
-    memcpy(q, p, s - CE_HDR); /* n > s: the whole old capacity fits */
+    memcpy(q, p, s - CE_HDR); /* the block could not grow: the whole old capacity fits */
     h->free_bytes += s;
 #if CE_FREE_FILL
     fill_free(h, b + CE_HDR, s - CE_HDR);

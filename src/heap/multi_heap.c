@@ -35,14 +35,16 @@ static inline ce_heap_t *E(multi_heap_handle_t heap)
 
 static inline void lock(const ce_heap_t *h)
 {
-    if (h->owner.ptr != NULL)
-        capheap_port_lock_acquire(h->owner.ptr);
+    void *l = ce_owner(h);
+    if (l != NULL)
+        capheap_port_lock_acquire(l);
 }
 
 static inline void unlock(const ce_heap_t *h)
 {
-    if (h->owner.ptr != NULL)
-        capheap_port_lock_release(h->owner.ptr);
+    void *l = ce_owner(h);
+    if (l != NULL)
+        capheap_port_lock_release(l);
 }
 
 /* ---- reports ----------------------------------------------------------- */
@@ -231,7 +233,7 @@ multi_heap_handle_t capheap_heap_register(void *start, size_t size,
     ce_heap_t *h = ce_create(start, size, align);
     if (h == NULL)
         return NULL;
-    h->owner.ptr = NULL;
+    ce_set_owner(h, NULL);
     return (multi_heap_handle_t)(void *)h;
 }
 
@@ -262,7 +264,7 @@ size_t capheap_heap_min_region_size(size_t alignment)
 void multi_heap_set_lock(multi_heap_handle_t heap, void *lock_object)
 {
     if (heap != NULL)
-        E(heap)->owner.ptr = lock_object;
+        ce_set_owner(E(heap), lock_object);
 }
 
 /* ---- allocation -------------------------------------------------------- */
@@ -306,7 +308,7 @@ void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
     if (heap == NULL)
         return NULL;
     ce_heap_t *h = E(heap);
-    if (h->owner.ptr != NULL)
+    if (ce_owner(h) != NULL)
         return malloc_locked(h, size);
     return malloc_body(h, size);
 }
@@ -426,7 +428,7 @@ void multi_heap_free(multi_heap_handle_t heap, void *p)
     if (heap == NULL || p == NULL)
         return;
     ce_heap_t *h = E(heap);
-    if (h->owner.ptr != NULL) {
+    if (ce_owner(h) != NULL) {
         free_locked(h, p);
         return;
     }
@@ -460,8 +462,24 @@ CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok)
         return NULL;
     void *raw = raw_of(h, p);
 #if CAPHEAP_POISONING_COMPREHENSIVE
-    /* Always move (as ESP-IDF): every new byte is checked as free fill first. */
+    /* In place when the block can shrink or grow into a free successor (the
+     * bytes it gains are checked as free fill, then filled as new); else a
+     * new block, checked as free fill like any malloc, and a copy. ESP-IDF
+     * always moves. */
     size_t old = load32((uint8_t *)raw + 4);
+    size_t old_cap = ce_block_capacity(h, raw);
+    if (ce_resize(h, raw, n)) {
+        size_t cap = ce_block_capacity(h, raw);
+        if (cap > old_cap) {
+            /* the successor's header and links were at old_cap .. old_cap + 12 */
+            if (cap > old_cap + 16u && !fill_intact((uint8_t *)raw + old_cap + 4u, cap - old_cap - 4u))
+                return NULL; /* not reached: the report aborts */
+            memset((uint8_t *)raw + old_cap, POISON_MALLOC_FILL, cap - old_cap);
+        }
+        if (size > old)
+            memset((uint8_t *)p + old, POISON_MALLOC_FILL, size - old); /* the old tail canary */
+        return poison_wrap(h, raw, size);
+    }
     void *q = poison_new(h, ce_malloc(h, n), size);
     if (q != NULL) {
         memcpy(q, p, old < size ? old : size);
@@ -504,7 +522,7 @@ void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
         return NULL;
     }
     ce_heap_t *h = E(heap);
-    if (h->owner.ptr != NULL)
+    if (ce_owner(h) != NULL)
         return realloc_locked(h, p, size);
     bool ok;
     void *q = realloc_body(h, p, size, &ok);
