@@ -53,120 +53,117 @@
  */
 #include "core/tlsf_ops.h"
 
-/* A pointer whose header says "free": a double free or a wild pointer. */
-static ce_fault_kind_t classify_free(const ce_heap_t *h, uint32_t b, uint32_t hdr)
-{
-    /* A real free block (its footer names it), or one a neighbour absorbed
-     * (the footer names a free block that covers it): a double free.
-     * Anything else is a pointer into some block's data. */
-    uint32_t a = h->align_mask;
-    uint32_t s = SIZE_OF(hdr);
-    if ((hdr & F_PREV_FREE) == 0 && s >= CE_MIN_BLOCK && (s & a) == 0 && s <= h->end - b) {
-        uint32_t ft = *word(h, b + s - 4u);
-        if (ft == b)
-            return CE_FAULT_DOUBLE_FREE;
-        if (ft >= h->first && ft < b && (ft & 3u) == 0 && (HDR(h, ft) & F_FREE) &&
-            SIZE_OF(HDR(h, ft)) >= b + s - ft)
-            return CE_FAULT_DOUBLE_FREE;
-    }
-    return CE_FAULT_BAD_HEADER;
-}
+/*
+ * The slow path behind every rejected pointer: say exactly what is wrong.
+ * The fast checks (tlsf_ops.h) only answer yes or no; here there is time
+ * for an O(blocks) walk from the first block, which finds the block that
+ * contains p whatever the bytes in front of p say: a pointer into a free
+ * block is a double free (or a use after free), a pointer into the middle of
+ * a used block is an interior pointer, and a block boundary whose own header
+ * is fine has a neighbour that does not round-trip. A header the walk cannot
+ * pass is reported as the corruption it is.
+ */
 
-ce_fault_kind_t ce_validate(const ce_heap_t *h, const void *p)
+/* p is the data pointer of the used block b, and a neighbour disagrees: which word. */
+static void diagnose_neighbour(const ce_heap_t *h, uint32_t b, uint32_t hdr, ce_fault_t *out)
 {
-    uint32_t a = h->align_mask;
-    uintptr_t off = (uintptr_t)p - (uintptr_t)h;
-    if (off - (h->first + CE_HDR) > (uintptr_t)(h->max_request - (CE_MIN_BLOCK - CE_HDR)))
-        return CE_FAULT_OUTSIDE;
-    if ((uintptr_t)p & a)
-        return CE_FAULT_MISALIGNED;
-    uint32_t b = (uint32_t)off - CE_HDR;
-    uint32_t hdr = HDR(h, b);
-    if (hdr & F_FREE)
-        return classify_free(h, b, hdr);
     uint32_t s = SIZE_OF(hdr);
-    if (s - CE_MIN_BLOCK > h->end - b - CE_MIN_BLOCK || (s & a))
-        return CE_FAULT_BAD_HEADER;
-    if (!ce_valid(h, p))
-        return CE_FAULT_BAD_NEIGHBOUR; /* the remaining checks are all about neighbours */
-    return CE_OK;
+    uint32_t nb = b + s;
+    uint32_t nh = HDR(h, nb);
+    out->kind = CE_FAULT_BAD_NEIGHBOUR;
+    out->invariant = 2;
+    out->address = word(h, nb);
+    out->found = nh;
+    uint32_t ns = SIZE_OF(nh);
+    if (nh & F_PREV_FREE) {
+        out->expected = nh & ~F_PREV_FREE; /* the next block must know we are used */
+        return;
+    }
+    if (nb != h->end && (ns < CE_MIN_BLOCK || ns > h->end - nb)) {
+        out->expected = (h->end - nb) & ~(uint32_t)h->align_mask; /* a size inside the pool */
+        out->invariant = 1;
+        return;
+    }
+    if ((nh & F_FREE) && *word(h, nb + ns - 4u) != FOOT_MARK(nb)) {
+        out->address = word(h, nb + ns - 4u);
+        out->expected = FOOT_MARK(nb); /* the free successor's footer names it */
+        out->found = *word(h, nb + ns - 4u);
+        out->invariant = 4;
+        return;
+    }
+    if (hdr & F_PREV_FREE) {
+        uint32_t fw = *word(h, b - 4u);
+        uint32_t pb = fw & ~F_MASK;
+        out->address = word(h, b - 4u);
+        out->found = fw; /* the footer of the free block before us */
+        out->expected = F_MASK;
+        out->invariant = 4;
+        if ((fw & F_MASK) == F_MASK && pb >= h->first && pb < b) {
+            out->address = word(h, pb);
+            out->expected = (b - pb) | F_FREE; /* its header must end exactly here */
+            out->found = HDR(h, pb);
+        }
+        return;
+    }
+    out->kind = CE_OK; /* nothing wrong after all */
+    out->address = NULL;
+    out->found = 0;
+    out->invariant = 0;
 }
 
 void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out)
 {
     uint32_t a = h->align_mask;
     uintptr_t off = (uintptr_t)p - (uintptr_t)h;
-    out->kind = ce_validate(h, p);
+    out->kind = CE_OK;
     out->address = p;
     out->expected = 0;
     out->found = 0;
     out->invariant = 0;
-    switch (out->kind) {
-    case CE_OK:
-        return;
-    case CE_FAULT_OUTSIDE: /* expected: the pool's data range start; found: the offset */
+    if (off < h->first + CE_HDR || off >= h->end) {
+        out->kind = CE_FAULT_OUTSIDE; /* expected: the first data offset; found: p's offset */
         out->expected = h->first + CE_HDR;
         out->found = (uint32_t)off;
         out->invariant = 1;
         return;
-    case CE_FAULT_MISALIGNED:
-        out->expected = 0;
+    }
+    if ((uintptr_t)p & a) {
+        out->kind = CE_FAULT_MISALIGNED;
         out->found = (uint32_t)((uintptr_t)p & a);
         out->invariant = 8;
         return;
-    default:
-        break;
     }
-    uint32_t b = (uint32_t)off - CE_HDR;
-    uint32_t hdr = HDR(h, b);
-    out->address = word(h, b);
-    out->found = hdr;
-    if (out->kind == CE_FAULT_DOUBLE_FREE) {
-        out->expected = SIZE_OF(hdr); /* the same size, used */
-        out->invariant = 2;
-        return;
-    }
-    uint32_t s = SIZE_OF(hdr);
-    if (out->kind == CE_FAULT_BAD_HEADER) {
-        out->expected = s & ~a; /* a used header: multiple of the alignment, in the pool */
-        out->invariant = 1;
-        return;
-    }
-    /* Bad neighbour: report the word that disagrees. */
-    out->invariant = 2;
-    uint32_t nb = b + s;
-    uint32_t nh = HDR(h, nb);
-    if (nh < CE_MIN_BLOCK) {
-        out->address = word(h, nb);
-        out->expected = CE_MIN_BLOCK; /* at least a minimum block (the end marker reads as one) */
-        out->found = nh;
-        return;
-    }
-    if (nh & F_PREV_FREE) {
-        out->address = word(h, nb);
-        out->expected = nh & ~F_PREV_FREE;
-        out->found = nh;
-        return;
-    }
-    if (nh & F_FREE) {
-        uint32_t ns = SIZE_OF(nh);
-        if (ns < CE_MIN_BLOCK || ns > h->end - nb) {
-            out->address = word(h, nb);
-            out->expected = (h->end - nb) | F_FREE;
-            out->found = nh;
+    uint32_t target = (uint32_t)off - CE_HDR;
+    for (uint32_t b = h->first; b < h->end;) {
+        uint32_t hdr = HDR(h, b);
+        uint32_t s = SIZE_OF(hdr);
+        if (s < CE_MIN_BLOCK || (s & a) || s > h->end - b) {
+            out->kind = CE_FAULT_BAD_HEADER; /* the walk cannot pass this header */
+            out->address = word(h, b);
+            out->expected = (h->end - b) & ~a;
+            out->found = hdr;
             out->invariant = 1;
-        } else {
-            out->address = word(h, nb + ns - 4u);
-            out->expected = nb;
-            out->found = *word(h, nb + ns - 4u);
-            out->invariant = 4;
+            return;
         }
-        return;
+        if (target < b + s) {
+            if (hdr & F_FREE) {
+                out->kind = CE_FAULT_DOUBLE_FREE; /* p lies in a free block */
+                out->address = word(h, target);
+                out->expected = b; /* the free block's offset */
+                out->found = target;
+                out->invariant = 2;
+            } else if (target != b) {
+                out->kind = CE_FAULT_INTERIOR; /* p points into a used block */
+                out->expected = b + CE_HDR; /* the block's data offset */
+                out->found = (uint32_t)off;
+                out->invariant = 1;
+            } else {
+                diagnose_neighbour(h, b, hdr, out);
+            }
+            return;
+        }
+        b += s;
     }
-    out->address = word(h, b - 4u);
-    out->found = *word(h, b - 4u);
-    out->expected = 0; /* the offset of a free block that ends at this header */
-    out->invariant = 4;
 }
 
 /* ---- creation ---------------------------------------------------------- */
@@ -284,7 +281,7 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
     if (gap != 0) {
         /* Split the gap off as a free block; b + gap becomes the candidate. */
         HDR(h, b) = gap | F_FREE;
-        *word(h, b + gap - 4u) = b;
+        *word(h, b + gap - 4u) = FOOT_MARK(b);
         list_insert(h, b, gap);
         b += gap;
         s -= gap;
@@ -297,7 +294,7 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
         HDR(h, b) = n | pf;
         uint32_t r = b + n;
         HDR(h, r) = rest | F_FREE;
-        *word(h, r + rest - 4u) = r;
+        *word(h, r + rest - 4u) = FOOT_MARK(r);
         list_insert(h, r, rest);
     } else {
         n = s;
@@ -386,8 +383,8 @@ bool ce_check(const ce_heap_t *h, ce_report_cb report, ce_used_cb used_cb, void 
         if (is_free) {
             if (prev_free)
                 fail(&c, 3, word(h, b), hdr & ~F_FREE, hdr, CE_FAULT_BAD_NEIGHBOUR);
-            if (*word(h, b + s - 4u) != b)
-                fail(&c, 4, word(h, b + s - 4u), b, *word(h, b + s - 4u), CE_FAULT_BAD_NEIGHBOUR);
+            if (*word(h, b + s - 4u) != FOOT_MARK(b))
+                fail(&c, 4, word(h, b + s - 4u), FOOT_MARK(b), *word(h, b + s - 4u), CE_FAULT_BAD_NEIGHBOUR);
 #if CE_FREE_FILL
             const uint8_t *fillp = (const uint8_t *)word(h, b + 12u);
             for (uint32_t i = 0; i + 16u < s; i++) {

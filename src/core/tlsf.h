@@ -93,8 +93,9 @@ typedef enum {
     CE_OK = 0,
     CE_FAULT_OUTSIDE,      /* pointer not inside the heap's pool */
     CE_FAULT_MISALIGNED,   /* pointer inside the pool but not on the heap's alignment */
-    CE_FAULT_DOUBLE_FREE,  /* the block is already free */
-    CE_FAULT_BAD_HEADER,   /* header not a plausible used block: interior pointer or smashed header */
+    CE_FAULT_DOUBLE_FREE,  /* the pointer lies in a free block: double free or use after free */
+    CE_FAULT_INTERIOR,     /* the pointer lies inside a used block, not at its start */
+    CE_FAULT_BAD_HEADER,   /* a header the walk cannot pass: smashed */
     CE_FAULT_BAD_NEIGHBOUR /* a physical neighbour does not round-trip: smashed header nearby */
 } ce_fault_kind_t;
 
@@ -118,7 +119,8 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset);
 /* ce_malloc, ce_free, ce_realloc, ce_valid and ce_block_capacity are static
  * inline in core/tlsf_ops.h. */
 
-/* Describe why p failed validation (slow path; fills *out). */
+/* Describe why p failed the fast checks (slow path, O(blocks); fills *out;
+ * kind CE_OK if nothing is wrong). */
 void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out);
 
 /* Largest request ce_malloc() satisfies now (0 if none). O(CE_FIT_SCAN). */

@@ -63,6 +63,10 @@ CE_INLINE uint32_t *word2(const ce_heap_t *h, uint32_t b, uint32_t s)
 #define PREV(h, b) (word((h), (b))[2])
 #define HDR2(h, b, s) (*word2((h), (b), (s)))         /* header of the block after [b, b + s) */
 #define FOOTER(h, b, s) (word2((h), (b), (s))[-1])    /* last word of [b, b + s) */
+/* A footer holds its block's offset with both flag bits set, a pattern no
+ * header has (a free block's predecessor is never free): a footer read where
+ * a header should be is rejected at once (I4). */
+#define FOOT_MARK(b) ((b) | F_MASK)
 #define SIZE_OF(hdr) ((hdr) & ~F_MASK)
 
 CE_INLINE uint32_t off_of(const ce_heap_t *h, const void *p)
@@ -203,7 +207,7 @@ CE_TAIL ce_fault_kind_t make_free(ce_heap_t *h, uint32_t b, uint32_t s)
 {
     uint32_t *blk = word(h, b), *nxt = word2(h, b, s);
     blk[0] = s | F_FREE; /* a free block's predecessor is always used (I3) */
-    nxt[-1] = b;         /* footer */
+    nxt[-1] = FOOT_MARK(b); /* footer */
     nxt[0] |= F_PREV_FREE;
     list_insert(h, b, s);
     return CE_OK; /* lets callers that return a fault reach it by a tail call */
@@ -221,7 +225,7 @@ CE_TAIL void *use_block(ce_heap_t *h, uint32_t b, uint32_t n)
         HDR(h, b) = n;
         uint32_t r = b + n;
         HDR(h, r) = rest | F_FREE;
-        FOOTER(h, r, rest) = r; /* the next block's PF bit stays set */
+        FOOTER(h, r, rest) = FOOT_MARK(r); /* the next block's PF bit stays set */
         list_insert(h, r, rest);
     } else {
         n = s;
@@ -323,7 +327,7 @@ CE_INLINE void release(ce_heap_t *h, uint32_t b, uint32_t s, uint32_t hdr)
         s += ns;
     }
     if (hdr & F_PREV_FREE) {
-        uint32_t pb = word(h, b)[-1];
+        uint32_t pb = word(h, b)[-1] & ~F_MASK;
         uint32_t ps = b - pb; /* validated: pb's header says exactly this */
         list_remove(h, pb, ps);
 #if CE_FREE_FILL
@@ -337,52 +341,6 @@ CE_INLINE void release(ce_heap_t *h, uint32_t b, uint32_t s, uint32_t hdr)
 
 /* ---- validation (the cheap tier, on every free and realloc) ------------- */
 
-/*
- * The cheap tier, run on every free and realloc: is p the data pointer of a
- * used block of h? Checks, in order: inside the pool, on the heap's
- * alignment, header not free (double free), size inside the pool, the next
- * block agrees that we are used, and a free neighbour (about to be merged)
- * round-trips: the next one's footer names it, the previous one's header
- * ends exactly here. A pointer into the middle of a block fails one of these
- * unless its bytes happen to forge a consistent header and neighbour.
- * Returns CE_OK or CE_FAULT_BAD_HEADER; ce_diagnose() (tlsf.c) names the
- * exact fault on the slow path.
- */
-CE_INLINE bool ce_valid(const ce_heap_t *h, const void *p)
-{
-    uint32_t a = h->align_mask;
-    uintptr_t off = (uintptr_t)p - (uintptr_t)h;
-    /* Data of a real block lies in [first + 4, end - 12]: one unsigned compare
-     * (below the range wraps around). */
-    if (off - (h->first + CE_HDR) > (uintptr_t)(h->max_request - (CE_MIN_BLOCK - CE_HDR)))
-        return false;
-    if ((uintptr_t)p & a)
-        return false;
-    uint32_t b = (uint32_t)off - CE_HDR;
-    uint32_t hdr = HDR(h, b);
-    if (hdr & F_FREE)
-        return false;
-    uint32_t s = hdr & ~F_PREV_FREE;
-    if (s - CE_MIN_BLOCK > h->end - b - CE_MIN_BLOCK)
-        return false;
-    uint32_t nh = HDR2(h, b, s);
-    if ((nh & F_PREV_FREE) || nh < CE_MIN_BLOCK) /* no real header is below 16 (zero data) */
-        return false;
-    if (nh & F_FREE) {
-        uint32_t ns = nh & ~F_FREE; /* its PF bit is clear: checked above */
-        if (ns - CE_MIN_BLOCK > h->end - b - s - CE_MIN_BLOCK || FOOTER(h, b + s, ns) != b + s)
-            return false;
-    }
-    if (hdr & F_PREV_FREE) {
-        uint32_t pb = word(h, b)[-1];
-        if (pb < h->first || pb > b - CE_MIN_BLOCK || (pb & 3u) || HDR(h, pb) != ((b - pb) | F_FREE))
-            return false;
-    }
-    return true;
-}
-
-/* The fault ce_valid() rejected, named precisely (slow path, tlsf.c). */
-ce_fault_kind_t ce_validate(const ce_heap_t *h, const void *p);
 
 /* ---- the O(1) operations ----------------------------------------------- */
 
@@ -435,7 +393,9 @@ CE_INLINE unsigned ce_free_start(const ce_heap_t *h, const void *p, uint32_t *bp
     if (s - CE_MIN_BLOCK > h->end - b - CE_MIN_BLOCK)
         return CE_FREE_REJECT;
     uint32_t nh = HDR2(h, b, s);
-    if ((nh & F_PREV_FREE) || nh < CE_MIN_BLOCK) /* no real header is below 16 (zero data) */
+    /* The next header must not claim we are free, and its size must lie in
+     * the pool (the end marker reads as 16 bytes at end: it passes). */
+    if ((nh & F_PREV_FREE) || (nh & ~F_FREE) - CE_MIN_BLOCK > h->end - b - s - CE_MIN_BLOCK)
         return CE_FREE_REJECT;
     *bp = b;
     *hdrp = hdr;
@@ -469,19 +429,39 @@ CE_INLINE bool neighbours_ok(const ce_heap_t *h, uint32_t b, uint32_t hdr, uint3
     uint32_t s = hdr & ~F_PREV_FREE;
     uint32_t pb = 0;
     if (hdr & F_PREV_FREE) {
-        pb = word(h, b)[-1];
-        if (pb < h->first || pb > b - CE_MIN_BLOCK || (pb & 3u) || HDR(h, pb) != ((b - pb) | F_FREE))
+        uint32_t fw = word(h, b)[-1];
+        pb = fw & ~F_MASK;
+        if ((fw & F_MASK) != F_MASK || pb < h->first || pb > b - CE_MIN_BLOCK ||
+            HDR(h, pb) != ((b - pb) | F_FREE))
             return false;
     }
     uint32_t ns = 0;
     if (nh & F_FREE) {
-        ns = nh & ~F_FREE;
-        if (ns - CE_MIN_BLOCK > h->end - b - s - CE_MIN_BLOCK || FOOTER(h, b + s, ns) != b + s)
+        ns = nh & ~F_FREE; /* inside the pool: ce_free_start checked it */
+        if (FOOTER(h, b + s, ns) != FOOT_MARK(b + s))
             return false;
     }
     *pbp = pb;
     *nsp = ns;
     return true;
+}
+
+/*
+ * The cheap tier, run on every free and realloc: is p the data pointer of a
+ * used block of h? Checks, in order: inside the pool, on the heap's
+ * alignment, header not free (double free), size inside the pool, the next
+ * block agrees that we are used, and a free neighbour (about to be merged)
+ * round-trips: the next one's footer names it, the previous one's header
+ * ends exactly here. A pointer into the middle of a block fails one of these
+ * unless its bytes happen to forge a consistent header and neighbour.
+ * Returns CE_OK or CE_FAULT_BAD_HEADER; ce_diagnose() (tlsf.c) names the
+ * exact fault on the slow path.
+ */
+CE_INLINE bool ce_valid(const ce_heap_t *h, const void *p)
+{
+    uint32_t b = 0, hdr = 0, nh = 0, pb = 0, ns = 0;
+    unsigned kind = ce_free_start(h, p, &b, &hdr, &nh);
+    return kind == CE_FREE_PLAIN || (kind == CE_FREE_MERGE && neighbours_ok(h, b, hdr, nh, &pb, &ns));
 }
 
 CE_INLINE ce_fault_kind_t ce_free_merge(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t nh)
@@ -495,9 +475,6 @@ CE_INLINE ce_fault_kind_t ce_free_merge(ce_heap_t *h, uint32_t b, uint32_t hdr, 
 #if CE_FREE_FILL
     fill_free(h, b + CE_HDR, s - CE_HDR);
 #endif
-#if !CE_FREE_FILL
-    uint32_t freed = s;
-#endif
     if (ns != 0) {
         list_remove(h, b + s, ns);
 #if CE_FREE_FILL
@@ -509,11 +486,6 @@ CE_INLINE ce_fault_kind_t ce_free_merge(ce_heap_t *h, uint32_t b, uint32_t hdr, 
         list_remove(h, pb, b - pb);
 #if CE_FREE_FILL
         fill_free(h, b - 4u, 16u); /* its footer, our header and links */
-#else
-        /* Leave b's header saying "free, absorbed by pb": a second free of
-         * p is then named a double free (ce_validate), not a bad neighbour. */
-        HDR(h, b) = freed | F_FREE;
-        FOOTER(h, b, freed) = pb;
 #endif
         s += b - pb;
         b = pb;
@@ -523,7 +495,7 @@ CE_INLINE ce_fault_kind_t ce_free_merge(ce_heap_t *h, uint32_t b, uint32_t hdr, 
 
 /*
  * free: every check before the first write, so a rejected pointer changes
- * nothing. Returns CE_OK, or CE_FAULT_BAD_HEADER (ce_validate() says which).
+ * nothing. Returns CE_OK, or CE_FAULT_BAD_HEADER (ce_diagnose() says which).
  */
 CE_INLINE ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
 {
@@ -568,7 +540,7 @@ CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t 
         HDR(h, b) = n | pf;
         uint32_t r = b + n;
         HDR(h, r) = rest | F_FREE;
-        FOOTER(h, r, rest) = r;
+        FOOTER(h, r, rest) = FOOT_MARK(r);
         list_insert(h, r, rest); /* the block after keeps its PF bit */
     } else {
         n = total;

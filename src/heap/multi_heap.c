@@ -58,6 +58,8 @@ static const char *fault_text(ce_fault_kind_t kind)
         return "Misaligned pointer";
     case CE_FAULT_DOUBLE_FREE:
         return "Double free";
+    case CE_FAULT_INTERIOR:
+        return "Pointer into the middle of a block";
     case CE_FAULT_BAD_HEADER:
         return "Bad block header (interior pointer or smashed header)";
     case CE_FAULT_BAD_NEIGHBOUR:

@@ -1,0 +1,439 @@
+/*
+ * test_check.c - multi_heap_check(): true on intact heaps, false plus a
+ * "CORRUPT HEAP" report after a smashed header or free-list link, never
+ * aborting and never reading outside the region; with poisoning, bad tail
+ * ("Expected 0xbaad5678 got 0xbaad5687"), bad head, bad size; with
+ * comprehensive poisoning, a write into a free block ("Invalid data").
+ *
+ * All corruption is written inside the static region array, so ASan sees
+ * only in-bounds accesses; an out-of-region read by check would be flagged.
+ */
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <cmocka.h>
+
+#include "support.h"
+
+#define REGION_BYTES (16u * 1024u)
+static _Alignas(16) unsigned char region[REGION_BYTES];
+
+static multi_heap_handle_t fresh(void)
+{
+    multi_heap_handle_t h = multi_heap_register(region, REGION_BYTES);
+    assert_non_null(h);
+    return h;
+}
+
+/* The 4-byte block header in front of the raw data of user pointer p. */
+static unsigned char *header_of(void *p)
+{
+    return (unsigned char *)p - ct_poison_head(4) - CT_BLOCK_HEADER;
+}
+
+static uint32_t get32(const void *at)
+{
+    uint32_t v;
+    memcpy(&v, at, 4);
+    return v;
+}
+
+static void put32(void *at, uint32_t v)
+{
+    memcpy(at, &v, 4);
+}
+
+/* check must return false, print a CORRUPT HEAP line, and not abort. */
+static void assert_check_fails(multi_heap_handle_t h)
+{
+    bool aborted;
+    volatile bool ok = true;
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, ok = multi_heap_check(h, false));
+    ct_capture_end();
+    assert_false(aborted);
+    assert_false(ok);
+    assert_int_equal(ct_capture_len(), 0); /* print_errors false: silent */
+
+    capheap_clear_last_report();
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, ok = multi_heap_check(h, true));
+    ct_capture_end();
+    assert_false(aborted);
+    assert_false(ok);
+    assert_true(ct_capture_contains("CORRUPT HEAP: "));
+    assert_non_null(capheap_last_report().what);
+}
+
+static void test_intact_heap(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    ct_capture_begin();
+    assert_true(multi_heap_check(h, true));
+    void *p[20];
+    for (int i = 0; i < 20; i++) {
+        p[i] = multi_heap_malloc(h, (size_t)(i * 37 + 1));
+        assert_non_null(p[i]);
+    }
+    for (int i = 0; i < 20; i += 3) {
+        multi_heap_free(h, p[i]);
+    }
+    assert_true(multi_heap_check(h, true));
+    assert_true(multi_heap_check(h, false));
+    ct_capture_end();
+    assert_int_equal(ct_capture_len(), 0);
+}
+
+/* A smashed header of a used block is found; restoring it heals the heap. */
+static void test_smashed_used_header(void **state)
+{
+    (void)state;
+    static const uint32_t xors[] = {0x1, 0x2, 0x3, 0x4, 0x10, 0x100, 0x8000, 0x80000000u,
+                                    0x7ffffff0u};
+    static const uint32_t sets[] = {0, 0xffffffffu, 0xfffffffcu, 12, 16, 0x7fffffffu};
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 64);
+    unsigned char *b = multi_heap_malloc(h, 64);
+    unsigned char *c = multi_heap_malloc(h, 64);
+    ct_stamp(a, 64);
+    ct_stamp(b, 64);
+    ct_stamp(c, 64);
+    unsigned char *hb = header_of(b);
+    uint32_t orig = get32(hb);
+    for (size_t i = 0; i < sizeof xors / sizeof xors[0] + sizeof sets / sizeof sets[0]; i++) {
+        uint32_t bad = i < sizeof xors / sizeof xors[0]
+                           ? orig ^ xors[i]
+                           : sets[i - sizeof xors / sizeof xors[0]];
+        if (bad == orig) {
+            continue;
+        }
+        put32(hb, bad);
+        assert_check_fails(h);
+        put32(hb, orig);
+        assert_true(multi_heap_check(h, false));
+    }
+    assert_true(ct_stamp_ok(a, 64));
+    assert_true(ct_stamp_ok(b, 64));
+    assert_true(ct_stamp_ok(c, 64));
+}
+
+/* The same for the header of a free block and its free-list links. */
+static void test_smashed_free_block(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 64);
+    unsigned char *b = multi_heap_malloc(h, 64);
+    unsigned char *c = multi_heap_malloc(h, 64);
+    assert_non_null(a);
+    assert_non_null(c);
+    multi_heap_free(h, b);
+    unsigned char *hb = header_of(b);
+    uint32_t orig = get32(hb);
+    static const uint32_t xors[] = {0x1, 0x2, 0x10, 0x80000000u};
+    for (size_t i = 0; i < sizeof xors / sizeof xors[0]; i++) {
+        put32(hb, orig ^ xors[i]);
+        assert_check_fails(h);
+        put32(hb, orig);
+        assert_true(multi_heap_check(h, false));
+    }
+    /* The first data word of a free block is a list link. */
+    unsigned char *link = hb + CT_BLOCK_HEADER;
+    uint32_t orig_link = get32(link);
+    static const uint32_t junk[] = {0xffffffffu, 0x12345678u, 0x3u};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        if (junk[i] == orig_link) {
+            continue;
+        }
+        put32(link, junk[i]);
+        assert_check_fails(h);
+        put32(link, orig_link);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+/* A size that points far outside the region: check stays inside it. */
+static void test_check_never_leaves_region(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *p[8];
+    for (int i = 0; i < 8; i++) {
+        p[i] = multi_heap_malloc(h, 100);
+    }
+    multi_heap_free(h, p[2]);
+    multi_heap_free(h, p[5]);
+    for (int i = 0; i < 8; i++) {
+        unsigned char *hd = header_of(p[i]);
+        uint32_t orig = get32(hd);
+        put32(hd, 0xfffffff0u | (orig & 3u));
+        assert_check_fails(h);
+        put32(hd, (orig & 3u) | 0x00100000u);
+        assert_check_fails(h);
+        put32(hd, orig);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+/*
+ * The byte after the requested size: detected with poisoning (bad tail),
+ * without poisoning it lands in the block's own slack and is harmless.
+ */
+static void test_one_byte_past_the_end(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {1, 2, 3, 4, 13, 16, 21, 100};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        multi_heap_handle_t h = fresh();
+        size_t n = lens[i];
+        unsigned char *p = multi_heap_malloc(h, n);
+        unsigned char *q = multi_heap_malloc(h, 16); /* a neighbour */
+        assert_non_null(q);
+#if CT_POISONING
+        unsigned char saved = p[n];
+        p[n] = 0x87; /* first byte of the tail canary: 0xbaad5678 -> 0xbaad5687 */
+        assert_check_fails(h);
+        capheap_report_t r = capheap_last_report();
+        assert_string_equal(r.what, "Bad tail");
+        assert_ptr_equal(r.address, p + n);
+        assert_int_equal(r.expected, CT_TAIL_CANARY);
+        assert_int_equal(r.found, 0xbaad5687u);
+        ct_capture_begin();
+        assert_false(multi_heap_check(h, true));
+        ct_capture_end();
+        assert_true(ct_capture_contains("CORRUPT HEAP: Bad tail at "));
+        assert_true(ct_capture_contains("Expected 0xbaad5678 got 0xbaad5687"));
+        p[n] = saved;
+        assert_true(multi_heap_check(h, false));
+#else
+        if (n < multi_heap_get_allocated_size(h, p)) {
+            p[n] = 0x87;
+            assert_true(multi_heap_check(h, false));
+        }
+#endif
+        multi_heap_free(h, p);
+        multi_heap_free(h, q);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+#if CT_POISONING
+/* Every byte of the tail canary is checked. */
+static void test_each_tail_byte(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *p = multi_heap_malloc(h, 10);
+    for (size_t k = 0; k < 4; k++) {
+        unsigned char saved = p[10 + k];
+        p[10 + k] ^= 0x40;
+        assert_check_fails(h);
+        capheap_report_t r = capheap_last_report();
+        assert_string_equal(r.what, "Bad tail");
+        assert_int_equal(r.expected, CT_TAIL_CANARY);
+        assert_int_equal(r.found, CT_TAIL_CANARY ^ (0x40u << (8 * k)));
+        p[10 + k] = saved;
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+/* A smashed head canary: "Bad head", expected 0xabba1234. */
+static void test_bad_head(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 40);
+    unsigned char *p = multi_heap_malloc(h, 40);
+    assert_non_null(a);
+    unsigned char *head = p - ct_poison_head(4);
+    assert_int_equal(get32(head), CT_HEAD_CANARY);
+    for (size_t k = 0; k < 4; k++) {
+        unsigned char saved = head[k];
+        head[k] = 0x00;
+        assert_check_fails(h);
+        capheap_report_t r = capheap_last_report();
+        assert_string_equal(r.what, "Bad head");
+        assert_ptr_equal(r.address, head);
+        assert_int_equal(r.expected, CT_HEAD_CANARY);
+        assert_int_equal(r.found, CT_HEAD_CANARY & ~(0xffu << (8 * k)));
+        ct_capture_begin();
+        (void)multi_heap_check(h, true);
+        ct_capture_end();
+        assert_true(ct_capture_contains("CORRUPT HEAP: Bad head at "));
+        assert_true(ct_capture_contains("Expected 0xabba1234"));
+        head[k] = saved;
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+/* The size word of the head must fit the block. */
+static void test_bad_size_word(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *p = multi_heap_malloc(h, 40);
+    unsigned char *size_word = p - 4;
+    uint32_t orig = get32(size_word);
+    assert_int_equal(orig, 40);
+    static const uint32_t bad[] = {0x7fffffffu, 0xffffffffu, 4096, 41 + 12};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        put32(size_word, bad[i]);
+        assert_check_fails(h);
+        put32(size_word, orig);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+/* Canaries of 8- and 16-aligned heaps are checked as well. */
+static void test_tail_in_wide_heaps(void **state)
+{
+    (void)state;
+    for (size_t align = 8; align <= 16; align *= 2) {
+        capheap_heap_options_t o = {.alignment = align};
+        multi_heap_handle_t h = capheap_heap_register(region, REGION_BYTES, &o);
+        assert_non_null(h);
+        unsigned char *p = multi_heap_malloc(h, 21);
+        assert_int_equal((uintptr_t)p % align, 0);
+        assert_int_equal(get32(p - ct_poison_head(align)), CT_HEAD_CANARY);
+        p[21] = 0x87;
+        assert_check_fails(h);
+        assert_string_equal(capheap_last_report().what, "Bad tail");
+        assert_int_equal(capheap_last_report().found, 0xbaad5687u);
+        p[21] = 0x78;
+        assert_true(multi_heap_check(h, false));
+    }
+}
+#endif
+
+#if CAPHEAP_POISONING_COMPREHENSIVE
+/* A write into free memory: "Invalid data", expected the free fill. */
+static void test_write_into_free_block(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 256);
+    unsigned char *b = multi_heap_malloc(h, 256);
+    unsigned char *c = multi_heap_malloc(h, 256);
+    assert_non_null(a);
+    assert_non_null(c);
+    multi_heap_free(h, b);
+    for (size_t i = 32; i < 200; i++) {
+        assert_int_equal(b[i], CT_FREE_FILL);
+    }
+    static const size_t where[] = {40, 101, 128, 199};
+    for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
+        unsigned char *x = b + where[i];
+        *x = 0x42;
+        assert_check_fails(h);
+        capheap_report_t r = capheap_last_report();
+        assert_string_equal(r.what, "Invalid data");
+        /* The report names the bad byte (or the word holding it). */
+        assert_true((const unsigned char *)r.address <= x &&
+                    (const unsigned char *)r.address + 4 > x);
+        assert_true(r.expected == 0xfeu || r.expected == 0xfefefefeu);
+        assert_true(r.found == 0x42u || (r.found & 0xffu) == 0x42u ||
+                    ((r.found >> 8) & 0xffu) == 0x42u || ((r.found >> 16) & 0xffu) == 0x42u ||
+                    (r.found >> 24) == 0x42u);
+        ct_capture_begin();
+        (void)multi_heap_check(h, true);
+        ct_capture_end();
+        assert_true(ct_capture_contains("CORRUPT HEAP: Invalid data at "));
+        *x = CT_FREE_FILL;
+        assert_true(multi_heap_check(h, false));
+    }
+    /* The free remainder at the end is checked too. */
+    ct_walk_summary_t s;
+    ct_walk_summary(h, &s);
+    unsigned char *last = (unsigned char *)s.end - 40;
+    *last = 0x00;
+    assert_check_fails(h);
+    assert_string_equal(capheap_last_report().what, "Invalid data");
+    *last = CT_FREE_FILL;
+    assert_true(multi_heap_check(h, false));
+}
+#endif
+
+/*
+ * check keeps no global state (ESP-IDF kept print_errors in a global): a
+ * silent check of one heap running in another thread never mutes a printing
+ * check of another heap.
+ */
+static _Alignas(16) unsigned char quiet_region[4096];
+static atomic_int stop_quiet;
+
+static void *quiet_checker(void *arg)
+{
+    multi_heap_handle_t q = arg;
+    while (!atomic_load(&stop_quiet)) {
+        (void)multi_heap_check(q, false);
+    }
+    return NULL;
+}
+
+static void test_check_is_thread_safe(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 64);
+    unsigned char *b = multi_heap_malloc(h, 64);
+    assert_non_null(b);
+    unsigned char *hb = header_of(b);
+    uint32_t orig = get32(hb);
+    put32(hb, orig ^ 0x2u); /* "previous block is free": wrong */
+    multi_heap_handle_t q = multi_heap_register(quiet_region, sizeof quiet_region);
+    assert_non_null(q);
+    atomic_store(&stop_quiet, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, quiet_checker, q), 0);
+    ct_capture_begin();
+    size_t reported = 0;
+    for (int i = 0; i < 2000; i++) {
+        size_t before = ct_capture_count("CORRUPT HEAP: ");
+        if (!multi_heap_check(h, true) && ct_capture_count("CORRUPT HEAP: ") > before) {
+            reported++;
+        }
+        if (ct_capture_len() > CT_CAPTURE_BYTES / 2) {
+            ct_capture_clear();
+        }
+    }
+    ct_capture_end();
+    atomic_store(&stop_quiet, 1);
+    pthread_join(t, NULL);
+    put32(hb, orig);
+    assert_int_equal(reported, 2000);
+    assert_true(multi_heap_check(h, false));
+    (void)a;
+}
+
+int main(void)
+{
+    printf("poisoning: %s\n", ct_poisoning_name());
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_intact_heap),
+        cmocka_unit_test(test_smashed_used_header),
+        cmocka_unit_test(test_smashed_free_block),
+        cmocka_unit_test(test_check_never_leaves_region),
+        cmocka_unit_test(test_one_byte_past_the_end),
+        cmocka_unit_test(test_check_is_thread_safe),
+#if CT_POISONING
+        cmocka_unit_test(test_each_tail_byte),
+        cmocka_unit_test(test_bad_head),
+        cmocka_unit_test(test_bad_size_word),
+        cmocka_unit_test(test_tail_in_wide_heaps),
+#endif
+#if CAPHEAP_POISONING_COMPREHENSIVE
+        cmocka_unit_test(test_write_into_free_block),
+#endif
+    };
+    return cmocka_run_group_tests_name("check", tests, NULL, NULL);
+}

@@ -1,0 +1,633 @@
+/*
+ * test_misuse.c - misuse is reported and reaches the abort handler, never
+ * silent corruption: double free, pointers outside the heap, interior
+ * pointers, realloc of foreign pointers, a block freed into the wrong heap,
+ * a smashed header, and (with poisoning) bad canaries on free and realloc.
+ *
+ * Each case runs under CT_CATCH_ABORT (support.h): the test's abort handler
+ * longjmps back, and the test then reads capheap_last_report() and the
+ * captured "CORRUPT HEAP" line. When the misuse is detectable before the
+ * heap changes anything, the heap must be intact afterwards (check passes,
+ * free bytes unchanged, live blocks keep their contents and can be freed).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "support.h"
+
+#define REGION_BYTES (16u * 1024u)
+static _Alignas(16) unsigned char region_a[REGION_BYTES];
+static _Alignas(16) unsigned char region_b[REGION_BYTES];
+static _Alignas(16) unsigned char elsewhere[1024];
+
+static multi_heap_handle_t fresh_a(void)
+{
+    multi_heap_handle_t h = multi_heap_register(region_a, REGION_BYTES);
+    assert_non_null(h);
+    return h;
+}
+
+static uint32_t get32(const void *at)
+{
+    uint32_t v;
+    memcpy(&v, at, 4);
+    return v;
+}
+
+static void put32(void *at, uint32_t v)
+{
+    memcpy(at, &v, 4);
+}
+
+static unsigned char *header_of(void *p)
+{
+    return (unsigned char *)p - ct_poison_head(4) - CT_BLOCK_HEADER;
+}
+
+/* Run a free that must be reported and abort; return the report. */
+static capheap_report_t expect_abort_free(multi_heap_handle_t h, void *p)
+{
+    bool aborted;
+    capheap_clear_last_report();
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, multi_heap_free(h, p));
+    ct_capture_end();
+    if (!aborted) {
+        fail_msg("free(%p) was not reported", p);
+    }
+    assert_true(ct_capture_contains("CORRUPT HEAP: "));
+    capheap_report_t r = capheap_last_report();
+    assert_non_null(r.what);
+    assert_true(ct_capture_contains(r.what));
+    return r;
+}
+
+static capheap_report_t expect_abort_realloc(multi_heap_handle_t h, void *p, size_t n)
+{
+    bool aborted;
+    capheap_clear_last_report();
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, (void)multi_heap_realloc(h, p, n));
+    ct_capture_end();
+    if (!aborted) {
+        fail_msg("realloc(%p, %zu) was not reported", p, n);
+    }
+    assert_true(ct_capture_contains("CORRUPT HEAP: "));
+    capheap_report_t r = capheap_last_report();
+    assert_non_null(r.what);
+    return r;
+}
+
+/* The report names the pointer, or its block's header / head canary. */
+static void assert_names(const capheap_report_t *r, const void *p)
+{
+    const unsigned char *a = r->address, *q = p;
+    if (!(a <= q && a + 20 >= q)) {
+        fail_msg("report \"%s\" names %p, not near %p", r->what, r->address, p);
+    }
+}
+
+/* The report names some word of the heap's region (a header or a neighbour). */
+static void assert_names_heap_word(const capheap_report_t *r, const unsigned char *region)
+{
+    const unsigned char *a = r->address;
+    if (!(a >= region && a < region + REGION_BYTES)) {
+        fail_msg("report \"%s\" names %p, outside the heap", r->what, r->address);
+    }
+}
+
+/* A second free of p is called a double free and names p's block. */
+static void assert_double_free(const capheap_report_t *r, const void *p)
+{
+#if CT_POISONING
+    /* The head canary is cleared on free, so "Bad head" is a fair name too. */
+    if (strcmp(r->what, "Double free") != 0 && strcmp(r->what, "Bad head") != 0) {
+        fail_msg("double free of %p reported as \"%s\" at %p", p, r->what, r->address);
+    }
+#else
+    if (strcmp(r->what, "Double free") != 0) {
+        fail_msg("double free of %p reported as \"%s\" at %p", p, r->what, r->address);
+    }
+#endif
+    assert_names(r, p);
+}
+
+/* The heap is as before: intact, same free bytes. */
+static void assert_unchanged(multi_heap_handle_t h, size_t free_before)
+{
+    ct_capture_begin();
+    bool ok = multi_heap_check(h, true);
+    ct_capture_end();
+    if (!ok) {
+        fail_msg("heap corrupt after a detected misuse: %s", ct_capture_text());
+    }
+    assert_int_equal(multi_heap_free_size(h), free_before);
+}
+
+static void test_double_free_isolated(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *a = multi_heap_malloc(h, 48);
+    unsigned char *p = multi_heap_malloc(h, 48);
+    unsigned char *c = multi_heap_malloc(h, 48);
+    ct_stamp(a, 48);
+    ct_stamp(c, 48);
+    multi_heap_free(h, p); /* between two used blocks: stays a block of its own */
+    size_t before = multi_heap_free_size(h);
+    capheap_report_t r = expect_abort_free(h, p);
+    assert_double_free(&r, p);
+    assert_unchanged(h, before);
+    assert_true(ct_stamp_ok(a, 48));
+    assert_true(ct_stamp_ok(c, 48));
+    multi_heap_free(h, a);
+    multi_heap_free(h, c);
+    assert_true(multi_heap_check(h, false));
+}
+
+/* The freed block merged with the free remainder after it. */
+static void test_double_free_merged_forward(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *a = multi_heap_malloc(h, 48);
+    unsigned char *p = multi_heap_malloc(h, 48);
+    assert_non_null(a);
+    multi_heap_free(h, p);
+    size_t before = multi_heap_free_size(h);
+    capheap_report_t r = expect_abort_free(h, p);
+    assert_double_free(&r, p);
+    assert_unchanged(h, before);
+}
+
+/* The freed block was swallowed by a free block before it. */
+static void test_double_free_merged_backward(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *a = multi_heap_malloc(h, 48);
+    unsigned char *b = multi_heap_malloc(h, 48);
+    unsigned char *p = multi_heap_malloc(h, 48);
+    unsigned char *guard = multi_heap_malloc(h, 48);
+    ct_stamp(a, 48);
+    ct_stamp(guard, 48);
+    multi_heap_free(h, b);
+    multi_heap_free(h, p); /* merges into b's free block */
+    size_t before = multi_heap_free_size(h);
+    capheap_report_t r = expect_abort_free(h, p);
+    assert_double_free(&r, p);
+    assert_unchanged(h, before);
+    assert_true(ct_stamp_ok(a, 48));
+    assert_true(ct_stamp_ok(guard, 48));
+}
+
+/* A pointer freed, its memory reused and freed again: a second free of it is reported. */
+static void test_double_free_after_reuse(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *a = multi_heap_malloc(h, 100);
+    unsigned char *guard = multi_heap_malloc(h, 8);
+    assert_non_null(guard);
+    multi_heap_free(h, a);
+    unsigned char *b = multi_heap_malloc(h, 100);
+    assert_non_null(b); /* often the same block as a; either way a is free now */
+    multi_heap_free(h, b);
+    size_t before = multi_heap_free_size(h);
+    capheap_report_t r = expect_abort_free(h, a);
+    assert_double_free(&r, a);
+    assert_unchanged(h, before);
+}
+
+static void test_free_outside_heap(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *live = multi_heap_malloc(h, 64);
+    ct_stamp(live, 64);
+    size_t before = multi_heap_free_size(h);
+    int on_stack = 0;
+    unsigned char *outside[] = {
+        elsewhere + 16,          /* another array */
+        elsewhere + 512,
+        (unsigned char *)&on_stack,
+        region_b + 64,           /* memory a heap could own, but not this one */
+        region_a + REGION_BYTES, /* one past the region */
+        region_a + 4,            /* inside the handle / control structure */
+        region_a + 16,
+        (unsigned char *)h + capheap_heap_overhead(h) / 2,
+    };
+    for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
+        memset(elsewhere, 0, sizeof elsewhere); /* zeros look like nothing valid */
+        capheap_report_t r = expect_abort_free(h, outside[i]);
+        assert_names(&r, outside[i]);
+        assert_unchanged(h, before);
+    }
+    assert_true(ct_stamp_ok(live, 64));
+    multi_heap_free(h, live);
+    assert_true(multi_heap_check(h, false));
+}
+
+/* A fake header in front of a foreign pointer does not fool free. */
+static void test_free_outside_heap_with_fake_header(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *live = multi_heap_malloc(h, 64);
+    size_t before = multi_heap_free_size(h);
+    /* Copy a real block (header, data, next header) into foreign memory. */
+    unsigned char *hdr = header_of(live);
+    size_t span = CT_BLOCK_HEADER + ct_poison_head(4) + 64 + 16;
+    memcpy(elsewhere + 64, hdr, span);
+    unsigned char *fake = elsewhere + 64 + (size_t)(live - hdr);
+    capheap_report_t r = expect_abort_free(h, fake);
+    assert_names(&r, fake);
+    assert_unchanged(h, before);
+}
+
+static void test_free_misaligned_pointer(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *p = multi_heap_malloc(h, 64);
+    ct_stamp(p, 64);
+    size_t before = multi_heap_free_size(h);
+    for (size_t k = 1; k < 4; k++) {
+        capheap_report_t r = expect_abort_free(h, p + k);
+        assert_names(&r, p + k);
+        assert_unchanged(h, before);
+    }
+    assert_true(ct_stamp_ok(p, 64));
+    multi_heap_free(h, p);
+}
+
+/* Pointers into the middle of a block, whose data is stamped (arbitrary). */
+static void test_free_interior_pointer(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {16, 64, 1000};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        multi_heap_handle_t h = fresh_a();
+        size_t n = lens[i];
+        unsigned char *p = multi_heap_malloc(h, n);
+        unsigned char *next = multi_heap_malloc(h, 32);
+        ct_stamp(p, n);
+        ct_stamp(next, 32);
+        size_t before = multi_heap_free_size(h);
+        size_t offsets[] = {4, 8, n / 2, n - 4};
+        for (size_t k = 0; k < sizeof offsets / sizeof offsets[0]; k++) {
+            unsigned char *inner = p + (offsets[k] & ~(size_t)3);
+            if (inner == p) {
+                continue;
+            }
+            capheap_report_t r = expect_abort_free(h, inner);
+            assert_names_heap_word(&r, region_a);
+            assert_unchanged(h, before);
+            assert_true(ct_stamp_ok(p, n));
+            assert_true(ct_stamp_ok(next, 32));
+        }
+        multi_heap_free(h, p);
+        multi_heap_free(h, next);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+/*
+ * Interior pointers into data that happens to look like block headers: a
+ * word equal to a real used or free header in front of the pointer, the
+ * rest of the block zeros (the commonest content of real data).
+ */
+static void interior_with_fake_header(uint32_t (*make)(uint32_t used_hdr, uint32_t free_hdr))
+{
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *p = multi_heap_malloc(h, 256);
+    unsigned char *q = multi_heap_malloc(h, 64);
+    unsigned char *guard = multi_heap_malloc(h, 16);
+    assert_non_null(guard);
+    multi_heap_free(h, q); /* a free block between p and guard */
+    size_t before = multi_heap_free_size(h);
+    uint32_t fake = make(get32(header_of(p)), get32(header_of(q)));
+    memset(p, 0, 256);
+    put32(p + 60, fake);
+    unsigned char *inner = p + 64 + ct_poison_head(4);
+    capheap_report_t r = expect_abort_free(h, inner);
+    (void)r;
+    assert_unchanged(h, before);
+    multi_heap_free(h, p);
+    multi_heap_free(h, guard);
+    assert_true(multi_heap_check(h, false));
+}
+
+static uint32_t fake_used_copy(uint32_t used_hdr, uint32_t free_hdr)
+{
+    (void)free_hdr;
+    return used_hdr;
+}
+
+static uint32_t fake_free_copy(uint32_t used_hdr, uint32_t free_hdr)
+{
+    (void)used_hdr;
+    return free_hdr;
+}
+
+static uint32_t fake_small_used(uint32_t used_hdr, uint32_t free_hdr)
+{
+    (void)used_hdr;
+    (void)free_hdr;
+    return 64; /* a used block of 64 bytes, previous block used */
+}
+
+static void test_free_interior_fake_free_header(void **state)
+{
+    (void)state;
+    interior_with_fake_header(fake_free_copy);
+}
+
+static void test_free_interior_fake_used_header(void **state)
+{
+    (void)state;
+    interior_with_fake_header(fake_used_copy);
+}
+
+static void test_free_interior_fake_small_header(void **state)
+{
+    (void)state;
+    interior_with_fake_header(fake_small_used);
+}
+
+static void test_realloc_foreign_pointer(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *p = multi_heap_malloc(h, 64);
+    unsigned char *guard = multi_heap_malloc(h, 16);
+    assert_non_null(guard);
+    ct_stamp(p, 64);
+    size_t before = multi_heap_free_size(h);
+    memset(elsewhere, 0, sizeof elsewhere);
+    capheap_report_t r = expect_abort_realloc(h, elsewhere + 32, 100);
+    assert_names(&r, elsewhere + 32);
+    assert_unchanged(h, before);
+    r = expect_abort_realloc(h, p + 8, 10);
+    assert_names_heap_word(&r, region_a);
+    assert_unchanged(h, before);
+    r = expect_abort_realloc(h, p + 32, 1000);
+    assert_unchanged(h, before);
+    /* realloc of a freed block */
+    unsigned char *f = multi_heap_malloc(h, 40);
+    unsigned char *g2 = multi_heap_malloc(h, 16);
+    assert_non_null(g2);
+    multi_heap_free(h, f);
+    before = multi_heap_free_size(h);
+    (void)expect_abort_realloc(h, f, 20);
+    assert_unchanged(h, before);
+    (void)expect_abort_realloc(h, f, 0);
+    assert_unchanged(h, before);
+    assert_true(ct_stamp_ok(p, 64));
+}
+
+/* A block of heap A freed into heap B. */
+static void test_free_into_wrong_heap(void **state)
+{
+    (void)state;
+    multi_heap_handle_t a = multi_heap_register(region_a, REGION_BYTES);
+    multi_heap_handle_t b = multi_heap_register(region_b, REGION_BYTES);
+    unsigned char *pa = multi_heap_malloc(a, 100);
+    unsigned char *pb = multi_heap_malloc(b, 100);
+    ct_stamp(pa, 100);
+    ct_stamp(pb, 100);
+    size_t fa = multi_heap_free_size(a), fb = multi_heap_free_size(b);
+    capheap_report_t r = expect_abort_free(b, pa);
+    assert_names(&r, pa);
+    assert_unchanged(a, fa);
+    assert_unchanged(b, fb);
+    (void)expect_abort_realloc(b, pa, 200);
+    assert_unchanged(a, fa);
+    assert_unchanged(b, fb);
+    assert_true(ct_stamp_ok(pa, 100));
+    assert_true(ct_stamp_ok(pb, 100));
+    multi_heap_free(a, pa);
+    multi_heap_free(b, pb);
+    assert_true(multi_heap_check(a, false));
+    assert_true(multi_heap_check(b, false));
+}
+
+/*
+ * free of a block whose header was smashed is reported; repaired, the block
+ * frees fine. zero_data: the smashed block and the one after it hold zeros
+ * (else stamped, i.e. arbitrary, data).
+ */
+static void smashed_header_case(uint32_t (*smash)(uint32_t orig), bool zero_data)
+{
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *a = multi_heap_malloc(h, 64);
+    unsigned char *p = multi_heap_malloc(h, 64);
+    unsigned char *c = multi_heap_malloc(h, 64);
+    ct_stamp(a, 64);
+    if (zero_data) {
+        memset(p, 0, 64);
+        memset(c, 0, 64);
+    } else {
+        ct_stamp(p, 64);
+        ct_stamp(c, 64);
+    }
+    unsigned char *hp = header_of(p);
+    uint32_t orig = get32(hp);
+    uint32_t bad = smash(orig);
+    put32(hp, bad);
+    print_message("header 0x%08x smashed to 0x%08x, %s data\n", (unsigned)orig, (unsigned)bad,
+                  zero_data ? "zero" : "stamped");
+    size_t before = multi_heap_free_size(h);
+    capheap_report_t r = expect_abort_free(h, p);
+    /* The report names the header or the neighbour word that disagrees. */
+    assert_names_heap_word(&r, region_a);
+    put32(hp, orig);
+    assert_unchanged(h, before);
+    assert_true(ct_stamp_ok(a, 64));
+    assert_true(zero_data || ct_stamp_ok(c, 64));
+    multi_heap_free(h, p);
+    assert_true(multi_heap_check(h, false));
+}
+
+static uint32_t smash_zero(uint32_t o) { (void)o; return 0; }
+static uint32_t smash_ones(uint32_t o) { (void)o; return 0xffffffffu; }
+static uint32_t smash_huge(uint32_t o) { (void)o; return 0x7ffffff0u; }
+static uint32_t smash_free_bit(uint32_t o) { return o ^ 1u; }
+static uint32_t smash_prev_free_bit(uint32_t o) { return o ^ 2u; }
+static uint32_t smash_tiny(uint32_t o) { return o ^ 0x40u; }   /* 68 -> 4: below a block */
+static uint32_t smash_top(uint32_t o) { return o ^ 0x80000000u; }
+static uint32_t smash_to_16(uint32_t o) { (void)o; return 0x10u; } /* shrinks the block */
+static uint32_t smash_minus_4(uint32_t o) { return o ^ 4u; }       /* 68 -> 64 */
+static uint32_t smash_plus_16(uint32_t o) { return o + 16u; }      /* grows into the next block */
+
+static void test_free_with_smashed_header(void **state)
+{
+    (void)state;
+    uint32_t (*const smashes[])(uint32_t) = {smash_zero,     smash_ones,          smash_huge,
+                                              smash_free_bit, smash_prev_free_bit, smash_tiny,
+                                              smash_top};
+    for (size_t i = 0; i < sizeof smashes / sizeof smashes[0]; i++) {
+        smashed_header_case(smashes[i], false);
+        smashed_header_case(smashes[i], true);
+    }
+}
+
+/*
+ * A header smashed to another plausible size (smaller, or 16 bytes larger),
+ * over zero data: where the wrong size points, the "next header" is a zero
+ * word. (With arbitrary data the outcome would depend on the addresses, so
+ * these cases use zeros to be deterministic.)
+ */
+static void test_free_with_plausible_smashed_header(void **state)
+{
+    (void)state;
+    smashed_header_case(smash_to_16, true);
+    smashed_header_case(smash_minus_4, true);
+    smashed_header_case(smash_plus_16, true);
+}
+
+/* The misuse path prints through the writer and abort handler only. */
+static void test_report_reaches_writer_and_abort(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *p = multi_heap_malloc(h, 20);
+    unsigned char *g = multi_heap_malloc(h, 20);
+    assert_non_null(g);
+    multi_heap_free(h, p);
+    unsigned before = ct_abort_count();
+    (void)expect_abort_free(h, p);
+    assert_int_equal(ct_abort_count(), before + 1);
+    char line[200];
+    assert_true(ct_capture_line(0, line, sizeof line));
+    assert_memory_equal(line, "CORRUPT HEAP: ", 14);
+}
+
+#if CT_POISONING
+/* Bad tail on free: reported with the tail address and both values. */
+static void test_free_with_bad_tail(void **state)
+{
+    (void)state;
+    static const size_t lens[] = {1, 5, 13, 64};
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        multi_heap_handle_t h = fresh_a();
+        size_t n = lens[i];
+        unsigned char *p = multi_heap_malloc(h, n);
+        unsigned char *g = multi_heap_malloc(h, 16);
+        assert_non_null(g);
+        ct_stamp(p, n);
+        size_t before = multi_heap_free_size(h);
+        p[n] = 0x87;
+        capheap_report_t r = expect_abort_free(h, p);
+        assert_string_equal(r.what, "Bad tail");
+        assert_ptr_equal(r.address, p + n);
+        assert_int_equal(r.expected, CT_TAIL_CANARY);
+        assert_int_equal(r.found, 0xbaad5687u);
+        assert_true(ct_capture_contains("Expected 0xbaad5678 got 0xbaad5687"));
+        p[n] = 0x78;
+        assert_unchanged(h, before);
+        assert_true(ct_stamp_ok(p, n));
+        multi_heap_free(h, p);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+static void test_free_with_bad_head(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *p = multi_heap_malloc(h, 30);
+    unsigned char *g = multi_heap_malloc(h, 16);
+    assert_non_null(g);
+    size_t before = multi_heap_free_size(h);
+    unsigned char *head = p - ct_poison_head(4);
+    head[2] = 0x00;
+    capheap_report_t r = expect_abort_free(h, p);
+    assert_string_equal(r.what, "Bad head");
+    assert_ptr_equal(r.address, head);
+    assert_int_equal(r.expected, CT_HEAD_CANARY);
+    assert_int_equal(r.found, 0xab001234u);
+    head[2] = 0xba;
+    assert_unchanged(h, before);
+    multi_heap_free(h, p);
+}
+
+static void test_realloc_with_bad_tail(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *p = multi_heap_malloc(h, 22);
+    unsigned char *g = multi_heap_malloc(h, 16);
+    assert_non_null(g);
+    size_t before = multi_heap_free_size(h);
+    p[22] ^= 0xff;
+    capheap_report_t r = expect_abort_realloc(h, p, 500);
+    assert_string_equal(r.what, "Bad tail");
+    assert_ptr_equal(r.address, p + 22);
+    p[22] ^= 0xff;
+    assert_unchanged(h, before);
+    /* Intact again: realloc works. */
+    unsigned char *q = multi_heap_realloc(h, p, 40);
+    assert_non_null(q);
+    multi_heap_free(h, q);
+    assert_true(multi_heap_check(h, false));
+}
+
+/* get_allocated_size checks the canaries first and reports a bad one. */
+static void test_allocated_size_with_bad_tail(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *p = multi_heap_malloc(h, 9);
+    p[9 + 3] = 0x00; /* last byte of the tail: 0xbaad5678 -> 0x00ad5678 */
+    bool aborted;
+    capheap_clear_last_report();
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, (void)multi_heap_get_allocated_size(h, p));
+    ct_capture_end();
+    (void)aborted;
+    capheap_report_t r = capheap_last_report();
+    assert_non_null(r.what);
+    assert_string_equal(r.what, "Bad tail");
+    assert_int_equal(r.found, 0x00ad5678u);
+    assert_true(ct_capture_contains("CORRUPT HEAP: Bad tail"));
+    p[9 + 3] = 0xba;
+    assert_true(multi_heap_check(h, false));
+}
+#endif
+
+int main(void)
+{
+    printf("poisoning: %s\n", ct_poisoning_name());
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_double_free_isolated),
+        cmocka_unit_test(test_double_free_merged_forward),
+        cmocka_unit_test(test_double_free_merged_backward),
+        cmocka_unit_test(test_double_free_after_reuse),
+        cmocka_unit_test(test_free_outside_heap),
+        cmocka_unit_test(test_free_outside_heap_with_fake_header),
+        cmocka_unit_test(test_free_misaligned_pointer),
+        cmocka_unit_test(test_free_interior_pointer),
+        cmocka_unit_test(test_free_interior_fake_free_header),
+        cmocka_unit_test(test_free_interior_fake_used_header),
+        cmocka_unit_test(test_free_interior_fake_small_header),
+        cmocka_unit_test(test_realloc_foreign_pointer),
+        cmocka_unit_test(test_free_into_wrong_heap),
+        cmocka_unit_test(test_free_with_smashed_header),
+        cmocka_unit_test(test_free_with_plausible_smashed_header),
+        cmocka_unit_test(test_report_reaches_writer_and_abort),
+#if CT_POISONING
+        cmocka_unit_test(test_free_with_bad_tail),
+        cmocka_unit_test(test_free_with_bad_head),
+        cmocka_unit_test(test_realloc_with_bad_tail),
+        cmocka_unit_test(test_allocated_size_with_bad_tail),
+#endif
+    };
+    return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);
+}

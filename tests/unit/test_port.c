@@ -1,0 +1,464 @@
+/*
+ * test_port.c - capheap/port.h and capheap/report.h: capheap_printf()
+ * formatting (compared with the C library's snprintf for every supported
+ * conversion), the 160-byte cut, the replaceable writer and abort handler,
+ * the host port's stderr writer and abort(), and capheap_report_corruption()
+ * with capheap_last_report().
+ */
+#include <inttypes.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "support.h"
+
+#if CAPHEAP_PORT_HOST
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
+/* capheap_vprintf and vsnprintf must print the same text for these arguments. */
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static void same_as_libc(const char *fmt, ...)
+{
+    char want[512];
+    va_list ap, ap2;
+    va_start(ap, fmt);
+    va_copy(ap2, ap);
+    vsnprintf(want, sizeof want, fmt, ap);
+    va_end(ap);
+    ct_capture_begin();
+    capheap_vprintf(fmt, ap2);
+    ct_capture_end();
+    va_end(ap2);
+    if (strcmp(ct_capture_text(), want) != 0) {
+        fail_msg("format \"%s\": capheap printed \"%s\", libc \"%s\"", fmt, ct_capture_text(),
+                 want);
+    }
+}
+
+static void test_printf_integers(void **state)
+{
+    (void)state;
+    same_as_libc("%d", 0);
+    same_as_libc("%d", 7);
+    same_as_libc("%d", -1);
+    same_as_libc("%d", INT_MAX);
+    same_as_libc("%d", INT_MIN);
+    same_as_libc("%i", -123456);
+    same_as_libc("%u", 0u);
+    same_as_libc("%u", 4000000000u);
+    same_as_libc("%u", UINT_MAX);
+    same_as_libc("%x", 0u);
+    same_as_libc("%x", 0xdeadbeefu);
+    same_as_libc("%X", 0xdeadbeefu);
+    same_as_libc("%x", 0xabcu);
+    same_as_libc("%X", 0xabcu);
+}
+
+static void test_printf_width_and_zero(void **state)
+{
+    (void)state;
+    same_as_libc("%08x", 0x12u);
+    same_as_libc("%08x", 0xbaad5687u);
+    same_as_libc("%08X", 0xfeu);
+    same_as_libc("%02x", 0xfeu);
+    same_as_libc("%02x", 0x5u);
+    same_as_libc("%8x", 0x12u);
+    same_as_libc("%5d", 42);
+    same_as_libc("%5d", -42);
+    same_as_libc("%05d", 42);
+    same_as_libc("%05d", -42);
+    same_as_libc("%3d", 12345);
+    same_as_libc("%010u", 4000000000u);
+    same_as_libc("%1d", 0);
+    same_as_libc("%10s", "hi");
+    same_as_libc("%2s", "hello");
+    same_as_libc("%-5d|", 42);
+    same_as_libc("%-5d|", -42);
+    same_as_libc("%-10s|", "left");
+    same_as_libc("%-8x|", 0xabcu);
+}
+
+/* Width applies to %c as to every conversion. */
+static void test_printf_char_width(void **state)
+{
+    (void)state;
+    same_as_libc("%3c", 'z');
+    same_as_libc("%1c", 'z');
+}
+
+static void test_printf_length_modifiers(void **state)
+{
+    (void)state;
+    same_as_libc("%ld", LONG_MIN);
+    same_as_libc("%ld", LONG_MAX);
+    same_as_libc("%lu", ULONG_MAX);
+    same_as_libc("%lx", ULONG_MAX);
+    same_as_libc("%li", -5L);
+    same_as_libc("%lld", LLONG_MIN);
+    same_as_libc("%lld", LLONG_MAX);
+    same_as_libc("%llu", ULLONG_MAX);
+    same_as_libc("%llx", 0x123456789abcdef0ull);
+    same_as_libc("%llX", 0x123456789abcdef0ull);
+    same_as_libc("%016llx", 0xabcull);
+    same_as_libc("%zu", SIZE_MAX);
+    same_as_libc("%zu", (size_t)0);
+    same_as_libc("%zx", SIZE_MAX);
+    same_as_libc("%zu", (size_t)12345);
+    same_as_libc("%8zu", (size_t)42);
+    same_as_libc("%08lx", 0xbeefUL);
+}
+
+static void test_printf_text(void **state)
+{
+    (void)state;
+    same_as_libc("plain text");
+    same_as_libc("%s", "");
+    same_as_libc("%s", "hello");
+    same_as_libc("%c", 'A');
+    same_as_libc("%c%c%c", 'a', 'b', 'c');
+    same_as_libc("%%");
+    same_as_libc("100%% sure");
+    same_as_libc("a=%d b=%s c=%x%% d=%c e=%zu\n", -3, "str", 0xffu, 'q', (size_t)99);
+    same_as_libc("Block %s data, size: %u bytes, Free: %s \n", "x", 12u, "Yes");
+    /* An empty format prints nothing. */
+    ct_capture_begin();
+    capheap_printf("%s", "");
+    capheap_printf("%s", "");
+    ct_capture_end();
+    assert_int_equal(ct_capture_len(), 0);
+}
+
+/* %p: a 0x-prefixed hexadecimal address that reads back as the pointer. */
+static void test_printf_pointer(void **state)
+{
+    (void)state;
+    static int object;
+    const void *ptrs[] = {&object, (void *)(uintptr_t)0x1000, (void *)(uintptr_t)0x3ffb0000u,
+                          (void *)UINTPTR_MAX};
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++) {
+        ct_capture_begin();
+        capheap_printf("%p", ptrs[i]);
+        ct_capture_end();
+        const char *t = ct_capture_text();
+        assert_memory_equal(t, "0x", 2);
+        char *end = NULL;
+        unsigned long long v = strtoull(t + 2, &end, 16);
+        assert_int_equal(*end, '\0');
+        assert_true((uintptr_t)v == (uintptr_t)ptrs[i]);
+    }
+    /* NULL prints something and does not crash. */
+    ct_capture_begin();
+    capheap_printf("[%p]", (void *)NULL);
+    ct_capture_end();
+    assert_true(ct_capture_len() > 2);
+}
+
+/* Output longer than 160 bytes is cut (to a prefix of the full text). */
+static void test_printf_cut_at_160(void **state)
+{
+    (void)state;
+    char longtext[400];
+    for (size_t i = 0; i < sizeof longtext - 1; i++) {
+        longtext[i] = (char)('a' + i % 26);
+    }
+    longtext[sizeof longtext - 1] = '\0';
+    ct_capture_begin();
+    capheap_printf("%s", longtext);
+    ct_capture_end();
+    assert_true(ct_capture_len() > 0);
+    assert_true(ct_capture_len() <= 160);
+    assert_memory_equal(ct_capture_text(), longtext, ct_capture_len());
+
+    /* Many conversions adding up past the limit. */
+    char want[512];
+    snprintf(want, sizeof want, "%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d",
+             1000000, 2000000, 3000000, 4000000, 5000000, 6000000, 7000000, 8000000, 9000000,
+             1000001, 1000002, 1000003, 1000004, 1000005, 1000006, 1000007, 1000008, 1000009,
+             1000010, 1000011);
+    ct_capture_begin();
+    capheap_printf("%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d", 1000000, 2000000,
+                   3000000, 4000000, 5000000, 6000000, 7000000, 8000000, 9000000, 1000001, 1000002,
+                   1000003, 1000004, 1000005, 1000006, 1000007, 1000008, 1000009, 1000010,
+                   1000011);
+    ct_capture_end();
+    assert_true(ct_capture_len() <= 160);
+    assert_true(ct_capture_len() >= 100);
+    assert_memory_equal(ct_capture_text(), want, ct_capture_len());
+
+    /* Exactly 160 bytes fit. */
+    longtext[160] = '\0';
+    ct_capture_begin();
+    capheap_printf("%s", longtext);
+    ct_capture_end();
+    assert_int_equal(ct_capture_len(), 160);
+}
+
+static void test_printf_varargs_wrapper(void **state)
+{
+    (void)state;
+    ct_capture_begin();
+    capheap_printf("x%dy%sz", 5, "-");
+    ct_capture_end();
+    assert_string_equal(ct_capture_text(), "x5y-z");
+}
+
+/* ---- writer replacement ---- */
+static char other_buf[256];
+static size_t other_len;
+static void other_writer(const char *t, size_t n)
+{
+    if (other_len + n < sizeof other_buf) {
+        memcpy(other_buf + other_len, t, n);
+        other_len += n;
+        other_buf[other_len] = '\0';
+    }
+}
+
+static void test_set_writer(void **state)
+{
+    (void)state;
+    capheap_write_fn first = capheap_set_writer(other_writer);
+    assert_true(first == NULL || first == capheap_port_write);
+    other_len = 0;
+    capheap_printf("to %s", "other");
+    assert_string_equal(other_buf, "to other");
+    /* Replacing returns the one being replaced. */
+    assert_true(capheap_set_writer(NULL) == other_writer);
+    capheap_write_fn restored = capheap_set_writer(other_writer);
+    assert_true(restored == NULL || restored == capheap_port_write);
+    assert_true(capheap_set_writer(first) == other_writer);
+}
+
+#if CAPHEAP_PORT_HOST
+/* Run fn with fd 2 redirected to a file; return what was written to it. */
+static size_t stderr_of(void (*fn)(void), char *out, size_t out_size)
+{
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(tmp), 2) >= 0);
+    fn();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(out, 1, out_size - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+    return n;
+}
+
+static void write_hello(void)
+{
+    capheap_port_write("hello port\n", 11);
+}
+
+static void printf_default(void)
+{
+    capheap_write_fn old = capheap_set_writer(NULL); /* the port's writer */
+    capheap_printf("via %s %d\n", "default", 42);
+    capheap_set_writer(old);
+}
+
+static void test_host_writer_is_stderr(void **state)
+{
+    (void)state;
+    char buf[128];
+    stderr_of(write_hello, buf, sizeof buf);
+    assert_string_equal(buf, "hello port\n");
+    stderr_of(printf_default, buf, sizeof buf);
+    assert_string_equal(buf, "via default 42\n");
+}
+
+/* The host port's abort, and the default abort after a fatal report, raise SIGABRT. */
+static int child_status(void (*fn)(void))
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 2);
+        }
+        fn();
+        _exit(0); /* not reached if fn aborts */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static void call_port_abort(void)
+{
+    capheap_port_abort("test");
+}
+
+static void call_fatal_report(void)
+{
+    capheap_set_abort_handler(NULL); /* the port's abort */
+    capheap_report_t r = {.what = "Test report", .address = NULL, .expected = 1, .found = 2};
+    capheap_report_corruption(&r, true, true);
+}
+
+static void test_host_abort(void **state)
+{
+    (void)state;
+    int st = child_status(call_port_abort);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGABRT);
+    st = child_status(call_fatal_report);
+    assert_true(WIFSIGNALED(st));
+    assert_int_equal(WTERMSIG(st), SIGABRT);
+}
+#endif
+
+/* ---- abort handler replacement ---- */
+static jmp_buf my_env;
+static const char *my_reason;
+static int my_calls;
+static void my_abort(const char *reason)
+{
+    my_calls++;
+    my_reason = reason;
+    longjmp(my_env, 1);
+}
+
+static void test_set_abort_handler(void **state)
+{
+    (void)state;
+    capheap_abort_fn first = capheap_set_abort_handler(my_abort);
+    assert_true(capheap_set_abort_handler(my_abort) == my_abort);
+    my_calls = 0;
+    capheap_report_t r = {.what = "Bad tail", .address = (void *)(uintptr_t)0x1000,
+                          .expected = CT_TAIL_CANARY, .found = 0xbaad5687u, .invariant = 0};
+    ct_capture_begin();
+    if (setjmp(my_env) == 0) {
+        capheap_report_corruption(&r, true, true);
+        ct_capture_end();
+        fail_msg("a fatal report returned");
+    }
+    ct_capture_end();
+    assert_int_equal(my_calls, 1);
+    assert_non_null(my_reason);
+    assert_true(ct_capture_contains("CORRUPT HEAP: Bad tail at "));
+    assert_true(capheap_set_abort_handler(first) == my_abort);
+}
+
+/* The report line: "CORRUPT HEAP: <what> at <address>. Expected 0x<e> got 0x<f>". */
+static void test_report_line_format(void **state)
+{
+    (void)state;
+    static int object;
+    capheap_report_t r = {.what = "Bad tail", .address = &object, .expected = CT_TAIL_CANARY,
+                          .found = 0xbaad5687u, .invariant = 0};
+    ct_capture_begin();
+    capheap_report_corruption(&r, true, false);
+    ct_capture_end();
+    assert_int_equal(ct_capture_lines(), 1);
+    const char *t = ct_capture_text();
+    static const char prefix[] = "CORRUPT HEAP: Bad tail at 0x";
+    assert_memory_equal(t, prefix, sizeof prefix - 1);
+    char *end = NULL;
+    unsigned long long addr = strtoull(t + sizeof prefix - 1, &end, 16);
+    assert_true((uintptr_t)addr == (uintptr_t)&object);
+    static const char rest[] = ". Expected 0xbaad5678 got 0xbaad5687";
+    assert_memory_equal(end, rest, sizeof rest - 1);
+    assert_int_equal(t[ct_capture_len() - 1], '\n');
+
+    /* Small values are printed as hexadecimal too. */
+    capheap_report_t s = {.what = "Invalid data", .address = &object, .expected = 0xfe,
+                          .found = 0x42, .invariant = 0};
+    ct_capture_begin();
+    capheap_report_corruption(&s, true, false);
+    ct_capture_end();
+    const char *e = strstr(ct_capture_text(), "Expected 0x");
+    assert_non_null(e);
+    unsigned long long ev = strtoull(e + 11, &end, 16);
+    assert_int_equal(ev, 0xfe);
+    assert_memory_equal(end, " got 0x", 7);
+    assert_int_equal(strtoull(end + 7, NULL, 16), 0x42);
+}
+
+/* print=false prints nothing; the report is remembered either way; clear forgets it. */
+static void test_last_report(void **state)
+{
+    (void)state;
+    capheap_clear_last_report();
+    assert_null(capheap_last_report().what);
+    capheap_report_t r = {.what = "Double free", .address = (void *)(uintptr_t)0x2000,
+                          .expected = 3, .found = 4, .invariant = 7};
+    ct_capture_begin();
+    capheap_report_corruption(&r, false, false);
+    ct_capture_end();
+    assert_int_equal(ct_capture_len(), 0);
+    capheap_report_t got = capheap_last_report();
+    assert_string_equal(got.what, "Double free");
+    assert_ptr_equal(got.address, (void *)(uintptr_t)0x2000);
+    assert_int_equal(got.expected, 3);
+    assert_int_equal(got.found, 4);
+    assert_int_equal(got.invariant, 7);
+    capheap_report_t r2 = {.what = "Bad head", .address = NULL, .expected = 5, .found = 6};
+    ct_capture_begin();
+    capheap_report_corruption(&r2, true, false);
+    ct_capture_end();
+    assert_string_equal(capheap_last_report().what, "Bad head");
+    assert_true(ct_capture_contains("CORRUPT HEAP: Bad head"));
+    capheap_clear_last_report();
+    assert_null(capheap_last_report().what);
+}
+
+/* The support harness itself: CT_CATCH_ABORT sees a fatal report. */
+static void test_harness_catches_abort(void **state)
+{
+    (void)state;
+    capheap_report_t r = {.what = "Harness", .address = NULL, .expected = 0, .found = 0};
+    bool aborted = false;
+    unsigned before = ct_abort_count();
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, capheap_report_corruption(&r, true, true));
+    ct_capture_end();
+    assert_true(aborted);
+    assert_int_equal(ct_abort_count(), before + 1);
+    CT_CATCH_ABORT(aborted, capheap_report_corruption(&r, false, false));
+    assert_false(aborted);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_printf_integers),
+        cmocka_unit_test(test_printf_width_and_zero),
+        cmocka_unit_test(test_printf_char_width),
+        cmocka_unit_test(test_printf_length_modifiers),
+        cmocka_unit_test(test_printf_text),
+        cmocka_unit_test(test_printf_pointer),
+        cmocka_unit_test(test_printf_cut_at_160),
+        cmocka_unit_test(test_printf_varargs_wrapper),
+        cmocka_unit_test(test_set_writer),
+#if CAPHEAP_PORT_HOST
+        cmocka_unit_test(test_host_writer_is_stderr),
+        cmocka_unit_test(test_host_abort),
+#endif
+        cmocka_unit_test(test_set_abort_handler),
+        cmocka_unit_test(test_report_line_format),
+        cmocka_unit_test(test_last_report),
+        cmocka_unit_test(test_harness_catches_abort),
+    };
+    return cmocka_run_group_tests_name("port", tests, NULL, NULL);
+}
