@@ -28,7 +28,7 @@ build_root=""
 for arg in "$@"; do
     case "$arg" in
         --werror) werror=ON ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         -*) echo "size.sh: unknown option '$arg'" >&2; exit 2 ;;
         *) build_root="$arg" ;;
     esac

@@ -51,6 +51,7 @@
  * at most CE_FIT_SCAN list entries; realloc may copy the block. check and walk
  * are O(blocks) and never leave the region, whatever the headers say.
  */
+#define CE_OPS_IMPL /* the external definitions of -Os builds (tlsf_ops.h) */
 #include "core/tlsf_ops.h"
 
 /*
@@ -216,10 +217,11 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
         uint32_t f, e;
         if (!layout((uintptr_t)mem, total, a, rows, &f, &e))
             break; /* more rows leave even less room */
-        uint64_t cap = ((uint64_t)1 << (rows + CE_SL_LOG2 + 1u)) - 1u; /* largest size the rows file */
+        /* largest size the rows file: 2^(rows + 5) - 1 (all sizes from 27 rows on) */
+        uint32_t cap = rows + CE_SL_LOG2 + 1u >= 32u ? UINT32_MAX : (1u << (rows + CE_SL_LOG2 + 1u)) - 1u;
         bool whole = e - f <= cap;
         if (!whole)
-            e = f + ((uint32_t)cap & ~a);
+            e = f + (cap & ~a);
         if (e - f >= CE_MIN_BLOCK && (fl_count == 0 || e - f > end - first)) {
             fl_count = rows;
             first = f;
@@ -284,25 +286,12 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
         *word(h, b + gap - 4u) = FOOT_MARK(b);
         list_insert(h, b, gap);
         b += gap;
-        s -= gap;
-        HDR(h, b) = s | F_FREE | F_PREV_FREE;
+        HDR(h, b) = (s - gap) | F_FREE;
     }
-    /* use_block needs a header without the free bit and keeps PF. */
-    uint32_t pf = HDR(h, b) & F_PREV_FREE;
-    uint32_t rest = s - n;
-    if (rest >= CE_MIN_BLOCK) {
-        HDR(h, b) = n | pf;
-        uint32_t r = b + n;
-        HDR(h, r) = rest | F_FREE;
-        *word(h, r + rest - 4u) = FOOT_MARK(r);
-        list_insert(h, r, rest);
-    } else {
-        n = s;
-        HDR(h, b) = s | pf;
-        HDR(h, b + s) &= ~F_PREV_FREE;
-    }
-    note_used(h, n);
-    return data_of(h, b);
+    void *p = use_block(h, b, n); /* trims the tail, as for malloc */
+    if (gap != 0)
+        HDR(h, b) |= F_PREV_FREE; /* use_block writes a header for a block after a used one */
+    return p;
 }
 
 size_t ce_largest_request(const ce_heap_t *h)

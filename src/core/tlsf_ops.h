@@ -40,6 +40,35 @@
 #define CE_TAIL static
 #endif
 
+/*
+ * The entry points (ce_malloc, ce_free, ce_realloc, ce_resize, ce_valid,
+ * ce_block_capacity) are CE_API. Optimising for speed, every file that
+ * includes this header gets its own inline copy (CE_API = CE_INLINE).
+ * Optimising for size (-Os), one copy is enough: tlsf.c, which defines
+ * CE_OPS_IMPL, compiles the single external definition of each, and other
+ * files see only declarations (about 600 bytes less on Cortex-M4).
+ */
+#if defined(__OPTIMIZE_SIZE__)
+#if defined(CE_OPS_IMPL)
+#define CE_API
+#define CE_OPS_DEFINE 1
+#else
+#define CE_OPS_DEFINE 0
+#endif
+#else
+#define CE_API CE_INLINE
+#define CE_OPS_DEFINE 1
+#endif
+
+#if !CE_OPS_DEFINE
+void *ce_malloc(ce_heap_t *h, size_t size);
+ce_fault_kind_t ce_free(ce_heap_t *h, void *p);
+bool ce_resize(ce_heap_t *h, void *p, size_t size);
+void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fault);
+bool ce_valid(const ce_heap_t *h, const void *p);
+size_t ce_block_capacity(const ce_heap_t *h, const void *p);
+#else
+
 /* Exactly the layout facts the offsets and the 32/64-bit equality rely on. */
 CE_STATIC_ASSERT(sizeof(ce_heap_t) == 48, "control header must be the same on every build");
 CE_STATIC_ASSERT(sizeof(void *) <= sizeof(((ce_heap_t *)0)->owner), "the owner slot holds a pointer");
@@ -352,7 +381,7 @@ CE_INLINE uint32_t block_for(const ce_heap_t *h, size_t size)
     return n < CE_MIN_BLOCK ? CE_MIN_BLOCK : n;
 }
 
-CE_INLINE void *ce_malloc(ce_heap_t *h, size_t size)
+CE_API void *ce_malloc(ce_heap_t *h, size_t size)
 {
     /* size - 1 wraps for 0: one compare rejects 0 and anything too big,
      * before any arithmetic that could overflow. */
@@ -457,7 +486,7 @@ CE_INLINE bool neighbours_ok(const ce_heap_t *h, uint32_t b, uint32_t hdr, uint3
  * Returns CE_OK or CE_FAULT_BAD_HEADER; ce_diagnose() (tlsf.c) names the
  * exact fault on the slow path.
  */
-CE_INLINE bool ce_valid(const ce_heap_t *h, const void *p)
+CE_API bool ce_valid(const ce_heap_t *h, const void *p)
 {
     uint32_t b = 0, hdr = 0, nh = 0, pb = 0, ns = 0;
     unsigned kind = ce_free_start(h, p, &b, &hdr, &nh);
@@ -497,7 +526,7 @@ CE_INLINE ce_fault_kind_t ce_free_merge(ce_heap_t *h, uint32_t b, uint32_t hdr, 
  * free: every check before the first write, so a rejected pointer changes
  * nothing. Returns CE_OK, or CE_FAULT_BAD_HEADER (ce_diagnose() says which).
  */
-CE_INLINE ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
+CE_API ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
 {
     uint32_t b = 0, hdr = 0, nh = 0;
     unsigned r = ce_free_start(h, p, &b, &hdr, &nh);
@@ -553,7 +582,7 @@ CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t 
 
 /* Resize the valid used block p in place to size bytes (see resize_in_place);
  * false (nothing changed) when it cannot stay where it is. */
-CE_INLINE bool ce_resize(ce_heap_t *h, void *p, size_t size)
+CE_API bool ce_resize(ce_heap_t *h, void *p, size_t size)
 {
     if (size - 1u >= h->max_request)
         return false;
@@ -562,7 +591,7 @@ CE_INLINE bool ce_resize(ce_heap_t *h, void *p, size_t size)
     return resize_in_place(h, b, hdr, HDR2(h, b, SIZE_OF(hdr)), block_for(h, size));
 }
 
-CE_INLINE void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fault)
+CE_API void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fault)
 {
     uint32_t b = 0, hdr = 0, nh = 0;
     unsigned kind = ce_free_start(h, p, &b, &hdr, &nh);
@@ -589,9 +618,11 @@ CE_INLINE void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *
     return q;
 }
 
-CE_INLINE size_t ce_block_capacity(const ce_heap_t *h, const void *p)
+CE_API size_t ce_block_capacity(const ce_heap_t *h, const void *p)
 {
     return SIZE_OF(HDR(h, off_of(h, p) - CE_HDR)) - CE_HDR;
 }
+
+#endif /* CE_OPS_DEFINE */
 
 #endif /* CAPHEAP_CORE_TLSF_OPS_H */

@@ -59,11 +59,11 @@ static const char *fault_text(ce_fault_kind_t kind)
     case CE_FAULT_DOUBLE_FREE:
         return "Double free";
     case CE_FAULT_INTERIOR:
-        return "Pointer into the middle of a block";
+        return "Interior pointer";
     case CE_FAULT_BAD_HEADER:
-        return "Bad block header (interior pointer or smashed header)";
+        return "Smashed header";
     case CE_FAULT_BAD_NEIGHBOUR:
-        return "Bad neighbour block header";
+        return "Bad neighbour";
     default:
         return "Corrupt heap";
     }
