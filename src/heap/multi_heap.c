@@ -305,7 +305,9 @@ static MH_NOINLINE void *malloc_locked(ce_heap_t *h, size_t size)
     return p;
 }
 
-void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
+/* MH_NOINLINE: no partial inlining either (gcc would split off the body,
+ * one jump more on every call). */
+MH_NOINLINE void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
 {
     if (heap == NULL)
         return NULL;
@@ -420,12 +422,16 @@ static MH_NOINLINE void free_locked(ce_heap_t *h, void *p)
  * back (p is the data pointer of b). */
 static MH_NOINLINE void free_merge_unlocked(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t nh)
 {
-    if (ce_free_merge(h, b, hdr, nh) != CE_OK)
+    uint32_t pb = 0, ns = 0;
+    if (!neighbours_ok(h, b, hdr, nh, &pb, &ns)) {
         reject(h, data_of(h, b));
+        return;
+    }
+    (void)free_merge_do(h, b, hdr & ~F_PREV_FREE, pb, ns); /* a tail call */
 }
 #endif
 
-void multi_heap_free(multi_heap_handle_t heap, void *p)
+MH_NOINLINE void multi_heap_free(multi_heap_handle_t heap, void *p) /* as multi_heap_malloc */
 {
     if (heap == NULL || p == NULL)
         return;
@@ -440,9 +446,10 @@ void multi_heap_free(multi_heap_handle_t heap, void *p)
 #else
     uint32_t b = 0, hdr = 0, nh = 0;
     unsigned r = ce_free_start(h, p, &b, &hdr, &nh);
-    if (r == CE_FREE_PLAIN)
-        (void)ce_free_plain(h, b, hdr);
-    else if (r == CE_FREE_MERGE)
+    if (r == CE_FREE_PLAIN) {
+        h->free_bytes += hdr;
+        make_free_at(h, (uint32_t *)p - 1, b, hdr); /* inline: free stays a leaf */
+    } else if (r == CE_FREE_MERGE)
         free_merge_unlocked(h, b, hdr, nh);
     else
         reject(h, p);
