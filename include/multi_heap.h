@@ -70,8 +70,10 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock);
  * class (a class spans 1/16 of its sizes); a larger block deeper in that one
  * list is not found. multi_heap_get_info()'s largest_free_block is exactly
  * the largest size this search satisfies, so a request up to it never fails.
- * The block's capacity is size rounded up to the heap alignment (at least
- * 12 bytes), never to a size class. O(1).
+ * The block's capacity is round_up(size + 4, A) - 4 for a heap of
+ * alignment A (A = 4: size rounded up to 4), at least 12 bytes, and never
+ * rounded to a size class; it can be up to 12 bytes more when the free block
+ * found is less than 16 bytes larger than needed. O(1).
  */
 void *multi_heap_malloc(multi_heap_handle_t heap, size_t size);
 
