@@ -65,106 +65,98 @@
  * pass is reported as the corruption it is.
  */
 
-/* p is the data pointer of the used block b, and a neighbour disagrees: which word. */
-static void diagnose_neighbour(const ce_heap_t *h, uint32_t b, uint32_t hdr, ce_fault_t *out)
-{
-    uint32_t s = SIZE_OF(hdr);
-    uint32_t nb = b + s;
-    uint32_t nh = HDR(h, nb);
-    out->kind = CE_FAULT_BAD_NEIGHBOUR;
-    out->invariant = 2;
-    out->address = word(h, nb);
-    out->found = nh;
-    uint32_t ns = SIZE_OF(nh);
-    if (nh & F_PREV_FREE) {
-        out->expected = nh & ~F_PREV_FREE; /* the next block must know we are used */
-        return;
-    }
-    if (nb != h->end && (ns < CE_MIN_BLOCK || ns > h->end - nb)) {
-        out->expected = (h->end - nb) & ~(uint32_t)h->align_mask; /* a size inside the pool */
-        out->invariant = 1;
-        return;
-    }
-    if ((nh & F_FREE) && *word(h, nb + ns - 4u) != FOOT_MARK(nb)) {
-        out->address = word(h, nb + ns - 4u);
-        out->expected = FOOT_MARK(nb); /* the free successor's footer names it */
-        out->found = *word(h, nb + ns - 4u);
-        out->invariant = 4;
-        return;
-    }
-    if (hdr & F_PREV_FREE) {
-        uint32_t fw = *word(h, b - 4u);
-        uint32_t pb = fw & ~F_MASK;
-        out->address = word(h, b - 4u);
-        out->found = fw; /* the footer of the free block before us */
-        out->expected = F_MASK;
-        out->invariant = 4;
-        if ((fw & F_MASK) == F_MASK && pb >= h->first && pb < b) {
-            out->address = word(h, pb);
-            out->expected = (b - pb) | F_FREE; /* its header must end exactly here */
-            out->found = HDR(h, pb);
-        }
-        return;
-    }
-    out->kind = CE_OK; /* nothing wrong after all */
-    out->address = NULL;
-    out->found = 0;
-    out->invariant = 0;
-}
-
+/* The fault is gathered in locals and stored once, at the end. */
 void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out)
 {
     uint32_t a = h->align_mask;
     uintptr_t off = (uintptr_t)p - (uintptr_t)h;
-    out->kind = CE_OK;
-    out->address = p;
-    out->expected = 0;
-    out->found = 0;
-    out->invariant = 0;
+    ce_fault_kind_t kind = CE_OK;
+    const void *at = p;
+    uint32_t expected = 0, found = 0;
+    unsigned inv = 0;
     if (off < h->first + CE_HDR || off >= h->end) {
-        out->kind = CE_FAULT_OUTSIDE; /* expected: the first data offset; found: p's offset */
-        out->expected = h->first + CE_HDR;
-        out->found = (uint32_t)off;
-        out->invariant = 1;
-        return;
-    }
-    if ((uintptr_t)p & a) {
-        out->kind = CE_FAULT_MISALIGNED;
-        out->found = (uint32_t)((uintptr_t)p & a);
-        out->invariant = 8;
-        return;
-    }
-    uint32_t target = (uint32_t)off - CE_HDR;
-    for (uint32_t b = h->first; b < h->end;) {
-        uint32_t hdr = HDR(h, b);
-        uint32_t s = SIZE_OF(hdr);
-        if (s < CE_MIN_BLOCK || (s & a) || s > h->end - b) {
-            out->kind = CE_FAULT_BAD_HEADER; /* the walk cannot pass this header */
-            out->address = word(h, b);
-            out->expected = (h->end - b) & ~a;
-            out->found = hdr;
-            out->invariant = 1;
-            return;
-        }
-        if (target < b + s) {
-            if (hdr & F_FREE) {
-                out->kind = CE_FAULT_DOUBLE_FREE; /* p lies in a free block */
-                out->address = word(h, target);
-                out->expected = b; /* the free block's offset */
-                out->found = target;
-                out->invariant = 2;
-            } else if (target != b) {
-                out->kind = CE_FAULT_INTERIOR; /* p points into a used block */
-                out->expected = b + CE_HDR; /* the block's data offset */
-                out->found = (uint32_t)off;
-                out->invariant = 1;
-            } else {
-                diagnose_neighbour(h, b, hdr, out);
+        kind = CE_FAULT_OUTSIDE; /* expected: the first data offset; found: p's offset */
+        expected = h->first + CE_HDR;
+        found = (uint32_t)off;
+        inv = 1;
+    } else if ((uintptr_t)p & a) {
+        kind = CE_FAULT_MISALIGNED;
+        found = (uint32_t)((uintptr_t)p & a);
+        inv = 8;
+    } else {
+        uint32_t target = (uint32_t)off - CE_HDR;
+        for (uint32_t b = h->first; b < h->end;) {
+            uint32_t hdr = HDR(h, b);
+            uint32_t s = SIZE_OF(hdr);
+            if (s < CE_MIN_BLOCK || (s & a) || s > h->end - b) {
+                kind = CE_FAULT_BAD_HEADER; /* the walk cannot pass this header */
+                at = word(h, b);
+                expected = (h->end - b) & ~a;
+                found = hdr;
+                inv = 1;
+                break;
             }
-            return;
+            if (target < b + s) {
+                if (hdr & F_FREE) {
+                    kind = CE_FAULT_DOUBLE_FREE; /* p lies in a free block */
+                    at = word(h, target);
+                    expected = b; /* the free block's offset */
+                    found = target;
+                    inv = 2;
+                } else if (target != b) {
+                    kind = CE_FAULT_INTERIOR; /* p points into a used block */
+                    expected = b + CE_HDR; /* the block's data offset */
+                    found = (uint32_t)off;
+                    inv = 1;
+                } else {
+                    /* p is the data pointer of the used block b, and a neighbour
+                     * disagrees: which word. */
+                    uint32_t nb = b + s;
+                    uint32_t nh = HDR(h, nb);
+                    uint32_t ns = SIZE_OF(nh);
+                    kind = CE_FAULT_BAD_NEIGHBOUR;
+                    at = word(h, nb);
+                    found = nh;
+                    inv = 2;
+                    if (nh & F_PREV_FREE) {
+                        expected = nh & ~F_PREV_FREE; /* the next block must know we are used */
+                    } else if (nb != h->end && (ns < CE_MIN_BLOCK || ns > h->end - nb)) {
+                        expected = (h->end - nb) & ~a; /* a size inside the pool */
+                        inv = 1;
+                    } else if ((nh & F_FREE) && *word(h, nb + ns - 4u) != FOOT_MARK(nb)) {
+                        at = word(h, nb + ns - 4u);
+                        expected = FOOT_MARK(nb); /* the free successor's footer names it */
+                        found = *word(h, nb + ns - 4u);
+                        inv = 4;
+                    } else if (hdr & F_PREV_FREE) {
+                        uint32_t fw = *word(h, b - 4u);
+                        uint32_t pb = fw & ~F_MASK;
+                        at = word(h, b - 4u);
+                        found = fw; /* the footer of the free block before us */
+                        expected = F_MASK;
+                        inv = 4;
+                        if ((fw & F_MASK) == F_MASK && pb >= h->first && pb < b) {
+                            at = word(h, pb);
+                            expected = (b - pb) | F_FREE; /* its header must end exactly here */
+                            found = HDR(h, pb);
+                        }
+                    } else {
+                        kind = CE_OK; /* nothing wrong after all */
+                        at = NULL;
+                        found = 0;
+                        inv = 0;
+                    }
+                }
+                break;
+            }
+            b += s;
         }
-        b += s;
     }
+    out->kind = kind;
+    out->address = at;
+    out->expected = expected;
+    out->found = found;
+    out->invariant = inv;
 }
 
 /* ---- creation ---------------------------------------------------------- */
@@ -190,7 +182,7 @@ static bool layout(uintptr_t base, uint32_t total, uint32_t a, uint32_t fl_count
     uint32_t ctrl = control_bytes(fl_count);
     /* the first header sits so that its data (header + 4) is aligned */
     uint32_t f = (uint32_t)(((base + ctrl + CE_HDR + a) & ~(uintptr_t)a) - CE_HDR - base);
-    if ((uint64_t)f + CE_MIN_BLOCK + CE_HDR > total) /* one block and the end marker */
+    if (f + CE_MIN_BLOCK + CE_HDR > total) /* one block and the end marker (f < 2 KiB: no wrap) */
         return false;
     *first = f;
     *end = f + ((total - f - CE_HDR) & ~a); /* leaves room for the end marker */
@@ -213,21 +205,22 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
      * rows can file (the rest of the region stays unused). Registration
      * only: at most 27 rounds. */
     uint32_t fl_count = 0, first = 0, end = 0;
-    for (uint32_t rows = 1; rows <= 32u - (CE_SL_LOG2 + 1u); rows++) {
+    for (uint32_t rows = 1;; rows++) {
         uint32_t f, e;
         if (!layout((uintptr_t)mem, total, a, rows, &f, &e))
             break; /* more rows leave even less room */
-        /* largest size the rows file: 2^(rows + 5) - 1 (all sizes from 27 rows on) */
-        uint32_t cap = rows + CE_SL_LOG2 + 1u >= 32u ? UINT32_MAX : (1u << (rows + CE_SL_LOG2 + 1u)) - 1u;
-        bool whole = e - f <= cap;
-        if (!whole)
-            e = f + (cap & ~a);
-        if (e - f >= CE_MIN_BLOCK && (fl_count == 0 || e - f > end - first)) {
+        /* largest size the rows file: 2^(rows + 5) - 1, all sizes at 27 rows
+         * (where the loop ends: the whole pool is filed) */
+        uint32_t cap = UINT32_MAX >> (32u - (CE_SL_LOG2 + 1u) - rows);
+        uint32_t pool = e - f; /* at least CE_MIN_BLOCK (layout) */
+        if (pool > cap)
+            pool = cap & ~a; /* capped: at least 48 */
+        if (pool > end - first) { /* more than the best so far (0 before the first) */
             fl_count = rows;
             first = f;
-            end = e;
+            end = f + pool;
         }
-        if (whole)
+        if (e - f <= cap)
             break; /* the whole pool is filed: more rows only cost room */
     }
     if (fl_count == 0)
@@ -269,10 +262,11 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
     uint32_t al = (uint32_t)align;
     /* A gap in front of the data is either 0 or a free block of >= 16 bytes:
      * a block of n + al + 16 - (a + 1) always has room for one. */
-    uint64_t need = (uint64_t)n + al + CE_MIN_BLOCK - (a + 1u);
-    if (need > h->max_request + CE_HDR)
+    uint32_t room = h->max_request + CE_HDR - n; /* n <= max_request + CE_HDR: size fits */
+    uint32_t extra = al + CE_MIN_BLOCK - (a + 1u); /* al <= 2^31: no wrap */
+    if (extra > room)
         return NULL;
-    uint32_t b = take_fit(h, (uint32_t)need);
+    uint32_t b = take_fit(h, n + extra);
     if (b == 0)
         return NULL;
     uint32_t s = SIZE_OF(HDR(h, b));
@@ -281,12 +275,11 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
     while (gap != 0 && gap < CE_MIN_BLOCK)
         gap += al; /* at most 4 rounds: al >= 8 here, so 16 / al <= 2 */
     if (gap != 0) {
-        /* Split the gap off as a free block; b + gap becomes the candidate. */
-        HDR(h, b) = gap | F_FREE;
-        *word(h, b + gap - 4u) = FOOT_MARK(b);
-        list_insert(h, b, gap);
+        /* Split the gap off as a free block; b + gap becomes the candidate
+         * (make_free() sets its PF bit, use_block() drops it). */
+        HDR(h, b + gap) = (s - gap) | F_FREE;
+        make_free(h, b, gap);
         b += gap;
-        HDR(h, b) = (s - gap) | F_FREE;
     }
     void *p = use_block(h, b, n); /* trims the tail, as for malloc */
     if (gap != 0)

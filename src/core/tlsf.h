@@ -68,18 +68,27 @@ typedef struct ce_heap {
 
 #define CE_MAGIC 0xCA9EA9u
 
-/* The owner slot holds a pointer; memcpy keeps the access aligned-agnostic
- * (it compiles to one load or store). */
+/* The owner slot holds a pointer. Where a pointer is one 32-bit word it is
+ * owner[0] (a plain load: some -Os targets would call memcpy); else memcpy
+ * keeps the access aligned-agnostic (it compiles to one load or store). */
 static inline void *ce_owner(const ce_heap_t *h)
 {
+#if UINTPTR_MAX == UINT32_MAX
+    return (void *)(uintptr_t)h->owner[0];
+#else
     void *p;
     memcpy(&p, h->owner, sizeof p);
     return p;
+#endif
 }
 
 static inline void ce_set_owner(ce_heap_t *h, void *p)
 {
+#if UINTPTR_MAX == UINT32_MAX
+    h->owner[0] = (uint32_t)(uintptr_t)p;
+#else
     memcpy(h->owner, &p, sizeof p);
+#endif
 }
 
 /* Region bytes never allocatable (control, end marker, padding). */

@@ -369,10 +369,60 @@ CE_INLINE uintptr_t take_fit_as(ce_heap_t *h, uint32_t n, bool use)
     return use ? (uintptr_t)use_block(h, b, n) : b;
 }
 
+#if !defined(__OPTIMIZE_SIZE__)
 CE_INLINE uint32_t take_fit(ce_heap_t *h, uint32_t n)
 {
     return (uint32_t)take_fit_as(h, n, false);
 }
+#else
+/* Unlink b from list c; prev is the entry before it (0: b is the head). */
+CE_INLINE void unlink_block(ce_heap_t *h, size_t c, uint32_t b, uint32_t prev)
+{
+    if (prev == 0) {
+        unlink_head(h, c, b);
+        return;
+    }
+    uint32_t nx = NEXT(h, b);
+    NEXT(h, prev) = nx;
+    if (nx != 0)
+        PREV(h, nx) = prev;
+}
+
+/*
+ * Optimising for size: the search of take_fit_as() in fewer instructions,
+ * returning the offset (0 if none fits). It picks the same block: below 128
+ * bytes the request's own class is exact (its head, if any, has exactly n
+ * bytes), so scanning it first finds what the bitmap search from that class
+ * finds; and every block is unlinked through the same list operations.
+ */
+CE_INLINE uint32_t take_fit(ce_heap_t *h, uint32_t n)
+{
+    size_t c = class_of(n);
+    uint32_t prev = 0, b = HEAD(h, c);
+    for (uint32_t i = 0; b != 0 && i < CE_FIT_SCAN; i++) {
+        if (SIZE_OF(HDR(h, b)) >= n)
+            goto take;
+        prev = b;
+        b = NEXT(h, b);
+    }
+    c++; /* the classes above, where every block fits (see take_fit_as) */
+    uint32_t k = (uint32_t)(c >> 5);
+    uint32_t m = PAIR_BITMAP(h, k) & (~0u << (c & 31u));
+    if (m == 0) {
+        uint32_t top = h->pair_bitmap & (~0u << (k + 1u)); /* k + 1 <= 14 */
+        if (top == 0)
+            return 0;
+        k = ffs32(top);
+        m = PAIR_BITMAP(h, k);
+    }
+    c = ((size_t)k << 5) + ffs32(m);
+    b = HEAD(h, c);
+    prev = 0;
+take:
+    unlink_block(h, c, b, prev);
+    return b;
+}
+#endif
 
 #if CE_FREE_FILL
 /* Metadata words that end up inside a free block are refilled (I9). */
@@ -535,12 +585,28 @@ CE_INLINE bool neighbours_ok(const ce_heap_t *h, uint32_t b, uint32_t hdr, uint3
  * Returns CE_OK or CE_FAULT_BAD_HEADER; ce_diagnose() (tlsf.c) names the
  * exact fault on the slow path.
  */
+#if !defined(__OPTIMIZE_SIZE__)
 CE_API bool ce_valid(const ce_heap_t *h, const void *p)
 {
     uint32_t b = 0, hdr = 0, nh = 0, pb = 0, ns = 0;
     unsigned kind = ce_free_start(h, p, &b, &hdr, &nh);
     return kind == CE_FREE_PLAIN || (kind == CE_FREE_MERGE && neighbours_ok(h, b, hdr, nh, &pb, &ns));
 }
+#else
+/* Optimising for size: the same checks, once, for ce_valid, ce_free and
+ * ce_realloc (neighbours_ok() passes a block without a free neighbour). */
+CE_TAIL bool block_ok(const ce_heap_t *h, const void *p, uint32_t *bp, uint32_t *pbp, uint32_t *nsp)
+{
+    uint32_t hdr = 0, nh = 0;
+    return ce_free_start(h, p, bp, &hdr, &nh) != CE_FREE_REJECT && neighbours_ok(h, *bp, hdr, nh, pbp, nsp);
+}
+
+CE_API bool ce_valid(const ce_heap_t *h, const void *p)
+{
+    uint32_t b = 0, pb = 0, ns = 0;
+    return block_ok(h, p, &b, &pb, &ns);
+}
+#endif
 
 /* The merge itself, for a block whose neighbours passed neighbours_ok(). */
 CE_INLINE ce_fault_kind_t free_merge_do(ce_heap_t *h, uint32_t b, uint32_t s, uint32_t pb, uint32_t ns)
@@ -583,6 +649,7 @@ CE_INLINE ce_fault_kind_t ce_free_merge(ce_heap_t *h, uint32_t b, uint32_t hdr, 
  */
 CE_API ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
 {
+#if !defined(__OPTIMIZE_SIZE__)
     uint32_t b = 0, hdr = 0, nh = 0;
     unsigned r = ce_free_start(h, p, &b, &hdr, &nh);
     if (r == CE_FREE_PLAIN)
@@ -590,6 +657,13 @@ CE_API ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
     if (r == CE_FREE_MERGE)
         return ce_free_merge(h, b, hdr, nh);
     return CE_FAULT_BAD_HEADER;
+#else
+    /* one path: without a free neighbour (pb = ns = 0) the merge is ce_free_plain() */
+    uint32_t b = 0, pb = 0, ns = 0;
+    if (!block_ok(h, p, &b, &pb, &ns))
+        return CE_FAULT_BAD_HEADER;
+    return free_merge_do(h, b, SIZE_OF(HDR(h, b)), pb, ns);
+#endif
 }
 
 /*
@@ -598,6 +672,7 @@ CE_API ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
  * successor that is large enough. Returns false, changing nothing, when
  * neither is possible.
  */
+#if !defined(__OPTIMIZE_SIZE__)
 CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t nh, uint32_t n)
 {
     uint32_t s = SIZE_OF(hdr);
@@ -634,6 +709,43 @@ CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t 
     note_used(h, n - s);
     return true;
 }
+#else
+/*
+ * Optimising for size: the same result through use_block(). The block and a
+ * free successor become one block of total bytes, counted free, and
+ * use_block() takes n bytes of it back, listing a tail of at least
+ * CE_MIN_BLOCK (the successor's own successor already has its PF bit; a used
+ * successor gets it here, and use_block() clears it when there is no tail).
+ */
+CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t nh, uint32_t n)
+{
+    uint32_t s = SIZE_OF(hdr);
+    uint32_t total = s;
+    if (nh & F_FREE)
+        total += SIZE_OF(nh);
+    if (total < n)
+        return false;
+    if (n <= s && s - n < CE_MIN_BLOCK)
+        return true; /* the tail is not worth a block: nothing changes */
+    if (nh & F_FREE)
+        list_remove(h, b + s, SIZE_OF(nh));
+#if CE_FREE_FILL
+    if (n < s) /* the freed tail, and the successor's header and links if it merges */
+        fill_free(h, b + n, s - n + (total > s ? 12u : 0u));
+#endif
+    HDR2(h, b, total) |= F_PREV_FREE;
+    HDR(h, b) = total;
+    h->free_bytes += s;
+    use_block(h, b, n);
+    HDR(h, b) |= hdr & F_PREV_FREE;
+    return true;
+}
+#endif
+
+CE_API size_t ce_block_capacity(const ce_heap_t *h, const void *p)
+{
+    return SIZE_OF(HDR(h, off_of(h, p) - CE_HDR)) - CE_HDR;
+}
 
 /* Resize the valid used block p in place to size bytes (see resize_in_place);
  * false (nothing changed) when it cannot stay where it is. */
@@ -648,6 +760,26 @@ CE_API bool ce_resize(ce_heap_t *h, void *p, size_t size)
 
 CE_API void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fault)
 {
+#if defined(__OPTIMIZE_SIZE__)
+    /* Optimising for size: the API functions in sequence. ce_resize() and
+     * ce_malloc() refuse a size of 0 or above max_request; a block that
+     * cannot stay is copied and freed like any valid block (ce_free merges
+     * it exactly as release() would). */
+    uint32_t b = 0, pb = 0, ns = 0;
+    if (!block_ok(h, p, &b, &pb, &ns)) { /* ce_valid() */
+        *fault = CE_FAULT_BAD_HEADER;
+        return NULL;
+    }
+    *fault = CE_OK;
+    if (ce_resize(h, p, size))
+        return p;
+    void *q = ce_malloc(h, size);
+    if (q != NULL) {
+        memcpy(q, p, SIZE_OF(HDR(h, b)) - CE_HDR); /* the block could not grow: its capacity fits */
+        (void)ce_free(h, p);
+    }
+    return q;
+#else
     uint32_t b = 0, hdr = 0, nh = 0;
     unsigned kind = ce_free_start(h, p, &b, &hdr, &nh);
     uint32_t vpb = 0, vns = 0; /* not needed: the neighbours are read again after any malloc */
@@ -671,11 +803,7 @@ CE_API void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fau
 #endif
     release(h, b, s, HDR(h, b));
     return q;
-}
-
-CE_API size_t ce_block_capacity(const ce_heap_t *h, const void *p)
-{
-    return SIZE_OF(HDR(h, off_of(h, p) - CE_HDR)) - CE_HDR;
+#endif
 }
 
 #endif /* CE_OPS_DEFINE */

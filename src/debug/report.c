@@ -6,7 +6,7 @@
  * port's text sink, remembers the report for tests, and for fatal problems
  * calls the abort handler. Nothing here allocates.
  *
- * The line is assembled here with a few fixed-format helpers rather than
+ * The line is assembled here from one template and one number formatter rather than
  * capheap_printf(): every firmware that frees memory links this file (free
  * can report), and a general printf would triple capheap's code size there.
  */
@@ -29,58 +29,59 @@ typedef struct {
     size_t len;
 } line_t;
 
-static void add_text(line_t *l, const char *s)
+/* Characters past the end of the line are dropped: a long line is cut, never overrun. */
+static void put(line_t *l, char c)
 {
-    while (*s != '\0' && l->len < sizeof l->text)
-        l->text[l->len++] = *s++;
+    if (l->len < sizeof l->text)
+        l->text[l->len++] = c;
 }
 
-/* digits hexadecimal digits of v (0: as many as needed, at least one). */
-static void add_hex(line_t *l, uintptr_t v, unsigned digits)
+/* v as the field code of the template below says: base 10 if bit 0 is set,
+ * else 16; at least code / 2 digits. One formatter for the hexadecimal fields
+ * and the decimal invariant number. */
+static void add_number(line_t *l, uintptr_t v, unsigned code)
 {
-    char buf[2 * sizeof(uintptr_t)];
+    unsigned base = (code & 1u) ? 10u : 16u;
+    char buf[3 * sizeof(uintptr_t)]; /* 2 per byte in hex, and the 10 of a decimal unsigned */
     unsigned n = 0;
     do {
-        buf[n++] = "0123456789abcdef"[v & 0xFu];
-        v >>= 4;
-    } while ((v != 0 || n < digits) && n < sizeof buf);
-    while (n > 0 && l->len < sizeof l->text)
-        l->text[l->len++] = buf[--n];
-}
-
-static void add_dec(line_t *l, unsigned v)
-{
-    char buf[10];
-    unsigned n = 0;
-    do {
-        buf[n++] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v != 0);
-    while (n > 0 && l->len < sizeof l->text)
-        l->text[l->len++] = buf[--n];
+        buf[n++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v != 0 || n < code / 2u);
+    while (n > 0)
+        put(l, buf[--n]);
 }
 
 void capheap_report_corruption(const capheap_report_t *report, bool print, bool fatal)
 {
     last_report = *report;
     if (print) {
-        /* CORRUPT HEAP: <what> at 0x<addr>. Expected 0x%08x got 0x%08x[ (invariant In, docs/design.md)] */
+        /* One template for the whole line; a control character stands for a field:
+         * \1 what; \4 leaves out the invariant suffix, up to its ')', when the
+         * invariant is 0; the others are numbers for add_number(), in this order:
+         * the address (\2: hexadecimal), expected and found (\20: 8 hex digits), the
+         * invariant (\3: decimal). */
+        static const char line[] =
+            "CORRUPT HEAP: \1 at 0x\2. Expected 0x\20 got 0x\20\4 (invariant I\3, docs/design.md)\n";
+        uintptr_t values[4] = {(uintptr_t)report->address, report->expected, report->found,
+                               report->invariant};
+        const uintptr_t *v = values;
         line_t l;
         l.len = 0;
-        add_text(&l, "CORRUPT HEAP: ");
-        add_text(&l, report->what != NULL ? report->what : "Corrupt heap");
-        add_text(&l, " at 0x");
-        add_hex(&l, (uintptr_t)report->address, 0);
-        add_text(&l, ". Expected 0x");
-        add_hex(&l, report->expected, 8);
-        add_text(&l, " got 0x");
-        add_hex(&l, report->found, 8);
-        if (report->invariant != 0) {
-            add_text(&l, " (invariant I");
-            add_dec(&l, report->invariant);
-            add_text(&l, ", docs/design.md)");
+        for (const char *t = line; *t != '\0'; t++) {
+            char c = *t;
+            if (c == '\1') {
+                for (const char *s = report->what != NULL ? report->what : "Corrupt heap"; *s != '\0'; s++)
+                    put(&l, *s);
+            } else if (c == '\4') {
+                while (report->invariant == 0 && *t != ')')
+                    t++;
+            } else if (c < ' ' && c != '\n') {
+                add_number(&l, *v++, (unsigned)c);
+            } else {
+                put(&l, c);
+            }
         }
-        add_text(&l, "\n");
         capheap_write(l.text, l.len);
     }
     if (fatal)

@@ -49,24 +49,17 @@ static inline void unlock(const ce_heap_t *h)
 
 /* ---- reports ----------------------------------------------------------- */
 
+/* The texts in ce_fault_kind_t order, one string (no pointer table): the text
+ * of kind k follows the k-th NUL. Anything else is "Corrupt heap". */
 static const char *fault_text(ce_fault_kind_t kind)
 {
-    switch (kind) {
-    case CE_FAULT_OUTSIDE:
-        return "Pointer outside heap";
-    case CE_FAULT_MISALIGNED:
-        return "Misaligned pointer";
-    case CE_FAULT_DOUBLE_FREE:
-        return "Double free";
-    case CE_FAULT_INTERIOR:
-        return "Interior pointer";
-    case CE_FAULT_BAD_HEADER:
-        return "Smashed header";
-    case CE_FAULT_BAD_NEIGHBOUR:
-        return "Bad neighbour";
-    default:
-        return "Corrupt heap";
-    }
+    static const char texts[] = "Corrupt heap\0Pointer outside heap\0Misaligned pointer\0Double free\0"
+                                "Interior pointer\0Smashed header\0Bad neighbour";
+    const char *t = texts;
+    for (unsigned k = kind <= CE_FAULT_BAD_NEIGHBOUR ? (unsigned)kind : 0u; k != 0; k--)
+        while (*t++ != '\0') {
+        }
+    return t;
 }
 
 static void report(const char *what, const void *addr, uint32_t expected, uint32_t found,
@@ -287,6 +280,17 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock_object)
 #define MH_COLD
 #endif
 
+/* Optimising for size, one copy of each body is enough: the API functions
+ * call the *_locked variant, inlined, for every heap (lock() and unlock() do
+ * nothing for a heap without a lock). */
+#if defined(__OPTIMIZE_SIZE__)
+#define MH_ALWAYS_LOCKED 1
+#define MH_LOCKED static inline
+#else
+#define MH_ALWAYS_LOCKED 0
+#define MH_LOCKED static MH_NOINLINE
+#endif
+
 CE_INLINE void *malloc_body(ce_heap_t *h, size_t size)
 {
 #if POISON_ENABLED
@@ -297,7 +301,7 @@ CE_INLINE void *malloc_body(ce_heap_t *h, size_t size)
 #endif
 }
 
-static MH_NOINLINE void *malloc_locked(ce_heap_t *h, size_t size)
+MH_LOCKED void *malloc_locked(ce_heap_t *h, size_t size)
 {
     lock(h);
     void *p = malloc_body(h, size);
@@ -312,7 +316,7 @@ MH_NOINLINE void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
     if (heap == NULL)
         return NULL;
     ce_heap_t *h = E(heap);
-    if (ce_owner(h) != NULL)
+    if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL)
         return malloc_locked(h, size);
     return malloc_body(h, size);
 }
@@ -364,22 +368,16 @@ CE_INLINE bool accepted(const ce_heap_t *h, void *p)
 /* p was rejected: say why (under the lock), then report (after it). */
 static MH_COLD void reject(ce_heap_t *h, void *p)
 {
-    capheap_report_t r = {"Corrupt heap", p, 0, 0, 0};
     lock(h);
     void *raw = raw_of(h, p);
     ce_fault_t f;
     ce_diagnose(h, raw, &f);
-    if (f.kind != CE_OK) {
-        r.what = fault_text(f.kind);
-        r.address = f.address;
-        r.expected = f.expected;
-        r.found = f.found;
-        r.invariant = f.invariant;
-    }
+    /* Nothing found: "Corrupt heap" at p, all numbers 0 (as ce_diagnose leaves them). */
+    capheap_report_t r = {fault_text(f.kind), f.kind != CE_OK ? f.address : p, f.expected, f.found,
+                          f.invariant};
 #if POISON_ENABLED
-    else if (!poison_check_used(h, raw, ce_block_capacity(h, raw), false, false)) {
+    if (f.kind == CE_OK && !poison_check_used(h, raw, ce_block_capacity(h, raw), false, false))
         r = capheap_last_report();
-    }
 #endif
     unlock(h);
     capheap_report_corruption(&r, true, true);
@@ -400,7 +398,7 @@ CE_INLINE bool free_body(ce_heap_t *h, void *p)
 #endif
 }
 
-static MH_NOINLINE void free_locked(ce_heap_t *h, void *p)
+MH_LOCKED void free_locked(ce_heap_t *h, void *p)
 {
     lock(h);
     bool ok = free_body(h, p);
@@ -436,7 +434,7 @@ MH_NOINLINE void multi_heap_free(multi_heap_handle_t heap, void *p) /* as multi_
     if (heap == NULL || p == NULL)
         return;
     ce_heap_t *h = E(heap);
-    if (ce_owner(h) != NULL) {
+    if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL) {
         free_locked(h, p);
         return;
     }
@@ -509,7 +507,7 @@ CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok)
 #endif
 }
 
-static MH_NOINLINE void *realloc_locked(ce_heap_t *h, void *p, size_t size)
+MH_LOCKED void *realloc_locked(ce_heap_t *h, void *p, size_t size)
 {
     bool ok;
     lock(h);
@@ -531,7 +529,7 @@ void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
         return NULL;
     }
     ce_heap_t *h = E(heap);
-    if (ce_owner(h) != NULL)
+    if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL)
         return realloc_locked(h, p, size);
     bool ok;
     void *q = realloc_body(h, p, size, &ok);
