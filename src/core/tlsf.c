@@ -7,8 +7,8 @@
  * 32-bit metadata. Free blocks sit in size-class lists; a first-level class is
  * a power of two, split into 16 second-level classes, so a class spans at most
  * 1/16 of its sizes. Two bitmap levels find the first non-empty class at or
- * above a size with two find-first-set instructions. Sizes below 64 bytes are
- * one class per 4 bytes (exact).
+ * above a size with two find-first-set instructions. Sizes below 128 bytes
+ * are one class per 4 bytes (exact).
  *
  * Differences from textbook TLSF, each for a measured reason (docs/design.md):
  *  - Every link is a 32-bit offset from the control structure, on every
@@ -33,14 +33,16 @@
  * ------------
  *
  *   used block:  | size|PF|0 | data ........................................ |
- *   free block:  | size|PF|1 | next free | prev free | (0xFE fill) ... | self |
+ *   free block:  | size|PF|1 | next free | prev free | (0xFE fill) ... | self|3 |
  *                ^ header    ^ data pointer (aligned)                  ^ footer
  *
  *   size  = bytes from this header to the next header; a multiple of the
  *           heap alignment A (4, 8 or 16), at least 16.
  *   bit 0 = this block is free; bit 1 (PF) = the previous block is free.
- *   footer = the block's own offset, in its last word, read by the next block
- *           to find a free predecessor in O(1) when merging.
+ *   footer = the block's own offset with both flag bits set, in its last
+ *           word, read by the next block to find a free predecessor in O(1)
+ *           when merging. No header has both bits set, so a footer is never
+ *           mistaken for one.
  *   next/prev = offsets of the neighbours in the block's free list (0 = none;
  *           offset 0 is the control structure, never a block).
  *
