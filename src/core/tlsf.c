@@ -254,20 +254,28 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
     uint32_t a = h->align_mask;
     if (size - 1u >= h->max_request || align == 0 || (align & (align - 1u)) != 0)
         return NULL;
-    if (align <= a + 1u && (offset & (align - 1u)) == 0)
-        return ce_malloc(h, size);
-    if (offset & a)
-        return NULL; /* data is always aligned to the heap: data + offset cannot be aligned to more */
-    if (align > h->max_request || offset > h->max_request)
-        return NULL;
     uint32_t n = block_for(h, size);
     uint32_t al = (uint32_t)align;
-    /* A gap in front of the data is either 0 or a free block of >= 16 bytes:
-     * a block of n + al + 16 - (a + 1) always has room for one. */
-    uint32_t room = h->max_request + CE_HDR - n; /* n <= max_request + CE_HDR: size fits */
-    uint32_t extra = al + CE_MIN_BLOCK - (a + 1u); /* al <= 2^31: no wrap */
-    if (extra > room)
-        return NULL;
+    uint32_t extra = 0;
+    if (align <= a + 1u && (offset & (align - 1u)) == 0) {
+#if !defined(__OPTIMIZE_SIZE__)
+        return ce_malloc(h, size);
+#else
+        /* ce_malloc() is this call (tlsf_ops.h): data + offset is aligned, so
+         * the steps below take exactly its block_for, take_fit and use_block. */
+#endif
+    } else {
+        if (offset & a)
+            return NULL; /* data is always aligned to the heap: data + offset cannot be aligned to more */
+        if (align > h->max_request || offset > h->max_request)
+            return NULL;
+        /* A gap in front of the data is either 0 or a free block of >= 16 bytes:
+         * a block of n + al + 16 - (a + 1) always has room for one. */
+        uint32_t room = h->max_request + CE_HDR - n; /* n <= max_request + CE_HDR: size fits */
+        extra = al + CE_MIN_BLOCK - (a + 1u);        /* al <= 2^31: no wrap */
+        if (extra > room)
+            return NULL;
+    }
     uint32_t b = take_fit(h, n + extra);
     if (b == 0)
         return NULL;

@@ -476,15 +476,15 @@ CE_INLINE uint32_t block_for(const ce_heap_t *h, size_t size)
 
 CE_API void *ce_malloc(ce_heap_t *h, size_t size)
 {
+#if defined(__OPTIMIZE_SIZE__)
+    /* Optimising for size: ce_memalign() (tlsf.c) with an alignment it always
+     * meets takes exactly these steps: block_for, take_fit, use_block. */
+    return ce_memalign(h, size, 1u, 0u);
+#else
     /* size - 1 wraps for 0: one compare rejects 0 and anything too big,
      * before any arithmetic that could overflow. */
     if (size - 1u >= h->max_request)
         return NULL;
-#if defined(__OPTIMIZE_SIZE__)
-    uint32_t n = block_for(h, size);
-    uint32_t b = take_fit(h, n);
-    return b == 0 ? NULL : use_block(h, b, n);
-#else
     return (void *)take_fit_as(h, block_for(h, size), true); /* no test of b on the way */
 #endif
 }
@@ -594,17 +594,21 @@ CE_API bool ce_valid(const ce_heap_t *h, const void *p)
 }
 #else
 /* Optimising for size: the same checks, once, for ce_valid, ce_free and
- * ce_realloc (neighbours_ok() passes a block without a free neighbour). */
-CE_TAIL bool block_ok(const ce_heap_t *h, const void *p, uint32_t *bp, uint32_t *pbp, uint32_t *nsp)
+ * ce_realloc (neighbours_ok() passes a block without a free neighbour).
+ * Returns p's block b if p passes (never 0: the control structure comes
+ * first), with nb[0] = pb and nb[1] = ns of neighbours_ok(); else 0. */
+CE_TAIL uint32_t block_ok(const ce_heap_t *h, const void *p, uint32_t nb[2])
 {
-    uint32_t hdr = 0, nh = 0;
-    return ce_free_start(h, p, bp, &hdr, &nh) != CE_FREE_REJECT && neighbours_ok(h, *bp, hdr, nh, pbp, nsp);
+    uint32_t b = 0, hdr = 0, nh = 0;
+    if (ce_free_start(h, p, &b, &hdr, &nh) == CE_FREE_REJECT || !neighbours_ok(h, b, hdr, nh, &nb[0], &nb[1]))
+        return 0;
+    return b;
 }
 
 CE_API bool ce_valid(const ce_heap_t *h, const void *p)
 {
-    uint32_t b = 0, pb = 0, ns = 0;
-    return block_ok(h, p, &b, &pb, &ns);
+    uint32_t nb[2];
+    return block_ok(h, p, nb) != 0;
 }
 #endif
 
@@ -659,10 +663,11 @@ CE_API ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
     return CE_FAULT_BAD_HEADER;
 #else
     /* one path: without a free neighbour (pb = ns = 0) the merge is ce_free_plain() */
-    uint32_t b = 0, pb = 0, ns = 0;
-    if (!block_ok(h, p, &b, &pb, &ns))
+    uint32_t nb[2];
+    uint32_t b = block_ok(h, p, nb);
+    if (b == 0)
         return CE_FAULT_BAD_HEADER;
-    return free_merge_do(h, b, SIZE_OF(HDR(h, b)), pb, ns);
+    return free_merge_do(h, b, SIZE_OF(HDR(h, b)), nb[0], nb[1]);
 #endif
 }
 
@@ -765,8 +770,9 @@ CE_API void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fau
      * ce_malloc() refuse a size of 0 or above max_request; a block that
      * cannot stay is copied and freed like any valid block (ce_free merges
      * it exactly as release() would). */
-    uint32_t b = 0, pb = 0, ns = 0;
-    if (!block_ok(h, p, &b, &pb, &ns)) { /* ce_valid() */
+    uint32_t nb[2];
+    uint32_t b = block_ok(h, p, nb);
+    if (b == 0) { /* ce_valid() */
         *fault = CE_FAULT_BAD_HEADER;
         return NULL;
     }

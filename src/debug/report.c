@@ -24,32 +24,21 @@ static capheap_report_t last_report;
 /* Room for the fixed words, a 16-digit address, two 8-digit values, the invariant. */
 #define LINE_BYTES 200
 
-typedef struct {
-    char text[LINE_BYTES];
-    size_t len;
-} line_t;
-
-/* Characters past the end of the line are dropped: a long line is cut, never overrun. */
-static void put(line_t *l, char c)
-{
-    if (l->len < sizeof l->text)
-        l->text[l->len++] = c;
-}
-
 /* v as the field code of the template below says: base 10 if bit 0 is set,
- * else 16; at least code / 2 digits. One formatter for the hexadecimal fields
- * and the decimal invariant number. */
-static void add_number(line_t *l, uintptr_t v, unsigned code)
+ * else 16; at least 8 digits if bit 2 is set, else 1. One formatter for the
+ * hexadecimal fields and the decimal invariant number; the digits end at end
+ * (a NUL there), and the first one is returned. */
+static const char *format_number(char *end, uintptr_t v, unsigned code)
 {
     unsigned base = (code & 1u) ? 10u : 16u;
-    char buf[3 * sizeof(uintptr_t)]; /* 2 per byte in hex, and the 10 of a decimal unsigned */
     unsigned n = 0;
+    *end = '\0';
     do {
-        buf[n++] = "0123456789abcdef"[v % base];
+        *--end = "0123456789abcdef"[v % base];
         v /= base;
-    } while (v != 0 || n < code / 2u);
-    while (n > 0)
-        put(l, buf[--n]);
+        n++;
+    } while (v != 0 || n < (code & 4u) * 2u);
+    return end;
 }
 
 void capheap_report_corruption(const capheap_report_t *report, bool print, bool fatal)
@@ -58,31 +47,45 @@ void capheap_report_corruption(const capheap_report_t *report, bool print, bool 
     if (print) {
         /* One template for the whole line; a control character stands for a field:
          * \1 what; \4 leaves out the invariant suffix, up to its ')', when the
-         * invariant is 0; the others are numbers for add_number(), in this order:
-         * the address (\2: hexadecimal), expected and found (\20: 8 hex digits), the
-         * invariant (\3: decimal). */
+         * invariant is 0; the others are numbers for format_number(), in this order:
+         * the address (\2: hexadecimal), expected and found (\6: 8 hex digits), the
+         * invariant (\3: decimal). A field is a string s that is copied before the
+         * template goes on. */
         static const char line[] =
-            "CORRUPT HEAP: \1 at 0x\2. Expected 0x\20 got 0x\20\4 (invariant I\3, docs/design.md)\n";
+            "CORRUPT HEAP: \1 at 0x\2. Expected 0x\6 got 0x\6\4 (invariant I\3, docs/design.md)\n";
         uintptr_t values[4] = {(uintptr_t)report->address, report->expected, report->found,
                                report->invariant};
         const uintptr_t *v = values;
-        line_t l;
-        l.len = 0;
-        for (const char *t = line; *t != '\0'; t++) {
-            char c = *t;
-            if (c == '\1') {
-                for (const char *s = report->what != NULL ? report->what : "Corrupt heap"; *s != '\0'; s++)
-                    put(&l, *s);
-            } else if (c == '\4') {
-                while (report->invariant == 0 && *t != ')')
-                    t++;
-            } else if (c < ' ' && c != '\n') {
-                add_number(&l, *v++, (unsigned)c);
+        char digits[3 * sizeof(uintptr_t) + 1]; /* 2 per byte in hex, and the 10 of a decimal unsigned */
+        const char *s = "";
+        const char *t = line;
+        char text[LINE_BYTES];
+        size_t len = 0;
+        for (;;) {
+            char c = *s;
+            if (c != '\0') {
+                s++;
             } else {
-                put(&l, c);
+                c = *t++;
+                if (c == '\0')
+                    break;
+                if (c < '\n') { /* a field: \1 to \6 */
+                    if (c == '\1') {
+                        s = report->what != NULL ? report->what : "Corrupt heap";
+                    } else if (c == '\4') {
+                        if (report->invariant == 0)
+                            while (*t++ != ')') {
+                            }
+                    } else {
+                        s = format_number(digits + sizeof digits - 1u, *v++, (unsigned)c);
+                    }
+                    continue;
+                }
             }
+            if (len < sizeof text) /* a long line is cut, never overrun */
+                text[len++] = c;
         }
-        capheap_write(l.text, l.len);
+        capheap_write(text, len);
     }
     if (fatal)
         capheap_port_abort_now(report->what);
