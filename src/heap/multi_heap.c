@@ -9,8 +9,10 @@
  *
  * Lock discipline: every function that reads or writes blocks holds the
  * heap's lock (if one is attached) for exactly its own work, and releases it
- * before reporting, so an abort handler that longjmps (tests) leaves no lock
- * held. The heap's state is never changed before a fault is detected: a
+ * before reporting a rejected pointer, so an abort handler that longjmps
+ * (tests) leaves no lock held. (Damaged free fill found while allocating,
+ * with comprehensive poisoning, is reported under the lock: the heap itself
+ * is corrupt then.) The heap's state is never changed before a fault is detected: a
  * rejected free or realloc leaves the heap as it was.
  *
  * Poisoning, when on, wraps each block as poison.h draws it. The engine is
