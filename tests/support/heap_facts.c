@@ -2,6 +2,8 @@
  * heap_facts.c - expected sizes for this build and whole-heap observations
  * made only through the public API (walk, get_info, malloc).
  */
+#include <string.h>
+
 #include "support.h"
 
 const char *ct_poisoning_name(void)
@@ -127,4 +129,21 @@ bool ct_largest_is_honest(multi_heap_handle_t h, size_t *largest_out)
     (void)multi_heap_reset_minimum_free_bytes(h);
     multi_heap_restore_minimum_free_bytes(h, mark);
     return honest;
+}
+
+unsigned char *ct_header_of(void *p)
+{
+    return (unsigned char *)p - ct_poison_head(4) - CT_BLOCK_HEADER;
+}
+
+uint32_t ct_get32(const void *at)
+{
+    uint32_t v;
+    memcpy(&v, at, 4);
+    return v;
+}
+
+void ct_put32(void *at, uint32_t v)
+{
+    memcpy(at, &v, 4);
 }

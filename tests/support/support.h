@@ -91,6 +91,12 @@ const char *ct_poisoning_name(void);
 
 /** Poison head size for a heap alignment: 8 (alignment 4/8) or 16; 0 without poisoning. */
 size_t ct_poison_head(size_t alignment);
+
+/* The 4-byte block header in front of the raw data of user pointer p (4-aligned heaps). */
+unsigned char *ct_header_of(void *p);
+/* A 32-bit word at any address, read or written without alignment assumptions. */
+uint32_t ct_get32(const void *at);
+void ct_put32(void *at, uint32_t v);
 /** Poison overhead (head + tail, padded) for a heap alignment; 0 without poisoning. */
 size_t ct_poison_overhead(size_t alignment);
 /**

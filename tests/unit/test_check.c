@@ -34,24 +34,6 @@ static multi_heap_handle_t fresh(void)
     return h;
 }
 
-/* The 4-byte block header in front of the raw data of user pointer p. */
-static unsigned char *header_of(void *p)
-{
-    return (unsigned char *)p - ct_poison_head(4) - CT_BLOCK_HEADER;
-}
-
-static uint32_t get32(const void *at)
-{
-    uint32_t v;
-    memcpy(&v, at, 4);
-    return v;
-}
-
-static void put32(void *at, uint32_t v)
-{
-    memcpy(at, &v, 4);
-}
-
 /* check must return false, print a CORRUPT HEAP line, and not abort. */
 static void assert_check_fails(multi_heap_handle_t h)
 {
@@ -108,8 +90,8 @@ static void test_smashed_used_header(void **state)
     ct_stamp(a, 64);
     ct_stamp(b, 64);
     ct_stamp(c, 64);
-    unsigned char *hb = header_of(b);
-    uint32_t orig = get32(hb);
+    unsigned char *hb = ct_header_of(b);
+    uint32_t orig = ct_get32(hb);
     for (size_t i = 0; i < sizeof xors / sizeof xors[0] + sizeof sets / sizeof sets[0]; i++) {
         uint32_t bad = i < sizeof xors / sizeof xors[0]
                            ? orig ^ xors[i]
@@ -117,9 +99,9 @@ static void test_smashed_used_header(void **state)
         if (bad == orig) {
             continue;
         }
-        put32(hb, bad);
+        ct_put32(hb, bad);
         assert_check_fails(h);
-        put32(hb, orig);
+        ct_put32(hb, orig);
         assert_true(multi_heap_check(h, false));
     }
     assert_true(ct_stamp_ok(a, 64));
@@ -138,26 +120,26 @@ static void test_smashed_free_block(void **state)
     assert_non_null(a);
     assert_non_null(c);
     multi_heap_free(h, b);
-    unsigned char *hb = header_of(b);
-    uint32_t orig = get32(hb);
+    unsigned char *hb = ct_header_of(b);
+    uint32_t orig = ct_get32(hb);
     static const uint32_t xors[] = {0x1, 0x2, 0x10, 0x80000000u};
     for (size_t i = 0; i < sizeof xors / sizeof xors[0]; i++) {
-        put32(hb, orig ^ xors[i]);
+        ct_put32(hb, orig ^ xors[i]);
         assert_check_fails(h);
-        put32(hb, orig);
+        ct_put32(hb, orig);
         assert_true(multi_heap_check(h, false));
     }
     /* The first data word of a free block is a list link. */
     unsigned char *link = hb + CT_BLOCK_HEADER;
-    uint32_t orig_link = get32(link);
+    uint32_t orig_link = ct_get32(link);
     static const uint32_t junk[] = {0xffffffffu, 0x12345678u, 0x3u};
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
         if (junk[i] == orig_link) {
             continue;
         }
-        put32(link, junk[i]);
+        ct_put32(link, junk[i]);
         assert_check_fails(h);
-        put32(link, orig_link);
+        ct_put32(link, orig_link);
         assert_true(multi_heap_check(h, false));
     }
 }
@@ -174,13 +156,13 @@ static void test_check_never_leaves_region(void **state)
     multi_heap_free(h, p[2]);
     multi_heap_free(h, p[5]);
     for (int i = 0; i < 8; i++) {
-        unsigned char *hd = header_of(p[i]);
-        uint32_t orig = get32(hd);
-        put32(hd, 0xfffffff0u | (orig & 3u));
+        unsigned char *hd = ct_header_of(p[i]);
+        uint32_t orig = ct_get32(hd);
+        ct_put32(hd, 0xfffffff0u | (orig & 3u));
         assert_check_fails(h);
-        put32(hd, (orig & 3u) | 0x00100000u);
+        ct_put32(hd, (orig & 3u) | 0x00100000u);
         assert_check_fails(h);
-        put32(hd, orig);
+        ct_put32(hd, orig);
         assert_true(multi_heap_check(h, false));
     }
 }
@@ -256,7 +238,7 @@ static void test_bad_head(void **state)
     unsigned char *p = multi_heap_malloc(h, 40);
     assert_non_null(a);
     unsigned char *head = p - ct_poison_head(4);
-    assert_int_equal(get32(head), CT_HEAD_CANARY);
+    assert_int_equal(ct_get32(head), CT_HEAD_CANARY);
     for (size_t k = 0; k < 4; k++) {
         unsigned char saved = head[k];
         head[k] = 0x00;
@@ -283,13 +265,13 @@ static void test_bad_size_word(void **state)
     multi_heap_handle_t h = fresh();
     unsigned char *p = multi_heap_malloc(h, 40);
     unsigned char *size_word = p - 4;
-    uint32_t orig = get32(size_word);
+    uint32_t orig = ct_get32(size_word);
     assert_int_equal(orig, 40);
     static const uint32_t bad[] = {0x7fffffffu, 0xffffffffu, 4096, 41 + 12};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        put32(size_word, bad[i]);
+        ct_put32(size_word, bad[i]);
         assert_check_fails(h);
-        put32(size_word, orig);
+        ct_put32(size_word, orig);
         assert_true(multi_heap_check(h, false));
     }
 }
@@ -304,7 +286,7 @@ static void test_tail_in_wide_heaps(void **state)
         assert_non_null(h);
         unsigned char *p = multi_heap_malloc(h, 21);
         assert_int_equal((uintptr_t)p % align, 0);
-        assert_int_equal(get32(p - ct_poison_head(align)), CT_HEAD_CANARY);
+        assert_int_equal(ct_get32(p - ct_poison_head(align)), CT_HEAD_CANARY);
         p[21] = 0x87;
         assert_check_fails(h);
         assert_string_equal(capheap_last_report().what, "Bad tail");
@@ -387,9 +369,9 @@ static void test_check_is_thread_safe(void **state)
     unsigned char *a = multi_heap_malloc(h, 64);
     unsigned char *b = multi_heap_malloc(h, 64);
     assert_non_null(b);
-    unsigned char *hb = header_of(b);
-    uint32_t orig = get32(hb);
-    put32(hb, orig ^ 0x2u); /* "previous block is free": wrong */
+    unsigned char *hb = ct_header_of(b);
+    uint32_t orig = ct_get32(hb);
+    ct_put32(hb, orig ^ 0x2u); /* "previous block is free": wrong */
     multi_heap_handle_t q = multi_heap_register(quiet_region, sizeof quiet_region);
     assert_non_null(q);
     atomic_store(&stop_quiet, 0);
@@ -411,7 +393,7 @@ static void test_check_is_thread_safe(void **state)
     ct_capture_end();
     atomic_store(&stop_quiet, 1);
     pthread_join(t, NULL);
-    put32(hb, orig);
+    ct_put32(hb, orig);
     assert_int_equal(reported, 200);
     assert_true(multi_heap_check(h, false));
     (void)a;

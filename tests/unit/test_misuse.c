@@ -33,23 +33,6 @@ static multi_heap_handle_t fresh_a(void)
     return h;
 }
 
-static uint32_t get32(const void *at)
-{
-    uint32_t v;
-    memcpy(&v, at, 4);
-    return v;
-}
-
-static void put32(void *at, uint32_t v)
-{
-    memcpy(at, &v, 4);
-}
-
-static unsigned char *header_of(void *p)
-{
-    return (unsigned char *)p - ct_poison_head(4) - CT_BLOCK_HEADER;
-}
-
 /* Run a free that must be reported and abort; return the report. */
 static capheap_report_t expect_abort_free(multi_heap_handle_t h, void *p)
 {
@@ -242,7 +225,7 @@ static void test_free_outside_heap_with_fake_header(void **state)
     unsigned char *live = multi_heap_malloc(h, 64);
     size_t before = multi_heap_free_size(h);
     /* Copy a real block (header, data, next header) into foreign memory. */
-    unsigned char *hdr = header_of(live);
+    unsigned char *hdr = ct_header_of(live);
     size_t span = CT_BLOCK_HEADER + ct_poison_head(4) + 64 + 16;
     memcpy(elsewhere + 64, hdr, span);
     unsigned char *fake = elsewhere + 64 + (size_t)(live - hdr);
@@ -312,9 +295,9 @@ static void interior_with_fake_header(uint32_t (*make)(uint32_t used_hdr, uint32
     assert_non_null(guard);
     multi_heap_free(h, q); /* a free block between p and guard */
     size_t before = multi_heap_free_size(h);
-    uint32_t fake = make(get32(header_of(p)), get32(header_of(q)));
+    uint32_t fake = make(ct_get32(ct_header_of(p)), ct_get32(ct_header_of(q)));
     memset(p, 0, 256);
-    put32(p + 60, fake);
+    ct_put32(p + 60, fake);
     unsigned char *inner = p + 64 + ct_poison_head(4);
     capheap_report_t r = expect_abort_free(h, inner);
     (void)r;
@@ -437,17 +420,17 @@ static void smashed_header_case(uint32_t (*smash)(uint32_t orig), bool zero_data
         ct_stamp(p, 64);
         ct_stamp(c, 64);
     }
-    unsigned char *hp = header_of(p);
-    uint32_t orig = get32(hp);
+    unsigned char *hp = ct_header_of(p);
+    uint32_t orig = ct_get32(hp);
     uint32_t bad = smash(orig);
-    put32(hp, bad);
+    ct_put32(hp, bad);
     print_message("header 0x%08x smashed to 0x%08x, %s data\n", (unsigned)orig, (unsigned)bad,
                   zero_data ? "zero" : "stamped");
     size_t before = multi_heap_free_size(h);
     capheap_report_t r = expect_abort_free(h, p);
     /* The report names the header or the neighbour word that disagrees. */
     assert_names_heap_word(&r, region_a);
-    put32(hp, orig);
+    ct_put32(hp, orig);
     assert_unchanged(h, before);
     assert_true(ct_stamp_ok(a, 64));
     assert_true(zero_data || ct_stamp_ok(c, 64));
