@@ -570,26 +570,25 @@ size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p)
 /* The counters are read under the lock too: a plain read racing with a
  * writer is a data race in C11 (and helgrind and TSan say so), even where a
  * 32-bit load cannot tear. */
-size_t multi_heap_free_size(multi_heap_handle_t heap)
+static size_t read_counter(multi_heap_handle_t heap, bool minimum)
 {
     if (heap == NULL)
         return 0;
     ce_heap_t *h = E(heap);
     lock(h);
-    size_t v = user_bytes(h, h->free_bytes);
+    size_t v = user_bytes(h, minimum ? h->min_free : h->free_bytes);
     unlock(h);
     return v;
 }
 
+size_t multi_heap_free_size(multi_heap_handle_t heap)
+{
+    return read_counter(heap, false);
+}
+
 size_t multi_heap_minimum_free_size(multi_heap_handle_t heap)
 {
-    if (heap == NULL)
-        return 0;
-    ce_heap_t *h = E(heap);
-    lock(h);
-    size_t v = user_bytes(h, h->min_free);
-    unlock(h);
-    return v;
+    return read_counter(heap, true);
 }
 
 size_t multi_heap_reset_minimum_free_bytes(multi_heap_handle_t heap)
