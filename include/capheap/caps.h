@@ -124,6 +124,14 @@ bool capheap_heap_get(size_t i, capheap_heap_desc_t *out);
 /** Index (as capheap_heap_get) of the registered heap containing ptr, or -1. O(log H). */
 int capheap_heap_find(const void *ptr);
 
+/**
+ * Take every heap's lock and the registry lock, in a fixed order (and release
+ * them). For fork(): pthread_atfork(lock_all, unlock_all, unlock_all) leaves
+ * the child with consistent heaps. Recursive locks: the caller may already hold one.
+ */
+void capheap_caps_lock_all(void);
+void capheap_caps_unlock_all(void);
+
 #ifdef __cplusplus
 }
 #endif
