@@ -58,6 +58,14 @@ size_t capheap_poison_overhead(void);
  */
 size_t capheap_heap_poison_overhead(multi_heap_handle_t heap);
 
+/**
+ * The largest size s for which multi_heap_aligned_alloc(heap, s, alignment)
+ * (alignment up to the heap's own: multi_heap_malloc) succeeds now, exactly;
+ * 0 if none, heap is NULL, or alignment is not a power of two. O(1), takes the
+ * heap's lock.
+ */
+size_t capheap_heap_largest_request(multi_heap_handle_t heap, size_t alignment);
+
 #ifdef __cplusplus
 }
 #endif

@@ -664,6 +664,27 @@ void multi_heap_get_info(multi_heap_handle_t heap, multi_heap_info_t *info)
     unlock(h);
 }
 
+size_t capheap_heap_largest_request(multi_heap_handle_t heap, size_t alignment)
+{
+    if (heap == NULL || alignment == 0 || (alignment & (alignment - 1u)) != 0)
+        return 0;
+    ce_heap_t *h = E(heap);
+    lock(h);
+    size_t r = ce_largest_request(h);
+    unlock(h);
+    /* ce_memalign asks take_fit for the block plus al + CE_MIN_BLOCK - unit
+     * (always a multiple of the unit) when the alignment exceeds the heap's,
+     * and take_fit is monotone: so this is exact. */
+    size_t unit = (size_t)h->align_mask + 1u;
+    size_t extra = alignment > unit ? alignment + CE_MIN_BLOCK - unit : 0;
+    if (alignment > h->max_request)
+        return 0;
+#if POISON_ENABLED
+    extra += overhead(h);
+#endif
+    return r > extra ? r - extra : 0;
+}
+
 typedef struct {
     multi_heap_walker_cb_t fn;
     void *user;

@@ -1,0 +1,161 @@
+/*
+ * caps_private.h - the heap registry shared by the files of src/caps.
+ *
+ * Storage: CAPHEAP_MAX_HEAPS static descriptors (no heap is needed to describe
+ * a heap, so a region can be added before any heap exists). A descriptor is
+ * written once, then published; it never moves and is never removed (only
+ * capheap_caps_reset() clears everything). Three small index arrays give the
+ * orders the API needs, all rebuilt under the registry lock:
+ *
+ *   order[]     ESP-IDF's list order: runtime heaps newest first, then start-up
+ *               heaps by ascending size (ties: later first). Routing and every
+ *               "matching heaps" loop use it.
+ *   by_addr[]   registered heaps sorted by start (ties: larger first), with
+ *               their starts copied into addr[] for heap_caps_free's binary
+ *               search, O(log H).
+ *   route[]     a small cache of candidate lists per caps mask (route.c).
+ *
+ * Readers (malloc, free) do not take the registry lock: they read these
+ * arrays with relaxed atomic loads, then validate what they found against the
+ * immutable descriptor (heap contains the pointer; heap has the caps). A
+ * reader that races with a registration can therefore only be slowed down
+ * (it falls back to a locked lookup), never misled.
+ */
+#ifndef CAPHEAP_CAPS_PRIVATE_H
+#define CAPHEAP_CAPS_PRIVATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "capheap/caps.h"
+#include "capheap/config.h"
+#include "capheap/port.h"
+#include "esp_heap_caps.h"
+#include "esp_heap_caps_init.h"
+
+#if defined(__GNUC__)
+#define CH_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define CH_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define CH_ACQUIRE(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define CH_RELEASE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#define CH_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CH_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define CH_LOAD(x) (x)
+#define CH_STORE(x, v) ((x) = (v))
+#define CH_ACQUIRE(x) (x)
+#define CH_RELEASE(x, v) ((x) = (v))
+#define CH_LIKELY(x) (x)
+#define CH_UNLIKELY(x) (x)
+#endif
+
+#define CH_PRIOS SOC_MEMORY_TYPE_NO_PRIOS
+#define CH_ROUTES 8u /* candidate-list cache entries (a power of two) */
+
+/* Caps the hardware-alignment step looks at (chips.md 0.3). */
+#define CH_HW_CAPS                                                                                 \
+    (MALLOC_CAP_DMA | MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED | \
+     MALLOC_CAP_SIMD)
+
+/** One heap. Immutable once published, except `heap` (set once by enable_nonos). */
+typedef struct {
+    uintptr_t start, end;      /* region bounds [start, end) */
+    uint32_t caps[CH_PRIOS];
+    uint32_t all;              /* caps[0] | caps[1] | caps[2] */
+    multi_heap_handle_t heap;  /* NULL until registered (start-up stack regions) */
+    const char *name;
+    uint8_t alias;             /* EXEC requests get an IRAM alias pointer (ch_alias_t index + 1) */
+    uint8_t align;             /* the heap's block alignment */
+    bool runtime;
+#if CAPHEAP_PORT_HOST
+    capheap_lock_t lock;
+#endif
+} ch_heap_t;
+
+/** A candidate list: the heaps a caps mask tries, in order, duplicates removed. */
+typedef struct {
+    uint32_t caps;                 /* key; 0 = empty (caps 0 has no candidates anyway) */
+    uint8_t n;
+    uint8_t idx[CAPHEAP_MAX_HEAPS];
+} ch_route_t;
+
+/** An alias window in integer form. */
+typedef struct {
+    uintptr_t dram_low, dram_high, iram_low, iram_high;
+    capheap_alias_kind_t kind;
+} ch_alias_t;
+
+typedef struct {
+    const capheap_chip_t *chip;
+    const soc_reserved_region_t *reserved; /* the firmware's reservations given to init */
+    size_t n_reserved;
+    size_t size_max;           /* largest request (HEAP_SIZE_MAX) */
+    uint8_t n;                 /* descriptors in use */
+    uint8_t n_addr;            /* entries of by_addr / addr */
+    bool started;              /* enable_nonos_stack_heaps() ran (runtime heaps start with minimum 0) */
+    bool alias_any;            /* some heap hands out IRAM aliases: free must translate */
+    uint8_t order[CAPHEAP_MAX_HEAPS];
+    uint8_t by_addr[CAPHEAP_MAX_HEAPS];
+    uintptr_t addr[CAPHEAP_MAX_HEAPS];
+    ch_route_t route[CH_ROUTES];
+    ch_alias_t alias[2];       /* D/IRAM, RTC */
+    ch_heap_t heaps[CAPHEAP_MAX_HEAPS];
+} ch_state_t;
+
+extern ch_state_t ch_g;
+
+/* Registry lock (writers only: registration, route fills, monitor). */
+void ch_lock(void);
+void ch_unlock(void);
+
+/* Rebuild order/by_addr and empty the route cache (under ch_lock). */
+void ch_reindex(void);
+
+/* The registered heap containing p (innermost for nested heaps), or NULL. O(log H). */
+ch_heap_t *ch_find(uintptr_t p);
+
+/* A registered heap matching caps ("all of caps"; caps 0 matches everything). */
+static inline bool ch_matches(const ch_heap_t *h, uint32_t caps)
+{
+    return CH_ACQUIRE(h->heap) != NULL && (h->all & caps) == caps;
+}
+
+/* For the check/dump/walk selector: INVALID or 0 selects every heap. */
+static inline uint32_t ch_selector(uint32_t caps)
+{
+    return (caps & MALLOC_CAP_INVALID) ? 0u : caps;
+}
+
+/* A request after spec 2.6 steps 1-4 (hardware alignment, size checks, EXEC, 32BIT). */
+typedef struct {
+    size_t size, align;       /* align 0: the heap's own */
+    uint32_t caps;
+    capheap_fit_reason_t bad; /* CAPHEAP_FIT_OK if the request may go to the heaps */
+} request_t;
+
+request_t ch_prepare(size_t size, size_t align, uint32_t caps);
+
+/* Candidate list of caps (a cache entry; filled under the registry lock on a miss). */
+const ch_route_t *ch_route(uint32_t caps);
+
+/* Largest request heap h serves at alignment (0: the heap's own), for caps. */
+size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps);
+
+/* Undo an IRAM alias: the DRAM pointer of p, or p itself. */
+void *ch_unalias(void *p, bool *was_alias);
+
+/* Carve chip's regions by its reservations and extra[] (spec 2.2); with out
+ * non-NULL store the pieces there (no coalescing, no heaps) and return their
+ * count; else build the start-up heaps. err receives ESP_OK or the error. */
+size_t ch_carve(const capheap_chip_t *chip, const soc_reserved_region_t *extra, size_t n_extra,
+                soc_memory_region_t *out, esp_err_t *err);
+
+/* Forget callbacks, the extmem policy and the monitor (capheap_caps_reset). */
+void ch_reset_policy(void);
+void ch_reset_monitor(void);
+
+/* Report a pointer no heap owns, then abort through the port. */
+void ch_report_foreign(const char *what, const void *p);
+
+#endif /* CAPHEAP_CAPS_PRIVATE_H */

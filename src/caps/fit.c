@@ -1,0 +1,85 @@
+/*
+ * fit.c - honest numbers and the dry run.
+ *
+ * ESP-IDF's largest_free_block is the largest free block rounded down to its
+ * size class: safe, but it under-reports, and it ignores what a request
+ * really needs (the hardware alignment, the EXEC alias word). Here every
+ * figure comes from capheap_heap_largest_request(), which is exactly what the
+ * engine's bounded search can serve, taken over the request's own candidate
+ * heaps after the request's own adjustment: so heap_caps_malloc(largest, caps)
+ * succeeds, and the dry run names the heap that would serve a request by
+ * walking the same list the allocator walks. O(H), no block walk.
+ */
+#include "caps/caps_private.h"
+
+bool capheap_would_fit(size_t size, uint32_t caps, size_t alignment, capheap_fit_t *answer)
+{
+    request_t q = ch_prepare(size, alignment, caps);
+    capheap_fit_t a = {q.bad, q.size, q.align, q.caps, 0, -1, 0};
+    if (q.bad == CAPHEAP_FIT_OK) {
+        const ch_route_t *r = ch_route(q.caps);
+        size_t n = CH_LOAD(r->n), plain = 0;
+        a.candidates = n;
+        for (size_t i = 0; i < n && a.heap_index < 0; i++) {
+            const ch_heap_t *h = &ch_g.heaps[CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS];
+            size_t l = ch_largest(h, q.align, q.caps), l0 = ch_largest(h, 0, q.caps);
+            a.largest_block = l > a.largest_block ? l : a.largest_block;
+            plain = l0 > plain ? l0 : plain;
+            if (q.size <= l) {
+                uint8_t k = (uint8_t)(h - ch_g.heaps);
+                for (size_t j = 0; j < ch_g.n; j++)
+                    if (ch_g.order[j] == k)
+                        a.heap_index = (int)j;
+            }
+        }
+        if (n == 0)
+            a.reason = CAPHEAP_FIT_NO_HEAP_WITH_CAPS;
+        else if (a.heap_index < 0)
+            a.reason = plain >= q.size ? CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE : CAPHEAP_FIT_NO_ROOM;
+    }
+    if (answer != NULL)
+        *answer = a;
+    return a.reason == CAPHEAP_FIT_OK;
+}
+
+size_t capheap_get_largest_free_block_aligned(uint32_t caps, size_t alignment)
+{
+    request_t q = ch_prepare(1, alignment, caps);
+    if (q.bad != CAPHEAP_FIT_OK)
+        return 0;
+    const ch_route_t *r = ch_route(q.caps);
+    size_t n = CH_LOAD(r->n), best = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = ch_largest(&ch_g.heaps[CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS], q.align, q.caps);
+        best = l > best ? l : best;
+    }
+    return best < ch_g.size_max ? best : ch_g.size_max;
+}
+
+size_t heap_caps_get_largest_free_block(uint32_t caps)
+{
+    return capheap_get_largest_free_block_aligned(caps, 0);
+}
+
+const char *capheap_fit_reason_text(capheap_fit_reason_t reason)
+{
+    switch (reason) {
+    case CAPHEAP_FIT_OK:
+        return "fits";
+    case CAPHEAP_FIT_ZERO_SIZE:
+        return "size 0";
+    case CAPHEAP_FIT_BAD_ALIGNMENT:
+        return "alignment is 0 or not a power of two";
+    case CAPHEAP_FIT_TOO_LARGE:
+        return "size above the chip's largest heap request";
+    case CAPHEAP_FIT_CONFLICTING_CAPS:
+        return "caps no heap can ever have (0, INVALID, or EXEC with 8BIT or DMA)";
+    case CAPHEAP_FIT_NO_HEAP_WITH_CAPS:
+        return "no heap has these caps";
+    case CAPHEAP_FIT_NO_ROOM:
+        return "every candidate's largest block is too small";
+    case CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE:
+        return "room, but not at this alignment";
+    }
+    return "unknown";
+}

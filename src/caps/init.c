@@ -1,0 +1,88 @@
+/*
+ * init.c - heap_caps_init() on a target, and ESP-IDF's available-region query.
+ *
+ * The chip comes from the build (CAPHEAP_CHIP=esp32s3 names a built-in table)
+ * or from the firmware's own ESP-IDF-style tables (soc_memory_types[] and
+ * friends, CAPHEAP_CHIP=custom); the firmware's reservations come from the
+ * linker section SOC_RESERVE_MEMORY_REGION() fills, bracketed by the symbols
+ * soc_reserved_memory_region_start / _end (weak here: no section, no
+ * reservations). A host build has no chip at link time: it boots one with
+ * capheap_sim_boot() (sim/), which calls capheap_caps_init() directly.
+ */
+#include "caps/caps_private.h"
+#include "capheap/report.h"
+
+#if defined(__GNUC__)
+#define CH_WEAK __attribute__((weak))
+#else
+#define CH_WEAK
+#endif
+
+extern CH_WEAK const soc_reserved_region_t soc_reserved_memory_region_start[];
+extern CH_WEAK const soc_reserved_region_t soc_reserved_memory_region_end[];
+
+#define CH_STR2(x) #x
+#define CH_STR(x) CH_STR2(x)
+
+/* The chip the build selected, or NULL. */
+static const capheap_chip_t *selected_chip(void)
+{
+    static const char symbol[] = CH_STR(CAPHEAP_CHIP_SYMBOL);
+    if (ch_g.chip != NULL)
+        return ch_g.chip;
+    if (symbol[0] == '\0')
+        return NULL;
+    return capheap_chip_find(symbol + sizeof "capheap_chip_" - 1u);
+}
+
+static size_t firmware_reserved(const soc_reserved_region_t **out)
+{
+    *out = soc_reserved_memory_region_start;
+    if (soc_reserved_memory_region_start == NULL || soc_reserved_memory_region_end == NULL)
+        return 0;
+    return (size_t)(soc_reserved_memory_region_end - soc_reserved_memory_region_start);
+}
+
+static void init_failed(const char *what, esp_err_t err)
+{
+    capheap_report_t r = {what, NULL, ESP_OK, (uint32_t)err, 0};
+    capheap_report_corruption(&r, true, true);
+}
+
+void heap_caps_init(void)
+{
+    const capheap_chip_t *chip = selected_chip();
+    if (chip == NULL || ch_g.chip != NULL) {
+        init_failed(chip == NULL ? "heap_caps_init: no chip selected (CAPHEAP_CHIP, or capheap_sim_boot on a host)"
+                                 : "heap_caps_init: called twice",
+                    ESP_ERR_INVALID_STATE);
+        return;
+    }
+    const soc_reserved_region_t *res;
+    size_t n = firmware_reserved(&res);
+    esp_err_t err = capheap_caps_init(chip, res, n);
+    if (err != ESP_OK)
+        init_failed("heap_caps_init: the memory map or its reservations are invalid", err);
+}
+
+size_t soc_get_available_memory_region_max_count(void)
+{
+    const capheap_chip_t *chip = selected_chip();
+    const soc_reserved_region_t *res;
+    size_t n = ch_g.chip != NULL ? ch_g.n_reserved : firmware_reserved(&res);
+    return chip == NULL ? 0 : chip->region_count + chip->reserved_count + n;
+}
+
+size_t soc_get_available_memory_regions(soc_memory_region_t *out)
+{
+    const capheap_chip_t *chip = selected_chip();
+    if (chip == NULL || out == NULL)
+        return 0;
+    const soc_reserved_region_t *res = ch_g.reserved;
+    size_t n = ch_g.chip != NULL ? ch_g.n_reserved : firmware_reserved(&res);
+    esp_err_t err;
+    size_t count = ch_carve(chip, res, n, out, &err);
+    if (err != ESP_OK)
+        init_failed("soc_get_available_memory_regions: overlapping reservations", err);
+    return count;
+}

@@ -1,0 +1,534 @@
+/*
+ * registry.c - the list of heaps: registration at start-up (from a chip's
+ * memory map) and at run time, the search orders, and lookup by address.
+ *
+ * Start-up (spec 2.2-2.3) in one streaming pass, without the stack arrays
+ * ESP-IDF sizes by the worst case: each chip region, in table order, is cut by
+ * the reservations that overlap it (lowest first: trim, hole punch, or drop);
+ * each surviving piece either extends the pending heap (same type, same
+ * start-up-stack flag, contiguous: ESP-IDF's coalescing of consecutive
+ * entries) or flushes it into a descriptor. Reservations are rounded outwards
+ * to 4 bytes and must not overlap; pieces of 16 bytes or less are dropped.
+ * The cost is O(regions x reservations^2), once, at boot.
+ *
+ * Run time (spec 1.2, 2.5): ESP-IDF's overlap rule, a static descriptor, and
+ * the new heap goes to the head of the search order. After start-up its
+ * low-water mark starts at 0, so it does not inflate the minimum-free sum.
+ *
+ * Every change ends with ch_reindex(): the search order, the address index
+ * and an empty route cache, published with atomic stores (caps_private.h says
+ * why readers need no lock).
+ */
+#include <string.h>
+
+#include "caps/caps_private.h"
+#include "capheap/heap.h"
+
+ch_state_t ch_g = {.size_max = SIZE_MAX / 2};
+
+#if CAPHEAP_PORT_HOST
+static capheap_lock_t registry_lock = {PTHREAD_MUTEX_INITIALIZER};
+#else
+static int registry_lock;
+#endif
+
+void ch_lock(void)
+{
+    capheap_port_lock_acquire(&registry_lock);
+}
+
+void ch_unlock(void)
+{
+    capheap_port_lock_release(&registry_lock);
+}
+
+/* ---- indexes ------------------------------------------------------------- */
+
+static size_t span(const ch_heap_t *h)
+{
+    return (size_t)(h->end - h->start);
+}
+
+/* Does heap a come before heap b in ESP-IDF's list? (a, b are creation indices) */
+static bool before(uint8_t a, uint8_t b)
+{
+    const ch_heap_t *x = &ch_g.heaps[a], *y = &ch_g.heaps[b];
+    if (x->runtime != y->runtime)
+        return x->runtime;           /* runtime heaps sit at the head */
+    if (x->runtime || span(x) == span(y))
+        return a > b;                /* newest first; equal sizes: later first */
+    return span(x) < span(y);        /* start-up heaps by ascending size */
+}
+
+static bool addr_before(uint8_t a, uint8_t b)
+{
+    const ch_heap_t *x = &ch_g.heaps[a], *y = &ch_g.heaps[b];
+    /* By start; a nested heap starting where its host starts comes after it,
+     * so the last start <= p is the innermost candidate. */
+    return x->start != y->start ? x->start < y->start : x->end > y->end;
+}
+
+static void insert_sorted(uint8_t *arr, size_t n, uint8_t v, bool (*less)(uint8_t, uint8_t))
+{
+    size_t i = n;
+    while (i > 0 && less(v, arr[i - 1])) {
+        CH_STORE(arr[i], arr[i - 1]);
+        i--;
+    }
+    CH_STORE(arr[i], v);
+}
+
+void ch_reindex(void)
+{
+    size_t n_addr = 0;
+    for (uint8_t i = 0; i < ch_g.n; i++) {
+        insert_sorted(ch_g.order, i, i, before);
+        if (ch_g.heaps[i].heap != NULL)
+            insert_sorted(ch_g.by_addr, n_addr++, i, addr_before);
+    }
+    for (size_t i = 0; i < n_addr; i++)
+        CH_STORE(ch_g.addr[i], ch_g.heaps[ch_g.by_addr[i]].start);
+    CH_STORE(ch_g.n_addr, (uint8_t)n_addr);
+    for (size_t r = 0; r < CH_ROUTES; r++)
+        CH_STORE(ch_g.route[r].caps, 0u);
+}
+
+/* The last entry of by_addr with start <= p, checked against its descriptor. */
+static ch_heap_t *find_fast(uintptr_t p)
+{
+    size_t n = CH_LOAD(ch_g.n_addr), lo = 0;
+    if (n == 0 || p < CH_LOAD(ch_g.addr[0]))
+        return NULL;
+    while (n > 1) {
+        size_t half = n / 2;
+        if (CH_LOAD(ch_g.addr[lo + half]) <= p)
+            lo += half;
+        n -= half;
+    }
+    ch_heap_t *h = &ch_g.heaps[CH_LOAD(ch_g.by_addr[lo]) % CAPHEAP_MAX_HEAPS];
+    return (p >= h->start && p < h->end && CH_ACQUIRE(h->heap) != NULL) ? h : NULL;
+}
+
+ch_heap_t *ch_find(uintptr_t p)
+{
+    ch_heap_t *h = find_fast(p);
+    if (CH_LIKELY(h != NULL))
+        return h;
+    /* Nested heaps (p past an inner heap, inside its host), or a reader that
+     * raced with a registration: the innermost registered heap holding p. */
+    ch_lock();
+    for (size_t i = ch_g.n_addr; i-- > 0;) {
+        ch_heap_t *c = &ch_g.heaps[ch_g.by_addr[i]];
+        if (p >= c->start && p < c->end) {
+            h = c;
+            break;
+        }
+    }
+    ch_unlock();
+    return h;
+}
+
+/* ---- registration ------------------------------------------------------- */
+
+static void attach_lock(ch_heap_t *h)
+{
+#if CAPHEAP_PORT_HOST
+    capheap_lock_init(&h->lock);
+    multi_heap_set_lock(h->heap, &h->lock);
+#else
+    multi_heap_set_lock(h->heap, h); /* the port's hooks get the descriptor */
+#endif
+}
+
+/* Register the descriptor's region as a heap (4-aligned start; not address 0,
+ * which would make a block at address 0 indistinguishable from failure). */
+static bool register_heap(ch_heap_t *h, size_t alignment)
+{
+    uintptr_t s = (h->start + 3u) & ~(uintptr_t)3u;
+    if (s == 0)
+        s = alignment;
+    if (s >= h->end)
+        return false;
+    capheap_heap_options_t o = {alignment};
+    multi_heap_handle_t heap = capheap_heap_register((void *)s, (size_t)(h->end - s), &o);
+    if (heap == NULL)
+        return false;
+    h->heap = heap;
+    h->align = (uint8_t)alignment;
+    attach_lock(h);
+    return true;
+}
+
+static uint8_t alias_of(uintptr_t start)
+{
+    for (uint8_t k = 0; k < 2; k++) {
+        const ch_alias_t *a = &ch_g.alias[k];
+        if (a->kind != CAPHEAP_ALIAS_NONE && start >= a->dram_low && start < a->dram_high)
+            return (uint8_t)(k + 1u);
+    }
+    return 0;
+}
+
+static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start, uintptr_t end,
+                                 const char *name)
+{
+    if (ch_g.n >= CAPHEAP_MAX_HEAPS)
+        return NULL;
+    ch_heap_t *h = &ch_g.heaps[ch_g.n];
+    memset(h, 0, sizeof *h);
+    h->start = start;
+    h->end = end;
+    for (size_t p = 0; p < CH_PRIOS; p++) {
+        h->caps[p] = caps[p];
+        h->all |= caps[p];
+    }
+    h->name = name;
+    h->alias = alias_of(start);
+    if (h->alias != 0 && (h->all & MALLOC_CAP_EXEC))
+        ch_g.alias_any = true;
+    return h;
+}
+
+bool heap_caps_check_add_region_allowed(intptr_t heap_start, intptr_t heap_end, intptr_t start,
+                                        intptr_t end)
+{
+    uintptr_t hs = (uintptr_t)heap_start, he = (uintptr_t)heap_end;
+    uintptr_t s = (uintptr_t)start, e = (uintptr_t)end;
+    bool straddles_start = s < hs && e > hs;
+    bool straddles_end = s < he && e > he;
+    bool duplicate = s == hs && e == he;
+    return !(straddles_start || straddles_end || duplicate);
+}
+
+static size_t chip_alignment(void)
+{
+    return ch_g.chip != NULL && ch_g.chip->heap_alignment != 0 ? ch_g.chip->heap_alignment : 4u;
+}
+
+/* The chip type whose combined caps equal all, for a runtime heap's name. */
+static const char *type_name(uint32_t all)
+{
+    const capheap_chip_t *c = ch_g.chip;
+    for (size_t t = 0; c != NULL && t < c->type_count; t++) {
+        const uint32_t *k = c->types[t].caps;
+        if ((k[0] | k[1] | k[2]) == all)
+            return c->types[t].name;
+    }
+    return "Custom";
+}
+
+esp_err_t capheap_caps_add_region(const uint32_t caps[CH_PRIOS], intptr_t start, intptr_t end,
+                                  const capheap_region_options_t *options)
+{
+    uintptr_t s = (uintptr_t)start, e = (uintptr_t)end;
+    if (caps == NULL || e <= s)
+        return ESP_ERR_INVALID_ARG;
+    size_t align = options != NULL && options->alignment != 0 ? options->alignment : chip_alignment();
+    if (align != 4 && align != 8 && align != 16)
+        return ESP_ERR_INVALID_ARG;
+    esp_err_t err = ESP_OK;
+    ch_lock();
+    for (size_t i = 0; i < ch_g.n && err == ESP_OK; i++)
+        if (!heap_caps_check_add_region_allowed((intptr_t)ch_g.heaps[i].start,
+                                                (intptr_t)ch_g.heaps[i].end, start, end))
+            err = ESP_FAIL;
+    ch_heap_t *h = NULL;
+    if (err == ESP_OK) {
+        uint32_t all = caps[0] | caps[1] | caps[2];
+        const char *name = options != NULL && options->name != NULL ? options->name : type_name(all);
+        h = new_descriptor(caps, s, e, name);
+        if (h == NULL)
+            err = ESP_ERR_NO_MEM;
+    }
+    if (err == ESP_OK && !register_heap(h, align))
+        err = ESP_ERR_INVALID_SIZE;
+    if (err == ESP_OK) {
+        h->runtime = true;
+        if (ch_g.started)
+            multi_heap_restore_minimum_free_bytes(h->heap, 0);
+        ch_g.n++; /* publish: the descriptor is complete */
+        ch_reindex();
+    }
+    ch_unlock();
+    return err;
+}
+
+esp_err_t heap_caps_add_region_with_caps(const uint32_t caps[], intptr_t start, intptr_t end)
+{
+    return capheap_caps_add_region(caps, start, end, NULL);
+}
+
+esp_err_t heap_caps_add_region(intptr_t start, intptr_t end)
+{
+    const capheap_chip_t *c = ch_g.chip;
+    uintptr_t s = (uintptr_t)start;
+    for (size_t i = 0; c != NULL && i < c->region_count; i++) {
+        const soc_memory_region_t *r = &c->regions[i];
+        if (s >= (uintptr_t)r->start && s - (uintptr_t)r->start < r->size && r->type < c->type_count)
+            return heap_caps_add_region_with_caps(c->types[r->type].caps, start, end);
+    }
+    return ESP_ERR_NOT_FOUND;
+}
+
+void heap_caps_enable_nonos_stack_heaps(void)
+{
+    ch_lock();
+    for (size_t i = 0; i < ch_g.n; i++) {
+        ch_heap_t *h = &ch_g.heaps[i];
+        if (h->heap == NULL)
+            (void)register_heap(h, chip_alignment());
+    }
+    ch_g.started = true;
+    ch_reindex();
+    ch_unlock();
+}
+
+/* ---- start-up: carve, coalesce, register ----------------------------------- */
+
+typedef struct {
+    const capheap_chip_t *chip;
+    const soc_reserved_region_t *extra;
+    size_t n_extra;
+    /* the pending piece */
+    uintptr_t start, end;
+    size_t type;
+    bool stack, pending;
+    esp_err_t err;
+    soc_memory_region_t *out; /* soc_get_available_memory_regions: pieces go here */
+    size_t n_out;
+} carve_t;
+
+static bool reservation(const carve_t *c, size_t i, uintptr_t *s, uintptr_t *e)
+{
+    const soc_reserved_region_t *r =
+        i < c->chip->reserved_count ? &c->chip->reserved[i] : &c->extra[i - c->chip->reserved_count];
+    *s = (uintptr_t)r->start & ~(uintptr_t)3u;
+    *e = ((uintptr_t)r->end + 3u) & ~(uintptr_t)3u;
+    return r->start <= r->end;
+}
+
+static void flush(carve_t *c)
+{
+    if (!c->pending || c->err != ESP_OK)
+        return;
+    c->pending = false;
+    const soc_memory_type_desc_t *t = &c->chip->types[c->type];
+    ch_heap_t *h = new_descriptor(t->caps, c->start, c->end, t->name);
+    if (h == NULL) {
+        c->err = ESP_ERR_NO_MEM;
+        return;
+    }
+    if (!c->stack)
+        (void)register_heap(h, chip_alignment()); /* too small: listed, like ESP-IDF */
+    ch_g.n++;
+}
+
+static void emit(carve_t *c, uintptr_t s, uintptr_t e, size_t type, bool stack)
+{
+    if (e - s <= 16u)
+        return; /* spec 2.2 step 6 */
+    if (c->out != NULL) {
+        soc_memory_region_t *o = &c->out[c->n_out++];
+        o->start = (intptr_t)s;
+        o->size = (size_t)(e - s);
+        o->type = type;
+        o->iram_address = 0;
+        o->startup_stack = stack;
+        return;
+    }
+    if (c->pending && c->end == s && c->type == type && c->stack == stack) {
+        c->end = e; /* spec 2.3 step 3 */
+        return;
+    }
+    flush(c);
+    c->start = s;
+    c->end = e;
+    c->type = type;
+    c->stack = stack;
+    c->pending = true;
+}
+
+static void carve(carve_t *c, const soc_memory_region_t *r)
+{
+    uintptr_t s = (uintptr_t)r->start, e = s + r->size;
+    size_t n = c->chip->reserved_count + c->n_extra;
+    while (s < e) {
+        /* The lowest reservation overlapping [s, e). */
+        uintptr_t bs = 0, be = 0;
+        bool found = false;
+        for (size_t i = 0; i < n; i++) {
+            uintptr_t rs, re;
+            (void)reservation(c, i, &rs, &re);
+            if (rs < e && re > s && (!found || rs < bs)) {
+                bs = rs;
+                be = re;
+                found = true;
+            }
+        }
+        if (!found) {
+            emit(c, s, e, r->type, r->startup_stack);
+            return;
+        }
+        if (bs > s)
+            emit(c, s, bs, r->type, r->startup_stack);
+        s = be;
+    }
+}
+
+static esp_err_t check_reservations(const carve_t *c)
+{
+    size_t n = c->chip->reserved_count + c->n_extra;
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t s, e;
+        if (!reservation(c, i, &s, &e))
+            return ESP_ERR_INVALID_ARG;
+        for (size_t j = i + 1; j < n; j++) {
+            uintptr_t s2, e2;
+            if (reservation(c, j, &s2, &e2) && s2 < e && e2 > s && s < e && s2 < e2)
+                return ESP_FAIL;
+        }
+    }
+    return ESP_OK;
+}
+
+static void set_alias(ch_alias_t *a, const capheap_alias_t *src)
+{
+    a->kind = src->kind;
+    a->dram_low = (uintptr_t)src->dram_low;
+    a->dram_high = (uintptr_t)src->dram_high;
+    a->iram_low = (uintptr_t)src->iram_low;
+    a->iram_high = (uintptr_t)src->iram_high;
+}
+
+size_t ch_carve(const capheap_chip_t *chip, const soc_reserved_region_t *extra, size_t n_extra,
+                soc_memory_region_t *out, esp_err_t *err)
+{
+    carve_t c = {chip, extra, n_extra, 0, 0, 0, false, false, ESP_OK, out, 0};
+    c.err = check_reservations(&c);
+    for (size_t i = 0; i < chip->region_count && c.err == ESP_OK; i++)
+        carve(&c, &chip->regions[i]);
+    flush(&c);
+    *err = c.err;
+    return c.n_out;
+}
+
+esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *reserved,
+                            size_t count)
+{
+    if (chip == NULL || (reserved == NULL && count > 0) ||
+        (chip->reserved == NULL && chip->reserved_count > 0))
+        return ESP_ERR_INVALID_ARG;
+    for (size_t i = 0; i < chip->region_count; i++)
+        if (chip->regions[i].type >= chip->type_count)
+            return ESP_ERR_INVALID_ARG;
+    ch_lock();
+    if (ch_g.chip != NULL) {
+        ch_unlock();
+        return ESP_ERR_INVALID_STATE;
+    }
+    uint8_t n0 = ch_g.n; /* runtime heaps added before init stay */
+    ch_g.chip = chip;
+    ch_g.reserved = reserved;
+    ch_g.n_reserved = count;
+    ch_g.size_max = chip->heap_size_max != 0 ? chip->heap_size_max : SIZE_MAX / 2;
+    set_alias(&ch_g.alias[0], &chip->diram);
+    set_alias(&ch_g.alias[1], &chip->rtc);
+    esp_err_t err;
+    (void)ch_carve(chip, reserved, count, NULL, &err);
+    if (err != ESP_OK) {
+#if CAPHEAP_PORT_HOST
+        for (size_t i = n0; i < ch_g.n; i++)
+            if (ch_g.heaps[i].heap != NULL)
+                capheap_lock_destroy(&ch_g.heaps[i].lock);
+#endif
+        ch_g.n = n0;
+        ch_g.chip = NULL;
+        ch_g.reserved = NULL;
+        ch_g.n_reserved = 0;
+        ch_g.size_max = SIZE_MAX / 2;
+        memset(ch_g.alias, 0, sizeof ch_g.alias);
+    } else {
+        ch_reindex();
+    }
+    ch_unlock();
+    return err;
+}
+
+void capheap_caps_reset(void)
+{
+    ch_lock();
+#if CAPHEAP_PORT_HOST
+    for (size_t i = 0; i < ch_g.n; i++)
+        if (ch_g.heaps[i].heap != NULL)
+            capheap_lock_destroy(&ch_g.heaps[i].lock);
+#endif
+    memset(&ch_g, 0, sizeof ch_g);
+    ch_g.size_max = SIZE_MAX / 2;
+    ch_unlock();
+    ch_reset_policy();
+    ch_reset_monitor();
+}
+
+const capheap_chip_t *capheap_caps_chip(void)
+{
+    return ch_g.chip;
+}
+
+/* ---- introspection --------------------------------------------------------- */
+
+size_t capheap_heap_count(void)
+{
+    return CH_ACQUIRE(ch_g.n);
+}
+
+bool capheap_heap_get(size_t i, capheap_heap_desc_t *out)
+{
+    if (out == NULL)
+        return false;
+    ch_lock();
+    bool ok = i < ch_g.n;
+    if (ok) {
+        const ch_heap_t *h = &ch_g.heaps[ch_g.order[i]];
+        out->name = h->name;
+        out->start = (intptr_t)h->start;
+        out->end = (intptr_t)h->end;
+        memcpy(out->caps, h->caps, sizeof out->caps);
+        out->heap = h->heap;
+        out->runtime = h->runtime;
+    }
+    ch_unlock();
+    return ok;
+}
+
+int capheap_heap_find(const void *ptr)
+{
+    const ch_heap_t *h = ch_find((uintptr_t)ptr);
+    for (int i = 0; h != NULL && i < (int)ch_g.n; i++)
+        if (&ch_g.heaps[ch_g.order[i]] == h)
+            return i;
+    return -1;
+}
+
+void capheap_caps_lock_all(void)
+{
+    ch_lock();
+    for (size_t i = 0; i < ch_g.n; i++)
+        if (ch_g.heaps[i].heap != NULL)
+#if CAPHEAP_PORT_HOST
+            capheap_port_lock_acquire(&ch_g.heaps[i].lock);
+#else
+            capheap_port_lock_acquire(&ch_g.heaps[i]);
+#endif
+}
+
+void capheap_caps_unlock_all(void)
+{
+    for (size_t i = ch_g.n; i-- > 0;)
+        if (ch_g.heaps[i].heap != NULL)
+#if CAPHEAP_PORT_HOST
+            capheap_port_lock_release(&ch_g.heaps[i].lock);
+#else
+            capheap_port_lock_release(&ch_g.heaps[i]);
+#endif
+    ch_unlock();
+}

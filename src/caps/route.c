@@ -1,0 +1,558 @@
+/*
+ * route.c - choosing the heap: heap_caps_malloc and its family, free,
+ * realloc, the libc policy, failure callbacks, and the dry run.
+ *
+ * A request goes through ESP-IDF's steps (spec 2.6): the hardware alignment
+ * adjustment from the chip's parameters, the size checks, the EXEC and 32BIT
+ * rules, then the heaps in three-priority order. That order depends only on
+ * the caps mask and the heap list, so it is computed once per mask and kept in
+ * a small cache (ch_route: 8 entries, refilled under the registry lock on a
+ * miss and emptied when a heap is added). A heap that failed at one priority
+ * would fail again at the next, so each heap appears once: the heap that
+ * serves a request is the one ESP-IDF's loop would pick.
+ *
+ * The common case, heap_caps_malloc(size, caps) with caps that need no
+ * adjustment, is a cache probe and a loop over the list; a hit on the first
+ * heap costs about ten instructions on top of multi_heap_malloc. Readers take
+ * no registry lock (caps_private.h): a block from a list torn by a concurrent
+ * refill is checked against the heap's caps before it is returned.
+ *
+ * D/IRAM alias (chips.md 0.2): an EXEC request served by a heap in the DRAM
+ * window of an alias gets the IRAM address of its block, with 4 hidden bytes
+ * in front holding the block's DRAM offset; free, realloc and
+ * get_allocated_size translate it back. Unlike ESP-IDF, a requested alignment
+ * is honoured here too, and realloc copies only the user's bytes.
+ */
+#include <stdarg.h>
+#include <string.h>
+
+#include "caps/caps_private.h"
+#include "capheap/heap.h"
+#include "capheap/report.h"
+
+static esp_alloc_failed_hook_t failed_cb;
+static capheap_alloc_failed_fn failed_xcb;
+static void *failed_xuser;
+static bool extmem_on;
+static size_t extmem_limit;
+
+void ch_reset_policy(void)
+{
+    failed_cb = NULL;
+    failed_xcb = NULL;
+    failed_xuser = NULL;
+    extmem_on = false;
+    extmem_limit = 0;
+}
+
+/* ---- candidate lists ------------------------------------------------------ */
+
+static inline ch_route_t *slot(uint32_t caps)
+{
+    return &ch_g.route[(caps * 0x9E3779B1u) >> (32u - 3u)];
+}
+
+const ch_route_t *ch_route(uint32_t caps)
+{
+    ch_route_t *r = slot(caps);
+    if (CH_LOAD(r->caps) == caps)
+        return r;
+    ch_lock();
+    uint8_t n = 0;
+    for (size_t p = 0; p < CH_PRIOS && caps != 0; p++)
+        for (size_t i = 0; i < ch_g.n; i++) {
+            uint8_t k = ch_g.order[i];
+            const ch_heap_t *h = &ch_g.heaps[k];
+            if (h->heap == NULL || (h->caps[p] & caps) == 0 || (h->all & caps) != caps)
+                continue;
+            bool seen = false;
+            for (size_t j = 0; j < n && !seen; j++)
+                seen = r->idx[j] == k;
+            if (!seen)
+                CH_STORE(r->idx[n++], k);
+        }
+    CH_STORE(r->n, n);
+    CH_STORE(r->caps, caps);
+    ch_unlock();
+    return r;
+}
+
+/* ---- request preparation ---------------------------------------------------- */
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+/* Spec 2.6 steps 1-4, with the hardware step of chips.md 0.3. */
+request_t ch_prepare(size_t size, size_t align, uint32_t caps)
+{
+    request_t q = {size, align, caps, CAPHEAP_FIT_OK};
+    const capheap_chip_t *chip = ch_g.chip;
+    if (size == 0) {
+        q.bad = CAPHEAP_FIT_ZERO_SIZE;
+        return q;
+    }
+    if (align & (align - 1u)) {
+        q.bad = CAPHEAP_FIT_BAD_ALIGNMENT;
+        return q;
+    }
+    if ((caps & CH_HW_CAPS) && chip != NULL) {
+        size_t a = align;
+        if (caps & (MALLOC_CAP_DMA | MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED))
+            a = max_sz(a, (caps & MALLOC_CAP_SPIRAM) ? chip->cache_line_external : chip->cache_line_internal);
+        if (caps & MALLOC_CAP_DMA_DESC_AXI)
+            a = max_sz(a, chip->dma_desc_axi_alignment);
+        if (caps & MALLOC_CAP_SIMD)
+            a = max_sz(a, chip->simd_alignment);
+        if (caps & (MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI))
+            caps = (caps & ~(MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI)) | MALLOC_CAP_DMA;
+        if (caps & MALLOC_CAP_SPIRAM)
+            caps &= ~MALLOC_CAP_DMA;
+        caps &= ~MALLOC_CAP_CACHE_ALIGNED;
+        if (a > 1 && (a & (a - 1u)) == 0) {
+            if (size > SIZE_MAX - a) {
+                q.bad = CAPHEAP_FIT_TOO_LARGE;
+                return q;
+            }
+            size = (size + a - 1u) & ~(a - 1u);
+            align = a;
+        }
+    } else if (caps & (MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED)) {
+        /* No chip: nothing to align to, but the virtual caps still go. */
+        if (caps & (MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI))
+            caps |= MALLOC_CAP_DMA;
+        caps &= ~(MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED);
+    }
+    q.caps = caps;
+    q.align = align;
+    q.size = size;
+    if (size > ch_g.size_max) {
+        q.bad = CAPHEAP_FIT_TOO_LARGE;
+        return q;
+    }
+    if (caps & MALLOC_CAP_EXEC) {
+        if (caps & (MALLOC_CAP_8BIT | MALLOC_CAP_DMA)) {
+            q.bad = CAPHEAP_FIT_CONFLICTING_CAPS;
+            return q;
+        }
+        caps |= MALLOC_CAP_32BIT;
+    }
+    if (caps & MALLOC_CAP_32BIT)
+        size = (size + 3u) & ~(size_t)3u; /* size <= size_max <= SIZE_MAX / 2 */
+    if (caps == 0 || (caps & MALLOC_CAP_INVALID))
+        q.bad = CAPHEAP_FIT_CONFLICTING_CAPS;
+    q.caps = caps;
+    q.size = size;
+    return q;
+}
+
+/* ---- one heap --------------------------------------------------------------- */
+
+static inline const ch_alias_t *alias_window(const ch_heap_t *h)
+{
+    return &ch_g.alias[h->alias - 1u];
+}
+
+/* The EXEC block of spec 2.6's D/IRAM case; NULL if it does not fit or the
+ * alignment cannot be met through this alias. */
+static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size, size_t align)
+{
+    const ch_alias_t *a = alias_window(h);
+    size_t need = size + 4u;                      /* size <= SIZE_MAX / 2 */
+    size_t cap = (need + 3u) & ~(size_t)3u;
+    bool inverted = a->kind == CAPHEAP_ALIAS_INVERTED;
+    uintptr_t base = inverted ? a->iram_low + a->dram_high : a->iram_low - a->dram_low;
+    if (align > 4u && (base & (align - 1u)) != 0)
+        return NULL; /* the alias moves addresses by a non-multiple of the alignment */
+    uint8_t *d = align > 4u ? multi_heap_aligned_alloc_offs(mh, need, align, inverted ? cap : 4u)
+                            : multi_heap_malloc(mh, need);
+    if (d == NULL)
+        return NULL;
+    uintptr_t dv = (uintptr_t)d;
+    uintptr_t iw = inverted ? a->iram_low + (a->dram_high - (dv + cap - 4u)) - 4u
+                            : a->iram_low + (dv - a->dram_low);
+    uint32_t off = (uint32_t)(dv - a->dram_low);
+    memcpy((void *)iw, &off, sizeof off);
+    return (void *)(iw + 4u);
+}
+
+static void *try_heap(const ch_heap_t *h, const request_t *q)
+{
+    multi_heap_handle_t mh = CH_ACQUIRE(h->heap);
+    if (mh == NULL)
+        return NULL;
+    if (CH_UNLIKELY(h->alias != 0) && (q->caps & MALLOC_CAP_EXEC))
+        return alias_alloc(h, mh, q->size, q->align);
+    if (q->align <= h->align)
+        return multi_heap_malloc(mh, q->size);
+    return multi_heap_aligned_alloc(mh, q->size, q->align);
+}
+
+size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps)
+{
+    multi_heap_handle_t mh = CH_ACQUIRE(h->heap);
+    if (mh == NULL)
+        return 0;
+    size_t a = alignment > h->align ? alignment : h->align;
+    size_t r = capheap_heap_largest_request(mh, a);
+    if (h->alias != 0 && (caps & MALLOC_CAP_EXEC))
+        r = r > 8u ? ((r - 4u) & ~(size_t)3u) : 0; /* the hidden word */
+    if (a > 4u)
+        r &= ~(a - 1u); /* the hardware step rounds sizes up to the alignment */
+    return r;
+}
+
+/* ---- allocation ---------------------------------------------------------- */
+
+static void *alloc_request(const request_t *q)
+{
+    if (q->bad != CAPHEAP_FIT_OK)
+        return NULL;
+    uint8_t list[CAPHEAP_MAX_HEAPS];
+    const ch_route_t *r = ch_route(q->caps);
+    size_t n = CH_LOAD(r->n);
+    n = n < CAPHEAP_MAX_HEAPS ? n : CAPHEAP_MAX_HEAPS;
+    for (size_t i = 0; i < n; i++)
+        list[i] = CH_LOAD(r->idx[i]);
+    for (size_t i = 0; i < n; i++) {
+        const ch_heap_t *h = &ch_g.heaps[list[i] % CAPHEAP_MAX_HEAPS];
+        if ((h->all & q->caps) != q->caps)
+            continue; /* torn by a concurrent refill */
+        void *p = try_heap(h, q);
+        if (p != NULL)
+            return p;
+    }
+    return NULL;
+}
+
+static void *alloc_base(size_t size, size_t align, uint32_t caps)
+{
+    request_t q = ch_prepare(size, align, caps);
+    return alloc_request(&q);
+}
+
+static void failed(size_t size, uint32_t caps, size_t align, const char *fn)
+{
+    esp_alloc_failed_hook_t cb = failed_cb;
+    capheap_alloc_failed_fn xcb = failed_xcb;
+    if (cb != NULL)
+        cb(size, caps, fn);
+    if (xcb != NULL) {
+        capheap_fit_t why;
+        (void)capheap_would_fit(size, caps, align, &why);
+        xcb(size, caps, fn, &why, failed_xuser);
+    }
+}
+
+static void *malloc_slow(size_t size, uint32_t caps)
+{
+    void *p = alloc_base(size, 0, caps);
+    if (p == NULL && size != 0)
+        failed(size, caps, 0, "heap_caps_malloc");
+    return p;
+}
+
+void *heap_caps_malloc(size_t size, uint32_t caps)
+{
+    /* Fast path: caps the hardware step and the EXEC/32BIT rules leave alone. */
+    if (CH_LIKELY((caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT)) == 0 &&
+                  size - 1u < ch_g.size_max)) {
+        const ch_route_t *r = slot(caps);
+        if (CH_LIKELY(CH_LOAD(r->caps) == caps)) {
+            size_t n = CH_LOAD(r->n);
+            for (size_t i = 0; i < n; i++) {
+                ch_heap_t *h = &ch_g.heaps[CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS];
+                void *p = multi_heap_malloc(CH_ACQUIRE(h->heap), size);
+                if (CH_LIKELY(p != NULL)) {
+                    if (CH_LIKELY((h->all & caps) == caps))
+                        return p;
+                    multi_heap_free(h->heap, p); /* list torn by a concurrent refill */
+                    break;
+                }
+            }
+        }
+    }
+    return malloc_slow(size, caps);
+}
+
+void *heap_caps_aligned_alloc(size_t alignment, size_t size, uint32_t caps)
+{
+    if (alignment == 0 || (alignment & (alignment - 1u)) != 0 || size == 0)
+        return NULL;
+    void *p = alloc_base(size, alignment, caps);
+    if (p == NULL)
+        failed(size, caps, alignment, "heap_caps_aligned_alloc");
+    return p;
+}
+
+void heap_caps_aligned_free(void *ptr)
+{
+    heap_caps_free(ptr);
+}
+
+static bool mul_overflows(size_t n, size_t size, size_t *product)
+{
+    *product = n * size;
+    return size != 0 && n > SIZE_MAX / size;
+}
+
+void *heap_caps_calloc(size_t n, size_t size, uint32_t caps)
+{
+    size_t total;
+    if (mul_overflows(n, size, &total)) {
+        failed(SIZE_MAX, caps, 0, "heap_caps_calloc");
+        return NULL;
+    }
+    void *p = alloc_base(total, 0, caps);
+    if (p != NULL)
+        memset(p, 0, total);
+    else if (total != 0)
+        failed(total, caps, 0, "heap_caps_calloc");
+    return p;
+}
+
+void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t caps)
+{
+    size_t total;
+    if (mul_overflows(n, size, &total))
+        return NULL;
+    void *p = heap_caps_aligned_alloc(alignment, total, caps);
+    if (p != NULL)
+        memset(p, 0, total);
+    return p;
+}
+
+/* ---- free, realloc, sizes ---------------------------------------------------- */
+
+void *ch_unalias(void *p, bool *was_alias)
+{
+    *was_alias = false;
+    uintptr_t v = (uintptr_t)p;
+    for (size_t k = 0; k < 2; k++) {
+        const ch_alias_t *a = &ch_g.alias[k];
+        if (a->kind != CAPHEAP_ALIAS_NONE && v >= a->iram_low + 4u && v < a->iram_high) {
+            uint32_t off;
+            memcpy(&off, (const void *)(v - 4u), sizeof off);
+            *was_alias = true;
+            return (void *)(a->dram_low + off);
+        }
+    }
+    return p;
+}
+
+void ch_report_foreign(const char *what, const void *p)
+{
+    capheap_report_t r = {what, p, 0, 0, 0};
+    capheap_report_corruption(&r, true, true);
+}
+
+/* The heap of a pointer the user got from us (alias translated), or report. */
+static ch_heap_t *owner(void **ptr, bool *alias, const char *what)
+{
+    *alias = false;
+    if (CH_UNLIKELY(ch_g.alias_any))
+        *ptr = ch_unalias(*ptr, alias);
+    ch_heap_t *h = ch_find((uintptr_t)*ptr);
+    if (CH_UNLIKELY(h == NULL))
+        ch_report_foreign(what, *ptr);
+    return h;
+}
+
+void heap_caps_free(void *ptr)
+{
+    if (ptr == NULL)
+        return;
+    bool alias;
+    ch_heap_t *h = owner(&ptr, &alias, "free() target pointer is outside heap areas");
+    if (h != NULL)
+        multi_heap_free(h->heap, ptr);
+}
+
+size_t heap_caps_get_allocated_size(void *ptr)
+{
+    if (ptr == NULL)
+        return 0;
+    bool alias;
+    ch_heap_t *h = owner(&ptr, &alias, "get_allocated_size() pointer is outside heap areas");
+    if (h == NULL)
+        return 0;
+    size_t n = multi_heap_get_allocated_size(h->heap, ptr);
+    return alias ? (n > 4u ? n - 4u : 0) : n;
+}
+
+static void *realloc_base(void *ptr, size_t size, uint32_t caps)
+{
+    request_t q = ch_prepare(size, 0, caps);
+    if (q.bad != CAPHEAP_FIT_OK)
+        return NULL;
+    void *user = ptr;
+    bool alias;
+    ch_heap_t *h = owner(&ptr, &alias, "realloc() target pointer is outside heap areas");
+    if (h == NULL)
+        return NULL;
+    if (!alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
+        void *p = multi_heap_realloc(h->heap, ptr, q.size);
+        if (p != NULL)
+            return p;
+    }
+    void *p = alloc_request(&q);
+    if (p == NULL)
+        return NULL;
+    size_t old = multi_heap_get_allocated_size(h->heap, ptr) - (alias ? 4u : 0u);
+    memcpy(p, user, old < size ? old : size);
+    heap_caps_free(user);
+    return p;
+}
+
+void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
+{
+    if (ptr == NULL)
+        return heap_caps_malloc(size, caps);
+    if (size == 0) {
+        heap_caps_free(ptr);
+        return NULL;
+    }
+    void *p = realloc_base(ptr, size, caps);
+    if (p == NULL)
+        failed(size, caps, 0, "heap_caps_realloc");
+    return p;
+}
+
+/* ---- prefer variants -------------------------------------------------------- */
+
+void *heap_caps_malloc_prefer(size_t size, size_t num, ...)
+{
+    va_list ap;
+    va_start(ap, num);
+    uint32_t caps = MALLOC_CAP_DEFAULT;
+    void *p = NULL;
+    while (num-- > 0 && p == NULL && size != 0) {
+        caps = va_arg(ap, uint32_t);
+        p = alloc_base(size, 0, caps);
+    }
+    va_end(ap);
+    if (p == NULL && size != 0)
+        failed(size, caps, 0, "heap_caps_malloc_prefer");
+    return p;
+}
+
+void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...)
+{
+    if (ptr != NULL && size == 0) {
+        heap_caps_free(ptr);
+        return NULL;
+    }
+    va_list ap;
+    va_start(ap, num);
+    uint32_t caps = MALLOC_CAP_DEFAULT;
+    void *p = NULL;
+    while (num-- > 0 && p == NULL) {
+        caps = va_arg(ap, uint32_t);
+        p = ptr == NULL ? alloc_base(size, 0, caps) : realloc_base(ptr, size, caps);
+    }
+    va_end(ap);
+    if (p == NULL && size != 0)
+        failed(size, caps, 0, "heap_caps_realloc_prefer");
+    return p;
+}
+
+void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...)
+{
+    size_t total;
+    if (mul_overflows(n, size, &total)) {
+        failed(SIZE_MAX, MALLOC_CAP_DEFAULT, 0, "heap_caps_calloc_prefer");
+        return NULL;
+    }
+    if (total == 0)
+        return NULL;
+    va_list ap;
+    va_start(ap, num);
+    uint32_t caps = MALLOC_CAP_DEFAULT;
+    void *p = NULL;
+    while (num-- > 0 && p == NULL) {
+        caps = va_arg(ap, uint32_t);
+        p = alloc_base(total, 0, caps);
+    }
+    va_end(ap);
+    if (p != NULL)
+        memset(p, 0, total);
+    else
+        failed(total, caps, 0, "heap_caps_calloc_prefer");
+    return p;
+}
+
+/* ---- the libc policy ------------------------------------------------------------- */
+
+#define CH_INTERNAL (MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL)
+#define CH_EXTERNAL (MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM)
+
+void heap_caps_malloc_extmem_enable(size_t limit)
+{
+    extmem_limit = limit;
+    extmem_on = true;
+}
+
+void capheap_malloc_extmem_disable(void)
+{
+    extmem_on = false;
+}
+
+void *heap_caps_malloc_default(size_t size)
+{
+    if (!extmem_on)
+        return heap_caps_malloc(size, CH_INTERNAL);
+    void *p = alloc_base(size, 0, size <= extmem_limit ? CH_INTERNAL : CH_EXTERNAL);
+    if (p == NULL)
+        p = alloc_base(size, 0, MALLOC_CAP_DEFAULT);
+    if (p == NULL && size != 0)
+        failed(size, MALLOC_CAP_DEFAULT, 0, "heap_caps_malloc_default");
+    return p;
+}
+
+void *heap_caps_realloc_default(void *ptr, size_t size)
+{
+    if (!extmem_on)
+        return heap_caps_realloc(ptr, size, CH_INTERNAL);
+    if (ptr == NULL)
+        return heap_caps_malloc_default(size);
+    if (size == 0) {
+        heap_caps_free(ptr);
+        return NULL;
+    }
+    void *p = realloc_base(ptr, size, size <= extmem_limit ? CH_INTERNAL : CH_EXTERNAL);
+    if (p == NULL)
+        p = realloc_base(ptr, size, MALLOC_CAP_DEFAULT);
+    if (p == NULL)
+        failed(size, MALLOC_CAP_DEFAULT, 0, "heap_caps_realloc_default");
+    return p;
+}
+
+void *heap_caps_aligned_alloc_default(size_t alignment, size_t size)
+{
+    if (!extmem_on)
+        return heap_caps_aligned_alloc(alignment, size, CH_INTERNAL);
+    if (alignment == 0 || (alignment & (alignment - 1u)) != 0 || size == 0)
+        return NULL;
+    void *p = alloc_base(size, alignment, size <= extmem_limit ? CH_INTERNAL : CH_EXTERNAL);
+    if (p == NULL)
+        p = alloc_base(size, alignment, MALLOC_CAP_DEFAULT);
+    if (p == NULL)
+        failed(size, MALLOC_CAP_DEFAULT, alignment, "heap_caps_aligned_alloc_default");
+    return p;
+}
+
+/* ---- callbacks -------------------------------------------------------------- */
+
+esp_err_t heap_caps_register_failed_alloc_callback(esp_alloc_failed_hook_t callback)
+{
+    failed_cb = callback;
+    return ESP_OK;
+}
+
+esp_err_t capheap_register_failed_alloc_callback(capheap_alloc_failed_fn callback, void *user)
+{
+    failed_xcb = callback;
+    failed_xuser = user;
+    return ESP_OK;
+}

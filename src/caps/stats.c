@@ -1,0 +1,247 @@
+/*
+ * stats.c - questions about many heaps: sizes, info, the local minimum
+ * monitor, integrity checks, dumps and walks.
+ *
+ * Each is a loop over the heaps in list order that match the caps ("all of
+ * caps"; 0 matches every registered heap; for check, dump and walk
+ * MALLOC_CAP_INVALID selects all too), calling the multi_heap function under
+ * that heap's own lock. Start-up-stack regions not yet registered are
+ * invisible here, as in ESP-IDF. The monitor keeps its saved minima by
+ * descriptor, not by list position, so heaps added during a window do not
+ * shift them (ESP-IDF's 7.2 item 11).
+ */
+#include <string.h>
+
+#include "caps/caps_private.h"
+
+/* The next heap at or after *cursor (list order) that matches caps, or NULL. */
+static ch_heap_t *next(size_t *cursor, uint32_t caps)
+{
+    size_t n = CH_ACQUIRE(ch_g.n);
+    while (*cursor < n) {
+        ch_heap_t *h = &ch_g.heaps[CH_LOAD(ch_g.order[(*cursor)++]) % CAPHEAP_MAX_HEAPS];
+        if (ch_matches(h, caps))
+            return h;
+    }
+    return NULL;
+}
+
+
+size_t heap_caps_get_total_size(uint32_t caps)
+{
+    size_t sum = 0;
+    size_t i = 0;
+    for (ch_heap_t *h; (h = next(&i, caps)) != NULL;)
+        sum += (size_t)(h->end - h->start);
+    return sum;
+}
+
+size_t heap_caps_get_free_size(uint32_t caps)
+{
+    size_t sum = 0;
+    size_t i = 0;
+    for (ch_heap_t *h; (h = next(&i, caps)) != NULL;)
+        sum += multi_heap_free_size(h->heap);
+    return sum;
+}
+
+size_t heap_caps_get_minimum_free_size(uint32_t caps)
+{
+    size_t sum = 0;
+    size_t i = 0;
+    for (ch_heap_t *h; (h = next(&i, caps)) != NULL;)
+        sum += multi_heap_minimum_free_size(h->heap);
+    return sum;
+}
+
+void heap_caps_get_info(multi_heap_info_t *info, uint32_t caps)
+{
+    if (info == NULL)
+        return;
+    memset(info, 0, sizeof *info);
+    size_t i = 0;
+    for (ch_heap_t *h; (h = next(&i, caps)) != NULL;)
+    {
+        multi_heap_info_t one;
+        multi_heap_get_info(h->heap, &one);
+        info->total_free_bytes += one.total_free_bytes;
+        info->total_allocated_bytes += one.total_allocated_bytes;
+        info->minimum_free_bytes += one.minimum_free_bytes;
+        info->allocated_blocks += one.allocated_blocks;
+        info->free_blocks += one.free_blocks;
+        info->total_blocks += one.total_blocks;
+        if (one.largest_free_block > info->largest_free_block)
+            info->largest_free_block = one.largest_free_block;
+    }
+}
+
+void heap_caps_print_heap_info(uint32_t caps)
+{
+    multi_heap_info_t t;
+    capheap_printf("Heap summary for capabilities 0x%08x:\n", (unsigned)caps);
+    size_t i = 0;
+    for (ch_heap_t *h; (h = next(&i, caps)) != NULL;)
+    {
+        multi_heap_get_info(h->heap, &t);
+        capheap_printf("  At 0x%08lx len %zu free %zu allocated %zu min_free %zu\n", (unsigned long)h->start,
+                       (size_t)(h->end - h->start), t.total_free_bytes, t.total_allocated_bytes,
+                       t.minimum_free_bytes);
+        capheap_printf("    largest_free_block %zu alloc_blocks %zu free_blocks %zu total_blocks %zu (%s)\n",
+                       t.largest_free_block, t.allocated_blocks, t.free_blocks, t.total_blocks, h->name);
+    }
+    heap_caps_get_info(&t, caps);
+    capheap_printf("  Totals:\n");
+    capheap_printf("    free %zu allocated %zu min_free %zu largest_free_block %zu\n", t.total_free_bytes,
+                   t.total_allocated_bytes, t.minimum_free_bytes, t.largest_free_block);
+}
+
+/* ---- local minimum monitor -------------------------------------------------- */
+
+static bool monitor_on;
+static size_t monitor_saved[CAPHEAP_MAX_HEAPS];
+
+esp_err_t heap_caps_monitor_local_minimum_free_size_start(void)
+{
+    esp_err_t err = ESP_FAIL;
+    ch_lock();
+    if (!monitor_on) {
+        for (size_t i = 0; i < ch_g.n; i++) {
+            multi_heap_handle_t mh = ch_g.heaps[i].heap;
+            monitor_saved[i] = mh != NULL ? multi_heap_reset_minimum_free_bytes(mh) : SIZE_MAX;
+        }
+        monitor_on = true;
+        err = ESP_OK;
+    }
+    ch_unlock();
+    return err;
+}
+
+esp_err_t heap_caps_monitor_local_minimum_free_size_stop(void)
+{
+    esp_err_t err = ESP_FAIL;
+    ch_lock();
+    if (monitor_on) {
+        for (size_t i = 0; i < ch_g.n; i++) {
+            multi_heap_handle_t mh = ch_g.heaps[i].heap;
+            if (mh != NULL && monitor_saved[i] != SIZE_MAX)
+                multi_heap_restore_minimum_free_bytes(mh, monitor_saved[i]);
+        }
+        monitor_on = false;
+        err = ESP_OK;
+    }
+    ch_unlock();
+    return err;
+}
+
+void ch_reset_monitor(void)
+{
+    monitor_on = false;
+}
+
+/* ---- integrity, dump, walk -------------------------------------------------- */
+
+bool heap_caps_check_integrity(uint32_t caps, bool print_errors)
+{
+    bool ok = true;
+    uint32_t sel = ch_selector(caps);
+    size_t i = 0;
+    for (ch_heap_t *h; (h = next(&i, sel)) != NULL;)
+        ok = multi_heap_check(h->heap, print_errors) && ok;
+    return ok;
+}
+
+bool heap_caps_check_integrity_all(bool print_errors)
+{
+    return heap_caps_check_integrity(MALLOC_CAP_INVALID, print_errors);
+}
+
+bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors)
+{
+    ch_heap_t *h = ch_find((uintptr_t)addr);
+    return h != NULL && multi_heap_check(h->heap, print_errors);
+}
+
+void heap_caps_dump(uint32_t caps)
+{
+    uint32_t sel = ch_selector(caps);
+    size_t i = 0;
+    for (ch_heap_t *h; (h = next(&i, sel)) != NULL;)
+    {
+        capheap_printf("Heap %s at 0x%08lx len %zu:\n", h->name, (unsigned long)h->start,
+                       (size_t)(h->end - h->start));
+        multi_heap_dump(h->heap);
+    }
+}
+
+void heap_caps_dump_all(void)
+{
+    heap_caps_dump(MALLOC_CAP_INVALID);
+}
+
+typedef struct {
+    heap_caps_walker_cb_t cb;
+    void *user;
+    walker_heap_into_t bounds;
+} walk_ctx_t;
+
+static bool walk_one(void *block, size_t size, int used, void *user)
+{
+    walk_ctx_t *w = user;
+    walker_block_info_t b = {block, size, used != 0};
+    return w->cb(w->bounds, b, w->user);
+}
+
+void heap_caps_walk(uint32_t caps, heap_caps_walker_cb_t walker_func, void *user_data)
+{
+    if (walker_func == NULL)
+        return;
+    uint32_t sel = ch_selector(caps);
+    size_t i = 0;
+    for (ch_heap_t *h; (h = next(&i, sel)) != NULL;)
+    {
+        walk_ctx_t w = {walker_func, user_data, {(intptr_t)h->start, (intptr_t)h->end}};
+        multi_heap_walk(h->heap, walk_one, &w);
+    }
+}
+
+void heap_caps_walk_all(heap_caps_walker_cb_t walker_func, void *user_data)
+{
+    heap_caps_walk(MALLOC_CAP_INVALID, walker_func, user_data);
+}
+
+size_t heap_caps_get_containing_block_size(void *ptr)
+{
+    bool alias;
+    void *p = ch_g.alias_any ? ch_unalias(ptr, &alias) : ptr;
+    ch_heap_t *h = ch_find((uintptr_t)p);
+    if (h == NULL)
+        return 0;
+    void *block = multi_heap_find_containing_block(h->heap, p);
+    return block != NULL ? multi_heap_get_allocated_size(h->heap, block) : 0;
+}
+
+/* ---- error names -------------------------------------------------------------- */
+
+const char *esp_err_to_name(esp_err_t code)
+{
+    switch (code) {
+    case ESP_OK:
+        return "ESP_OK";
+    case ESP_FAIL:
+        return "ESP_FAIL";
+    case ESP_ERR_NO_MEM:
+        return "ESP_ERR_NO_MEM";
+    case ESP_ERR_INVALID_ARG:
+        return "ESP_ERR_INVALID_ARG";
+    case ESP_ERR_INVALID_STATE:
+        return "ESP_ERR_INVALID_STATE";
+    case ESP_ERR_INVALID_SIZE:
+        return "ESP_ERR_INVALID_SIZE";
+    case ESP_ERR_NOT_FOUND:
+        return "ESP_ERR_NOT_FOUND";
+    case ESP_ERR_NOT_SUPPORTED:
+        return "ESP_ERR_NOT_SUPPORTED";
+    default:
+        return "UNKNOWN ERROR";
+    }
+}
