@@ -111,7 +111,7 @@ if [ -n "$M" ] && [ "$BUILD" = 1 ]; then
 fi
 
 # ------------------------------------------------------------------ the peers
-ALLOCS="capheap capheap-a8 glibc mimalloc jemalloc null"
+ALLOCS="capheap capheap-a8 capheap-locked caps-s3 glibc mimalloc jemalloc null"
 PEERS=() # "alloc:bits:exe"
 for bits in 64 32; do
     dir=$B
@@ -272,6 +272,15 @@ if want cg; then
                 ok=$(le "$per_op" 100)
                 tgt="<= 100: $(verdict "$ok")"
                 target "$ok" "W1-lite instructions/op $per_op <= 100 (capheap, 64-bit)"
+            fi
+            if [ "$a" = caps-s3 ]; then
+                base=$(awk -v b="$bits" '$1 == "capheap-locked" && $2 == b { print $3 }' "$T/cg.summary")
+                if [ -n "$base" ]; then
+                    d=$(awk -v x="$per_op" -v y="$base" 'BEGIN { printf "%.1f", x - y }')
+                    ok=$(le "$d" 15)
+                    tgt="routing +$d vs capheap-locked, <= 15: $(verdict "$ok")"
+                    target "$ok" "heap_caps routing adds $d instructions/op over multi_heap with the same lock (<= 15, $bits-bit)"
+                fi
             fi
             echo "| $(label "$a" "$bits") | $per_op | $per_m | $per_f | $per_r | $tgt |"
         done

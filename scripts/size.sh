@@ -44,6 +44,9 @@ declare -A CC=([cortex-m4]=arm-none-eabi-gcc [rv32imc]=riscv64-unknown-elf-gcc)
 declare -A SIZE=([cortex-m4]=arm-none-eabi-size [rv32imc]=riscv64-unknown-elf-size)
 declare -A NAME=([cortex-m4]="Cortex-M4" [rv32imc]="RV32IMC")
 declare -A TEXT_BUDGET=([cortex-m4]=2500 [rv32imc]=3000)
+# heap_caps (issue 3): caps_size_main, heap_caps_init from the ESP32-S3 table + the four calls.
+declare -A CAPS_BUDGET=([cortex-m4]=4500 [rv32imc]=5300)
+SIZE_CHIP="${SIZE_CHIP:-esp32s3}"
 # Compile flags: the same as the toolchain files.
 declare -A ARCH=(
     [cortex-m4]="-mcpu=cortex-m4 -mthumb"
@@ -114,6 +117,7 @@ capheap_detail_from_map() {
 }
 
 results=()
+caps_results=()
 over=()
 failed=0
 
@@ -135,6 +139,7 @@ for target in cortex-m4 rv32imc; do
         -DCMAKE_TOOLCHAIN_FILE="$src_root/cmake/toolchain-$target.cmake" \
         -DCMAKE_BUILD_TYPE=MinSizeRel \
         -DCAPHEAP_PORT=baremetal -DCAPHEAP_POISONING=NONE -DCAPHEAP_WERROR="$werror" \
+        -DCAPHEAP_CHIP="$SIZE_CHIP" \
         -DCAPHEAP_BUILD_TESTS=OFF -DCAPHEAP_BUILD_BENCH=OFF -DCAPHEAP_BUILD_EXAMPLES=OFF \
         -DCAPHEAP_BUILD_FUZZ=OFF >"$bdir.configure.log" 2>&1 \
         || { cat "$bdir.configure.log" >&2; log "size.sh: configure failed for $target"; exit 1; }
@@ -159,6 +164,30 @@ for target in cortex-m4 rv32imc; do
     results+=("$line")
     if [ "$capheap_text" -gt "${TEXT_BUDGET[$target]}" ]; then
         over+=("OVER BUDGET: ${NAME[$target]} capheap text $capheap_text B > ${TEXT_BUDGET[$target]} B")
+    fi
+
+    # The heap_caps program over the selected chip table.
+    # shellcheck disable=SC2086
+    "$cc" ${ARCH[$target]} -std=c11 -Os -DNDEBUG $SECTION_FLAGS -Wall -Wextra \
+        -I"$src_root/include" -I"$bdir/include" \
+        -c "$src_root/tools/size/caps_size_main.c" -o "$bdir/caps_size_main.o"
+    # shellcheck disable=SC2086
+    if "$cc" ${LINK[$target]} -Os -Wl,--gc-sections -Wl,-Map="$bdir/caps_size_main.map" \
+            "$bdir/caps_size_main.o" "$lib" -o "$bdir/caps_size_main.elf" 2>"$bdir/caps_link.log"; then
+        read -r code ro < <(capheap_bytes_from_map "$bdir/caps_size_main.map")
+        caps_text=$((code + ro))
+        prog_text="$("${SIZE[$target]}" -B "$bdir/caps_size_main.elf" | awk 'NR == 2 { print $1 }')"
+        log "   heap_caps program: capheap sections kept in the image:"
+        capheap_detail_from_map "$bdir/caps_size_main.map" >&2
+        caps_results+=("$(printf '%-10s %8d %8d %8d %8d %8d' "${NAME[$target]}" "$code" "$ro" "$caps_text" \
+            "${CAPS_BUDGET[$target]}" "$prog_text")")
+        if [ "$caps_text" -gt "${CAPS_BUDGET[$target]}" ]; then
+            over+=("OVER BUDGET: ${NAME[$target]} heap_caps text $caps_text B > ${CAPS_BUDGET[$target]} B")
+        fi
+    else
+        cat "$bdir/caps_link.log" >&2
+        caps_results+=("$(printf '%-10s %s' "${NAME[$target]}" "not linked (see $bdir/caps_link.log)")")
+        failed=1
     fi
 done
 
@@ -205,6 +234,13 @@ echo "program = 'text' of binutils size for the whole image (startup and libc in
 echo
 printf '%-10s %8s %8s %8s %8s %8s\n' "target" "code" "rodata" "capheap" "budget" "program"
 for line in "${results[@]}"; do
+    echo "$line"
+done
+echo
+echo "heap_caps: caps_size_main (heap_caps_init from the $SIZE_CHIP table + heap_caps malloc,"
+echo "aligned_alloc, realloc, free); capheap includes multi_heap, the engine and the chip table."
+printf '%-10s %8s %8s %8s %8s %8s\n' "target" "code" "rodata" "capheap" "budget" "program"
+for line in "${caps_results[@]}"; do
     echo "$line"
 done
 

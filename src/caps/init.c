@@ -21,18 +21,21 @@
 extern CH_WEAK const soc_reserved_region_t soc_reserved_memory_region_start[];
 extern CH_WEAK const soc_reserved_region_t soc_reserved_memory_region_end[];
 
-#define CH_STR2(x) #x
-#define CH_STR(x) CH_STR2(x)
+#if CAPHEAP_CHIP_SELECTED
+extern const capheap_chip_t CAPHEAP_CHIP_SYMBOL;
+#endif
 
-/* The chip the build selected, or NULL. */
+/* The chip in use, else the one the build selected (by symbol, so a firmware
+ * links only its own table), or NULL. */
 static const capheap_chip_t *selected_chip(void)
 {
-    static const char symbol[] = CH_STR(CAPHEAP_CHIP_SYMBOL);
     if (ch_g.chip != NULL)
         return ch_g.chip;
-    if (symbol[0] == '\0')
-        return NULL;
-    return capheap_chip_find(symbol + sizeof "capheap_chip_" - 1u);
+#if CAPHEAP_CHIP_SELECTED
+    return &CAPHEAP_CHIP_SYMBOL;
+#else
+    return NULL;
+#endif
 }
 
 static size_t firmware_reserved(const soc_reserved_region_t **out)

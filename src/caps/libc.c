@@ -1,0 +1,100 @@
+/*
+ * libc.c - the C allocation API on top of heap_caps, as ESP-IDF's libc glue
+ * does it (spec 0): malloc -> heap_caps_malloc_default, realloc ->
+ * heap_caps_realloc_default, free -> heap_caps_free, memalign and
+ * aligned_alloc -> heap_caps_aligned_alloc_default, calloc checks the product
+ * itself, posix_memalign returns codes without touching errno.
+ *
+ * Built into the library only with CAPHEAP_LIBC_MALLOC=ON (bare-metal
+ * firmware that wants capheap as its malloc). The tests compile this file
+ * once more with CAPHEAP_LIBC_PREFIX defined, which renames every function
+ * (capheap_libc_malloc, ...) so the host's own malloc stays in place. The
+ * host's LD_PRELOAD library (preload/) is a separate, fuller implementation.
+ */
+#include "capheap/config.h"
+
+#if CAPHEAP_LIBC_MALLOC || defined(CAPHEAP_LIBC_PREFIX)
+
+#include <errno.h>
+#include <string.h>
+
+#include "esp_heap_caps.h"
+
+#ifdef CAPHEAP_LIBC_PREFIX
+#define CH_PASTE2(a, b) a##b
+#define CH_PASTE(a, b) CH_PASTE2(a, b)
+#define LIBC(name) CH_PASTE(CAPHEAP_LIBC_PREFIX, name)
+#else
+#define LIBC(name) name
+#endif
+
+void *LIBC(malloc)(size_t size);
+void LIBC(free)(void *ptr);
+void *LIBC(calloc)(size_t n, size_t size);
+void *LIBC(realloc)(void *ptr, size_t size);
+void *LIBC(memalign)(size_t alignment, size_t size);
+void *LIBC(aligned_alloc)(size_t alignment, size_t size);
+int LIBC(posix_memalign)(void **out, size_t alignment, size_t size);
+size_t LIBC(malloc_usable_size)(void *ptr);
+
+void *LIBC(malloc)(size_t size)
+{
+    return heap_caps_malloc_default(size);
+}
+
+void LIBC(free)(void *ptr)
+{
+    heap_caps_free(ptr);
+}
+
+void *LIBC(calloc)(size_t n, size_t size)
+{
+    if (size != 0 && n > SIZE_MAX / size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = heap_caps_malloc_default(n * size);
+    if (p != NULL)
+        memset(p, 0, n * size);
+    return p;
+}
+
+void *LIBC(realloc)(void *ptr, size_t size)
+{
+    return heap_caps_realloc_default(ptr, size);
+}
+
+void *LIBC(memalign)(size_t alignment, size_t size)
+{
+    return heap_caps_aligned_alloc_default(alignment, size);
+}
+
+void *LIBC(aligned_alloc)(size_t alignment, size_t size)
+{
+    return heap_caps_aligned_alloc_default(alignment, size);
+}
+
+int LIBC(posix_memalign)(void **out, size_t alignment, size_t size)
+{
+    if (out == NULL || alignment == 0 || (alignment & (alignment - 1u)) != 0 ||
+        alignment % sizeof(void *) != 0)
+        return EINVAL;
+    if (size == 0) {
+        *out = NULL;
+        return 0;
+    }
+    void *p = heap_caps_aligned_alloc_default(alignment, size);
+    if (p == NULL)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+size_t LIBC(malloc_usable_size)(void *ptr)
+{
+    return heap_caps_get_allocated_size(ptr);
+}
+
+#else
+typedef int capheap_libc_malloc_disabled; /* ISO C: a translation unit is never empty */
+#endif
