@@ -43,7 +43,7 @@ typedef struct {
  * the chip file cites; capheap_sim_boot() options override the sizes.
  */
 typedef struct {
-    intptr_t iram_text_start; /**< _iram_start (0: no IRAM text on this chip) */
+    intptr_t iram_text_start; /**< _iram_start (may be 0: ITCM on Cortex-M7); iram_text_size 0 means no IRAM text */
     size_t iram_text_size;    /**< _iram_end - _iram_start of the reference image */
     /** _data_start. 0 means "the DRAM alias of _iram_end" (D/IRAM shared SRAM: S3, C3, ...). */
     intptr_t data_start;
@@ -90,7 +90,7 @@ typedef struct capheap_chip {
     capheap_image_t image;
     capheap_extram_t extram;
 
-    /** Figures the chip's facts file gives, checked by tests/unit/test_chips.c. */
+    /** Figures the chip's facts file gives, checked by tests/caps/test_chips.c. */
     size_t internal_ram_bytes;  /**< sum of internal region sizes (startup-stack ones included) */
 } capheap_chip_t;
 

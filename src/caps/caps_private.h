@@ -58,12 +58,22 @@
     (MALLOC_CAP_DMA | MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED | \
      MALLOC_CAP_SIMD)
 
-/** One heap. Immutable once published, except `heap` (set once by enable_nonos). */
+/** One heap. Immutable once published, except `heap` (set once by enable_nonos)
+ *  and `floor` (a hint, below). The fields the fast paths read come first. */
 typedef struct {
-    uintptr_t start, end;      /* region bounds [start, end) */
-    uint32_t caps[CH_PRIOS];
-    uint32_t all;              /* caps[0] | caps[1] | caps[2] */
+    uintptr_t start;           /* region bounds [start, start + span) */
+    uintptr_t span;
     multi_heap_handle_t heap;  /* NULL until registered (start-up stack regions) */
+    uint32_t all;              /* caps[0] | caps[1] | caps[2] */
+    /* Fail floor: plain requests of at least this many bytes cannot be served
+     * by this heap in its current state (its honest largest request + 1,
+     * recorded when a request failed here); SIZE_MAX when unknown. Any
+     * allocation, free or realloc through heap_caps resets it. It lets a
+     * request skip a full small heap without taking its lock, which is what
+     * ESP-IDF's smallest-heap-first order would otherwise cost on every call. */
+    size_t floor;
+    uintptr_t end;
+    uint32_t caps[CH_PRIOS];
     const char *name;
     uint8_t alias;             /* EXEC requests get an IRAM alias pointer (ch_alias_t index + 1) */
     uint8_t align;             /* the heap's block alignment */
@@ -93,11 +103,12 @@ typedef struct {
     size_t size_max;           /* largest request (HEAP_SIZE_MAX) */
     uint8_t n;                 /* descriptors in use */
     uint8_t n_addr;            /* entries of by_addr / addr */
+    uint8_t step;              /* half of the padded size of addr[] (a power of two; 0: one entry) */
     bool started;              /* enable_nonos_stack_heaps() ran (runtime heaps start with minimum 0) */
     bool alias_any;            /* some heap hands out IRAM aliases: free must translate */
     uint8_t order[CAPHEAP_MAX_HEAPS];
     uint8_t by_addr[CAPHEAP_MAX_HEAPS];
-    uintptr_t addr[CAPHEAP_MAX_HEAPS];
+    uintptr_t addr[2 * CAPHEAP_MAX_HEAPS]; /* padded to a power of two with UINTPTR_MAX */
     ch_route_t route[CH_ROUTES];
     ch_alias_t alias[2];       /* D/IRAM, RTC */
     ch_heap_t heaps[CAPHEAP_MAX_HEAPS];
@@ -113,7 +124,28 @@ void ch_unlock(void);
 void ch_reindex(void);
 
 /* The registered heap containing p (innermost for nested heaps), or NULL. O(log H). */
-ch_heap_t *ch_find(uintptr_t p);
+ch_heap_t *ch_find_slow(uintptr_t p);
+static inline ch_heap_t *ch_find(uintptr_t p)
+{
+    /* Branch-free binary search for the last start <= p over addr[], padded
+     * with UINTPTR_MAX to a power of two, then the descriptor's own check. */
+    size_t lo = 0;
+    if (CH_UNLIKELY(p < CH_LOAD(ch_g.addr[0])))
+        return ch_find_slow(p);
+    for (size_t step = CH_LOAD(ch_g.step); step != 0; step >>= 1)
+        lo += CH_LOAD(ch_g.addr[lo + step]) <= p ? step : 0;
+    ch_heap_t *h = &ch_g.heaps[CH_LOAD(ch_g.by_addr[lo]) % CAPHEAP_MAX_HEAPS];
+    if (CH_LIKELY(p - h->start < h->span))
+        return h;
+    return ch_find_slow(p);
+}
+
+/* The heap's state changed: forget its fail floor. */
+static inline void ch_touched(ch_heap_t *h)
+{
+    if (CH_LOAD(h->floor) != SIZE_MAX)
+        CH_STORE(h->floor, SIZE_MAX);
+}
 
 /* A registered heap matching caps ("all of caps"; caps 0 matches everything). */
 static inline bool ch_matches(const ch_heap_t *h, uint32_t caps)

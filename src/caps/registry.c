@@ -86,40 +86,27 @@ void ch_reindex(void)
         if (ch_g.heaps[i].heap != NULL)
             insert_sorted(ch_g.by_addr, n_addr++, i, addr_before);
     }
-    for (size_t i = 0; i < n_addr; i++)
-        CH_STORE(ch_g.addr[i], ch_g.heaps[ch_g.by_addr[i]].start);
+    size_t padded = 1;
+    while (padded < n_addr)
+        padded *= 2;
+    for (size_t i = 0; i < 2 * CAPHEAP_MAX_HEAPS; i++)
+        CH_STORE(ch_g.addr[i], i < n_addr ? ch_g.heaps[ch_g.by_addr[i]].start : UINTPTR_MAX);
     CH_STORE(ch_g.n_addr, (uint8_t)n_addr);
+    CH_STORE(ch_g.step, (uint8_t)(padded / 2));
     for (size_t r = 0; r < CH_ROUTES; r++)
         CH_STORE(ch_g.route[r].caps, 0u);
 }
 
-/* The last entry of by_addr with start <= p, checked against its descriptor. */
-static ch_heap_t *find_fast(uintptr_t p)
+ch_heap_t *ch_find_slow(uintptr_t p)
 {
-    size_t n = CH_LOAD(ch_g.n_addr), lo = 0;
-    if (n == 0 || p < CH_LOAD(ch_g.addr[0]))
-        return NULL;
-    while (n > 1) {
-        size_t half = n / 2;
-        if (CH_LOAD(ch_g.addr[lo + half]) <= p)
-            lo += half;
-        n -= half;
-    }
-    ch_heap_t *h = &ch_g.heaps[CH_LOAD(ch_g.by_addr[lo]) % CAPHEAP_MAX_HEAPS];
-    return (p >= h->start && p < h->end && CH_ACQUIRE(h->heap) != NULL) ? h : NULL;
-}
-
-ch_heap_t *ch_find(uintptr_t p)
-{
-    ch_heap_t *h = find_fast(p);
-    if (CH_LIKELY(h != NULL))
-        return h;
-    /* Nested heaps (p past an inner heap, inside its host), or a reader that
-     * raced with a registration: the innermost registered heap holding p. */
+    /* Nested heaps (p past an inner heap, inside its host), a pointer in no
+     * heap, or a reader that raced with a registration: the innermost
+     * registered heap holding p, under the registry lock. */
+    ch_heap_t *h = NULL;
     ch_lock();
     for (size_t i = ch_g.n_addr; i-- > 0;) {
         ch_heap_t *c = &ch_g.heaps[ch_g.by_addr[i]];
-        if (p >= c->start && p < c->end) {
+        if (p - c->start < c->span) {
             h = c;
             break;
         }
@@ -153,7 +140,8 @@ static bool register_heap(ch_heap_t *h, size_t alignment)
     multi_heap_handle_t heap = capheap_heap_register((void *)s, (size_t)(h->end - s), &o);
     if (heap == NULL)
         return false;
-    h->heap = heap;
+    h->span = h->end - h->start; /* non-zero only once registered: the hint test needs no handle check */
+    CH_RELEASE(h->heap, heap);
     h->align = (uint8_t)alignment;
     attach_lock(h);
     return true;
@@ -178,6 +166,7 @@ static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start,
     memset(h, 0, sizeof *h);
     h->start = start;
     h->end = end;
+    h->floor = SIZE_MAX;
     for (size_t p = 0; p < CH_PRIOS; p++) {
         h->caps[p] = caps[p];
         h->all |= caps[p];
@@ -304,7 +293,7 @@ static bool reservation(const carve_t *c, size_t i, uintptr_t *s, uintptr_t *e)
         i < c->chip->reserved_count ? &c->chip->reserved[i] : &c->extra[i - c->chip->reserved_count];
     *s = (uintptr_t)r->start & ~(uintptr_t)3u;
     *e = ((uintptr_t)r->end + 3u) & ~(uintptr_t)3u;
-    return r->start <= r->end;
+    return (uintptr_t)r->start <= (uintptr_t)r->end;
 }
 
 static void flush(carve_t *c)

@@ -177,16 +177,29 @@ static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size
     return (void *)(iw + 4u);
 }
 
-static void *try_heap(const ch_heap_t *h, const request_t *q)
+/* A plain request of size failed on h: record the exact floor. */
+static void note_failure(ch_heap_t *h, size_t size)
+{
+    size_t largest = capheap_heap_largest_request(CH_ACQUIRE(h->heap), h->align);
+    if (largest < size)
+        CH_STORE(h->floor, largest + 1u);
+}
+
+static void *try_heap(ch_heap_t *h, const request_t *q)
 {
     multi_heap_handle_t mh = CH_ACQUIRE(h->heap);
+    void *p;
     if (mh == NULL)
         return NULL;
     if (CH_UNLIKELY(h->alias != 0) && (q->caps & MALLOC_CAP_EXEC))
-        return alias_alloc(h, mh, q->size, q->align);
-    if (q->align <= h->align)
-        return multi_heap_malloc(mh, q->size);
-    return multi_heap_aligned_alloc(mh, q->size, q->align);
+        p = alias_alloc(h, mh, q->size, q->align);
+    else if (q->align <= h->align)
+        p = multi_heap_malloc(mh, q->size);
+    else
+        p = multi_heap_aligned_alloc(mh, q->size, q->align);
+    if (p != NULL)
+        ch_touched(h);
+    return p;
 }
 
 size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps)
@@ -216,7 +229,7 @@ static void *alloc_request(const request_t *q)
     for (size_t i = 0; i < n; i++)
         list[i] = CH_LOAD(r->idx[i]);
     for (size_t i = 0; i < n; i++) {
-        const ch_heap_t *h = &ch_g.heaps[list[i] % CAPHEAP_MAX_HEAPS];
+        ch_heap_t *h = &ch_g.heaps[list[i] % CAPHEAP_MAX_HEAPS];
         if ((h->all & q->caps) != q->caps)
             continue; /* torn by a concurrent refill */
         void *p = try_heap(h, q);
@@ -255,7 +268,8 @@ static void *malloc_slow(size_t size, uint32_t caps)
 
 void *heap_caps_malloc(size_t size, uint32_t caps)
 {
-    /* Fast path: caps the hardware step and the EXEC/32BIT rules leave alone. */
+    /* Fast path: caps the hardware step and the EXEC/32BIT rules leave alone,
+     * a cached candidate list, heaps known to be too full skipped unlocked. */
     if (CH_LIKELY((caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT)) == 0 &&
                   size - 1u < ch_g.size_max)) {
         const ch_route_t *r = slot(caps);
@@ -263,13 +277,21 @@ void *heap_caps_malloc(size_t size, uint32_t caps)
             size_t n = CH_LOAD(r->n);
             for (size_t i = 0; i < n; i++) {
                 ch_heap_t *h = &ch_g.heaps[CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS];
+                size_t floor = CH_LOAD(h->floor);
+                if (size >= floor)
+                    continue;
                 void *p = multi_heap_malloc(CH_ACQUIRE(h->heap), size);
                 if (CH_LIKELY(p != NULL)) {
-                    if (CH_LIKELY((h->all & caps) == caps))
-                        return p;
-                    multi_heap_free(h->heap, p); /* list torn by a concurrent refill */
-                    break;
+                    if (CH_UNLIKELY((h->all & caps) != caps)) {
+                        multi_heap_free(h->heap, p); /* list torn by a concurrent refill */
+                        break;
+                    }
+                    if (CH_UNLIKELY(floor != SIZE_MAX))
+                        CH_STORE(h->floor, SIZE_MAX);
+                    return p;
                 }
+                if (h->alias == 0)
+                    note_failure(h, size);
             }
         }
     }
@@ -365,8 +387,10 @@ void heap_caps_free(void *ptr)
         return;
     bool alias;
     ch_heap_t *h = owner(&ptr, &alias, "free() target pointer is outside heap areas");
-    if (h != NULL)
+    if (h != NULL) {
         multi_heap_free(h->heap, ptr);
+        ch_touched(h);
+    }
 }
 
 size_t heap_caps_get_allocated_size(void *ptr)
@@ -393,8 +417,10 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
         return NULL;
     if (!alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
         void *p = multi_heap_realloc(h->heap, ptr, q.size);
-        if (p != NULL)
+        if (p != NULL) {
+            ch_touched(h);
             return p;
+        }
     }
     void *p = alloc_request(&q);
     if (p == NULL)
