@@ -1,7 +1,7 @@
 # capheap: a thin wrapper over CMake (the real build is CMakeLists.txt).
 #
-#   make demo    configure, build and run examples/demo (registers a heap, allocates, frees,
-#                prints multi_heap_get_info, a dump and the check result)
+#   make demo    configure, build and run examples/demo (boots a simulated ESP32-S3 with 8 MiB
+#                PSRAM, allocates like a camera + Wi-Fi firmware, prints heap info and the check)
 #   make test    install missing Debian packages (scripts/deps.sh), build, run every test (ctest)
 #   make bench   Release build (-O2 -DNDEBUG) and the benchmark table (bench/run.sh)
 #   make size    code size on Cortex-M4 and RV32IMC, per-heap RAM metadata (scripts/size.sh)

@@ -157,7 +157,9 @@ bool heap_caps_check_integrity_all(bool print_errors)
 
 bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors)
 {
-    ch_heap_t *h = ch_find((uintptr_t)addr);
+    bool alias;
+    void *p = ch_g.alias_any ? ch_unalias((void *)addr, &alias) : (void *)addr;
+    ch_heap_t *h = ch_find((uintptr_t)p);
     return h != NULL && multi_heap_check(h->heap, print_errors);
 }
 

@@ -1,0 +1,696 @@
+/*
+ * tests/caps/test_sim.c - the host simulator (capheap/sim.h), end to end.
+ *
+ * Boots chips on the host and checks what a firmware would see: the heap list
+ * of ESP-IDF's reference ESP32-S3 measurement (chips.md, top), the free-size
+ * figures within 1 %, the boot log and heap_caps_print_heap_info(), the D/IRAM
+ * alias (one physical word at two addresses), EXEC blocks on ESP32's inverted
+ * alias, PSRAM and the malloc policy, the offset path
+ * (CAPHEAP_SIM_FORCE_OFFSET=1), the error codes, and every built-in chip.
+ * Addresses are compared as chip addresses: host address - capheap_sim_offset().
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "capheap/caps.h"
+#include "capheap/chip.h"
+#include "capheap/sim.h"
+#include "esp_heap_caps.h"
+#include "esp_heap_caps_init.h"
+#include "support.h"
+
+#define COMMON (MALLOC_CAP_DEFAULT | MALLOC_CAP_32BIT | MALLOC_CAP_8BIT)
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+
+/* ------------------------------------------------------------------------ */
+/* Reference figures (chips.md, top: ESP-IDF's heap code on the S3 map)      */
+/* ------------------------------------------------------------------------ */
+#define S3_REF_FREE_DEFAULT 371640u       /* after heap_caps_enable_nonos_stack_heaps() */
+#define S3_REF_FREE_DEFAULT_EARLY 350068u /* before it */
+#define S3_REF_FREE_DMA 363852u
+#define S3_REF_LARGEST 303104u            /* ESP-IDF rounds down to a TLSF class; capheap is exact */
+
+/* ------------------------------------------------------------------------ */
+/* ESP32-S3 and ESP32 as chips.md section 3 and spec 2.12 describe them.     */
+/* The tests prefer the built-in tables; these stand in where none exist,  */
+/* and test_esp32 (no external RAM) is also the "PSRAM on a chip without   */
+/* external RAM" case.                                                       */
+/* ------------------------------------------------------------------------ */
+enum { S3_RAM, S3_DRAM, S3_IRAM, S3_SPIRAM, S3_RTCRAM };
+static const soc_memory_type_desc_t s3_types[] = {
+    [S3_RAM] = {"RAM", {COMMON | MALLOC_CAP_INTERNAL | MALLOC_CAP_DMA | MALLOC_CAP_RETENTION | MALLOC_CAP_SIMD, 0, 0}},
+    [S3_DRAM] = {"DRAM", {0, COMMON | MALLOC_CAP_INTERNAL | MALLOC_CAP_DMA | MALLOC_CAP_SIMD, 0}},
+    [S3_IRAM] = {"IRAM", {0, MALLOC_CAP_32BIT | MALLOC_CAP_INTERNAL, 0}},
+    [S3_SPIRAM] = {"SPIRAM", {MALLOC_CAP_SPIRAM, 0, COMMON | MALLOC_CAP_SIMD}},
+    [S3_RTCRAM] = {"RTCRAM", {MALLOC_CAP_RTCRAM, 0, COMMON | MALLOC_CAP_INTERNAL}},
+};
+static const soc_memory_region_t s3_regions[] = {
+    {0x3FC88000, 0x8000, S3_RAM, 0x40378000, false},
+    {0x3FC90000, 0x10000, S3_RAM, 0x40380000, false},
+    {0x3FCA0000, 0x10000, S3_RAM, 0x40390000, false},
+    {0x3FCB0000, 0x10000, S3_RAM, 0x403A0000, false},
+    {0x3FCC0000, 0x10000, S3_RAM, 0x403B0000, false},
+    {0x3FCD0000, 0x10000, S3_RAM, 0x403C0000, false},
+    {0x3FCE0000, 0x9710, S3_RAM, 0x403D0000, false},
+    {0x3FCE9710, 0x68F0, S3_RAM, 0x403D9710, true},
+    {0x3FCF0000, 0x8000, S3_DRAM, 0, false},
+    {0x3C000000, 0x2000000, S3_SPIRAM, 0, false},
+    {0x600FE000, 0x2000, S3_RTCRAM, 0, false},
+};
+static const soc_reserved_region_t s3_reserved[] = {
+    {0x3C000000, 0x3E000000}, /* external RAM window */
+    {0x3FCEEE34, 0x3FCF0000}, /* ROM layout: dram0_rtos_reserved_start .. SOC_DIRAM_DRAM_HIGH */
+    {0x600FFFE8, 0x60100000}, /* rtc_reserved_data */
+};
+static const capheap_chip_t test_s3 = {
+    .name = "test-esp32s3",
+    .title = "ESP32-S3 (test table, default config)",
+    .types = s3_types,
+    .type_count = sizeof s3_types / sizeof s3_types[0],
+    .regions = s3_regions,
+    .region_count = sizeof s3_regions / sizeof s3_regions[0],
+    .reserved = s3_reserved,
+    .reserved_count = sizeof s3_reserved / sizeof s3_reserved[0],
+    .diram = {CAPHEAP_ALIAS_LINEAR, 0x3FC88000, 0x3FCF0000, 0x40378000, 0x403E0000},
+    .rtc = {CAPHEAP_ALIAS_NONE, 0, 0, 0, 0},
+    .heap_size_max = 0x2000000,
+    .heap_alignment = 4,
+    .cache_line_external = 32,
+    .simd_alignment = 16,
+    /* Reference image: IRAM text 0x40374000..0x4038B000, static data up to 0x3FC9D3A8. */
+    .image = {0x40374000, 0x17000, 0, 0x3FC9D3A8 - 0x3FC9B000, 0, 0},
+    .extram = {0x3C000000, 0x2000000, 0x3C110000, 0x1000000,
+               {MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT | MALLOC_CAP_SIMD}},
+    .internal_ram_bytes = 0x68000 + 0x8000 + 0x2000,
+};
+
+enum { E_DRAM, E_DIRAM, E_IRAM, E_SPIRAM, E_RTCRAM };
+static const soc_memory_type_desc_t esp32_types[] = {
+    [E_DRAM] = {"DRAM", {MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT, MALLOC_CAP_INTERNAL | MALLOC_CAP_DMA | MALLOC_CAP_32BIT, 0}},
+    [E_DIRAM] = {"D/IRAM", {0, MALLOC_CAP_DMA | MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL | MALLOC_CAP_DEFAULT,
+                            MALLOC_CAP_32BIT | MALLOC_CAP_EXEC}},
+    [E_IRAM] = {"IRAM", {MALLOC_CAP_INTERNAL | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT, 0, 0}},
+    [E_SPIRAM] = {"SPIRAM", {MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT}},
+    [E_RTCRAM] = {"RTCRAM", {MALLOC_CAP_RTCRAM, MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT,
+                             MALLOC_CAP_INTERNAL | MALLOC_CAP_32BIT | MALLOC_CAP_EXEC}},
+};
+#define E8(a) {(a), 0x2000, E_DRAM, 0, false}
+#define I8(a) {(a), 0x2000, E_IRAM, 0, false}
+static const soc_memory_region_t esp32_regions[] = {
+    {0x3FFAE000, 0x2000, E_DRAM, 0, false},
+    {0x3FFB0000, 0x8000, E_DRAM, 0, false},
+    {0x3FFB8000, 0x8000, E_DRAM, 0, false},
+    E8(0x3FFC0000), E8(0x3FFC2000), E8(0x3FFC4000), E8(0x3FFC6000), E8(0x3FFC8000), E8(0x3FFCA000),
+    E8(0x3FFCC000), E8(0x3FFCE000), E8(0x3FFD0000), E8(0x3FFD2000), E8(0x3FFD4000), E8(0x3FFD6000),
+    E8(0x3FFD8000), E8(0x3FFDA000), E8(0x3FFDC000), E8(0x3FFDE000),
+    {0x3FFE0000, 0x4000, E_DIRAM, 0x400BC000, true},
+    {0x3FFE4000, 0x4000, E_DIRAM, 0x400B8000, true},
+    {0x3FFE8000, 0x8000, E_DIRAM, 0x400B0000, true},
+    {0x3FFF0000, 0x8000, E_DIRAM, 0x400A8000, true},
+    {0x3FFF8000, 0x4000, E_DIRAM, 0x400A4000, true},
+    {0x3FFFC000, 0x4000, E_DIRAM, 0x400A0000, true},
+    {0x40070000, 0x8000, E_IRAM, 0, false},
+    {0x40078000, 0x8000, E_IRAM, 0, false},
+    I8(0x40080000), I8(0x40082000), I8(0x40084000), I8(0x40086000), I8(0x40088000), I8(0x4008A000),
+    I8(0x4008C000), I8(0x4008E000), I8(0x40090000), I8(0x40092000), I8(0x40094000), I8(0x40096000),
+    I8(0x40098000), I8(0x4009A000), I8(0x4009C000), I8(0x4009E000),
+};
+static const soc_reserved_region_t esp32_reserved[] = {
+    {0x3FFAE000, 0x3FFAE6E0}, /* ROM data */
+    {0x3FFE0000, 0x3FFE0440}, /* ROM PRO data */
+    {0x3FFE3F20, 0x3FFE4350}, /* ROM APP data */
+    {0x40070000, 0x40078000}, /* CPU0 cache */
+    {0x40078000, 0x40080000}, /* CPU1 cache */
+};
+static const capheap_chip_t test_esp32 = {
+    .name = "test-esp32",
+    .title = "ESP32 (test table, dual core)",
+    .types = esp32_types,
+    .type_count = sizeof esp32_types / sizeof esp32_types[0],
+    .regions = esp32_regions,
+    .region_count = sizeof esp32_regions / sizeof esp32_regions[0],
+    .reserved = esp32_reserved,
+    .reserved_count = sizeof esp32_reserved / sizeof esp32_reserved[0],
+    .diram = {CAPHEAP_ALIAS_INVERTED, 0x3FFE0000, 0x40000000, 0x400A0000, 0x400C0000},
+    .rtc = {CAPHEAP_ALIAS_LINEAR, 0x3FF80000, 0x3FF82000, 0x400C0000, 0x400C2000},
+    .heap_size_max = 0x400000,
+    .heap_alignment = 4,
+    /* Documentation boot log: _iram_end 0x4008944C, _heap_start 0x3FFB2EC8. */
+    .image = {0x40080000, 0x944C, 0x3FFB0000, 0x2EC8, 0, 0},
+};
+
+/* The built-in table when it exists (it is what users boot), else the one above. */
+static const capheap_chip_t *chip_s3(void)
+{
+    const capheap_chip_t *c = capheap_chip_find("esp32s3");
+    return c ? c : &test_s3;
+}
+static const capheap_chip_t *chip_esp32(void)
+{
+    const capheap_chip_t *c = capheap_chip_find("esp32");
+    return c ? c : &test_esp32;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                   */
+/* ------------------------------------------------------------------------ */
+typedef struct {
+    const char *name;
+    uintptr_t start; /* chip address */
+    size_t len;
+    bool registered;
+} heap_row_t;
+
+static uintptr_t to_chip(intptr_t host) { return (uintptr_t)host - (uintptr_t)capheap_sim_offset(); }
+static void *to_host(uintptr_t chip) { return (void *)(chip + (uintptr_t)capheap_sim_offset()); }
+
+static size_t read_heaps(heap_row_t *rows, size_t max)
+{
+    size_t n = capheap_heap_count();
+    assert_true(n <= max);
+    for (size_t i = 0; i < n; i++) {
+        capheap_heap_desc_t d;
+        assert_true(capheap_heap_get(i, &d));
+        rows[i] = (heap_row_t){d.name, to_chip(d.start), (size_t)(d.end - d.start), d.heap != NULL};
+    }
+    return n;
+}
+
+static void print_heaps(const char *title)
+{
+    heap_row_t rows[64];
+    size_t n = read_heaps(rows, 64);
+    printf("%s (offset %#llx):\n", title, (unsigned long long)(uintptr_t)capheap_sim_offset());
+    for (size_t i = 0; i < n; i++)
+        printf("  %-8s %08lX len %08lX %s\n", rows[i].name ? rows[i].name : "?", (unsigned long)rows[i].start,
+               (unsigned long)rows[i].len, rows[i].registered ? "" : "(deferred)");
+}
+
+static void assert_heaps(const heap_row_t *want, size_t count)
+{
+    heap_row_t got[64];
+    size_t n = read_heaps(got, 64);
+    if (n != count)
+        print_heaps("heap list");
+    assert_int_equal(n, count);
+    for (size_t i = 0; i < n; i++) {
+        if (got[i].start != want[i].start || got[i].len != want[i].len || got[i].registered != want[i].registered ||
+            strcmp(got[i].name, want[i].name) != 0)
+            print_heaps("heap list");
+        assert_string_equal(got[i].name, want[i].name);
+        assert_int_equal(got[i].start, want[i].start);
+        assert_int_equal(got[i].len, want[i].len);
+        assert_int_equal(got[i].registered, want[i].registered);
+    }
+}
+
+/* Combined caps of the heap holding p (0 if none). */
+static uint32_t caps_of(const void *p)
+{
+    int i = capheap_heap_find(p);
+    capheap_heap_desc_t d;
+    if (i < 0 || !capheap_heap_get((size_t)i, &d))
+        return 0;
+    return d.caps[0] | d.caps[1] | d.caps[2];
+}
+
+static void assert_near_ref(const char *what, size_t got, size_t ref)
+{
+    printf("  %-34s %7zu (ESP-IDF %7zu, %+.2f%%)\n", what, got, ref, 100.0 * ((double)got - (double)ref) / (double)ref);
+    assert_true(got >= ref);
+    assert_true(got <= ref + ref / 100u);
+}
+
+static capheap_sim_options_t quiet_options(void)
+{
+    capheap_sim_options_t o = CAPHEAP_SIM_OPTIONS_DEFAULT;
+    o.quiet = true;
+    return o;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    (void)capheap_sim_shutdown();
+    unsetenv("CAPHEAP_SIM_FORCE_OFFSET");
+    return 0;
+}
+
+/* The S3 reference heaps in search order: by ascending size (spec 2.12). */
+static const heap_row_t s3_reference_heaps[] = {
+    {"RTCRAM", 0x600FE000, 0x1FE8, true},
+    {"RAM", 0x3FCE9710, 0x5724, false},
+    {"DRAM", 0x3FCF0000, 0x8000, true},
+    {"RAM", 0x3FC9D3A8, 0x4C368, true},
+};
+
+/* ------------------------------------------------------------------------ */
+/* Tests                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void test_s3_reference_heaps_and_figures(void **state)
+{
+    (void)state;
+    capheap_sim_options_t o = quiet_options();
+    o.defer_nonos_stack_heaps = true;
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_OK);
+    assert_ptr_equal(capheap_sim_chip(), chip_s3());
+    assert_heaps(s3_reference_heaps, 4);
+    assert_true(heap_caps_check_integrity_all(true));
+
+    printf("%s, reference image, capheap vs ESP-IDF:\n", chip_s3()->name);
+    assert_near_ref("free DEFAULT before nonos stacks", heap_caps_get_free_size(MALLOC_CAP_DEFAULT),
+                    S3_REF_FREE_DEFAULT_EARLY);
+    heap_caps_enable_nonos_stack_heaps();
+    heap_row_t after[4];
+    memcpy(after, s3_reference_heaps, sizeof after);
+    after[1].registered = true;
+    assert_heaps(after, 4);
+    assert_near_ref("free DEFAULT", heap_caps_get_free_size(MALLOC_CAP_DEFAULT), S3_REF_FREE_DEFAULT);
+    assert_near_ref("free DMA", heap_caps_get_free_size(MALLOC_CAP_DMA), S3_REF_FREE_DMA);
+    size_t largest = heap_caps_get_largest_free_block(MALLOC_CAP_DEFAULT);
+    printf("  %-34s %7zu (ESP-IDF %7zu, %+.2f%%: capheap reports the exact block)\n", "largest free block DEFAULT",
+           largest, (size_t)S3_REF_LARGEST, 100.0 * ((double)largest - S3_REF_LARGEST) / S3_REF_LARGEST);
+    assert_true(largest >= S3_REF_LARGEST);
+    assert_true(largest < 0x4C368u);
+    /* Honest: the largest block can be allocated, and one byte more cannot. */
+    void *big = heap_caps_malloc(largest, MALLOC_CAP_DEFAULT);
+    assert_non_null(big);
+    assert_int_equal(to_chip((intptr_t)big) >= 0x3FC9D3A8u && to_chip((intptr_t)big) < 0x3FCE9710u, 1);
+    heap_caps_free(big);
+    void *too_big = heap_caps_malloc(largest + 1, MALLOC_CAP_DEFAULT);
+    assert_null(too_big);
+    assert_true(heap_caps_check_integrity_all(true));
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+    assert_null(capheap_sim_chip());
+}
+
+static void test_s3_boot_log_and_heap_info(void **state)
+{
+    (void)state;
+    ct_capture_begin();
+    esp_err_t err = capheap_sim_boot(chip_s3(), NULL);
+    ct_capture_end();
+    assert_int_equal(err, ESP_OK);
+    assert_true(ct_capture_contains("heap_init: At 3FC9D3A8 len 0004C368 (304 KiB): RAM\n"));
+    assert_true(ct_capture_contains("heap_init: At 3FCE9710 len 00005724 (21 KiB): RAM"));
+    assert_true(ct_capture_contains("heap_init: At 3FCF0000 len 00008000 (32 KiB): DRAM\n"));
+    assert_true(ct_capture_contains("heap_init: At 600FE000 len 00001FE8 (7 KiB): RTCRAM\n"));
+    assert_true(ct_capture_contains(capheap_sim_offset() == 0 ? "offset 0" : "host = chip"));
+
+    ct_capture_begin();
+    heap_caps_print_heap_info(MALLOC_CAP_8BIT);
+    ct_capture_end();
+    printf("%s", ct_capture_text());
+    /* Every 8-bit heap (all four here) appears with its host address. */
+    static const uintptr_t starts[] = {0x3FC9D3A8, 0x3FCE9710, 0x3FCF0000, 0x600FE000};
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+        char lower[32], upper[32];
+        snprintf(lower, sizeof lower, "%llx", (unsigned long long)(uintptr_t)to_host(starts[i]));
+        snprintf(upper, sizeof upper, "%llX", (unsigned long long)(uintptr_t)to_host(starts[i]));
+        assert_true(ct_capture_contains(lower) || ct_capture_contains(upper));
+    }
+    assert_true(ct_capture_contains("RTCRAM"));
+    assert_true(ct_capture_contains("DRAM"));
+}
+
+static void test_s3_diram_alias(void **state)
+{
+    (void)state;
+    capheap_sim_options_t o = quiet_options();
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_OK);
+    const capheap_alias_t *al = &chip_s3()->diram;
+    uint32_t *p = heap_caps_malloc(256, MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL);
+    assert_non_null(p);
+    uintptr_t d = to_chip((intptr_t)p);
+    assert_true(d >= (uintptr_t)al->dram_low && d + 256 <= (uintptr_t)al->dram_high);
+    volatile uint32_t *i = to_host(d - (uintptr_t)al->dram_low + (uintptr_t)al->iram_low);
+    for (uint32_t k = 0; k < 64; k++)
+        p[k] = 0xC0DE0000u ^ k;
+    for (uint32_t k = 0; k < 64; k++)
+        assert_int_equal(i[k], 0xC0DE0000u ^ k); /* DRAM write, IRAM read */
+    i[7] = 0x12345678u;
+    assert_int_equal(p[7], 0x12345678u);         /* and back */
+    /* The edges of the window alias too. */
+    volatile uint32_t *first_d = to_host((uintptr_t)al->dram_low), *first_i = to_host((uintptr_t)al->iram_low);
+    volatile uint32_t *last_d = to_host((uintptr_t)al->dram_high - 4), *last_i = to_host((uintptr_t)al->iram_high - 4);
+    uint32_t saved_first = *first_d, saved_last = *last_d;
+    *first_d = 0xA5A5A5A5u;
+    *last_d = 0x5A5A5A5Au;
+    assert_int_equal(*first_i, 0xA5A5A5A5u);
+    assert_int_equal(*last_i, 0x5A5A5A5Au);
+    *first_d = saved_first;
+    *last_d = saved_last;
+    heap_caps_free(p);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+/* ESP32's inverted alias: EXEC blocks from D/IRAM must not disturb the DRAM side (docs/simulator.md). */
+static void test_esp32_exec_from_diram(void **state)
+{
+    (void)state;
+    capheap_sim_options_t o = quiet_options();
+    assert_int_equal(capheap_sim_boot(chip_esp32(), &o), ESP_OK);
+    static const heap_row_t want[] = {
+        {"DRAM", 0x3FFAE6E0, 0x1920, true},
+        {"D/IRAM", 0x3FFE0440, 0x3AE0, true},
+        {"IRAM", 0x4008944C, 0x16BB4, true},
+        {"D/IRAM", 0x3FFE4350, 0x1BCB0, true},
+        {"DRAM", 0x3FFB2EC8, 0x2D138, true},
+    };
+    assert_heaps(want, 5);
+    const capheap_alias_t *al = &chip_esp32()->diram;
+    enum { BLOCK = 4096, MAX = 64 };
+    void *blocks[MAX];
+    size_t n = 0, in_iram_window = 0;
+    /* IRAM (priority 0) fills first; then EXEC comes from D/IRAM through the alias. */
+    while (n < MAX && (blocks[n] = heap_caps_malloc(BLOCK, MALLOC_CAP_EXEC)) != NULL) {
+        uintptr_t c = to_chip((intptr_t)blocks[n]);
+        if (c >= (uintptr_t)al->iram_low && c < (uintptr_t)al->iram_high)
+            in_iram_window++;
+        memset(blocks[n], (int)(0x40 + n), BLOCK);
+        n++;
+    }
+    printf("ESP32: %zu EXEC blocks of %d bytes, %zu of them through the D/IRAM alias\n", n, BLOCK, in_iram_window);
+    if (in_iram_window == 0)
+        print_heaps("EXEC never reached D/IRAM");
+    assert_true(in_iram_window > 0);
+    /* A DMA block on the DRAM side keeps its contents while the EXEC blocks are written. */
+    uint8_t *dma = heap_caps_malloc(1024, MALLOC_CAP_DMA);
+    assert_non_null(dma);
+    ct_stamp(dma, 1024);
+    for (size_t k = 0; k < n; k++)
+        memset(blocks[k], 0xE7, BLOCK);
+    assert_true(ct_stamp_ok(dma, 1024));
+    assert_true(heap_caps_check_integrity_all(true));
+    for (size_t k = 0; k < n; k++)
+        heap_caps_free(blocks[k]);
+    heap_caps_free(dma);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+static void test_states_and_errors(void **state)
+{
+    (void)state;
+    capheap_sim_options_t o = quiet_options();
+    assert_int_equal(capheap_sim_shutdown(), ESP_ERR_INVALID_STATE);
+    assert_null(capheap_sim_chip());
+    assert_int_equal(capheap_sim_boot(NULL, &o), ESP_ERR_INVALID_ARG);
+
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_OK);
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_ERR_INVALID_STATE);
+    assert_int_equal(capheap_sim_boot(chip_esp32(), &o), ESP_ERR_INVALID_STATE);
+    assert_ptr_equal(capheap_sim_chip(), chip_s3());
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+    assert_int_equal(capheap_sim_shutdown(), ESP_ERR_INVALID_STATE);
+    assert_int_equal(capheap_heap_count(), 0);
+
+    /* Another chip after shutdown. */
+    assert_int_equal(capheap_sim_boot(chip_esp32(), &o), ESP_OK);
+    assert_ptr_equal(capheap_sim_chip(), chip_esp32());
+    void *p = heap_caps_malloc(100, MALLOC_CAP_DEFAULT);
+    assert_non_null(p);
+    assert_true(caps_of(p) & MALLOC_CAP_INTERNAL);
+    heap_caps_free(p);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* Bad options leave nothing booted. */
+    capheap_sim_options_t bad = o;
+    bad.static_data_bytes = 2 * MIB; /* past the S3's internal RAM */
+    assert_int_equal(capheap_sim_boot(chip_s3(), &bad), ESP_ERR_INVALID_ARG);
+    bad = o;
+    bad.static_data_bytes = 0x3FCEEE34 - 0x3FC9B000 + 4; /* into the ROM's reserved DRAM */
+    assert_int_equal(capheap_sim_boot(chip_s3(), &bad), ESP_ERR_INVALID_ARG);
+    bad = o;
+    bad.iram_text_bytes = 0x70000; /* past the end of D/IRAM */
+    assert_int_equal(capheap_sim_boot(chip_s3(), &bad), ESP_ERR_INVALID_ARG);
+    bad = o;
+    bad.psram_bytes = chip_s3()->extram.max_size + 4096;
+    assert_int_equal(capheap_sim_boot(chip_s3(), &bad), ESP_ERR_INVALID_ARG);
+    bad = o;
+    bad.psram_bytes = 4 * MIB; /* this ESP32 table has no external RAM */
+    assert_int_equal(capheap_sim_boot(&test_esp32, &bad), ESP_ERR_INVALID_ARG);
+    bad = o;
+    bad.poisoning = 3;
+    assert_int_equal(capheap_sim_boot(chip_s3(), &bad), ESP_ERR_INVALID_ARG);
+    bad = o;
+    bad.poisoning = CT_POISONING ? 0 : 1; /* not this build's mode */
+    assert_int_equal(capheap_sim_boot(chip_s3(), &bad), ESP_ERR_NOT_SUPPORTED);
+    assert_null(capheap_sim_chip());
+    assert_int_equal(capheap_heap_count(), 0);
+
+    /* Explicit sizes: no image at all gives one RAM heap from 0x3FC88000. */
+    capheap_sim_options_t bare = o;
+    bare.iram_text_bytes = 0;
+    bare.static_data_bytes = 0;
+    bare.poisoning = CAPHEAP_POISONING_COMPREHENSIVE ? 2 : CAPHEAP_POISONING_LIGHT ? 1 : 0;
+    assert_int_equal(capheap_sim_boot(chip_s3(), &bare), ESP_OK);
+    capheap_heap_desc_t d;
+    assert_true(capheap_heap_get(capheap_heap_count() - 1, &d));
+    assert_int_equal(to_chip(d.start), 0x3FC88000u);
+    assert_int_equal(to_chip(d.end), 0x3FCE9710u);
+}
+
+static void test_offset_path_same_heaps(void **state)
+{
+    (void)state;
+    capheap_sim_options_t o = quiet_options();
+    heap_row_t plain[64], shifted[64];
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_OK);
+    size_t n = read_heaps(plain, 64);
+    printf("default boot: offset %#llx\n", (unsigned long long)(uintptr_t)capheap_sim_offset());
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    setenv("CAPHEAP_SIM_FORCE_OFFSET", "1", 1);
+    ct_capture_begin();
+    assert_int_equal(capheap_sim_boot(chip_s3(), NULL), ESP_OK);
+    ct_capture_end();
+    intptr_t off = capheap_sim_offset();
+    printf("forced: offset %#llx\n", (unsigned long long)(uintptr_t)off);
+    assert_true(off != 0);
+    assert_int_equal((uintptr_t)off & 0xFFFFFu, 0);
+    assert_true(ct_capture_contains("CAPHEAP_SIM_FORCE_OFFSET=1"));
+    assert_true(ct_capture_contains("heap_init: At 3FC9D3A8 len 0004C368 (304 KiB): RAM\n"));
+    assert_int_equal(read_heaps(shifted, 64), n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(shifted[i].start, plain[i].start);
+        assert_int_equal(shifted[i].len, plain[i].len);
+        assert_string_equal(shifted[i].name, plain[i].name);
+    }
+    /* Memory works there, and the alias is still one physical word. */
+    uint32_t *p = heap_caps_malloc(64, MALLOC_CAP_DMA);
+    assert_non_null(p);
+    p[0] = 0xFEEDF00Du;
+    const capheap_alias_t *al = &chip_s3()->diram;
+    volatile uint32_t *alias = to_host(to_chip((intptr_t)p) - (uintptr_t)al->dram_low + (uintptr_t)al->iram_low);
+    assert_int_equal(*alias, 0xFEEDF00Du);
+    /* The chip heap_caps sees is the translated copy. */
+    const capheap_chip_t *seen = capheap_caps_chip();
+    assert_non_null(seen);
+    assert_int_equal((uintptr_t)seen->diram.dram_low, (uintptr_t)al->dram_low + (uintptr_t)off);
+    heap_caps_free(p);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+static void test_s3_psram(void **state)
+{
+    (void)state;
+    capheap_sim_options_t o = quiet_options();
+    o.psram_bytes = 8 * MIB;
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_OK);
+    print_heaps("S3 + 8 MiB PSRAM");
+    /* Runtime heaps come first: the DMA pool (newest), then SPIRAM. */
+    capheap_heap_desc_t d;
+    bool found = false;
+    for (size_t i = 0; i < capheap_heap_count(); i++) {
+        assert_true(capheap_heap_get(i, &d));
+        if ((d.caps[0] | d.caps[1] | d.caps[2]) & MALLOC_CAP_SPIRAM) {
+            found = true;
+            assert_true(d.runtime);
+            assert_int_equal(to_chip(d.start), (uintptr_t)chip_s3()->extram.heap_start);
+            assert_int_equal((size_t)(d.end - d.start), 8 * MIB);
+        }
+    }
+    assert_true(found);
+    assert_true(heap_caps_get_free_size(MALLOC_CAP_SPIRAM) > 8 * MIB - 8 * KIB);
+
+    void *big = heap_caps_malloc_default(64 * KIB);   /* above the 16 KiB policy limit */
+    void *small = heap_caps_malloc_default(100);
+    void *dma = heap_caps_malloc(1000, MALLOC_CAP_DMA);
+    void *frame = heap_caps_malloc(640 * 480 * 2, MALLOC_CAP_SPIRAM);
+    assert_non_null(big);
+    assert_non_null(small);
+    assert_non_null(dma);
+    assert_non_null(frame);
+    assert_true(caps_of(big) & MALLOC_CAP_SPIRAM);
+    assert_true(caps_of(small) & MALLOC_CAP_INTERNAL);
+    assert_true(caps_of(dma) & MALLOC_CAP_INTERNAL);
+    assert_true(caps_of(dma) & MALLOC_CAP_DMA);
+    assert_true(caps_of(frame) & MALLOC_CAP_SPIRAM);
+    memset(frame, 0x11, 640 * 480 * 2);
+    /* The reserved internal pool is a DMA|INTERNAL heap of 32 KiB nested in internal RAM. */
+    size_t pool = 0;
+    for (size_t i = 0; i < capheap_heap_count(); i++) {
+        assert_true(capheap_heap_get(i, &d));
+        if (d.runtime && d.caps[0] == 0 && d.caps[1] == (MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL))
+            pool += (size_t)(d.end - d.start);
+    }
+    assert_int_equal(pool, 32 * KIB);
+    heap_caps_free(big);
+    heap_caps_free(small);
+    heap_caps_free(dma);
+    heap_caps_free(frame);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+/*
+ * The heaps a chip file's top comment lists, one row per heap:
+ *   " *   0x3FC9D3A8  0x4C368  RAM     no    levels 2-8 ..."
+ * (start, length, type name, startup stack yes/no). The file is found from
+ * this test's own path (tests/caps/test_sim.c -> chips/<name>.c). Returns the
+ * number of rows, or -1 if the file cannot be read.
+ */
+typedef struct {
+    unsigned long start, len;
+    char name[32];
+    bool startup_stack;
+} comment_row_t;
+
+static int read_chip_comment(const char *chip_name, comment_row_t *rows, int max)
+{
+    char path[1024];
+    const char *self = __FILE__, *tail = strstr(self, "tests/caps/test_sim.c");
+    if (tail == NULL)
+        return -1;
+    snprintf(path, sizeof path, "%.*schips/%s.c", (int)(tail - self), self, chip_name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    char line[256];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL && strncmp(line, " */", 3) != 0 && n < max) {
+        unsigned long start, len;
+        int used = 0;
+        if (sscanf(line, " * 0x%lx 0x%lx %n", &start, &len, &used) != 2 || used == 0)
+            continue;
+        const char *rest = line + used, *flag = NULL;
+        bool yes = false;
+        for (const char *q = rest; *q && flag == NULL; q++) {
+            if (q > rest && q[-1] == ' ' && strncmp(q, "yes", 3) == 0 && (q[3] == ' ' || q[3] == '\n' || !q[3]))
+                flag = q, yes = true;
+            else if (q > rest && q[-1] == ' ' && strncmp(q, "no", 2) == 0 && (q[2] == ' ' || q[2] == '\n' || !q[2]))
+                flag = q;
+        }
+        if (flag == NULL)
+            continue;
+        size_t name_len = (size_t)(flag - rest);
+        while (name_len > 0 && rest[name_len - 1] == ' ')
+            name_len--;
+        rows[n] = (comment_row_t){start, len, "", yes};
+        snprintf(rows[n].name, sizeof rows[n].name, "%.*s", (int)name_len, rest);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static void check_builtin_chip(const capheap_chip_t *chip)
+{
+    capheap_sim_options_t o = quiet_options();
+    o.defer_nonos_stack_heaps = true;
+    esp_err_t err = capheap_sim_boot(chip, &o);
+    printf("%-10s boot 0x%x, offset %#llx, %zu heaps\n", chip->name, (unsigned)err,
+           (unsigned long long)(uintptr_t)capheap_sim_offset(), capheap_heap_count());
+    assert_int_equal(err, ESP_OK);
+    assert_ptr_equal(capheap_sim_chip(), chip);
+
+    comment_row_t rows[16];
+    int n = read_chip_comment(chip->name, rows, 16);
+    if (n < 0) {
+        printf("  (chips/%s.c not found: heap list not compared)\n", chip->name);
+    } else {
+        if ((size_t)n != capheap_heap_count())
+            print_heaps(chip->name);
+        assert_true(n > 0); /* every chip file states its boot heaps */
+        assert_int_equal((size_t)n, capheap_heap_count());
+        for (int r = 0; r < n; r++) {
+            bool found = false;
+            for (size_t i = 0; i < capheap_heap_count() && !found; i++) {
+                capheap_heap_desc_t d;
+                assert_true(capheap_heap_get(i, &d));
+                if (to_chip(d.start) != rows[r].start)
+                    continue;
+                found = true;
+                if ((size_t)(d.end - d.start) != rows[r].len || strcmp(d.name, rows[r].name) != 0 ||
+                    (d.heap == NULL) != rows[r].startup_stack)
+                    print_heaps(chip->name);
+                assert_int_equal((size_t)(d.end - d.start), rows[r].len);
+                assert_string_equal(d.name, rows[r].name);
+                assert_int_equal(d.heap == NULL, rows[r].startup_stack);
+            }
+            if (!found) {
+                printf("  %s: no heap at 0x%08lX as its comment says\n", chip->name, rows[r].start);
+                print_heaps(chip->name);
+            }
+            assert_true(found);
+        }
+    }
+    heap_caps_enable_nonos_stack_heaps();
+    for (size_t i = 0; i < capheap_heap_count(); i++) {
+        capheap_heap_desc_t d;
+        assert_true(capheap_heap_get(i, &d));
+        assert_non_null(d.heap);
+    }
+    assert_true(heap_caps_check_integrity_all(true));
+    void *p[8];
+    for (int k = 0; k < 8; k++) {
+        p[k] = heap_caps_malloc((size_t)(16 << k), MALLOC_CAP_DEFAULT);
+        assert_non_null(p[k]);
+        assert_true(caps_of(p[k]) & MALLOC_CAP_DEFAULT);
+        ct_stamp(p[k], (size_t)(16 << k));
+    }
+    for (int k = 0; k < 8; k++) {
+        assert_true(ct_stamp_ok(p[k], (size_t)(16 << k)));
+        heap_caps_free(p[k]);
+    }
+    assert_true(heap_caps_check_integrity_all(true));
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+}
+
+/* Every built-in chip boots (real addresses and forced offset), lists the heaps
+ * its file's comment states, checks, allocates and shuts down. */
+static void test_every_builtin_chip(void **state)
+{
+    (void)state;
+    if (capheap_chip_count == 0)
+        skip(); /* the chip tables have not landed in this tree */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            setenv("CAPHEAP_SIM_FORCE_OFFSET", "1", 1);
+        for (size_t i = 0; i < capheap_chip_count; i++)
+            check_builtin_chip(capheap_chips[i]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_s3_reference_heaps_and_figures, teardown),
+        cmocka_unit_test_teardown(test_s3_boot_log_and_heap_info, teardown),
+        cmocka_unit_test_teardown(test_s3_diram_alias, teardown),
+        cmocka_unit_test_teardown(test_esp32_exec_from_diram, teardown),
+        cmocka_unit_test_teardown(test_states_and_errors, teardown),
+        cmocka_unit_test_teardown(test_offset_path_same_heaps, teardown),
+        cmocka_unit_test_teardown(test_s3_psram, teardown),
+        cmocka_unit_test_teardown(test_every_builtin_chip, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
