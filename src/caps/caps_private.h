@@ -50,6 +50,15 @@
 #define CH_UNLIKELY(x) (x)
 #endif
 
+/* Size-optimised builds (-Os) keep the same behaviour with less code: no
+ * candidate cache and no fail floors (candidates are computed per request,
+ * O(3H)), no separate fast path. */
+#if defined(__OPTIMIZE_SIZE__)
+#define CH_COMPACT 1
+#else
+#define CH_COMPACT 0
+#endif
+
 #define CH_PRIOS SOC_MEMORY_TYPE_NO_PRIOS
 #define CH_ROUTES 8u /* candidate-list cache entries (a power of two) */
 
@@ -143,8 +152,12 @@ static inline ch_heap_t *ch_find(uintptr_t p)
 /* The heap's state changed: forget its fail floor. */
 static inline void ch_touched(ch_heap_t *h)
 {
+#if !CH_COMPACT
     if (CH_LOAD(h->floor) != SIZE_MAX)
         CH_STORE(h->floor, SIZE_MAX);
+#else
+    (void)h;
+#endif
 }
 
 /* A registered heap matching caps ("all of caps"; caps 0 matches everything). */
@@ -168,8 +181,13 @@ typedef struct {
 
 request_t ch_prepare(size_t size, size_t align, uint32_t caps);
 
-/* Candidate list of caps (a cache entry; filled under the registry lock on a miss). */
-const ch_route_t *ch_route(uint32_t caps);
+/* The candidate heaps of caps, in order, into list[CAPHEAP_MAX_HEAPS]; returns
+ * their number. From the route cache (filled under the registry lock on a
+ * miss), or computed on the spot in compact builds. */
+size_t ch_candidates(uint32_t caps, uint8_t *list);
+
+/* Called on a failed allocation when an extended callback is installed (fit.c). */
+extern void (*ch_failed_ext)(size_t size, uint32_t caps, size_t align, const char *fn);
 
 /* Largest request heap h serves at alignment (0: the heap's own), for caps. */
 size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps);

@@ -17,11 +17,11 @@ bool capheap_would_fit(size_t size, uint32_t caps, size_t alignment, capheap_fit
     request_t q = ch_prepare(size, alignment, caps);
     capheap_fit_t a = {q.bad, q.size, q.align, q.caps, 0, -1, 0};
     if (q.bad == CAPHEAP_FIT_OK) {
-        const ch_route_t *r = ch_route(q.caps);
-        size_t n = CH_LOAD(r->n), plain = 0;
+        uint8_t list[CAPHEAP_MAX_HEAPS];
+        size_t n = ch_candidates(q.caps, list), plain = 0;
         a.candidates = n;
         for (size_t i = 0; i < n && a.heap_index < 0; i++) {
-            const ch_heap_t *h = &ch_g.heaps[CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS];
+            const ch_heap_t *h = &ch_g.heaps[list[i]];
             size_t l = ch_largest(h, q.align, q.caps), l0 = ch_largest(h, 0, q.caps);
             a.largest_block = l > a.largest_block ? l : a.largest_block;
             plain = l0 > plain ? l0 : plain;
@@ -47,10 +47,10 @@ size_t capheap_get_largest_free_block_aligned(uint32_t caps, size_t alignment)
     request_t q = ch_prepare(1, alignment, caps);
     if (q.bad != CAPHEAP_FIT_OK)
         return 0;
-    const ch_route_t *r = ch_route(q.caps);
-    size_t n = CH_LOAD(r->n), best = 0;
+    uint8_t list[CAPHEAP_MAX_HEAPS];
+    size_t n = ch_candidates(q.caps, list), best = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t l = ch_largest(&ch_g.heaps[CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS], q.align, q.caps);
+        size_t l = ch_largest(&ch_g.heaps[list[i]], q.align, q.caps);
         best = l > best ? l : best;
     }
     return best < ch_g.size_max ? best : ch_g.size_max;
@@ -82,4 +82,29 @@ const char *capheap_fit_reason_text(capheap_fit_reason_t reason)
         return "room, but not at this alignment";
     }
     return "unknown";
+}
+
+/* ---- the extended failure callback --------------------------------------------- */
+
+static capheap_alloc_failed_fn failed_xcb;
+static void *failed_xuser;
+
+/* Installed in ch_failed_ext only while an extended callback is registered, so a
+ * firmware that never registers one does not link the dry run. */
+static void failed_ext(size_t size, uint32_t caps, size_t align, const char *fn)
+{
+    capheap_alloc_failed_fn cb = failed_xcb;
+    if (cb != NULL) {
+        capheap_fit_t why;
+        (void)capheap_would_fit(size, caps, align, &why);
+        cb(size, caps, fn, &why, failed_xuser);
+    }
+}
+
+esp_err_t capheap_register_failed_alloc_callback(capheap_alloc_failed_fn callback, void *user)
+{
+    failed_xuser = user;
+    failed_xcb = callback;
+    ch_failed_ext = callback != NULL ? failed_ext : NULL;
+    return ESP_OK;
 }

@@ -173,7 +173,7 @@ static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start,
     }
     h->name = name;
     h->alias = alias_of(start);
-    if (h->alias != 0 && (h->all & MALLOC_CAP_EXEC))
+    if (CAPHEAP_EXEC_HEAP && h->alias != 0 && (h->all & MALLOC_CAP_EXEC))
         ch_g.alias_any = true;
     return h;
 }

@@ -31,51 +31,77 @@
 #include "capheap/report.h"
 
 static esp_alloc_failed_hook_t failed_cb;
-static capheap_alloc_failed_fn failed_xcb;
-static void *failed_xuser;
 static bool extmem_on;
 static size_t extmem_limit;
 
 void ch_reset_policy(void)
 {
     failed_cb = NULL;
-    failed_xcb = NULL;
-    failed_xuser = NULL;
+    ch_failed_ext = NULL;
     extmem_on = false;
     extmem_limit = 0;
 }
 
 /* ---- candidate lists ------------------------------------------------------ */
 
+#if !CH_COMPACT
 static inline ch_route_t *slot(uint32_t caps)
 {
     return &ch_g.route[(caps * 0x9E3779B1u) >> (32u - 3u)];
 }
+#endif
 
-const ch_route_t *ch_route(uint32_t caps)
+/* ESP-IDF's try order for caps, each heap once (spec 2.6 step 6). */
+static size_t compute(uint32_t caps, uint8_t *list)
+{
+    size_t n = 0, heaps = CH_ACQUIRE(ch_g.n);
+    for (size_t p = 0; p < CH_PRIOS && caps != 0; p++)
+        for (size_t i = 0; i < heaps; i++) {
+            uint8_t k = CH_LOAD(ch_g.order[i]) % CAPHEAP_MAX_HEAPS;
+            const ch_heap_t *h = &ch_g.heaps[k];
+            if (CH_ACQUIRE(h->heap) == NULL || (h->caps[p] & caps) == 0 || (h->all & caps) != caps)
+                continue;
+            size_t j = 0;
+            while (j < n && list[j] != k)
+                j++;
+            if (j == n)
+                list[n++] = k;
+        }
+    return n;
+}
+
+#if CH_COMPACT
+size_t ch_candidates(uint32_t caps, uint8_t *list)
+{
+    return compute(caps, list);
+}
+#else
+static const ch_route_t *route(uint32_t caps)
 {
     ch_route_t *r = slot(caps);
     if (CH_LOAD(r->caps) == caps)
         return r;
+    uint8_t list[CAPHEAP_MAX_HEAPS];
     ch_lock();
-    uint8_t n = 0;
-    for (size_t p = 0; p < CH_PRIOS && caps != 0; p++)
-        for (size_t i = 0; i < ch_g.n; i++) {
-            uint8_t k = ch_g.order[i];
-            const ch_heap_t *h = &ch_g.heaps[k];
-            if (h->heap == NULL || (h->caps[p] & caps) == 0 || (h->all & caps) != caps)
-                continue;
-            bool seen = false;
-            for (size_t j = 0; j < n && !seen; j++)
-                seen = r->idx[j] == k;
-            if (!seen)
-                CH_STORE(r->idx[n++], k);
-        }
-    CH_STORE(r->n, n);
+    size_t n = compute(caps, list);
+    for (size_t i = 0; i < n; i++)
+        CH_STORE(r->idx[i], list[i]);
+    CH_STORE(r->n, (uint8_t)n);
     CH_STORE(r->caps, caps);
     ch_unlock();
     return r;
 }
+
+size_t ch_candidates(uint32_t caps, uint8_t *list)
+{
+    const ch_route_t *r = route(caps);
+    size_t n = CH_LOAD(r->n);
+    n = n < CAPHEAP_MAX_HEAPS ? n : CAPHEAP_MAX_HEAPS;
+    for (size_t i = 0; i < n; i++)
+        list[i] = CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS;
+    return n;
+}
+#endif
 
 /* ---- request preparation ---------------------------------------------------- */
 
@@ -132,7 +158,7 @@ request_t ch_prepare(size_t size, size_t align, uint32_t caps)
         return q;
     }
     if (caps & MALLOC_CAP_EXEC) {
-        if (caps & (MALLOC_CAP_8BIT | MALLOC_CAP_DMA)) {
+        if (!CAPHEAP_EXEC_HEAP || (caps & (MALLOC_CAP_8BIT | MALLOC_CAP_DMA))) {
             q.bad = CAPHEAP_FIT_CONFLICTING_CAPS;
             return q;
         }
@@ -149,6 +175,7 @@ request_t ch_prepare(size_t size, size_t align, uint32_t caps)
 
 /* ---- one heap --------------------------------------------------------------- */
 
+#if CAPHEAP_EXEC_HEAP
 static inline const ch_alias_t *alias_window(const ch_heap_t *h)
 {
     return &ch_g.alias[h->alias - 1u];
@@ -176,7 +203,9 @@ static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size
     memcpy((void *)iw, &off, sizeof off);
     return (void *)(iw + 4u);
 }
+#endif
 
+#if !CH_COMPACT
 /* A plain request of size failed on h: record the exact floor. */
 static void note_failure(ch_heap_t *h, size_t size)
 {
@@ -184,6 +213,7 @@ static void note_failure(ch_heap_t *h, size_t size)
     if (largest < size)
         CH_STORE(h->floor, largest + 1u);
 }
+#endif
 
 static void *try_heap(ch_heap_t *h, const request_t *q)
 {
@@ -191,9 +221,12 @@ static void *try_heap(ch_heap_t *h, const request_t *q)
     void *p;
     if (mh == NULL)
         return NULL;
+#if CAPHEAP_EXEC_HEAP
     if (CH_UNLIKELY(h->alias != 0) && (q->caps & MALLOC_CAP_EXEC))
         p = alias_alloc(h, mh, q->size, q->align);
-    else if (q->align <= h->align)
+    else
+#endif
+        if (q->align <= h->align)
         p = multi_heap_malloc(mh, q->size);
     else
         p = multi_heap_aligned_alloc(mh, q->size, q->align);
@@ -223,13 +256,9 @@ static void *alloc_request(const request_t *q)
     if (q->bad != CAPHEAP_FIT_OK)
         return NULL;
     uint8_t list[CAPHEAP_MAX_HEAPS];
-    const ch_route_t *r = ch_route(q->caps);
-    size_t n = CH_LOAD(r->n);
-    n = n < CAPHEAP_MAX_HEAPS ? n : CAPHEAP_MAX_HEAPS;
-    for (size_t i = 0; i < n; i++)
-        list[i] = CH_LOAD(r->idx[i]);
+    size_t n = ch_candidates(q->caps, list);
     for (size_t i = 0; i < n; i++) {
-        ch_heap_t *h = &ch_g.heaps[list[i] % CAPHEAP_MAX_HEAPS];
+        ch_heap_t *h = &ch_g.heaps[list[i]];
         if ((h->all & q->caps) != q->caps)
             continue; /* torn by a concurrent refill */
         void *p = try_heap(h, q);
@@ -245,17 +274,16 @@ static void *alloc_base(size_t size, size_t align, uint32_t caps)
     return alloc_request(&q);
 }
 
+void (*ch_failed_ext)(size_t size, uint32_t caps, size_t align, const char *fn);
+
 static void failed(size_t size, uint32_t caps, size_t align, const char *fn)
 {
     esp_alloc_failed_hook_t cb = failed_cb;
-    capheap_alloc_failed_fn xcb = failed_xcb;
+    void (*ext)(size_t, uint32_t, size_t, const char *) = ch_failed_ext;
     if (cb != NULL)
         cb(size, caps, fn);
-    if (xcb != NULL) {
-        capheap_fit_t why;
-        (void)capheap_would_fit(size, caps, align, &why);
-        xcb(size, caps, fn, &why, failed_xuser);
-    }
+    if (ext != NULL)
+        ext(size, caps, align, fn);
 }
 
 static void *malloc_slow(size_t size, uint32_t caps)
@@ -268,6 +296,7 @@ static void *malloc_slow(size_t size, uint32_t caps)
 
 void *heap_caps_malloc(size_t size, uint32_t caps)
 {
+#if !CH_COMPACT
     /* Fast path: caps the hardware step and the EXEC/32BIT rules leave alone,
      * a cached candidate list, heaps known to be too full skipped unlocked. */
     if (CH_LIKELY((caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT)) == 0 &&
@@ -295,6 +324,7 @@ void *heap_caps_malloc(size_t size, uint32_t caps)
             }
         }
     }
+#endif
     return malloc_slow(size, caps);
 }
 
@@ -347,6 +377,7 @@ void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t
 
 /* ---- free, realloc, sizes ---------------------------------------------------- */
 
+#if CAPHEAP_EXEC_HEAP
 void *ch_unalias(void *p, bool *was_alias)
 {
     *was_alias = false;
@@ -362,6 +393,7 @@ void *ch_unalias(void *p, bool *was_alias)
     }
     return p;
 }
+#endif
 
 void ch_report_foreign(const char *what, const void *p)
 {
@@ -369,12 +401,17 @@ void ch_report_foreign(const char *what, const void *p)
     capheap_report_corruption(&r, true, true);
 }
 
+/* ESP-IDF's words for free(); one text for every entry point keeps it small. */
+#define CH_FOREIGN "target pointer is outside heap areas"
+
 /* The heap of a pointer the user got from us (alias translated), or report. */
 static ch_heap_t *owner(void **ptr, bool *alias, const char *what)
 {
     *alias = false;
+#if CAPHEAP_EXEC_HEAP
     if (CH_UNLIKELY(ch_g.alias_any))
         *ptr = ch_unalias(*ptr, alias);
+#endif
     ch_heap_t *h = ch_find((uintptr_t)*ptr);
     if (CH_UNLIKELY(h == NULL))
         ch_report_foreign(what, *ptr);
@@ -386,7 +423,7 @@ void heap_caps_free(void *ptr)
     if (ptr == NULL)
         return;
     bool alias;
-    ch_heap_t *h = owner(&ptr, &alias, "free() target pointer is outside heap areas");
+    ch_heap_t *h = owner(&ptr, &alias, CH_FOREIGN);
     if (h != NULL) {
         multi_heap_free(h->heap, ptr);
         ch_touched(h);
@@ -398,7 +435,7 @@ size_t heap_caps_get_allocated_size(void *ptr)
     if (ptr == NULL)
         return 0;
     bool alias;
-    ch_heap_t *h = owner(&ptr, &alias, "get_allocated_size() pointer is outside heap areas");
+    ch_heap_t *h = owner(&ptr, &alias, CH_FOREIGN);
     if (h == NULL)
         return 0;
     size_t n = multi_heap_get_allocated_size(h->heap, ptr);
@@ -412,7 +449,7 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
         return NULL;
     void *user = ptr;
     bool alias;
-    ch_heap_t *h = owner(&ptr, &alias, "realloc() target pointer is outside heap areas");
+    ch_heap_t *h = owner(&ptr, &alias, CH_FOREIGN);
     if (h == NULL)
         return NULL;
     if (!alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
@@ -573,12 +610,5 @@ void *heap_caps_aligned_alloc_default(size_t alignment, size_t size)
 esp_err_t heap_caps_register_failed_alloc_callback(esp_alloc_failed_hook_t callback)
 {
     failed_cb = callback;
-    return ESP_OK;
-}
-
-esp_err_t capheap_register_failed_alloc_callback(capheap_alloc_failed_fn callback, void *user)
-{
-    failed_xcb = callback;
-    failed_xuser = user;
     return ESP_OK;
 }

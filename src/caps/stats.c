@@ -157,8 +157,12 @@ bool heap_caps_check_integrity_all(bool print_errors)
 
 bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors)
 {
+    void *p = (void *)addr;
+#if CAPHEAP_EXEC_HEAP
     bool alias;
-    void *p = ch_g.alias_any ? ch_unalias((void *)addr, &alias) : (void *)addr;
+    if (ch_g.alias_any)
+        p = ch_unalias(p, &alias);
+#endif
     ch_heap_t *h = ch_find((uintptr_t)p);
     return h != NULL && multi_heap_check(h->heap, print_errors);
 }
@@ -213,8 +217,12 @@ void heap_caps_walk_all(heap_caps_walker_cb_t walker_func, void *user_data)
 
 size_t heap_caps_get_containing_block_size(void *ptr)
 {
+    void *p = ptr;
+#if CAPHEAP_EXEC_HEAP
     bool alias;
-    void *p = ch_g.alias_any ? ch_unalias(ptr, &alias) : ptr;
+    if (ch_g.alias_any)
+        p = ch_unalias(p, &alias);
+#endif
     ch_heap_t *h = ch_find((uintptr_t)p);
     if (h == NULL)
         return 0;
