@@ -60,6 +60,8 @@
 #endif
 
 #define CH_PRIOS SOC_MEMORY_TYPE_NO_PRIOS
+#define CH_FCACHE 256u      /* free()'s page cache entries (speed builds) */
+#define CH_FCACHE_SHIFT 12u /* its granule: 4 KiB */
 #define CH_ROUTES 8u /* candidate-list cache entries (a power of two) */
 
 /* Caps the hardware-alignment step looks at (chips.md 0.3). */
@@ -87,6 +89,7 @@ typedef struct {
     uint8_t alias;             /* EXEC requests get an IRAM alias pointer (ch_alias_t index + 1) */
     uint8_t align;             /* the heap's block alignment */
     bool runtime;
+    bool host;                 /* another heap is nested inside this one */
 #if CAPHEAP_PORT_HOST
     capheap_lock_t lock;
 #endif
@@ -119,6 +122,12 @@ typedef struct {
     uint8_t by_addr[CAPHEAP_MAX_HEAPS];
     uintptr_t addr[2 * CAPHEAP_MAX_HEAPS]; /* padded to a power of two with UINTPTR_MAX */
     ch_route_t route[CH_ROUTES];
+#if !CH_COMPACT
+    /* Pages wholly inside one heap that hosts no nested heap: entry =
+     * (page << 8) | descriptor, UINTPTR_MAX when empty. Filled by
+     * ch_find_slow, emptied by ch_reindex. */
+    uintptr_t fcache[CH_FCACHE];
+#endif
     ch_alias_t alias[2];       /* D/IRAM, RTC */
     ch_heap_t heaps[CAPHEAP_MAX_HEAPS];
 } ch_state_t;
@@ -136,16 +145,16 @@ void ch_reindex(void);
 ch_heap_t *ch_find_slow(uintptr_t p);
 static inline ch_heap_t *ch_find(uintptr_t p)
 {
-    /* Branch-free binary search for the last start <= p over addr[], padded
-     * with UINTPTR_MAX to a power of two, then the descriptor's own check. */
-    size_t lo = 0;
-    if (CH_UNLIKELY(p < CH_LOAD(ch_g.addr[0])))
-        return ch_find_slow(p);
-    for (size_t step = CH_LOAD(ch_g.step); step != 0; step >>= 1)
-        lo += CH_LOAD(ch_g.addr[lo + step]) <= p ? step : 0;
-    ch_heap_t *h = &ch_g.heaps[CH_LOAD(ch_g.by_addr[lo]) % CAPHEAP_MAX_HEAPS];
-    if (CH_LIKELY(p - h->start < h->span))
-        return h;
+#if !CH_COMPACT
+    /* Most frees land in a page a previous free already resolved. */
+    uintptr_t page = p >> CH_FCACHE_SHIFT;
+    uintptr_t e = CH_LOAD(ch_g.fcache[page % CH_FCACHE]);
+    if (CH_LIKELY((e >> 8) == (page & (UINTPTR_MAX >> 8)))) {
+        ch_heap_t *h = &ch_g.heaps[(e & 0xFFu) % CAPHEAP_MAX_HEAPS];
+        if (CH_LIKELY(p - h->start < h->span))
+            return h;
+    }
+#endif
     return ch_find_slow(p);
 }
 

@@ -93,25 +93,56 @@ void ch_reindex(void)
         CH_STORE(ch_g.addr[i], i < n_addr ? ch_g.heaps[ch_g.by_addr[i]].start : UINTPTR_MAX);
     CH_STORE(ch_g.n_addr, (uint8_t)n_addr);
     CH_STORE(ch_g.step, (uint8_t)(padded / 2));
+    for (size_t i = 0; i < ch_g.n; i++) {
+        ch_heap_t *h = &ch_g.heaps[i];
+        h->host = false;
+        for (size_t j = 0; j < ch_g.n; j++)
+            if (j != i && ch_g.heaps[j].start >= h->start && ch_g.heaps[j].end <= h->end)
+                h->host = true;
+    }
+#if !CH_COMPACT
+    for (size_t i = 0; i < CH_FCACHE; i++)
+        CH_STORE(ch_g.fcache[i], UINTPTR_MAX);
+#endif
     for (size_t r = 0; r < CH_ROUTES; r++)
         CH_STORE(ch_g.route[r].caps, 0u);
 }
 
+/* Binary search (branch-free over addr[], padded with UINTPTR_MAX to a
+ * power of two) for the last start <= p, checked against its descriptor. */
+static ch_heap_t *search(uintptr_t p)
+{
+    size_t lo = 0;
+    if (p < CH_LOAD(ch_g.addr[0]))
+        return NULL;
+    for (size_t step = CH_LOAD(ch_g.step); step != 0; step >>= 1)
+        lo += CH_LOAD(ch_g.addr[lo + step]) <= p ? step : 0;
+    ch_heap_t *h = &ch_g.heaps[CH_LOAD(ch_g.by_addr[lo]) % CAPHEAP_MAX_HEAPS];
+    return p - h->start < h->span ? h : NULL;
+}
+
 ch_heap_t *ch_find_slow(uintptr_t p)
 {
-    /* Nested heaps (p past an inner heap, inside its host), a pointer in no
-     * heap, or a reader that raced with a registration: the innermost
-     * registered heap holding p, under the registry lock. */
-    ch_heap_t *h = NULL;
-    ch_lock();
-    for (size_t i = ch_g.n_addr; i-- > 0;) {
-        ch_heap_t *c = &ch_g.heaps[ch_g.by_addr[i]];
-        if (p - c->start < c->span) {
-            h = c;
-            break;
+    ch_heap_t *h = search(p);
+    if (h == NULL) {
+        /* Nested heaps (p past an inner heap, inside its host), a pointer in
+         * no heap, or a reader that raced with a registration: the innermost
+         * registered heap holding p, under the registry lock. */
+        ch_lock();
+        for (size_t i = ch_g.n_addr; i-- > 0;) {
+            ch_heap_t *c = &ch_g.heaps[ch_g.by_addr[i]];
+            if (p - c->start < c->span) {
+                h = c;
+                break;
+            }
         }
+        ch_unlock();
     }
-    ch_unlock();
+#if !CH_COMPACT
+    uintptr_t page = p >> CH_FCACHE_SHIFT, first = page << CH_FCACHE_SHIFT;
+    if (h != NULL && !h->host && first >= h->start && first - h->start + ((uintptr_t)1 << CH_FCACHE_SHIFT) <= h->span)
+        CH_STORE(ch_g.fcache[page % CH_FCACHE], ((page & (UINTPTR_MAX >> 8)) << 8) | (uintptr_t)(h - ch_g.heaps));
+#endif
     return h;
 }
 

@@ -307,18 +307,13 @@ void *heap_caps_malloc(size_t size, uint32_t caps)
             for (size_t i = 0; i < n; i++) {
                 ch_heap_t *h = &ch_g.heaps[CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS];
                 size_t floor = CH_LOAD(h->floor);
-                if (size >= floor)
-                    continue;
+                if (size >= floor || CH_UNLIKELY((h->all & caps) != caps))
+                    continue; /* known too full; or a list torn by a concurrent refill */
+                if (CH_UNLIKELY(floor != SIZE_MAX))
+                    CH_STORE(h->floor, SIZE_MAX); /* size < floor: it fits, the heap changes */
                 void *p = multi_heap_malloc(CH_ACQUIRE(h->heap), size);
-                if (CH_LIKELY(p != NULL)) {
-                    if (CH_UNLIKELY((h->all & caps) != caps)) {
-                        multi_heap_free(h->heap, p); /* list torn by a concurrent refill */
-                        break;
-                    }
-                    if (CH_UNLIKELY(floor != SIZE_MAX))
-                        CH_STORE(h->floor, SIZE_MAX);
+                if (CH_LIKELY(p != NULL))
                     return p;
-                }
                 if (h->alias == 0)
                     note_failure(h, size);
             }
