@@ -2,7 +2,7 @@
 # scripts/deps.sh - make sure the Debian packages capheap's build needs are installed.
 #
 #   scripts/deps.sh          what `make test` needs: cmake gcc clang libcmocka-dev gcc-multilib
-#                            libclang-rt-14-dev pkg-config valgrind
+#                            libclang-rt-14-dev pkg-config valgrind python3 sqlite3
 #   scripts/deps.sh --ci     also what .ci/run needs: the Cortex-M4 and RV32 cross compilers with
 #                            their C libraries, and the i386 cmocka for the -m32 test build
 #   scripts/deps.sh --check  only report; never install
@@ -11,7 +11,9 @@
 # otherwise the one command to run is printed and the exit status is 1.
 set -euo pipefail
 
-BASE_PACKAGES=(cmake make gcc clang libcmocka-dev gcc-multilib libclang-rt-14-dev pkg-config valgrind)
+# python3 and sqlite3: real programs run under libcapheap_malloc.so (tests/preload).
+BASE_PACKAGES=(cmake make gcc clang libcmocka-dev gcc-multilib libclang-rt-14-dev pkg-config valgrind
+    python3 sqlite3)
 CI_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf)
 # The -m32 build links the tests against the 32-bit cmocka (needs the i386 architecture).
 CI_I386_PACKAGES=(libcmocka-dev:i386)
