@@ -1,20 +1,19 @@
-/* quickstart.c - the README's example: one heap over a static array. */
+/* quickstart.c - the README's example: heap_caps on a simulated ESP32-S3 with PSRAM. */
 #include <stdio.h>
-#include "multi_heap.h"
-
-static _Alignas(4) unsigned char region[16 * 1024];
+#include "capheap/sim.h"
+#include "esp_heap_caps.h"
 
 int main(void)
 {
-    multi_heap_handle_t heap = multi_heap_register(region, sizeof region);
-    char *text = multi_heap_malloc(heap, 100);
-    if (text == NULL) return 1;
-    snprintf(text, 100, "hello from a %zu-byte heap", sizeof region);
-    puts(text);
-    multi_heap_free(heap, text);
-
-    multi_heap_info_t info;
-    multi_heap_get_info(heap, &info);
-    printf("free %zu bytes, largest block %zu\n", info.total_free_bytes, info.largest_free_block);
-    return multi_heap_check(heap, true) ? 0 : 1;
+    capheap_sim_options_t opt = CAPHEAP_SIM_OPTIONS_DEFAULT;
+    opt.psram_bytes = 8u << 20; /* an ESP32-S3 with 8 MiB of PSRAM */
+    if (capheap_sim_boot(&capheap_chip_esp32s3, &opt) != ESP_OK)
+        return 1;
+    void *dma = heap_caps_malloc(4096, MALLOC_CAP_DMA);           /* internal, DMA-capable */
+    void *frame = heap_caps_malloc(600 * 1024, MALLOC_CAP_SPIRAM); /* external PSRAM */
+    printf("DMA buffer %p, frame %p, largest internal block %zu\n", dma, frame,
+           heap_caps_get_largest_free_block(MALLOC_CAP_INTERNAL));
+    heap_caps_free(frame);
+    heap_caps_free(dma);
+    return heap_caps_check_integrity_all(true) ? 0 : 1;
 }
