@@ -44,8 +44,9 @@ typedef struct {
 } soc_reserved_region_t;
 
 /*
- * An ESP-IDF firmware's own table may define these; capheap's heap_caps_init()
- * uses them only when the build selects CAPHEAP_CHIP=custom (docs/adding-a-chip.md).
+ * An ESP-IDF firmware's own table (port/<chip>/memory_layout.c) defines these;
+ * heap_caps_init() uses them when the build selects no built-in chip
+ * (CAPHEAP_CHIP empty) and they exist (docs/adding-a-chip.md).
  */
 extern const soc_memory_type_desc_t soc_memory_types[];
 extern const size_t soc_memory_type_count;
@@ -55,13 +56,15 @@ extern const size_t soc_memory_region_count;
 /**
  * SOC_RESERVE_MEMORY_REGION(START, END, NAME): declare a reserved range in a
  * firmware source file. GCC-compatible toolchains place the record in the
- * section ".reserved_memory_address"; the linker script brackets it with
- * soc_reserved_memory_region_start / _end (docs/porting.md shows the lines).
+ * section "capheap_reserved_regions", which GNU ld brackets by itself with
+ * __start_ / __stop_capheap_reserved_regions (no linker-script change; a
+ * script that keeps ESP-IDF's soc_reserved_memory_region_start / _end symbols
+ * works too, see docs/porting.md).
  */
 #if defined(__GNUC__)
 #define SOC_RESERVE_MEMORY_REGION(START, END, NAME)                                                \
-    __attribute__((section(".reserved_memory_address"), used)) static const soc_reserved_region_t \
-        reserved_region_##NAME = {(START), (END)}
+    __attribute__((section("capheap_reserved_regions"), used, aligned(sizeof(intptr_t))))         \
+    static const soc_reserved_region_t reserved_region_##NAME = {(START), (END)}
 #endif
 
 /** Worst-case number of available regions: regions + reservations (every reservation splits one). */

@@ -2,11 +2,12 @@
  * init.c - heap_caps_init() on a target, and ESP-IDF's available-region query.
  *
  * The chip comes from the build (CAPHEAP_CHIP=esp32s3 names a built-in table)
- * or from the firmware's own ESP-IDF-style tables (soc_memory_types[] and
- * friends, CAPHEAP_CHIP=custom); the firmware's reservations come from the
- * linker section SOC_RESERVE_MEMORY_REGION() fills, bracketed by the symbols
- * soc_reserved_memory_region_start / _end (weak here: no section, no
- * reservations). A host build has no chip at link time: it boots one with
+ * or, with no chip selected, from the firmware's own ESP-IDF-style tables
+ * (soc_memory_types[] and friends: weak references here, so a firmware
+ * without them still links). The firmware's reservations come from the
+ * section SOC_RESERVE_MEMORY_REGION() fills: GNU ld's automatic
+ * __start_/__stop_capheap_reserved_regions, or ESP-IDF's linker-script
+ * symbols soc_reserved_memory_region_start / _end. A host build has no chip at link time: it boots one with
  * capheap_sim_boot() (sim/), which calls capheap_caps_init() directly.
  */
 #include "caps/caps_private.h"
@@ -20,13 +21,25 @@
 
 extern CH_WEAK const soc_reserved_region_t soc_reserved_memory_region_start[];
 extern CH_WEAK const soc_reserved_region_t soc_reserved_memory_region_end[];
+extern CH_WEAK const soc_reserved_region_t __start_capheap_reserved_regions[];
+extern CH_WEAK const soc_reserved_region_t __stop_capheap_reserved_regions[];
+extern CH_WEAK const soc_memory_type_desc_t soc_memory_types[];
+extern CH_WEAK const size_t soc_memory_type_count;
+extern CH_WEAK const soc_memory_region_t soc_memory_regions[];
+extern CH_WEAK const size_t soc_memory_region_count;
 
 #if CAPHEAP_CHIP_SELECTED
 extern const capheap_chip_t CAPHEAP_CHIP_SYMBOL;
 #endif
 
+#if !CAPHEAP_CHIP_SELECTED
+/* The firmware's ESP-IDF tables as a chip without alias, cache or SIMD rules
+ * (a built-in table or capheap_caps_init() gives those). */
+static capheap_chip_t idf_tables;
+#endif
+
 /* The chip in use, else the one the build selected (by symbol, so a firmware
- * links only its own table), or NULL. */
+ * links only its own table), else the firmware's ESP-IDF tables, or NULL. */
 static const capheap_chip_t *selected_chip(void)
 {
     if (ch_g.chip != NULL)
@@ -34,16 +47,28 @@ static const capheap_chip_t *selected_chip(void)
 #if CAPHEAP_CHIP_SELECTED
     return &CAPHEAP_CHIP_SYMBOL;
 #else
-    return NULL;
+    if (&soc_memory_type_count == NULL || &soc_memory_region_count == NULL)
+        return NULL;
+    idf_tables.name = "idf";
+    idf_tables.title = "the firmware's ESP-IDF memory layout tables";
+    idf_tables.types = soc_memory_types;
+    idf_tables.type_count = soc_memory_type_count;
+    idf_tables.regions = soc_memory_regions;
+    idf_tables.region_count = soc_memory_region_count;
+    idf_tables.heap_alignment = 4;
+    return &idf_tables;
 #endif
 }
 
 static size_t firmware_reserved(const soc_reserved_region_t **out)
 {
-    *out = soc_reserved_memory_region_start;
-    if (soc_reserved_memory_region_start == NULL || soc_reserved_memory_region_end == NULL)
-        return 0;
-    return (size_t)(soc_reserved_memory_region_end - soc_reserved_memory_region_start);
+    const soc_reserved_region_t *a = soc_reserved_memory_region_start, *b = soc_reserved_memory_region_end;
+    if (a == NULL || b == NULL) {
+        a = __start_capheap_reserved_regions;
+        b = __stop_capheap_reserved_regions;
+    }
+    *out = a;
+    return a != NULL && b != NULL ? (size_t)(b - a) : 0;
 }
 
 static void init_failed(const char *what, esp_err_t err)
