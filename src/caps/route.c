@@ -314,8 +314,7 @@ void *heap_caps_malloc(size_t size, uint32_t caps)
                 void *p = multi_heap_malloc(CH_ACQUIRE(h->heap), size);
                 if (CH_LIKELY(p != NULL))
                     return p;
-                if (h->alias == 0)
-                    note_failure(h, size);
+                note_failure(h, size);
             }
         }
     }
@@ -413,7 +412,7 @@ static ch_heap_t *owner(void **ptr, bool *alias, const char *what)
     return h;
 }
 
-void heap_caps_free(void *ptr)
+static void free_slow(void *ptr)
 {
     if (ptr == NULL)
         return;
@@ -423,6 +422,25 @@ void heap_caps_free(void *ptr)
         multi_heap_free(h->heap, ptr);
         ch_touched(h);
     }
+}
+
+void heap_caps_free(void *ptr)
+{
+#if !CH_COMPACT
+    /* Fast path: the pointer's page is in free()'s cache (NULL and IRAM alias
+     * pointers never are: their pages are in no heap). */
+    uintptr_t p = (uintptr_t)ptr, page = p >> CH_FCACHE_SHIFT;
+    uintptr_t e = CH_LOAD(ch_g.fcache[page % CH_FCACHE]);
+    if (CH_LIKELY((e >> 8) == (page & (UINTPTR_MAX >> 8)))) {
+        ch_heap_t *h = &ch_g.heaps[(e & 0xFFu) % CAPHEAP_MAX_HEAPS];
+        if (CH_LIKELY(p - h->start < h->span)) {
+            ch_touched(h);
+            multi_heap_free(h->heap, ptr);
+            return;
+        }
+    }
+#endif
+    free_slow(ptr);
 }
 
 size_t heap_caps_get_allocated_size(void *ptr)
@@ -437,7 +455,8 @@ size_t heap_caps_get_allocated_size(void *ptr)
     return alias ? (n > 4u ? n - 4u : 0) : n;
 }
 
-static void *realloc_base(void *ptr, size_t size, uint32_t caps)
+/* realloc with caps; tried_in_place: the caller already tried multi_heap_realloc in ptr's heap. */
+static void *realloc_move(void *ptr, size_t size, uint32_t caps, bool tried_in_place)
 {
     request_t q = ch_prepare(size, 0, caps);
     if (q.bad != CAPHEAP_FIT_OK)
@@ -447,7 +466,7 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
     ch_heap_t *h = owner(&ptr, &alias, CH_FOREIGN);
     if (h == NULL)
         return NULL;
-    if (!alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
+    if (!tried_in_place && !alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
         void *p = multi_heap_realloc(h->heap, ptr, q.size);
         if (p != NULL) {
             ch_touched(h);
@@ -463,8 +482,30 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
     return p;
 }
 
+static void *realloc_base(void *ptr, size_t size, uint32_t caps)
+{
+    return realloc_move(ptr, size, caps, false);
+}
+
 void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
 {
+#if !CH_COMPACT
+    /* Fast path: plain caps, the block's page in free()'s cache, its heap has
+     * the caps: multi_heap's realloc (in place, or moved within the heap). */
+    uintptr_t pv = (uintptr_t)ptr, page = pv >> CH_FCACHE_SHIFT;
+    uintptr_t e = CH_LOAD(ch_g.fcache[page % CH_FCACHE]);
+    if (CH_LIKELY((caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT)) == 0 &&
+                  size - 1u < ch_g.size_max && (e >> 8) == (page & (UINTPTR_MAX >> 8)))) {
+        ch_heap_t *h = &ch_g.heaps[(e & 0xFFu) % CAPHEAP_MAX_HEAPS];
+        if (CH_LIKELY(pv - h->start < h->span && (h->all & caps) == caps)) {
+            ch_touched(h);
+            void *p = multi_heap_realloc(h->heap, ptr, size);
+            if (p == NULL && (p = realloc_move(ptr, size, caps, true)) == NULL)
+                failed(size, caps, 0, "heap_caps_realloc");
+            return p;
+        }
+    }
+#endif
     if (ptr == NULL)
         return heap_caps_malloc(size, caps);
     if (size == 0) {
