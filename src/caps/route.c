@@ -29,6 +29,8 @@
 #include "caps/caps_private.h"
 #include "capheap/heap.h"
 #include "capheap/report.h"
+#include "debug/debug_hooks.h"
+#include "port/port_private.h"
 
 static esp_alloc_failed_hook_t failed_cb;
 static bool extmem_on;
@@ -262,8 +264,10 @@ static void *alloc_request(const request_t *q)
         if ((h->all & q->caps) != q->caps)
             continue; /* torn by a concurrent refill */
         void *p = try_heap(h, q);
-        if (p != NULL)
+        if (p != NULL) {
+            CH_DEBUG_ALLOC(p, q->size, q->caps);
             return p;
+        }
     }
     return NULL;
 }
@@ -284,6 +288,16 @@ static void failed(size_t size, uint32_t caps, size_t align, const char *fn)
         cb(size, caps, fn);
     if (ext != NULL)
         ext(size, caps, align, fn);
+#if CAPHEAP_ABORT_WHEN_ALLOCATION_FAILS
+    /* ESP-IDF's 47-character message, built without printf (ISR-safe). */
+    char msg[] = "Mem alloc fail. size 0x00000000 caps 0x00000000";
+    for (unsigned i = 0; i < 8; i++) {
+        msg[30 - i] = "0123456789abcdef"[((uint32_t)size >> (4u * i)) & 0xFu];
+        msg[46 - i] = "0123456789abcdef"[(caps >> (4u * i)) & 0xFu];
+    }
+    capheap_printf("%s\n", msg);
+    capheap_port_abort_now(msg);
+#endif
 }
 
 static void *malloc_slow(size_t size, uint32_t caps)
@@ -312,8 +326,10 @@ void *heap_caps_malloc(size_t size, uint32_t caps)
                 if (CH_UNLIKELY(floor != SIZE_MAX))
                     CH_STORE(h->floor, SIZE_MAX); /* size < floor: it fits, the heap changes */
                 void *p = multi_heap_malloc(CH_ACQUIRE(h->heap), size);
-                if (CH_LIKELY(p != NULL))
+                if (CH_LIKELY(p != NULL)) {
+                    CH_DEBUG_ALLOC(p, size, caps);
                     return p;
+                }
                 note_failure(h, size);
             }
         }
@@ -417,10 +433,12 @@ static void free_slow(void *ptr)
     if (ptr == NULL)
         return;
     bool alias;
+    void *user = ptr;
     ch_heap_t *h = owner(&ptr, &alias, CH_FOREIGN);
     if (h != NULL) {
         multi_heap_free(h->heap, ptr);
         ch_touched(h);
+        CH_DEBUG_FREE(user);
     }
 }
 
@@ -436,6 +454,7 @@ void heap_caps_free(void *ptr)
         if (CH_LIKELY(p - h->start < h->span)) {
             ch_touched(h);
             multi_heap_free(h->heap, ptr);
+            CH_DEBUG_FREE(ptr);
             return;
         }
     }
@@ -470,6 +489,7 @@ static void *realloc_move(void *ptr, size_t size, uint32_t caps, bool tried_in_p
         void *p = multi_heap_realloc(h->heap, ptr, q.size);
         if (p != NULL) {
             ch_touched(h);
+            CH_DEBUG_REALLOC(user, p, q.size, q.caps);
             return p;
         }
     }
@@ -500,7 +520,9 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
         if (CH_LIKELY(pv - h->start < h->span && (h->all & caps) == caps)) {
             ch_touched(h);
             void *p = multi_heap_realloc(h->heap, ptr, size);
-            if (p == NULL && (p = realloc_move(ptr, size, caps, true)) == NULL)
+            if (p != NULL)
+                CH_DEBUG_REALLOC(ptr, p, size, caps);
+            else if ((p = realloc_move(ptr, size, caps, true)) == NULL)
                 failed(size, caps, 0, "heap_caps_realloc");
             return p;
         }
