@@ -26,6 +26,11 @@
 void capheap_debug_alloc(void *ptr, size_t size, uint32_t caps);
 void capheap_debug_free(void *ptr);
 void capheap_debug_realloc(void *old_ptr, void *new_ptr, size_t size, uint32_t caps);
+/* Consumers (each defined only when its option is on). */
+void ch_trace_alloc(void *ptr, size_t size, uint32_t caps); /* src/debug/trace.c */
+void ch_trace_free(void *ptr);
+void ch_task_alloc(void *ptr, size_t size, uint32_t caps);  /* src/debug/task_info.c */
+void ch_task_free(void *ptr);
 #define CH_DEBUG_ALLOC(p, size, caps) capheap_debug_alloc((p), (size), (caps))
 #define CH_DEBUG_FREE(p) capheap_debug_free(p)
 #define CH_DEBUG_REALLOC(old, p, size, caps) capheap_debug_realloc((old), (p), (size), (caps))
