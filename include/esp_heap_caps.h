@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capheap/config.h"
 #include "esp_err.h"
 #include "multi_heap.h"
 
@@ -83,6 +84,19 @@ typedef struct walker_block_info {
 /** Walk callback; return false to stop walking the current heap (the next heap is still walked). */
 typedef bool (*heap_caps_walker_cb_t)(walker_heap_into_t heap_info, walker_block_info_t block_info,
                                       void *user_data);
+
+#ifdef CONFIG_HEAP_USE_HOOKS
+/**
+ * Hooks (build option CAPHEAP_USE_HOOKS): define them in your program and
+ * heap_caps calls them. alloc: after every successful allocation, with the
+ * user pointer and the size and caps after adjustment (an in-place realloc
+ * calls it once with the new size; calloc before zeroing). free: after the
+ * block went back, not for NULL. They run inside the allocation path (any
+ * thread, possibly an ISR on a target): keep them short, never allocate.
+ */
+void esp_heap_trace_alloc_hook(void *ptr, size_t size, uint32_t caps);
+void esp_heap_trace_free_hook(void *ptr);
+#endif
 
 /* ---- failure callback ---------------------------------------------------- */
 
