@@ -56,6 +56,7 @@ bench:
 	else \
 		echo "make bench: bench/run.sh does not exist yet" >&2; exit 1; \
 	fi
+	@if [ -f bench/preload.sh ]; then bash bench/preload.sh $(abspath $(BENCH_DIR)); fi
 
 size:
 	bash scripts/size.sh $(SIZE_DIR)

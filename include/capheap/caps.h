@@ -126,11 +126,21 @@ int capheap_heap_find(const void *ptr);
 
 /**
  * Take every heap's lock and the registry lock, in a fixed order (and release
- * them). For fork(): pthread_atfork(lock_all, unlock_all, unlock_all) leaves
- * the child with consistent heaps. Recursive locks: the caller may already hold one.
+ * them). For fork(): pthread_atfork(capheap_caps_lock_all, capheap_caps_unlock_all,
+ * capheap_caps_unlock_all_child) leaves the child with consistent heaps.
+ * Recursive locks: the caller may already hold one.
  */
 void capheap_caps_lock_all(void);
 void capheap_caps_unlock_all(void);
+
+/**
+ * The child's side of capheap_caps_unlock_all(), for pthread_atfork's child
+ * handler: the child's only thread is not the thread that took the locks in
+ * the parent (it has a new thread id, and a recursive mutex refuses an unlock
+ * from a non-owner with EPERM), so every lock is re-initialised instead of
+ * released. Host port; on bare metal the same as capheap_caps_unlock_all().
+ */
+void capheap_caps_unlock_all_child(void);
 
 #ifdef __cplusplus
 }

@@ -552,3 +552,16 @@ void capheap_caps_unlock_all(void)
 #endif
     ch_unlock();
 }
+
+void capheap_caps_unlock_all_child(void)
+{
+#if CAPHEAP_PORT_HOST
+    for (size_t i = 0; i < ch_g.n; i++)
+        if (ch_g.heaps[i].heap != NULL)
+            (void)capheap_lock_init(&ch_g.heaps[i].lock);
+    capheap_lock_t fresh = {PTHREAD_MUTEX_INITIALIZER};
+    registry_lock = fresh;
+#else
+    capheap_caps_unlock_all();
+#endif
+}

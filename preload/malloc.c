@@ -1,0 +1,254 @@
+/*
+ * malloc.c - the C allocation API of libcapheap_malloc.so, for LD_PRELOAD.
+ *
+ *   LD_PRELOAD=/path/to/libcapheap_malloc.so python3 script.py
+ *
+ * WHAT IT IS
+ *
+ * The whole glibc allocation family - malloc, free, calloc, realloc,
+ * reallocarray, memalign, posix_memalign, aligned_alloc, valloc, pvalloc,
+ * malloc_usable_size - on capheap's heap_caps, through the same libc policy
+ * ESP-IDF's newlib glue uses on a chip (spec section 0):
+ *
+ *   malloc, calloc           heap_caps_malloc_default
+ *   realloc, reallocarray    heap_caps_realloc_default
+ *   memalign and friends     heap_caps_aligned_alloc_default (alignment > 16)
+ *   free                     heap_caps_free
+ *   malloc_usable_size       heap_caps_get_allocated_size
+ *
+ * The heaps are regions mmap'd at run time and registered with
+ * capheap_caps_add_region (region.c); when heap_caps cannot serve a request,
+ * region.c adds a region and the call is tried again (the loop in with_growth
+ * below). Only these eleven functions leave the shared object: everything else
+ * is hidden (-fvisibility=hidden plus exports.map), so capheap's own
+ * heap_caps_* symbols never interpose on a program that has its own.
+ *
+ * SEMANTICS: GLIBC'S, WHERE ESP-IDF'S DIFFER
+ *
+ * Host programs are written against glibc, so where ESP-IDF's libc glue and
+ * glibc disagree, this file does what glibc does:
+ *
+ *   malloc(0)              a unique pointer (1 byte is allocated), not NULL
+ *   realloc(p, 0)          frees p, returns NULL; realloc(NULL, n) = malloc(n)
+ *   calloc(n, s) overflow  NULL, errno ENOMEM; calloc(0, s) = malloc(0)
+ *   reallocarray overflow  NULL, errno ENOMEM, p untouched
+ *   posix_memalign         EINVAL (alignment not a power of two or not a
+ *                          multiple of sizeof(void *)), ENOMEM; never sets
+ *                          errno, never writes *out on failure; size 0 gives
+ *                          a unique pointer (ESP-IDF: NULL)
+ *   aligned_alloc          alignment not a power of two: NULL, EINVAL (C17,
+ *                          glibc >= 2.38)
+ *   memalign               a non-power-of-two alignment is rounded up to the
+ *                          next power of two, as glibc does; one above
+ *                          SIZE_MAX / 2 + 1 is EINVAL
+ *   valloc(n)              memalign(page, n); pvalloc rounds n up to pages
+ *                          (pvalloc(0): one page)
+ *   malloc_usable_size     the block's real capacity (ESP-IDF: stub 0);
+ *                          NULL gives 0
+ *   every failure          errno = ENOMEM (POSIX)
+ *
+ * free() of a pointer no heap owns (or a double free, an interior pointer)
+ * is what heap_caps_free() does everywhere: a report on stderr and abort().
+ * glibc's "free(): invalid pointer" is the same outcome.
+ *
+ * COST
+ *
+ * On the fast path, one load of the region generation and one direct call
+ * (hidden symbols need no PLT) on top of heap_caps. Nothing here takes a lock;
+ * heap_caps locks the one heap it uses.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* memalign, pvalloc, valloc, reallocarray, malloc_usable_size */
+#endif
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capheap/config.h"
+#include "esp_heap_caps.h"
+#include "preload.h"
+
+#define PRELOAD_API __attribute__((visibility("default")))
+
+#if defined(__GNUC__)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#else
+#define LIKELY(x) (x)
+#endif
+
+/* Growth retries per call: each retry either follows a new region or the dry
+ * run's "it fits now"; this only stops a livelock, it never bounds a working
+ * program (a region is added at most once per call and the registry is finite). */
+#define MAX_RETRIES (CAPHEAP_MAX_HEAPS + 4)
+
+static bool is_pow2(size_t x)
+{
+    return x != 0 && (x & (x - 1u)) == 0;
+}
+
+/* size at alignment (alignments up to CAPHEAP_PRELOAD_ALIGN are the plain
+ * path), growing the heaps until it fits or cannot. errno ENOMEM on failure. */
+static void *alloc_grow(size_t size, size_t alignment)
+{
+    for (unsigned tries = 0; tries < MAX_RETRIES; tries++) {
+        unsigned seen = capheap_preload_generation();
+        if (LIKELY(seen != 0)) {
+            void *p = alignment <= CAPHEAP_PRELOAD_ALIGN ? heap_caps_malloc_default(size)
+                                                         : heap_caps_aligned_alloc_default(alignment, size);
+            if (LIKELY(p != NULL))
+                return p;
+        }
+        if (!capheap_preload_grow(size, alignment, seen))
+            break;
+    }
+    errno = ENOMEM;
+    return NULL;
+}
+
+static void *alloc_plain(size_t size)
+{
+    if (LIKELY(size != 0 && capheap_preload_generation() != 0)) {
+        void *p = heap_caps_malloc_default(size);
+        if (LIKELY(p != NULL))
+            return p;
+    }
+    return alloc_grow(size == 0 ? 1 : size, 0);
+}
+
+/* memalign's core: alignment a power of two; size 0 is a unique pointer. */
+static void *alloc_aligned(size_t alignment, size_t size)
+{
+    if (size == 0)
+        size = 1;
+    if (alignment <= CAPHEAP_PRELOAD_ALIGN)
+        return alloc_plain(size);
+    return alloc_grow(size, alignment);
+}
+
+PRELOAD_API void *malloc(size_t size)
+{
+    return alloc_plain(size);
+}
+
+PRELOAD_API void free(void *ptr)
+{
+    if (ptr != NULL)
+        heap_caps_free(ptr);
+}
+
+PRELOAD_API void *calloc(size_t n, size_t size)
+{
+    size_t total;
+#if defined(__GNUC__)
+    if (__builtin_mul_overflow(n, size, &total)) {
+#else
+    total = n * size;
+    if (size != 0 && total / size != n) {
+#endif
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = alloc_plain(total);
+    if (p != NULL)
+        memset(p, 0, total);
+    return p;
+}
+
+PRELOAD_API void *realloc(void *ptr, size_t size)
+{
+    if (ptr == NULL)
+        return alloc_plain(size);
+    if (size == 0) {
+        heap_caps_free(ptr);
+        return NULL;
+    }
+    /* ptr non-NULL: a heap exists, so the generation is non-zero. */
+    for (unsigned tries = 0; tries < MAX_RETRIES; tries++) {
+        unsigned seen = capheap_preload_generation();
+        void *p = heap_caps_realloc_default(ptr, size);
+        if (LIKELY(p != NULL))
+            return p;
+        if (!capheap_preload_grow(size, 0, seen))
+            break;
+    }
+    errno = ENOMEM; /* ptr is untouched */
+    return NULL;
+}
+
+PRELOAD_API void *reallocarray(void *ptr, size_t n, size_t size)
+{
+    size_t total;
+#if defined(__GNUC__)
+    if (__builtin_mul_overflow(n, size, &total)) {
+#else
+    total = n * size;
+    if (size != 0 && total / size != n) {
+#endif
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(ptr, total);
+}
+
+PRELOAD_API void *memalign(size_t alignment, size_t size)
+{
+    if (!is_pow2(alignment)) {
+        /* glibc rounds up to the next power of two; above the largest one, EINVAL. */
+        const size_t top = ((size_t)SIZE_MAX >> 1) + 1u;
+        if (alignment > top) {
+            errno = EINVAL;
+            return NULL;
+        }
+        size_t a = 1;
+        while (a < alignment)
+            a <<= 1;
+        alignment = a;
+    }
+    return alloc_aligned(alignment, size);
+}
+
+PRELOAD_API void *aligned_alloc(size_t alignment, size_t size)
+{
+    if (!is_pow2(alignment)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return alloc_aligned(alignment, size);
+}
+
+PRELOAD_API int posix_memalign(void **out, size_t alignment, size_t size)
+{
+    if (!is_pow2(alignment) || alignment % sizeof(void *) != 0)
+        return EINVAL;
+    int saved = errno; /* posix_memalign reports through its result only */
+    void *p = alloc_aligned(alignment, size);
+    errno = saved;
+    if (p == NULL)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+PRELOAD_API void *valloc(size_t size)
+{
+    return alloc_aligned(capheap_preload_page_size(), size);
+}
+
+PRELOAD_API void *pvalloc(size_t size)
+{
+    size_t page = capheap_preload_page_size();
+    if (size > SIZE_MAX - (page - 1u)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t rounded = (size + page - 1u) & ~(page - 1u);
+    return alloc_aligned(page, rounded == 0 ? page : rounded);
+}
+
+PRELOAD_API size_t malloc_usable_size(void *ptr)
+{
+    return ptr == NULL ? 0 : heap_caps_get_allocated_size(ptr);
+}
