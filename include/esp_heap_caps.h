@@ -168,7 +168,7 @@ void *heap_caps_aligned_alloc_default(size_t alignment, size_t size);
 size_t heap_caps_get_total_size(uint32_t caps);
 /** Sum of free bytes of matching heaps. */
 size_t heap_caps_get_free_size(uint32_t caps);
-/** Sum of the per-heap low-water marks (heaps added after start-up count from their registration). */
+/** Sum of the per-heap low-water marks (a heap added after start-up starts at 0, as in ESP-IDF, so it does not inflate the sum). */
 size_t heap_caps_get_minimum_free_size(uint32_t caps);
 /** Largest size heap_caps_malloc(size, caps) satisfies now (capheap: exact, not rounded down). O(H). */
 size_t heap_caps_get_largest_free_block(uint32_t caps);

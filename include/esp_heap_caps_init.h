@@ -38,7 +38,8 @@ esp_err_t heap_caps_add_region(intptr_t start, intptr_t end);
 
 /**
  * Register [start, end) as a heap with caps[0..2] (priorities 0..2).
- * ESP_ERR_INVALID_ARG: caps NULL, end <= start, start not 4-aligned.
+ * ESP_ERR_INVALID_ARG: caps NULL, end <= start. (A start that is not 4-aligned
+ * is rounded up, as ESP-IDF's multi_heap_register does.)
  * ESP_FAIL: the range straddles the start or end of a listed heap, or equals one
  * (nesting inside a heap, adjacency and disjoint ranges are allowed).
  * ESP_ERR_NO_MEM: all CAPHEAP_MAX_HEAPS descriptors are in use.

@@ -119,36 +119,23 @@ size_t capheap_preload_page_size(void)
 /* The child cannot *release* the heap locks the parent's thread took: it is a
  * new thread (new thread id) and the heap locks are recursive mutexes, which
  * refuse an unlock from a non-owner (EPERM) and stay locked for ever. So the
- * child re-initialises them, with capheap_caps_unlock_all_child(). A core
- * without that function (weak reference: NULL) gets the fallback: heap locks
- * are not taken across fork at all, which is right for a fork from a single-
- * threaded process and a race (a child inheriting a lock held by another
- * thread) otherwise. See docs/preload.md, "fork". */
-extern void capheap_caps_unlock_all_child(void) __attribute__((weak));
-
-static bool fork_locks_heaps(void)
-{
-    return capheap_caps_unlock_all_child != NULL;
-}
-
+ * child re-initialises them with capheap_caps_unlock_all_child(). See
+ * docs/preload.md, "fork". */
 static void fork_prepare(void)
 {
     (void)pthread_mutex_lock(&grow_mutex);
-    if (fork_locks_heaps())
-        capheap_caps_lock_all();
+    capheap_caps_lock_all();
 }
 
 static void fork_parent(void)
 {
-    if (fork_locks_heaps())
-        capheap_caps_unlock_all();
+    capheap_caps_unlock_all();
     (void)pthread_mutex_unlock(&grow_mutex);
 }
 
 static void fork_child(void)
 {
-    if (fork_locks_heaps())
-        capheap_caps_unlock_all_child();
+    capheap_caps_unlock_all_child();
     /* Same reason: re-initialise rather than unlock. */
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     grow_mutex = fresh;

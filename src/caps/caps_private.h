@@ -184,6 +184,7 @@ static inline uint32_t ch_selector(uint32_t caps)
 /* A request after spec 2.6 steps 1-4 (hardware alignment, size checks, EXEC, 32BIT). */
 typedef struct {
     size_t size, align;       /* align 0: the heap's own */
+    size_t round;             /* the hardware step rounded size to this (0: not rounded) */
     uint32_t caps;
     capheap_fit_reason_t bad; /* CAPHEAP_FIT_OK if the request may go to the heaps */
 } request_t;
@@ -198,8 +199,9 @@ size_t ch_candidates(uint32_t caps, uint8_t *list);
 /* Called on a failed allocation when an extended callback is installed (fit.c). */
 extern void (*ch_failed_ext)(size_t size, uint32_t caps, size_t align, const char *fn);
 
-/* Largest request heap h serves at alignment (0: the heap's own), for caps. */
-size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps);
+/* Largest request heap h serves at alignment (0: the heap's own), for caps,
+ * rounded down to round when the request's size is rounded (0: not). */
+size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps, size_t round);
 
 /* Undo an IRAM alias: the DRAM pointer of p, or p itself. */
 void *ch_unalias(void *p, bool *was_alias);

@@ -22,7 +22,7 @@ bool capheap_would_fit(size_t size, uint32_t caps, size_t alignment, capheap_fit
         a.candidates = n;
         for (size_t i = 0; i < n && a.heap_index < 0; i++) {
             const ch_heap_t *h = &ch_g.heaps[list[i]];
-            size_t l = ch_largest(h, q.align, q.caps), l0 = ch_largest(h, 0, q.caps);
+            size_t l = ch_largest(h, q.align, q.caps, q.round), l0 = ch_largest(h, 0, q.caps, q.round);
             a.largest_block = l > a.largest_block ? l : a.largest_block;
             plain = l0 > plain ? l0 : plain;
             if (q.size <= l) {
@@ -50,7 +50,7 @@ size_t capheap_get_largest_free_block_aligned(uint32_t caps, size_t alignment)
     uint8_t list[CAPHEAP_MAX_HEAPS];
     size_t n = ch_candidates(q.caps, list), best = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t l = ch_largest(&ch_g.heaps[list[i]], q.align, q.caps);
+        size_t l = ch_largest(&ch_g.heaps[list[i]], q.align, q.caps, q.round);
         best = l > best ? l : best;
     }
     return best < ch_g.size_max ? best : ch_g.size_max;

@@ -115,7 +115,7 @@ static size_t max_sz(size_t a, size_t b)
 /* Spec 2.6 steps 1-4, with the hardware step of chips.md 0.3. */
 request_t ch_prepare(size_t size, size_t align, uint32_t caps)
 {
-    request_t q = {size, align, caps, CAPHEAP_FIT_OK};
+    request_t q = {size, align, 0, caps, CAPHEAP_FIT_OK};
     const capheap_chip_t *chip = ch_g.chip;
     if (size == 0) {
         q.bad = CAPHEAP_FIT_ZERO_SIZE;
@@ -126,9 +126,9 @@ request_t ch_prepare(size_t size, size_t align, uint32_t caps)
         return q;
     }
     if ((caps & CH_HW_CAPS) && chip != NULL) {
-        size_t a = align;
-        if (caps & (MALLOC_CAP_DMA | MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED))
-            a = max_sz(a, (caps & MALLOC_CAP_SPIRAM) ? chip->cache_line_external : chip->cache_line_internal);
+        /* chips.md 0.3: any of these caps aligns to the cache line in front of
+         * the memory the request targets (external with SPIRAM, else internal). */
+        size_t a = max_sz(align, (caps & MALLOC_CAP_SPIRAM) ? chip->cache_line_external : chip->cache_line_internal);
         if (caps & MALLOC_CAP_DMA_DESC_AXI)
             a = max_sz(a, chip->dma_desc_axi_alignment);
         if (caps & MALLOC_CAP_SIMD)
@@ -145,6 +145,7 @@ request_t ch_prepare(size_t size, size_t align, uint32_t caps)
             }
             size = (size + a - 1u) & ~(a - 1u);
             align = a;
+            q.round = a;
         }
     } else if (caps & (MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED)) {
         /* No chip: nothing to align to, but the virtual caps still go. */
@@ -194,7 +195,9 @@ static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size
     uintptr_t base = inverted ? a->iram_low + a->dram_high : a->iram_low - a->dram_low;
     if (align > 4u && (base & (align - 1u)) != 0)
         return NULL; /* the alias moves addresses by a non-multiple of the alignment */
-    uint8_t *d = align > 4u ? multi_heap_aligned_alloc_offs(mh, need, align, inverted ? cap : 4u)
+    /* The user pointer is the alias word + 4: linear, the first DRAM word + 4;
+     * inverted, the alias of the last DRAM word + 4, i.e. base - (d + cap - 4). */
+    uint8_t *d = align > 4u ? multi_heap_aligned_alloc_offs(mh, need, align, inverted ? cap - 4u : 4u)
                             : multi_heap_malloc(mh, need);
     if (d == NULL)
         return NULL;
@@ -237,7 +240,7 @@ static void *try_heap(ch_heap_t *h, const request_t *q)
     return p;
 }
 
-size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps)
+size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps, size_t round)
 {
     multi_heap_handle_t mh = CH_ACQUIRE(h->heap);
     if (mh == NULL)
@@ -246,8 +249,8 @@ size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps)
     size_t r = capheap_heap_largest_request(mh, a);
     if (h->alias != 0 && (caps & MALLOC_CAP_EXEC))
         r = r > 8u ? ((r - 4u) & ~(size_t)3u) : 0; /* the hidden word */
-    if (a > 4u)
-        r &= ~(a - 1u); /* the hardware step rounds sizes up to the alignment */
+    if (round > 1u)
+        r &= ~(round - 1u); /* the hardware step rounds sizes up to its alignment */
     return r;
 }
 
@@ -528,13 +531,11 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
         }
     }
 #endif
-    if (ptr == NULL)
-        return heap_caps_malloc(size, caps);
-    if (size == 0) {
+    if (ptr != NULL && size == 0) {
         heap_caps_free(ptr);
         return NULL;
     }
-    void *p = realloc_base(ptr, size, caps);
+    void *p = ptr == NULL ? alloc_base(size, 0, caps) : realloc_base(ptr, size, caps);
     if (p == NULL)
         failed(size, caps, 0, "heap_caps_realloc");
     return p;

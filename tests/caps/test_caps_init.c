@@ -1,0 +1,642 @@
+/*
+ * test_caps_init.c - building heaps: capheap_caps_init() from a custom chip
+ * (spec 2.2-2.4) and registration at run time (spec 1.2, 2.5).
+ *
+ * The chip's regions are slices of cf_arena (caps_fixture.h), described at run
+ * time. Covered:
+ *  - carving by reservations: trim start, trim end, hole punch, full cover,
+ *    pieces of 16 bytes or less dropped, reservation starts rounded down and
+ *    ends rounded up to 4, unsorted reservations, the chip's own reservations
+ *    together with the extra ones, overlapping reservations (ESP_FAIL),
+ *    start > end (ESP_ERR_INVALID_ARG);
+ *  - coalescing of adjacent regions of the same type and start-up flag, in
+ *    table order only;
+ *  - start-up-stack regions: listed, untouched and invisible until
+ *    heap_caps_enable_nonos_stack_heaps();
+ *  - the size-sorted list with ESP-IDF's tie rule, names and caps of heaps;
+ *  - second init (ESP_ERR_INVALID_STATE), reset then init, bad arguments,
+ *    more heaps than CAPHEAP_MAX_HEAPS (ESP_ERR_NO_MEM);
+ *  - heap_caps_add_region_with_caps(): argument errors, ESP-IDF's overlap rule
+ *    (straddling start or end, exact duplicate rejected; nested, adjacent,
+ *    disjoint accepted), a region too small, all descriptors in use, the
+ *    exported heap_caps_check_add_region_allowed() (start 0 included);
+ *  - heap_caps_add_region(): the caps of the chip region containing start,
+ *    ESP_ERR_NOT_FOUND elsewhere.
+ *
+ *  - soc_get_available_memory_regions() and its max count, which describe the
+ *    chip capheap_caps_init() was given (carved, not coalesced, table order);
+ *  - heap_caps_init() on a host build without a selected chip, and after
+ *    capheap_caps_init(): reported, then the port's abort.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "support.h"
+#include "caps_fixture.h"
+
+#define KIB 1024u
+#define CAPS_A0 (MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT)
+#define CAPS_A1 (MALLOC_CAP_INTERNAL | MALLOC_CAP_32BIT)
+
+/* Listed heaps as [start, end) pairs, in list order. */
+static void expect_heaps(const intptr_t *bounds, size_t n)
+{
+    if (capheap_heap_count() != n) {
+        for (size_t i = 0; i < capheap_heap_count(); i++) {
+            capheap_heap_desc_t d = cf_desc(i);
+            print_message("  heap %zu: [%p, %p) %s\n", i, (void *)d.start, (void *)d.end, d.name);
+        }
+        fail_msg("%zu heaps listed, expected %zu", capheap_heap_count(), n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        capheap_heap_desc_t d = cf_desc(i);
+        if (d.start != bounds[2 * i] || d.end != bounds[2 * i + 1]) {
+            fail_msg("heap %zu is [arena+%td, arena+%td), expected [arena+%td, arena+%td)", i,
+                     d.start - cf_at(0), d.end - cf_at(0), bounds[2 * i] - cf_at(0), bounds[2 * i + 1] - cf_at(0));
+        }
+    }
+}
+
+/* One type, one region of 8 KiB at offset 4096, plus the given extra reservations. */
+static esp_err_t one_region(const soc_reserved_region_t *res, size_t n)
+{
+    capheap_caps_reset();
+    cf_chip_begin("carve");
+    size_t t = cf_chip_type("RAM", CAPS_A0, CAPS_A1, 0);
+    cf_chip_region(cf_at(4096), 8u * KIB, t, false);
+    return cf_chip_init(res, n);
+}
+
+#define R(a, b) {cf_at(a), cf_at(b)}
+
+static void test_carving(void **state)
+{
+    (void)state;
+    const size_t lo = 4096, hi = 4096 + 8 * KIB;
+
+    /* no reservation: the whole region */
+    assert_int_equal(one_region(NULL, 0), ESP_OK);
+    expect_heaps((intptr_t[]){cf_at(lo), cf_at(hi)}, 1);
+    capheap_heap_desc_t d = cf_desc(0);
+    assert_string_equal(d.name, "RAM");
+    assert_int_equal(d.caps[0], CAPS_A0);
+    assert_int_equal(d.caps[1], CAPS_A1);
+    assert_int_equal(d.caps[2], 0);
+    assert_non_null(d.heap);
+    assert_false(d.runtime);
+    assert_ptr_equal(capheap_caps_chip(), &cf_chip.chip);
+
+    /* trim the start; the reservation's end is rounded up to 4 */
+    {
+        soc_reserved_region_t r[] = {R(lo - 64, lo + 101)};
+        assert_int_equal(one_region(r, 1), ESP_OK);
+        expect_heaps((intptr_t[]){cf_at(lo + 104), cf_at(hi)}, 1);
+    }
+    /* trim the end; the reservation's start is rounded down to 4 */
+    {
+        soc_reserved_region_t r[] = {R(hi - 203, hi + 64)};
+        assert_int_equal(one_region(r, 1), ESP_OK);
+        expect_heaps((intptr_t[]){cf_at(lo), cf_at(hi - 204)}, 1);
+    }
+    /* a reservation ending exactly at the start, or starting exactly at the end, changes nothing */
+    {
+        soc_reserved_region_t r[] = {R(lo - 64, lo), R(hi, hi + 64)};
+        assert_int_equal(one_region(r, 2), ESP_OK);
+        expect_heaps((intptr_t[]){cf_at(lo), cf_at(hi)}, 1);
+    }
+    /* a hole punch: two heaps, the smaller listed first */
+    {
+        soc_reserved_region_t r[] = {R(lo + 1001, lo + 2001)};
+        assert_int_equal(one_region(r, 1), ESP_OK);
+        expect_heaps((intptr_t[]){cf_at(lo), cf_at(lo + 1000), cf_at(lo + 2004), cf_at(hi)}, 2);
+    }
+    /* two holes given in reverse address order (sorted first): three pieces */
+    {
+        soc_reserved_region_t r[] = {R(lo + 5000, lo + 5100), R(lo + 1000, lo + 1100)};
+        assert_int_equal(one_region(r, 2), ESP_OK);
+        expect_heaps((intptr_t[]){cf_at(lo), cf_at(lo + 1000), cf_at(lo + 5100), cf_at(hi), cf_at(lo + 1100),
+                                  cf_at(lo + 5000)},
+                     3);
+    }
+    /* full cover drops the region */
+    {
+        soc_reserved_region_t r[] = {R(lo - 4, hi + 4)};
+        assert_int_equal(one_region(r, 1), ESP_OK);
+        assert_int_equal(capheap_heap_count(), 0);
+        assert_int_equal(heap_caps_get_total_size(0), 0);
+        assert_null(heap_caps_malloc(8, MALLOC_CAP_8BIT));
+    }
+    {
+        soc_reserved_region_t r[] = {R(lo, hi)};
+        assert_int_equal(one_region(r, 1), ESP_OK);
+        assert_int_equal(capheap_heap_count(), 0);
+    }
+    /* pieces of 16 bytes or less are dropped (both ends) */
+    {
+        soc_reserved_region_t r[] = {R(lo + 16, lo + 3000), R(hi - 3000, hi - 12)};
+        assert_int_equal(one_region(r, 2), ESP_OK);
+        expect_heaps((intptr_t[]){cf_at(lo + 3000), cf_at(hi - 3000)}, 1);
+    }
+    /* adjacent reservations do not overlap */
+    {
+        soc_reserved_region_t r[] = {R(lo, lo + 100), R(lo + 100, lo + 200)};
+        assert_int_equal(one_region(r, 2), ESP_OK);
+        expect_heaps((intptr_t[]){cf_at(lo + 200), cf_at(hi)}, 1);
+    }
+    /* overlapping reservations: ESP_FAIL, nothing registered */
+    {
+        soc_reserved_region_t r[] = {R(lo, lo + 100), R(lo + 96, lo + 200)};
+        assert_int_equal(one_region(r, 2), ESP_FAIL);
+        assert_int_equal(capheap_heap_count(), 0);
+    }
+    /* ... also when the overlap only appears after rounding to 4 */
+    {
+        soc_reserved_region_t r[] = {R(lo, lo + 97), R(lo + 98, lo + 200)};
+        assert_int_equal(one_region(r, 2), ESP_FAIL);
+    }
+    /* start > end: ESP_ERR_INVALID_ARG */
+    {
+        soc_reserved_region_t r[] = {R(lo + 200, lo + 100)};
+        assert_int_equal(one_region(r, 1), ESP_ERR_INVALID_ARG);
+        assert_int_equal(capheap_heap_count(), 0);
+    }
+    /* the chip's own reservations are applied with the extra ones */
+    {
+        capheap_caps_reset();
+        cf_chip_begin("carve2");
+        size_t t = cf_chip_type("RAM", CAPS_A0, CAPS_A1, 0);
+        cf_chip_region(cf_at(lo), 8u * KIB, t, false);
+        cf_chip_reserve(cf_at(lo), cf_at(lo + 512));
+        soc_reserved_region_t r[] = {R(hi - 512, hi)};
+        assert_int_equal(cf_chip_init(r, 1), ESP_OK);
+        expect_heaps((intptr_t[]){cf_at(lo + 512), cf_at(hi - 512)}, 1);
+        /* a chip reservation overlapping an extra one */
+        capheap_caps_reset();
+        soc_reserved_region_t r2[] = {R(lo + 256, lo + 1024)};
+        assert_int_equal(cf_chip_init(r2, 1), ESP_FAIL);
+    }
+}
+
+static void test_coalescing(void **state)
+{
+    (void)state;
+    cf_chip_begin("coalesce");
+    size_t a = cf_chip_type("A", CAPS_A0, CAPS_A1, 0);
+    size_t b = cf_chip_type("B", CAPS_A0, CAPS_A1, 0); /* same caps, another type: no merge */
+    /* chain of three A: one heap */
+    cf_chip_region(cf_at(0), 4 * KIB, a, false);
+    cf_chip_region(cf_at(4 * KIB), 4 * KIB, a, false);
+    cf_chip_region(cf_at(8 * KIB), 2 * KIB, a, false);
+    /* adjacent, other type */
+    cf_chip_region(cf_at(10 * KIB), 3 * KIB, b, false);
+    /* adjacent, same type, other start-up flag */
+    cf_chip_region(cf_at(13 * KIB), 5 * KIB, b, true);
+    /* adjacent by address but listed in the other order: table order decides */
+    cf_chip_region(cf_at(40 * KIB), 6 * KIB, a, false);
+    cf_chip_region(cf_at(34 * KIB), 6 * KIB, a, false);
+    /* same type, not adjacent */
+    cf_chip_region(cf_at(64 * KIB), 7 * KIB, a, false);
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    /* sizes: 10K, 3K, 5K (stack), 6K (40K), 6K (34K, later: first), 7K */
+    expect_heaps((intptr_t[]){cf_at(10 * KIB), cf_at(13 * KIB), cf_at(13 * KIB), cf_at(18 * KIB), cf_at(34 * KIB),
+                              cf_at(40 * KIB), cf_at(40 * KIB), cf_at(46 * KIB), cf_at(64 * KIB), cf_at(71 * KIB),
+                              cf_at(0), cf_at(10 * KIB)},
+                 6);
+    assert_string_equal(cf_desc(0).name, "B");
+    assert_null(cf_desc(1).heap);
+    assert_string_equal(cf_desc(5).name, "A");
+    /* the merged heap is one heap: a block bigger than any piece fits */
+    void *p = heap_caps_malloc(9 * KIB, MALLOC_CAP_8BIT);
+    assert_non_null(p);
+    assert_int_equal(capheap_heap_find(p), 5);
+    heap_caps_free(p);
+    /* carving then coalescing: a reservation splitting a chain leaves two heaps */
+    capheap_caps_reset();
+    soc_reserved_region_t r[] = {R(4 * KIB - 100, 4 * KIB + 100)};
+    assert_int_equal(cf_chip_init(r, 1), ESP_OK);
+    assert_int_equal(cf_index_of_start(cf_at(0)) >= 0, true);
+    int i2 = cf_index_of_start(cf_at(4 * KIB + 100));
+    assert_true(i2 >= 0);
+    assert_int_equal(cf_desc((size_t)i2).end, cf_at(10 * KIB));
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+static void test_sorted_order_and_ties(void **state)
+{
+    (void)state;
+    cf_chip_begin("sorted");
+    size_t t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    size_t u = cf_chip_type("FAST", MALLOC_CAP_32BIT, CAPS_A0, 0);
+    cf_chip_region(cf_at(0), 8 * KIB, t, false);         /* r0 8K */
+    cf_chip_region(cf_at(16 * KIB), 2 * KIB, u, false);  /* r1 2K */
+    cf_chip_region(cf_at(32 * KIB), 4 * KIB, t, false);  /* r2 4K */
+    cf_chip_region(cf_at(48 * KIB), 2 * KIB, t, false);  /* r3 2K, tie with r1: listed before it */
+    cf_chip_region(cf_at(64 * KIB), 2 * KIB, u, false);  /* r4 2K, before r3 */
+    cf_chip_region(cf_at(80 * KIB), 16 * KIB, u, false); /* r5 16K */
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    expect_heaps((intptr_t[]){cf_at(64 * KIB), cf_at(66 * KIB), cf_at(48 * KIB), cf_at(50 * KIB), cf_at(16 * KIB),
+                              cf_at(18 * KIB), cf_at(32 * KIB), cf_at(36 * KIB), cf_at(0), cf_at(8 * KIB),
+                              cf_at(80 * KIB), cf_at(96 * KIB)},
+                 6);
+    assert_string_equal(cf_desc(0).name, "FAST");
+    assert_string_equal(cf_desc(1).name, "RAM");
+    /* so DEFAULT (prio 0 only in RAM) goes to the 2K RAM heap first */
+    void *p = heap_caps_malloc(64, MALLOC_CAP_DEFAULT);
+    assert_int_equal(capheap_heap_find(p), 1);
+    heap_caps_free(p);
+    /* and 32BIT to the first FAST heap (prio 0) */
+    p = heap_caps_malloc(64, MALLOC_CAP_32BIT);
+    assert_int_equal(capheap_heap_find(p), 0);
+    heap_caps_free(p);
+    /* fresh heaps: free = region - overhead (- one poison overhead) */
+    for (size_t i = 0; i < capheap_heap_count(); i++) {
+        capheap_heap_desc_t d = cf_desc(i);
+        assert_int_equal(multi_heap_free_size(d.heap), (size_t)(d.end - d.start) - capheap_heap_overhead(d.heap) -
+                                                           capheap_heap_poison_overhead(d.heap));
+    }
+}
+
+#define STACK_OFF (100u * KIB)
+#define STACK_BYTES (12u * KIB)
+
+static void test_startup_stack_regions(void **state)
+{
+    (void)state;
+    cf_chip_begin("stack");
+    size_t t = cf_chip_type("RAM", CAPS_A0, CAPS_A1, 0);
+    size_t s = cf_chip_type("STACK", 0, CAPS_A0 | MALLOC_CAP_RETENTION, 0);
+    cf_chip_region(cf_at(0), 8 * KIB, t, false);
+    cf_chip_region(cf_at(STACK_OFF), STACK_BYTES, s, true);
+    /* "live stack frames": nothing may write there before the region is enabled */
+    memset(cf_arena + STACK_OFF, 0x3C, STACK_BYTES);
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+
+    assert_int_equal(capheap_heap_count(), 2);
+    int si = cf_index_of_start(cf_at(STACK_OFF));
+    assert_true(si >= 0);
+    capheap_heap_desc_t d = cf_desc((size_t)si);
+    assert_null(d.heap);
+    assert_int_equal(d.end, cf_at(STACK_OFF + STACK_BYTES));
+    /* invisible to sizes, info and check */
+    assert_int_equal(heap_caps_get_total_size(0), 8 * KIB);
+    assert_int_equal(heap_caps_get_total_size(MALLOC_CAP_RETENTION), 0);
+    assert_int_equal(heap_caps_get_free_size(MALLOC_CAP_RETENTION), 0);
+    assert_int_equal(heap_caps_get_minimum_free_size(MALLOC_CAP_RETENTION), 0);
+    multi_heap_info_t info;
+    heap_caps_get_info(&info, 0);
+    assert_int_equal(info.total_free_bytes, heap_caps_get_free_size(0));
+    assert_false(heap_caps_check_integrity_addr(cf_at(STACK_OFF + 100), false));
+    assert_int_equal(capheap_heap_find(cf_arena + STACK_OFF + 100), -1);
+    ct_capture_begin();
+    heap_caps_dump_all();
+    ct_capture_end();
+    assert_int_equal(ct_capture_count("Showing data for heap"), 1);
+    assert_null(heap_caps_malloc(16, MALLOC_CAP_RETENTION));
+    assert_int_equal(heap_caps_get_largest_free_block(MALLOC_CAP_RETENTION), 0);
+    /* DEFAULT requests never land there, even when the other heap is full */
+    void *big = heap_caps_malloc(heap_caps_get_largest_free_block(MALLOC_CAP_8BIT), MALLOC_CAP_8BIT);
+    assert_non_null(big);
+    assert_null(heap_caps_malloc(64, MALLOC_CAP_8BIT));
+    for (size_t i = 0; i < STACK_BYTES; i++) {
+        if (cf_arena[STACK_OFF + i] != 0x3C) {
+            fail_msg("start-up stack region written at offset %zu before it was enabled", i);
+        }
+    }
+    /* overlap with a listed-but-unregistered heap is still rejected */
+    const uint32_t caps[3] = {MALLOC_CAP_8BIT, 0, 0};
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(STACK_OFF - 1024), cf_at(STACK_OFF + 1024)),
+                     ESP_FAIL);
+
+    heap_caps_enable_nonos_stack_heaps();
+    d = cf_desc((size_t)si);
+    assert_non_null(d.heap);
+    assert_int_equal(heap_caps_get_total_size(0), 8 * KIB + STACK_BYTES);
+    assert_int_equal(heap_caps_get_total_size(MALLOC_CAP_RETENTION), STACK_BYTES);
+    size_t f = heap_caps_get_free_size(MALLOC_CAP_RETENTION);
+    assert_int_equal(f, STACK_BYTES - capheap_heap_overhead(d.heap) - capheap_heap_poison_overhead(d.heap));
+    assert_int_equal(heap_caps_get_minimum_free_size(MALLOC_CAP_RETENTION), f); /* full size as its mark */
+    void *p = heap_caps_malloc(64, MALLOC_CAP_8BIT);
+    assert_non_null(p);
+    assert_int_equal(capheap_heap_find(p), si); /* DEFAULT's other heap is full */
+    assert_true(heap_caps_check_integrity_all(true));
+    heap_caps_free(p);
+    heap_caps_free(big);
+    /* a second call changes nothing */
+    heap_caps_enable_nonos_stack_heaps();
+    assert_int_equal(capheap_heap_count(), 2);
+    assert_int_equal(heap_caps_get_free_size(MALLOC_CAP_RETENTION), f);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+static void test_init_state_and_arguments(void **state)
+{
+    (void)state;
+    cf_chip_begin("state");
+    size_t t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    cf_chip_region(cf_at(0), 8 * KIB, t, false);
+    assert_ptr_equal(capheap_caps_chip(), NULL);
+    assert_int_equal(capheap_caps_init(NULL, NULL, 0), ESP_ERR_INVALID_ARG);
+    assert_int_equal(capheap_caps_init(cf_chip_finish(), NULL, 1), ESP_ERR_INVALID_ARG);
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    void *p = heap_caps_malloc(100, MALLOC_CAP_8BIT);
+    assert_non_null(p);
+    /* a second init is refused and changes nothing */
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_ERR_INVALID_STATE);
+    assert_int_equal(capheap_heap_count(), 1);
+    assert_int_equal(heap_caps_get_allocated_size(p) >= 100, true);
+    heap_caps_free(p);
+    /* reset, then init works again (with another layout) */
+    capheap_caps_reset();
+    assert_ptr_equal(capheap_caps_chip(), NULL);
+    assert_int_equal(capheap_heap_count(), 0);
+    assert_null(heap_caps_malloc(100, MALLOC_CAP_8BIT));
+    cf_chip_region(cf_at(16 * KIB), 4 * KIB, t, false);
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    assert_int_equal(capheap_heap_count(), 2);
+    assert_int_equal(heap_caps_get_total_size(0), 12 * KIB);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+static void test_too_many_heaps(void **state)
+{
+    (void)state;
+    const size_t piece = 1024;
+    assert_true((CAPHEAP_MAX_HEAPS + 1u) * 2u * piece <= CF_ARENA_BYTES);
+    cf_chip_begin("many");
+    size_t t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    for (size_t i = 0; i < CAPHEAP_MAX_HEAPS + 1u; i++) {
+        cf_chip_region(cf_at(i * 2u * piece), piece, t, false); /* gaps: no coalescing */
+    }
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_ERR_NO_MEM);
+    capheap_caps_reset();
+    /* exactly CAPHEAP_MAX_HEAPS is fine, and then no runtime region fits */
+    cf_chip.chip.region_count = CAPHEAP_MAX_HEAPS;
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    assert_int_equal(capheap_heap_count(), CAPHEAP_MAX_HEAPS);
+    const uint32_t caps[3] = {MALLOC_CAP_8BIT, 0, 0};
+    intptr_t s = cf_at((CAPHEAP_MAX_HEAPS + 1u) * 2u * piece);
+    assert_int_equal(heap_caps_add_region_with_caps(caps, s, s + (intptr_t)piece), ESP_ERR_NO_MEM);
+    assert_int_equal(capheap_heap_count(), CAPHEAP_MAX_HEAPS);
+}
+
+/* ---- runtime registration ------------------------------------------------------ */
+
+static void test_add_region_errors(void **state)
+{
+    (void)state;
+    const uint32_t caps[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT, 0, 0};
+    /* before any init: allowed (static descriptors) */
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(0), cf_at(8 * KIB)), ESP_OK);
+    assert_int_equal(capheap_heap_count(), 1);
+    assert_true(cf_desc(0).runtime);
+    void *p = heap_caps_malloc(100, MALLOC_CAP_DEFAULT);
+    assert_non_null(p);
+    heap_caps_free(p);
+
+    assert_int_equal(heap_caps_add_region_with_caps(NULL, cf_at(16 * KIB), cf_at(24 * KIB)), ESP_ERR_INVALID_ARG);
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(24 * KIB), cf_at(16 * KIB)), ESP_ERR_INVALID_ARG);
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(16 * KIB), cf_at(16 * KIB)), ESP_ERR_INVALID_ARG);
+    /* too small to hold a heap */
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(16 * KIB), cf_at(16 * KIB + 16)),
+                     ESP_ERR_INVALID_SIZE);
+    size_t min = capheap_heap_min_region_size(4);
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(16 * KIB), cf_at(16 * KIB) + (intptr_t)min - 4),
+                     ESP_ERR_INVALID_SIZE);
+    assert_int_equal(capheap_heap_count(), 1);
+    /* start 0 is not an argument error (capheap: instruction TCM at 0); an 8-byte
+     * region there is refused for its size. (A real heap at 0 cannot be mapped on a host.) */
+    assert_int_equal(heap_caps_add_region_with_caps(caps, 0, 8), ESP_ERR_INVALID_SIZE);
+    assert_int_equal(capheap_heap_count(), 1);
+    /* the smallest region that works */
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(16 * KIB), cf_at(16 * KIB) + (intptr_t)min), ESP_OK);
+    assert_int_equal(capheap_heap_count(), 2);
+    assert_true(heap_caps_check_integrity_all(true));
+    /* options: alignment and name */
+    capheap_region_options_t opt = {0};
+    opt.alignment = 16;
+    opt.name = "Aligned";
+    const uint32_t c16[3] = {1u << 29, 0, 0};
+    assert_int_equal(capheap_caps_add_region(c16, cf_at(32 * KIB), cf_at(40 * KIB), &opt), ESP_OK);
+    assert_string_equal(cf_desc(0).name, "Aligned");
+    assert_int_equal(capheap_heap_alignment(cf_desc(0).heap), 16);
+    for (size_t n = 1; n < 100; n += 7) {
+        void *q = heap_caps_malloc(n, 1u << 29);
+        assert_non_null(q);
+        assert_int_equal((uintptr_t)q % 16u, 0);
+        heap_caps_free(q);
+    }
+    opt.alignment = 12;
+    assert_int_equal(capheap_caps_add_region(c16, cf_at(48 * KIB), cf_at(56 * KIB), &opt), ESP_ERR_INVALID_ARG);
+    assert_int_equal(capheap_caps_add_region(c16, cf_at(48 * KIB), cf_at(56 * KIB), NULL), ESP_OK);
+    /* a start that is not 4-aligned is rounded up, as ESP-IDF's multi_heap_register does
+     * (esp_heap_caps_init.h): the heap lies inside the range, blocks are aligned */
+    size_t n = capheap_heap_count();
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(64 * KIB + 2), cf_at(72 * KIB)), ESP_OK);
+    assert_int_equal(capheap_heap_count(), n + 1);
+    capheap_heap_desc_t d;
+    assert_true(capheap_heap_get(0, &d)); /* the newest runtime heap comes first */
+    assert_true((uintptr_t)d.heap >= (uintptr_t)cf_at(64 * KIB + 4));
+    assert_true((uintptr_t)d.heap % 4u == 0);
+}
+
+static void test_add_region_overlap_rule(void **state)
+{
+    (void)state;
+    /* the exported rule itself, on made-up addresses (nothing is touched) */
+    const intptr_t hs = 0x10000, he = 0x20000;
+    assert_false(heap_caps_check_add_region_allowed(hs, he, 0x8000, 0x18000));  /* straddles start */
+    assert_false(heap_caps_check_add_region_allowed(hs, he, 0x18000, 0x28000)); /* straddles end */
+    assert_false(heap_caps_check_add_region_allowed(hs, he, hs, he));           /* duplicate */
+    assert_false(heap_caps_check_add_region_allowed(hs, he, 0x8000, 0x28000));  /* covers it */
+    assert_true(heap_caps_check_add_region_allowed(hs, he, 0x12000, 0x18000));  /* nested */
+    assert_true(heap_caps_check_add_region_allowed(hs, he, hs, 0x18000));       /* nested, same start */
+    assert_true(heap_caps_check_add_region_allowed(hs, he, 0x18000, he));       /* nested, same end */
+    assert_true(heap_caps_check_add_region_allowed(hs, he, 0x8000, hs));        /* adjacent below */
+    assert_true(heap_caps_check_add_region_allowed(hs, he, he, 0x28000));       /* adjacent above */
+    assert_true(heap_caps_check_add_region_allowed(hs, he, 0x30000, 0x40000));  /* disjoint */
+    assert_true(heap_caps_check_add_region_allowed(hs, he, 0, 0x8000));         /* start 0 */
+    assert_true(heap_caps_check_add_region_allowed(hs, he, 0, hs));
+    assert_false(heap_caps_check_add_region_allowed(hs, he, 0, 0x18000));
+    assert_false(heap_caps_check_add_region_allowed(0, 0x1000, 0, 0x1000));
+    assert_true(heap_caps_check_add_region_allowed(0, 0x1000, 0, 0x800));
+
+    /* and registration follows it against every listed heap */
+    const uint32_t caps[3] = {MALLOC_CAP_8BIT, 0, 0};
+    const uint32_t mine[3] = {1u << 30, 0, 0};
+    const size_t base = 64 * KIB;
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(base), cf_at(base + 32 * KIB)), ESP_OK);
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(base - 4 * KIB), cf_at(base + 4 * KIB)), ESP_FAIL);
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(base + 28 * KIB), cf_at(base + 36 * KIB)),
+                     ESP_FAIL);
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(base), cf_at(base + 32 * KIB)), ESP_FAIL);
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(base - 4 * KIB), cf_at(base + 36 * KIB)), ESP_FAIL);
+    assert_int_equal(capheap_heap_count(), 1);
+    /* adjacent on both sides */
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(base - 4 * KIB), cf_at(base)), ESP_OK);
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(base + 32 * KIB), cf_at(base + 40 * KIB)), ESP_OK);
+    /* disjoint */
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(base + 64 * KIB), cf_at(base + 72 * KIB)), ESP_OK);
+    assert_int_equal(capheap_heap_count(), 4);
+    /* nested: as ESP-IDF's reserved DMA pool, a block allocated from a heap becomes a heap of its own */
+    int outer = cf_index_of_start(cf_at(base));
+    unsigned char *block = multi_heap_malloc(cf_desc((size_t)outer).heap, 4 * KIB);
+    assert_non_null(block);
+    intptr_t bs = (intptr_t)(uintptr_t)block, be = bs + 4 * KIB;
+    assert_int_equal(heap_caps_add_region_with_caps(mine, bs, be), ESP_OK);
+    assert_int_equal(cf_desc(0).start, bs);
+    /* the nested heap is found first for pointers inside it */
+    void *p = heap_caps_malloc(64, 1u << 30);
+    assert_non_null(p);
+    assert_true(cf_inside(p, 64, bs, be));
+    assert_int_equal(capheap_heap_find(p), 0);
+    assert_int_equal(heap_caps_get_allocated_size(p) >= 64, true);
+    heap_caps_free(p);
+    /* a block from the outer heap is still found in the outer heap */
+    void *q = heap_caps_malloc(64, MALLOC_CAP_8BIT);
+    assert_non_null(q);
+    assert_false(cf_inside(q, 1, bs, be));
+    heap_caps_free(q);
+    /* duplicate of the nested one, straddling its end */
+    assert_int_equal(heap_caps_add_region_with_caps(mine, bs, be), ESP_FAIL);
+    assert_int_equal(heap_caps_add_region_with_caps(mine, be - 64, be + 64), ESP_FAIL);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+static void test_add_region_without_caps(void **state)
+{
+    (void)state;
+    /* no chip: no region can contain start */
+    esp_err_t e = heap_caps_add_region(cf_at(0), cf_at(8 * KIB));
+    assert_true(e == ESP_ERR_NOT_FOUND || e == ESP_ERR_INVALID_STATE);
+    assert_int_equal(capheap_heap_count(), 0);
+
+    cf_chip_begin("addregion");
+    size_t t = cf_chip_type("RAM", CAPS_A0, CAPS_A1, 0);
+    size_t x = cf_chip_type("EXT", MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT);
+    cf_chip_region(cf_at(0), 8 * KIB, t, false);
+    cf_chip_region(cf_at(64 * KIB), 128 * KIB, x, false);
+    cf_chip_reserve(cf_at(64 * KIB), cf_at(192 * KIB)); /* the whole window: added later */
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    assert_int_equal(capheap_heap_count(), 1);
+    assert_int_equal(heap_caps_get_total_size(MALLOC_CAP_SPIRAM), 0);
+
+    /* the caps of the chip region containing start (reservations are not considered) */
+    assert_int_equal(heap_caps_add_region(cf_at(64 * KIB), cf_at(128 * KIB)), ESP_OK);
+    capheap_heap_desc_t d = cf_desc(0);
+    assert_true(d.runtime);
+    assert_int_equal(d.caps[0], MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT);
+    assert_int_equal(d.caps[1], 0);
+    assert_int_equal(d.caps[2], MALLOC_CAP_8BIT | MALLOC_CAP_32BIT);
+    assert_string_equal(d.name, "EXT");
+    void *p = heap_caps_malloc(1000, MALLOC_CAP_SPIRAM);
+    assert_non_null(p);
+    assert_int_equal(capheap_heap_find(p), 0);
+    heap_caps_free(p);
+    /* only start is looked up: end may lie beyond the region */
+    assert_int_equal(heap_caps_add_region(cf_at(188 * KIB), cf_at(200 * KIB)), ESP_OK);
+    assert_int_equal(cf_desc(0).caps[0], MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT);
+    /* start in no region */
+    assert_int_equal(heap_caps_add_region(cf_at(32 * KIB), cf_at(40 * KIB)), ESP_ERR_NOT_FOUND);
+    assert_int_equal(heap_caps_add_region(cf_at(300 * KIB), cf_at(310 * KIB)), ESP_ERR_NOT_FOUND);
+    /* otherwise the errors of add_region_with_caps */
+    assert_int_equal(heap_caps_add_region(cf_at(64 * KIB), cf_at(128 * KIB)), ESP_FAIL);
+    assert_int_equal(heap_caps_add_region(cf_at(130 * KIB), cf_at(129 * KIB)), ESP_ERR_INVALID_ARG);
+    assert_int_equal(capheap_heap_count(), 3);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+static void test_available_regions(void **state)
+{
+    (void)state;
+    soc_memory_region_t out[16];
+    assert_int_equal(soc_get_available_memory_region_max_count(), 0); /* no chip */
+    assert_int_equal(soc_get_available_memory_regions(out), 0);
+
+    cf_chip_begin("avail");
+    size_t t = cf_chip_type("RAM", CAPS_A0, CAPS_A1, 0);
+    size_t u = cf_chip_type("STACK", 0, CAPS_A0, 0);
+    cf_chip_region(cf_at(4 * KIB), 8 * KIB, t, false);  /* [4K, 12K) */
+    cf_chip_region(cf_at(12 * KIB), 4 * KIB, t, false); /* [12K, 16K): adjacent, same type */
+    cf_chip_region(cf_at(32 * KIB), 8 * KIB, u, true);  /* [32K, 40K), start-up stack */
+    cf_chip_reserve(cf_at(4 * KIB), cf_at(4 * KIB + 256));
+    soc_reserved_region_t extra[] = {R(8 * KIB, 8 * KIB + 99), R(36 * KIB, 44 * KIB)};
+    assert_int_equal(cf_chip_init(extra, 2), ESP_OK);
+    assert_int_equal(soc_get_available_memory_region_max_count(), 3 + 1 + 2);
+    size_t n = soc_get_available_memory_regions(out);
+    /* carved, in table order, not coalesced (that is heap_caps_init's step) */
+    const struct {
+        size_t start, size, type;
+        bool stack;
+    } want[] = {
+        {4 * KIB + 256, 4 * KIB - 256, 0, false},
+        {8 * KIB + 100, 4 * KIB - 100, 0, false},
+        {12 * KIB, 4 * KIB, 0, false},
+        {32 * KIB, 4 * KIB, 1, true},
+    };
+    assert_int_equal(n, 4);
+    for (size_t i = 0; i < n; i++) {
+        if (out[i].start != cf_at(want[i].start) || out[i].size != want[i].size) {
+            fail_msg("available region %zu is [arena+%td, +%zu), expected [arena+%zu, +%zu)", i,
+                     out[i].start - cf_at(0), out[i].size, want[i].start, want[i].size);
+        }
+        assert_int_equal(out[i].type, want[i].type == 0 ? t : u);
+        assert_int_equal(out[i].startup_stack, want[i].stack);
+    }
+    /* the heaps: the two RAM pieces that touch are one heap */
+    int k = cf_index_of_start(cf_at(8 * KIB + 100));
+    assert_true(k >= 0);
+    assert_int_equal(cf_desc((size_t)k).end, cf_at(16 * KIB));
+}
+
+static void test_heap_caps_init_aborts(void **state)
+{
+    (void)state;
+    bool aborted;
+    /* a host test build selects no chip: reported, then the port's abort */
+    capheap_clear_last_report();
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, heap_caps_init());
+    ct_capture_end();
+    assert_true(aborted);
+    assert_true(ct_capture_contains("CORRUPT HEAP") || ct_capture_len() > 0);
+    assert_non_null(capheap_last_report().what);
+    assert_int_equal(capheap_heap_count(), 0);
+    /* after capheap_caps_init: a second initialisation */
+    cf_chip_begin("twice");
+    size_t t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    cf_chip_region(cf_at(0), 8 * KIB, t, false);
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    capheap_clear_last_report();
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, heap_caps_init());
+    ct_capture_end();
+    assert_true(aborted);
+    assert_non_null(capheap_last_report().what);
+    assert_int_equal(capheap_heap_count(), 1);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, cf_setup, cf_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_carving),
+        T(test_coalescing),
+        T(test_sorted_order_and_ties),
+        T(test_startup_stack_regions),
+        T(test_init_state_and_arguments),
+        T(test_too_many_heaps),
+        T(test_add_region_errors),
+        T(test_add_region_overlap_rule),
+        T(test_add_region_without_caps),
+        T(test_available_regions),
+        T(test_heap_caps_init_aborts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

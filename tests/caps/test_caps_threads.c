@@ -1,0 +1,288 @@
+/*
+ * test_caps_threads.c - heap_caps under concurrency.
+ *
+ * Four start-up heaps with different caps (a custom chip in cf_arena). Three
+ * worker threads allocate, calloc, realloc (also across heaps) and free with
+ * random caps, stamping every block and checking the stamp before it is freed
+ * or resized; meanwhile a registrar thread adds runtime regions (which reorder
+ * the search lists while requests are routed) and a monitor thread runs
+ * heap_caps_check_integrity_all(), heap_caps_get_info() and the size queries
+ * in a loop. Every new block must lie in a heap whose caps include the
+ * request's. At the end every block is freed: every heap's free size is back
+ * to its value at registration, and every heap is intact.
+ *
+ * Failures inside threads are recorded (cmocka's assertions are not
+ * thread-safe) and asserted by the main thread. Seeded (CAPHEAP_SEED).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "support.h"
+#include "caps_fixture.h"
+
+#define KIB 1024u
+#define WORKERS 3
+#define OPS_PER_WORKER 60000
+#define SLOTS 64
+#define RUNTIME_REGIONS 8
+#define RUNTIME_BYTES (24u * KIB)
+#define RUNTIME_BASE (512u * KIB)
+
+static atomic_int workers_done;
+static atomic_ulong total_ops;
+static atomic_ulong spiram_blocks; /* SPIRAM requests served while regions were being added */
+static atomic_int failed;
+static char failure[256];
+static pthread_mutex_t failure_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void fail_in_thread(const char *fmt, ...)
+{
+    pthread_mutex_lock(&failure_lock);
+    if (atomic_load(&failed) == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(failure, sizeof failure, fmt, ap);
+        va_end(ap);
+        atomic_store(&failed, 1);
+    }
+    pthread_mutex_unlock(&failure_lock);
+}
+
+static const uint32_t worker_caps[] = {
+    MALLOC_CAP_8BIT,  MALLOC_CAP_DEFAULT, MALLOC_CAP_INTERNAL, MALLOC_CAP_DMA,
+    MALLOC_CAP_32BIT, MALLOC_CAP_EXEC,    MALLOC_CAP_RTCRAM,   MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL,
+    MALLOC_CAP_SPIRAM, /* only in runtime heaps: fails until the registrar adds one */
+};
+#define N_CAPS (sizeof worker_caps / sizeof worker_caps[0])
+
+/* The heap containing p has every bit of caps. The list may grow meanwhile
+ * (indices shift), so retry until the descriptor read really contains p. */
+static bool placed_right(const void *p, size_t n, uint32_t caps)
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int i = capheap_heap_find(p);
+        if (i < 0) {
+            continue;
+        }
+        capheap_heap_desc_t d;
+        if (!capheap_heap_get((size_t)i, &d) || !cf_inside(p, n, d.start, d.end)) {
+            continue;
+        }
+        uint32_t want = caps & MALLOC_CAP_EXEC ? caps | MALLOC_CAP_32BIT : caps;
+        return (cf_all_caps(&d) & want) == want;
+    }
+    return false;
+}
+
+typedef struct {
+    unsigned id;
+    uint64_t seed;
+} worker_arg_t;
+
+static void *worker(void *argp)
+{
+    worker_arg_t *arg = argp;
+    ct_rng_t rng;
+    ct_rng_init(&rng, arg->seed);
+    struct {
+        unsigned char *p;
+        size_t n;
+        uint32_t token;
+    } slot[SLOTS];
+    memset(slot, 0, sizeof slot);
+    for (int op = 0; op < OPS_PER_WORKER && !atomic_load(&failed); op++) {
+        atomic_fetch_add(&total_ops, 1);
+        size_t k = (size_t)ct_rng_below(&rng, SLOTS);
+        uint32_t caps = worker_caps[ct_rng_below(&rng, N_CAPS)];
+        size_t n = (size_t)ct_rng_range(&rng, 1, ct_rng_below(&rng, 8) == 0 ? 4000 : 200);
+        if (slot[k].p) {
+            if (!ct_stamp_ok_token(slot[k].p, slot[k].n, slot[k].token)) {
+                fail_in_thread("worker %u: block %p (%zu bytes) lost its stamp", arg->id, (void *)slot[k].p,
+                               slot[k].n);
+                break;
+            }
+            if (ct_rng_below(&rng, 3) == 0) {
+                unsigned char *q = heap_caps_realloc(slot[k].p, n, caps);
+                if (q) {
+                    size_t keep = n < slot[k].n ? n : slot[k].n;
+                    if (!ct_stamp_ok_token(q, keep, slot[k].token)) {
+                        fail_in_thread("worker %u: realloc lost the contents", arg->id);
+                        break;
+                    }
+                    if (!placed_right(q, n, caps)) {
+                        fail_in_thread("worker %u: realloc(%zu, 0x%08x) -> %p in a heap without the caps", arg->id,
+                                       n, (unsigned)caps, (void *)q);
+                        break;
+                    }
+                    slot[k].p = q;
+                    slot[k].n = n;
+                    slot[k].token = ct_token(q);
+                    ct_stamp_token(q, n, slot[k].token);
+                } else if (!ct_stamp_ok_token(slot[k].p, slot[k].n, slot[k].token)) {
+                    fail_in_thread("worker %u: failed realloc damaged the block", arg->id);
+                    break;
+                }
+            } else {
+                heap_caps_free(slot[k].p);
+                slot[k].p = NULL;
+            }
+            continue;
+        }
+        unsigned char *p = ct_rng_below(&rng, 5) == 0 ? heap_caps_calloc(1, n, caps) : heap_caps_malloc(n, caps);
+        if (!p) {
+            continue;
+        }
+        if (!placed_right(p, n, caps)) {
+            fail_in_thread("worker %u: malloc(%zu, 0x%08x) -> %p in a heap without the caps", arg->id, n,
+                           (unsigned)caps, (void *)p);
+            break;
+        }
+        if (caps == MALLOC_CAP_SPIRAM && capheap_heap_count() < 4u + RUNTIME_REGIONS) {
+            atomic_fetch_add(&spiram_blocks, 1);
+        }
+        slot[k].p = p;
+        slot[k].n = n;
+        slot[k].token = ct_token(p);
+        ct_stamp_token(p, n, slot[k].token);
+    }
+    for (size_t k = 0; k < SLOTS; k++) {
+        if (slot[k].p) {
+            if (!ct_stamp_ok_token(slot[k].p, slot[k].n, slot[k].token)) {
+                fail_in_thread("worker %u: block %p lost its stamp", arg->id, (void *)slot[k].p);
+            }
+            heap_caps_free(slot[k].p);
+        }
+    }
+    atomic_fetch_add(&workers_done, 1);
+    return NULL;
+}
+
+static void *registrar(void *unused)
+{
+    (void)unused;
+    const uint32_t caps[3] = {MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT};
+    while (atomic_load(&total_ops) < 3000u && !atomic_load(&failed)) {
+        sched_yield(); /* start once the workers are busy */
+    }
+    for (unsigned i = 0; i < RUNTIME_REGIONS && !atomic_load(&failed); i++) {
+        struct timespec ts = {0, 1000 * 1000}; /* let the workers run in between */
+        nanosleep(&ts, NULL);
+        intptr_t s = cf_at(RUNTIME_BASE + i * (RUNTIME_BYTES + 64u));
+        esp_err_t e = heap_caps_add_region_with_caps(caps, s, s + (intptr_t)RUNTIME_BYTES);
+        if (e != ESP_OK) {
+            fail_in_thread("registrar: add_region %u = %s", i, esp_err_to_name(e));
+        }
+    }
+    return NULL;
+}
+
+static atomic_ulong monitor_rounds;
+
+static void *monitor(void *unused)
+{
+    (void)unused;
+    while (atomic_load(&workers_done) < WORKERS && !atomic_load(&failed)) {
+        if (!heap_caps_check_integrity_all(true)) {
+            fail_in_thread("monitor: heap_caps_check_integrity_all failed");
+            break;
+        }
+        multi_heap_info_t info;
+        heap_caps_get_info(&info, 0);
+        if (info.total_blocks != info.allocated_blocks + info.free_blocks) {
+            fail_in_thread("monitor: inconsistent block counts");
+        }
+        (void)heap_caps_get_free_size(MALLOC_CAP_8BIT);
+        (void)heap_caps_get_largest_free_block(MALLOC_CAP_DEFAULT);
+        (void)heap_caps_get_minimum_free_size(0);
+        atomic_fetch_add(&monitor_rounds, 1);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    uint64_t seed = ct_seed("caps_threads");
+    cf_chip_begin("threads");
+    size_t tdram = cf_chip_type("DRAM", MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT,
+                                MALLOC_CAP_INTERNAL | MALLOC_CAP_DMA | MALLOC_CAP_32BIT, 0);
+    size_t tiram = cf_chip_type("IRAM", MALLOC_CAP_INTERNAL | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT, 0, 0);
+    size_t trtc = cf_chip_type("RTCRAM", MALLOC_CAP_RTCRAM, MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT,
+                               MALLOC_CAP_INTERNAL | MALLOC_CAP_32BIT | MALLOC_CAP_EXEC);
+    cf_chip_region(cf_at(0), 32 * KIB, tdram, false);
+    cf_chip_region(cf_at(64 * KIB), 96 * KIB, tdram, false);
+    cf_chip_region(cf_at(192 * KIB), 48 * KIB, tiram, false);
+    cf_chip_region(cf_at(256 * KIB), 16 * KIB, trtc, false);
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    heap_caps_enable_nonos_stack_heaps();
+    size_t startup = capheap_heap_count();
+    intptr_t starts[4];
+    size_t free0[4];
+    for (size_t i = 0; i < startup; i++) {
+        capheap_heap_desc_t d = cf_desc(i);
+        starts[i] = d.start;
+        free0[i] = multi_heap_free_size(d.heap);
+    }
+
+    atomic_store(&workers_done, 0);
+    atomic_store(&total_ops, 0);
+    atomic_store(&spiram_blocks, 0);
+    atomic_store(&failed, 0);
+    pthread_t w[WORKERS], r, m;
+    worker_arg_t args[WORKERS];
+    assert_int_equal(pthread_create(&m, NULL, monitor, NULL), 0);
+    for (unsigned i = 0; i < WORKERS; i++) {
+        args[i].id = i;
+        args[i].seed = seed + 0x9E37u * (i + 1u);
+        assert_int_equal(pthread_create(&w[i], NULL, worker, &args[i]), 0);
+    }
+    assert_int_equal(pthread_create(&r, NULL, registrar, NULL), 0);
+    for (unsigned i = 0; i < WORKERS; i++) {
+        pthread_join(w[i], NULL);
+    }
+    pthread_join(r, NULL);
+    pthread_join(m, NULL);
+    if (atomic_load(&failed)) {
+        fail_msg("%s", failure);
+    }
+    assert_true(atomic_load(&monitor_rounds) > 0);
+    print_message("monitor rounds %lu, SPIRAM blocks during registration %lu\n",
+                  (unsigned long)atomic_load(&monitor_rounds), (unsigned long)atomic_load(&spiram_blocks));
+    assert_true(atomic_load(&spiram_blocks) > 0); /* allocations really overlapped the registrations */
+
+    /* everything freed: every heap as it was at registration */
+    assert_int_equal(capheap_heap_count(), startup + RUNTIME_REGIONS);
+    assert_true(heap_caps_check_integrity_all(true));
+    for (size_t i = 0; i < startup; i++) {
+        int k = cf_index_of_start(starts[i]);
+        assert_true(k >= 0);
+        assert_int_equal(multi_heap_free_size(cf_desc((size_t)k).heap), free0[i]);
+    }
+    for (size_t i = 0; i < capheap_heap_count(); i++) {
+        capheap_heap_desc_t d = cf_desc(i);
+        assert_int_equal(multi_heap_free_size(d.heap), (size_t)(d.end - d.start) - capheap_heap_overhead(d.heap) -
+                                                           capheap_heap_poison_overhead(d.heap));
+    }
+    multi_heap_info_t info;
+    heap_caps_get_info(&info, 0);
+    assert_int_equal(info.allocated_blocks, 0);
+    /* the runtime heaps were used */
+    assert_true(heap_caps_get_total_size(MALLOC_CAP_SPIRAM) == RUNTIME_REGIONS * RUNTIME_BYTES);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_threads, cf_setup, cf_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
