@@ -96,8 +96,11 @@ typedef struct {
 } ch_heap_t;
 
 /** A candidate list: the heaps a caps mask tries, in order, duplicates removed. */
+/* The key of an empty route entry: no fast-path request has this bit. */
+#define CH_ROUTE_EMPTY MALLOC_CAP_INVALID
+
 typedef struct {
-    uint32_t caps;                 /* key; 0 = empty (caps 0 has no candidates anyway) */
+    uint32_t caps;                 /* key (CH_ROUTE_EMPTY: none); written last, with release */
     uint8_t n;
     uint8_t idx[CAPHEAP_MAX_HEAPS];
 } ch_route_t;
@@ -203,8 +206,20 @@ extern void (*ch_failed_ext)(size_t size, uint32_t caps, size_t align, const cha
  * rounded down to round when the request's size is rounded (0: not). */
 size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps, size_t round);
 
-/* Undo an IRAM alias: the DRAM pointer of p, or p itself. */
+/* Undo an IRAM alias: the DRAM pointer of the block whose user pointer p is
+ * (read from the hidden word), or p itself. */
 void *ch_unalias(void *p, bool *was_alias);
+
+/* The DRAM address of any IRAM alias address (by the window's formula; for
+ * interior pointers), or p itself. */
+void *ch_alias_direct(void *p, bool *was_alias);
+
+/* Bytes in front of an EXEC alias block's user data: the hidden DRAM offset
+ * word, padded so the user pointer keeps the heap's alignment. */
+static inline size_t ch_hidden(const ch_heap_t *h)
+{
+    return h->align > 4u ? h->align : 4u;
+}
 
 /* Carve chip's regions by its reservations and extra[] (spec 2.2); with out
  * non-NULL store the pieces there (no coalescing, no heaps) and return their

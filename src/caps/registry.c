@@ -105,7 +105,7 @@ void ch_reindex(void)
         CH_STORE(ch_g.fcache[i], UINTPTR_MAX);
 #endif
     for (size_t r = 0; r < CH_ROUTES; r++)
-        CH_STORE(ch_g.route[r].caps, 0u);
+        CH_RELEASE(ch_g.route[r].caps, CH_ROUTE_EMPTY);
 }
 
 /* Binary search (branch-free over addr[], padded with UINTPTR_MAX to a
@@ -379,7 +379,7 @@ static void carve(carve_t *c, const soc_memory_region_t *r)
         for (size_t i = 0; i < n; i++) {
             uintptr_t rs, re;
             (void)reservation(c, i, &rs, &re);
-            if (rs < e && re > s && (!found || rs < bs)) {
+            if (rs < re && rs < e && re > s && (!found || rs < bs)) { /* empty ones cut nothing */
                 bs = rs;
                 be = re;
                 found = true;
@@ -484,6 +484,8 @@ void capheap_caps_reset(void)
 #endif
     memset(&ch_g, 0, sizeof ch_g);
     ch_g.size_max = SIZE_MAX / 2;
+    for (size_t r = 0; r < CH_ROUTES; r++)
+        ch_g.route[r].caps = CH_ROUTE_EMPTY;
     ch_unlock();
     ch_reset_policy();
     ch_reset_monitor();

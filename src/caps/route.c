@@ -81,7 +81,7 @@ size_t ch_candidates(uint32_t caps, uint8_t *list)
 static const ch_route_t *route(uint32_t caps)
 {
     ch_route_t *r = slot(caps);
-    if (CH_LOAD(r->caps) == caps)
+    if (CH_ACQUIRE(r->caps) == caps)
         return r;
     uint8_t list[CAPHEAP_MAX_HEAPS];
     ch_lock();
@@ -89,7 +89,7 @@ static const ch_route_t *route(uint32_t caps)
     for (size_t i = 0; i < n; i++)
         CH_STORE(r->idx[i], list[i]);
     CH_STORE(r->n, (uint8_t)n);
-    CH_STORE(r->caps, caps);
+    CH_RELEASE(r->caps, caps); /* after the list: a reader that sees the key sees the list */
     ch_unlock();
     return r;
 }
@@ -189,24 +189,28 @@ static inline const ch_alias_t *alias_window(const ch_heap_t *h)
 static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size, size_t align)
 {
     const ch_alias_t *a = alias_window(h);
-    size_t need = size + 4u;                      /* size <= SIZE_MAX / 2 */
-    size_t cap = (need + 3u) & ~(size_t)3u;
+    size_t hidden = ch_hidden(h);                 /* the DRAM offset word, padded to the heap alignment */
+    size_t unit = h->align;
+    size_t need = size + hidden;                   /* size <= SIZE_MAX / 2 */
+    size_t cap = (need + unit - 1u) & ~(unit - 1u); /* the block's capacity: need rounded to the heap */
     bool inverted = a->kind == CAPHEAP_ALIAS_INVERTED;
     uintptr_t base = inverted ? a->iram_low + a->dram_high : a->iram_low - a->dram_low;
-    if (align > 4u && (base & (align - 1u)) != 0)
+    if (align > unit && (base & (align - 1u)) != 0)
         return NULL; /* the alias moves addresses by a non-multiple of the alignment */
-    /* The user pointer is the alias word + 4: linear, the first DRAM word + 4;
-     * inverted, the alias of the last DRAM word + 4, i.e. base - (d + cap - 4). */
-    uint8_t *d = align > 4u ? multi_heap_aligned_alloc_offs(mh, need, align, inverted ? cap - 4u : 4u)
-                            : multi_heap_malloc(mh, need);
+    /* The block's image in IRAM starts at lo: linear, the alias of its first
+     * word; inverted (words in reverse order), the alias of its last word,
+     * base - (d + cap). The user gets lo + hidden; the word before it holds
+     * the block's DRAM offset. Aligning lo + hidden is aligning d + hidden
+     * (linear) or d + cap - hidden (inverted). */
+    uint8_t *d = align > unit ? multi_heap_aligned_alloc_offs(mh, need, align, inverted ? cap - hidden : hidden)
+                              : multi_heap_malloc(mh, need);
     if (d == NULL)
         return NULL;
     uintptr_t dv = (uintptr_t)d;
-    uintptr_t iw = inverted ? a->iram_low + (a->dram_high - (dv + cap - 4u)) - 4u
-                            : a->iram_low + (dv - a->dram_low);
+    uintptr_t lo = inverted ? base - (dv + cap) : a->iram_low + (dv - a->dram_low);
     uint32_t off = (uint32_t)(dv - a->dram_low);
-    memcpy((void *)iw, &off, sizeof off);
-    return (void *)(iw + 4u);
+    memcpy((void *)(lo + hidden - 4u), &off, sizeof off);
+    return (void *)(lo + hidden);
 }
 #endif
 
@@ -248,7 +252,7 @@ size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps, size_t ro
     size_t a = alignment > h->align ? alignment : h->align;
     size_t r = capheap_heap_largest_request(mh, a);
     if (h->alias != 0 && (caps & MALLOC_CAP_EXEC))
-        r = r > 8u ? ((r - 4u) & ~(size_t)3u) : 0; /* the hidden word */
+        r = r > ch_hidden(h) ? r - ch_hidden(h) : 0; /* the hidden word */
     if (round > 1u)
         r &= ~(round - 1u); /* the hardware step rounds sizes up to its alignment */
     return r;
@@ -316,10 +320,10 @@ void *heap_caps_malloc(size_t size, uint32_t caps)
 #if !CH_COMPACT
     /* Fast path: caps the hardware step and the EXEC/32BIT rules leave alone,
      * a cached candidate list, heaps known to be too full skipped unlocked. */
-    if (CH_LIKELY((caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT)) == 0 &&
-                  size - 1u < ch_g.size_max)) {
+    if (CH_LIKELY((caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT | MALLOC_CAP_INVALID)) == 0 &&
+                  caps != 0 && size - 1u < ch_g.size_max)) {
         const ch_route_t *r = slot(caps);
-        if (CH_LIKELY(CH_LOAD(r->caps) == caps)) {
+        if (CH_LIKELY(CH_ACQUIRE(r->caps) == caps)) {
             size_t n = CH_LOAD(r->n);
             for (size_t i = 0; i < n; i++) {
                 ch_heap_t *h = &ch_g.heaps[CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS];
@@ -391,6 +395,23 @@ void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t
 /* ---- free, realloc, sizes ---------------------------------------------------- */
 
 #if CAPHEAP_EXEC_HEAP
+void *ch_alias_direct(void *p, bool *was_alias)
+{
+    *was_alias = false;
+    uintptr_t v = (uintptr_t)p;
+    for (size_t k = 0; k < 2; k++) {
+        const ch_alias_t *a = &ch_g.alias[k];
+        if (a->kind != CAPHEAP_ALIAS_NONE && v >= a->iram_low && v < a->iram_high) {
+            *was_alias = true;
+            if (a->kind == CAPHEAP_ALIAS_LINEAR)
+                return (void *)(a->dram_low + (v - a->iram_low));
+            uintptr_t w = v & ~(uintptr_t)3u; /* inverted: words in reverse order, bytes in order */
+            return (void *)(a->dram_low + (a->iram_high - w) - 4u + (v & 3u));
+        }
+    }
+    return p;
+}
+
 void *ch_unalias(void *p, bool *was_alias)
 {
     *was_alias = false;
@@ -474,7 +495,7 @@ size_t heap_caps_get_allocated_size(void *ptr)
     if (h == NULL)
         return 0;
     size_t n = multi_heap_get_allocated_size(h->heap, ptr);
-    return alias ? (n > 4u ? n - 4u : 0) : n;
+    return alias ? (n > ch_hidden(h) ? n - ch_hidden(h) : 0) : n;
 }
 
 /* realloc with caps; tried_in_place: the caller already tried multi_heap_realloc in ptr's heap. */
@@ -499,7 +520,7 @@ static void *realloc_move(void *ptr, size_t size, uint32_t caps, bool tried_in_p
     void *p = alloc_request(&q);
     if (p == NULL)
         return NULL;
-    size_t old = multi_heap_get_allocated_size(h->heap, ptr) - (alias ? 4u : 0u);
+    size_t old = multi_heap_get_allocated_size(h->heap, ptr) - (alias ? ch_hidden(h) : 0u);
     memcpy(p, user, old < size ? old : size);
     heap_caps_free(user);
     return p;
@@ -517,8 +538,8 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
      * the caps: multi_heap's realloc (in place, or moved within the heap). */
     uintptr_t pv = (uintptr_t)ptr, page = pv >> CH_FCACHE_SHIFT;
     uintptr_t e = CH_LOAD(ch_g.fcache[page % CH_FCACHE]);
-    if (CH_LIKELY((caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT)) == 0 &&
-                  size - 1u < ch_g.size_max && (e >> 8) == (page & (UINTPTR_MAX >> 8)))) {
+    if (CH_LIKELY((caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT | MALLOC_CAP_INVALID)) == 0 &&
+                  caps != 0 && size - 1u < ch_g.size_max && (e >> 8) == (page & (UINTPTR_MAX >> 8)))) {
         ch_heap_t *h = &ch_g.heaps[(e & 0xFFu) % CAPHEAP_MAX_HEAPS];
         if (CH_LIKELY(pv - h->start < h->span && (h->all & caps) == caps)) {
             ch_touched(h);
@@ -536,7 +557,7 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
         return NULL;
     }
     void *p = ptr == NULL ? alloc_base(size, 0, caps) : realloc_base(ptr, size, caps);
-    if (p == NULL)
+    if (p == NULL && size != 0)
         failed(size, caps, 0, "heap_caps_realloc");
     return p;
 }

@@ -161,7 +161,7 @@ bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors)
 #if CAPHEAP_EXEC_HEAP
     bool alias;
     if (ch_g.alias_any)
-        p = ch_unalias(p, &alias);
+        p = ch_alias_direct(p, &alias);
 #endif
     ch_heap_t *h = ch_find((uintptr_t)p);
     return h != NULL && multi_heap_check(h->heap, print_errors);
@@ -218,16 +218,17 @@ void heap_caps_walk_all(heap_caps_walker_cb_t walker_func, void *user_data)
 size_t heap_caps_get_containing_block_size(void *ptr)
 {
     void *p = ptr;
+    bool alias = false;
 #if CAPHEAP_EXEC_HEAP
-    bool alias;
     if (ch_g.alias_any)
-        p = ch_unalias(p, &alias);
+        p = ch_alias_direct(p, &alias);
 #endif
     ch_heap_t *h = ch_find((uintptr_t)p);
     if (h == NULL)
         return 0;
     void *block = multi_heap_find_containing_block(h->heap, p);
-    return block != NULL ? multi_heap_get_allocated_size(h->heap, block) : 0;
+    size_t n = block != NULL ? multi_heap_get_allocated_size(h->heap, block) : 0;
+    return alias ? (n > ch_hidden(h) ? n - ch_hidden(h) : 0) : n; /* an EXEC block: its user bytes */
 }
 
 /* ---- error names -------------------------------------------------------------- */

@@ -679,6 +679,9 @@ size_t capheap_heap_largest_request(multi_heap_handle_t heap, size_t alignment)
     size_t extra = alignment > unit ? alignment + CE_MIN_BLOCK - unit : 0;
     if (alignment > h->max_request)
         return 0;
+    /* The smallest block (CE_MIN_BLOCK) plus the gap must fit the block of r. */
+    if (extra != 0 && r + CE_HDR < CE_MIN_BLOCK + extra)
+        return 0;
 #if POISON_ENABLED
     extra += overhead(h);
 #endif
