@@ -2,11 +2,11 @@
  * capheap/port.h - every platform primitive capheap uses, with its contract.
  *
  * The engine (src/core) uses none of these; the multi_heap layer uses the lock
- * and the reporter; the reporter uses the printer and abort. A port is one
- * file in src/port/ (host: pthreads and write(2); baremetal: no lock, output
- * through a weak capheap_port_write() the firmware overrides). The printer and
- * abort handler can be replaced at run time, which is how the tests capture
- * reports and survive aborts.
+ * and the reporter; the reporter uses the printer and abort; task tracking uses
+ * the current-task pair. A port is one file in src/port/ (host: pthreads and
+ * write(2); baremetal: no lock, output through a weak capheap_port_write() the
+ * firmware overrides). The printer and abort handler can be replaced at run
+ * time, which is how the tests capture reports and survive aborts.
  */
 #ifndef CAPHEAP_PORT_H
 #define CAPHEAP_PORT_H
@@ -40,6 +40,34 @@ int capheap_lock_init(capheap_lock_t *lock);
 /** Destroy a lock no heap uses any more. */
 void capheap_lock_destroy(capheap_lock_t *lock);
 #endif
+
+/**
+ * The task (thread) running now, as an opaque handle, for per-task heap
+ * accounting (esp_heap_task_info.h); called on every allocation when task
+ * tracking is built in, so it must be cheap, must not allocate from a capheap
+ * heap and must not take a heap lock. NULL means "no scheduler yet"
+ * ("Pre-scheduler"). Equal handles mean the same task; a handle must not be
+ * reused for another task while the first one may still own blocks.
+ * Host: a handle per thread, 1, 2, 3, ... in order of first call, never reused
+ * (thread-local; at the thread's exit the host port calls
+ * capheap_task_deleted()). FreeRTOS: xTaskGetCurrentTaskHandle() (NULL before
+ * the scheduler starts). Bare metal: weak, returns NULL.
+ */
+void *capheap_port_current_task(void);
+
+/**
+ * The name of task for statistics, or NULL if the port cannot tell (the
+ * caller then shows a name made from the handle). Called when the tracker
+ * first sees a task, on that task's own thread, and for NULL. The text must
+ * stay readable until the next call from the same thread; it is copied, cut
+ * to 15 characters. Must not allocate from a capheap heap.
+ * Host: for the calling thread its pthread name if one was set, else "main"
+ * for the process's first thread and "thread-N" (N = the handle) for others;
+ * NULL for another thread's handle; "Pre-scheduler" for NULL.
+ * FreeRTOS: pcTaskGetName(task), "Pre-scheduler" for NULL.
+ * Bare metal: weak, returns "Pre-scheduler".
+ */
+const char *capheap_port_task_name(void *task);
 
 /**
  * Write len bytes of text. Must not allocate from a capheap heap. Host: write(2)

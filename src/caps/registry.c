@@ -22,7 +22,9 @@
 #include <string.h>
 
 #include "caps/caps_private.h"
+#include "capheap/task_info.h"
 #include "capheap/heap.h"
+#include "debug/debug_hooks.h"
 
 ch_state_t ch_g = {.size_max = SIZE_MAX / 2};
 
@@ -489,6 +491,7 @@ void capheap_caps_reset(void)
     ch_unlock();
     ch_reset_policy();
     ch_reset_monitor();
+    capheap_task_tracking_reset(); /* its blocks went with the heaps */
 }
 
 const capheap_chip_t *capheap_caps_chip(void)
@@ -534,6 +537,9 @@ int capheap_heap_find(const void *ptr)
 void capheap_caps_lock_all(void)
 {
     ch_lock();
+#if CAPHEAP_TASK_TRACKING
+    ch_task_fork_prepare(); /* the debug layers' locks come after the registry's, before the heaps' */
+#endif
     for (size_t i = 0; i < ch_g.n; i++)
         if (ch_g.heaps[i].heap != NULL)
 #if CAPHEAP_PORT_HOST
@@ -552,6 +558,9 @@ void capheap_caps_unlock_all(void)
 #else
             capheap_port_lock_release(&ch_g.heaps[i]);
 #endif
+#if CAPHEAP_TASK_TRACKING
+    ch_task_fork_parent();
+#endif
     ch_unlock();
 }
 
@@ -561,6 +570,9 @@ void capheap_caps_unlock_all_child(void)
     for (size_t i = 0; i < ch_g.n; i++)
         if (ch_g.heaps[i].heap != NULL)
             (void)capheap_lock_init(&ch_g.heaps[i].lock);
+#if CAPHEAP_TASK_TRACKING
+    ch_task_fork_child();
+#endif
     capheap_lock_t fresh = {PTHREAD_MUTEX_INITIALIZER};
     registry_lock = fresh;
 #else

@@ -460,9 +460,9 @@ static void free_slow(void *ptr)
     void *user = ptr;
     ch_heap_t *h = owner(&ptr, &alias, CH_FOREIGN);
     if (h != NULL) {
+        CH_DEBUG_FREE(user); /* before the block can be reused (spec 4.1: ESP-IDF records first) */
         multi_heap_free(h->heap, ptr);
         ch_touched(h);
-        CH_DEBUG_FREE(user);
     }
 }
 
@@ -477,8 +477,8 @@ void heap_caps_free(void *ptr)
         ch_heap_t *h = &ch_g.heaps[(e & 0xFFu) % CAPHEAP_MAX_HEAPS];
         if (CH_LIKELY(p - h->start < h->span)) {
             ch_touched(h);
+            CH_DEBUG_FREE(ptr); /* before the block can be reused */
             multi_heap_free(h->heap, ptr);
-            CH_DEBUG_FREE(ptr);
             return;
         }
     }

@@ -31,6 +31,9 @@ void ch_trace_alloc(void *ptr, size_t size, uint32_t caps); /* src/debug/trace.c
 void ch_trace_free(void *ptr);
 void ch_task_alloc(void *ptr, size_t size, uint32_t caps);  /* src/debug/task_info.c */
 void ch_task_free(void *ptr);
+void ch_task_fork_prepare(void); /* fork: see capheap_caps_lock_all */
+void ch_task_fork_parent(void);
+void ch_task_fork_child(void);
 #define CH_DEBUG_ALLOC(p, size, caps) capheap_debug_alloc((p), (size), (caps))
 #define CH_DEBUG_FREE(p) capheap_debug_free(p)
 #define CH_DEBUG_REALLOC(old, p, size, caps) capheap_debug_realloc((old), (p), (size), (caps))

@@ -3,8 +3,9 @@
  *
  * Every primitive is a weak definition a firmware overrides with its own:
  * the lock (for example an interrupt mask, which also makes the heap safe to
- * use from ISRs), the text sink (a UART), and abort (a reset or fault
- * handler). The defaults: no locking, output dropped, abort spins forever.
+ * use from ISRs), the text sink (a UART), abort (a reset or fault handler),
+ * and the current task (an RTOS's task handle and name). The defaults: no
+ * locking, output dropped, abort spins forever, one task, "Pre-scheduler".
  */
 #include "capheap/port.h"
 
@@ -35,4 +36,15 @@ CAPHEAP_WEAK void capheap_port_abort(const char *reason)
     (void)reason;
     for (;;) {
     }
+}
+
+CAPHEAP_WEAK void *capheap_port_current_task(void)
+{
+    return NULL;
+}
+
+CAPHEAP_WEAK const char *capheap_port_task_name(void *task)
+{
+    (void)task;
+    return "Pre-scheduler";
 }

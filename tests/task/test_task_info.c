@@ -1,0 +1,1337 @@
+/*
+ * tests/task/test_task_info.c - per-task heap accounting (esp_heap_task_info.h,
+ * capheap/task_info.h), built only with CAPHEAP_TASK_TRACKING=ON.
+ *
+ * On the host a thread is a task. The model tests run several threads on a
+ * simulated ESP32-S3 (with PSRAM) and on a custom set of heaps; every thread
+ * mallocs, frees and reallocs with varied caps, also blocks of other threads,
+ * and after every phase the library's per-task and per-heap figures (current,
+ * peak, live count, the block lists) must equal a model the test keeps.
+ * The model's operations are serialised by a mutex so that it knows the exact
+ * order of events; test_concurrent_balance runs the threads freely and checks
+ * that every figure returns to zero. Peaks: a realloc inside one heap may be
+ * seen as free-then-allocate or (when it moves with a larger alignment)
+ * allocate-then-free, so the model keeps a lower and an upper bound; a realloc
+ * across heaps is always allocate-then-free and exact.
+ *
+ * The rest covers every function of the header: the stat arrays and their
+ * truncation rules, the legacy totals, the print formats (into fmemopen
+ * streams), full tables (untracked blocks and tasks), task deletion,
+ * names, and reset. Seeds: CAPHEAP_SEED (the schedule of the threads is not
+ * replayable, the operations each thread draws are).
+ */
+#define _GNU_SOURCE /* pthread_setname_np, fmemopen, pthread_barrier_t */
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "capheap/caps.h"
+#include "capheap/chip.h"
+#include "capheap/port.h"
+#include "capheap/sim.h"
+#include "capheap/task_info.h"
+#include "esp_heap_caps.h"
+#include "esp_heap_task_info.h"
+#include "support.h"
+
+#if defined(CAPHEAP_TRACK_DELETED_TASKS) && CAPHEAP_TRACK_DELETED_TASKS
+#define CAPHEAP_TRACK_DELETED_TASKS_VALUE 1
+#else
+#define CAPHEAP_TRACK_DELETED_TASKS_VALUE 0
+#endif
+
+#define N_WORKERS 4
+#define MAX_MTASKS 16
+#define MAX_MHEAPS CAPHEAP_MAX_HEAPS
+#define MAX_LIVE 2048
+#define PHASES 5
+#define OPS_PER_PHASE 400
+
+/* ------------------------------------------------------------------------ */
+/* Set-up                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void boot_chip(const capheap_chip_t *chip, size_t psram)
+{
+    capheap_sim_options_t o = CAPHEAP_SIM_OPTIONS_DEFAULT;
+    o.quiet = true;
+    o.psram_bytes = psram;
+    if (capheap_sim_chip() != NULL)
+        (void)capheap_sim_shutdown();
+    assert_int_equal(capheap_sim_boot(chip, &o), ESP_OK);
+    capheap_task_tracking_reset();
+}
+
+static void boot_s3(size_t psram)
+{
+    boot_chip(&capheap_chip_esp32s3, psram);
+}
+
+static void shutdown_all(void)
+{
+    if (capheap_sim_chip() != NULL)
+        (void)capheap_sim_shutdown();
+    capheap_caps_reset();
+    capheap_task_tracking_reset();
+}
+
+/* Custom heaps: three regions with caps no chip uses, named. */
+#define CAP_A (MALLOC_CAP_8BIT | MALLOC_CAP_PID2)
+#define CAP_B (MALLOC_CAP_8BIT | MALLOC_CAP_PID3)
+#define CAP_C (MALLOC_CAP_8BIT | MALLOC_CAP_PID4)
+static _Alignas(16) unsigned char region_a[48 * 1024];
+static _Alignas(16) unsigned char region_b[32 * 1024];
+static _Alignas(16) unsigned char region_c[24 * 1024];
+
+static void add_region(unsigned char *r, size_t n, uint32_t caps, const char *name)
+{
+    const uint32_t c[3] = {caps | MALLOC_CAP_DEFAULT, 0, 0};
+    capheap_region_options_t o = {0, name};
+    assert_int_equal(capheap_caps_add_region(c, (intptr_t)r, (intptr_t)(r + n), &o), ESP_OK);
+}
+
+static void boot_custom(void)
+{
+    shutdown_all();
+    add_region(region_a, sizeof region_a, CAP_A, "alpha");
+    add_region(region_b, sizeof region_b, CAP_B, "beta");
+    add_region(region_c, sizeof region_c, CAP_C, "gamma");
+    capheap_task_tracking_reset();
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    shutdown_all();
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The model                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    void *handle;
+    size_t cur, peak_lo, peak_hi;
+    size_t hcur[MAX_MHEAPS], hpeak_lo[MAX_MHEAPS], hpeak_hi[MAX_MHEAPS], hcount[MAX_MHEAPS];
+    bool alive;
+} mtask_t;
+
+typedef struct {
+    void *p;
+    size_t size;
+    int task; /* index in model.task */
+    int heap; /* capheap_heap_find() */
+} mblock_t;
+
+static struct {
+    mtask_t task[MAX_MTASKS];
+    int n_tasks;
+    mblock_t live[MAX_LIVE];
+    size_t n_live;
+} model;
+
+static pthread_mutex_t op_mutex = PTHREAD_MUTEX_INITIALIZER;
+static size_t live_limit = MAX_LIVE; /* also below the tracker's block table (no untracked blocks here) */
+
+static void model_reset(void)
+{
+    memset(&model, 0, sizeof model);
+}
+
+static int model_task(void *handle)
+{
+    for (int i = 0; i < model.n_tasks; i++)
+        if (model.task[i].handle == handle)
+            return i;
+    assert_true(model.n_tasks < MAX_MTASKS);
+    model.task[model.n_tasks].handle = handle;
+    model.task[model.n_tasks].alive = true;
+    return model.n_tasks++;
+}
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+static int heap_of(void *p)
+{
+    int h = capheap_heap_find(p);
+    assert_true(h >= 0 && h < MAX_MHEAPS);
+    return h;
+}
+
+static void model_charge(int t, int h, size_t size, size_t peak_lo_cand, size_t peak_hi_cand, size_t hpeak_lo_cand,
+                         size_t hpeak_hi_cand)
+{
+    mtask_t *m = &model.task[t];
+    m->cur += size;
+    m->hcur[h] += size;
+    m->hcount[h]++;
+    m->peak_lo = max_sz(m->peak_lo, peak_lo_cand);
+    m->peak_hi = max_sz(m->peak_hi, peak_hi_cand);
+    m->hpeak_lo[h] = max_sz(m->hpeak_lo[h], hpeak_lo_cand);
+    m->hpeak_hi[h] = max_sz(m->hpeak_hi[h], hpeak_hi_cand);
+}
+
+static void model_alloc(int t, void *p)
+{
+    assert_true(model.n_live < MAX_LIVE);
+    mblock_t *b = &model.live[model.n_live++];
+    b->p = p;
+    b->size = heap_caps_get_allocated_size(p);
+    b->task = t;
+    b->heap = heap_of(p);
+    mtask_t *m = &model.task[t];
+    model_charge(t, b->heap, b->size, m->cur + b->size, m->cur + b->size, m->hcur[b->heap] + b->size,
+                 m->hcur[b->heap] + b->size);
+}
+
+static void model_credit(const mblock_t *b)
+{
+    mtask_t *m = &model.task[b->task];
+    m->cur -= b->size;
+    m->hcur[b->heap] -= b->size;
+    m->hcount[b->heap]--;
+}
+
+static void model_free(size_t i)
+{
+    model_credit(&model.live[i]);
+    model.live[i] = model.live[--model.n_live];
+}
+
+/* realloc of live[i] by task t returned np (not NULL). */
+static void model_realloc(size_t i, int t, void *np)
+{
+    mblock_t old = model.live[i];
+    size_t nsize = heap_caps_get_allocated_size(np);
+    int nh = heap_of(np);
+    mtask_t *m = &model.task[t];
+    /* Allocate-then-free (always across heaps; possible within one). */
+    size_t hi = m->cur + nsize, hhi = m->hcur[nh] + nsize;
+    /* Free-then-allocate (the usual within one heap). */
+    size_t back = old.task == t ? old.size : 0;
+    size_t lo = m->cur - back + nsize, hlo = m->hcur[nh] - (nh == old.heap ? back : 0) + nsize;
+    if (nh != old.heap) {
+        lo = hi;
+        hlo = hhi;
+    }
+    model_credit(&old);
+    model_charge(t, nh, nsize, lo, hi, hlo, hhi);
+    model.live[i].p = np;
+    model.live[i].size = nsize;
+    model.live[i].task = t;
+    model.live[i].heap = nh;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Comparing the library with the model                                       */
+/* ------------------------------------------------------------------------ */
+
+static void expect_heap_desc(int h, const heap_stat_t *hs)
+{
+    capheap_heap_desc_t d;
+    assert_true(capheap_heap_get((size_t)h, &d));
+    assert_string_equal(hs->name, d.name);
+    assert_int_equal(hs->caps, d.caps[0] | d.caps[1] | d.caps[2]);
+    assert_int_equal(hs->size, (size_t)(d.end - d.start));
+}
+
+/* The model heap of task t that heap_stat hs describes: identified by its
+ * blocks if it has any, else by its figures (unused model heaps only). */
+static int match_heap(int t, const heap_stat_t *hs, bool *used)
+{
+    const mtask_t *m = &model.task[t];
+    if (hs->alloc_count != 0 && hs->alloc_stat != NULL) {
+        int h = heap_of(hs->alloc_stat[0].address);
+        assert_false(used[h]);
+        return h;
+    }
+    for (int h = 0; h < MAX_MHEAPS; h++) {
+        if (used[h] || m->hpeak_hi[h] == 0 || m->hcount[h] != hs->alloc_count || m->hcur[h] != hs->current_usage)
+            continue;
+        capheap_heap_desc_t d;
+        if (!capheap_heap_get((size_t)h, &d) || strcmp(d.name, hs->name) != 0 ||
+            (size_t)(d.end - d.start) != hs->size)
+            continue;
+        if (hs->peak_usage < m->hpeak_lo[h] || hs->peak_usage > m->hpeak_hi[h])
+            continue;
+        return h;
+    }
+    fail_msg("heap %s (current %zu, peak %zu, count %zu) not in the model", hs->name, hs->current_usage,
+             hs->peak_usage, hs->alloc_count);
+    return -1;
+}
+
+static void expect_task(int t, const task_stat_t *ts)
+{
+    const mtask_t *m = &model.task[t];
+    assert_ptr_equal(ts->handle, m->handle);
+    assert_int_equal(ts->is_alive, m->alive);
+    assert_int_equal(ts->overall_current_usage, m->cur);
+    assert_in_range(ts->overall_peak_usage, m->peak_lo, m->peak_hi);
+    size_t heaps = 0;
+    for (int h = 0; h < MAX_MHEAPS; h++)
+        heaps += m->hpeak_hi[h] != 0;
+    assert_int_equal(ts->heap_count, heaps);
+    assert_non_null(ts->heap_stat);
+    bool used[MAX_MHEAPS] = {false};
+    for (size_t k = 0; k < ts->heap_count; k++) {
+        const heap_stat_t *hs = &ts->heap_stat[k];
+        int h = match_heap(t, hs, used);
+        used[h] = true;
+        expect_heap_desc(h, hs);
+        assert_int_equal(hs->current_usage, m->hcur[h]);
+        assert_in_range(hs->peak_usage, m->hpeak_lo[h], m->hpeak_hi[h]);
+        assert_int_equal(hs->alloc_count, m->hcount[h]);
+        if (hs->alloc_count == 0) {
+            assert_null(hs->alloc_stat);
+            continue;
+        }
+        assert_non_null(hs->alloc_stat);
+        size_t sum = 0;
+        for (size_t j = 0; j < hs->alloc_count; j++) {
+            const heap_task_block_t *b = &hs->alloc_stat[j];
+            if (j > 0)
+                assert_true((uintptr_t)b->address > (uintptr_t)hs->alloc_stat[j - 1].address);
+            assert_ptr_equal(b->task, m->handle);
+            bool found = false;
+            for (size_t i = 0; i < model.n_live && !found; i++)
+                if (model.live[i].p == b->address) {
+                    found = true;
+                    assert_int_equal(model.live[i].task, t);
+                    assert_int_equal(model.live[i].heap, h);
+                    assert_int_equal(b->size, model.live[i].size);
+                }
+            assert_true(found);
+            sum += b->size;
+        }
+        assert_int_equal(sum, hs->current_usage);
+    }
+}
+
+/* Every task of the model, through heap_caps_get_all_task_stat() with arrays
+ * from heap_caps_alloc_all_task_stat_arrays(), and through
+ * heap_caps_get_single_task_stat() for each. */
+static void check_model(void)
+{
+    heap_all_tasks_stat_t all;
+    bool ours = heap_caps_alloc_all_task_stat_arrays(&all) == ESP_OK;
+    if (!ours) {
+        /* The heaps are too full for the arrays (small custom heaps): the
+         * helper says so and leaves what it got attached. Use the C library. */
+        heap_caps_free_all_task_stat_arrays(&all);
+        capheap_task_tracking_stats_t st;
+        assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+        all.task_count = st.tasks;
+        all.stat_arr = calloc(st.tasks + 1, sizeof *all.stat_arr);
+        all.heap_count = st.tasks * CAPHEAP_MAX_HEAPS;
+        all.heap_stat_start = calloc(all.heap_count + 1, sizeof *all.heap_stat_start);
+        all.alloc_count = st.blocks;
+        all.alloc_stat_start = calloc(st.blocks + 1, sizeof *all.alloc_stat_start);
+    }
+    assert_int_equal(heap_caps_get_all_task_stat(&all), ESP_OK);
+    size_t alive_tasks = 0;
+    for (int t = 0; t < model.n_tasks; t++) {
+        const mtask_t *m = &model.task[t];
+        bool listed = m->alive || m->cur != 0 || CAPHEAP_TRACK_DELETED_TASKS_VALUE;
+        alive_tasks += listed;
+        const task_stat_t *ts = NULL;
+        for (size_t i = 0; i < all.task_count; i++)
+            if (all.stat_arr[i].handle == m->handle)
+                ts = &all.stat_arr[i];
+        if (!listed) {
+            assert_null(ts);
+            continue;
+        }
+        assert_non_null(ts);
+        expect_task(t, ts);
+
+        heap_single_task_stat_t one;
+        if (heap_caps_alloc_single_task_stat_arrays(&one, m->handle) == ESP_OK) {
+            assert_int_equal(heap_caps_get_single_task_stat(&one, m->handle), ESP_OK);
+            expect_task(t, &one.stat);
+        } else {
+            assert_false(ours); /* only when the heaps are full */
+        }
+        heap_caps_free_single_task_stat_arrays(&one);
+        assert_int_equal(one.heap_count, 0);
+        assert_null(one.alloc_stat_start);
+    }
+    assert_int_equal(all.task_count, alive_tasks);
+    for (size_t i = 1; i < all.task_count; i++) /* descending handles */
+        assert_true((uintptr_t)all.stat_arr[i - 1].handle > (uintptr_t)all.stat_arr[i].handle);
+    if (ours) {
+        heap_caps_free_all_task_stat_arrays(&all);
+        assert_int_equal(all.task_count, 0);
+        assert_null(all.stat_arr);
+    } else {
+        free(all.stat_arr);
+        free(all.heap_stat_start);
+        free(all.alloc_stat_start);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Worker threads                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    const uint32_t *caps;
+    size_t n_caps;
+    uint64_t seed;
+    size_t big; /* occasional large size */
+    bool serialised;
+} workload_t;
+
+typedef struct {
+    pthread_t thread;
+    int index;
+    const workload_t *w;
+    pthread_barrier_t *barrier;
+    void *handle;
+} worker_t;
+
+static size_t draw_size(ct_rng_t *r, size_t big)
+{
+    uint64_t c = ct_rng_below(r, 100);
+    if (c < 70)
+        return (size_t)ct_rng_range(r, 1, 128);
+    if (c < 97)
+        return (size_t)ct_rng_range(r, 129, 1500);
+    return (size_t)ct_rng_range(r, 1501, big);
+}
+
+static void one_op(ct_rng_t *r, const workload_t *w, int me)
+{
+    uint32_t caps = w->caps[ct_rng_below(r, w->n_caps)];
+    uint64_t kind = ct_rng_below(r, 10);
+    size_t size = draw_size(r, w->big);
+    if (model.n_live == 0 || kind < 5) {
+        if (model.n_live >= live_limit)
+            return;
+        void *p = heap_caps_malloc(size, caps);
+        if (p != NULL)
+            model_alloc(me, p);
+        return;
+    }
+    size_t i = (size_t)ct_rng_below(r, model.n_live); /* any task's block */
+    if (kind < 8) {
+        heap_caps_free(model.live[i].p);
+        model_free(i);
+        return;
+    }
+    void *np = heap_caps_realloc(model.live[i].p, size, caps);
+    if (np != NULL)
+        model_realloc(i, me, np);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *wk = arg;
+    char name[16];
+    if (wk->index % 2 == 0) { /* half the workers name themselves */
+        snprintf(name, sizeof name, "worker-%d", wk->index);
+        pthread_setname_np(pthread_self(), name);
+    }
+    ct_rng_t r;
+    ct_rng_init(&r, wk->w->seed + (uint64_t)wk->index * 7919u);
+    wk->handle = capheap_port_current_task();
+    pthread_mutex_lock(&op_mutex);
+    int me = model_task(wk->handle);
+    pthread_mutex_unlock(&op_mutex);
+    for (int phase = 0; phase < PHASES; phase++) {
+        for (int k = 0; k < OPS_PER_PHASE; k++) {
+            pthread_mutex_lock(&op_mutex);
+            one_op(&r, wk->w, me);
+            pthread_mutex_unlock(&op_mutex);
+        }
+        pthread_barrier_wait(wk->barrier); /* main checks */
+        pthread_barrier_wait(wk->barrier);
+    }
+    return NULL;
+}
+
+static void run_model(const workload_t *w)
+{
+    model_reset();
+    capheap_task_tracking_stats_t limits;
+    assert_int_equal(capheap_task_tracking_get_stats(&limits), ESP_OK);
+    /* One entry spare: a realloc across heaps adds the new block before it
+     * removes the old one. */
+    live_limit = limits.max_blocks - 1 < MAX_LIVE ? limits.max_blocks - 1 : MAX_LIVE;
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, N_WORKERS + 1);
+    worker_t wk[N_WORKERS];
+    for (int i = 0; i < N_WORKERS; i++) {
+        wk[i].index = i;
+        wk[i].w = w;
+        wk[i].barrier = &barrier;
+        assert_int_equal(pthread_create(&wk[i].thread, NULL, worker_main, &wk[i]), 0);
+    }
+    for (int phase = 0; phase < PHASES; phase++) {
+        pthread_barrier_wait(&barrier);
+        check_model();
+        pthread_barrier_wait(&barrier);
+    }
+    for (int i = 0; i < N_WORKERS; i++)
+        pthread_join(wk[i].thread, NULL);
+    /* The workers have ended: their records stay, DELETED, while they own blocks. */
+    for (int t = 0; t < model.n_tasks; t++)
+        model.task[t].alive = false;
+    check_model();
+    heap_single_task_stat_t one = {0};
+    for (int t = 0; t < model.n_tasks; t++) {
+        esp_err_t e = heap_caps_get_single_task_stat(&one, model.task[t].handle);
+        if (model.task[t].cur == 0 && !CAPHEAP_TRACK_DELETED_TASKS_VALUE)
+            assert_int_equal(e, ESP_FAIL);
+        else
+            assert_int_equal(e, ESP_OK);
+    }
+    /* Free everything; every figure goes back to zero (peaks stay). */
+    while (model.n_live > 0) {
+        heap_caps_free(model.live[model.n_live - 1].p);
+        model_free(model.n_live - 1);
+    }
+    check_model();
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, 0);
+    assert_int_equal(st.untracked_blocks, 0);
+    assert_int_equal(st.untracked_task_blocks, 0);
+    pthread_barrier_destroy(&barrier);
+}
+
+static void test_model_s3(void **state)
+{
+    (void)state;
+    boot_s3(2u * 1024u * 1024u);
+    static const uint32_t caps[] = {
+        MALLOC_CAP_DEFAULT, MALLOC_CAP_INTERNAL | MALLOC_CAP_8BIT, MALLOC_CAP_DMA, MALLOC_CAP_SPIRAM,
+        MALLOC_CAP_32BIT,   MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM, MALLOC_CAP_RTCRAM,
+    };
+    workload_t w = {caps, sizeof caps / sizeof caps[0], ct_seed("test_model_s3"), 20000, true};
+    run_model(&w);
+}
+
+static void test_model_custom(void **state)
+{
+    (void)state;
+    boot_custom();
+    static const uint32_t caps[] = {MALLOC_CAP_DEFAULT, CAP_A, CAP_B, CAP_C, MALLOC_CAP_8BIT};
+    workload_t w = {caps, sizeof caps / sizeof caps[0], ct_seed("test_model_custom"), 6000, true};
+    run_model(&w);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Concurrent threads, no serialisation: the books balance at the end.        */
+/* ------------------------------------------------------------------------ */
+
+static void *free_running(void *arg)
+{
+    uint64_t seed = *(uint64_t *)arg;
+    ct_rng_t r;
+    ct_rng_init(&r, seed);
+    void *slot[64] = {NULL};
+    static const uint32_t caps[] = {MALLOC_CAP_DEFAULT, MALLOC_CAP_INTERNAL, MALLOC_CAP_SPIRAM, MALLOC_CAP_DMA};
+    for (int k = 0; k < 20000; k++) {
+        size_t i = (size_t)ct_rng_below(&r, 64);
+        uint32_t c = caps[ct_rng_below(&r, 4)];
+        if (slot[i] == NULL)
+            slot[i] = heap_caps_malloc((size_t)ct_rng_range(&r, 1, 600), c);
+        else if (ct_rng_below(&r, 4) == 0) {
+            void *np = heap_caps_realloc(slot[i], (size_t)ct_rng_range(&r, 1, 600), c);
+            if (np != NULL)
+                slot[i] = np;
+        } else {
+            heap_caps_free(slot[i]);
+            slot[i] = NULL;
+        }
+    }
+    for (int i = 0; i < 64; i++)
+        heap_caps_free(slot[i]);
+    return NULL;
+}
+
+static void test_concurrent_balance(void **state)
+{
+    (void)state;
+    boot_s3(1024u * 1024u);
+    uint64_t seed[N_WORKERS];
+    pthread_t th[N_WORKERS];
+    uint64_t base = ct_seed("test_concurrent_balance");
+    for (int i = 0; i < N_WORKERS; i++) {
+        seed[i] = base + (uint64_t)i;
+        assert_int_equal(pthread_create(&th[i], NULL, free_running, &seed[i]), 0);
+    }
+    for (int i = 0; i < N_WORKERS; i++)
+        pthread_join(th[i], NULL);
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, 0);
+    /* Exited threads that own nothing are gone (or kept, DELETED, with zeros). */
+    heap_all_tasks_stat_t all;
+    assert_int_equal(heap_caps_alloc_all_task_stat_arrays(&all), ESP_OK);
+    assert_int_equal(heap_caps_get_all_task_stat(&all), ESP_OK);
+    for (size_t i = 0; i < all.task_count; i++) {
+        assert_int_equal(all.stat_arr[i].overall_current_usage, 0);
+        assert_false(all.stat_arr[i].is_alive);
+        assert_true(all.stat_arr[i].overall_peak_usage > 0);
+    }
+    assert_int_equal(all.task_count, CAPHEAP_TRACK_DELETED_TASKS_VALUE ? N_WORKERS : 0);
+    assert_int_equal(all.alloc_count, 0);
+    heap_caps_free_all_task_stat_arrays(&all);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Directed tests                                                             */
+/* ------------------------------------------------------------------------ */
+
+static task_stat_t me_stat;
+static heap_stat_t me_heaps[8];
+static heap_task_block_t me_blocks[64];
+
+/* The calling thread's record, into static arrays. */
+static esp_err_t my_stat(heap_single_task_stat_t *s)
+{
+    memset(s, 0, sizeof *s);
+    s->heap_count = 8;
+    s->heap_stat_start = me_heaps;
+    s->alloc_count = 64;
+    s->alloc_stat_start = me_blocks;
+    esp_err_t e = heap_caps_get_single_task_stat(s, NULL);
+    me_stat = s->stat;
+    return e;
+}
+
+static const heap_stat_t *heap_named(const heap_single_task_stat_t *s, const char *name)
+{
+    for (size_t i = 0; i < s->stat.heap_count; i++)
+        if (strcmp(s->stat.heap_stat[i].name, name) == 0)
+            return &s->stat.heap_stat[i];
+    return NULL;
+}
+
+static void test_realloc_between_heaps(void **state)
+{
+    (void)state;
+    boot_custom();
+    heap_single_task_stat_t s;
+    assert_int_equal(my_stat(&s), ESP_FAIL); /* nothing allocated yet */
+
+    void *p = heap_caps_malloc(1000, CAP_A);
+    assert_non_null(p);
+    size_t a = heap_caps_get_allocated_size(p);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_string_equal(s.stat.name, "main");
+    assert_true(s.stat.is_alive);
+    assert_ptr_equal(s.stat.handle, capheap_port_current_task());
+    assert_int_equal(s.stat.overall_current_usage, a);
+    assert_int_equal(s.stat.heap_count, 1);
+    assert_int_equal(s.heap_count, 1);
+    assert_int_equal(s.alloc_count, 1);
+    const heap_stat_t *ha = heap_named(&s, "alpha");
+    assert_non_null(ha);
+    assert_int_equal(ha->caps, CAP_A | MALLOC_CAP_DEFAULT);
+    assert_int_equal(ha->size, sizeof region_a);
+    assert_int_equal(ha->alloc_count, 1);
+    assert_ptr_equal(ha->alloc_stat[0].address, p);
+    assert_int_equal(ha->alloc_stat[0].size, a);
+
+    /* Moving to beta: allocate there, then free in alpha. */
+    void *q = heap_caps_realloc(p, 3000, CAP_B);
+    assert_non_null(q);
+    size_t b = heap_caps_get_allocated_size(q);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, b);
+    assert_int_equal(s.stat.overall_peak_usage, a + b); /* both lived for a moment */
+    assert_int_equal(s.stat.heap_count, 2);
+    ha = heap_named(&s, "alpha");
+    const heap_stat_t *hb = heap_named(&s, "beta");
+    assert_non_null(ha);
+    assert_non_null(hb);
+    assert_int_equal(ha->current_usage, 0);
+    assert_int_equal(ha->peak_usage, a);
+    assert_int_equal(ha->alloc_count, 0);
+    assert_null(ha->alloc_stat);
+    assert_int_equal(hb->current_usage, b);
+    assert_int_equal(hb->peak_usage, b);
+    assert_int_equal(hb->alloc_count, 1);
+
+    /* Shrinking in place: free then allocate, the peak does not move. */
+    void *r = heap_caps_realloc(q, 100, CAP_B);
+    assert_ptr_equal(r, q);
+    size_t c = heap_caps_get_allocated_size(r);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, c);
+    assert_int_equal(s.stat.overall_peak_usage, a + b);
+    assert_int_equal(heap_named(&s, "beta")->current_usage, c);
+
+    /* A failed realloc changes nothing. */
+    assert_null(heap_caps_realloc(r, 1u << 20, CAP_C));
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, c);
+    assert_int_equal(s.stat.heap_count, 2);
+
+    /* realloc(p, 0) frees; calloc and aligned allocations count too. */
+    assert_null(heap_caps_realloc(r, 0, CAP_B));
+    void *z = heap_caps_calloc(10, 10, CAP_C);
+    void *al = heap_caps_aligned_alloc(64, 200, CAP_C);
+    assert_non_null(z);
+    assert_non_null(al);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage,
+                     heap_caps_get_allocated_size(z) + heap_caps_get_allocated_size(al));
+    assert_int_equal(heap_named(&s, "gamma")->alloc_count, 2);
+    heap_caps_free(z);
+    heap_caps_aligned_free(al);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, 0);
+    assert_int_equal(s.stat.heap_count, 3);
+    assert_int_equal(s.alloc_count, 0);
+}
+
+/* EXEC blocks come back as IRAM aliases (ESP32's D/IRAM): charged at the
+ * size heap_caps_get_allocated_size() gives the alias, listed at the alias. */
+static void test_exec_alias(void **state)
+{
+    (void)state;
+    boot_chip(&capheap_chip_esp32, 0);
+    void *p = heap_caps_malloc(200, MALLOC_CAP_EXEC);
+    if (p == NULL) {
+        skip();
+        return;
+    }
+    heap_single_task_stat_t s;
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(p));
+    assert_int_equal(s.alloc_count, 1);
+    assert_ptr_equal(me_blocks[0].address, p);
+    heap_caps_free(p);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, 0);
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.unknown_frees, 0);
+}
+
+/* Truncation rules and argument checks of the get functions. */
+static void test_arrays_and_arguments(void **state)
+{
+    (void)state;
+    boot_custom();
+    void *p[6];
+    p[0] = heap_caps_malloc(100, CAP_A);
+    p[1] = heap_caps_malloc(200, CAP_A);
+    p[2] = heap_caps_malloc(300, CAP_B);
+    p[3] = heap_caps_malloc(400, CAP_C);
+    p[4] = heap_caps_malloc(500, CAP_C);
+    p[5] = heap_caps_malloc(600, CAP_C);
+    for (int i = 0; i < 6; i++)
+        assert_non_null(p[i]);
+
+    assert_int_equal(heap_caps_get_all_task_stat(NULL), ESP_ERR_INVALID_ARG);
+    heap_all_tasks_stat_t all = {1, NULL, 0, NULL, 0, NULL};
+    assert_int_equal(heap_caps_get_all_task_stat(&all), ESP_ERR_INVALID_ARG);
+    all = (heap_all_tasks_stat_t){0, NULL, 1, NULL, 0, NULL};
+    assert_int_equal(heap_caps_get_all_task_stat(&all), ESP_ERR_INVALID_ARG);
+    all = (heap_all_tasks_stat_t){0, NULL, 0, NULL, 1, NULL};
+    assert_int_equal(heap_caps_get_all_task_stat(&all), ESP_ERR_INVALID_ARG);
+    assert_int_equal(heap_caps_get_single_task_stat(NULL, NULL), ESP_ERR_INVALID_ARG);
+    heap_single_task_stat_t one = {.heap_count = 1};
+    assert_int_equal(heap_caps_get_single_task_stat(&one, NULL), ESP_ERR_INVALID_ARG);
+    assert_int_equal(heap_caps_alloc_all_task_stat_arrays(NULL), ESP_ERR_INVALID_ARG);
+    assert_int_equal(heap_caps_alloc_single_task_stat_arrays(NULL, NULL), ESP_ERR_INVALID_ARG);
+    heap_caps_free_all_task_stat_arrays(NULL);
+    heap_caps_free_single_task_stat_arrays(NULL);
+    memset(&one, 0, sizeof one);
+    assert_int_equal(heap_caps_get_single_task_stat(&one, (TaskHandle_t)(uintptr_t)0x7777), ESP_FAIL);
+    assert_int_equal(heap_caps_alloc_single_task_stat_arrays(&one, (TaskHandle_t)(uintptr_t)0x7777), ESP_FAIL);
+    heap_caps_free_single_task_stat_arrays(&one);
+
+    /* Counts only (NULL arrays, zero counts): nothing written, ESP_OK. */
+    all = (heap_all_tasks_stat_t){0};
+    assert_int_equal(heap_caps_get_all_task_stat(&all), ESP_OK);
+    assert_int_equal(all.task_count, 0);
+
+    /* Room for the task and two of its three heaps: heap_stat NULL. */
+    task_stat_t ts[2];
+    heap_stat_t hs[3];
+    heap_task_block_t bl[6];
+    all = (heap_all_tasks_stat_t){2, ts, 2, hs, 6, bl};
+    assert_int_equal(heap_caps_get_all_task_stat(&all), ESP_OK);
+    assert_int_equal(all.task_count, 1);
+    assert_int_equal(ts[0].heap_count, 3);
+    assert_null(ts[0].heap_stat);
+    assert_int_equal(all.heap_count, 0);
+    assert_int_equal(all.alloc_count, 0);
+
+    /* Room for the heaps but only 4 blocks: alpha (2) and beta (1) fit, gamma (3) does not. */
+    all = (heap_all_tasks_stat_t){2, ts, 3, hs, 4, bl};
+    assert_int_equal(heap_caps_get_all_task_stat(&all), ESP_OK);
+    assert_int_equal(all.heap_count, 3);
+    assert_int_equal(all.alloc_count, 3);
+    assert_ptr_equal(ts[0].heap_stat, hs);
+    size_t with = 0;
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(hs[i].name, "gamma") == 0) {
+            assert_null(hs[i].alloc_stat);
+            assert_int_equal(hs[i].alloc_count, 3);
+        } else {
+            assert_non_null(hs[i].alloc_stat);
+            with += hs[i].alloc_count;
+        }
+    }
+    assert_int_equal(with, 3);
+
+    /* The allocation helpers size exactly; the arrays are not tracked. */
+    heap_all_tasks_stat_t sized;
+    assert_int_equal(heap_caps_alloc_all_task_stat_arrays(&sized), ESP_OK);
+    assert_int_equal(sized.task_count, 1);
+    assert_int_equal(sized.heap_count, 3);
+    assert_int_equal(sized.alloc_count, 6);
+    assert_int_equal(heap_caps_get_all_task_stat(&sized), ESP_OK);
+    assert_int_equal(sized.stat_arr[0].overall_current_usage,
+                     heap_caps_get_allocated_size(p[0]) + heap_caps_get_allocated_size(p[1]) +
+                         heap_caps_get_allocated_size(p[2]) + heap_caps_get_allocated_size(p[3]) +
+                         heap_caps_get_allocated_size(p[4]) + heap_caps_get_allocated_size(p[5]));
+    heap_caps_free_all_task_stat_arrays(&sized);
+    for (int i = 0; i < 6; i++)
+        heap_caps_free(p[i]);
+    heap_single_task_stat_t mine;
+    assert_int_equal(heap_caps_alloc_single_task_stat_arrays(&mine, NULL), ESP_OK);
+    assert_int_equal(mine.heap_count, 3);
+    assert_int_equal(mine.alloc_count, 0); /* a task with no blocks: NULL array */
+    assert_null(mine.alloc_stat_start);
+    heap_caps_free_single_task_stat_arrays(&mine);
+}
+
+/* The legacy interface. */
+static void *hold_blocks(void *arg)
+{
+    void **out = arg;
+    out[0] = heap_caps_malloc(64, CAP_B);
+    out[1] = heap_caps_malloc(32, CAP_C);
+    out[2] = capheap_port_current_task();
+    return NULL;
+}
+
+static void test_per_task_info(void **state)
+{
+    (void)state;
+    boot_custom();
+    void *a1 = heap_caps_malloc(100, CAP_A), *a2 = heap_caps_malloc(50, CAP_B);
+    void *other[3];
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, hold_blocks, other), 0);
+    pthread_join(th, NULL);
+    void *me = capheap_port_current_task();
+    size_t sa1 = heap_caps_get_allocated_size(a1), sa2 = heap_caps_get_allocated_size(a2);
+    size_t so0 = heap_caps_get_allocated_size(other[0]), so1 = heap_caps_get_allocated_size(other[1]);
+
+    assert_int_equal(heap_caps_get_per_task_info(NULL), 0);
+    heap_task_totals_t totals[3];
+    memset(totals, 0xA5, sizeof totals);
+    totals[0].task = (TaskHandle_t)(uintptr_t)0x1234; /* pre-populated, unknown: zeroed, kept */
+    size_t num_totals = 1;
+    heap_task_block_t blocks[8];
+    heap_task_info_params_t p = {
+        .caps = {(int32_t)MALLOC_CAP_PID2, (int32_t)MALLOC_CAP_PID3, 0, 0},
+        .mask = {(int32_t)MALLOC_CAP_PID2, (int32_t)MALLOC_CAP_PID3, 0, 0},
+        .tasks = NULL, .num_tasks = 0,
+        .totals = totals, .num_totals = &num_totals, .max_totals = 3,
+        .blocks = blocks, .max_blocks = 8,
+    };
+    assert_int_equal(heap_caps_get_per_task_info(&p), 4);
+    assert_int_equal(num_totals, 3);
+    assert_ptr_equal(totals[0].task, (TaskHandle_t)(uintptr_t)0x1234);
+    for (int c = 0; c < NUM_HEAP_TASK_CAPS; c++) {
+        assert_int_equal(totals[0].size[c], 0);
+        assert_int_equal(totals[0].count[c], 0);
+    }
+    const heap_task_totals_t *tm = NULL, *to = NULL;
+    for (int i = 1; i < 3; i++) {
+        if (totals[i].task == me)
+            tm = &totals[i];
+        if (totals[i].task == other[2])
+            to = &totals[i];
+    }
+    assert_non_null(tm);
+    assert_non_null(to);
+    /* Class 0: alpha (PID2); class 1: beta (PID3); class 2 (mask 0): the rest. */
+    assert_int_equal(tm->size[0], sa1);
+    assert_int_equal(tm->count[0], 1);
+    assert_int_equal(tm->size[1], sa2);
+    assert_int_equal(tm->size[2], 0);
+    assert_int_equal(tm->size[3], 0);
+    assert_int_equal(to->size[0], 0);
+    assert_int_equal(to->size[1], so0);
+    assert_int_equal(to->size[2], so1); /* gamma falls to class 2 */
+    assert_int_equal(to->count[2], 1);
+    for (int i = 1; i < 4; i++)
+        assert_true((uintptr_t)blocks[i - 1].address < (uintptr_t)blocks[i].address);
+
+    /* Blocks of one task only, and a block array that is too small. */
+    TaskHandle_t only[1] = {other[2]};
+    p.tasks = only;
+    p.num_tasks = 1;
+    p.totals = NULL;
+    p.max_blocks = 1;
+    assert_int_equal(heap_caps_get_per_task_info(&p), 1);
+    assert_ptr_equal(blocks[0].task, other[2]);
+    p.max_blocks = 8;
+    assert_int_equal(heap_caps_get_per_task_info(&p), 2);
+    /* max_totals caps the appended tasks. */
+    num_totals = 0;
+    p.totals = totals;
+    p.max_totals = 1;
+    p.blocks = NULL;
+    assert_int_equal(heap_caps_get_per_task_info(&p), 0);
+    assert_int_equal(num_totals, 1);
+    heap_caps_free(a1);
+    heap_caps_free(a2);
+    heap_caps_free(other[0]);
+    heap_caps_free(other[1]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Printing                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static char out_buf[64 * 1024];
+
+static FILE *open_out(void)
+{
+    memset(out_buf, 0, sizeof out_buf);
+    FILE *f = fmemopen(out_buf, sizeof out_buf - 1, "w");
+    assert_non_null(f);
+    return f;
+}
+
+/* Line i of out_buf (0-based), into line. */
+static bool out_line(size_t i, char *line, size_t n)
+{
+    const char *s = out_buf;
+    for (; i > 0; i--) {
+        s = strchr(s, '\n');
+        if (s == NULL)
+            return false;
+        s++;
+    }
+    if (*s == '\0')
+        return false;
+    size_t k = strcspn(s, "\n");
+    if (k >= n)
+        k = n - 1;
+    memcpy(line, s, k);
+    line[k] = '\0';
+    return true;
+}
+
+static size_t out_lines(void)
+{
+    size_t n = 0;
+    for (const char *s = out_buf; *s != '\0'; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void *named_worker(void *arg)
+{
+    void **out = arg;
+    pthread_setname_np(pthread_self(), "camera");
+    out[0] = heap_caps_malloc(40, CAP_C);
+    out[1] = capheap_port_current_task();
+    return NULL;
+}
+
+static void test_print(void **state)
+{
+    (void)state;
+    boot_custom();
+    void *p1 = heap_caps_malloc(1000, CAP_A);
+    void *p2 = heap_caps_malloc(24, CAP_A);
+    void *p3 = heap_caps_malloc(3000, CAP_B);
+    void *tmp = heap_caps_malloc(8000, CAP_B);
+    size_t s8 = heap_caps_get_allocated_size(tmp);
+    heap_caps_free(tmp);
+    void *cam[2];
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, named_worker, cam), 0);
+    pthread_join(th, NULL); /* "camera" ended: DELETED, owns one block */
+    size_t s1 = heap_caps_get_allocated_size(p1), s2 = heap_caps_get_allocated_size(p2);
+    size_t s3 = heap_caps_get_allocated_size(p3);
+    size_t sc = heap_caps_get_allocated_size(cam[0]);
+    size_t cur = s1 + s2 + s3;
+    size_t peak = s1 + s2 + s3 + s8;
+    char want[512], line[512];
+
+    /* Overview of every task: the camera thread's handle is larger (later). */
+    FILE *f = open_out();
+    heap_caps_print_all_task_stat_overview(f);
+    fclose(f);
+    assert_int_equal(out_lines(), 6);
+    assert_true(out_line(0, line, sizeof line));
+    assert_string_equal(line, "┌────────────────────┬─────────┬──────────────────────┬───────────────────┬─────────────────┐");
+    assert_true(out_line(1, line, sizeof line));
+    assert_string_equal(line, "│               TASK │  STATUS │ CURRENT MEMORY USAGE │ PEAK MEMORY USAGE │ TOTAL HEAP USED │");
+    assert_true(out_line(2, line, sizeof line));
+    assert_string_equal(line, "├────────────────────┼─────────┼──────────────────────┼───────────────────┼─────────────────┤");
+    assert_true(out_line(3, line, sizeof line));
+    snprintf(want, sizeof want, "│ %18s │ %7s │ %20zu │ %17zu │ %15d │", "camera", "DELETED", sc, sc, 1);
+    assert_string_equal(line, want);
+    assert_true(out_line(4, line, sizeof line));
+    snprintf(want, sizeof want, "│ %18s │ %7s │ %20zu │ %17zu │ %15d │", "main", "ALIVE", cur, peak, 2);
+    assert_string_equal(line, want);
+    assert_true(out_line(5, line, sizeof line));
+    assert_string_equal(line, "└────────────────────┴─────────┴──────────────────────┴───────────────────┴─────────────────┘");
+
+    /* One task's overview; NULL stream is stdout (only checked not to crash). */
+    f = open_out();
+    heap_caps_print_single_task_stat_overview(f, NULL);
+    fclose(f);
+    assert_int_equal(out_lines(), 5);
+    assert_true(out_line(3, line, sizeof line));
+    assert_string_equal(line, want);
+    heap_caps_print_single_task_stat_overview(NULL, NULL);
+
+    /* The detail tree of the calling task. */
+    f = open_out();
+    heap_caps_print_single_task_stat(f, NULL);
+    fclose(f);
+    assert_int_equal(out_lines(), 6);
+    assert_true(out_line(0, line, sizeof line));
+    snprintf(want, sizeof want, "├ ALIVE: main, CURRENT MEMORY USAGE %zu, PEAK MEMORY USAGE %zu, TOTAL HEAP USED 2:",
+             cur, peak);
+    assert_string_equal(line, want);
+    assert_true(out_line(1, line, sizeof line));
+    snprintf(want, sizeof want,
+             "│    ├ HEAP: alpha, CAPS: 0x%08x, SIZE: %zu, USAGE: CURRENT %zu (%zu%%), PEAK %zu (%zu%%), ALLOC COUNT: 2",
+             (unsigned)(CAP_A | MALLOC_CAP_DEFAULT), sizeof region_a, s1 + s2, (s1 + s2) * 100 / sizeof region_a,
+             s1 + s2, (s1 + s2) * 100 / sizeof region_a);
+    assert_string_equal(line, want);
+    void *lo = (uintptr_t)p1 < (uintptr_t)p2 ? p1 : p2, *hi = lo == p1 ? p2 : p1;
+    assert_true(out_line(2, line, sizeof line));
+    snprintf(want, sizeof want, "│    │    ├ ALLOC %p, SIZE %zu", lo, heap_caps_get_allocated_size(lo));
+    assert_string_equal(line, want);
+    assert_true(out_line(3, line, sizeof line));
+    snprintf(want, sizeof want, "│    │    ├ ALLOC %p, SIZE %zu", hi, heap_caps_get_allocated_size(hi));
+    assert_string_equal(line, want);
+    assert_true(out_line(4, line, sizeof line));
+    snprintf(want, sizeof want,
+             "│    ├ HEAP: beta, CAPS: 0x%08x, SIZE: %zu, USAGE: CURRENT %zu (%zu%%), PEAK %zu (%zu%%), ALLOC COUNT: 1",
+             (unsigned)(CAP_B | MALLOC_CAP_DEFAULT), sizeof region_b, s3, s3 * 100 / sizeof region_b, s3 + s8,
+             (s3 + s8) * 100 / sizeof region_b);
+    assert_string_equal(line, want);
+
+    /* Every task: camera first, then main. */
+    f = open_out();
+    heap_caps_print_all_task_stat(f);
+    fclose(f);
+    assert_int_equal(out_lines(), 3 + 6);
+    assert_true(out_line(0, line, sizeof line));
+    snprintf(want, sizeof want, "├ DELETED: camera, CURRENT MEMORY USAGE %zu, PEAK MEMORY USAGE %zu, TOTAL HEAP USED 1:",
+             sc, sc);
+    assert_string_equal(line, want);
+    assert_true(out_line(2, line, sizeof line));
+    snprintf(want, sizeof want, "│    │    ├ ALLOC %p, SIZE %zu", cam[0], sc);
+    assert_string_equal(line, want);
+    assert_true(out_line(3, line, sizeof line));
+    assert_true(strncmp(line, "├ ALIVE: main,", strlen("├ ALIVE: main,")) == 0);
+
+    /* An unknown task prints nothing. */
+    f = open_out();
+    heap_caps_print_single_task_stat(f, (TaskHandle_t)(uintptr_t)0x999);
+    fclose(f);
+    assert_int_equal(out_lines(), 0);
+
+    heap_caps_free(p1);
+    heap_caps_free(p2);
+    heap_caps_free(p3);
+    heap_caps_free(cam[0]); /* camera owns nothing: its record goes */
+    f = open_out();
+    heap_caps_print_all_task_stat_overview(f);
+    fclose(f);
+    assert_int_equal(out_lines(), CAPHEAP_TRACK_DELETED_TASKS_VALUE ? 6 : 5);
+}
+
+/* A block listing longer than one collection chunk (32) prints every block once, in order. */
+static void test_print_many_blocks(void **state)
+{
+    (void)state;
+    boot_custom();
+    enum { N = 100 };
+    void *p[N];
+    for (int i = 0; i < N; i++)
+        assert_non_null(p[i] = heap_caps_malloc(16 + (size_t)i, CAP_A));
+    FILE *f = open_out();
+    heap_caps_print_single_task_stat(f, NULL);
+    fclose(f);
+    assert_int_equal(out_lines(), 2 + N);
+    char line[256];
+    uintptr_t last = 0;
+    for (size_t i = 2; i < 2 + N; i++) {
+        assert_true(out_line(i, line, sizeof line));
+        void *a = NULL;
+        assert_int_equal(sscanf(line, "│    │    ├ ALLOC %p,", &a), 1);
+        assert_true((uintptr_t)a > last);
+        last = (uintptr_t)a;
+    }
+    for (int i = 0; i < N; i++)
+        heap_caps_free(p[i]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Full tables                                                                */
+/* ------------------------------------------------------------------------ */
+
+static void test_block_table_full(void **state)
+{
+    (void)state;
+    boot_s3(4u * 1024u * 1024u);
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    size_t max = st.max_blocks, n = max + 50;
+    void **p = calloc(n, sizeof *p);
+    assert_non_null(p);
+    size_t tracked_bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        p[i] = heap_caps_malloc(8, MALLOC_CAP_SPIRAM);
+        assert_non_null(p[i]);
+        if (i < max)
+            tracked_bytes += heap_caps_get_allocated_size(p[i]);
+    }
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, max);
+    assert_int_equal(st.untracked_blocks, 50);
+    heap_single_task_stat_t s;
+    memset(&s, 0, sizeof s);
+    s.heap_count = 8;
+    s.heap_stat_start = me_heaps;
+    assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, tracked_bytes);
+    FILE *f = open_out();
+    heap_caps_print_all_task_stat_overview(f);
+    fclose(f);
+    char want[160];
+    snprintf(want, sizeof want, "UNTRACKED ALLOCATIONS: 50 (block table full, %zu blocks), 0 (task table full, %zu tasks)",
+             max, st.max_tasks);
+    assert_non_null(strstr(out_buf, want));
+    /* Free the untracked ones first: unknown frees, nothing else moves. */
+    for (size_t i = max; i < n; i++)
+        heap_caps_free(p[i]);
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.unknown_frees, 50);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, tracked_bytes);
+    /* With room again, new blocks are tracked. */
+    void *q = heap_caps_malloc(8, MALLOC_CAP_SPIRAM);
+    heap_caps_free(p[0]);
+    void *r = heap_caps_malloc(8, MALLOC_CAP_SPIRAM);
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.untracked_blocks, 51); /* q found the table still full */
+    assert_int_equal(st.blocks, max);          /* r took p[0]'s entry */
+    heap_caps_free(q);
+    heap_caps_free(r);
+    for (size_t i = 1; i < max; i++)
+        heap_caps_free(p[i]);
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, 0);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, 0);
+    free(p);
+}
+
+typedef struct {
+    pthread_barrier_t *ready, *go;
+    void *block;
+} holder_t;
+
+static void *hold_one(void *arg)
+{
+    holder_t *h = arg;
+    h->block = heap_caps_malloc(16, MALLOC_CAP_DEFAULT);
+    pthread_barrier_wait(h->ready);
+    pthread_barrier_wait(h->go);
+    heap_caps_free(h->block);
+    return NULL;
+}
+
+static void test_task_table_full(void **state)
+{
+    (void)state;
+    boot_s3(0);
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    size_t n = st.max_tasks + 5;
+    pthread_barrier_t ready, go;
+    pthread_barrier_init(&ready, NULL, (unsigned)n + 1);
+    pthread_barrier_init(&go, NULL, (unsigned)n + 1);
+    holder_t *h = calloc(n, sizeof *h);
+    pthread_t *th = calloc(n, sizeof *th);
+    assert_non_null(h);
+    assert_non_null(th);
+    for (size_t i = 0; i < n; i++) {
+        h[i].ready = &ready;
+        h[i].go = &go;
+        assert_int_equal(pthread_create(&th[i], NULL, hold_one, &h[i]), 0);
+    }
+    pthread_barrier_wait(&ready);
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.tasks, st.max_tasks);
+    assert_int_equal(st.untracked_task_blocks, 5);
+    assert_int_equal(st.blocks, st.max_tasks);
+    FILE *f = open_out();
+    heap_caps_print_all_task_stat_overview(f);
+    fclose(f);
+    assert_non_null(strstr(out_buf, "5 (task table full"));
+    pthread_barrier_wait(&go);
+    for (size_t i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, 0);
+    assert_int_equal(st.tasks, CAPHEAP_TRACK_DELETED_TASKS_VALUE ? st.max_tasks : 0);
+    assert_int_equal(st.unknown_frees, 5);
+    pthread_barrier_destroy(&ready);
+    pthread_barrier_destroy(&go);
+    free(h);
+    free(th);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Task deletion, names, reset                                                */
+/* ------------------------------------------------------------------------ */
+
+static void *leave_two(void *arg)
+{
+    void **out = arg;
+    void *x = heap_caps_malloc(100, MALLOC_CAP_DEFAULT);
+    out[0] = heap_caps_malloc(200, MALLOC_CAP_DEFAULT);
+    out[1] = heap_caps_malloc(300, MALLOC_CAP_INTERNAL);
+    heap_caps_free(x);
+    out[2] = capheap_port_current_task();
+    return NULL;
+}
+
+static void test_task_deletion(void **state)
+{
+    (void)state;
+    boot_s3(0);
+    void *out[3];
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, leave_two, out), 0);
+    pthread_join(th, NULL);
+    heap_single_task_stat_t s;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, out[2]), ESP_OK);
+    assert_false(s.stat.is_alive);
+    size_t two = heap_caps_get_allocated_size(out[0]) + heap_caps_get_allocated_size(out[1]);
+    assert_int_equal(s.stat.overall_current_usage, two);
+    char want[16];
+    snprintf(want, sizeof want, "thread-%u", (unsigned)(uintptr_t)out[2]);
+    assert_string_equal(s.stat.name, want);
+    /* The dead task's blocks are still credited to it when freed elsewhere. */
+    heap_caps_free(out[0]);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, out[2]), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(out[1]));
+    heap_caps_free(out[1]);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, out[2]),
+                     CAPHEAP_TRACK_DELETED_TASKS_VALUE ? ESP_OK : ESP_FAIL);
+
+    /* capheap_task_deleted() on a live task, by hand: DELETED, then alive
+     * again? No: a deleted handle that allocates stays DELETED. */
+    void *mine = heap_caps_malloc(10, MALLOC_CAP_DEFAULT);
+    capheap_task_deleted(capheap_port_current_task());
+    capheap_task_deleted((void *)(uintptr_t)0x4242); /* unknown: nothing */
+    void *more = heap_caps_malloc(10, MALLOC_CAP_DEFAULT);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
+    assert_false(s.stat.is_alive);
+    assert_int_equal(s.stat.overall_current_usage,
+                     heap_caps_get_allocated_size(mine) + heap_caps_get_allocated_size(more));
+    heap_caps_free(mine);
+    heap_caps_free(more);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), CAPHEAP_TRACK_DELETED_TASKS_VALUE ? ESP_OK : ESP_FAIL);
+}
+
+static void test_names_and_handles(void **state)
+{
+    (void)state;
+    void *me = capheap_port_current_task();
+    assert_non_null(me);
+    assert_ptr_equal(capheap_port_current_task(), me); /* stable */
+    assert_string_equal(capheap_port_task_name(me), "main");
+    assert_string_equal(capheap_port_task_name(NULL), "Pre-scheduler");
+    assert_null(capheap_port_task_name((void *)((uintptr_t)me + 1000))); /* not the caller */
+}
+
+static void test_reset(void **state)
+{
+    (void)state;
+    boot_custom();
+    void *p = heap_caps_malloc(100, CAP_A);
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, 1);
+    assert_int_equal(st.tasks, 1);
+    assert_int_equal(capheap_task_tracking_get_stats(NULL), ESP_ERR_INVALID_ARG);
+    capheap_task_tracking_reset();
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, 0);
+    assert_int_equal(st.tasks, 0);
+    heap_caps_free(p); /* from before the reset: an unknown free */
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.unknown_frees, 1);
+    /* A block still listed when its address comes back (heaps reset without
+     * a tracking reset): the old entry is replaced, the books stay sound. */
+    void *a = heap_caps_malloc(64, CAP_B);
+    assert_non_null(a);
+    capheap_caps_reset();
+    add_region(region_a, sizeof region_a, CAP_A, "alpha");
+    add_region(region_b, sizeof region_b, CAP_B, "beta");
+    void *b = heap_caps_malloc(64, CAP_B);
+    assert_ptr_equal(b, a); /* a fresh heap hands out the same first block */
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, 1);
+    heap_single_task_stat_t s;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(b));
+    heap_caps_free(b);
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, 0);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names_and_handles),
+        cmocka_unit_test_teardown(test_realloc_between_heaps, teardown),
+        cmocka_unit_test_teardown(test_exec_alias, teardown),
+        cmocka_unit_test_teardown(test_arrays_and_arguments, teardown),
+        cmocka_unit_test_teardown(test_per_task_info, teardown),
+        cmocka_unit_test_teardown(test_print, teardown),
+        cmocka_unit_test_teardown(test_print_many_blocks, teardown),
+        cmocka_unit_test_teardown(test_task_deletion, teardown),
+        cmocka_unit_test_teardown(test_reset, teardown),
+        cmocka_unit_test_teardown(test_block_table_full, teardown),
+        cmocka_unit_test_teardown(test_task_table_full, teardown),
+        cmocka_unit_test_teardown(test_model_custom, teardown),
+        cmocka_unit_test_teardown(test_model_s3, teardown),
+        cmocka_unit_test_teardown(test_concurrent_balance, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
