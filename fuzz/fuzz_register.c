@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "capheap/check.h"
 #include "capheap/config.h"
 #include "capheap/heap.h"
 #include "multi_heap.h"
@@ -67,6 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t nsizes = size - 6;
 
     uint8_t *start = g_buf + offset;
+    capheap_sanitizer_release(g_buf, FR_BUF); /* the previous input's heap poisoned it under ASan */
     memset(g_buf, FR_GUARD, FR_BUF);
     memset(start, fill, region);
 

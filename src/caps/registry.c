@@ -23,6 +23,7 @@
 
 #include "caps/caps_private.h"
 #include "capheap/task_info.h"
+#include "capheap/check.h"
 #include "capheap/heap.h"
 #include "debug/debug_hooks.h"
 
@@ -479,11 +480,17 @@ esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_regio
 void capheap_caps_reset(void)
 {
     ch_lock();
+    for (size_t i = 0; i < ch_g.n; i++) {
+        ch_heap_t *h = &ch_g.heaps[i];
+        if (h->heap == NULL)
+            continue;
 #if CAPHEAP_PORT_HOST
-    for (size_t i = 0; i < ch_g.n; i++)
-        if (ch_g.heaps[i].heap != NULL)
-            capheap_lock_destroy(&ch_g.heaps[i].lock);
+        capheap_lock_destroy(&h->lock);
 #endif
+        /* The memory goes back to its owner (the simulator unmaps it, a test
+         * reuses its buffer): no sanitizer marks may stay on it. */
+        capheap_sanitizer_release((void *)h->start, (size_t)(h->end - h->start));
+    }
     memset(&ch_g, 0, sizeof ch_g);
     ch_g.size_max = SIZE_MAX / 2;
     for (size_t r = 0; r < CH_ROUTES; r++)

@@ -56,6 +56,17 @@
 #define CE_OPS_IMPL /* the external definitions of -Os builds (tlsf_ops.h) */
 #include "core/tlsf_ops.h"
 
+/* The O(blocks) walks read headers wherever a corrupt size sends them, which
+ * under ASan may be a poisoned payload or padding (debug/sanitize.h): they
+ * are not instrumented. They never leave the region (each header's size is
+ * checked against the end before it is followed), which the fuzzers check
+ * in builds without ASan poisoning. */
+#if CE_ASAN
+#define CE_WALKER __attribute__((no_sanitize_address))
+#else
+#define CE_WALKER
+#endif
+
 /*
  * The slow path behind every rejected pointer: say exactly what is wrong.
  * The fast checks (tlsf_ops.h) only answer yes or no; here there is time
@@ -68,7 +79,7 @@
  */
 
 /* The fault is gathered in locals and stored once, at the end. */
-void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out)
+CE_WALKER void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out)
 {
     uint32_t a = h->align_mask;
     uintptr_t off = (uintptr_t)p - (uintptr_t)h;
@@ -287,6 +298,7 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
     if (gap != 0) {
         /* Split the gap off as a free block; b + gap becomes the candidate
          * (make_free() sets its PF bit, use_block() drops it). */
+        CE_SAN_UNPOISON(word(h, b + gap - 4u), 4u * sizeof(uint32_t)); /* footer, header, links */
         HDR(h, b + gap) = (s - gap) | F_FREE;
         make_free(h, b, gap);
         b += gap;
@@ -317,7 +329,7 @@ size_t ce_largest_request(const ce_heap_t *h)
 
 /* ---- walk and check ---------------------------------------------------- */
 
-void ce_walk(const ce_heap_t *h, ce_walk_cb cb, void *user)
+CE_WALKER void ce_walk(const ce_heap_t *h, ce_walk_cb cb, void *user)
 {
     uint32_t b = h->first;
     while (b < h->end) {
@@ -347,110 +359,217 @@ static void fail(checker_t *c, unsigned inv, const void *addr, uint32_t expected
     }
 }
 
-bool ce_check(const ce_heap_t *h, ce_report_cb report, ce_used_cb used_cb, void *user)
+/*
+ * The validator, resumable. ce_check() is one step with an unlimited budget,
+ * so a pass of bounded steps over an unchanged heap runs exactly the checks
+ * of ce_check(), in its order, with the same reports. Four stretches:
+ *   walk   every block in address order: I1 (tiling; the pass stops where
+ *          the walk cannot pass), I8, I2, I3, I4, I9, the used-block callback
+ *          (I13 above), then I10 and the I7 totals at the end marker;
+ *   pairs  the pair bitmaps against pair_bitmap (I6);
+ *   lists  each class: its bitmap bit against its head (I6), then its
+ *          entries (I5: free, in this class, prev link), bounded by the
+ *          number of free blocks walked (I6: no cycle, no stray entry);
+ *   end    listed entries = free blocks (I6), the bits after the last class (I11).
+ * Resynchronising after a change (changed): the walk restarts from the
+ * first block and hops over the blocks that end at or before the old cursor
+ * (header reads only, I1 still checked, up to CE_CHECK_HOPS_PER_UNIT per
+ * unit of budget), so it resumes at a real block boundary: the old cursor
+ * itself, or the block that now covers it. A class list restarts from its
+ * head (twice at most per class and pass; then the pass moves on to the next
+ * class). A pass that saw a change compares no totals: free_sum, free_count
+ * and listed mix two states of the heap.
+ */
+CE_WALKER bool ce_check_step(const ce_heap_t *h, ce_check_cursor_t *cur, uint32_t budget, bool changed,
+                   ce_report_cb report, ce_used_cb used_cb, void *user, bool *done, uint32_t *units_out)
 {
     checker_t c = {report, user, true};
     uint32_t a = h->align_mask;
+    uint32_t units = 0, hops = 0;
+    if (budget == 0)
+        budget = 1;
+    uint32_t hop_budget = budget > UINT32_MAX / CE_CHECK_HOPS_PER_UNIT ? UINT32_MAX
+                                                                        : budget * CE_CHECK_HOPS_PER_UNIT;
+    *done = false;
     if (h->magic != CE_MAGIC) {
         fail(&c, 12, &h->magic, CE_MAGIC, h->magic, CE_FAULT_BAD_HEADER);
-        return false;
+        goto finish;
     }
-    /* Physical walk: I1 (tiling), I2 (flags agree), I3 (no adjacent free),
-     * I4 (footers), I8 (alignment), I9 (fill), I7 (counters). */
-    uint32_t b = h->first, free_sum = 0, free_count = 0;
-    bool prev_free = false;
-    while (b < h->end) {
-        uint32_t hdr = HDR(h, b);
-        uint32_t s = SIZE_OF(hdr);
-        if (s < CE_MIN_BLOCK || (s & a) || s > h->end - b) {
-            fail(&c, 1, word(h, b), (h->end - b) & ~a, hdr, CE_FAULT_BAD_HEADER);
-            return false; /* cannot go on: the next header is unknown */
-        }
-        if ((((uintptr_t)data_of(h, b)) & a) != 0)
-            fail(&c, 8, word(h, b), 0, (uint32_t)((uintptr_t)data_of(h, b) & a), CE_FAULT_MISALIGNED);
-        if (((hdr & F_PREV_FREE) != 0) != prev_free)
-            fail(&c, 2, word(h, b), prev_free ? hdr | F_PREV_FREE : hdr & ~F_PREV_FREE, hdr,
-                 CE_FAULT_BAD_NEIGHBOUR);
-        bool is_free = (hdr & F_FREE) != 0;
-        if (is_free) {
-            if (prev_free)
-                fail(&c, 3, word(h, b), hdr & ~F_FREE, hdr, CE_FAULT_BAD_NEIGHBOUR);
-            if (*word(h, b + s - 4u) != FOOT_MARK(b))
-                fail(&c, 4, word(h, b + s - 4u), FOOT_MARK(b), *word(h, b + s - 4u), CE_FAULT_BAD_NEIGHBOUR);
-#if CE_FREE_FILL
-            const uint8_t *fillp = (const uint8_t *)word(h, b + 12u);
-            for (uint32_t i = 0; i + 16u < s; i++) {
-                if (fillp[i] != CE_FILL_FREE_BYTE) {
-                    uint32_t w;
-                    uint32_t at = (b + 12u + i) & ~3u;
-                    memcpy(&w, word(h, at), 4);
-                    fail(&c, 9, word(h, at), 0xFEFEFEFEu, w, CE_FAULT_BAD_HEADER);
-                    break;
-                }
+    if (cur->phase == 0) {
+        memset(cur, 0, sizeof *cur);
+        cur->phase = 1;
+        cur->pos = h->first;
+    } else if (changed) {
+        cur->changed = 1;
+        if (cur->phase == 1) {
+            if (cur->pos > cur->skip_to)
+                cur->skip_to = cur->pos;
+            cur->pos = h->first;
+            cur->prev_free = 0;
+        } else if (cur->phase == 3) {
+            cur->class_started = 0;
+            cur->class_listed = 0;
+            if (++cur->class_restarts > 2u) {
+                cur->pos++;
+                cur->class_restarts = 0;
             }
-#endif
-            free_sum += s;
-            free_count++;
-        } else if (used_cb != NULL && !used_cb(data_of(h, b), s - CE_HDR, user)) {
-            c.ok = false; /* the callback reported it */
         }
-        prev_free = is_free;
-        b += s;
     }
-    if (b != h->end || (HDR(h, h->end) & ~F_PREV_FREE) != CE_MIN_BLOCK ||
-        ((HDR(h, h->end) & F_PREV_FREE) != 0) != prev_free)
-        fail(&c, 10, word(h, h->end), CE_MIN_BLOCK | (prev_free ? F_PREV_FREE : 0), HDR(h, h->end),
-             CE_FAULT_BAD_HEADER);
-    if (free_sum != h->free_bytes)
-        fail(&c, 7, &h->free_bytes, free_sum, h->free_bytes, CE_FAULT_BAD_HEADER);
-    if (h->min_free > h->free_bytes)
-        fail(&c, 7, &h->min_free, h->free_bytes, h->min_free, CE_FAULT_BAD_HEADER);
 
-    /* Lists: I5 (each listed block is free, in its class, links agree) and
-     * I6 (bitmaps agree with heads; every free block listed exactly once:
-     * counts match, and the walk is bounded by the physical count). */
-    uint32_t listed = 0;
-    uint32_t classes = (uint32_t)h->fl_count * CE_SL_COUNT;
-    uint32_t pairs = (classes + 31u) >> 5;
-    for (uint32_t k = 0; k < pairs; k++) {
-        uint32_t bm = PAIR_BITMAP(h, k);
-        if (((h->pair_bitmap >> k) & 1u) != (bm != 0))
-            fail(&c, 6, &h->pair_bitmap, h->pair_bitmap ^ (1u << k), h->pair_bitmap, CE_FAULT_BAD_HEADER);
+    if (cur->phase == 1) {
+        /* Physical walk: I1 (tiling), I2 (flags agree), I3 (no adjacent free),
+         * I4 (footers), I8 (alignment), I9 (fill), I7 (counters). */
+        uint32_t b = cur->pos, free_sum = cur->free_sum, free_count = cur->free_count;
+        bool prev_free = cur->prev_free != 0;
+        while (b < h->end) {
+            if (units >= budget || hops >= hop_budget)
+                break;
+            uint32_t hdr = HDR(h, b);
+            uint32_t s = SIZE_OF(hdr);
+            if (s < CE_MIN_BLOCK || (s & a) || s > h->end - b) {
+                fail(&c, 1, word(h, b), (h->end - b) & ~a, hdr, CE_FAULT_BAD_HEADER);
+                goto finish; /* cannot go on: the next header is unknown */
+            }
+            bool is_free = (hdr & F_FREE) != 0;
+            if (b + s <= cur->skip_to) { /* resynchronising: already checked in this pass */
+                hops++;
+                prev_free = is_free;
+                b += s;
+                continue;
+            }
+            units++;
+            if ((((uintptr_t)data_of(h, b)) & a) != 0)
+                fail(&c, 8, word(h, b), 0, (uint32_t)((uintptr_t)data_of(h, b) & a), CE_FAULT_MISALIGNED);
+            if (((hdr & F_PREV_FREE) != 0) != prev_free)
+                fail(&c, 2, word(h, b), prev_free ? hdr | F_PREV_FREE : hdr & ~F_PREV_FREE, hdr,
+                     CE_FAULT_BAD_NEIGHBOUR);
+            if (is_free) {
+                if (prev_free)
+                    fail(&c, 3, word(h, b), hdr & ~F_FREE, hdr, CE_FAULT_BAD_NEIGHBOUR);
+                if (*word(h, b + s - 4u) != FOOT_MARK(b))
+                    fail(&c, 4, word(h, b + s - 4u), FOOT_MARK(b), *word(h, b + s - 4u), CE_FAULT_BAD_NEIGHBOUR);
+#if CE_FREE_FILL
+                const uint8_t *fillp = (const uint8_t *)word(h, b + 12u);
+                for (uint32_t i = 0; i + 16u < s; i++) {
+                    if (san_byte(fillp, i) != CE_FILL_FREE_BYTE) { /* poisoned under ASan */
+                        uint32_t at = (b + 12u + i) & ~3u;
+                        uint32_t w = san_load32(word(h, at));
+                        fail(&c, 9, word(h, at), 0xFEFEFEFEu, w, CE_FAULT_BAD_HEADER);
+                        break;
+                    }
+                }
+#endif
+                free_sum += s;
+                free_count++;
+            } else if (used_cb != NULL && !used_cb(data_of(h, b), s - CE_HDR, user)) {
+                c.ok = false; /* the callback reported it */
+            }
+            prev_free = is_free;
+            b += s;
+        }
+        cur->pos = b;
+        cur->prev_free = prev_free ? 1u : 0u;
+        cur->free_sum = free_sum;
+        cur->free_count = free_count;
+        if (b < h->end)
+            goto out; /* budget spent */
+        if ((HDR(h, h->end) & ~F_PREV_FREE) != CE_MIN_BLOCK || ((HDR(h, h->end) & F_PREV_FREE) != 0) != prev_free)
+            fail(&c, 10, word(h, h->end), CE_MIN_BLOCK | (prev_free ? F_PREV_FREE : 0), HDR(h, h->end),
+                 CE_FAULT_BAD_HEADER);
+        if (!cur->changed && free_sum != h->free_bytes)
+            fail(&c, 7, &h->free_bytes, free_sum, h->free_bytes, CE_FAULT_BAD_HEADER);
+        if (h->min_free > h->free_bytes)
+            fail(&c, 7, &h->min_free, h->free_bytes, h->min_free, CE_FAULT_BAD_HEADER);
+        cur->phase = 2;
     }
-    if (pairs < 32u && (h->pair_bitmap >> pairs) != 0)
-        fail(&c, 6, &h->pair_bitmap, h->pair_bitmap & ((1u << pairs) - 1u), h->pair_bitmap, CE_FAULT_BAD_HEADER);
-    for (uint32_t cl = 0; cl < classes; cl++) {
-        const uint32_t *bmp = &PAIR_BITMAP(h, cl >> 5);
-        uint32_t head = HEAD(h, cl);
-        if (((*bmp >> (cl & 31u)) & 1u) != (head != 0))
-            fail(&c, 6, bmp, *bmp ^ (1u << (cl & 31u)), *bmp, CE_FAULT_BAD_HEADER);
-        uint32_t prev = 0;
-        for (uint32_t e = head; e != 0; prev = e, e = NEXT(h, e)) {
-            if (++listed > free_count) {
-                fail(&c, 6, &HEAD(h, cl), free_count, listed, CE_FAULT_BAD_HEADER);
-                return false; /* a cycle or a stray block: stop */
+
+    uint32_t classes = (uint32_t)h->fl_count * CE_SL_COUNT;
+    if (cur->phase == 2) {
+        if (units >= budget)
+            goto out;
+        units++;
+        uint32_t pairs = (classes + 31u) >> 5;
+        for (uint32_t k = 0; k < pairs; k++) {
+            uint32_t bm = PAIR_BITMAP(h, k);
+            if (((h->pair_bitmap >> k) & 1u) != (bm != 0))
+                fail(&c, 6, &h->pair_bitmap, h->pair_bitmap ^ (1u << k), h->pair_bitmap, CE_FAULT_BAD_HEADER);
+        }
+        if (pairs < 32u && (h->pair_bitmap >> pairs) != 0)
+            fail(&c, 6, &h->pair_bitmap, h->pair_bitmap & ((1u << pairs) - 1u), h->pair_bitmap,
+                 CE_FAULT_BAD_HEADER);
+        cur->phase = 3;
+        cur->pos = 0;
+        cur->class_started = 0;
+    }
+
+    if (cur->phase == 3) {
+        /* Lists: I5 (each listed block is free, in its class, links agree) and
+         * I6 (bitmaps agree with heads; every free block listed exactly once:
+         * counts match, and the walk is bounded by the physical count, or
+         * after a change by the most blocks the pool can hold). */
+        uint32_t bound = cur->changed ? (h->end - h->first) / CE_MIN_BLOCK : cur->free_count;
+        for (; cur->pos < classes; cur->pos++, cur->class_started = 0, cur->class_restarts = 0) {
+            uint32_t cl = cur->pos;
+            if (!cur->class_started) {
+                const uint32_t *bmp = &PAIR_BITMAP(h, cl >> 5);
+                uint32_t head = HEAD(h, cl);
+                if (((*bmp >> (cl & 31u)) & 1u) != (head != 0))
+                    fail(&c, 6, bmp, *bmp ^ (1u << (cl & 31u)), *bmp, CE_FAULT_BAD_HEADER);
+                cur->class_started = 1;
+                cur->class_listed = 0;
+                cur->entry = head;
+                cur->prev = 0;
             }
-            if (e < h->first || e >= h->end || (e & 3u) || !(HDR(h, e) & F_FREE)) {
-                fail(&c, 5, prev ? word(h, prev + 4u) : &HEAD(h, cl), 0, e, CE_FAULT_BAD_HEADER);
-                return false;
+            for (uint32_t e = cur->entry, prev = cur->prev; e != 0; prev = e, e = NEXT(h, e)) {
+                if (units >= budget) {
+                    cur->entry = e;
+                    cur->prev = prev;
+                    goto out;
+                }
+                units++;
+                cur->listed++;
+                cur->class_listed++;
+                if (cur->changed ? cur->class_listed > bound : cur->listed > bound) {
+                    fail(&c, 6, &HEAD(h, cl), bound, cur->changed ? cur->class_listed : cur->listed,
+                         CE_FAULT_BAD_HEADER);
+                    goto finish; /* a cycle or a stray block: stop */
+                }
+                if (e < h->first || e >= h->end || (e & 3u) || !(HDR(h, e) & F_FREE)) {
+                    fail(&c, 5, prev ? word(h, prev + 4u) : &HEAD(h, cl), 0, e, CE_FAULT_BAD_HEADER);
+                    goto finish;
+                }
+                uint32_t ec = (uint32_t)class_of(SIZE_OF(HDR(h, e)));
+                if (ec != cl)
+                    fail(&c, 5, word(h, e), ((cl >> 4) << 8) | (cl & 15u), ((ec >> 4) << 8) | (ec & 15u),
+                         CE_FAULT_BAD_HEADER);
+                if (PREV(h, e) != prev)
+                    fail(&c, 5, word(h, e + 8u), prev, PREV(h, e), CE_FAULT_BAD_HEADER);
             }
-            uint32_t ec = (uint32_t)class_of(SIZE_OF(HDR(h, e)));
-            if (ec != cl)
-                fail(&c, 5, word(h, e), ((cl >> 4) << 8) | (cl & 15u), ((ec >> 4) << 8) | (ec & 15u),
-                     CE_FAULT_BAD_HEADER);
-            if (PREV(h, e) != prev)
-                fail(&c, 5, word(h, e + 8u), prev, PREV(h, e), CE_FAULT_BAD_HEADER);
+        }
+        if (!cur->changed && cur->listed != cur->free_count)
+            fail(&c, 6, &h->pair_bitmap, cur->free_count, cur->listed, CE_FAULT_BAD_HEADER);
+        /* I11: the bits of the classes after the last one (the zero word after
+         * the last pair, or the upper half of the last pair's bitmap) are zero. */
+        {
+            const uint32_t *bmp = &PAIR_BITMAP(h, classes >> 5);
+            uint32_t extra = *bmp >> (classes & 31u);
+            if (extra != 0)
+                fail(&c, 11, bmp, *bmp & ~(~0u << (classes & 31u)), *bmp, CE_FAULT_BAD_HEADER);
         }
     }
-    if (listed != free_count)
-        fail(&c, 6, &h->pair_bitmap, free_count, listed, CE_FAULT_BAD_HEADER);
-    /* I11: the bits of the classes after the last one (the zero word after
-     * the last pair, or the upper half of the last pair's bitmap) are zero. */
-    {
-        const uint32_t *bmp = &PAIR_BITMAP(h, classes >> 5);
-        uint32_t extra = *bmp >> (classes & 31u);
-        if (extra != 0)
-            fail(&c, 11, bmp, *bmp & ~(~0u << (classes & 31u)), *bmp, CE_FAULT_BAD_HEADER);
-    }
+finish:
+    memset(cur, 0, sizeof *cur);
+    *done = true;
+out:
+    if (units_out != NULL)
+        *units_out = units;
     return c.ok;
+}
+
+bool ce_check(const ce_heap_t *h, ce_report_cb report, ce_used_cb used_cb, void *user)
+{
+    ce_check_cursor_t cur;
+    bool done;
+    memset(&cur, 0, sizeof cur);
+    return ce_check_step(h, &cur, UINT32_MAX, false, report, used_cb, user, &done, NULL);
 }

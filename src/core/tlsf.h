@@ -61,7 +61,8 @@ typedef struct ce_heap {
     uint32_t region_bytes; /* the size registered */
     uint8_t align_mask;   /* minimum block alignment - 1: 3, 7 or 15 */
     uint8_t fl_count;     /* first-level classes in use */
-    uint8_t reserved[2];
+    uint16_t check_token; /* incremental check (docs/checks.md): the token of the last check step,
+                           * 0 after any change made under the heap's lock */
     uint32_t pair_bitmap; /* bit k set iff pair k (classes 32k .. 32k + 31) has a non-empty list */
     uint32_t rows[];      /* pairs of CE_PAIR_WORDS, then one zero word (see tlsf.c) */
 } ce_heap_t;
@@ -145,5 +146,42 @@ void ce_walk(const ce_heap_t *h, ce_walk_cb cb, void *user);
 typedef void (*ce_report_cb)(const ce_fault_t *fault, void *user);
 typedef bool (*ce_used_cb)(void *data, size_t capacity, void *user);
 bool ce_check(const ce_heap_t *h, ce_report_cb report, ce_used_cb used_cb, void *user);
+
+/*
+ * The validator in bounded steps (docs/checks.md). A pass is the walk of
+ * ce_check: the blocks in address order, then the pair bitmaps, then every
+ * class list, then the totals. The cursor keeps where the pass stopped and
+ * what it accumulated; zero it to start a pass. Each call checks at most
+ * budget blocks and list entries (and hops over at most
+ * CE_CHECK_HOPS_PER_UNIT * budget headers while resynchronising) and reports
+ * exactly what ce_check would report for the same stretch, in the same order:
+ * a pass over a heap that does not change between steps makes the same
+ * reports as one ce_check call. changed says that the heap may have changed
+ * since the previous step of this pass; the step then re-finds its place
+ * (the walk hops from the first block to the cursor, a list walk restarts
+ * its class) and the pass stops comparing its accumulated totals (I6 counts,
+ * I7 sum). *done is set when the pass ended (the cursor is then zero again);
+ * *units receives the blocks and entries checked. Returns true iff this step
+ * found nothing wrong.
+ */
+#define CE_CHECK_HOPS_PER_UNIT 32u
+typedef struct {
+    uint32_t phase;      /* 0 start, 1 block walk, 2 pair bitmaps, 3 class lists */
+    uint32_t pos;        /* walk: offset of the next block; lists: the class */
+    uint32_t skip_to;    /* walk after a change: blocks ending at or before this are hopped over */
+    uint32_t entry;      /* lists: next entry of class pos */
+    uint32_t prev;       /* lists: the entry before it (0: entry is the head) */
+    uint32_t free_sum;   /* walk: sum and count of the free blocks seen (I7, I6) */
+    uint32_t free_count;
+    uint32_t listed;     /* lists: entries seen in this pass */
+    uint32_t class_listed; /* entries seen in the current class since it (re)started */
+    uint8_t prev_free;   /* walk: the block before pos is free */
+    uint8_t changed;     /* the heap changed during this pass: totals are not compared */
+    uint8_t class_started; /* lists: class pos has had its bitmap check */
+    uint8_t class_restarts; /* lists: restarts of class pos after changes */
+} ce_check_cursor_t;
+
+bool ce_check_step(const ce_heap_t *h, ce_check_cursor_t *cur, uint32_t budget, bool changed,
+                   ce_report_cb report, ce_used_cb used_cb, void *user, bool *done, uint32_t *units);
 
 #endif /* CAPHEAP_CORE_TLSF_H */

@@ -15,6 +15,15 @@
 #include <string.h>
 
 #include "core/tlsf.h"
+#include "debug/sanitize.h"
+
+/* A read of a word a rejected pointer may point at: under ASan it may be
+ * poisoned (debug/sanitize.h), and the validation must still see it. */
+#if CE_ASAN
+#define CE_PEEK(p) san_load32(p)
+#else
+#define CE_PEEK(p) (*(p))
+#endif
 
 #define F_FREE 1u
 #define F_PREV_FREE 2u
@@ -293,6 +302,7 @@ CE_TAIL void *use_block(ce_heap_t *h, uint32_t b, uint32_t n)
         blk[0] = n;
         uint32_t r = b + n;
         uint32_t *rw = skip(blk, n);
+        CE_SAN_UNPOISON(rw, 3u * sizeof(uint32_t)); /* the tail's header and links (sanitize.h) */
         rw[0] = rest | F_FREE;
         skip(rw, rest)[-1] = FOOT_MARK(r); /* the next block's PF bit stays set */
         list_insert_at(h, rw, r, rest);
@@ -509,14 +519,14 @@ CE_INLINE unsigned ce_free_start(const ce_heap_t *h, const void *p, uint32_t *bp
     uint32_t b = (uint32_t)b64;
     /* The header is the word before p (p is aligned now). */
     const uint32_t *hw = (const uint32_t *)(const void *)((const char *)p - CE_HDR);
-    uint32_t hdr = *hw;
+    uint32_t hdr = CE_PEEK(hw);
     if (hdr & F_FREE)
         return CE_FREE_REJECT;
     uint32_t s = hdr & ~F_PREV_FREE;
     uint32_t room = span - (uint32_t)rel; /* end - b - 16 */
     if (s - CE_MIN_BLOCK > room)
         return CE_FREE_REJECT;
-    uint32_t nh = *(const uint32_t *)(const void *)((const char *)hw + s);
+    uint32_t nh = CE_PEEK((const uint32_t *)(const void *)((const char *)hw + s));
     /* The next header must not claim we are free, and its size must lie in
      * the pool (the end marker reads as 16 bytes at end: it passes). */
     if ((nh & F_PREV_FREE) || (nh & ~F_FREE) - CE_MIN_BLOCK > room - s)
@@ -548,16 +558,16 @@ CE_INLINE bool neighbours_ok(const ce_heap_t *h, uint32_t b, uint32_t hdr, uint3
     uint32_t s = hdr & ~F_PREV_FREE;
     uint32_t pb = 0;
     if (hdr & F_PREV_FREE) {
-        uint32_t fw = word(h, b)[-1];
+        uint32_t fw = CE_PEEK(word(h, b) - 1);
         pb = fw & ~F_MASK;
         if ((fw & F_MASK) != F_MASK || pb < h->first || pb > b - CE_MIN_BLOCK ||
-            HDR(h, pb) != ((b - pb) | F_FREE))
+            CE_PEEK(word(h, pb)) != ((b - pb) | F_FREE))
             return false;
     }
     uint32_t ns = 0;
     if (nh & F_FREE) {
         ns = nh & ~F_FREE; /* inside the pool: ce_free_start checked it */
-        if (FOOTER(h, b + s, ns) != FOOT_MARK(b + s))
+        if (CE_PEEK(&FOOTER(h, b + s, ns)) != FOOT_MARK(b + s))
             return false;
     }
     *pbp = pb;
@@ -702,6 +712,7 @@ CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t 
     if (rest >= CE_MIN_BLOCK) {
         HDR(h, b) = n | pf;
         uint32_t r = b + n;
+        CE_SAN_UNPOISON(word(h, r), 3u * sizeof(uint32_t)); /* inside the successor's payload */
         HDR(h, r) = rest | F_FREE;
         FOOTER(h, r, rest) = FOOT_MARK(r);
         list_insert(h, r, rest); /* the block after keeps its PF bit */
@@ -780,6 +791,7 @@ CE_API void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fau
         return p;
     void *q = ce_malloc(h, size);
     if (q != NULL) {
+        CE_SAN_UNPOISON(q, SIZE_OF(HDR(h, b)) - CE_HDR);
         memcpy(q, p, SIZE_OF(HDR(h, b)) - CE_HDR); /* the block could not grow: its capacity fits */
         (void)ce_free(h, p);
     }
@@ -801,6 +813,7 @@ CE_API void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fau
     void *q = ce_malloc(h, size);
     if (q == NULL)
         return NULL;
+    CE_SAN_UNPOISON(q, s - CE_HDR); /* the new block's payload was free (sanitize.h) */
     memcpy(q, p, s - CE_HDR); /* the block could not grow: the whole old capacity fits */
     h->free_bytes += s;
 #if CE_FREE_FILL

@@ -24,29 +24,62 @@
 
 #include <string.h>
 
+#include "capheap/check.h"
 #include "capheap/heap.h"
 #include "capheap/port.h"
 #include "capheap/report.h"
 #include "core/tlsf_ops.h"
 #include "heap/poison.h"
+#include "debug/sanitize.h"
 
 static inline ce_heap_t *E(multi_heap_handle_t heap)
 {
     return (ce_heap_t *)(void *)heap;
 }
 
+/* The lock a check pass attaches to a heap that has none (capheap/check.h):
+ * it does nothing, but it sends malloc, free and realloc through the locked
+ * paths, which tell the pass that the heap changed (lock_w). */
+static char check_sentinel;
+#define CHECK_SENTINEL ((void *)&check_sentinel)
+
+#if CAPHEAP_VALGRIND
+/* 1 when memcheck runs the program (found at the first registration:
+ * memcheck answers MAKE_MEM_NOACCESS with -1, other tools and no valgrind
+ * with 0). Only then is the pool NOACCESS and the engine's own work done with
+ * error reporting off; helgrind and DRD keep seeing every access. */
+static int vg_memcheck;
+#endif
+
 static inline void lock(const ce_heap_t *h)
 {
     void *l = ce_owner(h);
-    if (l != NULL)
+    if (l != NULL && l != CHECK_SENTINEL)
         capheap_port_lock_acquire(l);
+#if CAPHEAP_VALGRIND
+    if (vg_memcheck)
+        VALGRIND_DISABLE_ERROR_REPORTING; /* the engine reads its NOACCESS metadata (sanitize.h) */
+#endif
 }
 
 static inline void unlock(const ce_heap_t *h)
 {
+#if CAPHEAP_VALGRIND
+    if (vg_memcheck)
+        VALGRIND_ENABLE_ERROR_REPORTING;
+#endif
     void *l = ce_owner(h);
-    if (l != NULL)
+    if (l != NULL && l != CHECK_SENTINEL)
         capheap_port_lock_release(l);
+}
+
+/* lock() for a change of the heap: a check pass in progress sees the token
+ * of its last step gone (one store, on the locked paths only: the unlocked
+ * paths of W1 stay as they were; docs/checks.md). */
+static inline void lock_w(ce_heap_t *h)
+{
+    lock(h);
+    h->check_token = 0;
 }
 
 /* ---- reports ----------------------------------------------------------- */
@@ -86,9 +119,7 @@ static inline size_t overhead(const ce_heap_t *h)
 
 static inline uint32_t load32(const void *p)
 {
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
+    return san_load32(p); /* a canary may be poisoned (sanitize.h) */
 }
 
 static inline void store32(void *p, uint32_t v)
@@ -157,6 +188,9 @@ static void *poison_new(const ce_heap_t *h, void *raw, size_t size)
 {
     if (raw == NULL)
         return NULL;
+#if CE_ASAN
+    CE_SAN_UNPOISON(raw, ce_block_capacity(h, raw)); /* san_alloc() sets the final state */
+#endif
 #if CAPHEAP_POISONING_COMPREHENSIVE
     size_t cap = ce_block_capacity(h, raw);
     if (!fill_intact(raw, cap))
@@ -221,17 +255,187 @@ static inline size_t user_bytes(const ce_heap_t *h, size_t raw)
 #endif
 }
 
+/* ---- sanitizer annotations (debug/sanitize.h) --------------------------- */
+
+#if CE_SAN
+/* Bytes of a used block the program owns: its capacity less the poison overhead. */
+static inline size_t usable_of(const ce_heap_t *h, size_t cap)
+{
+    return user_bytes(h, cap);
+}
+
+/* The free block b: its payload (past the links, before the footer) is off limits. */
+static inline void san_free_block(const ce_heap_t *h, uint32_t b)
+{
+    uint32_t s = SIZE_OF(HDR(h, b));
+    if (s > CE_MIN_BLOCK)
+        CE_SAN_POISON(word(h, b + 3u * CE_HDR), s - CE_MIN_BLOCK);
+    (void)s;
+}
+
+/* A block's allocation is complete: user bytes [user, user + size) of the
+ * engine block raw. ASan: exactly those are addressable (canaries, the head's
+ * size word and the padding up to the capacity are not); valgrind: a chunk of
+ * the usable size. */
+static void san_alloc(const ce_heap_t *h, void *raw, void *user, size_t size)
+{
+    size_t cap = ce_block_capacity(h, raw);
+    uint8_t *r = (uint8_t *)raw, *u = (uint8_t *)user;
+#if CE_ASAN
+    CE_SAN_POISON(r, cap);
+    CE_SAN_UNPOISON(u, size);
+#else
+    (void)size;
+#endif
+#if CAPHEAP_VALGRIND
+    VALGRIND_MEMPOOL_ALLOC(h, u, usable_of(h, cap));
+#endif
+    (void)r;
+    (void)u;
+}
+
+/* State of a used block about to be freed or resized, recorded under the
+ * lock before the engine runs: its extent with a free successor (merges end
+ * there), and the user range. */
+typedef struct {
+    uint32_t b, s, end; /* header offset, size, end of the block and of a free successor */
+    void *user;
+    size_t size; /* ASan: the requested size (what was addressable) */
+    size_t usable;
+} san_block_t;
+
+static void san_begin(const ce_heap_t *h, void *raw, void *user, san_block_t *sb)
+{
+    uint32_t b = off_of(h, raw) - CE_HDR;
+    uint32_t s = SIZE_OF(HDR(h, b));
+    uint32_t nh = HDR(h, b + s);
+    sb->b = b;
+    sb->s = s;
+    sb->end = b + s + ((nh & F_FREE) ? SIZE_OF(nh) : 0u);
+    sb->user = user;
+    sb->usable = usable_of(h, s - CE_HDR);
+#if CE_ASAN
+    sb->size = san_unpoisoned_prefix(user, sb->usable);
+    /* The engine and the poisoning code work in all of it now. */
+    CE_SAN_UNPOISON(word(h, b), sb->end - b);
+#else
+    sb->size = sb->usable;
+#endif
+}
+
+/* The block was freed (and merged): the free block that ends at sb->end. */
+static void san_freed(const ce_heap_t *h, const san_block_t *sb)
+{
+#if CE_ASAN
+    san_free_block(h, *word(h, sb->end - CE_HDR) & ~F_MASK); /* its footer names it */
+#endif
+#if CAPHEAP_VALGRIND
+    VALGRIND_MEMPOOL_FREE(h, sb->user);
+#endif
+    (void)h;
+    (void)sb;
+}
+
+/* After an in-place resize (or none): the free block right after it, if any. */
+static void san_after_free_successor(const ce_heap_t *h, void *raw)
+{
+#if CE_ASAN
+    uint32_t b = off_of(h, raw) - CE_HDR;
+    uint32_t nb = b + SIZE_OF(HDR(h, b));
+    if (HDR(h, nb) & F_FREE)
+        san_free_block(h, nb);
+#endif
+    (void)h;
+    (void)raw;
+}
+
+/* realloc finished: q (user pointer, NULL if it failed) of size bytes. */
+static void san_realloc_end(const ce_heap_t *h, const san_block_t *sb, void *q, size_t size)
+{
+    void *raw = data_of(h, sb->b);
+    if (q == NULL) { /* unchanged */
+        size = sb->size;
+        q = sb->user;
+    }
+    size_t cap = ce_block_capacity(h, raw);
+    if (q == sb->user) {
+        /* in place */
+#if CE_ASAN
+        CE_SAN_POISON((uint8_t *)raw, cap);
+        CE_SAN_UNPOISON((uint8_t *)q, size);
+#endif
+#if CAPHEAP_VALGRIND
+        size_t nu = usable_of(h, cap);
+        VALGRIND_MEMPOOL_CHANGE(h, sb->user, q, nu);
+        if (nu > sb->usable)
+            VALGRIND_MAKE_MEM_UNDEFINED((uint8_t *)q + sb->usable, nu - sb->usable);
+        else if (nu < sb->usable)
+            VALGRIND_MAKE_MEM_NOACCESS((uint8_t *)q + nu, sb->usable - nu);
+#endif
+        san_after_free_successor(h, raw);
+        return;
+    }
+    /* moved: q is a new block, the old one is free */
+    void *qraw = raw_of(h, q);
+    san_alloc(h, qraw, q, size);
+#if CAPHEAP_VALGRIND
+    {
+        size_t keep = sb->usable < size ? sb->usable : size;
+        VALGRIND_MAKE_MEM_DEFINED(q, keep); /* copied (definedness is not carried over) */
+    }
+#endif
+    san_freed(h, sb);
+}
+#else
+#define san_alloc(h, raw, user, size) ((void)0)
+#endif
+
 /* ---- registration and lock --------------------------------------------- */
 
 multi_heap_handle_t capheap_heap_register(void *start, size_t size,
                                           const capheap_heap_options_t *options)
 {
     size_t align = (options == NULL || options->alignment == 0) ? 4 : options->alignment;
+#if CE_ASAN
+    if (start != NULL)
+        CE_SAN_UNPOISON(start, size); /* a region used before: the engine writes all of it */
+#endif
+#if CAPHEAP_VALGRIND
+    if (start != NULL && VALGRIND_MEMPOOL_EXISTS(start))
+        VALGRIND_DESTROY_MEMPOOL(start); /* registered again: its old blocks are gone */
+    if (start != NULL && vg_memcheck)
+        VALGRIND_MAKE_MEM_UNDEFINED(start, size); /* the engine writes all of it */
+#endif
     ce_heap_t *h = ce_create(start, size, align);
     if (h == NULL)
         return NULL;
     ce_set_owner(h, NULL);
+#if CE_ASAN
+    san_free_block(h, h->first);
+#endif
+#if CAPHEAP_VALGRIND
+    /* The pool (not the control structure: the owner slot is read outside
+     * the lock) is NOACCESS; blocks become addressable as they are allocated. */
+    if ((long)VALGRIND_MAKE_MEM_NOACCESS(word(h, h->first), h->end + CE_HDR - h->first) == -1L)
+        vg_memcheck = 1;
+    VALGRIND_CREATE_MEMPOOL(h, 0, 0);
+#endif
     return (multi_heap_handle_t)(void *)h;
+}
+
+void capheap_sanitizer_release(void *start, size_t size)
+{
+    if (start == NULL)
+        return;
+#if CE_ASAN
+    CE_SAN_UNPOISON(start, size);
+#endif
+#if CAPHEAP_VALGRIND
+    if (VALGRIND_MEMPOOL_EXISTS(start))
+        VALGRIND_DESTROY_MEMPOOL(start);
+    VALGRIND_MAKE_MEM_DEFINED(start, size);
+#endif
+    (void)size;
 }
 
 multi_heap_handle_t multi_heap_register(void *start, size_t size)
@@ -288,6 +492,10 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock_object)
 #if defined(__OPTIMIZE_SIZE__)
 #define MH_ALWAYS_LOCKED 1
 #define MH_LOCKED static inline
+#elif CAPHEAP_VALGRIND
+/* every operation through lock(), which turns memcheck's reports off for the engine */
+#define MH_ALWAYS_LOCKED 1
+#define MH_LOCKED static MH_NOINLINE
 #else
 #define MH_ALWAYS_LOCKED 0
 #define MH_LOCKED static MH_NOINLINE
@@ -297,15 +505,20 @@ CE_INLINE void *malloc_body(ce_heap_t *h, size_t size)
 {
 #if POISON_ENABLED
     size_t n = engine_size(h, size);
-    return n == 0 ? NULL : poison_new(h, ce_malloc(h, n), size);
+    void *p = n == 0 ? NULL : poison_new(h, ce_malloc(h, n), size);
 #else
-    return ce_malloc(h, size);
+    void *p = ce_malloc(h, size);
 #endif
+#if CE_SAN
+    if (p != NULL)
+        san_alloc(h, raw_of(h, p), p, size);
+#endif
+    return p;
 }
 
 MH_LOCKED void *malloc_locked(ce_heap_t *h, size_t size)
 {
-    lock(h);
+    lock_w(h);
     void *p = malloc_body(h, size);
     unlock(h);
     return p;
@@ -338,12 +551,16 @@ void *multi_heap_aligned_alloc_offs(multi_heap_handle_t heap, size_t size, size_
 #endif
     if (n == 0)
         return NULL;
-    lock(h);
+    lock_w(h);
     void *raw = ce_memalign(h, n, alignment, offset);
 #if POISON_ENABLED
     void *p = poison_new(h, raw, size);
 #else
     void *p = raw;
+#endif
+#if CE_SAN
+    if (p != NULL)
+        san_alloc(h, raw, p, size);
 #endif
     unlock(h);
     return p;
@@ -388,12 +605,21 @@ static MH_COLD void reject(ce_heap_t *h, void *p)
 /* Returns false (nothing changed) if p is not a live block of h. */
 CE_INLINE bool free_body(ce_heap_t *h, void *p)
 {
-#if POISON_ENABLED
+#if POISON_ENABLED || CE_SAN
     if (!accepted(h, p))
         return false;
     void *raw = raw_of(h, p);
+#if CE_SAN
+    san_block_t sb;
+    san_begin(h, raw, p, &sb);
+#endif
+#if POISON_ENABLED
     store32(raw, ~POISON_HEAD_CANARY); /* a stale pointer no longer looks allocated */
+#endif
     (void)ce_free(h, raw);             /* validated above; comprehensive: the engine fills */
+#if CE_SAN
+    san_freed(h, &sb);
+#endif
     return true;
 #else
     return ce_free(h, p) == CE_OK;
@@ -402,7 +628,7 @@ CE_INLINE bool free_body(ce_heap_t *h, void *p)
 
 MH_LOCKED void free_locked(ce_heap_t *h, void *p)
 {
-    lock(h);
+    lock_w(h);
     bool ok = free_body(h, p);
     unlock(h);
     if (!ok)
@@ -410,7 +636,7 @@ MH_LOCKED void free_locked(ce_heap_t *h, void *p)
 }
 
 /* The split fast path below pays off in speed, not in size: -Os builds use free_body. */
-#if !POISON_ENABLED && !defined(__OPTIMIZE_SIZE__)
+#if !POISON_ENABLED && !defined(__OPTIMIZE_SIZE__) && !CE_SAN
 #define MH_SPLIT_FREE 1
 #else
 #define MH_SPLIT_FREE 0
@@ -462,7 +688,7 @@ void multi_heap_aligned_free(multi_heap_handle_t heap, void *p)
 }
 
 /* realloc of a non-NULL p to size > 0. *ok is false iff p was rejected. */
-CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok)
+CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok)
 {
     size_t n = engine_size(h, size);
 #if POISON_ENABLED
@@ -499,6 +725,10 @@ CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok)
 #else
     ce_fault_kind_t f;
     void *nraw = ce_realloc(h, raw, n, &f);
+#if CE_ASAN
+    if (nraw != NULL) /* the canaries go anywhere in it; san_realloc_end() sets the final state */
+        CE_SAN_UNPOISON(nraw, ce_block_capacity(h, nraw));
+#endif
     return nraw == NULL ? NULL : poison_wrap(h, nraw, size);
 #endif
 #else
@@ -509,10 +739,27 @@ CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok)
 #endif
 }
 
+CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok)
+{
+#if CE_SAN
+    if (!accepted(h, p)) {
+        *ok = false;
+        return NULL;
+    }
+    san_block_t sb;
+    san_begin(h, raw_of(h, p), p, &sb);
+    void *q = realloc_work(h, p, size, ok);
+    san_realloc_end(h, &sb, q, size);
+    return q;
+#else
+    return realloc_work(h, p, size, ok);
+#endif
+}
+
 MH_LOCKED void *realloc_locked(ce_heap_t *h, void *p, size_t size)
 {
     bool ok;
-    lock(h);
+    lock_w(h);
     void *q = realloc_body(h, p, size, &ok);
     unlock(h);
     if (!ok)
@@ -554,6 +801,12 @@ size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
         return 0;
     }
     size_t cap = ce_block_capacity(h, raw_of(h, p));
+#if CE_ASAN
+    /* Asking for the usable size makes it the caller's (ESP-IDF: the whole
+     * usable size may be written); until then the bytes past the request are
+     * poisoned. */
+    CE_SAN_UNPOISON(p, user_bytes(h, cap));
+#endif
     unlock(h);
     return cap;
 }
@@ -800,5 +1053,100 @@ bool multi_heap_check(multi_heap_handle_t heap, bool print_errors)
     bool ok = ce_check(h, check_report_cb, NULL, &c);
 #endif
     unlock(h);
+    return ok;
+}
+
+/* ---- check in steps (capheap/check.h, docs/checks.md) ------------------- */
+
+CE_STATIC_ASSERT(sizeof(ce_check_cursor_t) <= sizeof(((capheap_check_cursor_t *)0)->priv_),
+                 "the engine cursor fits the public one");
+
+#define CHECK_FLAG_STARTED 1u /* a step of this pass ran: token_ is set */
+#define CHECK_FLAG_CHANGED 2u /* the heap changed during this pass */
+#define CHECK_FLAGS_HEAP 0xFFu /* bits above: the all-heaps form's (src/debug/check_step.c) */
+
+/* Tokens tell check passes apart; 0 is "changed". Unique per pass as far as
+ * 65535 passes in flight on one heap go. */
+static uint16_t next_token(void)
+{
+    static unsigned counter;
+#if defined(__GNUC__)
+    unsigned t = __atomic_add_fetch(&counter, 1u, __ATOMIC_RELAXED);
+#else
+    unsigned t = ++counter;
+#endif
+    t &= 0xFFFFu;
+    return (uint16_t)(t == 0 ? 1u : t);
+}
+
+void capheap_check_cursor_init(capheap_check_cursor_t *cursor)
+{
+    if (cursor != NULL)
+        memset(cursor, 0, sizeof *cursor);
+}
+
+bool capheap_heap_check_step(multi_heap_handle_t heap, capheap_check_cursor_t *cursor, size_t max_blocks,
+                             bool print, bool *done)
+{
+    if (done != NULL)
+        *done = false;
+    if (heap == NULL || cursor == NULL)
+        return false;
+    ce_heap_t *h = E(heap);
+    ce_check_cursor_t cc;
+    memcpy(&cc, cursor->priv_, sizeof cc);
+    if (cursor->heap != heap) { /* a new heap: a new pass */
+        memset(&cc, 0, sizeof cc);
+        cursor->flags_ &= (uint16_t)~CHECK_FLAGS_HEAP;
+        cursor->heap = heap;
+    }
+    uint32_t budget = max_blocks > UINT32_MAX ? UINT32_MAX : (uint32_t)max_blocks;
+    check_ctx_t c = {h, print};
+    bool pass_done = false;
+    uint32_t units = 0;
+    lock(h);
+    bool changed = false;
+    if (cc.phase == 0 || !(cursor->flags_ & CHECK_FLAG_STARTED)) {
+        memset(&cc, 0, sizeof cc);
+        cursor->token_ = next_token();
+        cursor->flags_ = (uint16_t)((cursor->flags_ & ~CHECK_FLAGS_HEAP) | CHECK_FLAG_STARTED);
+    } else {
+        changed = h->check_token != cursor->token_;
+    }
+    /* A heap without a lock gets the sentinel for the rest of the pass, so
+     * that its changes go through lock_w(). */
+    if (ce_owner(h) == NULL)
+        ce_set_owner(h, CHECK_SENTINEL);
+#if POISON_ENABLED
+    bool ok = ce_check_step(h, &cc, budget, changed, check_report_cb, check_used_cb, &c, &pass_done, &units);
+#else
+    bool ok = ce_check_step(h, &cc, budget, changed, check_report_cb, NULL, &c, &pass_done, &units);
+#endif
+    h->check_token = cursor->token_;
+    if (pass_done) {
+        /* Only the pass whose token is current takes the sentinel away: a
+         * second pass on this heap saw its token replaced and re-attaches it. */
+        if (ce_owner(h) == CHECK_SENTINEL)
+            ce_set_owner(h, NULL);
+    }
+    unlock(h);
+    memcpy(cursor->priv_, &cc, sizeof cc);
+    if (changed) {
+        cursor->changes++;
+        cursor->flags_ |= CHECK_FLAG_CHANGED;
+    }
+    if (pass_done) {
+        cursor->passes++;
+        if (!(cursor->flags_ & CHECK_FLAG_CHANGED))
+            cursor->clean_passes++;
+        cursor->flags_ &= (uint16_t)~CHECK_FLAGS_HEAP;
+    }
+    if (!ok)
+        cursor->errors++;
+    cursor->last_step_blocks = units;
+    if (units > cursor->max_step_blocks)
+        cursor->max_step_blocks = units;
+    if (done != NULL)
+        *done = pass_done;
     return ok;
 }

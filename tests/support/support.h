@@ -97,6 +97,10 @@ unsigned char *ct_header_of(void *p);
 /* A 32-bit word at any address, read or written without alignment assumptions. */
 uint32_t ct_get32(const void *at);
 void ct_put32(void *at, uint32_t v);
+/* One byte, for tests that corrupt canaries or padding on purpose: not
+ * instrumented, so capheap's ASan poisoning does not stop them first. */
+uint8_t ct_peek8(const void *at);
+void ct_poke8(void *at, uint8_t v);
 /** Poison overhead (head + tail, padded) for a heap alignment; 0 without poisoning. */
 size_t ct_poison_overhead(size_t alignment);
 /**

@@ -182,8 +182,8 @@ static void test_one_byte_past_the_end(void **state)
         unsigned char *q = multi_heap_malloc(h, 16); /* a neighbour */
         assert_non_null(q);
 #if CT_POISONING
-        unsigned char saved = p[n];
-        p[n] = 0x87; /* first byte of the tail canary: 0xbaad5678 -> 0xbaad5687 */
+        unsigned char saved = ct_peek8(&p[n]);
+        ct_poke8(&p[n], 0x87); /* first byte of the tail canary: 0xbaad5678 -> 0xbaad5687 */
         assert_check_fails(h);
         capheap_report_t r = capheap_last_report();
         assert_string_equal(r.what, "Bad tail");
@@ -195,11 +195,11 @@ static void test_one_byte_past_the_end(void **state)
         ct_capture_end();
         assert_true(ct_capture_contains("CORRUPT HEAP: Bad tail at "));
         assert_true(ct_capture_contains("Expected 0xbaad5678 got 0xbaad5687"));
-        p[n] = saved;
+        ct_poke8(&p[n], saved);
         assert_true(multi_heap_check(h, false));
 #else
         if (n < multi_heap_get_allocated_size(h, p)) {
-            p[n] = 0x87;
+            ct_poke8(&p[n], 0x87);
             assert_true(multi_heap_check(h, false));
         }
 #endif
@@ -217,14 +217,14 @@ static void test_each_tail_byte(void **state)
     multi_heap_handle_t h = fresh();
     unsigned char *p = multi_heap_malloc(h, 10);
     for (size_t k = 0; k < 4; k++) {
-        unsigned char saved = p[10 + k];
-        p[10 + k] ^= 0x40;
+        unsigned char saved = ct_peek8(&p[10 + k]);
+        ct_poke8(&p[10 + k], (uint8_t)(ct_peek8(&p[10 + k]) ^ 0x40));
         assert_check_fails(h);
         capheap_report_t r = capheap_last_report();
         assert_string_equal(r.what, "Bad tail");
         assert_int_equal(r.expected, CT_TAIL_CANARY);
         assert_int_equal(r.found, CT_TAIL_CANARY ^ (0x40u << (8 * k)));
-        p[10 + k] = saved;
+        ct_poke8(&p[10 + k], saved);
         assert_true(multi_heap_check(h, false));
     }
 }
@@ -240,8 +240,8 @@ static void test_bad_head(void **state)
     unsigned char *head = p - ct_poison_head(4);
     assert_int_equal(ct_get32(head), CT_HEAD_CANARY);
     for (size_t k = 0; k < 4; k++) {
-        unsigned char saved = head[k];
-        head[k] = 0x00;
+        unsigned char saved = ct_peek8(&head[k]);
+        ct_poke8(&head[k], 0x00);
         assert_check_fails(h);
         capheap_report_t r = capheap_last_report();
         assert_string_equal(r.what, "Bad head");
@@ -253,7 +253,7 @@ static void test_bad_head(void **state)
         ct_capture_end();
         assert_true(ct_capture_contains("CORRUPT HEAP: Bad head at "));
         assert_true(ct_capture_contains("Expected 0xabba1234"));
-        head[k] = saved;
+        ct_poke8(&head[k], saved);
         assert_true(multi_heap_check(h, false));
     }
 }
@@ -287,11 +287,11 @@ static void test_tail_in_wide_heaps(void **state)
         unsigned char *p = multi_heap_malloc(h, 21);
         assert_int_equal((uintptr_t)p % align, 0);
         assert_int_equal(ct_get32(p - ct_poison_head(align)), CT_HEAD_CANARY);
-        p[21] = 0x87;
+        ct_poke8(&p[21], 0x87);
         assert_check_fails(h);
         assert_string_equal(capheap_last_report().what, "Bad tail");
         assert_int_equal(capheap_last_report().found, 0xbaad5687u);
-        p[21] = 0x78;
+        ct_poke8(&p[21], 0x78);
         assert_true(multi_heap_check(h, false));
     }
 }
@@ -310,12 +310,12 @@ static void test_write_into_free_block(void **state)
     assert_non_null(c);
     multi_heap_free(h, b);
     for (size_t i = 32; i < 200; i++) {
-        assert_int_equal(b[i], CT_FREE_FILL);
+        assert_int_equal(ct_peek8(&b[i]), CT_FREE_FILL); /* free space: poisoned under ASan */
     }
     static const size_t where[] = {40, 101, 128, 199};
     for (size_t i = 0; i < sizeof where / sizeof where[0]; i++) {
         unsigned char *x = b + where[i];
-        *x = 0x42;
+        ct_poke8(x, 0x42);
         assert_check_fails(h);
         capheap_report_t r = capheap_last_report();
         assert_string_equal(r.what, "Invalid data");
@@ -330,17 +330,17 @@ static void test_write_into_free_block(void **state)
         (void)multi_heap_check(h, true);
         ct_capture_end();
         assert_true(ct_capture_contains("CORRUPT HEAP: Invalid data at "));
-        *x = CT_FREE_FILL;
+        ct_poke8(x, CT_FREE_FILL);
         assert_true(multi_heap_check(h, false));
     }
     /* The free remainder at the end is checked too. */
     ct_walk_summary_t s;
     ct_walk_summary(h, &s);
     unsigned char *last = (unsigned char *)s.end - 40;
-    *last = 0x00;
+    ct_poke8(last, 0x00);
     assert_check_fails(h);
     assert_string_equal(capheap_last_report().what, "Invalid data");
-    *last = CT_FREE_FILL;
+    ct_poke8(last, CT_FREE_FILL);
     assert_true(multi_heap_check(h, false));
 }
 #endif

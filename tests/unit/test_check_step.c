@@ -1,0 +1,456 @@
+/*
+ * test_check_step.c - checks that do not stall (capheap/check.h).
+ *
+ * A pass of capheap_heap_check_step() calls with max_blocks 1, 3 and 1000
+ * must make exactly the reports of one multi_heap_check() (same lines, same
+ * invariant, same result) for corruption placed anywhere: a used block's
+ * header (first, middle, last block), a free block's footer, PF bit and list
+ * links, the free-byte counter, a bitmap, and with poisoning a canary, with
+ * comprehensive poisoning the free fill. No step may check more than
+ * max_blocks blocks; steps interleaved with allocations (the caller's own,
+ * or another thread's on a locked heap) never report anything on an intact
+ * heap. The all-heaps form is run over a simulated ESP32-S3.
+ *
+ * Corruption is written with ct_put32() (not instrumented), so the test also
+ * runs under AddressSanitizer with capheap's poisoning of free space.
+ */
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <cmocka.h>
+
+#include "capheap/caps.h"
+#include "capheap/check.h"
+#include "capheap/sim.h"
+#include "esp_heap_caps.h"
+#include "support.h"
+
+#define REGION_BYTES (16u * 1024u)
+static _Alignas(16) unsigned char region[REGION_BYTES];
+
+/* Heap words may be poisoned (free payload, canaries) under ASan and NOACCESS
+ * under memcheck: ct_put32/ct_get32 reach them anyway (tests/support). */
+static void put32(void *at, uint32_t v)
+{
+    ct_put32(at, v);
+}
+
+static uint32_t get32(const void *at)
+{
+    return ct_get32(at);
+}
+
+/* ---- heap layout helpers -------------------------------------------------- */
+
+typedef struct {
+    unsigned char *data; /* engine data pointer (header is 4 bytes before) */
+    size_t cap;
+    bool used;
+} blk_t;
+
+typedef struct {
+    blk_t b[512];
+    size_t n;
+} blocks_t;
+
+static bool collect_cb(void *data, size_t size, int used, void *user)
+{
+    blocks_t *bs = user;
+    if (bs->n < 512)
+        bs->b[bs->n++] = (blk_t){data, size, used != 0};
+    return true;
+}
+
+static void collect(multi_heap_handle_t h, blocks_t *bs)
+{
+    bs->n = 0;
+    multi_heap_walk(h, collect_cb, bs);
+}
+
+/* A heap with used and free blocks spread over it (free blocks of several classes). */
+static multi_heap_handle_t populate(void)
+{
+    multi_heap_handle_t h = multi_heap_register(region, REGION_BYTES);
+    assert_non_null(h);
+    void *p[60];
+    for (int i = 0; i < 60; i++) {
+        p[i] = multi_heap_malloc(h, (size_t)(8 + (i * 37) % 300));
+        assert_non_null(p[i]);
+    }
+    for (int i = 1; i < 60; i += 3)
+        multi_heap_free(h, p[i]);
+    assert_true(multi_heap_check(h, true));
+    return h;
+}
+
+static const blk_t *nth(const blocks_t *bs, bool used, size_t k)
+{
+    for (size_t i = 0; i < bs->n; i++) {
+        if (bs->b[i].used == used && k-- == 0)
+            return &bs->b[i];
+    }
+    fail_msg("no such block");
+    return NULL;
+}
+
+static const blk_t *last_of(const blocks_t *bs, bool used)
+{
+    for (size_t i = bs->n; i-- > 0;) {
+        if (bs->b[i].used == used)
+            return &bs->b[i];
+    }
+    fail_msg("no such block");
+    return NULL;
+}
+
+/* ---- the equivalence ------------------------------------------------------- */
+
+static char expected_text[64 * 1024];
+
+/* Run a pass of steps; return the captured text, the result and the steps taken. */
+static bool step_pass(multi_heap_handle_t h, size_t max_blocks, size_t *steps_out)
+{
+    capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+    bool ok = true, done = false;
+    size_t steps = 0;
+    while (!done) {
+        ok = capheap_heap_check_step(h, &cur, max_blocks, true, &done) && ok;
+        assert_true(cur.last_step_blocks <= (max_blocks == 0 ? 1 : max_blocks));
+        assert_true(++steps < 100000);
+    }
+    assert_int_equal(cur.passes, 1);
+    assert_int_equal(cur.clean_passes, 1);
+    *steps_out = steps;
+    return ok;
+}
+
+/* multi_heap_check's reports and result equal those of a pass of steps, for several budgets. */
+static void assert_steps_match_check_n(multi_heap_handle_t h, bool expect_ok, size_t min_steps)
+{
+    capheap_clear_last_report();
+    ct_capture_begin();
+    bool ok = multi_heap_check(h, true);
+    ct_capture_end();
+    assert_int_equal(ok, expect_ok);
+    if (!expect_ok)
+        assert_true(ct_capture_contains("CORRUPT HEAP: "));
+    snprintf(expected_text, sizeof expected_text, "%s", ct_capture_text());
+    capheap_report_t want = capheap_last_report();
+
+    static const size_t budgets[] = {1, 3, 1000};
+    for (size_t i = 0; i < sizeof budgets / sizeof budgets[0]; i++) {
+        size_t steps = 0;
+        capheap_clear_last_report();
+        ct_capture_begin();
+        bool sok = step_pass(h, budgets[i], &steps);
+        ct_capture_end();
+        assert_int_equal(sok, ok);
+        assert_string_equal(ct_capture_text(), expected_text);
+        capheap_report_t got = capheap_last_report();
+        assert_int_equal(got.invariant, want.invariant);
+        assert_ptr_equal(got.address, want.address);
+        if (want.what != NULL)
+            assert_string_equal(got.what, want.what);
+        if (budgets[i] == 1)
+            assert_true(steps >= min_steps); /* really cut into pieces */
+    }
+}
+
+static void assert_steps_match_check(multi_heap_handle_t h, bool expect_ok)
+{
+    assert_steps_match_check_n(h, expect_ok, 1);
+}
+
+static void test_intact(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = populate();
+    assert_steps_match_check_n(h, true, 60); /* 60 blocks, one per step, then the lists */
+    assert_steps_match_check(multi_heap_register(region, REGION_BYTES), true); /* one free block */
+}
+
+static void test_used_header(void **state)
+{
+    (void)state;
+    for (int where = 0; where < 3; where++) {
+        multi_heap_handle_t h = populate();
+        blocks_t bs;
+        collect(h, &bs);
+        const blk_t *b = where == 0 ? nth(&bs, true, 0) : where == 1 ? nth(&bs, true, 20) : last_of(&bs, true);
+        put32(b->data - 4, 0x7FFFFFF0u); /* a size that leaves the pool: I1 */
+        assert_steps_match_check(h, false);
+        assert_int_equal(capheap_last_report().invariant, 1);
+    }
+}
+
+static void test_used_header_flag(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = populate();
+    blocks_t bs;
+    collect(h, &bs);
+    const blk_t *b = nth(&bs, true, 5);
+    put32(b->data - 4, get32(b->data - 4) ^ 2u); /* PF bit: I2 */
+    assert_steps_match_check(h, false);
+    assert_int_equal(capheap_last_report().invariant, 2);
+}
+
+static void test_free_footer(void **state)
+{
+    (void)state;
+    for (int where = 0; where < 2; where++) {
+        multi_heap_handle_t h = populate();
+        blocks_t bs;
+        collect(h, &bs);
+        const blk_t *b = where == 0 ? nth(&bs, false, 0) : last_of(&bs, false);
+        put32(b->data + b->cap - 4, 0x12345670u); /* I4 */
+        assert_steps_match_check(h, false);
+    }
+}
+
+static void test_free_links(void **state)
+{
+    (void)state;
+    /* next link into a used block: I5, the list walk stops */
+    multi_heap_handle_t h = populate();
+    blocks_t bs;
+    collect(h, &bs);
+    const blk_t *f = nth(&bs, false, 3);
+    const blk_t *u = nth(&bs, true, 7);
+    put32(f->data, (uint32_t)((u->data - 4) - region));
+    assert_steps_match_check(h, false);
+    assert_int_equal(capheap_last_report().invariant, 5);
+
+    /* prev link wrong: I5, the walk goes on */
+    h = populate();
+    collect(h, &bs);
+    f = nth(&bs, false, 4);
+    put32(f->data + 4, get32(f->data + 4) ^ 0x40u);
+    assert_steps_match_check(h, false);
+
+    /* a cycle: next link back to itself: I6 */
+    h = populate();
+    collect(h, &bs);
+    f = nth(&bs, false, 2);
+    put32(f->data, (uint32_t)((f->data - 4) - region));
+    assert_steps_match_check(h, false);
+}
+
+static void test_counters_and_bitmaps(void **state)
+{
+    (void)state;
+    /* free_bytes (control word 5): I7, found only by comparing the pass's sum */
+    multi_heap_handle_t h = populate();
+    put32(region + 20, get32(region + 20) + 16u);
+    assert_steps_match_check(h, false);
+    assert_int_equal(capheap_last_report().invariant, 7);
+
+    /* pair bitmap (control word 11): I6 */
+    h = populate();
+    put32(region + 44, get32(region + 44) ^ 0x100u);
+    assert_steps_match_check(h, false);
+    assert_int_equal(capheap_last_report().invariant, 6);
+
+    /* magic (control word 2): I12, the first step stops */
+    h = populate();
+    put32(region + 8, 0);
+    assert_steps_match_check(h, false);
+    assert_int_equal(capheap_last_report().invariant, 12);
+    put32(region + 8, 0xCA9EA9u);
+}
+
+static void test_canary_and_fill(void **state)
+{
+    (void)state;
+#if CT_POISONING
+    multi_heap_handle_t h = populate();
+    blocks_t bs;
+    collect(h, &bs);
+    const blk_t *u = nth(&bs, true, 9);
+    put32(u->data, 0xDEADBEEFu); /* head canary: I13 */
+    assert_steps_match_check(h, false);
+    assert_int_equal(capheap_last_report().invariant, 13);
+
+    h = populate();
+    void *p = multi_heap_malloc(h, 21);
+    assert_non_null(p);
+    put32((unsigned char *)p + 21, 0xBAAD5687u); /* tail canary */
+    assert_steps_match_check(h, false);
+    assert_string_equal(capheap_last_report().what, "Bad tail");
+#endif
+#if CAPHEAP_POISONING_COMPREHENSIVE
+    h = populate();
+    collect(h, &bs);
+    const blk_t *f = nth(&bs, false, 1);
+    assert_true(f->cap > 24);
+    put32(f->data + 12, 0x01020304u); /* a write into free memory: I9 */
+    assert_steps_match_check(h, false);
+    assert_int_equal(capheap_last_report().invariant, 9);
+#endif
+}
+
+/* The caller's own allocations between steps: never a report, passes complete. */
+static void test_interleaved_same_thread(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = populate();
+    ct_rng_t rng;
+    ct_rng_init(&rng, ct_seed("check_step interleaved"));
+    void *live[64] = {0};
+    capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+    ct_capture_begin();
+    for (int i = 0; i < 20000; i++) {
+        size_t k = (size_t)ct_rng_below(&rng, 64);
+        if (live[k] != NULL) {
+            multi_heap_free(h, live[k]);
+            live[k] = NULL;
+        } else {
+            live[k] = multi_heap_malloc(h, (size_t)ct_rng_range(&rng, 1, 400));
+        }
+        if (i % 97 == 5 && live[k] != NULL)
+            live[k] = multi_heap_realloc(h, live[k], (size_t)ct_rng_range(&rng, 1, 600));
+        size_t budget = (size_t)ct_rng_range(&rng, 1, 5);
+        assert_true(capheap_heap_check_step(h, &cur, budget, true, NULL));
+        assert_true(cur.last_step_blocks <= budget);
+    }
+    ct_capture_end();
+    assert_int_equal(ct_capture_len(), 0);
+    assert_true(cur.changes > 0);
+    assert_true(cur.passes > 0);
+    for (int k = 0; k < 64; k++)
+        multi_heap_free(h, live[k]);
+    /* quiet heap: the next whole pass is clean and equals multi_heap_check */
+    uint32_t clean = cur.clean_passes;
+    bool done = false;
+    while (!done)
+        assert_true(capheap_heap_check_step(h, &cur, 4, true, &done));
+    done = false;
+    while (!done)
+        assert_true(capheap_heap_check_step(h, &cur, 4, true, &done));
+    assert_true(cur.clean_passes > clean);
+    assert_true(multi_heap_check(h, true));
+}
+
+/* ---- another thread allocating on a locked heap ---------------------------- */
+
+static atomic_bool stop_worker;
+static atomic_ulong worker_ops;
+
+static void *worker(void *arg)
+{
+    multi_heap_handle_t h = arg;
+    ct_rng_t rng;
+    ct_rng_init(&rng, 1234);
+    void *live[48] = {0};
+    while (!atomic_load(&stop_worker)) {
+        size_t k = (size_t)ct_rng_below(&rng, 48);
+        if (live[k] != NULL) {
+            if (!ct_stamp_ok(live[k], 8))
+                abort();
+            multi_heap_free(h, live[k]);
+            live[k] = NULL;
+        } else if ((live[k] = multi_heap_malloc(h, (size_t)ct_rng_range(&rng, 8, 300))) != NULL) {
+            ct_stamp(live[k], 8);
+        }
+        atomic_fetch_add(&worker_ops, 1);
+    }
+    for (int k = 0; k < 48; k++)
+        multi_heap_free(h, live[k]);
+    return NULL;
+}
+
+static void test_thread(void **state)
+{
+    (void)state;
+    capheap_lock_t lk;
+    assert_int_equal(capheap_lock_init(&lk), 0);
+    multi_heap_handle_t h = populate();
+    multi_heap_set_lock(h, &lk);
+    atomic_store(&stop_worker, false);
+    atomic_store(&worker_ops, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, worker, h), 0);
+    capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+    ct_capture_begin();
+    for (int i = 0; i < 30000 || cur.changes < 10; i++) {
+        assert_true(capheap_heap_check_step(h, &cur, (size_t)(1 + i % 4), true, NULL));
+        assert_true(cur.last_step_blocks <= (uint32_t)(1 + i % 4));
+        if (i > 2000000)
+            break;
+    }
+    atomic_store(&stop_worker, true);
+    pthread_join(t, NULL);
+    ct_capture_end();
+    assert_int_equal(ct_capture_len(), 0);
+    assert_true(cur.passes > 0);
+    assert_true(cur.max_step_blocks <= 4);
+    assert_true(multi_heap_check(h, true));
+    multi_heap_set_lock(h, NULL);
+    capheap_lock_destroy(&lk);
+}
+
+/* ---- all heaps: a simulated ESP32-S3 --------------------------------------- */
+
+static void test_all_heaps(void **state)
+{
+    (void)state;
+    capheap_sim_options_t opts = CAPHEAP_SIM_OPTIONS_DEFAULT;
+    opts.quiet = true;
+    opts.psram_bytes = 1u << 20;
+    assert_int_equal(capheap_sim_boot(&capheap_chip_esp32s3, &opts), ESP_OK);
+    void *p[40];
+    for (int i = 0; i < 40; i++)
+        p[i] = heap_caps_malloc((size_t)(16 + i * 50), i % 3 == 0 ? MALLOC_CAP_SPIRAM : MALLOC_CAP_8BIT);
+    for (int i = 0; i < 40; i += 2)
+        heap_caps_free(p[i]);
+    capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+    size_t calls = 0;
+    while (cur.passes < 2) {
+        assert_true(capheap_check_step(&cur, 7, true));
+        assert_true(cur.last_step_blocks <= 7);
+        assert_true(++calls < 100000);
+    }
+    assert_int_equal(cur.clean_passes, 2);
+
+    /* a smashed header in one heap: the same reports as heap_caps_check_integrity_all */
+    put32((unsigned char *)p[9] - 4 - (CT_POISONING ? ct_poison_head(4) : 0), 0x7FFFFFF0u);
+    ct_capture_begin();
+    assert_false(heap_caps_check_integrity_all(true));
+    ct_capture_end();
+    snprintf(expected_text, sizeof expected_text, "%s", ct_capture_text());
+    capheap_check_cursor_init(&cur);
+    bool ok = true;
+    ct_capture_begin();
+    while (cur.passes < 1)
+        ok = capheap_check_step(&cur, 3, true) && ok;
+    ct_capture_end();
+    assert_false(ok);
+    assert_string_equal(ct_capture_text(), expected_text);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_intact),
+        cmocka_unit_test(test_used_header),
+        cmocka_unit_test(test_used_header_flag),
+        cmocka_unit_test(test_free_footer),
+        cmocka_unit_test(test_free_links),
+        cmocka_unit_test(test_counters_and_bitmaps),
+        cmocka_unit_test(test_canary_and_fill),
+        cmocka_unit_test(test_interleaved_same_thread),
+        cmocka_unit_test(test_thread),
+        cmocka_unit_test(test_all_heaps),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
