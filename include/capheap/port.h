@@ -13,6 +13,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "capheap/config.h"
 
@@ -101,6 +102,32 @@ void capheap_port_abort(const char *reason);
  *  A test handler may longjmp out; the handler must not return. */
 typedef void (*capheap_abort_fn)(const char *reason);
 capheap_abort_fn capheap_set_abort_handler(capheap_abort_fn fn);
+
+/**
+ * Return addresses of the calling thread's stack, innermost first: frames[0]
+ * is where the caller of capheap_port_backtrace() will return to after the
+ * `skip` frames above it have been dropped (skip 0: the caller's own return
+ * address). Writes at most depth entries and returns how many it wrote (0 if
+ * the port cannot unwind). Never allocates from a capheap heap, never takes a
+ * capheap lock, never faults on a stack it cannot read (it stops instead).
+ * May be called with a heap or the trace lock held.
+ *
+ * Host: a frame-pointer walk bounded by the thread's stack when capheap and
+ * its callers keep frame pointers (any -O0 build, or -fno-omit-frame-pointer
+ * with CAPHEAP_TRACE_FRAME_POINTERS defined), else glibc's backtrace()
+ * (DWARF unwinding: exact at any optimisation level, about 1 us per call).
+ * Bare metal: weak, returns 0; a firmware with frame pointers overrides it.
+ */
+size_t capheap_port_backtrace(void **frames, size_t depth, size_t skip);
+
+/**
+ * A free-running 32-bit cycle or time counter, for the ccount field of trace
+ * records (ESP-IDF stores the CPU cycle count). Only differences matter; it
+ * wraps. Host: the x86 time-stamp counter, elsewhere CLOCK_MONOTONIC in
+ * nanoseconds. Bare metal: weak, returns 0 (override with DWT->CYCCNT,
+ * mcycle, a timer...). ISR-safe, lock-free, allocation-free.
+ */
+uint32_t capheap_port_cycle_count(void);
 
 #ifdef __cplusplus
 }

@@ -68,6 +68,7 @@
 #if CAPHEAP_TASK_TRACKING
 
 #include "caps/caps_private.h"
+#include "heap/heap_private.h"
 #include "debug/debug_hooks.h"
 #include "esp_heap_caps.h"
 #include "multi_heap.h"
@@ -418,23 +419,21 @@ static inline ch_heap_t *tt_heap_of(uintptr_t p, unsigned *slot)
 static inline bool tt_locate(void *ptr, size_t request, unsigned *heap, size_t *size)
 {
     void *raw = ptr;
-    size_t hidden = 0;
+    bool alias = false;
 #if CAPHEAP_EXEC_HEAP
-    if (TT_UNLIKELY(CH_LOAD(ch_g.alias_any))) {
-        bool alias;
+    if (TT_UNLIKELY(CH_LOAD(ch_g.alias_any)))
         raw = ch_unalias(ptr, &alias);
-        hidden = alias ? 4u : 0u; /* the IRAM alias word (route.c) */
-    }
 #endif
     ch_heap_t *h = tt_heap_of((uintptr_t)raw, heap);
     if (TT_UNLIKELY(h == NULL))
         return false;
+    size_t hidden = alias ? ch_hidden(h) : 0u; /* the IRAM alias word (route.c) */
 #if CAPHEAP_TT_SIZE_FROM_REQUEST
     (void)hidden;
     *size = (request + h->align - 1u) & ~(size_t)(h->align - 1u);
 #else
     (void)request;
-    size_t n = multi_heap_get_allocated_size(CH_ACQUIRE(h->heap), raw);
+    size_t n = capheap_heap_usable_size_quiet(CH_ACQUIRE(h->heap), raw);
     *size = n > hidden ? n - hidden : 0;
 #endif
     return true;

@@ -29,6 +29,7 @@
 #include "capheap/port.h"
 #include "capheap/report.h"
 #include "core/tlsf_ops.h"
+#include "heap/heap_private.h"
 #include "heap/poison.h"
 #include "debug/sanitize.h"
 
@@ -789,7 +790,8 @@ void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
 
 /* ---- per-block queries ------------------------------------------------- */
 
-size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
+/* The block's capacity; claim: the caller may now use all of it (ASan). */
+static size_t block_size(multi_heap_handle_t heap, void *p, bool claim)
 {
     if (heap == NULL || p == NULL)
         return 0;
@@ -805,10 +807,23 @@ size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
     /* Asking for the usable size makes it the caller's (ESP-IDF: the whole
      * usable size may be written); until then the bytes past the request are
      * poisoned. */
-    CE_SAN_UNPOISON(p, user_bytes(h, cap));
+    if (claim)
+        CE_SAN_UNPOISON(p, user_bytes(h, cap));
+#else
+    (void)claim;
 #endif
     unlock(h);
     return cap;
+}
+
+size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
+{
+    return block_size(heap, p, true);
+}
+
+size_t capheap_heap_usable_size_quiet(multi_heap_handle_t heap, void *p)
+{
+    return heap == NULL ? 0 : user_bytes(E(heap), block_size(heap, p, false));
 }
 
 size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p)

@@ -1,23 +1,41 @@
 /*
  * port_host.c - the host port (Linux and other POSIX systems): recursive
  * pthread mutexes as heap locks, write(2) to stderr as the text sink, abort()
- * after a fatal report, and threads as the "tasks" of task tracking.
+ * after a fatal report, threads as the "tasks" of task tracking, and for heap
+ * tracing a stack unwinder and a cycle counter.
  *
  * Tasks: a thread gets its handle on its first capheap_port_current_task()
  * call, from a process-wide counter (1, 2, 3, ...; never reused, so a block of
  * a dead thread is never charged to a newer one). The handle sits in a
  * thread-local word (initial-exec TLS: one load, also in the shared library),
  * and in a pthread key whose destructor tells task tracking the thread ended.
+ *
+ * The unwinder has two ways. When every frame between a traced call and the
+ * user keeps a frame pointer (gcc and clang at -O0, or a build with
+ * -fno-omit-frame-pointer that defines CAPHEAP_TRACE_FRAME_POINTERS), it
+ * follows the chain of frame records, about ten instructions a frame:
+ *
+ *      higher addresses (outer frames)
+ *      | ...             |
+ *      | return address  |  fp[1]   x86-64, i386, AArch64 all lay out
+ *      | saved fp  ------+--> fp[0]  a frame record this way
+ *      | locals          |
+ *      lower addresses (inner frames)
+ *
+ * Each step checks that the next record lies above the current one, inside
+ * the thread's stack and aligned, so a frame without a frame pointer ends the
+ * walk (or yields a wrong address) but never a fault. Otherwise it calls
+ * glibc's backtrace(), which unwinds from DWARF call-frame information:
+ * exact at any optimisation level but two orders of magnitude slower.
  */
-#if defined(__linux__)
-#define _GNU_SOURCE /* pthread_getname_np, syscall(SYS_gettid), program_invocation_short_name */
-#endif
-#define _XOPEN_SOURCE 700 /* PTHREAD_MUTEX_RECURSIVE under -std=c11 */
+#define _GNU_SOURCE /* PTHREAD_MUTEX_RECURSIVE, pthread_getattr_np, pthread_getname_np, syscall */
 
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
 #include <sys/syscall.h>
@@ -154,4 +172,119 @@ const char *capheap_port_task_name(void *task)
 #endif
     ch_decimal(ch_self_name, sizeof ch_self_name, "thread-", (uintptr_t)task);
     return ch_self_name;
+}
+
+/* ---- stack unwinding ------------------------------------------------------- */
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__) || defined(__aarch64__)) && \
+    (!defined(__OPTIMIZE__) || defined(CAPHEAP_TRACE_FRAME_POINTERS)) && defined(__GLIBC__)
+#define CH_FP_WALK 1
+#else
+#define CH_FP_WALK 0
+#endif
+
+/* The most frames one call asks for: CAPHEAP_TRACE_STACK_DEPTH (<= 32) plus
+ * the library's own frames the tracer drops afterwards. */
+#define CH_BT_MAX 64u
+
+#if CH_FP_WALK
+extern void *__libc_stack_end; /* glibc: the top of the main thread's stack */
+
+static __thread uintptr_t stack_lo, stack_hi;
+
+/* The calling thread's stack [lo, hi), found once per thread. The main
+ * thread's from __libc_stack_end (its size from the rlimit is not needed: a
+ * walk only goes up); other threads' from pthread_getattr_np(), which may use
+ * the C library's malloc once. */
+static int stack_bounds(uintptr_t *lo, uintptr_t *hi)
+{
+    if (stack_hi == 0) {
+        if ((long)getpid() == (long)syscall(SYS_gettid)) {
+            stack_lo = 1;
+            stack_hi = (uintptr_t)__libc_stack_end;
+        } else {
+            pthread_attr_t attr;
+            void *base;
+            size_t size;
+            if (pthread_getattr_np(pthread_self(), &attr) != 0)
+                return 0;
+            if (pthread_attr_getstack(&attr, &base, &size) == 0) {
+                stack_lo = (uintptr_t)base;
+                stack_hi = (uintptr_t)base + size;
+            }
+            (void)pthread_attr_destroy(&attr);
+            if (stack_hi == 0)
+                return 0;
+        }
+    }
+    *lo = stack_lo;
+    *hi = stack_hi;
+    return 1;
+}
+
+__attribute__((noinline, no_sanitize_address)) size_t capheap_port_backtrace(void **frames, size_t depth,
+                                                                              size_t skip)
+{
+    uintptr_t lo, hi;
+    if (depth == 0 || !stack_bounds(&lo, &hi))
+        return 0;
+    const uintptr_t word = sizeof(void *), top = hi - 2u * word;
+    /* Our own record first: its return address is the caller's position, which
+     * is not part of the answer (frames[0] is the caller's return address).
+     * Records only go up the stack: each next one must lie above the current
+     * one and below the top, so the walk ends (it cannot fault) at the first
+     * frame without a frame pointer or at the thread's first frame. */
+    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    if (fp < lo || fp >= top)
+        return 0;
+    size_t n = 0;
+    skip++;
+    for (;;) {
+        const uintptr_t *record = (const uintptr_t *)fp;
+        uintptr_t next = record[0];
+        void *ret = (void *)record[1];
+        if (ret == NULL)
+            break;
+        if (skip > 0)
+            skip--;
+        else if ((frames[n++] = ret), n == depth)
+            break;
+        if (next <= fp || next >= top || (next & (word - 1u)) != 0)
+            break;
+        fp = next;
+    }
+    return n;
+}
+
+#else /* DWARF unwinding through the C library */
+
+#include <execinfo.h>
+
+__attribute__((noinline)) size_t capheap_port_backtrace(void **frames, size_t depth, size_t skip)
+{
+    void *buf[CH_BT_MAX];
+    if (depth == 0 || skip >= CH_BT_MAX - 1u)
+        return 0;
+    size_t want = depth + skip + 1u; /* +1: our own position */
+    if (want > CH_BT_MAX)
+        want = CH_BT_MAX;
+    int got = backtrace(buf, (int)want);
+    size_t n = 0;
+    for (size_t i = skip + 1u; i < (size_t)(got > 0 ? got : 0) && n < depth; i++)
+        frames[n++] = buf[i];
+    return n;
+}
+#endif
+
+/* ---- cycle counter ------------------------------------------------------- */
+
+uint32_t capheap_port_cycle_count(void)
+{
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    return (uint32_t)__builtin_ia32_rdtsc();
+#else
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+#endif
 }

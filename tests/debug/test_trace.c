@@ -1,0 +1,795 @@
+/*
+ * test_trace.c - standalone heap tracing (esp_heap_trace.h), function by
+ * function and transition by transition (spec 1.4 and 4.1), on a simulated
+ * ESP32-S3 with 2 MiB of PSRAM so that dump_caps has both kinds of memory.
+ *
+ * The trace is one global object, so every test starts from "no buffer"
+ * (trace_reset) and tests run in order. Each test also states the ESP-IDF
+ * defect it checks is fixed, where there is one.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+
+#include "capheap/caps.h"
+#include "capheap/chip.h"
+#include "capheap/port.h"
+#include "capheap/sim.h"
+#include "esp_heap_caps.h"
+#include "esp_heap_trace.h"
+#include "support.h"
+
+#define DEPTH CONFIG_HEAP_TRACING_STACK_DEPTH
+#define CAP 64
+
+static heap_trace_record_t records[CAP];
+
+/* Stop whatever is running and take the buffer back. */
+static void trace_reset(void)
+{
+    (void)heap_trace_stop();
+    assert_int_equal(heap_trace_init_standalone(NULL, 0), ESP_OK);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    capheap_sim_options_t o = CAPHEAP_SIM_OPTIONS_DEFAULT;
+    o.quiet = true;
+    o.psram_bytes = 2u << 20;
+    return capheap_sim_boot(&capheap_chip_esp32s3, &o) == ESP_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    (void)heap_trace_stop();
+    (void)heap_trace_init_standalone(NULL, 0);
+    return capheap_sim_shutdown() == ESP_OK ? 0 : -1;
+}
+
+static heap_trace_record_t get(size_t i)
+{
+    heap_trace_record_t r;
+    assert_int_equal(heap_trace_get(i, &r), ESP_OK);
+    return r;
+}
+
+static heap_trace_summary_t summary(void)
+{
+    heap_trace_summary_t s;
+    memset(&s, 0xA5, sizeof s);
+    assert_int_equal(heap_trace_summary(&s), ESP_OK);
+    return s;
+}
+
+/* ---- arguments and states ------------------------------------------------------ */
+
+static void test_without_buffer(void **state)
+{
+    (void)state;
+    trace_reset();
+    heap_trace_record_t r;
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_ERR_INVALID_STATE);
+    assert_int_equal(heap_trace_stop(), ESP_ERR_INVALID_STATE);
+    assert_int_equal(heap_trace_alloc_pause(), ESP_ERR_INVALID_STATE);
+    /* ESP-IDF: resume before any start is accepted and the next allocation crashes. */
+    assert_int_equal(heap_trace_resume(), ESP_ERR_INVALID_STATE);
+    assert_int_equal(heap_trace_get_count(), 0);
+    assert_int_equal(heap_trace_get(0, &r), ESP_ERR_INVALID_ARG);
+    /* ESP-IDF: ESP_ERR_INVALID_STATE for a NULL output. */
+    assert_int_equal(heap_trace_get(0, NULL), ESP_ERR_INVALID_ARG);
+    assert_int_equal(heap_trace_summary(NULL), ESP_ERR_INVALID_ARG);
+    heap_trace_summary_t s = summary();
+    assert_int_equal(s.count, 0);
+    assert_int_equal(s.capacity, 0);
+    assert_int_equal(heap_trace_init_tohost(), ESP_ERR_NOT_SUPPORTED);
+    /* Nothing is recorded without a buffer. */
+    void *p = heap_caps_malloc(40, MALLOC_CAP_DEFAULT);
+    heap_caps_free(p);
+    assert_int_equal(heap_trace_get_count(), 0);
+}
+
+static void test_init_arguments(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(NULL, 4), ESP_ERR_INVALID_ARG);
+    assert_int_equal(heap_trace_init_standalone(records, 0), ESP_ERR_INVALID_ARG);
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    /* A buffer but no start yet: resume and pause have nothing to go on. */
+    assert_int_equal(heap_trace_resume(), ESP_ERR_INVALID_STATE);
+    assert_int_equal(heap_trace_alloc_pause(), ESP_ERR_INVALID_STATE);
+    assert_int_equal(heap_trace_stop(), ESP_ERR_INVALID_STATE);
+    assert_int_equal(heap_trace_start((heap_trace_mode_t)7), ESP_ERR_INVALID_ARG);
+    heap_trace_summary_t s = summary();
+    assert_int_equal(s.capacity, CAP);
+    assert_int_equal(s.count, 0);
+    assert_int_equal(s.high_water_mark, 0);
+}
+
+static void test_init_while_running_and_release(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_ERR_INVALID_STATE);
+    assert_int_equal(heap_trace_init_standalone(NULL, 0), ESP_ERR_INVALID_STATE);
+    assert_int_equal(heap_trace_alloc_pause(), ESP_OK);
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_ERR_INVALID_STATE);
+    assert_int_equal(heap_trace_stop(), ESP_OK);
+    /* ESP-IDF rejects init(NULL, 0) although its header suggests it to release the buffer. */
+    assert_int_equal(heap_trace_init_standalone(NULL, 0), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_ALL), ESP_ERR_INVALID_STATE);
+    assert_int_equal(summary().capacity, 0);
+    /* The buffer is ours again: scribbling on it changes nothing. */
+    memset(records, 0x5A, sizeof records);
+    void *p = heap_caps_malloc(24, MALLOC_CAP_DEFAULT);
+    heap_caps_free(p);
+    assert_int_equal(heap_trace_get_count(), 0);
+    /* A new init works on the scribbled buffer. */
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    p = heap_caps_malloc(24, MALLOC_CAP_DEFAULT);
+    assert_int_equal(heap_trace_get_count(), 1);
+    heap_caps_free(p);
+    assert_int_equal(heap_trace_get_count(), 0);
+}
+
+static void test_state_machine(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    assert_int_equal(heap_trace_resume(), ESP_ERR_INVALID_STATE);       /* started */
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);       /* restart */
+    assert_int_equal(heap_trace_alloc_pause(), ESP_OK);                 /* started -> paused */
+    assert_int_equal(heap_trace_alloc_pause(), ESP_ERR_INVALID_STATE);  /* paused */
+    assert_int_equal(heap_trace_resume(), ESP_OK);                      /* paused -> started */
+    assert_int_equal(heap_trace_stop(), ESP_OK);                        /* started -> stopped */
+    assert_int_equal(heap_trace_stop(), ESP_ERR_INVALID_STATE);         /* stopped */
+    assert_int_equal(heap_trace_alloc_pause(), ESP_OK);                 /* stopped -> paused */
+    assert_int_equal(heap_trace_stop(), ESP_OK);                        /* paused -> stopped */
+    assert_int_equal(heap_trace_resume(), ESP_OK);                      /* stopped -> started */
+    assert_int_equal(heap_trace_alloc_pause(), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);         /* paused -> started */
+    assert_int_equal(summary().mode, HEAP_TRACE_ALL);
+    assert_int_equal(heap_trace_stop(), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);       /* stopped -> started */
+    assert_int_equal(summary().mode, HEAP_TRACE_LEAKS);
+}
+
+/* ---- recording ------------------------------------------------------------------ */
+
+static void test_leaks_mode(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *a = heap_caps_malloc(100, MALLOC_CAP_DEFAULT);
+    void *b = heap_caps_calloc(3, 10, MALLOC_CAP_8BIT);
+    void *c = heap_caps_aligned_alloc(64, 200, MALLOC_CAP_INTERNAL);
+    void *d = heap_caps_malloc(10, MALLOC_CAP_32BIT); /* rounded to 12 */
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_non_null(d);
+    assert_int_equal(heap_trace_get_count(), 4);
+    heap_caps_free(b);
+    assert_int_equal(heap_trace_get_count(), 3);
+    heap_trace_record_t r0 = get(0), r1 = get(1), r2 = get(2);
+    assert_ptr_equal(r0.address, a);
+    assert_int_equal(r0.size, 100);
+    assert_false(r0.freed);
+    assert_ptr_equal(r1.address, c);
+    assert_int_equal(r1.size, 200);
+    assert_ptr_equal(r2.address, d);
+    assert_int_equal(r2.size, 12);
+    assert_true(r1.ccount % 4 == 0);
+    heap_trace_record_t r;
+    assert_int_equal(heap_trace_get(3, &r), ESP_ERR_INVALID_ARG);
+    heap_caps_free(NULL); /* not an event */
+    void *never = heap_caps_malloc(0, MALLOC_CAP_DEFAULT);
+    assert_null(never);
+    heap_trace_summary_t s = summary();
+    assert_int_equal(s.mode, HEAP_TRACE_LEAKS);
+    assert_int_equal(s.total_allocations, 4);
+    assert_int_equal(s.total_frees, 1);
+    assert_int_equal(s.count, 3);
+    assert_int_equal(s.capacity, CAP);
+    assert_int_equal(s.high_water_mark, 4);
+    assert_int_equal(s.has_overflowed, 0);
+    assert_int_equal(s.total_hashmap_hits, 1);
+    assert_int_equal(s.total_hashmap_miss, 0);
+    heap_caps_free(a);
+    heap_caps_free(c);
+    heap_caps_free(d);
+    assert_int_equal(heap_trace_get_count(), 0);
+    /* A block allocated before the start: its free is seen, and missed. */
+    void *early = heap_caps_malloc(16, MALLOC_CAP_DEFAULT);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    heap_caps_free(early);
+    s = summary();
+    assert_int_equal(s.total_frees, 1);
+    assert_int_equal(s.total_hashmap_miss, 1);
+}
+
+static void test_all_mode(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);
+    void *a = heap_caps_malloc(48, MALLOC_CAP_DEFAULT);
+    void *b = heap_caps_malloc(80, MALLOC_CAP_SPIRAM);
+    heap_caps_free(a);
+    void *c = heap_caps_malloc(48, MALLOC_CAP_DEFAULT); /* probably a's address again */
+    assert_int_equal(heap_trace_get_count(), 3);
+    heap_trace_record_t r0 = get(0), r1 = get(1), r2 = get(2);
+    assert_ptr_equal(r0.address, a);
+    assert_true(r0.freed);
+    assert_ptr_equal(r1.address, b);
+    assert_false(r1.freed);
+    assert_ptr_equal(r2.address, c);
+    assert_false(r2.freed);
+#if DEPTH > 0
+    assert_non_null(r0.alloced_by[0]);
+    assert_non_null(r0.freed_by[0]);
+    assert_null(r1.freed_by[0]);
+#endif
+    heap_caps_free(c); /* marks the live record of the address, not the freed one */
+    r2 = get(2);
+    assert_true(r2.freed);
+    heap_caps_free(b);
+    heap_trace_summary_t s = summary();
+    assert_int_equal(s.total_allocations, 3);
+    assert_int_equal(s.total_frees, 3);
+    assert_int_equal(s.total_hashmap_hits, 3);
+    assert_int_equal(s.count, 3);
+}
+
+static void test_pause_records_frees_only(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *a = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
+    assert_int_equal(heap_trace_alloc_pause(), ESP_OK);
+    void *b = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
+    assert_int_equal(heap_trace_get_count(), 1);
+    heap_caps_free(a);
+    assert_int_equal(heap_trace_get_count(), 0);
+    heap_caps_free(b);
+    heap_trace_summary_t s = summary();
+    assert_int_equal(s.total_allocations, 1);
+    assert_int_equal(s.total_frees, 2);
+    assert_int_equal(s.total_hashmap_miss, 1);
+    assert_int_equal(heap_trace_resume(), ESP_OK);
+    void *c = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
+    assert_int_equal(heap_trace_get_count(), 1);
+    assert_ptr_equal(get(0).address, c);
+    heap_caps_free(c);
+}
+
+static void test_stop_records_nothing(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *a = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
+    assert_int_equal(heap_trace_stop(), ESP_OK);
+    void *b = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
+    heap_caps_free(a); /* not seen: a stays in the trace */
+    heap_trace_summary_t s = summary();
+    assert_int_equal(s.count, 1);
+    assert_int_equal(s.total_allocations, 1);
+    assert_int_equal(s.total_frees, 0);
+    assert_ptr_equal(get(0).address, a);
+    /* Resume keeps the records; a's address coming back retires the stale record
+     * instead of showing a leak twice (capheap; ESP-IDF keeps both). */
+    assert_int_equal(heap_trace_resume(), ESP_OK);
+    void *c = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
+    if (c == a) {
+        assert_int_equal(heap_trace_get_count(), 1);
+        assert_ptr_equal(get(0).address, c);
+    } else {
+        assert_int_equal(heap_trace_get_count(), 2);
+    }
+    heap_caps_free(b);
+    heap_caps_free(c);
+}
+
+static void test_overflow_and_high_water_mark(void **state)
+{
+    (void)state;
+    enum { SMALL = 4, N = 7 };
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, SMALL), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *p[N];
+    for (int i = 0; i < N; i++)
+        p[i] = heap_caps_malloc((size_t)(16 + i), MALLOC_CAP_DEFAULT);
+    heap_trace_summary_t s = summary();
+    assert_int_equal(s.count, SMALL);
+    assert_int_equal(s.has_overflowed, 1);
+    assert_int_equal(s.high_water_mark, SMALL);
+    assert_int_equal(s.total_allocations, N);
+    /* The oldest went: the records are the last SMALL allocations, oldest first. */
+    for (int i = 0; i < SMALL; i++) {
+        heap_trace_record_t r = get((size_t)i);
+        assert_ptr_equal(r.address, p[N - SMALL + i]);
+        assert_int_equal(r.size, 16 + N - SMALL + i);
+    }
+    /* Evicted blocks are not found; the others are. */
+    for (int i = 0; i < N; i++)
+        heap_caps_free(p[i]);
+    s = summary();
+    assert_int_equal(s.count, 0);
+    assert_int_equal(s.total_hashmap_hits, SMALL);
+    assert_int_equal(s.total_hashmap_miss, N - SMALL);
+    /* A restart clears the overflow flag but not the high-water mark. */
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    s = summary();
+    assert_int_equal(s.has_overflowed, 0);
+    assert_int_equal(s.high_water_mark, SMALL);
+    void *q = heap_caps_malloc(8, MALLOC_CAP_DEFAULT);
+    assert_int_equal(summary().high_water_mark, SMALL);
+    heap_caps_free(q);
+    /* ALL mode overflows the same way, freed records included. */
+    assert_int_equal(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);
+    for (int i = 0; i < N; i++) {
+        p[i] = heap_caps_malloc(20, MALLOC_CAP_DEFAULT);
+        heap_caps_free(p[i]);
+    }
+    s = summary();
+    assert_int_equal(s.count, SMALL);
+    assert_int_equal(s.has_overflowed, 1);
+    for (int i = 0; i < SMALL; i++)
+        assert_true(get((size_t)i).freed);
+    /* Capacity 1. */
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, 1), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *x = heap_caps_malloc(8, MALLOC_CAP_DEFAULT), *y = heap_caps_malloc(8, MALLOC_CAP_DEFAULT);
+    assert_int_equal(heap_trace_get_count(), 1);
+    assert_ptr_equal(get(0).address, y);
+    heap_caps_free(x);
+    heap_caps_free(y);
+    assert_int_equal(heap_trace_get_count(), 0);
+}
+
+static void test_realloc_events(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *a = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
+    void *a2 = heap_caps_realloc(a, 100, MALLOC_CAP_INTERNAL); /* shrinks in place */
+    assert_ptr_equal(a2, a);
+    assert_int_equal(heap_trace_get_count(), 1);
+    assert_int_equal(get(0).size, 100);
+    /* Moves to PSRAM: the new block is recorded, the old one gone. */
+    void *a3 = heap_caps_realloc(a2, 300, MALLOC_CAP_SPIRAM);
+    assert_non_null(a3);
+    assert_ptr_not_equal(a3, a2);
+    assert_int_equal(heap_trace_get_count(), 1);
+    assert_ptr_equal(get(0).address, a3);
+    assert_int_equal(get(0).size, 300);
+    /* A failed realloc changes nothing (ESP-IDF records a free: the live block vanishes). */
+    void *fail = heap_caps_realloc(a3, (size_t)64 << 20, MALLOC_CAP_SPIRAM);
+    assert_null(fail);
+    assert_int_equal(heap_trace_get_count(), 1);
+    assert_ptr_equal(get(0).address, a3);
+    assert_int_equal(summary().total_frees, 2);
+    /* realloc(p, 0) is a free; realloc(NULL, n) an allocation. */
+    assert_null(heap_caps_realloc(a3, 0, MALLOC_CAP_SPIRAM));
+    assert_int_equal(heap_trace_get_count(), 0);
+    void *n = heap_caps_realloc(NULL, 40, MALLOC_CAP_DEFAULT);
+    assert_int_equal(heap_trace_get_count(), 1);
+    heap_caps_free(n);
+}
+
+/* The caller stack: alloced_by[0] is the call site in the function that called heap_caps. */
+#if DEPTH > 0
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline, noclone))
+#else
+#define NOINLINE
+#endif
+
+static NOINLINE void *probe(void)
+{
+    return __builtin_return_address(0);
+}
+
+static void *volatile sink;
+
+typedef void *(*alloc_fn)(void);
+static NOINLINE void *call_malloc(void)
+{
+    sink = probe();
+    void *p = heap_caps_malloc(64, MALLOC_CAP_DEFAULT);
+    sink = probe();
+    return p;
+}
+static NOINLINE void *call_malloc_slow(void)
+{
+    sink = probe();
+    void *p = heap_caps_malloc(64, MALLOC_CAP_DMA | MALLOC_CAP_8BIT);
+    sink = probe();
+    return p;
+}
+static NOINLINE void *call_calloc(void)
+{
+    sink = probe();
+    void *p = heap_caps_calloc(4, 8, MALLOC_CAP_DEFAULT);
+    sink = probe();
+    return p;
+}
+static NOINLINE void *call_default(void)
+{
+    sink = probe();
+    void *p = heap_caps_malloc_default(32);
+    sink = probe();
+    return p;
+}
+static NOINLINE void *call_prefer(void)
+{
+    sink = probe();
+    void *p = heap_caps_malloc_prefer(32, 2, MALLOC_CAP_SPIRAM, MALLOC_CAP_DEFAULT);
+    sink = probe();
+    return p;
+}
+
+/* Where the caller of fn lies: from fn's first byte to a little past its last probe. */
+static void check_call_site(alloc_fn fn, void *site, const char *what)
+{
+    uintptr_t lo = (uintptr_t)fn, hi = (uintptr_t)sink + 64u, at = (uintptr_t)site;
+    if (at < lo || at >= hi)
+        fail_msg("%s: alloced_by[0] = %p, expected in [%p, %p)", what, site, (void *)lo, (void *)hi);
+}
+
+static void test_caller_stack(void **state)
+{
+    (void)state;
+    static const struct {
+        alloc_fn fn;
+        const char *name;
+    } calls[] = {{call_malloc, "malloc fast path"}, {call_malloc_slow, "malloc slow path"},
+                 {call_calloc, "calloc"},           {call_default, "malloc_default"},
+                 {call_prefer, "malloc_prefer"}};
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    for (int mode = 0; mode < 2; mode++) {
+        assert_int_equal(heap_trace_start(mode ? HEAP_TRACE_LEAKS : HEAP_TRACE_ALL), ESP_OK);
+        for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+            void *p = calls[i].fn();
+            assert_non_null(p);
+            heap_trace_record_t r = get(heap_trace_get_count() - 1);
+            assert_ptr_equal(r.address, p);
+            check_call_site(calls[i].fn, r.alloced_by[0], calls[i].name);
+            /* The frame above is the test's: it is not capheap's. */
+#if DEPTH > 1
+            assert_non_null(r.alloced_by[1]);
+            assert_ptr_not_equal(r.alloced_by[1], r.alloced_by[0]);
+#endif
+            heap_caps_free(p);
+        }
+    }
+    /* freed_by in ALL mode, through a realloc that moves (heap_caps_free inside realloc). */
+    assert_int_equal(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);
+    void *p = heap_caps_malloc(64, MALLOC_CAP_INTERNAL);
+    void *q = heap_caps_realloc(p, 128, MALLOC_CAP_SPIRAM);
+    assert_non_null(q);
+    heap_trace_record_t r = get(0);
+    assert_true(r.freed);
+    assert_non_null(r.freed_by[0]);
+    assert_ptr_equal(r.freed_by[0], get(1).alloced_by[0]); /* same call site: the realloc */
+    heap_caps_free(q);
+}
+#endif
+
+static void test_get_cursor(void **state)
+{
+    (void)state;
+    enum { N = 50 };
+    void *p[N];
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    for (int i = 0; i < N; i++)
+        p[i] = heap_caps_malloc((size_t)(8 + i), MALLOC_CAP_DEFAULT);
+    for (int i = 0; i < N; i += 3)
+        heap_caps_free(p[i]);
+    /* The live ones, oldest first, whatever order we ask in. */
+    void *live[N];
+    size_t n = 0;
+    for (int i = 0; i < N; i++)
+        if (i % 3 != 0)
+            live[n++] = p[i];
+    assert_int_equal(heap_trace_get_count(), n);
+    for (size_t i = 0; i < n; i++)
+        assert_ptr_equal(get(i).address, live[i]);
+    for (size_t i = n; i-- > 0;)
+        assert_ptr_equal(get(i).address, live[i]);
+    ct_rng_t rng;
+    ct_rng_init(&rng, 42);
+    for (int k = 0; k < 200; k++) {
+        size_t i = (size_t)ct_rng_below(&rng, n);
+        assert_ptr_equal(get(i).address, live[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        heap_caps_free(live[i]);
+}
+
+/* ---- dump --------------------------------------------------------------------- */
+
+static void expect_line(size_t index, const char *fmt, ...)
+{
+    char want[512], got[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(want, sizeof want, fmt, ap);
+    va_end(ap);
+    if (!ct_capture_line(index, got, sizeof got))
+        fail_msg("dump line %zu missing; expected \"%s\"\n%s", index, want, ct_capture_text());
+    if (strcmp(want, got) != 0)
+        fail_msg("dump line %zu:\n  got      \"%s\"\n  expected \"%s\"", index, got, want);
+}
+
+/* " caller a:b" (as many frames as recorded), or "" at depth 0. */
+static const char *stack_text(void *const *frames, size_t depth, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t j = 0; j < depth && frames[j] != NULL; j++)
+        used += (size_t)snprintf(out + used, size - used, "%s%p", j ? ":" : "", frames[j]);
+    return out;
+}
+
+static const char *caller_text(const heap_trace_record_t *r, char *out, size_t size)
+{
+#if DEPTH > 0
+    char s[400];
+    stack_text(r->alloced_by, DEPTH, s, sizeof s);
+    if (s[0] != '\0') {
+        snprintf(out, size, " caller %s", s);
+        return out;
+    }
+#else
+    (void)r;
+#endif
+    out[0] = '\0';
+    return out;
+}
+
+static void test_dump_leaks(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, 8), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *a = heap_caps_malloc(100, MALLOC_CAP_INTERNAL);
+    void *b = heap_caps_malloc(2000, MALLOC_CAP_SPIRAM);
+    void *c = heap_caps_malloc(30, MALLOC_CAP_INTERNAL);
+    heap_caps_free(c);
+    heap_trace_record_t ra = get(0), rb = get(1);
+    char ca[512], cb[512];
+    ct_capture_begin();
+    heap_trace_dump();
+    ct_capture_end();
+    expect_line(0, "====== Heap Trace: 2 records (8 capacity) ======");
+    expect_line(1, "%6u bytes (@ %p, Internal) allocated CPU 0 ccount 0x%08x%s", 100u, a, (unsigned)ra.ccount,
+                caller_text(&ra, ca, sizeof ca));
+    expect_line(2, "%6u bytes (@ %p,    PSRAM) allocated CPU 0 ccount 0x%08x%s", 2000u, b, (unsigned)rb.ccount,
+                caller_text(&rb, cb, sizeof cb));
+    expect_line(3, "====== Heap Trace Summary ======");
+    expect_line(4, "Mode: Heap Trace Leaks");
+    expect_line(5, "2100 bytes 'leaked' in trace (2 allocations)");
+    expect_line(6, "records: 2 (8 capacity, 3 high water mark)");
+    expect_line(7, "hashmap: 8 capacity (1 hits, 0 misses)");
+    expect_line(8, "total allocations: 3");
+    expect_line(9, "total frees: 1");
+    expect_line(10, "================================");
+    assert_int_equal(ct_capture_lines(), 11);
+
+    /* Only PSRAM, only internal. */
+    ct_capture_begin();
+    heap_trace_dump_caps(MALLOC_CAP_SPIRAM);
+    ct_capture_end();
+    assert_int_equal(ct_capture_count(", Internal"), 0);
+    assert_int_equal(ct_capture_count(",    PSRAM"), 1);
+    expect_line(3, "Mode: Heap Trace Leaks");
+    expect_line(4, "2000 bytes 'leaked' in trace (1 allocations)");
+    ct_capture_begin();
+    heap_trace_dump_caps(MALLOC_CAP_INTERNAL);
+    ct_capture_end();
+    assert_int_equal(ct_capture_count(", Internal"), 1);
+    assert_int_equal(ct_capture_count(",    PSRAM"), 0);
+    expect_line(4, "100 bytes 'leaked' in trace (1 allocations)");
+    ct_capture_begin();
+    heap_trace_dump_caps(0);
+    ct_capture_end();
+    expect_line(1, "====== Heap Trace Summary ======");
+
+    /* Overflow note. */
+    for (int i = 0; i < 10; i++)
+        heap_caps_free(heap_caps_malloc(0, MALLOC_CAP_DEFAULT)); /* not events */
+    void *many[8];
+    for (int i = 0; i < 8; i++)
+        many[i] = heap_caps_malloc(16, MALLOC_CAP_INTERNAL);
+    ct_capture_begin();
+    heap_trace_dump();
+    ct_capture_end();
+    assert_true(ct_capture_contains("(NB: Internal Buffer has overflowed, so trace data is incomplete.)\n"
+                                    "================================\n"));
+    assert_false(ct_capture_contains("New entries"));
+    for (int i = 0; i < 8; i++)
+        heap_caps_free(many[i]);
+    heap_caps_free(a);
+    heap_caps_free(b);
+}
+
+static void test_dump_all(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, 16), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);
+    void *a = heap_caps_malloc(64, MALLOC_CAP_INTERNAL);
+    void *b = heap_caps_malloc(32, MALLOC_CAP_INTERNAL);
+    heap_caps_free(a);
+    heap_trace_record_t ra = get(0), rb = get(1);
+    char ca[512], cb[512];
+    ct_capture_begin();
+    heap_trace_dump();
+    ct_capture_end();
+    expect_line(0, "====== Heap Trace: 2 records (16 capacity) ======");
+    size_t line = 1;
+#if DEPTH > 0
+    char fb[400];
+    expect_line(line++, "%6u bytes (@ %p, Internal) allocated CPU 0 ccount 0x%08x%s", 64u, a, (unsigned)ra.ccount,
+                caller_text(&ra, ca, sizeof ca));
+    expect_line(line++, "freed by %s", stack_text(ra.freed_by, DEPTH, fb, sizeof fb));
+#else
+    expect_line(line++, "%6u bytes (@ %p, Internal) allocated CPU 0 ccount 0x%08x%s freed", 64u, a,
+                (unsigned)ra.ccount, caller_text(&ra, ca, sizeof ca));
+#endif
+    expect_line(line++, "%6u bytes (@ %p, Internal) allocated CPU 0 ccount 0x%08x%s", 32u, b, (unsigned)rb.ccount,
+                caller_text(&rb, cb, sizeof cb));
+    expect_line(line++, "====== Heap Trace Summary ======");
+    expect_line(line++, "Mode: Heap Trace All");
+    expect_line(line++, "32 bytes alive in trace (1/2 allocations)");
+    expect_line(line++, "records: 2 (16 capacity, 2 high water mark)");
+    expect_line(line++, "hashmap: 16 capacity (1 hits, 0 misses)");
+    expect_line(line++, "total allocations: 2");
+    expect_line(line++, "total frees: 1");
+    expect_line(line++, "================================");
+    assert_int_equal(ct_capture_lines(), line);
+    heap_caps_free(b);
+}
+
+/* A writer that allocates while the dump prints: with the trace lock held this
+ * would deadlock (the lock is not recursive) or, in ESP-IDF, not be allowed. */
+static void *dump_allocs[4];
+static size_t dump_alloc_count;
+static capheap_write_fn capture_writer;
+
+static void allocating_writer(const char *text, size_t len)
+{
+    if (dump_alloc_count < 4)
+        dump_allocs[dump_alloc_count++] = heap_caps_malloc(24, MALLOC_CAP_INTERNAL);
+    capture_writer(text, len);
+}
+
+static void test_dump_releases_the_lock(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *a = heap_caps_malloc(64, MALLOC_CAP_INTERNAL);
+    ct_capture_begin();
+    capture_writer = capheap_set_writer(allocating_writer);
+    dump_alloc_count = 0;
+    heap_trace_dump();
+    (void)capheap_set_writer(capture_writer);
+    ct_capture_end();
+    assert_int_equal(dump_alloc_count, 4);
+    assert_true(ct_capture_contains("(NB: New entries were traced while dumping, so trace dump may have duplicate "
+                                    "entries.)\n"));
+    assert_int_equal(heap_trace_get_count(), 5);
+    for (size_t i = 0; i < dump_alloc_count; i++)
+        heap_caps_free(dump_allocs[i]);
+    heap_caps_free(a);
+    assert_int_equal(heap_trace_get_count(), 0);
+}
+
+/* ---- threads ------------------------------------------------------------------- */
+
+#define THREADS 4
+#define OPS 4000
+
+static void *worker(void *arg)
+{
+    ct_rng_t rng;
+    ct_rng_init(&rng, (uint64_t)(uintptr_t)arg);
+    void *mine[16] = {0};
+    for (int i = 0; i < OPS; i++) {
+        size_t k = (size_t)ct_rng_below(&rng, 16);
+        if (mine[k] != NULL) {
+            heap_caps_free(mine[k]);
+            mine[k] = NULL;
+        } else {
+            mine[k] = heap_caps_malloc((size_t)ct_rng_range(&rng, 1, 300), MALLOC_CAP_DEFAULT);
+        }
+    }
+    for (size_t k = 0; k < 16; k++)
+        heap_caps_free(mine[k]);
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    static heap_trace_record_t big[THREADS * 16 + 8];
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(big, THREADS * 16 + 8), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    pthread_t t[THREADS];
+    for (uintptr_t i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, worker, (void *)(i + 1)), 0);
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    /* Every event was counted and the trace ends empty. The hooks run after
+     * heap_caps released the heap lock, so a free and a re-allocation of the
+     * same address by another thread can reach the trace in the opposite
+     * order: the re-allocation retires the stale record, the late free then
+     * removes the new one, and that block's own free is a miss. So misses are
+     * possible here, never a wrong final state. */
+    heap_trace_summary_t s = summary();
+    assert_int_equal(s.count, 0);
+    assert_int_equal(s.has_overflowed, 0);
+    assert_int_equal(s.total_allocations, s.total_frees);
+    assert_int_equal(s.total_hashmap_hits + s.total_hashmap_miss, s.total_frees);
+    assert_true(s.high_water_mark <= THREADS * 16);
+    print_message("threads: %zu allocations, %u misses from reordered events\n", s.total_allocations,
+                  (unsigned)s.total_hashmap_miss);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_without_buffer),
+        cmocka_unit_test(test_init_arguments),
+        cmocka_unit_test(test_init_while_running_and_release),
+        cmocka_unit_test(test_state_machine),
+        cmocka_unit_test(test_leaks_mode),
+        cmocka_unit_test(test_all_mode),
+        cmocka_unit_test(test_pause_records_frees_only),
+        cmocka_unit_test(test_stop_records_nothing),
+        cmocka_unit_test(test_overflow_and_high_water_mark),
+        cmocka_unit_test(test_realloc_events),
+#if DEPTH > 0
+        cmocka_unit_test(test_caller_stack),
+#endif
+        cmocka_unit_test(test_get_cursor),
+        cmocka_unit_test(test_dump_leaks),
+        cmocka_unit_test(test_dump_all),
+        cmocka_unit_test(test_dump_releases_the_lock),
+        cmocka_unit_test(test_threads),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
