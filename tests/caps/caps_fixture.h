@@ -90,6 +90,7 @@ static inline size_t cf_chip_type(const char *name, uint32_t c0, uint32_t c1, ui
     size_t i = cf_chip.chip.type_count;
     if (i >= CF_MAX_TYPES) {
         fail_msg("too many types");
+        return 0; /* not reached: fail_msg does not return */
     }
     snprintf(cf_chip.type_names[i], sizeof cf_chip.type_names[i], "%s", name);
     cf_chip.types[i].name = cf_chip.type_names[i];
@@ -106,6 +107,7 @@ static inline size_t cf_chip_region(intptr_t start, size_t size, size_t type, bo
     size_t i = cf_chip.chip.region_count;
     if (i >= CF_MAX_REGIONS) {
         fail_msg("too many regions");
+        return 0; /* not reached */
     }
     cf_chip.regions[i].start = start;
     cf_chip.regions[i].size = size;
@@ -123,6 +125,7 @@ static inline void cf_chip_reserve(intptr_t start, intptr_t end)
     size_t i = cf_chip.chip.reserved_count;
     if (i >= CF_MAX_RESERVED) {
         fail_msg("too many reservations");
+        return; /* not reached */
     }
     cf_chip.reserved[i].start = start;
     cf_chip.reserved[i].end = end;
