@@ -547,6 +547,9 @@ void capheap_caps_lock_all(void)
 #if CAPHEAP_TASK_TRACKING
     ch_task_fork_prepare(); /* the debug layers' locks come after the registry's, before the heaps' */
 #endif
+#if CAPHEAP_TRACING
+    ch_trace_fork_prepare();
+#endif
     for (size_t i = 0; i < ch_g.n; i++)
         if (ch_g.heaps[i].heap != NULL)
 #if CAPHEAP_PORT_HOST
@@ -565,6 +568,9 @@ void capheap_caps_unlock_all(void)
 #else
             capheap_port_lock_release(&ch_g.heaps[i]);
 #endif
+#if CAPHEAP_TRACING
+    ch_trace_fork_parent();
+#endif
 #if CAPHEAP_TASK_TRACKING
     ch_task_fork_parent();
 #endif
@@ -579,6 +585,9 @@ void capheap_caps_unlock_all_child(void)
             (void)capheap_lock_init(&ch_g.heaps[i].lock);
 #if CAPHEAP_TASK_TRACKING
     ch_task_fork_child();
+#endif
+#if CAPHEAP_TRACING
+    ch_trace_fork_child();
 #endif
     capheap_lock_t fresh = {PTHREAD_MUTEX_INITIALIZER};
     registry_lock = fresh;
