@@ -897,6 +897,18 @@ static void tt_sizes(const tt_task_t *t, size_t *heaps, size_t *blocks)
     *blocks += t->blocks;
 }
 
+/* Attach an array of n elements to a stat struct (nothing for n == 0): false
+ * when it cannot be allocated (what was attached stays, for the free call). */
+static bool tt_attach(void **array, size_t *count, size_t n, size_t elem)
+{
+    if (n == 0)
+        return true;
+    if ((*array = tt_array_alloc(n, elem)) == NULL)
+        return false;
+    *count = n;
+    return true;
+}
+
 esp_err_t heap_caps_alloc_single_task_stat_arrays(heap_single_task_stat_t *s, TaskHandle_t task_handle)
 {
     if (s == NULL)
@@ -914,16 +926,9 @@ esp_err_t heap_caps_alloc_single_task_stat_arrays(heap_single_task_stat_t *s, Ta
     s->alloc_stat_start = NULL;
     if (slot < 0)
         return ESP_FAIL;
-    if (heaps != 0) {
-        if ((s->heap_stat_start = tt_array_alloc(heaps, sizeof(heap_stat_t))) == NULL)
-            return ESP_FAIL;
-        s->heap_count = heaps;
-    }
-    if (blocks != 0) {
-        if ((s->alloc_stat_start = tt_array_alloc(blocks, sizeof(heap_task_block_t))) == NULL)
-            return ESP_FAIL;
-        s->alloc_count = blocks;
-    }
+    if (!tt_attach((void **)&s->heap_stat_start, &s->heap_count, heaps, sizeof(heap_stat_t)) ||
+        !tt_attach((void **)&s->alloc_stat_start, &s->alloc_count, blocks, sizeof(heap_task_block_t)))
+        return ESP_FAIL;
     return ESP_OK;
 }
 
@@ -951,21 +956,11 @@ esp_err_t heap_caps_alloc_all_task_stat_arrays(heap_all_tasks_stat_t *s)
             tt_sizes(&tt.task[i], &heaps, &blocks);
     tt_unlock();
     memset(s, 0, sizeof *s);
-    if (tasks != 0) {
-        if ((s->stat_arr = tt_array_alloc(tasks, sizeof(task_stat_t))) == NULL)
-            return ESP_FAIL;
-        s->task_count = tasks;
-    }
-    if (heaps != 0) {
-        if ((s->heap_stat_start = tt_array_alloc(heaps, sizeof(heap_stat_t))) == NULL)
-            return ESP_FAIL;
-        s->heap_count = heaps;
-    }
-    if (blocks != 0) {
-        if ((s->alloc_stat_start = tt_array_alloc(blocks, sizeof(heap_task_block_t))) == NULL)
-            return ESP_FAIL;
-        s->alloc_count = blocks;
-    }
+    if (!tt_attach((void **)&s->stat_arr, &s->task_count, tasks, sizeof(task_stat_t)))
+        return ESP_FAIL;
+    if (!tt_attach((void **)&s->heap_stat_start, &s->heap_count, heaps, sizeof(heap_stat_t)) ||
+        !tt_attach((void **)&s->alloc_stat_start, &s->alloc_count, blocks, sizeof(heap_task_block_t)))
+        return ESP_FAIL;
     return ESP_OK;
 }
 

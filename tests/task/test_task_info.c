@@ -364,7 +364,9 @@ static void check_model(void)
             assert_int_equal(heap_caps_get_single_task_stat(&one, m->handle), ESP_OK);
             expect_task(t, &one.stat);
         } else {
-            assert_false(ours); /* only when the heaps are full */
+            /* The heaps are too full: possible even when the all-task arrays
+             * fitted, since those are still attached. Nothing to compare. */
+            (void)ours;
         }
         heap_caps_free_single_task_stat_arrays(&one);
         assert_int_equal(one.heap_count, 0);
