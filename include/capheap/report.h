@@ -39,6 +39,24 @@ capheap_report_t capheap_last_report(void);
 /** Forget the last report. */
 void capheap_clear_last_report(void);
 
+/**
+ * Name the block of a heap_caps heap that contains address, and its two
+ * physical neighbours, with what is known of each: used or free, capacity,
+ * and, when heap tracing records it, the allocation's time stamp and callers,
+ * and, with task tracking, the owning task. Up to three lines through the
+ * port's printer, e.g.
+ *     block 0x3fc9e010: used, 100 bytes, ccount 0x0012f0a4, caller 0x55d0c1:0x55d0e8, task "wifi"
+ *     before 0x3fc9df80: used, 136 bytes, task "main"
+ *     after 0x3fc9e078: free, 4020 bytes
+ * heap_caps prints this after every fatal corruption report and after each
+ * failing heap_caps_check_integrity*(print = true). O(blocks of that heap);
+ * takes the heap's lock for the walk, and the tracers' locks only if free.
+ */
+void capheap_describe_block(const void *address);
+
+/** Internal: the function a printed fatal report calls before the abort (NULL: none). */
+void capheap_report_set_epilogue(void (*fn)(const void *address));
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,6 +24,7 @@
 #include "caps/caps_private.h"
 #include "capheap/task_info.h"
 #include "capheap/check.h"
+#include "capheap/report.h"
 #include "capheap/heap.h"
 #include "debug/debug_hooks.h"
 
@@ -209,6 +210,12 @@ static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start,
     h->alias = alias_of(start);
     if (CAPHEAP_EXEC_HEAP && h->alias != 0 && (h->all & MALLOC_CAP_EXEC))
         ch_g.alias_any = true;
+#if !CH_COMPACT || CH_DEBUG
+    /* Fatal reports name the damaged block, its neighbours and their owners.
+     * (-Os builds without debugging features leave it out: call
+     * capheap_describe_block() yourself.) */
+    capheap_report_set_epilogue(capheap_describe_block);
+#endif
     return h;
 }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "caps/caps_private.h"
+#include "capheap/report.h"
 
 /* The next heap at or after *cursor (list order) that matches caps, or NULL. */
 static ch_heap_t *next(size_t *cursor, uint32_t caps)
@@ -145,8 +146,15 @@ bool heap_caps_check_integrity(uint32_t caps, bool print_errors)
     bool ok = true;
     uint32_t sel = ch_selector(caps);
     size_t i = 0;
-    for (ch_heap_t *h; (h = next(&i, sel)) != NULL;)
-        ok = multi_heap_check(h->heap, print_errors) && ok;
+    for (ch_heap_t *h; (h = next(&i, sel)) != NULL;) {
+        capheap_clear_last_report();
+        if (!multi_heap_check(h->heap, print_errors)) {
+            ok = false;
+            capheap_report_t r = capheap_last_report();
+            if (print_errors && r.address != NULL)
+                capheap_describe_block(r.address); /* whose block it is (after the check's lock) */
+        }
+    }
     return ok;
 }
 

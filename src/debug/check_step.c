@@ -16,6 +16,7 @@
 
 #include "capheap/caps.h"
 #include "capheap/check.h"
+#include "capheap/report.h"
 
 #define ALL_FLAG_CHANGED 0x100u /* some heap changed during this all-heaps pass */
 
@@ -80,7 +81,13 @@ bool capheap_check_step(capheap_check_cursor_t *cursor, size_t max_blocks, bool 
         uint32_t passes = cursor->passes, clean = cursor->clean_passes, changes = cursor->changes;
         uint32_t max_step = cursor->max_step_blocks;
         bool done = false;
-        ok = capheap_heap_check_step(heap, cursor, left, print_errors, &done) && ok;
+        capheap_clear_last_report();
+        if (!capheap_heap_check_step(heap, cursor, left, print_errors, &done)) {
+            ok = false;
+            capheap_report_t r = capheap_last_report();
+            if (print_errors && r.address != NULL)
+                capheap_describe_block(r.address); /* as heap_caps_check_integrity does */
+        }
         size_t used = cursor->last_step_blocks;
         /* heap passes are not all-heaps passes */
         cursor->passes = passes;

@@ -29,11 +29,13 @@ void capheap_debug_realloc(void *old_ptr, void *new_ptr, size_t size, uint32_t c
 /* Consumers (each defined only when its option is on). */
 void ch_trace_alloc(void *ptr, size_t size, uint32_t caps); /* src/debug/trace.c */
 void ch_trace_free(void *ptr);
+void ch_trace_describe(const void *ptr); /* capheap_describe_block */
 void ch_trace_fork_prepare(void); /* fork: see capheap_caps_lock_all */
 void ch_trace_fork_parent(void);
 void ch_trace_fork_child(void);
 void ch_task_alloc(void *ptr, size_t size, uint32_t caps);  /* src/debug/task_info.c */
 void ch_task_free(void *ptr);
+void ch_task_describe(const void *ptr); /* capheap_describe_block */
 void ch_task_fork_prepare(void); /* fork: see capheap_caps_lock_all */
 void ch_task_fork_parent(void);
 void ch_task_fork_child(void);

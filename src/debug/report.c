@@ -21,6 +21,16 @@
 
 static capheap_report_t last_report;
 
+/* Called after a printed fatal report, before the abort: the caps layer
+ * installs capheap_describe_block (src/debug/describe.c) when it registers a
+ * heap, so a firmware using multi_heap alone does not link the description. */
+static void (*report_epilogue)(const void *address);
+
+void capheap_report_set_epilogue(void (*fn)(const void *address))
+{
+    report_epilogue = fn;
+}
+
 /* Room for the fixed words, a 16-digit address, two 8-digit values, the invariant. */
 #define LINE_BYTES 200
 
@@ -86,6 +96,9 @@ void capheap_report_corruption(const capheap_report_t *report, bool print, bool 
                 text[len++] = c;
         }
         capheap_write(text, len);
+        void (*epilogue)(const void *) = report_epilogue;
+        if (fatal && epilogue != NULL)
+            epilogue(report->address);
     }
     if (fatal)
         capheap_port_abort_now(report->what);

@@ -536,6 +536,38 @@ void ch_task_free(void *ptr)
     tt_unlock();
 }
 
+/* capheap_describe_block(): print ', task "name"' for the owner of p, if
+ * tracked. Called on a corruption report, possibly with a heap lock held:
+ * the tracker's lock is only tried, never waited for. */
+void ch_task_describe(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    size_t mask = TT_BLOCK_SLOTS - 1u;
+    size_t i = tt_hash(a, TT_BLOCK_SLOTS);
+#if CAPHEAP_PORT_HOST
+    if (__atomic_exchange_n(&tt.lock, 1, __ATOMIC_ACQUIRE) != 0)
+        return;
+#else
+    tt_lock();
+#endif
+    char name[configMAX_TASK_NAME_LEN] = "";
+    bool found = false;
+    for (size_t n = 0; n < TT_BLOCK_SLOTS; n++, i = (i + 1u) & mask) {
+        uintptr_t e = tt.block[i].addr;
+        if (e == 0)
+            break;
+        if (e == a) {
+            memcpy(name, tt.task[tt.block[i].task].name, sizeof name);
+            name[sizeof name - 1u] = '\0';
+            found = true;
+            break;
+        }
+    }
+    tt_unlock();
+    if (found)
+        capheap_printf(", task \"%s\"", name);
+}
+
 /* fork (capheap_caps_lock_all and friends): no thread may be inside the
  * tracker while the process forks; the child starts with the lock free. */
 void ch_task_fork_prepare(void)

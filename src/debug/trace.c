@@ -703,6 +703,40 @@ void heap_trace_dump(void)
     heap_trace_dump_caps(MALLOC_CAP_INTERNAL | MALLOC_CAP_SPIRAM);
 }
 
+/* capheap_describe_block(): print ", ccount 0x..., caller a:b" for the live
+ * record of p, if any. Called on a corruption report, possibly with a heap
+ * lock held: the trace lock is only tried, never waited for. */
+#if DEPTH > 0
+static void print_stack(void *const *frames);
+#endif
+
+void ch_trace_describe(const void *p)
+{
+#if CAPHEAP_PORT_HOST
+    if (T.buf == NULL || __atomic_exchange_n(&trace_lock, 1, __ATOMIC_ACQUIRE) != 0)
+        return;
+#else
+    if (T.buf == NULL)
+        return;
+    TRACE_LOCK();
+#endif
+    uint32_t *link = T.bucket_shift < 32u || T.capacity != 0 ? find_link(p) : NULL;
+    heap_trace_record_t rec;
+    bool found = link != NULL;
+    if (found)
+        rec = REC(*link);
+    TRACE_UNLOCK();
+    if (!found)
+        return;
+    capheap_printf(", ccount 0x%08x", (unsigned)(rec.ccount & ~3u));
+#if DEPTH > 0
+    if (rec.alloced_by[0] != NULL) {
+        capheap_printf(", caller ");
+        print_stack(rec.alloced_by);
+    }
+#endif
+}
+
 /* fork (capheap_caps_lock_all and friends): no thread may be inside the
  * tracer while the process forks; the child starts with the lock free. */
 void ch_trace_fork_prepare(void)
