@@ -60,9 +60,11 @@
  * includes this header gets its own inline copy (CE_API = CE_INLINE).
  * Optimising for size (-Os), one copy is enough: tlsf.c, which defines
  * CE_OPS_IMPL, compiles the single external definition of each, and other
- * files see only declarations (about 600 bytes less on Cortex-M4).
+ * files see only declarations (about 600 bytes less on Cortex-M4). Sanitizer
+ * builds keep the inline copies everywhere: multi_heap.c's annotations read
+ * the block layout.
  */
-#if defined(__OPTIMIZE_SIZE__)
+#if defined(__OPTIMIZE_SIZE__) && !CE_SAN /* sanitizer builds: multi_heap.c annotates blocks itself */
 #if defined(CE_OPS_IMPL)
 #define CE_API
 #define CE_OPS_DEFINE 1
