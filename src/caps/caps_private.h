@@ -146,10 +146,12 @@ void ch_reindex(void);
 
 /* The registered heap containing p (innermost for nested heaps), or NULL. O(log H). */
 ch_heap_t *ch_find_slow(uintptr_t p);
-static inline ch_heap_t *ch_find(uintptr_t p)
-{
+
 #if !CH_COMPACT
-    /* Most frees land in a page a previous free already resolved. */
+/* The heap of p from free()'s page cache, or NULL (not cached: NULL and IRAM
+ * alias pointers never are, their pages are in no heap). */
+static inline ch_heap_t *ch_cached(uintptr_t p)
+{
     uintptr_t page = p >> CH_FCACHE_SHIFT;
     uintptr_t e = CH_LOAD(ch_g.fcache[page % CH_FCACHE]);
     if (CH_LIKELY((e >> 8) == (page & (UINTPTR_MAX >> 8)))) {
@@ -157,6 +159,16 @@ static inline ch_heap_t *ch_find(uintptr_t p)
         if (CH_LIKELY(p - h->start < h->span))
             return h;
     }
+    return NULL;
+}
+#endif
+
+static inline ch_heap_t *ch_find(uintptr_t p)
+{
+#if !CH_COMPACT
+    ch_heap_t *h = ch_cached(p); /* most frees land in a page a previous one resolved */
+    if (CH_LIKELY(h != NULL))
+        return h;
 #endif
     return ch_find_slow(p);
 }

@@ -471,16 +471,12 @@ void heap_caps_free(void *ptr)
 #if !CH_COMPACT
     /* Fast path: the pointer's page is in free()'s cache (NULL and IRAM alias
      * pointers never are: their pages are in no heap). */
-    uintptr_t p = (uintptr_t)ptr, page = p >> CH_FCACHE_SHIFT;
-    uintptr_t e = CH_LOAD(ch_g.fcache[page % CH_FCACHE]);
-    if (CH_LIKELY((e >> 8) == (page & (UINTPTR_MAX >> 8)))) {
-        ch_heap_t *h = &ch_g.heaps[(e & 0xFFu) % CAPHEAP_MAX_HEAPS];
-        if (CH_LIKELY(p - h->start < h->span)) {
-            ch_touched(h);
-            CH_DEBUG_FREE(ptr); /* before the block can be reused */
-            multi_heap_free(h->heap, ptr);
-            return;
-        }
+    ch_heap_t *h = ch_cached((uintptr_t)ptr);
+    if (CH_LIKELY(h != NULL)) {
+        ch_touched(h);
+        CH_DEBUG_FREE(ptr); /* before the block can be reused */
+        multi_heap_free(h->heap, ptr);
+        return;
     }
 #endif
     free_slow(ptr);
@@ -536,12 +532,10 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
 #if !CH_COMPACT
     /* Fast path: plain caps, the block's page in free()'s cache, its heap has
      * the caps: multi_heap's realloc (in place, or moved within the heap). */
-    uintptr_t pv = (uintptr_t)ptr, page = pv >> CH_FCACHE_SHIFT;
-    uintptr_t e = CH_LOAD(ch_g.fcache[page % CH_FCACHE]);
     if (CH_LIKELY((caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT | MALLOC_CAP_INVALID)) == 0 &&
-                  caps != 0 && size - 1u < ch_g.size_max && (e >> 8) == (page & (UINTPTR_MAX >> 8)))) {
-        ch_heap_t *h = &ch_g.heaps[(e & 0xFFu) % CAPHEAP_MAX_HEAPS];
-        if (CH_LIKELY(pv - h->start < h->span && (h->all & caps) == caps)) {
+                  caps != 0 && size - 1u < ch_g.size_max)) {
+        ch_heap_t *h = ch_cached((uintptr_t)ptr);
+        if (CH_LIKELY(h != NULL && (h->all & caps) == caps)) {
             ch_touched(h);
             void *p = multi_heap_realloc(h->heap, ptr, size);
             if (p != NULL)
