@@ -153,7 +153,7 @@ ch_heap_t *ch_find_slow(uintptr_t p);
 static inline ch_heap_t *ch_cached(uintptr_t p)
 {
     uintptr_t page = p >> CH_FCACHE_SHIFT;
-    uintptr_t e = CH_LOAD(ch_g.fcache[page % CH_FCACHE]);
+    uintptr_t e = CH_ACQUIRE(ch_g.fcache[page % CH_FCACHE]); /* the descriptor was published before the entry */
     if (CH_LIKELY((e >> 8) == (page & (UINTPTR_MAX >> 8)))) {
         ch_heap_t *h = &ch_g.heaps[(e & 0xFFu) % CAPHEAP_MAX_HEAPS];
         if (CH_LIKELY(p - h->start < h->span))

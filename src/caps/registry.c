@@ -144,21 +144,27 @@ ch_heap_t *ch_find_slow(uintptr_t p)
     }
 #if !CH_COMPACT
     uintptr_t page = p >> CH_FCACHE_SHIFT, first = page << CH_FCACHE_SHIFT;
-    if (h != NULL && !h->host && first >= h->start && first - h->start + ((uintptr_t)1 << CH_FCACHE_SHIFT) <= h->span)
-        CH_STORE(ch_g.fcache[page % CH_FCACHE], ((page & (UINTPTR_MAX >> 8)) << 8) | (uintptr_t)(h - ch_g.heaps));
+    if (h != NULL && first >= h->start && first - h->start + ((uintptr_t)1 << CH_FCACHE_SHIFT) <= h->span) {
+        /* Filled under the registry lock, once per page: a nested heap added
+         * concurrently (which empties the cache) cannot leave a stale entry. */
+        ch_lock();
+        if (!h->host)
+            CH_RELEASE(ch_g.fcache[page % CH_FCACHE], ((page & (UINTPTR_MAX >> 8)) << 8) | (uintptr_t)(h - ch_g.heaps));
+        ch_unlock();
+    }
 #endif
     return h;
 }
 
 /* ---- registration ------------------------------------------------------- */
 
-static void attach_lock(ch_heap_t *h)
+static void attach_lock(ch_heap_t *h, multi_heap_handle_t heap)
 {
 #if CAPHEAP_PORT_HOST
     capheap_lock_init(&h->lock);
-    multi_heap_set_lock(h->heap, &h->lock);
+    multi_heap_set_lock(heap, &h->lock);
 #else
-    multi_heap_set_lock(h->heap, h); /* the port's hooks get the descriptor */
+    multi_heap_set_lock(heap, h); /* the port's hooks get the descriptor */
 #endif
 }
 
@@ -175,10 +181,11 @@ static bool register_heap(ch_heap_t *h, size_t alignment)
     multi_heap_handle_t heap = capheap_heap_register((void *)s, (size_t)(h->end - s), &o);
     if (heap == NULL)
         return false;
-    h->span = h->end - h->start; /* non-zero only once registered: the hint test needs no handle check */
-    CH_RELEASE(h->heap, heap);
+    h->span = h->end - h->start; /* non-zero only once registered: the page cache needs no handle check */
     h->align = (uint8_t)alignment;
-    attach_lock(h);
+    attach_lock(h, heap);
+    CH_RELEASE(h->heap, heap); /* last: a reader that sees the handle sees its lock (a start-up-stack
+                                * region is listed before it is registered) */
     return true;
 }
 
@@ -209,7 +216,7 @@ static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start,
     h->name = name;
     h->alias = alias_of(start);
     if (CAPHEAP_EXEC_HEAP && h->alias != 0 && (h->all & MALLOC_CAP_EXEC))
-        ch_g.alias_any = true;
+        CH_STORE(ch_g.alias_any, true);
 #if !CH_COMPACT || CH_DEBUG
     /* Fatal reports name the damaged block, its neighbours and their owners.
      * (-Os builds without debugging features leave it out: call
@@ -276,7 +283,7 @@ esp_err_t capheap_caps_add_region(const uint32_t caps[CH_PRIOS], intptr_t start,
         h->runtime = true;
         if (ch_g.started)
             multi_heap_restore_minimum_free_bytes(h->heap, 0);
-        ch_g.n++; /* publish: the descriptor is complete */
+        CH_RELEASE(ch_g.n, (uint8_t)(ch_g.n + 1u)); /* publish: the descriptor is complete */
         ch_reindex();
     }
     ch_unlock();
@@ -350,7 +357,7 @@ static void flush(carve_t *c)
     }
     if (!c->stack)
         (void)register_heap(h, chip_alignment()); /* too small: listed, like ESP-IDF */
-    ch_g.n++;
+    CH_RELEASE(ch_g.n, (uint8_t)(ch_g.n + 1u));
 }
 
 static void emit(carve_t *c, uintptr_t s, uintptr_t e, size_t type, bool stack)
@@ -542,10 +549,15 @@ bool capheap_heap_get(size_t i, capheap_heap_desc_t *out)
 int capheap_heap_find(const void *ptr)
 {
     const ch_heap_t *h = ch_find((uintptr_t)ptr);
-    for (int i = 0; h != NULL && i < (int)ch_g.n; i++)
+    int found = -1;
+    if (h == NULL)
+        return -1;
+    ch_lock(); /* the list position, consistent with capheap_heap_get() */
+    for (int i = 0; i < (int)ch_g.n && found < 0; i++)
         if (&ch_g.heaps[ch_g.order[i]] == h)
-            return i;
-    return -1;
+            found = i;
+    ch_unlock();
+    return found;
 }
 
 void capheap_caps_lock_all(void)

@@ -443,7 +443,7 @@ static ch_heap_t *owner(void **ptr, bool *alias, const char *what)
 {
     *alias = false;
 #if CAPHEAP_EXEC_HEAP
-    if (CH_UNLIKELY(ch_g.alias_any))
+    if (CH_UNLIKELY(CH_LOAD(ch_g.alias_any)))
         *ptr = ch_unalias(*ptr, alias);
 #endif
     ch_heap_t *h = ch_find((uintptr_t)*ptr);

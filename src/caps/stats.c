@@ -168,7 +168,7 @@ bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors)
     void *p = (void *)addr;
 #if CAPHEAP_EXEC_HEAP
     bool alias;
-    if (ch_g.alias_any)
+    if (CH_LOAD(ch_g.alias_any))
         p = ch_alias_direct(p, &alias);
 #endif
     ch_heap_t *h = ch_find((uintptr_t)p);
@@ -228,7 +228,7 @@ size_t heap_caps_get_containing_block_size(void *ptr)
     void *p = ptr;
     bool alias = false;
 #if CAPHEAP_EXEC_HEAP
-    if (ch_g.alias_any)
+    if (CH_LOAD(ch_g.alias_any))
         p = ch_alias_direct(p, &alias);
 #endif
     ch_heap_t *h = ch_find((uintptr_t)p);
