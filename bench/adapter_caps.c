@@ -6,6 +6,10 @@
  *                 image, no PSRAM, start-up stack heap enabled) and
  *                 heap_caps_malloc(size, MALLOC_CAP_DEFAULT) / heap_caps_free /
  *                 heap_caps_realloc. Its heaps have locks, as on the chip.
+ *                 With BENCH_CAPS_TRACE=1 (a CAPHEAP_TRACING build) heap tracing
+ *                 records in LEAKS mode into 4096 records ("caps-s3-trace");
+ *                 with BENCH_CAPS_TASK=1 (a CAPHEAP_TASK_TRACKING build) the
+ *                 program is the same, the build tracks tasks ("caps-s3-task").
  *   BENCH_CAPS=0  "capheap-locked": multi_heap alone over the driver's region
  *                 with the same kind of lock attached (capheap_lock_t), so that
  *                 caps-s3 minus capheap-locked is the cost of routing alone.
@@ -24,7 +28,25 @@
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
 
+#if BENCH_CAPS_TRACE
+#include "esp_heap_trace.h"
+#if !CAPHEAP_TRACING
+#error "BENCH_CAPS_TRACE measures heap tracing: build with -DCAPHEAP_TRACING=ON"
+#endif
+#define BENCH_TRACE_RECORDS 4096
+#define BENCH_STR2(x) #x
+#define BENCH_STR(x) BENCH_STR2(x)
+static heap_trace_record_t bench_records[BENCH_TRACE_RECORDS];
+const char bench_alloc_name[] = "caps-s3-trace";
+#elif BENCH_CAPS_TASK
+#include "capheap/task_info.h"
+#if !CAPHEAP_TASK_TRACKING
+#error "BENCH_CAPS_TASK measures task tracking: build with -DCAPHEAP_TASK_TRACKING=ON"
+#endif
+const char bench_alloc_name[] = "caps-s3-task";
+#else
 const char bench_alloc_name[] = "caps-s3";
+#endif
 const int bench_alloc_fixed_heap = 0;
 
 int bench_alloc_init(void *region, size_t size)
@@ -33,9 +55,22 @@ int bench_alloc_init(void *region, size_t size)
     (void)size;
     capheap_sim_options_t o = CAPHEAP_SIM_OPTIONS_DEFAULT;
     o.quiet = true;
+#if BENCH_CAPS_TRACE
+    (void)heap_trace_stop(); /* a second init in the same process: stop the first trace */
+#endif
     if (capheap_sim_chip() != NULL)
         (void)capheap_sim_shutdown();
-    return capheap_sim_boot(&capheap_chip_esp32s3, &o) == ESP_OK ? 0 : -1;
+#if BENCH_CAPS_TASK
+    capheap_task_tracking_reset(); /* the blocks of the last run went with its heaps */
+#endif
+    if (capheap_sim_boot(&capheap_chip_esp32s3, &o) != ESP_OK)
+        return -1;
+#if BENCH_CAPS_TRACE
+    if (heap_trace_init_standalone(bench_records, BENCH_TRACE_RECORDS) != ESP_OK ||
+        heap_trace_start(HEAP_TRACE_LEAKS) != ESP_OK)
+        return -1;
+#endif
+    return 0;
 }
 
 size_t bench_alloc_overhead(void)
@@ -45,7 +80,15 @@ size_t bench_alloc_overhead(void)
 
 const char *bench_alloc_describe(void)
 {
+#if BENCH_CAPS_TRACE
+    return "capheap heap_caps on a simulated ESP32-S3 (reference image), MALLOC_CAP_DEFAULT, per-heap locks, "
+           "heap tracing LEAKS (4096 records, stack depth " BENCH_STR(CONFIG_HEAP_TRACING_STACK_DEPTH) ")";
+#elif BENCH_CAPS_TASK
+    return "capheap heap_caps on a simulated ESP32-S3 (reference image), MALLOC_CAP_DEFAULT, per-heap locks, "
+           "task tracking on";
+#else
     return "capheap heap_caps on a simulated ESP32-S3 (reference image), MALLOC_CAP_DEFAULT, per-heap locks";
+#endif
 }
 
 void *bench_malloc(size_t size)
