@@ -156,7 +156,9 @@ static inline ch_heap_t *ch_cached(uintptr_t p)
     uintptr_t e = CH_ACQUIRE(ch_g.fcache[page % CH_FCACHE]); /* the descriptor was published before the entry */
     if (CH_LIKELY((e >> 8) == (page & (UINTPTR_MAX >> 8)))) {
         ch_heap_t *h = &ch_g.heaps[(e & 0xFFu) % CAPHEAP_MAX_HEAPS];
-        if (CH_LIKELY(p - h->start < h->span))
+        /* A heap that hosts a nested one is never cached; an entry filled while
+         * a nested heap was being added is refused here (ch_find_slow). */
+        if (CH_LIKELY(p - h->start < h->span && !CH_LOAD(h->host)))
             return h;
     }
     return NULL;

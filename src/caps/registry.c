@@ -99,10 +99,11 @@ void ch_reindex(void)
     CH_STORE(ch_g.step, (uint8_t)(padded / 2));
     for (size_t i = 0; i < ch_g.n; i++) {
         ch_heap_t *h = &ch_g.heaps[i];
-        h->host = false;
+        bool host = false;
         for (size_t j = 0; j < ch_g.n; j++)
             if (j != i && ch_g.heaps[j].start >= h->start && ch_g.heaps[j].end <= h->end)
-                h->host = true;
+                host = true;
+        CH_STORE(h->host, host); /* once: never transiently false (ch_cached reads it unlocked) */
     }
 #if !CH_COMPACT
     for (size_t i = 0; i < CH_FCACHE; i++)
@@ -144,14 +145,12 @@ ch_heap_t *ch_find_slow(uintptr_t p)
     }
 #if !CH_COMPACT
     uintptr_t page = p >> CH_FCACHE_SHIFT, first = page << CH_FCACHE_SHIFT;
-    if (h != NULL && first >= h->start && first - h->start + ((uintptr_t)1 << CH_FCACHE_SHIFT) <= h->span) {
-        /* Filled under the registry lock, once per page: a nested heap added
-         * concurrently (which empties the cache) cannot leave a stale entry. */
-        ch_lock();
-        if (!h->host)
-            CH_RELEASE(ch_g.fcache[page % CH_FCACHE], ((page & (UINTPTR_MAX >> 8)) << 8) | (uintptr_t)(h - ch_g.heaps));
-        ch_unlock();
-    }
+    /* No lock here (big heaps have far more pages than entries, so this runs
+     * often): an entry a racing nested registration makes stale names a heap
+     * whose host flag is set, and ch_cached() refuses it. */
+    if (h != NULL && !CH_LOAD(h->host) && first >= h->start &&
+        first - h->start + ((uintptr_t)1 << CH_FCACHE_SHIFT) <= h->span)
+        CH_RELEASE(ch_g.fcache[page % CH_FCACHE], ((page & (UINTPTR_MAX >> 8)) << 8) | (uintptr_t)(h - ch_g.heaps));
 #endif
     return h;
 }
