@@ -88,6 +88,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_input.h"
 #include "capheap/caps.h"
 #include "capheap/chip.h"
 #include "capheap/config.h"
@@ -107,29 +108,6 @@
 #define FZ_MAX_RESERVED 4u
 #define FZ_MAX_PSRAM (4u * 1024u * 1024u)
 #define FZ_MAX_RAW_ADDS 3u
-
-/* Every read past the end of the input gives 0: any byte string is an input. */
-typedef struct {
-    const uint8_t *d;
-    size_t n, i;
-} fz_in_t;
-
-static uint8_t in_u8(fz_in_t *in)
-{
-    return in->i < in->n ? in->d[in->i++] : 0;
-}
-
-static uint16_t in_u16(fz_in_t *in)
-{
-    uint16_t lo = in_u8(in);
-    return (uint16_t)(lo | (uint16_t)(in_u8(in) << 8));
-}
-
-static uint32_t in_u32(fz_in_t *in)
-{
-    uint32_t lo = in_u16(in);
-    return lo | ((uint32_t)in_u16(in) << 16);
-}
 
 #define FZ_REQUIRE(cond, ...)                                       \
     do {                                                            \

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_input.h"
 #include "capheap/config.h"
 #include "capheap/heap.h"
 #include "capheap/port.h"
@@ -46,26 +47,10 @@
 static _Alignas(4096) uint8_t g_region[FZ_MAX_REGION + 16];
 
 typedef struct {
-    const uint8_t *d;
-    size_t n, i;
-} fz_in_t;
-
-typedef struct {
     uint8_t *p;
     size_t size;
     uint32_t token;
 } fz_blk_t;
-
-static uint8_t in_u8(fz_in_t *in)
-{
-    return in->i < in->n ? in->d[in->i++] : 0;
-}
-
-static uint16_t in_u16(fz_in_t *in)
-{
-    uint16_t lo = in_u8(in);
-    return (uint16_t)(lo | (uint16_t)(in_u8(in) << 8));
-}
 
 #define FZ_REQUIRE(cond, ...)                                       \
     do {                                                            \
