@@ -41,6 +41,7 @@ static atomic_int workers_done;
 static atomic_ulong total_ops;
 static atomic_ulong spiram_blocks; /* SPIRAM requests served while regions were being added */
 static atomic_int failed;
+static atomic_int registrar_done; /* workers run on until the registrar has finished */
 static char failure[256];
 static pthread_mutex_t failure_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -99,7 +100,7 @@ static void *worker(void *argp)
         uint32_t token;
     } slot[SLOTS];
     memset(slot, 0, sizeof slot);
-    for (int op = 0; op < OPS_PER_WORKER && !atomic_load(&failed); op++) {
+    for (int op = 0; (op < OPS_PER_WORKER || !atomic_load(&registrar_done)) && !atomic_load(&failed); op++) {
         atomic_fetch_add(&total_ops, 1);
         size_t k = (size_t)ct_rng_below(&rng, SLOTS);
         uint32_t caps = worker_caps[ct_rng_below(&rng, N_CAPS)];
@@ -181,7 +182,15 @@ static void *registrar(void *unused)
         if (e != ESP_OK) {
             fail_in_thread("registrar: add_region %u = %s", i, esp_err_to_name(e));
         }
+        /* Before the last region, make sure the workers allocated from the new
+         * ones (on a loaded machine the sleeps alone do not promise it); at
+         * most 10 s, then the test's assertion says what happened. */
+        for (unsigned wait = 0; i + 2u == RUNTIME_REGIONS && atomic_load(&spiram_blocks) == 0 && wait < 10000u;
+             wait++) {
+            nanosleep(&ts, NULL);
+        }
     }
+    atomic_store(&registrar_done, 1);
     return NULL;
 }
 
@@ -236,6 +245,7 @@ static void test_threads(void **state)
     atomic_store(&workers_done, 0);
     atomic_store(&total_ops, 0);
     atomic_store(&spiram_blocks, 0);
+    atomic_store(&registrar_done, 0);
     atomic_store(&failed, 0);
     pthread_t w[WORKERS], r, m;
     worker_arg_t args[WORKERS];
