@@ -326,15 +326,17 @@ void *heap_caps_malloc(size_t size, uint32_t caps)
         if (CH_LIKELY(CH_ACQUIRE(r->caps) == caps)) {
             size_t n = CH_LOAD(r->n);
             for (size_t i = 0; i < n; i++) {
-                ch_heap_t *h = &ch_g.heaps[CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS];
+                unsigned k = CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS;
+                ch_heap_t *h = &ch_g.heaps[k];
                 size_t floor = CH_LOAD(h->floor);
                 if (size >= floor || CH_UNLIKELY((h->all & caps) != caps))
                     continue; /* known too full; or a list torn by a concurrent refill */
                 if (CH_UNLIKELY(floor != SIZE_MAX))
                     CH_STORE(h->floor, SIZE_MAX); /* size < floor: it fits, the heap changes */
-                void *p = multi_heap_malloc(CH_ACQUIRE(h->heap), size);
+                size_t usable = 0;
+                void *p = CH_MH_MALLOC(CH_ACQUIRE(h->heap), size, usable);
                 if (CH_LIKELY(p != NULL)) {
-                    CH_DEBUG_ALLOC(p, size, caps);
+                    CH_DEBUG_ALLOC_IN(p, size, caps, k, usable);
                     return p;
                 }
                 note_failure(h, size);
@@ -537,9 +539,10 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
         ch_heap_t *h = ch_cached((uintptr_t)ptr);
         if (CH_LIKELY(h != NULL && (h->all & caps) == caps)) {
             ch_touched(h);
-            void *p = multi_heap_realloc(h->heap, ptr, size);
+            size_t usable = 0;
+            void *p = CH_MH_REALLOC(h->heap, ptr, size, usable);
             if (p != NULL)
-                CH_DEBUG_REALLOC(ptr, p, size, caps);
+                CH_DEBUG_REALLOC_IN(ptr, p, size, caps, (unsigned)(h - ch_g.heaps), usable);
             else if ((p = realloc_move(ptr, size, caps, true)) == NULL)
                 failed(size, caps, 0, "heap_caps_realloc");
             return p;

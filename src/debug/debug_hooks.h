@@ -9,6 +9,12 @@
  * reports nothing. src/debug/hooks.c fans the events out to heap tracing,
  * task tracking and the user's esp_heap_trace_*_hook functions.
  *
+ * The fast paths know more: the block's heap (its registry slot) and its
+ * usable size, which multi_heap reports under the lock it takes anyway when
+ * task tracking is on (CH_MH_MALLOC / CH_MH_REALLOC). They report with the
+ * _IN forms, so the tracker neither looks the heap up nor locks it again. A
+ * usable size of 0 means "not known": the tracker asks for it.
+ *
  * With every debugging option off (the default) the macros are empty: the
  * allocation paths carry no call and no test.
  */
@@ -26,6 +32,9 @@
 void capheap_debug_alloc(void *ptr, size_t size, uint32_t caps);
 void capheap_debug_free(void *ptr);
 void capheap_debug_realloc(void *old_ptr, void *new_ptr, size_t size, uint32_t caps);
+void capheap_debug_alloc_in(void *ptr, size_t size, uint32_t caps, unsigned heap, size_t usable);
+void capheap_debug_realloc_in(void *old_ptr, void *new_ptr, size_t size, uint32_t caps, unsigned heap,
+                              size_t usable);
 /* Consumers (each defined only when its option is on). */
 void ch_trace_alloc(void *ptr, size_t size, uint32_t caps); /* src/debug/trace.c */
 void ch_trace_free(void *ptr);
@@ -33,19 +42,41 @@ void ch_trace_describe(const void *ptr); /* capheap_describe_block */
 void ch_trace_fork_prepare(void); /* fork: see capheap_caps_lock_all */
 void ch_trace_fork_parent(void);
 void ch_trace_fork_child(void);
-void ch_task_alloc(void *ptr, size_t size, uint32_t caps);  /* src/debug/task_info.c */
+void ch_task_alloc_in(void *ptr, unsigned heap, size_t usable); /* src/debug/task_info.c; heap: registry slot */
 void ch_task_free(void *ptr);
 void ch_task_describe(const void *ptr); /* capheap_describe_block */
 void ch_task_fork_prepare(void); /* fork: see capheap_caps_lock_all */
 void ch_task_fork_parent(void);
 void ch_task_fork_child(void);
 #define CH_DEBUG_ALLOC(p, size, caps) capheap_debug_alloc((p), (size), (caps))
+#if CAPHEAP_TASK_TRACKING && !CAPHEAP_TRACING && !CAPHEAP_USE_HOOKS
+/* task tracking alone: straight to it (no dispatcher on the hot paths) */
+#define CH_DEBUG_FREE(p) ch_task_free(p)
+#define CH_DEBUG_ALLOC_IN(p, size, caps, heap, usable) ch_task_alloc_in((p), (heap), (usable))
+#else
 #define CH_DEBUG_FREE(p) capheap_debug_free(p)
+#define CH_DEBUG_ALLOC_IN(p, size, caps, heap, usable) capheap_debug_alloc_in((p), (size), (caps), (heap), (usable))
+#endif
 #define CH_DEBUG_REALLOC(old, p, size, caps) capheap_debug_realloc((old), (p), (size), (caps))
+#define CH_DEBUG_REALLOC_IN(old, p, size, caps, heap, usable)                                                 \
+    capheap_debug_realloc_in((old), (p), (size), (caps), (heap), (usable))
 #else
 #define CH_DEBUG_ALLOC(p, size, caps) ((void)0)
 #define CH_DEBUG_FREE(p) ((void)(p))
 #define CH_DEBUG_REALLOC(old, p, size, caps) ((void)(old))
+#define CH_DEBUG_ALLOC_IN(p, size, caps, heap, usable) ((void)(usable))
+#define CH_DEBUG_REALLOC_IN(old, p, size, caps, heap, usable) ((void)(old), (void)(usable))
+#endif
+
+/* multi_heap's malloc and realloc on heap_caps' fast paths; `usable` is a
+ * size_t the _IN events then report. */
+#if CAPHEAP_TASK_TRACKING
+#include "heap/heap_private.h"
+#define CH_MH_MALLOC(mh, size, usable) capheap_heap_malloc_sized((mh), (size), &(usable))
+#define CH_MH_REALLOC(mh, p, size, usable) capheap_heap_realloc_sized((mh), (p), (size), &(usable))
+#else
+#define CH_MH_MALLOC(mh, size, usable) multi_heap_malloc((mh), (size))
+#define CH_MH_REALLOC(mh, p, size, usable) multi_heap_realloc((mh), (p), (size))
 #endif
 
 #endif /* CAPHEAP_DEBUG_HOOKS_H */

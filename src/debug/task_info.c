@@ -2,7 +2,7 @@
  * task_info.c - per-task heap accounting (esp_heap_task_info.h) in O(1) per
  * allocation and free.
  *
- * heap_caps calls ch_task_alloc() after every successful allocation and
+ * heap_caps calls ch_task_alloc_in() after every successful allocation and
  * ch_task_free() after every free (src/debug/hooks.c; an in-place realloc is
  * a free and an allocation of the same address). This file charges each block
  * to the task that allocated it and keeps, per task and per heap, the bytes in
@@ -18,24 +18,31 @@
  *               TT_BLOCK_SLOTS = the power of two >= 4/3 x MAX_BLOCKS.
  *   tt.tmap[]   the same for tasks, keyed by handle -> task slot + 1;
  *               tt.last_* caches the last task seen (one compare per call).
- *   tt.task[]   per task: name, state, totals, and one cell per heap
- *               descriptor slot (current, peak, live count).
+ *   tt.task[]   per task: name, state, totals (a cell for all heaps), and
+ *               one cell per heap descriptor slot (current, peak, count).
  *
- *      ch_task_alloc(p)                       ch_task_free(p)
- *        heap slot = registry lookup of p       lock
- *        size = allocated size of p             find p in block[]  --> task, heap, size
- *        task = capheap_port_current_task()     cells -= size, count--
- *        lock                                   delete p (backward shift)
- *        slot of task (cache / tmap)            unlock
+ *      ch_task_alloc_in(p, heap, size)        ch_task_free(p)
+ *        (heap_caps' fast paths pass the        lock
+ *         heap slot and the usable size         find p in block[]  --> task, heap, size
+ *         multi_heap read under its lock;       cells -= size, count--
+ *         the other paths pass size 0:          delete p (backward shift)
+ *         registry lookup, size query)          unlock
+ *        task = current task (host: TLS)
+ *        lock
+ *        slot of task (last one / tmap)
  *        insert p in block[]
  *        cells += size, peaks, count++
  *        unlock
  *
+ * The fast paths of both are leaf code: anything unusual (a contended lock,
+ * another task than the last, a listed address, a full table, a deleted
+ * owner) is a tail call to an out-of-line general path.
+ *
  * Heaps are identified by their descriptor slot in the registry (ch_g.heaps[]),
  * which never moves (only capheap_caps_reset() clears it; it must then call
- * capheap_task_tracking_reset()). The allocated size is read before the lock
- * (it takes the heap's own lock), so the tracking lock is never held while
- * another is taken: no lock order to get wrong.
+ * capheap_task_tracking_reset()). The size query of the general path is made
+ * before the lock (it takes the heap's own lock), so the tracking lock is
+ * never held while another is taken: no lock order to get wrong.
  *
  * Full tables never corrupt anything: a block that finds no room is counted
  * as untracked (its later free is an "unknown free", also counted); a new
@@ -72,6 +79,7 @@
 #include "debug/debug_hooks.h"
 #include "esp_heap_caps.h"
 #include "multi_heap.h"
+#include "port/port_private.h"
 
 #if CAPHEAP_PORT_HOST
 #include <sched.h>
@@ -126,7 +134,9 @@
 #if defined(__GNUC__)
 #define TT_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TT_NOINLINE __attribute__((noinline))
 #else
+#define TT_NOINLINE
 #define TT_LIKELY(x) (x)
 #define TT_UNLIKELY(x) (x)
 #endif
@@ -141,7 +151,7 @@ typedef struct {
     uint8_t heap;   /* descriptor slot in ch_g.heaps[] */
 } tt_block_t;
 
-/** One task in one heap. */
+/** One task in one heap, or (tt_task_t.all) in all of them. */
 typedef struct {
     size_t current, peak;
     uint32_t count; /* live blocks */
@@ -152,9 +162,8 @@ typedef struct {
     void *handle;
     uint8_t state;  /* TT_FREE, TT_ALIVE, TT_DELETED */
     char name[configMAX_TASK_NAME_LEN];
-    size_t current, peak;
-    size_t blocks;   /* live blocks, all heaps */
     uint32_t scratch; /* queries only: index in the caller's totals array */
+    tt_cell_t all;    /* the task's totals: bytes, peak, live blocks */
     tt_cell_t cell[CAPHEAP_MAX_HEAPS];
 } tt_task_t;
 
@@ -176,16 +185,37 @@ static struct {
 
 /* ---- the lock -------------------------------------------------------------- */
 
-static inline void tt_lock(void)
-{
 #if CAPHEAP_PORT_HOST
-    while (TT_UNLIKELY(__atomic_exchange_n(&tt.lock, 1, __ATOMIC_ACQUIRE) != 0)) {
-        /* Contended: spin on a plain read (no cache-line ping-pong), then
-         * give the CPU to the holder, which may have been preempted. */
+/* Contended: spin on a plain read (no cache-line ping-pong), then give the
+ * CPU to the holder, which may have been preempted. Out of line: the
+ * uncontended lock is one exchange in a function that saves no registers. */
+static TT_NOINLINE void tt_lock_wait(void)
+{
+    do {
         for (unsigned spin = 0; __atomic_load_n(&tt.lock, __ATOMIC_RELAXED) != 0; spin++)
             if (spin >= 64u)
                 (void)sched_yield();
-    }
+    } while (__atomic_exchange_n(&tt.lock, 1, __ATOMIC_ACQUIRE) != 0);
+}
+#endif
+
+/* The fast paths' lock: true if taken at once. Bare metal: the port's lock
+ * (an interrupt mask does not fail). */
+static inline bool tt_trylock(void)
+{
+#if CAPHEAP_PORT_HOST
+    return __atomic_exchange_n(&tt.lock, 1, __ATOMIC_ACQUIRE) == 0;
+#else
+    capheap_port_lock_acquire(&tt.lock_object);
+    return true;
+#endif
+}
+
+static inline void tt_lock(void)
+{
+#if CAPHEAP_PORT_HOST
+    if (TT_UNLIKELY(__atomic_exchange_n(&tt.lock, 1, __ATOMIC_ACQUIRE) != 0))
+        tt_lock_wait();
 #else
     capheap_port_lock_acquire(&tt.lock_object);
 #endif
@@ -262,12 +292,13 @@ static void tt_tmap_remove(void *task)
     tt.tmap[i] = 0;
 }
 
-static void tt_task_drop(unsigned slot)
+static TT_NOINLINE void tt_task_drop(unsigned slot)
 {
     tt_tmap_remove(tt.task[slot].handle);
     memset(&tt.task[slot], 0, sizeof tt.task[slot]);
     tt.n_tasks--;
     tt.last_ok = false;
+    tt.last_task = NULL; /* the fast path tests only last_task (its task is never NULL) */
 }
 
 static void tt_copy_name(char *out, const char *name, void *task)
@@ -308,7 +339,7 @@ static int tt_task_create(void *task, const char *name)
 #if CAPHEAP_TRACK_DELETED_TASKS
     /* Kept deleted tasks give way to live ones once they own nothing. */
     for (unsigned i = 0; i < TT_MAX_TASKS && slot < 0; i++)
-        if (tt.task[i].state == TT_DELETED && tt.task[i].blocks == 0) {
+        if (tt.task[i].state == TT_DELETED && tt.task[i].all.count == 0) {
             tt_task_drop(i);
             slot = (int)i;
         }
@@ -330,18 +361,20 @@ static int tt_task_create(void *task, const char *name)
 
 /* ---- accounting ------------------------------------------------------------ */
 
+static inline void tt_charge_cell(tt_cell_t *c, size_t size)
+{
+    size_t now = c->current + size;
+    c->current = now;
+    if (now > c->peak)
+        c->peak = now;
+    c->count++;
+}
+
 static inline void tt_charge(unsigned slot, unsigned heap, size_t size)
 {
     tt_task_t *t = &tt.task[slot];
-    tt_cell_t *c = &t->cell[heap];
-    t->current += size;
-    if (t->current > t->peak)
-        t->peak = t->current;
-    t->blocks++;
-    c->current += size;
-    if (c->current > c->peak)
-        c->peak = c->current;
-    c->count++;
+    tt_charge_cell(&t->all, size);
+    tt_charge_cell(&t->cell[heap], size);
 }
 
 /* Credit a block back to its owner (lock held); a deleted task that owns
@@ -350,12 +383,12 @@ static inline void tt_credit(const tt_block_t *b, bool may_drop)
 {
     tt_task_t *t = &tt.task[b->task];
     tt_cell_t *c = &t->cell[b->heap];
-    t->current -= b->size;
-    t->blocks--;
+    t->all.current -= b->size;
+    t->all.count--;
     c->current -= b->size;
     c->count--;
 #if !CAPHEAP_TRACK_DELETED_TASKS
-    if (TT_UNLIKELY(t->state == TT_DELETED && t->blocks == 0) && may_drop)
+    if (TT_UNLIKELY(t->state == TT_DELETED && t->all.count == 0) && may_drop)
         tt_task_drop(b->task);
 #else
     (void)may_drop;
@@ -363,7 +396,7 @@ static inline void tt_credit(const tt_block_t *b, bool may_drop)
 }
 
 /* Remove block[i] (lock held): backward-shift deletion. */
-static void tt_block_remove(size_t i)
+static inline void tt_block_remove(size_t i)
 {
     size_t mask = TT_BLOCK_SLOTS - 1u;
     for (size_t j = i;;) {
@@ -380,43 +413,20 @@ static void tt_block_remove(size_t i)
     tt.n_blocks--;
 }
 
-/* Measurement aid (not an option): 1 charges the request rounded up to the
- * heap's alignment instead of the allocated size, which needs the heap lock
- * (bench/RESULTS.md compares the two). */
-#ifndef CAPHEAP_TT_SIZE_FROM_REQUEST
-#define CAPHEAP_TT_SIZE_FROM_REQUEST 0
-#endif
-
-/* Heap of a pointer: a small direct-mapped cache of registry slots by 1 KiB
- * granule in front of the registry's lookup. An entry is checked against its
- * heap's bounds, and heaps that host nested heaps are never cached (a pointer
- * in the nested heap is inside the host's bounds too). Racy by design: a
- * stale or torn entry fails the bounds check and falls back. */
-#define TT_HCACHE 64u
-static uint8_t tt_hcache[TT_HCACHE];
-
-static inline ch_heap_t *tt_heap_of(uintptr_t p, unsigned *slot)
+/* Enter a block at the free entry i and charge it (lock held). */
+static inline void tt_insert(size_t i, uintptr_t a, uint32_t size, unsigned slot, unsigned heap)
 {
-    size_t g = (size_t)(p >> 10) % TT_HCACHE;
-    unsigned e = __atomic_load_n(&tt_hcache[g], __ATOMIC_RELAXED);
-    if (TT_LIKELY(e != 0)) {
-        ch_heap_t *h = &ch_g.heaps[(e - 1u) % CAPHEAP_MAX_HEAPS];
-        if (TT_LIKELY(p - h->start < h->span)) {
-            *slot = (e - 1u) % CAPHEAP_MAX_HEAPS;
-            return h;
-        }
-    }
-    ch_heap_t *h = ch_find(p);
-    if (h != NULL) {
-        *slot = (unsigned)(h - ch_g.heaps);
-        if (!h->host)
-            __atomic_store_n(&tt_hcache[g], (uint8_t)(*slot + 1u), __ATOMIC_RELAXED);
-    }
-    return h;
+    tt.block[i].addr = a;
+    tt.block[i].size = size;
+    tt.block[i].task = (uint8_t)slot;
+    tt.block[i].heap = (uint8_t)heap;
+    tt.n_blocks++;
+    tt_charge(slot, heap, size);
 }
 
-/* The registry slot and allocated size of a user pointer (no lock of ours held). */
-static inline bool tt_locate(void *ptr, size_t request, unsigned *heap, size_t *size)
+/* The registry slot and allocated size of a user pointer (no lock of ours
+ * held), for the callers that could not say them (heap_caps' slow paths). */
+static bool tt_locate(void *ptr, unsigned *heap, size_t *size)
 {
     void *raw = ptr;
     bool alias = false;
@@ -424,31 +434,33 @@ static inline bool tt_locate(void *ptr, size_t request, unsigned *heap, size_t *
     if (TT_UNLIKELY(CH_LOAD(ch_g.alias_any)))
         raw = ch_unalias(ptr, &alias);
 #endif
-    ch_heap_t *h = tt_heap_of((uintptr_t)raw, heap);
+    /* The registry's own lookup (innermost heap: a region may be registered
+     * inside a block of another heap). A cache of our own here went stale
+     * when a heap became host of a nested one after it was cached. */
+    ch_heap_t *h = ch_find((uintptr_t)raw);
     if (TT_UNLIKELY(h == NULL))
         return false;
+    *heap = (unsigned)(h - ch_g.heaps);
     size_t hidden = alias ? ch_hidden(h) : 0u; /* the IRAM alias word (route.c) */
-#if CAPHEAP_TT_SIZE_FROM_REQUEST
-    (void)hidden;
-    *size = (request + h->align - 1u) & ~(size_t)(h->align - 1u);
-#else
-    (void)request;
     size_t n = capheap_heap_usable_size_quiet(CH_ACQUIRE(h->heap), raw);
     *size = n > hidden ? n - hidden : 0;
-#endif
-    return true;
+    return *size != 0;
 }
 
-void ch_task_alloc(void *ptr, size_t size, uint32_t caps)
+/* Everything the fast path below leaves out: a caller that could not say the
+ * block's heap and size, a task other than the last one seen, a block still
+ * listed, a full table. Out of line, so that the fast path needs no saved
+ * registers. */
+static TT_NOINLINE void tt_alloc_general(void *ptr, unsigned heap, size_t n, void *task)
 {
-    (void)caps;
-    unsigned heap;
-    size_t n;
-    if (TT_UNLIKELY(ptr == NULL) || TT_UNLIKELY(!tt_locate(ptr, size, &heap, &n)))
+    if (TT_UNLIKELY(ptr == NULL))
         return;
+    if (task == NULL)
+        task = capheap_port_current_task();
+    if (n == 0 && !tt_locate(ptr, &heap, &n))
+        return; /* not told by the caller, and in no heap */
     if (TT_UNLIKELY(n > UINT32_MAX))
         n = UINT32_MAX; /* heap_task_block_t's size is 32 bits; no region is that big */
-    void *task = capheap_port_current_task();
 
     tt_lock();
     int slot;
@@ -503,19 +515,53 @@ void ch_task_alloc(void *ptr, size_t size, uint32_t caps)
         tt_unlock();
         return;
     }
-    tt.block[i].addr = a;
-    tt.block[i].size = (uint32_t)n;
-    tt.block[i].task = (uint8_t)slot;
-    tt.block[i].heap = (uint8_t)heap;
-    tt.n_blocks++;
-    tt_charge((unsigned)slot, heap, n);
+    tt_insert(i, a, (uint32_t)n, (unsigned)slot, heap);
     tt_unlock();
 }
 
-void ch_task_free(void *ptr)
+void ch_task_alloc_in(void *ptr, unsigned heap, size_t n)
 {
-    if (TT_UNLIKELY(ptr == NULL))
-        return;
+    void *task = capheap_current_task_known();
+    /* Fast path (no call: the rest is a tail call): heap and size known, the
+     * task known without asking the port and the same as last time, the
+     * address not listed, room in the table. */
+    if (TT_LIKELY(ptr != NULL && task != NULL && n - 1u < UINT32_MAX)) {
+        uintptr_t a = (uintptr_t)ptr;
+        size_t mask = TT_BLOCK_SLOTS - 1u;
+        size_t i = tt_hash(a, TT_BLOCK_SLOTS);
+        if (TT_UNLIKELY(!tt_trylock())) {
+            tt_alloc_general(ptr, heap, n, task); /* contended: wait there */
+            return;
+        }
+        if (TT_LIKELY(tt.last_task == task && tt.n_blocks < TT_MAX_BLOCKS)) {
+            uintptr_t e;
+            while ((e = tt.block[i].addr) != 0 && e != a)
+                i = (i + 1u) & mask;
+            if (TT_LIKELY(e == 0)) {
+                tt_insert(i, a, (uint32_t)n, tt.last_slot, heap);
+                tt_unlock();
+                return;
+            }
+        }
+        tt_unlock();
+    }
+    tt_alloc_general(ptr, heap, n, task);
+}
+
+/* A deleted task whose last block went: its slot is free again (unless a
+ * concurrent allocation by its handle revived it between the locks). */
+static TT_NOINLINE void tt_drop_if_done(unsigned slot)
+{
+    tt_lock();
+    if (tt.task[slot].state == TT_DELETED && tt.task[slot].all.count == 0)
+        tt_task_drop(slot);
+    tt_unlock();
+}
+
+/* ch_task_free() when the fast path cannot: a contended lock, an address not
+ * listed. */
+static TT_NOINLINE void tt_free_general(void *ptr)
+{
     uintptr_t a = (uintptr_t)ptr;
     size_t mask = TT_BLOCK_SLOTS - 1u;
     size_t i = tt_hash(a, TT_BLOCK_SLOTS);
@@ -534,6 +580,35 @@ void ch_task_free(void *ptr)
     tt_block_remove(i);
     tt_credit(&b, true);
     tt_unlock();
+}
+
+void ch_task_free(void *ptr)
+{
+    if (TT_UNLIKELY(ptr == NULL))
+        return;
+    /* Fast path (no call: the rest is a tail call): the lock free, the block
+     * listed, its owner alive. */
+    uintptr_t a = (uintptr_t)ptr;
+    size_t mask = TT_BLOCK_SLOTS - 1u;
+    size_t i = tt_hash(a, TT_BLOCK_SLOTS);
+    if (TT_LIKELY(tt_trylock())) {
+        uintptr_t e;
+        while ((e = tt.block[i].addr) != a && e != 0)
+            i = (i + 1u) & mask;
+        if (TT_LIKELY(e == a)) {
+            tt_block_t b = tt.block[i];
+            tt_block_remove(i);
+            tt_credit(&b, false);
+            const tt_task_t *t = &tt.task[b.task];
+            bool drop = !CAPHEAP_TRACK_DELETED_TASKS && t->state == TT_DELETED && t->all.count == 0;
+            tt_unlock();
+            if (TT_UNLIKELY(drop))
+                tt_drop_if_done(b.task);
+            return;
+        }
+        tt_unlock();
+    }
+    tt_free_general(ptr);
 }
 
 /* capheap_describe_block(): print ', task "name"' for the owner of p, if
@@ -596,7 +671,7 @@ void capheap_task_deleted(void *task)
     if (slot >= 0) {
         tt.task[slot].state = TT_DELETED;
 #if !CAPHEAP_TRACK_DELETED_TASKS
-        if (tt.task[slot].blocks == 0)
+        if (tt.task[slot].all.count == 0)
             tt_task_drop((unsigned)slot);
 #endif
     }
@@ -629,7 +704,6 @@ void capheap_task_tracking_reset(void)
     memset(tt.tmap, 0, sizeof tt.tmap);
     memset(tt.task, 0, sizeof tt.task);
     memset(tt.block, 0, sizeof tt.block);
-    memset(tt_hcache, 0, sizeof tt_hcache);
     tt_unlock();
 }
 
@@ -671,8 +745,8 @@ static void tt_fill_task(task_stat_t *out, const tt_task_t *t)
     memcpy(out->name, t->name, sizeof out->name);
     out->handle = (TaskHandle_t)t->handle;
     out->is_alive = t->state == TT_ALIVE;
-    out->overall_peak_usage = t->peak;
-    out->overall_current_usage = t->current;
+    out->overall_peak_usage = t->all.peak;
+    out->overall_current_usage = t->all.current;
     out->heap_count = tt_heaps_used(t);
     out->heap_stat = NULL;
 }
@@ -926,7 +1000,7 @@ static void tt_array_free(void *p)
 static void tt_sizes(const tt_task_t *t, size_t *heaps, size_t *blocks)
 {
     *heaps += tt_heaps_used(t);
-    *blocks += t->blocks;
+    *blocks += t->all.count;
 }
 
 /* Attach an array of n elements to a stat struct (nothing for n == 0): false
@@ -1079,7 +1153,7 @@ static void tt_print_task(FILE *f, void *task)
         return;
     const tt_task_t *t = &s.t;
     fprintf(f, "\u251c %s: %s, CURRENT MEMORY USAGE %lu, PEAK MEMORY USAGE %lu, TOTAL HEAP USED %lu:\n",
-            t->state == TT_ALIVE ? "ALIVE" : "DELETED", t->name, (unsigned long)t->current, (unsigned long)t->peak,
+            t->state == TT_ALIVE ? "ALIVE" : "DELETED", t->name, (unsigned long)t->all.current, (unsigned long)t->all.peak,
             (unsigned long)tt_heaps_used(t));
     for (size_t h = 0; h < CAPHEAP_MAX_HEAPS; h++) {
         if (!tt_used(t, h))
@@ -1145,7 +1219,7 @@ static void tt_overview_row(FILE *f, void *task)
     if (!tt_snapshot(task, &s))
         return;
     fprintf(f, "\u2502 %18s \u2502 %7s \u2502 %20lu \u2502 %17lu \u2502 %15lu \u2502\n", s.t.name,
-            s.t.state == TT_ALIVE ? "ALIVE" : "DELETED", (unsigned long)s.t.current, (unsigned long)s.t.peak,
+            s.t.state == TT_ALIVE ? "ALIVE" : "DELETED", (unsigned long)s.t.all.current, (unsigned long)s.t.all.peak,
             (unsigned long)tt_heaps_used(&s.t));
 }
 

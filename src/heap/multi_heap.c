@@ -788,6 +788,43 @@ void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
     return q;
 }
 
+/* ---- allocation that also reports the capacity (heap_private.h) -------- */
+
+/* The usable bytes of the live block p (lock held). */
+static inline size_t usable_locked(const ce_heap_t *h, void *p)
+{
+    return p == NULL ? 0 : user_bytes(h, ce_block_capacity(h, raw_of(h, p)));
+}
+
+void *capheap_heap_malloc_sized(multi_heap_handle_t heap, size_t size, size_t *usable)
+{
+    *usable = 0;
+    if (heap == NULL)
+        return NULL;
+    ce_heap_t *h = E(heap);
+    lock_w(h);
+    void *p = malloc_body(h, size);
+    *usable = usable_locked(h, p);
+    unlock(h);
+    return p;
+}
+
+void *capheap_heap_realloc_sized(multi_heap_handle_t heap, void *p, size_t size, size_t *usable)
+{
+    *usable = 0;
+    if (heap == NULL || p == NULL || size == 0)
+        return multi_heap_realloc(heap, p, size); /* the caller asks the size if it needs it */
+    ce_heap_t *h = E(heap);
+    bool ok;
+    lock_w(h);
+    void *q = realloc_body(h, p, size, &ok);
+    *usable = usable_locked(h, q);
+    unlock(h);
+    if (!ok)
+        reject(h, p);
+    return q;
+}
+
 /* ---- per-block queries ------------------------------------------------- */
 
 /* The block's capacity; claim: the caller may now use all of it (ASan). */

@@ -43,6 +43,7 @@
 
 #include "capheap/port.h"
 #include "capheap/task_info.h"
+#include "port/port_private.h"
 
 void capheap_port_lock_acquire(void *lock)
 {
@@ -99,7 +100,13 @@ void capheap_port_abort(const char *reason)
 
 #define CH_NAME_LEN 16 /* FreeRTOS's configMAX_TASK_NAME_LEN, NUL included */
 
+#if defined(__GNUC__)
+/* port_private.h reads it inline (capheap_current_task_fast). */
+CH_TLS void *capheap_host_self_task;
+#define ch_self_task capheap_host_self_task
+#else
 static CH_TLS void *ch_self_task;
+#endif
 static CH_TLS char ch_self_name[CH_NAME_LEN];
 static uintptr_t ch_task_counter;
 static pthread_key_t ch_task_key;

@@ -7,10 +7,33 @@
 
 #include <stddef.h>
 
+#include "capheap/config.h"
+#include "capheap/port.h"
+
 /* Call the current abort handler (the test's, or the port's). Does not return. */
 void capheap_port_abort_now(const char *reason);
 
 /* Hand text to the current sink (the test's, or capheap_port_write). */
 void capheap_write(const char *text, size_t len);
+
+/* capheap_port_current_task() on the library's hot paths (task tracking asks
+ * on every allocation). On the host the handle is a thread-local word, read
+ * inline once the thread's first call has assigned it. Elsewhere the port's
+ * function (FreeRTOS: the task handle) is the only way. */
+/* capheap_current_task_known(): the handle, or NULL when the caller must ask
+ * capheap_port_current_task() on its slow path. On the host it is a load
+ * (the hot path stays free of calls, and so of saved registers). */
+#if CAPHEAP_PORT_HOST && defined(__GNUC__)
+extern __thread void *capheap_host_self_task __attribute__((tls_model("initial-exec")));
+static inline void *capheap_current_task_known(void)
+{
+    return capheap_host_self_task;
+}
+#else
+static inline void *capheap_current_task_known(void)
+{
+    return capheap_port_current_task(); /* NULL before the scheduler: the caller's slow path */
+}
+#endif
 
 #endif

@@ -705,6 +705,47 @@ static void test_realloc_between_heaps(void **state)
     assert_int_equal(s.alloc_count, 0);
 }
 
+/* A region registered inside a block of another heap (a nested heap):
+ * blocks of the nested heap are charged to it, also on the slow paths that
+ * look the heap up (aligned allocation), and also after blocks of the host
+ * were looked up before the nested heap existed (a cache of the tracker's
+ * once went stale there: found by the caps model under -m32). */
+static void test_nested_heap(void **state)
+{
+    (void)state;
+    boot_custom();
+    heap_single_task_stat_t s;
+    /* Looked up in alpha first, at addresses the nested heap will cover. */
+    void *early = heap_caps_aligned_alloc(64, 200, CAP_A);
+    assert_non_null(early);
+    heap_caps_free(early);
+
+    unsigned char *host = heap_caps_aligned_alloc(64, 16 * 1024, CAP_A);
+    assert_non_null(host);
+    assert_ptr_equal(host, early); /* the same place: the lookup saw it as alpha's */
+    size_t host_size = heap_caps_get_allocated_size(host); /* after nesting, host names the nested heap */
+    add_region(host, 16 * 1024, CAP_C, "nested");
+
+    void *in = heap_caps_aligned_alloc(64, 300, CAP_C);
+    assert_non_null(in);
+    assert_true((unsigned char *)in >= host && (unsigned char *)in < host + 16 * 1024);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    const heap_stat_t *hn = heap_named(&s, "nested");
+    const heap_stat_t *ha = heap_named(&s, "alpha");
+    assert_non_null(hn);
+    assert_non_null(ha);
+    assert_int_equal(hn->alloc_count, 1);
+    assert_ptr_equal(hn->alloc_stat[0].address, in);
+    assert_int_equal(hn->current_usage, heap_caps_get_allocated_size(in));
+    assert_int_equal(ha->alloc_count, 1); /* the host block */
+    assert_int_equal(ha->current_usage, host_size);
+    heap_caps_free(in);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(heap_named(&s, "nested")->current_usage, 0);
+    /* The nested heap stays registered (regions are never removed): the
+     * teardown resets the registry before region_a's block goes away. */
+}
+
 /* EXEC blocks come back as IRAM aliases (ESP32's D/IRAM): charged at the
  * size heap_caps_get_allocated_size() gives the alias, listed at the alias. */
 static void test_exec_alias(void **state)
@@ -1322,6 +1363,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_and_handles),
         cmocka_unit_test_teardown(test_realloc_between_heaps, teardown),
+        cmocka_unit_test_teardown(test_nested_heap, teardown),
         cmocka_unit_test_teardown(test_exec_alias, teardown),
         cmocka_unit_test_teardown(test_arrays_and_arguments, teardown),
         cmocka_unit_test_teardown(test_per_task_info, teardown),
