@@ -224,10 +224,13 @@ static void note_failure(ch_heap_t *h, size_t size)
 }
 #endif
 
-static void *try_heap(ch_heap_t *h, const request_t *q)
+/* *usable: the block's usable size when multi_heap said it (task tracking
+ * builds, plain requests), else 0. */
+static void *try_heap(ch_heap_t *h, const request_t *q, size_t *usable)
 {
     multi_heap_handle_t mh = CH_ACQUIRE(h->heap);
     void *p;
+    *usable = 0;
     if (mh == NULL)
         return NULL;
 #if CAPHEAP_EXEC_HEAP
@@ -236,7 +239,7 @@ static void *try_heap(ch_heap_t *h, const request_t *q)
     else
 #endif
         if (q->align <= h->align)
-        p = multi_heap_malloc(mh, q->size);
+        p = CH_MH_MALLOC(mh, q->size, *usable);
     else
         p = multi_heap_aligned_alloc(mh, q->size, q->align);
     if (p != NULL)
@@ -270,9 +273,10 @@ static void *alloc_request(const request_t *q)
         ch_heap_t *h = &ch_g.heaps[list[i]];
         if ((h->all & q->caps) != q->caps)
             continue; /* torn by a concurrent refill */
-        void *p = try_heap(h, q);
+        size_t usable;
+        void *p = try_heap(h, q, &usable);
         if (p != NULL) {
-            CH_DEBUG_ALLOC(p, q->size, q->caps);
+            CH_DEBUG_ALLOC_IN(p, q->size, q->caps, list[i], usable);
             return p;
         }
     }
