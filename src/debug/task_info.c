@@ -519,13 +519,15 @@ static TT_NOINLINE void tt_alloc_general(void *ptr, unsigned heap, size_t n, voi
     tt_unlock();
 }
 
+/* ptr is never NULL (heap_caps reports blocks it returns). n < 2^32: the
+ * engine's offsets are 32-bit, no block is larger. */
 void ch_task_alloc_in(void *ptr, unsigned heap, size_t n)
 {
     void *task = capheap_current_task_known();
     /* Fast path (no call: the rest is a tail call): heap and size known, the
      * task known without asking the port and the same as last time, the
      * address not listed, room in the table. */
-    if (TT_LIKELY(ptr != NULL && task != NULL && n - 1u < UINT32_MAX)) {
+    if (TT_LIKELY(task != NULL && n != 0)) {
         uintptr_t a = (uintptr_t)ptr;
         size_t mask = TT_BLOCK_SLOTS - 1u;
         size_t i = tt_hash(a, TT_BLOCK_SLOTS);
