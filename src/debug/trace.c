@@ -41,8 +41,9 @@
  * (computed once; the library's objects are contiguous in a link, static or
  * shared). So alloced_by[0] is the user's call site whatever path (fast path,
  * slow path, calloc, realloc that moves, prefer variants) led to the hook.
- * How many own frames to skip is learned (own_hint), so a walk asks for only
- * a few frames beyond what it returns.
+ * On the host with frame pointers the walk itself passes over those frames
+ * (one pass); elsewhere how many to skip is learned (own_hint), so a walk
+ * asks for only a few frames beyond what it returns.
  *
  * Locking. One lock (the port's: a mutex on the host, the firmware's lock
  * hooks on bare metal) guards everything; the recording path holds it for a
@@ -62,6 +63,7 @@
 #include "capheap/port.h"
 #include "caps/caps_private.h"
 #include "debug/debug_hooks.h"
+#include "port/port_private.h"
 #include "esp_heap_caps.h"
 
 #if CAPHEAP_TRACING
@@ -141,7 +143,7 @@ static struct {
 /* ---- which return addresses are the library's ------------------------------- */
 
 static uintptr_t own_lo, own_hi;
-#if DEPTH > 0
+#if DEPTH > 0 && !CAPHEAP_HOST_FP_WALK
 static unsigned own_hint = 2; /* own frames (after capture's) on the deepest path so far, <= OWN_FRAMES_MAX */
 #endif
 
@@ -197,7 +199,13 @@ __attribute__((noinline))
 #endif
 static size_t capture(void **out)
 {
-#if DEPTH > 0
+#if DEPTH > 0 && CAPHEAP_HOST_FP_WALK
+    /* The host's frame walk passes over our frames itself: one pass. */
+    size_t k = capheap_host_backtrace_beyond(out, DEPTH, own_lo, own_hi, OWN_FRAMES_MAX);
+    for (size_t i = k; i < DEPTH; i++)
+        out[i] = NULL;
+    return k;
+#elif DEPTH > 0
     void *raw[DEPTH + OWN_FRAMES_MAX];
     unsigned hint = LOAD(own_hint);
     size_t want = DEPTH + hint, n, first;

@@ -183,12 +183,7 @@ const char *capheap_port_task_name(void *task)
 
 /* ---- stack unwinding ------------------------------------------------------- */
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__) || defined(__aarch64__)) && \
-    (!defined(__OPTIMIZE__) || defined(CAPHEAP_TRACE_FRAME_POINTERS)) && defined(__GLIBC__)
-#define CH_FP_WALK 1
-#else
-#define CH_FP_WALK 0
-#endif
+#define CH_FP_WALK CAPHEAP_HOST_FP_WALK /* port_private.h */
 
 /* The most frames one call asks for: CAPHEAP_TRACE_STACK_DEPTH (<= 32) plus
  * the library's own frames the tracer drops afterwards. */
@@ -202,10 +197,11 @@ static __thread uintptr_t stack_lo, stack_hi;
 /* The calling thread's stack [lo, hi), found once per thread. The main
  * thread's from __libc_stack_end (its size from the rlimit is not needed: a
  * walk only goes up); other threads' from pthread_getattr_np(), which may use
- * the C library's malloc once. */
-static int stack_bounds(uintptr_t *lo, uintptr_t *hi)
+ * the C library's malloc once. Out of line: the walk that calls it on every
+ * traced allocation then saves no registers. */
+static __attribute__((noinline, cold)) int stack_bounds_first(void)
 {
-    if (stack_hi == 0) {
+    {
         if ((long)getpid() == (long)syscall(SYS_gettid)) {
             stack_lo = 1;
             stack_hi = (uintptr_t)__libc_stack_end;
@@ -224,6 +220,13 @@ static int stack_bounds(uintptr_t *lo, uintptr_t *hi)
                 return 0;
         }
     }
+    return 1;
+}
+
+static inline int stack_bounds(uintptr_t *lo, uintptr_t *hi)
+{
+    if (__builtin_expect(stack_hi == 0, 0) && !stack_bounds_first())
+        return 0;
     *lo = stack_lo;
     *hi = stack_hi;
     return 1;
@@ -256,6 +259,41 @@ __attribute__((noinline, no_sanitize_address)) size_t capheap_port_backtrace(voi
             skip--;
         else if ((frames[n++] = ret), n == depth)
             break;
+        if (next <= fp || next >= top || (next & (word - 1u)) != 0)
+            break;
+        fp = next;
+    }
+    return n;
+}
+
+/* The walk above, for the tracer (port_private.h): the leading frames whose
+ * return address lies in [own_lo, own_hi) (at most max_own of them) are the
+ * library's and are passed over, the next depth go to frames. One pass, no
+ * second walk when the library's frames are more than expected. */
+__attribute__((noinline, no_sanitize_address)) size_t capheap_host_backtrace_beyond(void **frames, size_t depth,
+                                                                                    uintptr_t own_lo,
+                                                                                    uintptr_t own_hi,
+                                                                                    size_t max_own)
+{
+    uintptr_t lo, hi;
+    if (depth == 0 || !stack_bounds(&lo, &hi))
+        return 0;
+    const uintptr_t word = sizeof(void *), top = hi - 2u * word, own_span = own_hi - own_lo;
+    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    if (fp < lo || fp >= top)
+        return 0;
+    size_t n = 0, own = 0;
+    for (;;) {
+        const uintptr_t *record = (const uintptr_t *)fp;
+        uintptr_t next = record[0], ret = record[1];
+        if (ret == 0)
+            break;
+        if (n == 0 && ret - own_lo < own_span) {
+            if (own++ > max_own)
+                break; /* more of the library than any path has: give up, as the walk would */
+        } else if ((frames[n++] = (void *)ret), n == depth) {
+            break;
+        }
         if (next <= fp || next >= top || (next & (word - 1u)) != 0)
             break;
         fp = next;

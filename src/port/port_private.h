@@ -36,4 +36,21 @@ static inline void *capheap_current_task_known(void)
 }
 #endif
 
+/* Stack walking by frame pointers on the host (port_host.c): built with
+ * frame pointers kept (unoptimised, or CAPHEAP_TRACE_FRAME_POINTERS, which
+ * tracing builds define), on the architectures whose frame records it knows,
+ * with glibc's __libc_stack_end; otherwise backtrace(). */
+#if CAPHEAP_PORT_HOST && defined(__GNUC__) &&                                                           \
+    (defined(__x86_64__) || defined(__i386__) || defined(__aarch64__)) &&                                \
+    (!defined(__OPTIMIZE__) || defined(CAPHEAP_TRACE_FRAME_POINTERS)) && defined(__GLIBC__)
+#define CAPHEAP_HOST_FP_WALK 1
+#include <stdint.h>
+/* capheap_port_backtrace() that passes over the library's own leading frames
+ * (return addresses in [own_lo, own_hi), at most max_own) in the same walk. */
+size_t capheap_host_backtrace_beyond(void **frames, size_t depth, uintptr_t own_lo, uintptr_t own_hi,
+                                     size_t max_own);
+#else
+#define CAPHEAP_HOST_FP_WALK 0
+#endif
+
 #endif
