@@ -186,10 +186,12 @@ static void own_range_init(void)
     own_hi = hi + OWN_TAIL_BYTES;
 }
 
+#if DEPTH > 0 && !CAPHEAP_HOST_FP_WALK /* else the walk tests the range itself */
 static inline bool own_frame(const void *ret)
 {
     return (uintptr_t)ret - own_lo < own_hi - own_lo;
 }
+#endif
 
 /* The caller's stack, the library's frames dropped: DEPTH entries, NULL-padded.
  * Never inlined, so that its own return address (into a hook) is always the
@@ -201,7 +203,7 @@ static size_t capture(void **out)
 {
 #if DEPTH > 0 && CAPHEAP_HOST_FP_WALK
     /* The host's frame walk passes over our frames itself: one pass. */
-    size_t k = capheap_host_backtrace_beyond(out, DEPTH, own_lo, own_hi, OWN_FRAMES_MAX);
+    size_t k = capheap_host_backtrace_beyond(__builtin_frame_address(0), out, DEPTH, own_lo, own_hi, OWN_FRAMES_MAX);
     for (size_t i = k; i < DEPTH; i++)
         out[i] = NULL;
     return k;

@@ -266,38 +266,46 @@ __attribute__((noinline, no_sanitize_address)) size_t capheap_port_backtrace(voi
     return n;
 }
 
-/* The walk above, for the tracer (port_private.h): the leading frames whose
- * return address lies in [own_lo, own_hi) (at most max_own of them) are the
- * library's and are passed over, the next depth go to frames. One pass, no
- * second walk when the library's frames are more than expected. */
-__attribute__((noinline, no_sanitize_address)) size_t capheap_host_backtrace_beyond(void **frames, size_t depth,
-                                                                                    uintptr_t own_lo,
-                                                                                    uintptr_t own_hi,
-                                                                                    size_t max_own)
+/* The walk above, for the tracer (port_private.h), from the frame record at
+ * frame (the caller's own): the leading frames whose return address lies in
+ * [own_lo, own_hi) (at most max_own of them) are the library's and are
+ * passed over, the next depth go to frames. One pass, in two loops so that
+ * each tests only what it needs. */
+__attribute__((noinline, no_sanitize_address)) size_t capheap_host_backtrace_beyond(const void *frame, void **frames,
+                                                                                    size_t depth, uintptr_t own_lo,
+                                                                                    uintptr_t own_hi, size_t max_own)
 {
     uintptr_t lo, hi;
     if (depth == 0 || !stack_bounds(&lo, &hi))
         return 0;
-    const uintptr_t word = sizeof(void *), top = hi - 2u * word, own_span = own_hi - own_lo;
-    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    const uintptr_t top = hi - 2u * sizeof(void *), own_span = own_hi - own_lo;
+    uintptr_t fp = (uintptr_t)frame;
     if (fp < lo || fp >= top)
         return 0;
-    size_t n = 0, own = 0;
+    /* A record's successor must lie above it, below the top, aligned: the
+     * walk ends (it cannot fault) at the first frame without a frame pointer
+     * or at the thread's first frame. */
+#define CH_NEXT_OK(next, fp) ((next) - (fp) - 1u < top - (fp) - 1u && ((next) & (sizeof(void *) - 1u)) == 0)
+    const uintptr_t *record = (const uintptr_t *)fp;
+    for (size_t own = 0; record[1] - own_lo < own_span; own++) {
+        uintptr_t next = record[0];
+        if (own == max_own || !CH_NEXT_OK(next, fp))
+            return 0; /* more of the library than any path has, or the end */
+        fp = next;
+        record = (const uintptr_t *)fp;
+    }
+    size_t n = 0;
     for (;;) {
-        const uintptr_t *record = (const uintptr_t *)fp;
         uintptr_t next = record[0], ret = record[1];
         if (ret == 0)
             break;
-        if (n == 0 && ret - own_lo < own_span) {
-            if (own++ > max_own)
-                break; /* more of the library than any path has: give up, as the walk would */
-        } else if ((frames[n++] = (void *)ret), n == depth) {
-            break;
-        }
-        if (next <= fp || next >= top || (next & (word - 1u)) != 0)
+        frames[n++] = (void *)ret;
+        if (n == depth || !CH_NEXT_OK(next, fp))
             break;
         fp = next;
+        record = (const uintptr_t *)fp;
     }
+#undef CH_NEXT_OK
     return n;
 }
 

@@ -45,10 +45,12 @@ static inline void *capheap_current_task_known(void)
     (!defined(__OPTIMIZE__) || defined(CAPHEAP_TRACE_FRAME_POINTERS)) && defined(__GLIBC__)
 #define CAPHEAP_HOST_FP_WALK 1
 #include <stdint.h>
-/* capheap_port_backtrace() that passes over the library's own leading frames
- * (return addresses in [own_lo, own_hi), at most max_own) in the same walk. */
-size_t capheap_host_backtrace_beyond(void **frames, size_t depth, uintptr_t own_lo, uintptr_t own_hi,
-                                     size_t max_own);
+/* capheap_port_backtrace() from the frame record at frame (the caller's
+ * __builtin_frame_address(0)) that passes over the library's own leading
+ * frames (return addresses in [own_lo, own_hi), at most max_own) in the same
+ * walk. */
+size_t capheap_host_backtrace_beyond(const void *frame, void **frames, size_t depth, uintptr_t own_lo,
+                                     uintptr_t own_hi, size_t max_own);
 #else
 #define CAPHEAP_HOST_FP_WALK 0
 #endif

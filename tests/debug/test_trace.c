@@ -403,7 +403,9 @@ static void test_realloc_events(void **state)
 
 /* The caller stack: alloced_by[0] is the call site in the function that called heap_caps. */
 #if DEPTH > 0
-#if defined(__GNUC__)
+#if defined(__clang__)
+#define NOINLINE __attribute__((noinline)) /* clang clones nothing it would not also inline */
+#elif defined(__GNUC__)
 #define NOINLINE __attribute__((noinline, noclone))
 #else
 #define NOINLINE
