@@ -265,14 +265,15 @@ static inline size_t usable_of(const ce_heap_t *h, size_t cap)
     return user_bytes(h, cap);
 }
 
+#if CE_ASAN
 /* The free block b: its payload (past the links, before the footer) is off limits. */
 static inline void san_free_block(const ce_heap_t *h, uint32_t b)
 {
     uint32_t s = SIZE_OF(HDR(h, b));
     if (s > CE_MIN_BLOCK)
         CE_SAN_POISON(word(h, b + 3u * CE_HDR), s - CE_MIN_BLOCK);
-    (void)s;
 }
+#endif
 
 /* A block's allocation is complete: user bytes [user, user + size) of the
  * engine block raw. ASan: exactly those are addressable (canaries, the head's
