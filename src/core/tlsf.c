@@ -71,15 +71,22 @@
  * The slow path behind every rejected pointer: say exactly what is wrong.
  * The fast checks (tlsf_ops.h) only answer yes or no; here there is time
  * for an O(blocks) walk from the first block, which finds the block that
- * contains p whatever the bytes in front of p say: a pointer into a free
- * block is a double free (or a use after free), a pointer into the middle of
- * a used block is an interior pointer, and a block boundary whose own header
- * is fine has a neighbour that does not round-trip. A header the walk cannot
- * pass is reported as the corruption it is.
+ * contains p whatever the bytes in front of p say: an aligned pointer into a
+ * free block is a double free (or a use after free); any other pointer that
+ * is not a block's data pointer (into the middle of a block, or off the
+ * heap's alignment) is an interior pointer, which names the block. On the
+ * way every block gets the checks the fast path makes on a neighbour, in one
+ * place: its size stays in the pool (I1), its flags agree with the block
+ * before it (I2, I3), a free block's footer names it (I4, read on arrival at
+ * the block after it), and the end marker reads "used, 16 bytes" (I10). The
+ * walk goes on past p's block to the block after its successor, so a
+ * neighbour that does not round-trip (what rejects a pointer to a used
+ * block) is found by the same checks. The first problem met is reported; it
+ * may lie before p, which is corruption all the same.
  */
 
 /* The fault is gathered in locals and stored once, at the end. */
-CE_WALKER void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out)
+CE_WALKER ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap_report_t *out)
 {
     uint32_t a = h->align_mask;
     uintptr_t off = (uintptr_t)p - (uintptr_t)h;
@@ -92,15 +99,39 @@ CE_WALKER void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out)
         expected = h->first + CE_HDR;
         found = (uint32_t)off;
         inv = 1;
-    } else if ((uintptr_t)p & a) {
-        kind = CE_FAULT_MISALIGNED;
-        found = (uint32_t)((uintptr_t)p & a);
-        inv = 8;
     } else {
         uint32_t target = (uint32_t)off - CE_HDR;
-        for (uint32_t b = h->first; b < h->end;) {
+        /* limit: the end, or once p's block is found, its successor (the walk
+         * stops at the block after that one) */
+        uint32_t limit = h->end, prev = 0, prev_free = 0;
+        for (uint32_t b = h->first, s;; b += s) {
             uint32_t hdr = HDR(h, b);
-            uint32_t s = SIZE_OF(hdr);
+            if (prev_free) {
+                uint32_t fw = *word(h, b - 4u);
+                if (fw != FOOT_MARK(prev)) {
+                    kind = CE_FAULT_BAD_NEIGHBOUR; /* the free block before b: its footer */
+                    at = word(h, b - 4u);
+                    expected = FOOT_MARK(prev);
+                    found = fw;
+                    inv = 4;
+                    break;
+                }
+            }
+            if (b == h->end) {
+                /* the end marker reads "used, 16 bytes", PF as the block before (I10) */
+                uint32_t end_hdr = CE_MIN_BLOCK | (prev_free ? F_PREV_FREE : 0u);
+                if (hdr != end_hdr) {
+                    kind = CE_FAULT_BAD_HEADER;
+                    at = word(h, b);
+                    expected = end_hdr;
+                    found = hdr;
+                    inv = 10;
+                }
+                break;
+            }
+            if (b > limit)
+                break; /* nothing wrong after all: kind CE_OK */
+            s = SIZE_OF(hdr);
             if (s < CE_MIN_BLOCK || (s & a) || s > h->end - b) {
                 kind = CE_FAULT_BAD_HEADER; /* the walk cannot pass this header */
                 at = word(h, b);
@@ -109,67 +140,43 @@ CE_WALKER void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out)
                 inv = 1;
                 break;
             }
-            if (target < b + s) {
-                if (hdr & F_FREE) {
-                    kind = CE_FAULT_DOUBLE_FREE; /* p lies in a free block */
+            /* after a free block: used, PF set; after a used one: PF clear */
+            uint32_t want = prev_free ? s | F_PREV_FREE : hdr & ~F_PREV_FREE;
+            if (want != hdr) {
+                kind = CE_FAULT_BAD_NEIGHBOUR;
+                at = word(h, b);
+                expected = want;
+                found = hdr;
+                inv = 2u + ((want ^ hdr) & F_FREE); /* a free block after a free one: I3 */
+                break;
+            }
+            if (target - b < s) { /* p lies in this block (blocks after it have b > target) */
+                if ((hdr & F_FREE) && !((uintptr_t)p & a)) {
+                    kind = CE_FAULT_DOUBLE_FREE; /* p lies in a free block, aligned like data */
                     at = word(h, target);
                     expected = b; /* the free block's offset */
                     found = target;
                     inv = 2;
-                } else if (target != b) {
-                    kind = CE_FAULT_INTERIOR; /* p points into a used block */
+                    break;
+                }
+                if (target != b) { /* a misaligned p is never a block's data pointer */
+                    kind = CE_FAULT_INTERIOR; /* p points into a block */
                     expected = b + CE_HDR; /* the block's data offset */
                     found = (uint32_t)off;
                     inv = 1;
-                } else {
-                    /* p is the data pointer of the used block b, and a neighbour
-                     * disagrees: which word. */
-                    uint32_t nb = b + s;
-                    uint32_t nh = HDR(h, nb);
-                    uint32_t ns = SIZE_OF(nh);
-                    kind = CE_FAULT_BAD_NEIGHBOUR;
-                    at = word(h, nb);
-                    found = nh;
-                    inv = 2;
-                    if (nh & F_PREV_FREE) {
-                        expected = nh & ~F_PREV_FREE; /* the next block must know we are used */
-                    } else if (nb != h->end && (ns < CE_MIN_BLOCK || ns > h->end - nb)) {
-                        expected = (h->end - nb) & ~a; /* a size inside the pool */
-                        inv = 1;
-                    } else if ((nh & F_FREE) && *word(h, nb + ns - 4u) != FOOT_MARK(nb)) {
-                        at = word(h, nb + ns - 4u);
-                        expected = FOOT_MARK(nb); /* the free successor's footer names it */
-                        found = *word(h, nb + ns - 4u);
-                        inv = 4;
-                    } else if (hdr & F_PREV_FREE) {
-                        uint32_t fw = *word(h, b - 4u);
-                        uint32_t pb = fw & ~F_MASK;
-                        at = word(h, b - 4u);
-                        found = fw; /* the footer of the free block before us */
-                        expected = F_MASK;
-                        inv = 4;
-                        if ((fw & F_MASK) == F_MASK && pb >= h->first && pb < b) {
-                            at = word(h, pb);
-                            expected = (b - pb) | F_FREE; /* its header must end exactly here */
-                            found = HDR(h, pb);
-                        }
-                    } else {
-                        kind = CE_OK; /* nothing wrong after all */
-                        at = NULL;
-                        found = 0;
-                        inv = 0;
-                    }
+                    break;
                 }
-                break;
+                limit = b + s; /* p is a used block's data pointer: check its neighbours */
             }
-            b += s;
+            prev = b;
+            prev_free = hdr & F_FREE;
         }
     }
-    out->kind = kind;
     out->address = at;
     out->expected = expected;
     out->found = found;
     out->invariant = inv;
+    return kind;
 }
 
 /* ---- creation ---------------------------------------------------------- */
@@ -198,8 +205,10 @@ static bool layout(uintptr_t base, uint32_t total, uint32_t a, uint32_t fl_count
     if (f + CE_MIN_BLOCK + CE_HDR > total) /* one block and the end marker (f < 2 KiB: no wrap) */
         return false;
     *first = f;
-    *end = f + ((total - f - CE_HDR) & ~a); /* leaves room for the end marker */
-    return *end - f >= CE_MIN_BLOCK;
+    /* leaves room for the end marker; at least CE_MIN_BLOCK, a multiple of
+     * every alignment, as the test above left at least that much */
+    *end = f + ((total - f - CE_HDR) & ~a);
+    return true;
 }
 
 ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
@@ -278,14 +287,17 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
     } else {
         if (offset & a)
             return NULL; /* data is always aligned to the heap: data + offset cannot be aligned to more */
-        if (align > h->max_request || offset > h->max_request)
+        if (offset > h->max_request)
             return NULL;
         /* A gap in front of the data is either 0 or a free block of >= 16 bytes:
-         * a block of n + al + 16 - (a + 1) always has room for one. */
-        uint32_t room = h->max_request + CE_HDR - n; /* n <= max_request + CE_HDR: size fits */
-        extra = al + CE_MIN_BLOCK - (a + 1u);        /* al <= 2^31: no wrap */
-        if (extra > room)
+         * a block of n + align + 16 - (a + 1) always has room for one. Counted
+         * in size_t (a power of two: no wrap), so an alignment above
+         * max_request, whose extra exceeds any room, is refused here too. */
+        size_t room = h->max_request + CE_HDR - n; /* n <= max_request + CE_HDR: size fits */
+        size_t ex = align + CE_MIN_BLOCK - (a + 1u);
+        if (ex > room)
             return NULL;
+        extra = (uint32_t)ex;
     }
     uint32_t b = take_fit(h, n + extra);
     if (b == 0)

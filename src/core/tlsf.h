@@ -3,10 +3,12 @@
  * allocation (two-level segregated fit), 32-bit metadata on every build.
  *
  * The engine knows nothing above it: it never locks, prints or calls the OS.
- * It validates what it is given and returns a fault code; the layer above
- * (src/heap/multi_heap.c) turns a fault into a report. Block layout, the
- * invariants I1..I12 and the complexity bounds are in docs/design.md and in
- * the essay at the top of tlsf.c.
+ * It validates what it is given and returns a fault code (for a rejected
+ * pointer, with the numbers of the report: the report's struct is its output
+ * format, nothing more); the layer above (src/heap/multi_heap.c) names the
+ * fault and makes the report. Block layout, the invariants I1..I12 and the
+ * complexity bounds are in docs/design.md and in the essay at the top of
+ * tlsf.c.
  */
 #ifndef CAPHEAP_CORE_TLSF_H
 #define CAPHEAP_CORE_TLSF_H
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "capheap/config.h"
+#include "capheap/report.h" /* capheap_report_t: ce_diagnose() fills its numbers */
 
 /* Comprehensive poisoning keeps the interior of every free block filled. */
 #if CAPHEAP_POISONING_COMPREHENSIVE
@@ -98,15 +101,16 @@ static inline uint32_t ce_overhead(const ce_heap_t *h)
     return h->region_bytes - (h->end - h->first);
 }
 
-/* What a validation found. */
+/* What a validation found. ce_diagnose() names kinds up to CE_FAULT_BAD_NEIGHBOUR
+ * (multi_heap.c has a text for each, in this order); the rest are the check's only. */
 typedef enum {
     CE_OK = 0,
-    CE_FAULT_OUTSIDE,      /* pointer not inside the heap's pool */
-    CE_FAULT_MISALIGNED,   /* pointer inside the pool but not on the heap's alignment */
-    CE_FAULT_DOUBLE_FREE,  /* the pointer lies in a free block: double free or use after free */
-    CE_FAULT_INTERIOR,     /* the pointer lies inside a used block, not at its start */
-    CE_FAULT_BAD_HEADER,   /* a header the walk cannot pass: smashed */
-    CE_FAULT_BAD_NEIGHBOUR /* a physical neighbour does not round-trip: smashed header nearby */
+    CE_FAULT_OUTSIDE,       /* pointer not inside the heap's pool */
+    CE_FAULT_DOUBLE_FREE,   /* the pointer lies in a free block: double free or use after free */
+    CE_FAULT_INTERIOR,      /* the pointer lies inside a block, not at the start of its data */
+    CE_FAULT_BAD_HEADER,    /* a header the walk cannot pass: smashed */
+    CE_FAULT_BAD_NEIGHBOUR, /* a physical neighbour does not round-trip: smashed header nearby */
+    CE_FAULT_MISALIGNED     /* the check: a block's data off the heap's alignment (I8) */
 } ce_fault_kind_t;
 
 typedef struct {
@@ -129,9 +133,10 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset);
 /* ce_malloc, ce_free, ce_realloc, ce_valid and ce_block_capacity are static
  * inline in core/tlsf_ops.h. */
 
-/* Describe why p failed the fast checks (slow path, O(blocks); fills *out;
- * kind CE_OK if nothing is wrong). */
-void ce_diagnose(const ce_heap_t *h, const void *p, ce_fault_t *out);
+/* Describe why p failed the fast checks (slow path, O(blocks)): returns the
+ * kind (CE_OK if nothing is wrong) and fills the numbers of the report the
+ * layer above makes (all but what; CE_OK: address p, numbers 0). */
+ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap_report_t *out);
 
 /* Largest request ce_malloc() satisfies now (0 if none). O(CE_FIT_SCAN). */
 size_t ce_largest_request(const ce_heap_t *h);

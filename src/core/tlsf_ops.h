@@ -186,8 +186,23 @@ CE_INLINE size_t class_of(uint32_t s)
 
 /* ---- free lists -------------------------------------------------------- */
 
+#if defined(__OPTIMIZE_SIZE__)
+/* Optimising for size: list c just became empty, or just stopped being
+ * empty, so its bitmap bit flips either way; its pair's bit in pair_bitmap
+ * then says whether any list of the pair is left. One helper for the
+ * insertion and the unlink. */
+CE_INLINE void class_flip(ce_heap_t *h, size_t c)
+{
+    uint32_t *bm = &PAIR_BITMAP(h, c >> 5);
+    uint32_t bit = 1u << (c >> 5);
+    *bm ^= 1u << (c & 31u);
+    h->pair_bitmap = *bm != 0 ? h->pair_bitmap | bit : h->pair_bitmap & ~bit;
+}
+#endif
+
 /* Add the free block b of size s to its class list. The larger of b and the
  * current head stays in front, so the bounded scan sees large blocks first. */
+#if !defined(__OPTIMIZE_SIZE__)
 CE_INLINE void list_insert_at(ce_heap_t *h, uint32_t *blk, uint32_t b, uint32_t s)
 {
     size_t c = class_of(s);
@@ -213,6 +228,28 @@ CE_INLINE void list_insert_at(ce_heap_t *h, uint32_t *blk, uint32_t b, uint32_t 
         *hp = b;
     }
 }
+#else
+/* Optimising for size: the same three cases as one insertion after a link,
+ * the list head or the head block's next field. */
+CE_INLINE void list_insert_at(ce_heap_t *h, uint32_t *blk, uint32_t b, uint32_t s)
+{
+    size_t c = class_of(s);
+    uint32_t *link = &HEAD(h, c);
+    uint32_t head = *link, pv = 0;
+    if (head != 0 && SIZE_OF(HDR(h, head)) > s) {
+        link = &NEXT(h, head);
+        pv = head;
+    }
+    uint32_t nx = *link;
+    blk[1] = nx;
+    blk[2] = pv;
+    *link = b;
+    if (nx != 0)
+        PREV(h, nx) = b;
+    if (head == 0)
+        class_flip(h, c);
+}
+#endif
 
 /* blk is word(h, b) */
 CE_INLINE void list_insert(ce_heap_t *h, uint32_t b, uint32_t s)
@@ -243,10 +280,14 @@ CE_INLINE void unlink_head(ce_heap_t *h, size_t c, uint32_t b)
     if (nx != 0) {
         PREV(h, nx) = 0;
     } else {
+#if defined(__OPTIMIZE_SIZE__)
+        class_flip(h, c);
+#else
         uint32_t m = PAIR_BITMAP(h, c >> 5) & ~(1u << (c & 31u));
         PAIR_BITMAP(h, c >> 5) = m;
         if (m == 0)
             h->pair_bitmap &= ~(1u << (c >> 5));
+#endif
     }
 }
 
@@ -305,9 +346,13 @@ CE_TAIL void *use_block(ce_heap_t *h, uint32_t b, uint32_t n)
         uint32_t r = b + n;
         uint32_t *rw = skip(blk, n);
         CE_SAN_UNPOISON(rw, 3u * sizeof(uint32_t)); /* the tail's header and links (sanitize.h) */
+#if defined(__OPTIMIZE_SIZE__)
+        make_free(h, r, rest); /* sets the next block's PF bit, which is set already */
+#else
         rw[0] = rest | F_FREE;
         skip(rw, rest)[-1] = FOOT_MARK(r); /* the next block's PF bit stays set */
         list_insert_at(h, rw, r, rest);
+#endif
     } else {
         n = s;
         blk[0] = s;
@@ -387,34 +432,22 @@ CE_INLINE uint32_t take_fit(ce_heap_t *h, uint32_t n)
     return (uint32_t)take_fit_as(h, n, false);
 }
 #else
-/* Unlink b from list c; prev is the entry before it (0: b is the head). */
-CE_INLINE void unlink_block(ce_heap_t *h, size_t c, uint32_t b, uint32_t prev)
-{
-    if (prev == 0) {
-        unlink_head(h, c, b);
-        return;
-    }
-    uint32_t nx = NEXT(h, b);
-    NEXT(h, prev) = nx;
-    if (nx != 0)
-        PREV(h, nx) = prev;
-}
-
 /*
  * Optimising for size: the search of take_fit_as() in fewer instructions,
  * returning the offset (0 if none fits). It picks the same block: below 128
  * bytes the request's own class is exact (its head, if any, has exactly n
  * bytes), so scanning it first finds what the bitmap search from that class
- * finds; and every block is unlinked through the same list operations.
+ * finds. The block found is unlinked by list_remove(), which finds its list
+ * again from its size (a block is filed under class_of(its size), I5): no
+ * unlink code of its own.
  */
 CE_INLINE uint32_t take_fit(ce_heap_t *h, uint32_t n)
 {
     size_t c = class_of(n);
-    uint32_t prev = 0, b = HEAD(h, c);
+    uint32_t b = HEAD(h, c);
     for (uint32_t i = 0; b != 0 && i < CE_FIT_SCAN; i++) {
         if (SIZE_OF(HDR(h, b)) >= n)
             goto take;
-        prev = b;
         b = NEXT(h, b);
     }
     c++; /* the classes above, where every block fits (see take_fit_as) */
@@ -427,11 +460,9 @@ CE_INLINE uint32_t take_fit(ce_heap_t *h, uint32_t n)
         k = ffs32(top);
         m = PAIR_BITMAP(h, k);
     }
-    c = ((size_t)k << 5) + ffs32(m);
-    b = HEAD(h, c);
-    prev = 0;
+    b = HEAD(h, ((size_t)k << 5) + ffs32(m));
 take:
-    unlink_block(h, c, b, prev);
+    list_remove(h, b, SIZE_OF(HDR(h, b)));
     return b;
 }
 #endif
@@ -791,7 +822,7 @@ CE_API void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fau
     *fault = CE_OK;
     if (ce_resize(h, p, size))
         return p;
-    void *q = ce_malloc(h, size);
+    void *q = ce_memalign(h, size, 1u, 0u); /* what ce_malloc() calls in these builds */
     if (q != NULL) {
         CE_SAN_UNPOISON(q, SIZE_OF(HDR(h, b)) - CE_HDR);
         memcpy(q, p, SIZE_OF(HDR(h, b)) - CE_HDR); /* the block could not grow: its capacity fits */

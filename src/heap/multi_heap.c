@@ -38,11 +38,40 @@ static inline ce_heap_t *E(multi_heap_handle_t heap)
     return (ce_heap_t *)(void *)heap;
 }
 
+#if defined(__GNUC__)
+#define MH_NOINLINE __attribute__((noinline))
+#define MH_COLD __attribute__((noinline, cold))
+#else
+#define MH_NOINLINE
+#define MH_COLD
+#endif
+
+/* Optimising for size, one copy of each body is enough: the API functions
+ * call the *_locked variant, inlined, for every heap (lock() and unlock() do
+ * nothing for a heap without a lock). */
+#if defined(__OPTIMIZE_SIZE__)
+#define MH_ALWAYS_LOCKED 1
+#define MH_LOCKED static inline
+#elif CAPHEAP_VALGRIND
+/* every operation through lock(), which turns memcheck's reports off for the engine */
+#define MH_ALWAYS_LOCKED 1
+#define MH_LOCKED static MH_NOINLINE
+#else
+#define MH_ALWAYS_LOCKED 0
+#define MH_LOCKED static MH_NOINLINE
+#endif
+
 /* The lock a check pass attaches to a heap that has none (capheap/check.h):
  * it does nothing, but it sends malloc, free and realloc through the locked
- * paths, which tell the pass that the heap changed (lock_w). */
+ * paths, which tell the pass that the heap changed (lock_w). Builds where
+ * every heap takes the locked paths (MH_ALWAYS_LOCKED) need none. */
+#if !MH_ALWAYS_LOCKED
 static char check_sentinel;
 #define CHECK_SENTINEL ((void *)&check_sentinel)
+#define IS_LOCK(l) ((l) != NULL && (l) != CHECK_SENTINEL)
+#else
+#define IS_LOCK(l) ((l) != NULL)
+#endif
 
 #if CAPHEAP_VALGRIND
 /* 1 when memcheck runs the program (found at the first registration:
@@ -55,7 +84,7 @@ static int vg_memcheck;
 static inline void lock(const ce_heap_t *h)
 {
     void *l = ce_owner(h);
-    if (l != NULL && l != CHECK_SENTINEL)
+    if (IS_LOCK(l))
         capheap_port_lock_acquire(l);
 #if CAPHEAP_VALGRIND
     if (vg_memcheck)
@@ -70,7 +99,7 @@ static inline void unlock(const ce_heap_t *h)
         VALGRIND_ENABLE_ERROR_REPORTING;
 #endif
     void *l = ce_owner(h);
-    if (l != NULL && l != CHECK_SENTINEL)
+    if (IS_LOCK(l))
         capheap_port_lock_release(l);
 }
 
@@ -85,14 +114,15 @@ static inline void lock_w(ce_heap_t *h)
 
 /* ---- reports ----------------------------------------------------------- */
 
-/* The texts in ce_fault_kind_t order, one string (no pointer table): the text
- * of kind k follows the k-th NUL. Anything else is "Corrupt heap". */
+/* The texts of ce_diagnose()'s kinds in ce_fault_kind_t order, one string (no
+ * pointer table): the text of kind k follows the k-th NUL. Kind CE_OK is
+ * "Corrupt heap". */
 static const char *fault_text(ce_fault_kind_t kind)
 {
-    static const char texts[] = "Corrupt heap\0Pointer outside heap\0Misaligned pointer\0Double free\0"
-                                "Interior pointer\0Smashed header\0Bad neighbour";
+    static const char texts[] = "Corrupt heap\0Pointer outside heap\0Double free\0Interior pointer\0"
+                                "Smashed header\0Bad neighbour";
     const char *t = texts;
-    for (unsigned k = kind <= CE_FAULT_BAD_NEIGHBOUR ? (unsigned)kind : 0u; k != 0; k--)
+    for (unsigned k = (unsigned)kind; k != 0; k--)
         while (*t++ != '\0') {
         }
     return t;
@@ -408,10 +438,9 @@ multi_heap_handle_t capheap_heap_register(void *start, size_t size,
     if (start != NULL && vg_memcheck)
         VALGRIND_MAKE_MEM_UNDEFINED(start, size); /* the engine writes all of it */
 #endif
-    ce_heap_t *h = ce_create(start, size, align);
+    ce_heap_t *h = ce_create(start, size, align); /* zeroes the owner slot: no lock yet */
     if (h == NULL)
         return NULL;
-    ce_set_owner(h, NULL);
 #if CE_ASAN
     san_free_block(h, h->first);
 #endif
@@ -480,28 +509,50 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock_object)
  * function that describes the fault under the lock and reports it after
  * releasing it.
  */
-#if defined(__GNUC__)
-#define MH_NOINLINE __attribute__((noinline))
-#define MH_COLD __attribute__((noinline, cold))
+/* Allocation under the lock: size user bytes, ce_memalign(alignment,
+ * offset), offset in engine terms (already word-rounded, poison head
+ * included). */
+CE_INLINE void *aligned_body(ce_heap_t *h, size_t size, size_t alignment, size_t offset)
+{
+    size_t n = engine_size(h, size);
+    if (n == 0)
+        return NULL;
+    lock_w(h);
+    void *raw = ce_memalign(h, n, alignment, offset);
+#if POISON_ENABLED
+    void *p = poison_new(h, raw, size);
 #else
-#define MH_NOINLINE
-#define MH_COLD
+    void *p = raw;
 #endif
+#if CE_SAN
+    if (p != NULL)
+        san_alloc(h, raw, p, size);
+#endif
+    unlock(h);
+    return p;
+}
 
-/* Optimising for size, one copy of each body is enough: the API functions
- * call the *_locked variant, inlined, for every heap (lock() and unlock() do
- * nothing for a heap without a lock). */
 #if defined(__OPTIMIZE_SIZE__)
-#define MH_ALWAYS_LOCKED 1
-#define MH_LOCKED static inline
-#elif CAPHEAP_VALGRIND
-/* every operation through lock(), which turns memcheck's reports off for the engine */
-#define MH_ALWAYS_LOCKED 1
-#define MH_LOCKED static MH_NOINLINE
+/* Optimising for size, malloc and aligned allocation share one locked body:
+ * malloc is ce_memalign() with an alignment every block meets (which is
+ * what ce_malloc() is in these builds), at the poison head's offset. */
+static MH_NOINLINE void *aligned_locked(ce_heap_t *h, size_t size, size_t alignment, size_t offset)
+{
+    return aligned_body(h, size, alignment, offset);
+}
+
+void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
+{
+    if (heap == NULL)
+        return NULL;
+#if POISON_ENABLED
+    return aligned_locked(E(heap), size, 1, head_bytes(E(heap)));
 #else
-#define MH_ALWAYS_LOCKED 0
-#define MH_LOCKED static MH_NOINLINE
+    return aligned_locked(E(heap), size, 1, 0);
 #endif
+}
+#else
+#define aligned_locked aligned_body
 
 CE_INLINE void *malloc_body(ce_heap_t *h, size_t size)
 {
@@ -537,35 +588,20 @@ MH_NOINLINE void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
         return malloc_locked(h, size);
     return malloc_body(h, size);
 }
+#endif
 
 void *multi_heap_aligned_alloc_offs(multi_heap_handle_t heap, size_t size, size_t alignment,
                                     size_t offset)
 {
     if (heap == NULL || offset > SIZE_MAX - 3u)
         return NULL;
-    ce_heap_t *h = E(heap);
-    size_t n = engine_size(h, size);
     offset = (offset + 3u) & ~(size_t)3u; /* as ESP-IDF: the offset counts in words */
 #if POISON_ENABLED
-    if (offset > SIZE_MAX - head_bytes(h))
+    if (offset > SIZE_MAX - head_bytes(E(heap)))
         return NULL;
-    offset += head_bytes(h); /* the engine aligns raw + head + offset */
+    offset += head_bytes(E(heap)); /* the engine aligns raw + head + offset */
 #endif
-    if (n == 0)
-        return NULL;
-    lock_w(h);
-    void *raw = ce_memalign(h, n, alignment, offset);
-#if POISON_ENABLED
-    void *p = poison_new(h, raw, size);
-#else
-    void *p = raw;
-#endif
-#if CE_SAN
-    if (p != NULL)
-        san_alloc(h, raw, p, size);
-#endif
-    unlock(h);
-    return p;
+    return aligned_locked(E(heap), size, alignment, offset);
 }
 
 void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t alignment)
@@ -586,22 +622,28 @@ CE_INLINE bool accepted(const ce_heap_t *h, void *p)
     return true;
 }
 
-/* p was rejected: say why (under the lock), then report (after it). */
-static MH_COLD void reject(ce_heap_t *h, void *p)
+/* p was rejected by a path that holds the lock: say why (still under the
+ * lock), release it, then report. */
+static MH_COLD void reject_locked(ce_heap_t *h, void *p)
 {
-    lock(h);
     void *raw = raw_of(h, p);
-    ce_fault_t f;
-    ce_diagnose(h, raw, &f);
-    /* Nothing found: "Corrupt heap" at p, all numbers 0 (as ce_diagnose leaves them). */
-    capheap_report_t r = {fault_text(f.kind), f.kind != CE_OK ? f.address : p, f.expected, f.found,
-                          f.invariant};
+    capheap_report_t r;
+    ce_fault_kind_t kind = ce_diagnose(h, raw, &r);
+    /* Nothing found: "Corrupt heap" at raw, all numbers 0 (as ce_diagnose leaves them). */
+    r.what = fault_text(kind);
 #if POISON_ENABLED
-    if (f.kind == CE_OK && !poison_check_used(h, raw, ce_block_capacity(h, raw), false, false))
+    if (kind == CE_OK && !poison_check_used(h, raw, ce_block_capacity(h, raw), false, false))
         r = capheap_last_report();
 #endif
     unlock(h);
     capheap_report_corruption(&r, true, true);
+}
+
+/* p was rejected by a path that released the lock (or never took it). */
+static MH_COLD void reject(ce_heap_t *h, void *p)
+{
+    lock(h);
+    reject_locked(h, p);
 }
 
 /* Returns false (nothing changed) if p is not a live block of h. */
@@ -631,10 +673,10 @@ CE_INLINE bool free_body(ce_heap_t *h, void *p)
 MH_LOCKED void free_locked(ce_heap_t *h, void *p)
 {
     lock_w(h);
-    bool ok = free_body(h, p);
-    unlock(h);
-    if (!ok)
-        reject(h, p);
+    if (free_body(h, p))
+        unlock(h);
+    else
+        reject_locked(h, p);
 }
 
 /* The split fast path below pays off in speed, not in size: -Os builds use free_body. */
@@ -763,9 +805,10 @@ MH_LOCKED void *realloc_locked(ce_heap_t *h, void *p, size_t size)
     bool ok;
     lock_w(h);
     void *q = realloc_body(h, p, size, &ok);
-    unlock(h);
-    if (!ok)
-        reject(h, p);
+    if (ok)
+        unlock(h);
+    else
+        reject_locked(h, p);
     return q;
 }
 
@@ -799,6 +842,13 @@ static inline size_t usable_locked(const ce_heap_t *h, void *p)
 
 void *capheap_heap_malloc_sized(multi_heap_handle_t heap, size_t size, size_t *usable)
 {
+#if defined(__OPTIMIZE_SIZE__)
+    /* No second malloc body in size-optimised builds: the size is asked
+     * afterwards (the lock a second time; the block is the caller's). */
+    void *p = multi_heap_malloc(heap, size);
+    *usable = p != NULL ? capheap_heap_usable_size_quiet(heap, p) : 0;
+    return p;
+#else
     *usable = 0;
     if (heap == NULL)
         return NULL;
@@ -808,6 +858,7 @@ void *capheap_heap_malloc_sized(multi_heap_handle_t heap, size_t size, size_t *u
     *usable = usable_locked(h, p);
     unlock(h);
     return p;
+#endif
 }
 
 void *capheap_heap_realloc_sized(multi_heap_handle_t heap, void *p, size_t size, size_t *usable)
@@ -836,8 +887,7 @@ static size_t block_size(multi_heap_handle_t heap, void *p, bool claim)
     ce_heap_t *h = E(heap);
     lock(h);
     if (!accepted(h, p)) {
-        unlock(h);
-        reject(h, p);
+        reject_locked(h, p);
         return 0;
     }
     size_t cap = ce_block_capacity(h, raw_of(h, p));
@@ -1168,20 +1218,24 @@ bool capheap_heap_check_step(multi_heap_handle_t heap, capheap_check_cursor_t *c
     }
     /* A heap without a lock gets the sentinel for the rest of the pass, so
      * that its changes go through lock_w(). */
+#if !MH_ALWAYS_LOCKED
     if (ce_owner(h) == NULL)
         ce_set_owner(h, CHECK_SENTINEL);
+#endif
 #if POISON_ENABLED
     bool ok = ce_check_step(h, &cc, budget, changed, check_report_cb, check_used_cb, &c, &pass_done, &units);
 #else
     bool ok = ce_check_step(h, &cc, budget, changed, check_report_cb, NULL, &c, &pass_done, &units);
 #endif
     h->check_token = cursor->token_;
+#if !MH_ALWAYS_LOCKED
     if (pass_done) {
         /* Only the pass whose token is current takes the sentinel away: a
          * second pass on this heap saw its token replaced and re-attaches it. */
         if (ce_owner(h) == CHECK_SENTINEL)
             ce_set_owner(h, NULL);
     }
+#endif
     unlock(h);
     memcpy(cursor->priv_, &cc, sizeof cc);
     if (changed) {
