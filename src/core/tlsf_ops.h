@@ -600,7 +600,9 @@ CE_INLINE bool neighbours_ok(const ce_heap_t *h, uint32_t b, uint32_t hdr, uint3
     uint32_t ns = 0;
     if (nh & F_FREE) {
         ns = nh & ~F_FREE; /* inside the pool: ce_free_start checked it */
-        if (CE_PEEK(&FOOTER(h, b + s, ns)) != FOOT_MARK(b + s))
+        /* The end marker never reads free (I10); if it does, its "footer"
+         * would lie past the region: not read. */
+        if (b + s == h->end || CE_PEEK(&FOOTER(h, b + s, ns)) != FOOT_MARK(b + s))
             return false;
     }
     *pbp = pb;

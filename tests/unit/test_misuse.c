@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -476,6 +477,39 @@ static void test_free_with_plausible_smashed_header(void **state)
     smashed_header_case(smash_plus_16, true);
 }
 
+#if !CT_POISONING
+/*
+ * The end marker smashed to read "free" (I10), then the last block freed:
+ * reported, and nothing read past the region (a free successor's footer
+ * would lie there). The region is exactly sized from the C library's heap,
+ * so memcheck (unit_misuse_memcheck, Release builds: the unlocked fast path)
+ * reports a read past it.
+ */
+static void test_free_last_block_with_smashed_end_marker(void **state)
+{
+    (void)state;
+    unsigned char *region = malloc(REGION_BYTES);
+    assert_non_null(region);
+    multi_heap_handle_t h = multi_heap_register(region, REGION_BYTES);
+    assert_non_null(h);
+    multi_heap_info_t info;
+    multi_heap_get_info(h, &info);
+    unsigned char *p = multi_heap_malloc(h, info.largest_free_block); /* the last block */
+    assert_non_null(p);
+    uint32_t hdr, marker;
+    memcpy(&hdr, p - 4, sizeof hdr);
+    unsigned char *end = p - 4 + (hdr & ~3u);
+    assert_true(end + 4 <= region + REGION_BYTES);
+    memcpy(&marker, end, sizeof marker);
+    assert_int_equal(marker & ~2u, 0x10u); /* "used, 16 bytes" */
+    marker |= 1u;                          /* now it claims to be free */
+    memcpy(end, &marker, sizeof marker);
+    capheap_report_t r = expect_abort_free(h, p);
+    assert_names_heap_word(&r, region); /* a word of the region, not past it */
+    free(region);
+}
+#endif
+
 /* The misuse path prints through the writer and abort handler only. */
 static void test_report_reaches_writer_and_abort(void **state)
 {
@@ -605,6 +639,9 @@ int main(void)
         cmocka_unit_test(test_free_into_wrong_heap),
         cmocka_unit_test(test_free_with_smashed_header),
         cmocka_unit_test(test_free_with_plausible_smashed_header),
+#if !CT_POISONING
+        cmocka_unit_test(test_free_last_block_with_smashed_end_marker),
+#endif
         cmocka_unit_test(test_report_reaches_writer_and_abort),
 #if CT_POISONING
         cmocka_unit_test(test_free_with_bad_tail),
