@@ -14,6 +14,7 @@
  *               their starts copied into addr[] for heap_caps_free's binary
  *               search, O(log H).
  *   route[]     a small cache of candidate lists per caps mask (route.c).
+ *   dflt[]      MALLOC_CAP_DEFAULT's candidate list, always filled (speed builds).
  *
  * Readers (malloc, free) do not take the registry lock: they read these
  * arrays with relaxed atomic loads, then validate what they found against the
@@ -51,12 +52,20 @@
 #endif
 
 /* Size-optimised builds (-Os) keep the same behaviour with less code: no
- * candidate cache and no fail floors (candidates are computed per request,
- * O(3H)), no separate fast path. */
+ * candidate cache and no unlocked skipping of full heaps (candidates are
+ * computed per request, O(3H)), no separate fast path. */
 #if defined(__OPTIMIZE_SIZE__)
 #define CH_COMPACT 1
 #else
 #define CH_COMPACT 0
+#endif
+
+/* Out of line in speed builds: the fast paths in front of such a function
+ * then keep fewer registers live across their own calls. */
+#if defined(__GNUC__) && !CH_COMPACT
+#define CH_NOINLINE __attribute__((noinline))
+#else
+#define CH_NOINLINE
 #endif
 
 #define CH_PRIOS SOC_MEMORY_TYPE_NO_PRIOS
@@ -69,27 +78,22 @@
     (MALLOC_CAP_DMA | MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED | \
      MALLOC_CAP_SIMD)
 
-/** One heap. Immutable once published, except `heap` (set once by enable_nonos)
- *  and `floor` (a hint, below). The fields the fast paths read come first. */
+/** One heap. Immutable once published, except `heap` (set once by enable_nonos).
+ *  The fields the fast paths read come first. */
 typedef struct {
     uintptr_t start;           /* region bounds [start, start + span) */
-    uintptr_t span;
+    /* span for free()'s page cache (ch_cached): 0 while another heap is
+     * nested inside this one (set by ch_reindex, read unlocked). */
+    uintptr_t fspan;
     multi_heap_handle_t heap;  /* NULL until registered (start-up stack regions) */
     uint32_t all;              /* caps[0] | caps[1] | caps[2] */
-    /* Fail floor: plain requests of at least this many bytes cannot be served
-     * by this heap in its current state (its honest largest request + 1,
-     * recorded when a request failed here); SIZE_MAX when unknown. Any
-     * allocation, free or realloc through heap_caps resets it. It lets a
-     * request skip a full small heap without taking its lock, which is what
-     * ESP-IDF's smallest-heap-first order would otherwise cost on every call. */
-    size_t floor;
+    uintptr_t span;
     uintptr_t end;
     uint32_t caps[CH_PRIOS];
     const char *name;
     uint8_t alias;             /* EXEC requests get an IRAM alias pointer (ch_alias_t index + 1) */
     uint8_t align;             /* the heap's block alignment */
     bool runtime;
-    bool host;                 /* another heap is nested inside this one */
 #if CAPHEAP_PORT_HOST
     capheap_lock_t lock;
 #endif
@@ -112,6 +116,15 @@ typedef struct {
 } ch_alias_t;
 
 typedef struct {
+#if !CH_COMPACT
+    /* free()'s page cache: slot page % CH_FCACHE names the heap (hosting no
+     * nested heap: fspan != 0) a pointer in such a page last resolved to,
+     * NULL when empty. Filled by ch_find_slow, emptied by ch_reindex. A
+     * lookup checks the pointer against the heap's bounds, so any entry is
+     * safe to use: pages sharing a slot, or a page that straddles two heaps,
+     * only miss. First in the state: its address is ch_g's (one add less). */
+    ch_heap_t *fcache[CH_FCACHE];
+#endif
     const capheap_chip_t *chip;
     const soc_reserved_region_t *reserved; /* the firmware's reservations given to init */
     size_t n_reserved;
@@ -126,10 +139,13 @@ typedef struct {
     uintptr_t addr[2 * CAPHEAP_MAX_HEAPS]; /* padded to a power of two with UINTPTR_MAX */
     ch_route_t route[CH_ROUTES];
 #if !CH_COMPACT
-    /* Pages wholly inside one heap that hosts no nested heap: entry =
-     * (page << 8) | descriptor, UINTPTR_MAX when empty. Filled by
-     * ch_find_slow, emptied by ch_reindex. */
-    uintptr_t fcache[CH_FCACHE];
+    /* MALLOC_CAP_DEFAULT's candidates (their multi_heap handles, in order,
+     * NULL-terminated), rebuilt by ch_reindex: heap_caps_malloc's commonest
+     * caps skip the route cache. Only heaps with the caps are ever stored (a
+     * reader racing a rebuild sees a mix of two lists, never a heap without
+     * them); the last slot stays NULL. Stored with release, read with
+     * acquire: a reader that sees a handle sees its heap. */
+    multi_heap_handle_t dflt[CAPHEAP_MAX_HEAPS + 1];
 #endif
     ch_alias_t alias[2];       /* D/IRAM, RTC */
     ch_heap_t heaps[CAPHEAP_MAX_HEAPS];
@@ -141,7 +157,7 @@ extern ch_state_t ch_g;
 void ch_lock(void);
 void ch_unlock(void);
 
-/* Rebuild order/by_addr and empty the route cache (under ch_lock). */
+/* Rebuild order/by_addr (and dflt), empty the route and page caches (under ch_lock). */
 void ch_reindex(void);
 
 /* The registered heap containing p (innermost for nested heaps), or NULL. O(log H). */
@@ -152,15 +168,13 @@ ch_heap_t *ch_find_slow(uintptr_t p);
  * alias pointers never are, their pages are in no heap). */
 static inline ch_heap_t *ch_cached(uintptr_t p)
 {
-    uintptr_t page = p >> CH_FCACHE_SHIFT;
-    uintptr_t e = CH_ACQUIRE(ch_g.fcache[page % CH_FCACHE]); /* the descriptor was published before the entry */
-    if (CH_LIKELY((e >> 8) == (page & (UINTPTR_MAX >> 8)))) {
-        ch_heap_t *h = &ch_g.heaps[(e & 0xFFu) % CAPHEAP_MAX_HEAPS];
-        /* A heap that hosts a nested one is never cached; an entry filled while
-         * a nested heap was being added is refused here (ch_find_slow). */
-        if (CH_LIKELY(p - h->start < h->span && !CH_LOAD(h->host)))
-            return h;
-    }
+    /* the descriptor was published before the entry */
+    ch_heap_t *h = CH_ACQUIRE(ch_g.fcache[(p >> CH_FCACHE_SHIFT) % CH_FCACHE]);
+    /* A heap that hosts a nested one is never cached; an entry filled while
+     * a nested heap was being added is refused here: its fspan is 0 now
+     * (ch_find_slow). */
+    if (CH_LIKELY(h != NULL && p - h->start < CH_LOAD(h->fspan)))
+        return h;
     return NULL;
 }
 #endif
@@ -173,17 +187,6 @@ static inline ch_heap_t *ch_find(uintptr_t p)
         return h;
 #endif
     return ch_find_slow(p);
-}
-
-/* The heap's state changed: forget its fail floor. */
-static inline void ch_touched(ch_heap_t *h)
-{
-#if !CH_COMPACT
-    if (CH_LOAD(h->floor) != SIZE_MAX)
-        CH_STORE(h->floor, SIZE_MAX);
-#else
-    (void)h;
-#endif
 }
 
 /* A registered heap matching caps ("all of caps"; caps 0 matches everything). */
@@ -212,6 +215,11 @@ request_t ch_prepare(size_t size, size_t align, uint32_t caps);
  * their number. From the route cache (filled under the registry lock on a
  * miss), or computed on the spot in compact builds. */
 size_t ch_candidates(uint32_t caps, uint8_t *list);
+
+#if !CH_COMPACT
+/* Rebuild ch_g.dflt (under the registry lock; ch_reindex). */
+void ch_route_default(void);
+#endif
 
 /* Called on a failed allocation when an extended callback is installed (fit.c). */
 extern void (*ch_failed_ext)(size_t size, uint32_t caps, size_t align, const char *fn);

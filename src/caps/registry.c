@@ -99,18 +99,21 @@ void ch_reindex(void)
     CH_STORE(ch_g.step, (uint8_t)(padded / 2));
     for (size_t i = 0; i < ch_g.n; i++) {
         ch_heap_t *h = &ch_g.heaps[i];
-        bool host = false;
+        uintptr_t fspan = h->span;
         for (size_t j = 0; j < ch_g.n; j++)
             if (j != i && ch_g.heaps[j].start >= h->start && ch_g.heaps[j].end <= h->end)
-                host = true;
-        CH_STORE(h->host, host); /* once: never transiently false (ch_cached reads it unlocked) */
+                fspan = 0; /* hosts a nested heap */
+        CH_STORE(h->fspan, fspan); /* once: never transiently wrong (ch_cached reads it unlocked) */
     }
 #if !CH_COMPACT
     for (size_t i = 0; i < CH_FCACHE; i++)
-        CH_STORE(ch_g.fcache[i], UINTPTR_MAX);
+        CH_STORE(ch_g.fcache[i], NULL);
 #endif
     for (size_t r = 0; r < CH_ROUTES; r++)
         CH_RELEASE(ch_g.route[r].caps, CH_ROUTE_EMPTY);
+#if !CH_COMPACT
+    ch_route_default();
+#endif
 }
 
 /* Binary search (branch-free over addr[], padded with UINTPTR_MAX to a
@@ -144,13 +147,13 @@ ch_heap_t *ch_find_slow(uintptr_t p)
         ch_unlock();
     }
 #if !CH_COMPACT
-    uintptr_t page = p >> CH_FCACHE_SHIFT, first = page << CH_FCACHE_SHIFT;
     /* No lock here (big heaps have far more pages than entries, so this runs
      * often): an entry a racing nested registration makes stale names a heap
-     * whose host flag is set, and ch_cached() refuses it. */
-    if (h != NULL && !CH_LOAD(h->host) && first >= h->start &&
-        first - h->start + ((uintptr_t)1 << CH_FCACHE_SHIFT) <= h->span)
-        CH_RELEASE(ch_g.fcache[page % CH_FCACHE], ((page & (UINTPTR_MAX >> 8)) << 8) | (uintptr_t)(h - ch_g.heaps));
+     * whose fspan is 0 now, and ch_cached() refuses it. A page may reach
+     * past the heap (its first and last pages, shared with a neighbour or
+     * with memory in no heap): ch_cached() checks the bounds. */
+    if (h != NULL && CH_LOAD(h->fspan) != 0)
+        CH_RELEASE(ch_g.fcache[(p >> CH_FCACHE_SHIFT) % CH_FCACHE], h);
 #endif
     return h;
 }
@@ -207,7 +210,6 @@ static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start,
     memset(h, 0, sizeof *h);
     h->start = start;
     h->end = end;
-    h->floor = SIZE_MAX;
     for (size_t p = 0; p < CH_PRIOS; p++) {
         h->caps[p] = caps[p];
         h->all |= caps[p];

@@ -12,9 +12,13 @@
  * serves a request is the one ESP-IDF's loop would pick.
  *
  * The common case, heap_caps_malloc(size, caps) with caps that need no
- * adjustment, is a cache probe and a loop over the list; a hit on the first
- * heap costs about ten instructions on top of multi_heap_malloc. Readers take
- * no registry lock (caps_private.h): a block from a list torn by a concurrent
+ * adjustment, walks the list (MALLOC_CAP_DEFAULT's own, ch_g.dflt, or the
+ * cached one) and asks each heap, without its lock, whether its free lists
+ * could hold the block (capheap_heap_may_serve); the first that may is
+ * locked and tried. A heap that certainly cannot serve the request is what
+ * ESP-IDF's loop would lock, fail on and leave: ESP32-S3's order puts a
+ * 21 KiB heap first, so this matters on most calls. Readers take no
+ * registry lock (caps_private.h): a block from a list torn by a concurrent
  * refill is checked against the heap's caps before it is returned.
  *
  * D/IRAM alias (chips.md 0.2): an EXEC request served by a heap in the DRAM
@@ -30,6 +34,7 @@
 #include "capheap/heap.h"
 #include "capheap/report.h"
 #include "debug/debug_hooks.h"
+#include "heap/heap_private.h"
 #include "port/port_private.h"
 
 static esp_alloc_failed_hook_t failed_cb;
@@ -78,6 +83,15 @@ size_t ch_candidates(uint32_t caps, uint8_t *list)
     return compute(caps, list);
 }
 #else
+void ch_route_default(void)
+{
+    uint8_t list[CAPHEAP_MAX_HEAPS];
+    size_t n = compute(MALLOC_CAP_DEFAULT, list);
+    for (size_t i = 0; i < n; i++)
+        CH_RELEASE(ch_g.dflt[i], ch_g.heaps[list[i]].heap);
+    CH_STORE(ch_g.dflt[n], NULL); /* lists only grow: no entry past n was ever set */
+}
+
 static const ch_route_t *route(uint32_t caps)
 {
     ch_route_t *r = slot(caps);
@@ -214,16 +228,6 @@ static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size
 }
 #endif
 
-#if !CH_COMPACT
-/* A plain request of size failed on h: record the exact floor. */
-static void note_failure(ch_heap_t *h, size_t size)
-{
-    size_t largest = capheap_heap_largest_request(CH_ACQUIRE(h->heap), h->align);
-    if (largest < size)
-        CH_STORE(h->floor, largest + 1u);
-}
-#endif
-
 /* *usable: the block's usable size when multi_heap said it (task tracking
  * builds, plain requests), else 0. */
 static void *try_heap(ch_heap_t *h, const request_t *q, size_t *usable)
@@ -242,8 +246,6 @@ static void *try_heap(ch_heap_t *h, const request_t *q, size_t *usable)
         p = CH_MH_MALLOC(mh, q->size, *usable);
     else
         p = multi_heap_aligned_alloc(mh, q->size, q->align);
-    if (p != NULL)
-        ch_touched(h);
     return p;
 }
 
@@ -319,33 +321,118 @@ static void *malloc_slow(size_t size, uint32_t caps)
     return p;
 }
 
+#if !CH_COMPACT
+/* Caps the fast paths take: none of the bits the hardware step, the EXEC
+ * and 32BIT rules or the invalid-caps check act on. */
+static inline bool plain_caps(uint32_t caps)
+{
+    return (caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT | MALLOC_CAP_INVALID)) == 0 && caps != 0;
+}
+
+/* The first heap from l on (a NULL-terminated list) that may serve size (its
+ * lists, read unlocked, hold a block of the size class or above:
+ * capheap_heap_may_serve), or the list's end. The heaps passed over
+ * certainly cannot serve it now, which is all ESP-IDF's loop would find out
+ * by locking them. */
+static inline multi_heap_handle_t first_fit(multi_heap_handle_t const **lp, size_t size)
+{
+    multi_heap_handle_t const *l = *lp;
+    multi_heap_handle_t h;
+    while ((h = CH_ACQUIRE(*l)) != NULL && !capheap_heap_may_serve(h, size))
+        l++;
+    *lp = l;
+    return h;
+}
+
+/* Each heap from l on (MALLOC_CAP_DEFAULT's list) that may serve size, in
+ * order, until one does; NULL if none did. */
+static void *alloc_default_from(multi_heap_handle_t const *l, size_t size)
+{
+    for (multi_heap_handle_t h; (h = first_fit(&l, size)) != NULL; l++) {
+        size_t usable = 0;
+        void *p = CH_MH_MALLOC_LOCKED(h, size, usable);
+        if (p != NULL) {
+            CH_DEBUG_ALLOC_IN(p, size, MALLOC_CAP_DEFAULT, CH_HEAP_UNKNOWN, usable);
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* Plain caps (plain_caps(), size > 0): the first candidate that serves size,
+ * the heaps that cannot skipped unlocked; NULL if none did (the caller then
+ * takes the slow path, which skips nothing, before it gives up). */
+static void *alloc_plain(size_t size, uint32_t caps)
+{
+    if (caps == MALLOC_CAP_DEFAULT)
+        return alloc_default_from(ch_g.dflt, size);
+    const ch_route_t *r = slot(caps);
+    if (CH_UNLIKELY(CH_ACQUIRE(r->caps) != caps))
+        return NULL;
+    size_t n = CH_LOAD(r->n);
+    for (size_t i = 0; i < n; i++) {
+        unsigned k = CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS;
+        ch_heap_t *h = &ch_g.heaps[k];
+        multi_heap_handle_t mh = CH_ACQUIRE(h->heap);
+        if (CH_UNLIKELY((h->all & caps) != caps) || mh == NULL || !capheap_heap_may_serve(mh, size))
+            continue; /* a list torn by a concurrent refill; or it cannot serve size now */
+        size_t usable = 0;
+        void *p = CH_MH_MALLOC_LOCKED(mh, size, usable);
+        if (CH_LIKELY(p != NULL)) {
+            CH_DEBUG_ALLOC_IN(p, size, caps, k, usable);
+            return p;
+        }
+    }
+    return NULL;
+}
+
+/* heap_caps_malloc(size, MALLOC_CAP_DEFAULT) after its first choice failed
+ * (its size class held only smaller blocks; 0.2% of W1-lite's mallocs on
+ * S3): the whole list again, which asks that heap a second time (in vain,
+ * unless another thread freed there meanwhile), then the slow path. */
+static CH_NOINLINE void *malloc_default_again(size_t size)
+{
+    void *p = alloc_default_from(ch_g.dflt, size);
+    return p != NULL ? p : malloc_slow(size, MALLOC_CAP_DEFAULT);
+}
+
+/* heap_caps_malloc(size, MALLOC_CAP_DEFAULT), the commonest call: the first
+ * heap that may serve size is asked, and only size lives across that call
+ * (one saved register); the rest is malloc_default_again's. */
+static inline void *malloc_default(size_t size)
+{
+    multi_heap_handle_t const *l = ch_g.dflt;
+    multi_heap_handle_t h = first_fit(&l, size);
+    if (CH_UNLIKELY(h == NULL))
+        return malloc_slow(size, MALLOC_CAP_DEFAULT);
+    size_t usable = 0;
+    void *p = CH_MH_MALLOC_LOCKED(h, size, usable);
+    if (CH_UNLIKELY(p == NULL))
+        return malloc_default_again(size);
+    CH_DEBUG_ALLOC_IN(p, size, MALLOC_CAP_DEFAULT, CH_HEAP_UNKNOWN, usable);
+    return p;
+}
+
+/* Other plain caps: the cached candidate list, then the slow path. */
+static CH_NOINLINE void *malloc_routed(size_t size, uint32_t caps)
+{
+    void *p = alloc_plain(size, caps);
+    return p != NULL ? p : malloc_slow(size, caps);
+}
+#endif
+
 void *heap_caps_malloc(size_t size, uint32_t caps)
 {
 #if !CH_COMPACT
-    /* Fast path: caps the hardware step and the EXEC/32BIT rules leave alone,
-     * a cached candidate list, heaps known to be too full skipped unlocked. */
-    if (CH_LIKELY((caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT | MALLOC_CAP_INVALID)) == 0 &&
-                  caps != 0 && size - 1u < ch_g.size_max)) {
-        const ch_route_t *r = slot(caps);
-        if (CH_LIKELY(CH_ACQUIRE(r->caps) == caps)) {
-            size_t n = CH_LOAD(r->n);
-            for (size_t i = 0; i < n; i++) {
-                unsigned k = CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS;
-                ch_heap_t *h = &ch_g.heaps[k];
-                size_t floor = CH_LOAD(h->floor);
-                if (size >= floor || CH_UNLIKELY((h->all & caps) != caps))
-                    continue; /* known too full; or a list torn by a concurrent refill */
-                if (CH_UNLIKELY(floor != SIZE_MAX))
-                    CH_STORE(h->floor, SIZE_MAX); /* size < floor: it fits, the heap changes */
-                size_t usable = 0;
-                void *p = CH_MH_MALLOC(CH_ACQUIRE(h->heap), size, usable);
-                if (CH_LIKELY(p != NULL)) {
-                    CH_DEBUG_ALLOC_IN(p, size, caps, k, usable);
-                    return p;
-                }
-                note_failure(h, size);
-            }
-        }
+    /* Fast paths: caps that need no adjustment, heaps that cannot serve the
+     * request skipped without their lock. A request that every candidate
+     * refuses goes the slow way (no skipping) before it fails: a heap
+     * skipped while another thread was changing it is asked again. */
+    if (CH_LIKELY(size - 1u < ch_g.size_max)) {
+        if (CH_LIKELY(caps == MALLOC_CAP_DEFAULT))
+            return malloc_default(size);
+        if (plain_caps(caps))
+            return malloc_routed(size, caps);
     }
 #endif
     return malloc_slow(size, caps);
@@ -458,7 +545,7 @@ static ch_heap_t *owner(void **ptr, bool *alias, const char *what)
     return h;
 }
 
-static void free_slow(void *ptr)
+static CH_NOINLINE void free_slow(void *ptr)
 {
     if (ptr == NULL)
         return;
@@ -468,7 +555,6 @@ static void free_slow(void *ptr)
     if (h != NULL) {
         CH_DEBUG_FREE(user); /* before the block can be reused (spec 4.1: ESP-IDF records first) */
         multi_heap_free(h->heap, ptr);
-        ch_touched(h);
     }
 }
 
@@ -479,9 +565,8 @@ void heap_caps_free(void *ptr)
      * pointers never are: their pages are in no heap). */
     ch_heap_t *h = ch_cached((uintptr_t)ptr);
     if (CH_LIKELY(h != NULL)) {
-        ch_touched(h);
         CH_DEBUG_FREE(ptr); /* before the block can be reused */
-        multi_heap_free(h->heap, ptr);
+        capheap_heap_free_locked(h->heap, ptr);
         return;
     }
 #endif
@@ -500,8 +585,9 @@ size_t heap_caps_get_allocated_size(void *ptr)
     return alias ? (n > ch_hidden(h) ? n - ch_hidden(h) : 0) : n;
 }
 
-/* realloc with caps; tried_in_place: the caller already tried multi_heap_realloc in ptr's heap. */
-static void *realloc_move(void *ptr, size_t size, uint32_t caps, bool tried_in_place)
+/* realloc with caps: in place (or moved inside ptr's heap) when that heap
+ * has the caps, else a new block from the caps' heaps, copied, and the old freed. */
+static void *realloc_base(void *ptr, size_t size, uint32_t caps)
 {
     request_t q = ch_prepare(size, 0, caps);
     if (q.bad != CAPHEAP_FIT_OK)
@@ -511,10 +597,9 @@ static void *realloc_move(void *ptr, size_t size, uint32_t caps, bool tried_in_p
     ch_heap_t *h = owner(&ptr, &alias, CH_FOREIGN);
     if (h == NULL)
         return NULL;
-    if (!tried_in_place && !alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
+    if (!alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
         void *p = multi_heap_realloc(h->heap, ptr, q.size);
         if (p != NULL) {
-            ch_touched(h);
             CH_DEBUG_REALLOC(user, p, q.size, q.caps);
             return p;
         }
@@ -528,31 +613,40 @@ static void *realloc_move(void *ptr, size_t size, uint32_t caps, bool tried_in_p
     return p;
 }
 
-static void *realloc_base(void *ptr, size_t size, uint32_t caps)
-{
-    return realloc_move(ptr, size, caps, false);
-}
-
-void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
-{
 #if !CH_COMPACT
-    /* Fast path: plain caps, the block's page in free()'s cache, its heap has
-     * the caps: multi_heap's realloc (in place, or moved within the heap). */
-    if (CH_LIKELY((caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT | MALLOC_CAP_INVALID)) == 0 &&
-                  caps != 0 && size - 1u < ch_g.size_max)) {
-        ch_heap_t *h = ch_cached((uintptr_t)ptr);
-        if (CH_LIKELY(h != NULL && (h->all & caps) == caps)) {
-            ch_touched(h);
-            size_t usable = 0;
-            void *p = CH_MH_REALLOC(h->heap, ptr, size, usable);
-            if (p != NULL)
-                CH_DEBUG_REALLOC_IN(ptr, p, size, caps, (unsigned)(h - ch_g.heaps), usable);
-            else if ((p = realloc_move(ptr, size, caps, true)) == NULL)
-                failed(size, caps, 0, "heap_caps_realloc");
-            return p;
-        }
+static void *realloc_slow(void *ptr, size_t size, uint32_t caps);
+
+/* The fast path's move: ptr's heap (plain pointer, no alias: its page was
+ * cached) could neither resize nor move the block inside itself. What
+ * realloc_base does after its in-place step, without the request
+ * preparation (plain caps need none), heaps that cannot serve skipped
+ * unlocked. The heap is looked up again (ch_find: the page cache, as a
+ * rule), so that only three values live across the fast path's call. */
+static CH_NOINLINE void *realloc_out(void *ptr, size_t size, uint32_t caps)
+{
+    ch_heap_t *h = ch_find((uintptr_t)ptr);
+    if (CH_UNLIKELY(h == NULL))
+        return realloc_slow(ptr, size, caps); /* not reached: heaps are never removed */
+    void *p = alloc_plain(size, caps);
+    if (p == NULL && (p = alloc_base(size, 0, caps)) == NULL) {
+        failed(size, caps, 0, "heap_caps_realloc");
+        return NULL;
     }
+    CH_DEBUG_FREE(ptr); /* heap_caps_free's order: before the block can be reused */
+    capheap_heap_move_out(h->heap, ptr, p, size);
+    return p;
+}
 #endif
+
+/* heap_caps_realloc in full (spec 2.6): behind the fast path in speed
+ * builds, heap_caps_realloc itself in compact ones. */
+#if CH_COMPACT
+#define realloc_slow heap_caps_realloc
+void *realloc_slow(void *ptr, size_t size, uint32_t caps)
+#else
+static CH_NOINLINE void *realloc_slow(void *ptr, size_t size, uint32_t caps)
+#endif
+{
     if (ptr != NULL && size == 0) {
         heap_caps_free(ptr);
         return NULL;
@@ -562,6 +656,26 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
         failed(size, caps, 0, "heap_caps_realloc");
     return p;
 }
+
+#if !CH_COMPACT
+void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
+{
+    /* Fast path: plain caps, the block's page in free()'s cache, its heap has
+     * the caps: multi_heap's realloc (in place, or moved within the heap). */
+    if (CH_LIKELY(plain_caps(caps) && size - 1u < ch_g.size_max)) {
+        ch_heap_t *h = ch_cached((uintptr_t)ptr);
+        if (CH_LIKELY(h != NULL && (h->all & caps) == caps)) {
+            size_t usable = 0;
+            void *p = CH_MH_REALLOC_LOCKED(h->heap, ptr, size, usable);
+            if (CH_UNLIKELY(p == NULL))
+                return realloc_out(ptr, size, caps);
+            CH_DEBUG_REALLOC_IN(ptr, p, size, caps, (unsigned)(h - ch_g.heaps), usable);
+            return p;
+        }
+    }
+    return realloc_slow(ptr, size, caps);
+}
+#endif
 
 /* ---- prefer variants -------------------------------------------------------- */
 

@@ -101,6 +101,161 @@ static inline uint32_t ce_overhead(const ce_heap_t *h)
     return h->region_bytes - (h->end - h->first);
 }
 
+#if defined(__GNUC__)
+#define CE_LIKELY(x) __builtin_expect(!!(x), 1)
+#else
+#define CE_LIKELY(x) (x)
+#endif
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CE_TSAN_CLANG 1
+#endif
+#endif
+#ifndef CE_TSAN_CLANG
+#define CE_TSAN_CLANG 0
+#endif
+
+/*
+ * The class bitmaps (pair_bitmap and each pair's word) are the one piece of
+ * engine state read without the heap's lock: ce_may_fit() below, which lets
+ * heap_caps skip a heap that cannot serve a request without locking it. In
+ * speed builds they are written with relaxed atomic stores (plain stores on
+ * every target this runs on; the read-modify-write around them stays under
+ * the lock), so that read is not a data race in C11 terms, and
+ * ThreadSanitizer agrees. Size-optimised builds have no such reader (their
+ * heap_caps locks every heap it asks): ce_may_fit() does not exist there and
+ * the writes stay plain.
+ */
+#if defined(__GNUC__)
+#define CE_BM_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define CE_BM_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#else
+#define CE_BM_LOAD(x) (x)
+#define CE_BM_STORE(x, v) ((x) = (v))
+#endif
+
+/* *w |= v, and *w &= v telling whether *w is now 0. */
+#if defined(__OPTIMIZE_SIZE__)
+static inline void ce_bm_or(uint32_t *w, uint32_t v)
+{
+    *w |= v;
+}
+
+static inline bool ce_bm_and(uint32_t *w, uint32_t v)
+{
+    return (*w &= v) == 0;
+}
+#elif defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__SANITIZE_THREAD__) && \
+    !CE_TSAN_CLANG
+/* A plain load and a relaxed atomic store (the lock orders the writers): on
+ * x86 one non-locked "or"/"and" to memory is exactly that (its load and its
+ * store are each single-copy atomic), in one instruction where GCC, which
+ * never fuses atomics, emits three (+2 instructions per operation on W1).
+ * ThreadSanitizer builds keep the C form below, which it can see. */
+static inline void ce_bm_or(uint32_t *w, uint32_t v)
+{
+    __asm__("orl %1, %0" : "+m"(*w) : "ri"(v));
+}
+
+static inline bool ce_bm_and(uint32_t *w, uint32_t v)
+{
+    bool zero;
+    __asm__("andl %2, %0" : "+m"(*w), "=@ccz"(zero) : "ri"(v));
+    return zero;
+}
+#else
+static inline void ce_bm_or(uint32_t *w, uint32_t v)
+{
+    CE_BM_STORE(*w, *w | v);
+}
+
+static inline bool ce_bm_and(uint32_t *w, uint32_t v)
+{
+    uint32_t m = *w & v;
+    CE_BM_STORE(*w, m);
+    return m == 0;
+}
+#endif
+
+/* Index of the highest set bit of x (x != 0). */
+static inline uint32_t ce_fls32(uint32_t x)
+{
+#if defined(__GNUC__)
+    return (uint32_t)__builtin_clz(x) ^ 31u; /* one bsr on x86 */
+#else
+    uint32_t r = 0;
+    if (x & 0xFFFF0000u) { x >>= 16; r += 16; }
+    if (x & 0xFF00u) { x >>= 8; r += 8; }
+    if (x & 0xF0u) { x >>= 4; r += 4; }
+    if (x & 0xCu) { x >>= 2; r += 2; }
+    if (x & 0x2u) { r += 1; }
+    return r;
+#endif
+}
+
+/* The class a free block of s bytes is filed under (the floor class), as
+ * c = 16 * fl + sl: fl = highest bit - 5, sl the next 4 bits; sizes below 64
+ * are class s / 4. Branch-free: with f = fls(s | 64) (at least 6) the same
+ * formula covers both ranges. */
+static inline size_t ce_class_scan(uint32_t s)
+{
+    size_t f = ce_fls32(s | (CE_SL_COUNT << 2));
+    return (f << CE_SL_LOG2) + ((size_t)s >> (f - CE_SL_LOG2)) - ((CE_SL_LOG2 + 2u) << CE_SL_LOG2);
+}
+
+/* The class a free block of size s is filed under (ce_class_scan). */
+#if !defined(__OPTIMIZE_SIZE__)
+/* Sizes below 1024 (95% of them in typical use) look their class up by
+ * s / 4: c = s / 4 below 128, then 16 lists per doubling. One load instead of
+ * a bit scan and two shifts; not when optimising for size. */
+#define CE_LUT_LIMIT 1024u
+#define CE_LUT_C(i) ((i) < 32 ? (i) : (i) < 64 ? 16 + (i) / 2 : (i) < 128 ? 32 + (i) / 4 : 48 + (i) / 8)
+#define CE_LUT_4(i) CE_LUT_C(i), CE_LUT_C((i) + 1), CE_LUT_C((i) + 2), CE_LUT_C((i) + 3)
+#define CE_LUT_16(i) CE_LUT_4(i), CE_LUT_4((i) + 4), CE_LUT_4((i) + 8), CE_LUT_4((i) + 12)
+#define CE_LUT_64(i) CE_LUT_16(i), CE_LUT_16((i) + 16), CE_LUT_16((i) + 32), CE_LUT_16((i) + 48)
+#endif
+
+#if defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+__attribute__((always_inline)) /* like the engine's other O(1) steps (tlsf_ops.h) */
+#endif
+static inline size_t ce_class_of(uint32_t s)
+{
+#if defined(CE_LUT_LIMIT)
+    static const uint8_t small[CE_LUT_LIMIT / 4u] = {CE_LUT_64(0), CE_LUT_64(64), CE_LUT_64(128),
+                                                     CE_LUT_64(192)};
+    if (CE_LIKELY(s < CE_LUT_LIMIT))
+        return small[s >> 2];
+#endif
+    return ce_class_scan(s);
+}
+
+/*
+ * Could ce_malloc(h, size) succeed now? False only if it would return NULL:
+ * size is 0 or above max_request, or no list at or above the block's own
+ * class is non-empty (malloc scans its own class, then takes any block of a
+ * class above). True promises nothing (the own class may hold only smaller
+ * blocks). Lock-free: the bitmaps are read with relaxed loads, so while
+ * another thread changes the heap under its lock the answer describes some
+ * state of the lists during that change; max_request and align_mask never
+ * change after ce_create. O(1), about fifteen instructions.
+ */
+#if !defined(__OPTIMIZE_SIZE__)
+static inline bool ce_may_fit(const ce_heap_t *h, size_t size)
+{
+    if (size - 1u >= h->max_request)
+        return false; /* also keeps the class inside the heap's bitmaps */
+    uint32_t a = h->align_mask;
+    /* block_for() without its 16-byte minimum: classes below it are always
+     * empty, so "a list at or above" is the same question. */
+    size_t c = ce_class_of(((uint32_t)size + CE_HDR + a) & ~a);
+    size_t k = c >> 5;
+    if (CE_BM_LOAD(h->pair_bitmap) >> k >> 1 != 0)
+        return true; /* a block in a class above the own pair: it fits */
+    return CE_BM_LOAD(h->rows[k * CE_PAIR_WORDS]) >> (c & 31u) != 0;
+}
+#endif
+
 /* What a validation found. ce_diagnose() names kinds up to CE_FAULT_BAD_NEIGHBOUR
  * (multi_heap.c has a text for each, in this order); the rest are the check's only. */
 typedef enum {

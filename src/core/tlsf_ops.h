@@ -44,11 +44,6 @@
 #define CE_INLINE static inline
 #endif
 #if defined(__GNUC__)
-#define CE_LIKELY(x) __builtin_expect(!!(x), 1)
-#else
-#define CE_LIKELY(x) (x)
-#endif
-#if defined(__GNUC__)
 #define CE_TAIL static __attribute__((noinline))
 #else
 #define CE_TAIL static
@@ -133,17 +128,7 @@ CE_INLINE void *data_of(const ce_heap_t *h, uint32_t b)
 
 CE_INLINE uint32_t fls32(uint32_t x) /* index of the highest set bit; x != 0 */
 {
-#if defined(__GNUC__)
-    return (uint32_t)__builtin_clz(x) ^ 31u; /* one bsr on x86 */
-#else
-    uint32_t r = 0;
-    if (x & 0xFFFF0000u) { x >>= 16; r += 16; }
-    if (x & 0xFF00u) { x >>= 8; r += 8; }
-    if (x & 0xF0u) { x >>= 4; r += 4; }
-    if (x & 0xCu) { x >>= 2; r += 2; }
-    if (x & 0x2u) { r += 1; }
-    return r;
-#endif
+    return ce_fls32(x);
 }
 
 CE_INLINE uint32_t ffs32(uint32_t x) /* index of the lowest set bit; x != 0 */
@@ -157,31 +142,9 @@ CE_INLINE uint32_t ffs32(uint32_t x) /* index of the lowest set bit; x != 0 */
 
 /* ---- size classes ------------------------------------------------------ */
 
-/* The class a free block of size s is filed under (the floor class), as
- * c = 16 * fl + sl: fl = highest bit - 5, sl the next 4 bits; sizes below 64
- * are class s / 4. Branch-free: with f = fls(s | 64) (at least 6) the same
- * formula covers both ranges. */
-#if !defined(__OPTIMIZE_SIZE__)
-/* Sizes below 1024 (95% of them in typical use) look their class up by
- * s / 4: c = s / 4 below 128, then 16 lists per doubling. One load instead of
- * a bit scan and two shifts; not when optimising for size. */
-#define CE_LUT_LIMIT 1024u
-#define CE_LUT_C(i) ((i) < 32 ? (i) : (i) < 64 ? 16 + (i) / 2 : (i) < 128 ? 32 + (i) / 4 : 48 + (i) / 8)
-#define CE_LUT_4(i) CE_LUT_C(i), CE_LUT_C((i) + 1), CE_LUT_C((i) + 2), CE_LUT_C((i) + 3)
-#define CE_LUT_16(i) CE_LUT_4(i), CE_LUT_4((i) + 4), CE_LUT_4((i) + 8), CE_LUT_4((i) + 12)
-#define CE_LUT_64(i) CE_LUT_16(i), CE_LUT_16((i) + 16), CE_LUT_16((i) + 32), CE_LUT_16((i) + 48)
-#endif
-
-CE_INLINE size_t class_of(uint32_t s)
+CE_INLINE size_t class_of(uint32_t s) /* ce_class_of in tlsf.h */
 {
-#if defined(CE_LUT_LIMIT)
-    static const uint8_t small[CE_LUT_LIMIT / 4u] = {CE_LUT_64(0), CE_LUT_64(64), CE_LUT_64(128),
-                                                     CE_LUT_64(192)};
-    if (CE_LIKELY(s < CE_LUT_LIMIT))
-        return small[s >> 2];
-#endif
-    size_t f = fls32(s | (CE_SL_COUNT << 2));
-    return (f << CE_SL_LOG2) + ((size_t)s >> (f - CE_SL_LOG2)) - ((CE_SL_LOG2 + 2u) << CE_SL_LOG2);
+    return ce_class_of(s);
 }
 
 /* ---- free lists -------------------------------------------------------- */
@@ -208,12 +171,12 @@ CE_INLINE void list_insert_at(ce_heap_t *h, uint32_t *blk, uint32_t b, uint32_t 
     size_t c = class_of(s);
     uint32_t *hp = &HEAD(h, c);
     uint32_t head = *hp;
-    if (head == 0) {
+    if (CE_LIKELY(head == 0)) { /* the hint keeps GCC's block layout of W1's best build (ce_bm_or) */
         blk[1] = 0; /* next */
         blk[2] = 0; /* prev */
         *hp = b;
-        PAIR_BITMAP(h, c >> 5) |= 1u << (c & 31u);
-        h->pair_bitmap |= 1u << (c >> 5);
+        ce_bm_or(&PAIR_BITMAP(h, c >> 5), 1u << (c & 31u));
+        ce_bm_or(&h->pair_bitmap, 1u << (c >> 5));
     } else if (SIZE_OF(HDR(h, head)) > s) {
         uint32_t nx = NEXT(h, head);
         blk[1] = nx;
@@ -265,10 +228,8 @@ CE_INLINE void unlink_at(ce_heap_t *h, uint32_t *pair, uint32_t k, uint32_t bit,
     if (nx != 0) {
         PREV(h, nx) = 0;
     } else {
-        uint32_t m = pair[0] & ~(1u << bit);
-        pair[0] = m;
-        if (m == 0)
-            h->pair_bitmap &= ~(1u << k);
+        if (ce_bm_and(&pair[0], ~(1u << bit)))
+            ce_bm_and(&h->pair_bitmap, ~(1u << k));
     }
 }
 
@@ -283,10 +244,8 @@ CE_INLINE void unlink_head(ce_heap_t *h, size_t c, uint32_t b)
 #if defined(__OPTIMIZE_SIZE__)
         class_flip(h, c);
 #else
-        uint32_t m = PAIR_BITMAP(h, c >> 5) & ~(1u << (c & 31u));
-        PAIR_BITMAP(h, c >> 5) = m;
-        if (m == 0)
-            h->pair_bitmap &= ~(1u << (c >> 5));
+        if (ce_bm_and(&PAIR_BITMAP(h, c >> 5), ~(1u << (c & 31u))))
+            ce_bm_and(&h->pair_bitmap, ~(1u << (c >> 5)));
 #endif
     }
 }

@@ -21,6 +21,7 @@
 #ifndef CAPHEAP_DEBUG_HOOKS_H
 #define CAPHEAP_DEBUG_HOOKS_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,15 +69,24 @@ void ch_task_fork_child(void);
 #define CH_DEBUG_REALLOC_IN(old, p, size, caps, heap, usable) ((void)(old), (void)(usable))
 #endif
 
-/* multi_heap's malloc and realloc on heap_caps' fast paths; `usable` is a
- * size_t the _IN events then report. */
-#if CAPHEAP_TASK_TRACKING
+/* multi_heap's malloc and realloc on heap_caps' paths: the public malloc
+ * (CH_MH_MALLOC) and, on the fast paths of speed builds, the locked halves
+ * (CH_MH_*_LOCKED: a registered heap, p not NULL, size not 0). `usable` is a
+ * size_t the _IN events then report; with task tracking multi_heap fills it
+ * in under the lock it takes anyway. */
 #include "heap/heap_private.h"
+#if CAPHEAP_TASK_TRACKING
 #define CH_MH_MALLOC(mh, size, usable) capheap_heap_malloc_sized((mh), (size), &(usable))
-#define CH_MH_REALLOC(mh, p, size, usable) capheap_heap_realloc_sized((mh), (p), (size), &(usable))
+#define CH_MH_MALLOC_LOCKED(mh, size, usable) capheap_heap_malloc_sized((mh), (size), &(usable))
+#define CH_MH_REALLOC_LOCKED(mh, p, size, usable) capheap_heap_realloc_sized((mh), (p), (size), &(usable))
 #else
 #define CH_MH_MALLOC(mh, size, usable) multi_heap_malloc((mh), (size))
-#define CH_MH_REALLOC(mh, p, size, usable) multi_heap_realloc((mh), (p), (size))
+#define CH_MH_MALLOC_LOCKED(mh, size, usable) capheap_heap_malloc_locked((mh), (size))
+#define CH_MH_REALLOC_LOCKED(mh, p, size, usable) capheap_heap_realloc_locked((mh), (p), (size))
 #endif
+
+/* The heap argument of the _IN events when the caller has the block's
+ * multi_heap handle but not its registry slot (the tracker finds it). */
+#define CH_HEAP_UNKNOWN UINT_MAX
 
 #endif /* CAPHEAP_DEBUG_HOOKS_H */

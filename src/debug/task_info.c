@@ -457,7 +457,7 @@ static TT_NOINLINE void tt_alloc_general(void *ptr, unsigned heap, size_t n, voi
         return;
     if (task == NULL)
         task = capheap_port_current_task();
-    if (n == 0 && !tt_locate(ptr, &heap, &n))
+    if ((n == 0 || heap == CH_HEAP_UNKNOWN) && !tt_locate(ptr, &heap, &n))
         return; /* not told by the caller, and in no heap */
     if (TT_UNLIKELY(n > UINT32_MAX))
         n = UINT32_MAX; /* heap_task_block_t's size is 32 bits; no region is that big */
@@ -523,6 +523,18 @@ static TT_NOINLINE void tt_alloc_general(void *ptr, unsigned heap, size_t n, voi
  * engine's offsets are 32-bit, no block is larger. */
 void ch_task_alloc_in(void *ptr, unsigned heap, size_t n)
 {
+#if !CH_COMPACT
+    if (heap == CH_HEAP_UNKNOWN && n != 0) {
+        /* The caller had the heap's handle, not its slot: free()'s page
+         * cache knows the block's page, as a rule (else the general path). */
+        const ch_heap_t *h = ch_cached((uintptr_t)ptr);
+        if (TT_UNLIKELY(h == NULL)) {
+            tt_alloc_general(ptr, heap, 0, NULL);
+            return;
+        }
+        heap = (unsigned)(h - ch_g.heaps);
+    }
+#endif
     void *task = capheap_current_task_known();
     /* Fast path (no call: the rest is a tail call): heap and size known, the
      * task known without asking the port and the same as last time, the
@@ -989,9 +1001,8 @@ static void *tt_array_alloc(size_t n, size_t each)
     return best != NULL ? multi_heap_aligned_alloc(best, n * each, TT_ARRAY_ALIGN) : NULL;
 }
 
-/* Back through heap_caps_free: the heap's bookkeeping (its fail floor) sees
- * the room come back; our free hook finds no entry and counts an unknown
- * free, which is harmless. */
+/* Back through heap_caps_free (it finds the heap); our free hook finds no
+ * entry and counts an unknown free, which is harmless. */
 static void tt_array_free(void *p)
 {
     if (p != NULL)

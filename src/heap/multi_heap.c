@@ -55,10 +55,10 @@ static inline ce_heap_t *E(multi_heap_handle_t heap)
 #elif CAPHEAP_VALGRIND
 /* every operation through lock(), which turns memcheck's reports off for the engine */
 #define MH_ALWAYS_LOCKED 1
-#define MH_LOCKED static MH_NOINLINE
+#define MH_LOCKED MH_NOINLINE
 #else
 #define MH_ALWAYS_LOCKED 0
-#define MH_LOCKED static MH_NOINLINE
+#define MH_LOCKED MH_NOINLINE /* external: heap_caps' fast paths call them (heap_private.h) */
 #endif
 
 /* The lock a check pass attaches to a heap that has none (capheap/check.h):
@@ -138,16 +138,7 @@ static void report(const char *what, const void *addr, uint32_t expected, uint32
 /* ---- poisoning --------------------------------------------------------- */
 
 #if POISON_ENABLED
-static inline size_t head_bytes(const ce_heap_t *h)
-{
-    return h->align_mask + 1u > POISON_HEAD_MIN ? h->align_mask + 1u : POISON_HEAD_MIN;
-}
-
-static inline size_t overhead(const ce_heap_t *h)
-{
-    return head_bytes(h) + POISON_TAIL;
-}
-
+/* head_bytes() and overhead() are in heap_private.h. */
 static inline uint32_t load32(const void *p)
 {
     return san_load32(p); /* a canary may be poisoned (sanitize.h) */
@@ -251,17 +242,7 @@ size_t capheap_heap_poison_overhead(multi_heap_handle_t heap)
 #endif
 }
 
-/* Bytes the engine must provide for a user request; 0 if it would overflow. */
-static inline size_t engine_size(const ce_heap_t *h, size_t size)
-{
-#if POISON_ENABLED
-    size_t ov = overhead(h);
-    return (size == 0 || size > SIZE_MAX - ov) ? 0 : size + ov;
-#else
-    (void)h;
-    return size;
-#endif
-}
+/* engine_size() is in heap_private.h. */
 
 /* Engine data pointer of a user pointer. */
 static inline void *raw_of(const ce_heap_t *h, void *p)
@@ -504,10 +485,11 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock_object)
 /*
  * malloc, free and realloc each have a body compiled twice: straight into the
  * API function for heaps without a lock (a leaf with no calls, so no saved
- * registers: about 20 instructions less per call) and into a *_locked
- * function that brackets it with the lock. Rejected pointers go to a cold
- * function that describes the fault under the lock and reports it after
- * releasing it.
+ * registers: about 20 instructions less per call) and into a
+ * capheap_heap_*_locked function that brackets it with the lock (heap_caps'
+ * fast paths call those directly: their heaps always have a lock). Rejected
+ * pointers go to a cold function that describes the fault under the lock
+ * and reports it after releasing it.
  */
 /* Allocation under the lock: size user bytes, ce_memalign(alignment,
  * offset), offset in engine terms (already word-rounded, poison head
@@ -569,8 +551,9 @@ CE_INLINE void *malloc_body(ce_heap_t *h, size_t size)
     return p;
 }
 
-MH_LOCKED void *malloc_locked(ce_heap_t *h, size_t size)
+MH_LOCKED void *capheap_heap_malloc_locked(multi_heap_handle_t heap, size_t size)
 {
+    ce_heap_t *h = E(heap);
     lock_w(h);
     void *p = malloc_body(h, size);
     unlock(h);
@@ -585,7 +568,7 @@ MH_NOINLINE void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
         return NULL;
     ce_heap_t *h = E(heap);
     if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL)
-        return malloc_locked(h, size);
+        return capheap_heap_malloc_locked(heap, size);
     return malloc_body(h, size);
 }
 #endif
@@ -670,8 +653,9 @@ CE_INLINE bool free_body(ce_heap_t *h, void *p)
 #endif
 }
 
-MH_LOCKED void free_locked(ce_heap_t *h, void *p)
+MH_LOCKED void capheap_heap_free_locked(multi_heap_handle_t heap, void *p)
 {
+    ce_heap_t *h = E(heap);
     lock_w(h);
     if (free_body(h, p))
         unlock(h);
@@ -707,7 +691,7 @@ MH_NOINLINE void multi_heap_free(multi_heap_handle_t heap, void *p) /* as multi_
         return;
     ce_heap_t *h = E(heap);
     if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL) {
-        free_locked(h, p);
+        capheap_heap_free_locked(heap, p);
         return;
     }
 #if !MH_SPLIT_FREE
@@ -800,8 +784,9 @@ CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok)
 #endif
 }
 
-MH_LOCKED void *realloc_locked(ce_heap_t *h, void *p, size_t size)
+MH_LOCKED void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size)
 {
+    ce_heap_t *h = E(heap);
     bool ok;
     lock_w(h);
     void *q = realloc_body(h, p, size, &ok);
@@ -824,7 +809,7 @@ void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
     }
     ce_heap_t *h = E(heap);
     if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL)
-        return realloc_locked(h, p, size);
+        return capheap_heap_realloc_locked(heap, p, size);
     bool ok;
     void *q = realloc_body(h, p, size, &ok);
     if (!ok)
@@ -870,10 +855,12 @@ void *capheap_heap_realloc_sized(multi_heap_handle_t heap, void *p, size_t size,
     bool ok;
     lock_w(h);
     void *q = realloc_body(h, p, size, &ok);
+    if (!ok) {
+        reject_locked(h, p); /* q is NULL */
+        return q;
+    }
     *usable = usable_locked(h, q);
     unlock(h);
-    if (!ok)
-        reject(h, p);
     return q;
 }
 
@@ -920,6 +907,26 @@ size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p)
         return 0;
     return user_bytes(E(heap), multi_heap_get_full_block_size(heap, p));
 }
+
+#if !defined(__OPTIMIZE_SIZE__)
+/* heap_caps_realloc's move out of a heap (heap_private.h): the size query,
+ * the copy and the free under one lock instead of two. */
+void capheap_heap_move_out(multi_heap_handle_t heap, void *p, void *dst, size_t n)
+{
+    ce_heap_t *h = E(heap);
+    lock_w(h);
+    if (!accepted(h, p)) {
+        unlock(h);
+        reject(h, p);
+        return;
+    }
+    size_t cap = user_bytes(h, ce_block_capacity(h, raw_of(h, p)));
+    CE_SAN_UNPOISON(p, cap); /* the whole usable size is the caller's (block_size's claim) */
+    memcpy(dst, p, cap < n ? cap : n);
+    (void)free_body(h, p);   /* accepted above */
+    unlock(h);
+}
+#endif
 
 /* ---- counters ---------------------------------------------------------- */
 
