@@ -565,8 +565,7 @@ void heap_caps_free(void *ptr)
      * pointers never are: their pages are in no heap). */
     ch_heap_t *h = ch_cached((uintptr_t)ptr);
     if (CH_LIKELY(h != NULL)) {
-        CH_DEBUG_FREE(ptr); /* before the block can be reused */
-        capheap_heap_free_locked(h->heap, ptr);
+        CH_FREE_LOCKED_REPORTED(h->heap, ptr); /* reported before the block can be reused */
         return;
     }
 #endif

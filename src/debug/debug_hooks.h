@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "capheap/config.h"
+#include "multi_heap.h"
 
 #define CH_DEBUG (CAPHEAP_TRACING || CAPHEAP_USE_HOOKS || CAPHEAP_TASK_TRACKING)
 
@@ -45,6 +46,7 @@ void ch_trace_fork_parent(void);
 void ch_trace_fork_child(void);
 void ch_task_alloc_in(void *ptr, unsigned heap, size_t usable); /* src/debug/task_info.c; heap: registry slot */
 void ch_task_free(void *ptr);
+void ch_task_free_then(void *ptr, multi_heap_handle_t mh); /* ch_task_free, then capheap_heap_free_locked */
 void ch_task_describe(const void *ptr); /* capheap_describe_block */
 void ch_task_fork_prepare(void); /* fork: see capheap_caps_lock_all */
 void ch_task_fork_parent(void);
@@ -83,6 +85,14 @@ void ch_task_fork_child(void);
 #define CH_MH_MALLOC(mh, size, usable) multi_heap_malloc((mh), (size))
 #define CH_MH_MALLOC_LOCKED(mh, size, usable) capheap_heap_malloc_locked((mh), (size))
 #define CH_MH_REALLOC_LOCKED(mh, p, size, usable) capheap_heap_realloc_locked((mh), (p), (size))
+#endif
+
+/* heap_caps_free's fast path: report the free, then multi_heap's locked
+ * half frees. Task tracking alone: one call; the tracker frees last. */
+#if CAPHEAP_TASK_TRACKING && !CAPHEAP_TRACING && !CAPHEAP_USE_HOOKS
+#define CH_FREE_LOCKED_REPORTED(mh, p) ch_task_free_then((p), (mh))
+#else
+#define CH_FREE_LOCKED_REPORTED(mh, p) (CH_DEBUG_FREE(p), capheap_heap_free_locked((mh), (p)))
 #endif
 
 /* The heap argument of the _IN events when the caller has the block's

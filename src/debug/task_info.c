@@ -596,34 +596,75 @@ static TT_NOINLINE void tt_free_general(void *ptr)
     tt_unlock();
 }
 
+/* ch_task_free's fast path (no call): the lock free, the block listed.
+ * Returns TT_FREED, or the slot of a deleted owner that may now go
+ * (tt_drop_if_done), or TT_NOT_FREED (tt_free_general must do it). */
+#define TT_FREED 256
+#define TT_NOT_FREED (-1)
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int tt_free_fast(void *ptr)
+{
+    uintptr_t a = (uintptr_t)ptr;
+    size_t mask = TT_BLOCK_SLOTS - 1u;
+    size_t i = tt_hash(a, TT_BLOCK_SLOTS);
+    if (TT_UNLIKELY(!tt_trylock()))
+        return TT_NOT_FREED;
+    uintptr_t e;
+    while ((e = tt.block[i].addr) != a && e != 0)
+        i = (i + 1u) & mask;
+    if (TT_UNLIKELY(e != a)) {
+        tt_unlock();
+        return TT_NOT_FREED;
+    }
+    tt_block_t b = tt.block[i];
+    tt_block_remove(i);
+    tt_credit(&b, false);
+    const tt_task_t *t = &tt.task[b.task];
+    bool drop = !CAPHEAP_TRACK_DELETED_TASKS && t->state == TT_DELETED && t->all.count == 0;
+    tt_unlock();
+    return TT_UNLIKELY(drop) ? (int)b.task : TT_FREED;
+}
+
+/* What tt_free_fast left: the general path, or a deleted owner to drop. */
+static TT_NOINLINE void tt_free_rest(void *ptr, int r)
+{
+    if (r == TT_NOT_FREED)
+        tt_free_general(ptr);
+    else
+        tt_drop_if_done((unsigned)r);
+}
+
 void ch_task_free(void *ptr)
 {
     if (TT_UNLIKELY(ptr == NULL))
         return;
-    /* Fast path (no call: the rest is a tail call): the lock free, the block
-     * listed, its owner alive. */
-    uintptr_t a = (uintptr_t)ptr;
-    size_t mask = TT_BLOCK_SLOTS - 1u;
-    size_t i = tt_hash(a, TT_BLOCK_SLOTS);
-    if (TT_LIKELY(tt_trylock())) {
-        uintptr_t e;
-        while ((e = tt.block[i].addr) != a && e != 0)
-            i = (i + 1u) & mask;
-        if (TT_LIKELY(e == a)) {
-            tt_block_t b = tt.block[i];
-            tt_block_remove(i);
-            tt_credit(&b, false);
-            const tt_task_t *t = &tt.task[b.task];
-            bool drop = !CAPHEAP_TRACK_DELETED_TASKS && t->state == TT_DELETED && t->all.count == 0;
-            tt_unlock();
-            if (TT_UNLIKELY(drop))
-                tt_drop_if_done(b.task);
-            return;
-        }
-        tt_unlock();
-    }
-    tt_free_general(ptr);
+    int r = tt_free_fast(ptr);
+    if (TT_UNLIKELY(r != TT_FREED))
+        tt_free_rest(ptr, r);
 }
+
+#if !CH_COMPACT
+static TT_NOINLINE void tt_free_rest_then(void *ptr, multi_heap_handle_t mh, int r)
+{
+    tt_free_rest(ptr, r);
+    capheap_heap_free_locked(mh, ptr);
+}
+
+/* heap_caps_free's fast path with task tracking alone: the block leaves the
+ * books, then multi_heap's locked free, a tail call (heap_caps_free keeps
+ * nothing alive across the tracker, and neither does this). ptr is not NULL. */
+void ch_task_free_then(void *ptr, multi_heap_handle_t mh)
+{
+    int r = tt_free_fast(ptr);
+    if (TT_UNLIKELY(r != TT_FREED)) {
+        tt_free_rest_then(ptr, mh, r);
+        return;
+    }
+    capheap_heap_free_locked(mh, ptr);
+}
+#endif
 
 /* capheap_describe_block(): print ', task "name"' for the owner of p, if
  * tracked. Called on a corruption report, possibly with a heap lock held:
