@@ -910,14 +910,15 @@ size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p)
 
 #if !defined(__OPTIMIZE_SIZE__)
 /* heap_caps_realloc's move out of a heap (heap_private.h): the size query,
- * the copy and the free under one lock instead of two. */
+ * the copy and the free under one lock instead of two. The copy holds this
+ * heap's lock for O(n), as multi_heap_realloc's own move inside a heap does
+ * (ESP-IDF's too); the destination heap is not locked. */
 void capheap_heap_move_out(multi_heap_handle_t heap, void *p, void *dst, size_t n)
 {
     ce_heap_t *h = E(heap);
     lock_w(h);
     if (!accepted(h, p)) {
-        unlock(h);
-        reject(h, p);
+        reject_locked(h, p);
         return;
     }
     size_t cap = user_bytes(h, ce_block_capacity(h, raw_of(h, p)));
