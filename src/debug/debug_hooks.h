@@ -9,11 +9,12 @@
  * reports nothing. src/debug/hooks.c fans the events out to heap tracing,
  * task tracking and the user's esp_heap_trace_*_hook functions.
  *
- * The fast paths know more: the block's heap (its registry slot) and its
- * usable size, which multi_heap reports under the lock it takes anyway when
- * task tracking is on (CH_MH_MALLOC / CH_MH_REALLOC). They report with the
- * _IN forms, so the tracker neither looks the heap up nor locks it again. A
- * usable size of 0 means "not known": the tracker asks for it.
+ * Most paths know more: the block's heap (its registry slot, or
+ * CH_HEAP_UNKNOWN when they hold only its handle) and its usable size, which
+ * multi_heap reports under the lock it takes anyway when task tracking is on
+ * (the CH_MH_* calls below). They report with the _IN forms, so the tracker
+ * neither searches the registry nor locks the heap again. A usable size of 0
+ * means "not known": the tracker asks for it.
  *
  * With every debugging option off (the default) the macros are empty: the
  * allocation paths carry no call and no test.
@@ -26,6 +27,7 @@
 #include <stdint.h>
 
 #include "capheap/config.h"
+#include "heap/heap_private.h"
 #include "multi_heap.h"
 
 #define CH_DEBUG (CAPHEAP_TRACING || CAPHEAP_USE_HOOKS || CAPHEAP_TASK_TRACKING)
@@ -76,7 +78,6 @@ void ch_task_fork_child(void);
  * (CH_MH_*_LOCKED: a registered heap, p not NULL, size not 0). `usable` is a
  * size_t the _IN events then report; with task tracking multi_heap fills it
  * in under the lock it takes anyway. */
-#include "heap/heap_private.h"
 #if CAPHEAP_TASK_TRACKING
 #define CH_MH_MALLOC(mh, size, usable) capheap_heap_malloc_sized((mh), (size), &(usable))
 #define CH_MH_MALLOC_LOCKED(mh, size, usable) capheap_heap_malloc_sized((mh), (size), &(usable))
