@@ -1,0 +1,138 @@
+/*
+ * test_may_serve.c - the unlocked peek heap_caps uses to skip a heap
+ * (capheap_heap_may_serve, src/heap/heap_private.h; ce_may_fit in
+ * src/core/tlsf.h), checked against the heap itself on many random states:
+ *
+ *   sound:     "no" only when multi_heap_malloc(h, n) returns NULL;
+ *   complete:  "yes" for every n up to largest_free_block (a size malloc
+ *              really serves), and "no" for 0 and above max_request.
+ *
+ * Routing picks ESP-IDF's heap only if the peek is sound (a heap wrongly
+ * skipped would change the choice); it is only worth its cost if it is
+ * complete for the sizes a heap can serve. Speed builds only: size-optimised
+ * builds have no peek (their heap_caps locks every candidate).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "support.h"
+
+#if !defined(__OPTIMIZE_SIZE__)
+#include "heap/heap_private.h"
+
+#define REGION_BYTES (24u * 1024u)
+static _Alignas(16) unsigned char region[REGION_BYTES];
+
+/* A request size worth asking about: near the heap's largest block, at size
+ * class edges (powers of two and their quarters), or anywhere. */
+static size_t probe_size(ct_rng_t *rng, size_t largest)
+{
+    switch (ct_rng_below(rng, 4)) {
+    case 0:
+        return largest + (size_t)ct_rng_range(rng, 0, 16) - 8u; /* may wrap below 1: then huge */
+    case 1: {
+        size_t edge = (size_t)1 << ct_rng_range(rng, 3, 14);
+        return edge + (edge >> 2) * (size_t)ct_rng_below(rng, 4) + (size_t)ct_rng_range(rng, 0, 8) - 4u;
+    }
+    default:
+        return (size_t)ct_rng_range(rng, 1, REGION_BYTES);
+    }
+}
+
+static void check_state(multi_heap_handle_t h, ct_rng_t *rng, size_t align, int step)
+{
+    multi_heap_info_t info;
+    multi_heap_get_info(h, &info);
+    size_t largest = info.largest_free_block;
+    if (largest > 0 && !capheap_heap_may_serve(h, largest)) {
+        fail_msg("may_serve(%zu) says no, largest_free_block is %zu (alignment %zu, step %d)", largest,
+                 largest, align, step);
+    }
+    for (int k = 0; k < 24; k++) {
+        size_t n = probe_size(rng, largest);
+        bool may = capheap_heap_may_serve(h, n);
+        if (n >= 1 && n <= largest && !may) {
+            fail_msg("may_serve(%zu) says no below largest_free_block %zu (alignment %zu, step %d)", n,
+                     largest, align, step);
+        }
+        if (!may) {
+            void *p = multi_heap_malloc(h, n);
+            if (p != NULL) {
+                fail_msg("may_serve(%zu) says no, malloc served it at %p (alignment %zu, step %d)", n, p,
+                         align, step);
+            }
+        }
+    }
+    assert_false(capheap_heap_may_serve(h, 0));
+    assert_false(capheap_heap_may_serve(h, SIZE_MAX));
+    assert_false(capheap_heap_may_serve(h, REGION_BYTES + 1u));
+}
+
+static void test_may_serve_random_states(void **state)
+{
+    (void)state;
+    enum { SLOTS = 48, STEPS = 1200 };
+    static void *live[SLOTS];
+    ct_rng_t rng;
+    ct_rng_init(&rng, ct_seed("may_serve.random_states"));
+    for (size_t align = 4; align <= 16; align *= 2) {
+        capheap_heap_options_t o = {.alignment = align};
+        multi_heap_handle_t h = capheap_heap_register(region, REGION_BYTES, &o);
+        assert_non_null(h);
+        memset(live, 0, sizeof live);
+        check_state(h, &rng, align, -1); /* one free block */
+        for (int step = 0; step < STEPS; step++) {
+            size_t i = (size_t)ct_rng_below(&rng, SLOTS);
+            if (live[i] != NULL) {
+                multi_heap_free(h, live[i]);
+                live[i] = NULL;
+            } else {
+                size_t n = (size_t)ct_rng_range(&rng, 1, ct_rng_below(&rng, 8) == 0 ? 4000 : 300);
+                live[i] = multi_heap_malloc(h, n);
+            }
+            check_state(h, &rng, align, step);
+        }
+        for (size_t k = 0; k < SLOTS; k++) {
+            multi_heap_free(h, live[k]);
+        }
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+/* A full heap: nothing fits, and the peek says so for every size. */
+static void test_may_serve_full_heap(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = multi_heap_register(region, REGION_BYTES);
+    assert_non_null(h);
+    while (multi_heap_malloc(h, 16) != NULL) {
+    }
+    while (multi_heap_malloc(h, 1) != NULL) {
+    }
+    multi_heap_info_t info;
+    multi_heap_get_info(h, &info);
+    assert_int_equal(info.largest_free_block, 0);
+    for (size_t n = 1; n <= 4096; n += 7) {
+        assert_false(capheap_heap_may_serve(h, n));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_may_serve_random_states),
+        cmocka_unit_test(test_may_serve_full_heap),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+#else
+int main(void)
+{
+    return 0; /* size-optimised builds have no peek */
+}
+#endif
