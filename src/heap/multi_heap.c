@@ -1041,8 +1041,8 @@ size_t capheap_heap_largest_request(multi_heap_handle_t heap, size_t alignment)
      * and take_fit is monotone: so this is exact. */
     size_t unit = (size_t)h->align_mask + 1u;
     size_t extra = alignment > unit ? alignment + CE_MIN_BLOCK - unit : 0;
-    if (alignment > h->max_request)
-        return 0;
+    if (extra != 0 && alignment > h->max_request)
+        return 0; /* the gap alone is more than any request (not so at the heap's own alignment) */
     /* The smallest block (CE_MIN_BLOCK) plus the gap must fit the block of r. */
     if (extra != 0 && r + CE_HDR < CE_MIN_BLOCK + extra)
         return 0;

@@ -333,6 +333,50 @@ static void test_largest_in_fragmented_heaps(void **state)
     }
 }
 
+/*
+ * capheap_heap_largest_request() on the smallest heaps: at the heap's own
+ * alignment (or less) no gap is needed, so it is largest_free_block even
+ * when that alignment is above the heap's largest request (a 16-aligned
+ * heap of a few dozen bytes); above it, a gap the heap cannot give is 0.
+ * (fuzz_caps found heap_caps_get_largest_free_block(EXEC) saying 0 while
+ * heap_caps_malloc(1, EXEC) succeeded in such a heap.)
+ */
+static void test_largest_request_tiny_heaps(void **state)
+{
+    (void)state;
+    for (size_t align = 4; align <= 16; align *= 2) {
+        capheap_heap_options_t o = {.alignment = align};
+        multi_heap_handle_t h = NULL;
+        size_t size = 16;
+        while (h == NULL && size < 512) /* the smallest region that makes a heap */
+            h = capheap_heap_register(region, ++size, &o);
+        assert_non_null(h);
+        for (int grow = 0; grow < 64; grow++, size++) {
+            h = capheap_heap_register(region, size, &o);
+            assert_non_null(h);
+            multi_heap_info_t info;
+            multi_heap_get_info(h, &info);
+            for (size_t a = 1; a <= align; a *= 2) {
+                size_t r = capheap_heap_largest_request(h, a);
+                if (r != info.largest_free_block) {
+                    fail_msg("largest_request(%zu) = %zu, largest_free_block %zu (alignment %zu, %zu bytes)", a,
+                             r, info.largest_free_block, align, size);
+                }
+            }
+            void *p = info.largest_free_block > 0 ? multi_heap_malloc(h, info.largest_free_block) : NULL;
+            assert_true(info.largest_free_block == 0 || p != NULL);
+            multi_heap_free(h, p);
+            assert_null(multi_heap_malloc(h, info.largest_free_block + 1));
+            size_t big = capheap_heap_largest_request(h, 64); /* above the heap's alignment: a gap */
+            if (big > 0) {
+                void *q = multi_heap_aligned_alloc(h, big, 64);
+                assert_non_null(q);
+                multi_heap_free(h, q);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -343,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_minimum_follows_every_allocation),
         cmocka_unit_test(test_random_states),
         cmocka_unit_test(test_largest_in_fragmented_heaps),
+        cmocka_unit_test(test_largest_request_tiny_heaps),
     };
     return cmocka_run_group_tests_name("stats", tests, NULL, NULL);
 }
