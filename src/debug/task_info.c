@@ -572,67 +572,59 @@ static TT_NOINLINE void tt_drop_if_done(unsigned slot)
     tt_unlock();
 }
 
-/* ch_task_free() when the fast path cannot: a contended lock, an address not
- * listed. */
-static TT_NOINLINE void tt_free_general(void *ptr)
+/* What taking a block out of the books left to do: nothing (TT_FREED), the
+ * whole of it because the lock was busy (TT_BUSY), or the drop of a deleted
+ * owner that owns nothing now (its slot, for tt_drop_if_done). */
+#define TT_FREED 256
+#define TT_BUSY (-1)
+
+/* Take the block at a out of the books (lock held); an address not listed
+ * is counted as an unknown free. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int tt_unlist(uintptr_t a)
 {
-    uintptr_t a = (uintptr_t)ptr;
     size_t mask = TT_BLOCK_SLOTS - 1u;
     size_t i = tt_hash(a, TT_BLOCK_SLOTS);
-    tt_lock();
-    for (;; i = (i + 1u) & mask) {
-        uintptr_t e = tt.block[i].addr;
-        if (TT_LIKELY(e == a))
-            break;
-        if (e == 0) {
-            tt.unknown_frees++;
-            tt_unlock();
-            return;
-        }
+    uintptr_t e;
+    while ((e = tt.block[i].addr) != a && e != 0)
+        i = (i + 1u) & mask;
+    if (TT_UNLIKELY(e != a)) {
+        tt.unknown_frees++;
+        return TT_FREED;
     }
     tt_block_t b = tt.block[i];
     tt_block_remove(i);
-    tt_credit(&b, true);
-    tt_unlock();
+    tt_credit(&b, false); /* dropped after the lock, by tt_drop_if_done */
+    const tt_task_t *t = &tt.task[b.task];
+    bool drop = !CAPHEAP_TRACK_DELETED_TASKS && t->state == TT_DELETED && t->all.count == 0;
+    return TT_UNLIKELY(drop) ? (int)b.task : TT_FREED;
 }
 
-/* ch_task_free's fast path (no call): the lock free, the block listed.
- * Returns TT_FREED, or the slot of a deleted owner that may now go
- * (tt_drop_if_done), or TT_NOT_FREED (tt_free_general must do it). */
-#define TT_FREED 256
-#define TT_NOT_FREED (-1)
+/* ch_task_free's fast path: no call, no wait (a busy lock is TT_BUSY). */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
 static inline int tt_free_fast(void *ptr)
 {
-    uintptr_t a = (uintptr_t)ptr;
-    size_t mask = TT_BLOCK_SLOTS - 1u;
-    size_t i = tt_hash(a, TT_BLOCK_SLOTS);
     if (TT_UNLIKELY(!tt_trylock()))
-        return TT_NOT_FREED;
-    uintptr_t e;
-    while ((e = tt.block[i].addr) != a && e != 0)
-        i = (i + 1u) & mask;
-    if (TT_UNLIKELY(e != a)) {
-        tt_unlock();
-        return TT_NOT_FREED;
-    }
-    tt_block_t b = tt.block[i];
-    tt_block_remove(i);
-    tt_credit(&b, false);
-    const tt_task_t *t = &tt.task[b.task];
-    bool drop = !CAPHEAP_TRACK_DELETED_TASKS && t->state == TT_DELETED && t->all.count == 0;
+        return TT_BUSY;
+    int r = tt_unlist((uintptr_t)ptr);
     tt_unlock();
-    return TT_UNLIKELY(drop) ? (int)b.task : TT_FREED;
+    return r;
 }
 
-/* What tt_free_fast left: the general path, or a deleted owner to drop. */
+/* What tt_free_fast left: the whole free under a waited-for lock, and the
+ * drop of a deleted owner. */
 static TT_NOINLINE void tt_free_rest(void *ptr, int r)
 {
-    if (r == TT_NOT_FREED)
-        tt_free_general(ptr);
-    else
+    if (r == TT_BUSY) {
+        tt_lock();
+        r = tt_unlist((uintptr_t)ptr);
+        tt_unlock();
+    }
+    if (r != TT_FREED)
         tt_drop_if_done((unsigned)r);
 }
 

@@ -514,6 +514,12 @@ CE_INLINE void *aligned_body(ce_heap_t *h, size_t size, size_t alignment, size_t
     return p;
 }
 
+/* The usable bytes of the live block p, or 0 for NULL (lock held). */
+static inline size_t usable_locked(const ce_heap_t *h, void *p)
+{
+    return p == NULL ? 0 : user_bytes(h, ce_block_capacity(h, raw_of(h, p)));
+}
+
 #if defined(__OPTIMIZE_SIZE__)
 /* Optimising for size, malloc and aligned allocation share one locked body:
  * malloc is ce_memalign() with an alignment every block meets (which is
@@ -551,13 +557,21 @@ CE_INLINE void *malloc_body(ce_heap_t *h, size_t size)
     return p;
 }
 
-MH_LOCKED void *capheap_heap_malloc_locked(multi_heap_handle_t heap, size_t size)
+/* malloc under the lock; with usable, the block's usable size read under it
+ * too (capheap_heap_malloc_sized). */
+CE_INLINE void *malloc_locked_as(ce_heap_t *h, size_t size, size_t *usable)
 {
-    ce_heap_t *h = E(heap);
     lock_w(h);
     void *p = malloc_body(h, size);
+    if (usable != NULL)
+        *usable = usable_locked(h, p);
     unlock(h);
     return p;
+}
+
+MH_LOCKED void *capheap_heap_malloc_locked(multi_heap_handle_t heap, size_t size)
+{
+    return malloc_locked_as(E(heap), size, NULL);
 }
 
 /* MH_NOINLINE: no partial inlining either (gcc would split off the body,
@@ -784,17 +798,26 @@ CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok)
 #endif
 }
 
-MH_LOCKED void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size)
+/* realloc under the lock (p not NULL, size not 0); with usable, the new
+ * block's usable size read under it too (capheap_heap_realloc_sized). */
+CE_INLINE void *realloc_locked_as(ce_heap_t *h, void *p, size_t size, size_t *usable)
 {
-    ce_heap_t *h = E(heap);
     bool ok;
     lock_w(h);
     void *q = realloc_body(h, p, size, &ok);
-    if (ok)
-        unlock(h);
-    else
-        reject_locked(h, p);
+    if (!ok) {
+        reject_locked(h, p); /* q is NULL */
+        return q;
+    }
+    if (usable != NULL)
+        *usable = usable_locked(h, q);
+    unlock(h);
     return q;
+}
+
+MH_LOCKED void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size)
+{
+    return realloc_locked_as(E(heap), p, size, NULL);
 }
 
 void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
@@ -819,12 +842,6 @@ void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
 
 /* ---- allocation that also reports the capacity (heap_private.h) -------- */
 
-/* The usable bytes of the live block p (lock held). */
-static inline size_t usable_locked(const ce_heap_t *h, void *p)
-{
-    return p == NULL ? 0 : user_bytes(h, ce_block_capacity(h, raw_of(h, p)));
-}
-
 void *capheap_heap_malloc_sized(multi_heap_handle_t heap, size_t size, size_t *usable)
 {
 #if defined(__OPTIMIZE_SIZE__)
@@ -835,14 +852,7 @@ void *capheap_heap_malloc_sized(multi_heap_handle_t heap, size_t size, size_t *u
     return p;
 #else
     *usable = 0;
-    if (heap == NULL)
-        return NULL;
-    ce_heap_t *h = E(heap);
-    lock_w(h);
-    void *p = malloc_body(h, size);
-    *usable = usable_locked(h, p);
-    unlock(h);
-    return p;
+    return heap == NULL ? NULL : malloc_locked_as(E(heap), size, usable);
 #endif
 }
 
@@ -851,17 +861,7 @@ void *capheap_heap_realloc_sized(multi_heap_handle_t heap, void *p, size_t size,
     *usable = 0;
     if (heap == NULL || p == NULL || size == 0)
         return multi_heap_realloc(heap, p, size); /* the caller asks the size if it needs it */
-    ce_heap_t *h = E(heap);
-    bool ok;
-    lock_w(h);
-    void *q = realloc_body(h, p, size, &ok);
-    if (!ok) {
-        reject_locked(h, p); /* q is NULL */
-        return q;
-    }
-    *usable = usable_locked(h, q);
-    unlock(h);
-    return q;
+    return realloc_locked_as(E(heap), p, size, usable);
 }
 
 /* ---- per-block queries ------------------------------------------------- */

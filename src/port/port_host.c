@@ -232,65 +232,31 @@ static inline int stack_bounds(uintptr_t *lo, uintptr_t *hi)
     return 1;
 }
 
-__attribute__((noinline, no_sanitize_address)) size_t capheap_port_backtrace(void **frames, size_t depth,
-                                                                              size_t skip)
+/* The walk from the frame record at fp: skip records, then the leading ones
+ * whose return address lies in [own_lo, own_lo + own_span) (at most max_own:
+ * more is a walk gone astray), then up to depth return addresses into
+ * frames. Records only go up the stack: each next one must lie above the
+ * current one, below the top, aligned, so the walk ends (it cannot fault) at
+ * the first frame without a frame pointer or at the thread's first frame. */
+static inline __attribute__((always_inline, no_sanitize_address)) size_t
+fp_walk(uintptr_t fp, void **frames, size_t depth, size_t skip, uintptr_t own_lo, uintptr_t own_span, size_t max_own)
 {
     uintptr_t lo, hi;
     if (depth == 0 || !stack_bounds(&lo, &hi))
         return 0;
-    const uintptr_t word = sizeof(void *), top = hi - 2u * word;
-    /* Our own record first: its return address is the caller's position, which
-     * is not part of the answer (frames[0] is the caller's return address).
-     * Records only go up the stack: each next one must lie above the current
-     * one and below the top, so the walk ends (it cannot fault) at the first
-     * frame without a frame pointer or at the thread's first frame. */
-    uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+    const uintptr_t top = hi - 2u * sizeof(void *);
     if (fp < lo || fp >= top)
         return 0;
-    size_t n = 0;
-    skip++;
-    for (;;) {
-        const uintptr_t *record = (const uintptr_t *)fp;
-        uintptr_t next = record[0];
-        void *ret = (void *)record[1];
-        if (ret == NULL)
-            break;
-        if (skip > 0)
-            skip--;
-        else if ((frames[n++] = ret), n == depth)
-            break;
-        if (next <= fp || next >= top || (next & (word - 1u)) != 0)
-            break;
-        fp = next;
-    }
-    return n;
-}
-
-/* The walk above, for the tracer (port_private.h), from the frame record at
- * frame (the caller's own): the leading frames whose return address lies in
- * [own_lo, own_hi) (at most max_own of them) are the library's and are
- * passed over, the next depth go to frames. One pass, in two loops so that
- * each tests only what it needs. */
-__attribute__((noinline, no_sanitize_address)) size_t capheap_host_backtrace_beyond(const void *frame, void **frames,
-                                                                                    size_t depth, uintptr_t own_lo,
-                                                                                    uintptr_t own_hi, size_t max_own)
-{
-    uintptr_t lo, hi;
-    if (depth == 0 || !stack_bounds(&lo, &hi))
-        return 0;
-    const uintptr_t top = hi - 2u * sizeof(void *), own_span = own_hi - own_lo;
-    uintptr_t fp = (uintptr_t)frame;
-    if (fp < lo || fp >= top)
-        return 0;
-    /* A record's successor must lie above it, below the top, aligned: the
-     * walk ends (it cannot fault) at the first frame without a frame pointer
-     * or at the thread's first frame. */
 #define CH_NEXT_OK(next, fp) ((next) - (fp) - 1u < top - (fp) - 1u && ((next) & (sizeof(void *) - 1u)) == 0)
     const uintptr_t *record = (const uintptr_t *)fp;
-    for (size_t own = 0; record[1] - own_lo < own_span; own++) {
+    for (size_t own = 0; skip > 0 || record[1] - own_lo < own_span;) {
+        if (skip > 0)
+            skip--;
+        else if (own++ == max_own)
+            return 0;
         uintptr_t next = record[0];
-        if (own == max_own || !CH_NEXT_OK(next, fp))
-            return 0; /* more of the library than any path has, or the end */
+        if (!CH_NEXT_OK(next, fp))
+            return 0;
         fp = next;
         record = (const uintptr_t *)fp;
     }
@@ -307,6 +273,24 @@ __attribute__((noinline, no_sanitize_address)) size_t capheap_host_backtrace_bey
     }
 #undef CH_NEXT_OK
     return n;
+}
+
+__attribute__((noinline, no_sanitize_address)) size_t capheap_port_backtrace(void **frames, size_t depth,
+                                                                              size_t skip)
+{
+    /* Our own record first: its return address is the caller's position,
+     * which is not part of the answer (frames[0] is the caller's return
+     * address). */
+    return fp_walk((uintptr_t)__builtin_frame_address(0), frames, depth, skip + 1u, 0, 0, 0);
+}
+
+/* For the tracer (port_private.h): from the record at frame (the caller's
+ * own), the library's leading frames passed over in the same walk. */
+__attribute__((noinline, no_sanitize_address)) size_t capheap_host_backtrace_beyond(const void *frame, void **frames,
+                                                                                    size_t depth, uintptr_t own_lo,
+                                                                                    uintptr_t own_hi, size_t max_own)
+{
+    return fp_walk((uintptr_t)frame, frames, depth, 0, own_lo, own_hi - own_lo, max_own);
 }
 
 #else /* DWARF unwinding through the C library */
