@@ -63,6 +63,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,15 +140,21 @@ PRELOAD_API void free(void *ptr)
         heap_caps_free(ptr);
 }
 
+/* n * size in *total; true if it does not fit in a size_t. */
+static inline bool mul_overflows(size_t n, size_t size, size_t *total)
+{
+#if defined(__GNUC__)
+    return __builtin_mul_overflow(n, size, total);
+#else
+    *total = n * size;
+    return size != 0 && *total / size != n;
+#endif
+}
+
 PRELOAD_API void *calloc(size_t n, size_t size)
 {
     size_t total;
-#if defined(__GNUC__)
-    if (__builtin_mul_overflow(n, size, &total)) {
-#else
-    total = n * size;
-    if (size != 0 && total / size != n) {
-#endif
+    if (mul_overflows(n, size, &total)) {
         errno = ENOMEM;
         return NULL;
     }
@@ -181,12 +188,7 @@ PRELOAD_API void *realloc(void *ptr, size_t size)
 PRELOAD_API void *reallocarray(void *ptr, size_t n, size_t size)
 {
     size_t total;
-#if defined(__GNUC__)
-    if (__builtin_mul_overflow(n, size, &total)) {
-#else
-    total = n * size;
-    if (size != 0 && total / size != n) {
-#endif
+    if (mul_overflows(n, size, &total)) {
         errno = ENOMEM;
         return NULL;
     }
