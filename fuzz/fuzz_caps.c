@@ -89,6 +89,7 @@
 #include <string.h>
 
 #include "fuzz_input.h"
+#include "fuzz_stamp.h"
 #include "capheap/caps.h"
 #include "capheap/chip.h"
 #include "capheap/config.h"
@@ -315,18 +316,6 @@ static void cb_expect(bool fired, size_t size, uint32_t caps, const char *fn)
 }
 
 /* ---- stamps ------------------------------------------------------------------------- */
-
-static uint32_t fz_token(const void *p)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
-    return (uint32_t)(x >> 32) | 1u;
-}
-
-static uint8_t fz_byte(uint32_t t, size_t i)
-{
-    uint32_t x = t ^ (uint32_t)(i * 0x9E3779B1u);
-    return (uint8_t)(x ^ (x >> 13) ^ (x >> 24));
-}
 
 /* The stamped indices: [0, head) and [tail, size). */
 static void stamp_range(size_t size, size_t *head, size_t *tail)

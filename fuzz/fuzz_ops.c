@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "fuzz_input.h"
+#include "fuzz_stamp.h"
 #include "capheap/config.h"
 #include "capheap/heap.h"
 #include "capheap/port.h"
@@ -61,18 +62,6 @@ typedef struct {
             abort();                                                \
         }                                                           \
     } while (0)
-
-static uint32_t fz_token(const void *p)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
-    return (uint32_t)(x >> 32) | 1u;
-}
-
-static uint8_t fz_byte(uint32_t t, size_t i)
-{
-    uint32_t x = t ^ (uint32_t)(i * 0x9E3779B1u);
-    return (uint8_t)(x ^ (x >> 13) ^ (x >> 24));
-}
 
 static void fz_stamp(fz_blk_t *b)
 {
