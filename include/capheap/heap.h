@@ -47,14 +47,19 @@ size_t capheap_heap_overhead(multi_heap_handle_t heap);
 size_t capheap_heap_min_region_size(size_t alignment);
 
 /**
- * Per-block overhead poisoning adds in this build, for heaps of alignment 4 or
- * 8: 12 bytes (8-byte head, 4-byte tail); 0 when poisoning is off.
+ * Per-block overhead this build adds beyond the engine's 4-byte block header,
+ * for heaps of alignment 4 or 8: poisoning's 12 bytes (8-byte head, 4-byte
+ * tail canary) plus, with task tracking (CAPHEAP_TASK_TRACKING), the 4-byte
+ * owner word the tracker keeps in every block. So 0, 4, 12 or 16. A block's
+ * full size (multi_heap_get_full_block_size) is its usable size plus this,
+ * and the free sizes and largest_free_block report it once less.
  */
 size_t capheap_poison_overhead(void);
 
 /**
- * The same for one heap: heaps of alignment 16 pad the head to 16 bytes, so
- * their overhead is 20. 0 when poisoning is off or heap is NULL.
+ * The same for one heap: heaps of alignment 16 pad the poison head to 16
+ * bytes, so their overhead is 20 (24 with task tracking). 0 for NULL, and
+ * for every heap when poisoning and task tracking are off.
  */
 size_t capheap_heap_poison_overhead(multi_heap_handle_t heap);
 

@@ -5,8 +5,8 @@
  * - capheap_task_deleted(): what a port calls when a task ends. ESP-IDF guesses
  *   a task's death when a freed block's address equals its handle (its TCB);
  *   capheap is told.
- * - The tracker's own figures: blocks it could not track because its fixed
- *   tables were full, frees of blocks it did not know.
+ * - The tracker's own figures: blocks it could not charge because its task
+ *   table was full, frees of blocks it did not know.
  * - capheap_task_tracking_reset(): forget everything (heaps were reset).
  *
  * Every function exists whether tracking is built in or not; without it they
@@ -45,11 +45,13 @@ void capheap_task_deleted(void *task);
 typedef struct {
     size_t tasks;              /**< task records in use (alive and deleted) */
     size_t max_tasks;          /**< capacity: CAPHEAP_TASK_TRACKING_MAX_TASKS */
-    size_t blocks;             /**< blocks tracked now */
-    size_t max_blocks;         /**< capacity: CAPHEAP_TASK_TRACKING_MAX_BLOCKS */
-    size_t untracked_blocks;   /**< allocations not tracked since start: the block table was full */
+    size_t blocks;             /**< blocks charged to a task now */
+    size_t max_blocks;         /**< SIZE_MAX: no limit (each block carries its owner; the field stays for
+                                    programs written against the earlier table) */
+    size_t untracked_blocks;   /**< always 0 (there is no block table to fill up) */
     size_t untracked_task_blocks; /**< allocations not tracked since start: the task table was full */
-    size_t unknown_frees;      /**< frees of blocks the tracker did not know (untracked, or from before) */
+    size_t unknown_frees;      /**< frees of blocks charged to no task (untracked, made before a reset,
+                                    made by multi_heap calls outside heap_caps, or a smashed owner word) */
 } capheap_task_tracking_stats_t;
 
 /** Fill *out. ESP_ERR_INVALID_ARG if out is NULL; ESP_ERR_NOT_SUPPORTED without tracking. O(1). */

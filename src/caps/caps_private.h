@@ -34,6 +34,7 @@
 #include "capheap/port.h"
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
+#include "heap/heap_private.h"
 
 #if defined(__GNUC__)
 #define CH_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -94,6 +95,7 @@ typedef struct {
     uint8_t alias;             /* EXEC requests get an IRAM alias pointer (ch_alias_t index + 1) */
     uint8_t align;             /* the heap's block alignment */
     bool runtime;
+    uint8_t index;             /* its slot in ch_g.heaps (task tracking's cells are per slot) */
 #if CAPHEAP_PORT_HOST
     capheap_lock_t lock;
 #endif
@@ -228,6 +230,20 @@ extern void (*ch_failed_ext)(size_t size, uint32_t caps, size_t align, const cha
  * rounded down to round when the request's size is rounded (0: not). */
 size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps, size_t round);
 
+/* The descriptor of a published heap, from its multi_heap handle, in O(1):
+ * heap_caps attaches every heap's lock before it publishes the heap, and
+ * that lock lives in the descriptor (host: its lock member; other ports: the
+ * descriptor itself is the lock object: registry.c). */
+static inline const ch_heap_t *ch_heap_of(multi_heap_handle_t mh)
+{
+    const char *l = (const char *)capheap_heap_lock_object(mh);
+#if CAPHEAP_PORT_HOST
+    return (const ch_heap_t *)(const void *)(l - offsetof(ch_heap_t, lock));
+#else
+    return (const ch_heap_t *)(const void *)l;
+#endif
+}
+
 /* Undo an IRAM alias: the DRAM pointer of the block whose user pointer p is
  * (read from the hidden word), or p itself. */
 void *ch_unalias(void *p, bool *was_alias);
@@ -235,6 +251,11 @@ void *ch_unalias(void *p, bool *was_alias);
 /* The DRAM address of any IRAM alias address (by the window's formula; for
  * interior pointers), or p itself. */
 void *ch_alias_direct(void *p, bool *was_alias);
+
+/* The IRAM pointer the user holds for the EXEC alias block of heap h that
+ * multi_heap knows as d (usable bytes): ch_unalias's inverse (task tracking's
+ * block lists). */
+void *ch_alias_user(const ch_heap_t *h, void *d, size_t usable);
 
 /* Bytes in front of an EXEC alias block's user data: the hidden DRAM offset
  * word, padded so the user pointer keeps the heap's alignment. */

@@ -208,6 +208,7 @@ static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start,
         return NULL;
     ch_heap_t *h = &ch_g.heaps[ch_g.n];
     memset(h, 0, sizeof *h);
+    h->index = (uint8_t)ch_g.n;
     h->start = start;
     h->end = end;
     for (size_t p = 0; p < CH_PRIOS; p++) {

@@ -220,21 +220,46 @@ static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size
                               : multi_heap_malloc(mh, need);
     if (d == NULL)
         return NULL;
+    if (inverted && align <= unit) {
+        /* The image covers the whole block, also a tail the engine did not
+         * split off: the user may use all of heap_caps_get_allocated_size(),
+         * and the block's size alone says where the image starts (alias_user). */
+        cap = multi_heap_get_allocated_size(mh, d) & ~(unit - 1u);
+    }
     uintptr_t dv = (uintptr_t)d;
     uintptr_t lo = inverted ? base - (dv + cap) : a->iram_low + (dv - a->dram_low);
     uint32_t off = (uint32_t)(dv - a->dram_low);
     memcpy((void *)(lo + hidden - 4u), &off, sizeof off);
     return (void *)(lo + hidden);
 }
+
+/* The pointer the user holds for the EXEC alias block multi_heap knows as d
+ * (usable bytes): alias_alloc's lo + hidden. Linear: by the window's offset.
+ * Inverted: the image starts at base - (d + cap) with cap the block's usable
+ * size (alias_alloc); an aligned block may have a tail outside the image, so
+ * smaller capacities are tried until the hidden word there names d. */
+void *ch_alias_user(const ch_heap_t *h, void *d, size_t usable)
+{
+    const ch_alias_t *a = alias_window(h);
+    size_t hidden = ch_hidden(h), unit = h->align;
+    uintptr_t dv = (uintptr_t)d;
+    if (a->kind != CAPHEAP_ALIAS_INVERTED)
+        return (void *)(a->iram_low + (dv - a->dram_low) + hidden);
+    uintptr_t base = a->iram_low + a->dram_high;
+    for (size_t cap = usable & ~(unit - 1u); cap >= hidden && cap != 0; cap -= unit) {
+        void *u = (void *)(base - (dv + cap) + hidden);
+        bool alias;
+        if (ch_unalias(u, &alias) == d)
+            return u;
+    }
+    return d;
+}
 #endif
 
-/* *usable: the block's usable size when multi_heap said it (task tracking
- * builds, plain requests), else 0. */
-static void *try_heap(ch_heap_t *h, const request_t *q, size_t *usable)
+static void *try_heap(ch_heap_t *h, const request_t *q)
 {
     multi_heap_handle_t mh = CH_ACQUIRE(h->heap);
     void *p;
-    *usable = 0;
     if (mh == NULL)
         return NULL;
 #if CAPHEAP_EXEC_HEAP
@@ -243,7 +268,7 @@ static void *try_heap(ch_heap_t *h, const request_t *q, size_t *usable)
     else
 #endif
         if (q->align <= h->align)
-        p = CH_MH_MALLOC(mh, q->size, *usable);
+        p = multi_heap_malloc(mh, q->size);
     else
         p = multi_heap_aligned_alloc(mh, q->size, q->align);
     return p;
@@ -275,10 +300,9 @@ static void *alloc_request(const request_t *q)
         ch_heap_t *h = &ch_g.heaps[list[i]];
         if ((h->all & q->caps) != q->caps)
             continue; /* torn by a concurrent refill */
-        size_t usable;
-        void *p = try_heap(h, q, &usable);
+        void *p = try_heap(h, q);
         if (p != NULL) {
-            CH_DEBUG_ALLOC_IN(p, q->size, q->caps, list[i], usable);
+            CH_DEBUG_ALLOC(p, q->size, q->caps);
             return p;
         }
     }
@@ -349,11 +373,11 @@ static inline multi_heap_handle_t first_fit(multi_heap_handle_t const **lp, size
 static void *alloc_default_from(multi_heap_handle_t const *l, size_t size)
 {
     for (multi_heap_handle_t h; (h = first_fit(&l, size)) != NULL; l++) {
-        size_t usable = 0;
-        void *p = CH_MH_MALLOC_LOCKED(h, size, usable);
+        CH_MADE(b);
+        void *p = CH_MH_MALLOC_LOCKED(h, size, b);
         if (p != NULL) {
-            CH_DEBUG_ALLOC_IN(p, size, MALLOC_CAP_DEFAULT, CH_HEAP_UNKNOWN, usable);
-            return p;
+            CH_EVENT_ALLOC(p, size, MALLOC_CAP_DEFAULT);
+            return CH_TASK_CHARGE(p, ch_heap_of(h)->index, b);
         }
     }
     return NULL;
@@ -376,11 +400,11 @@ static void *alloc_plain(size_t size, uint32_t caps)
         multi_heap_handle_t mh = CH_ACQUIRE(h->heap);
         if (CH_UNLIKELY((h->all & caps) != caps) || mh == NULL || !capheap_heap_may_serve(mh, size))
             continue; /* a list torn by a concurrent refill; or it cannot serve size now */
-        size_t usable = 0;
-        void *p = CH_MH_MALLOC_LOCKED(mh, size, usable);
+        CH_MADE(b);
+        void *p = CH_MH_MALLOC_LOCKED(mh, size, b);
         if (CH_LIKELY(p != NULL)) {
-            CH_DEBUG_ALLOC_IN(p, size, caps, k, usable);
-            return p;
+            CH_EVENT_ALLOC(p, size, caps);
+            return CH_TASK_CHARGE(p, k, b);
         }
     }
     return NULL;
@@ -405,12 +429,12 @@ static inline void *malloc_default(size_t size)
     multi_heap_handle_t h = first_fit(&l, size);
     if (CH_UNLIKELY(h == NULL))
         return malloc_slow(size, MALLOC_CAP_DEFAULT);
-    size_t usable = 0;
-    void *p = CH_MH_MALLOC_LOCKED(h, size, usable);
+    CH_MADE(b);
+    void *p = CH_MH_MALLOC_LOCKED(h, size, b);
     if (CH_UNLIKELY(p == NULL))
         return malloc_default_again(size);
-    CH_DEBUG_ALLOC_IN(p, size, MALLOC_CAP_DEFAULT, CH_HEAP_UNKNOWN, usable);
-    return p;
+    CH_EVENT_ALLOC(p, size, MALLOC_CAP_DEFAULT);
+    return CH_TASK_CHARGE(p, ch_heap_of(h)->index, b);
 }
 
 /* Other plain caps: the cached candidate list, then the slow path. */
@@ -565,7 +589,13 @@ void heap_caps_free(void *ptr)
      * pointers never are: their pages are in no heap). */
     ch_heap_t *h = ch_cached((uintptr_t)ptr);
     if (CH_LIKELY(h != NULL)) {
-        CH_FREE_LOCKED_REPORTED(h->heap, ptr); /* reported before the block can be reused */
+        CH_EVENT_FREE(ptr); /* reported before the block can be reused */
+#if CAPHEAP_TASK_TRACKING
+        capheap_owned_t o = capheap_heap_free_owned(h->heap, ptr);
+        ch_task_credit(o.owner, o.usable, h->index);
+#else
+        capheap_heap_free_locked(h->heap, ptr);
+#endif
         return;
     }
 #endif
@@ -597,9 +627,19 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
     if (h == NULL)
         return NULL;
     if (!alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
+#if CAPHEAP_TASK_TRACKING
+        /* the old block's word and size come back from under the heap's lock */
+        uint32_t own = ch_task_owner();
+        size_t usable;
+        capheap_owned_t old;
+        void *p = capheap_heap_realloc_owned(h->heap, ptr, q.size, own, &usable, &old);
+        if (p != NULL)
+            ch_task_realloc(p, old.owner, old.usable, own, usable, h->index);
+#else
         void *p = multi_heap_realloc(h->heap, ptr, q.size);
+#endif
         if (p != NULL) {
-            CH_DEBUG_REALLOC(user, p, q.size, q.caps);
+            CH_EVENT_REALLOC(user, p, q.size, q.caps);
             return p;
         }
     }
@@ -631,8 +671,13 @@ static CH_NOINLINE void *realloc_out(void *ptr, size_t size, uint32_t caps)
         failed(size, caps, 0, "heap_caps_realloc");
         return NULL;
     }
-    CH_DEBUG_FREE(ptr); /* heap_caps_free's order: before the block can be reused */
+    CH_EVENT_FREE(ptr); /* heap_caps_free's order: before the block can be reused */
+#if CAPHEAP_TASK_TRACKING
+    capheap_owned_t o = capheap_heap_move_out(h->heap, ptr, p, size);
+    ch_task_credit(o.owner, o.usable, h->index);
+#else
     capheap_heap_move_out(h->heap, ptr, p, size);
+#endif
     return p;
 }
 #endif
@@ -664,11 +709,20 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
     if (CH_LIKELY(plain_caps(caps) && size - 1u < ch_g.size_max)) {
         ch_heap_t *h = ch_cached((uintptr_t)ptr);
         if (CH_LIKELY(h != NULL && (h->all & caps) == caps)) {
-            size_t usable = 0;
-            void *p = CH_MH_REALLOC_LOCKED(h->heap, ptr, size, usable);
+#if CAPHEAP_TASK_TRACKING
+            uint32_t own = ch_task_owner();
+            size_t usable;
+            capheap_owned_t old;
+            void *p = capheap_heap_realloc_owned(h->heap, ptr, size, own, &usable, &old);
             if (CH_UNLIKELY(p == NULL))
                 return realloc_out(ptr, size, caps);
-            CH_DEBUG_REALLOC_IN(ptr, p, size, caps, (unsigned)(h - ch_g.heaps), usable);
+            ch_task_realloc(p, old.owner, old.usable, own, usable, h->index);
+#else
+            void *p = capheap_heap_realloc_locked(h->heap, ptr, size);
+            if (CH_UNLIKELY(p == NULL))
+                return realloc_out(ptr, size, caps);
+#endif
+            CH_EVENT_REALLOC(ptr, p, size, caps);
             return p;
         }
     }

@@ -767,6 +767,32 @@ CE_API bool ce_resize(ce_heap_t *h, void *p, size_t size)
     return resize_in_place(h, b, hdr, HDR2(h, b, SIZE_OF(hdr)), block_for(h, size));
 }
 
+#if !defined(__OPTIMIZE_SIZE__)
+/* ce_realloc() after its checks: p passed them (ce_free_start and, with a
+ * free neighbour, neighbours_ok), which read b, its header hdr and the next
+ * header nh. Split off so that multi_heap can read the block between the
+ * checks and the change (task tracking's owner word). */
+CE_INLINE void *ce_realloc_checked(ce_heap_t *h, void *p, size_t size, uint32_t b, uint32_t hdr, uint32_t nh)
+{
+    if (size - 1u >= h->max_request)
+        return NULL;
+    if (resize_in_place(h, b, hdr, nh, block_for(h, size)))
+        return p;
+    uint32_t s = SIZE_OF(hdr);
+    void *q = ce_malloc(h, size);
+    if (q == NULL)
+        return NULL;
+    CE_SAN_UNPOISON(q, s - CE_HDR); /* the new block's payload was free (sanitize.h) */
+    memcpy(q, p, s - CE_HDR); /* the block could not grow: the whole old capacity fits */
+    h->free_bytes += s;
+#if CE_FREE_FILL
+    fill_free(h, b + CE_HDR, s - CE_HDR);
+#endif
+    release(h, b, s, HDR(h, b));
+    return q;
+}
+#endif
+
 CE_API void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fault)
 {
 #if defined(__OPTIMIZE_SIZE__)
@@ -799,22 +825,7 @@ CE_API void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fau
         return NULL;
     }
     *fault = CE_OK;
-    if (size - 1u >= h->max_request)
-        return NULL;
-    if (resize_in_place(h, b, hdr, nh, block_for(h, size)))
-        return p;
-    uint32_t s = SIZE_OF(hdr);
-    void *q = ce_malloc(h, size);
-    if (q == NULL)
-        return NULL;
-    CE_SAN_UNPOISON(q, s - CE_HDR); /* the new block's payload was free (sanitize.h) */
-    memcpy(q, p, s - CE_HDR); /* the block could not grow: the whole old capacity fits */
-    h->free_bytes += s;
-#if CE_FREE_FILL
-    fill_free(h, b + CE_HDR, s - CE_HDR);
-#endif
-    release(h, b, s, HDR(h, b));
-    return q;
+    return ce_realloc_checked(h, p, size, b, hdr, nh);
 #endif
 }
 

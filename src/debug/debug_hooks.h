@@ -1,20 +1,23 @@
 /*
  * debug_hooks.h - where heap_caps tells the debugging layer about blocks.
  *
- * The caps layer (src/caps) calls these after every successful allocation,
- * after every free, and after a realloc that kept its block in its heap, with
- * the pointer the user sees and the size and caps after the request's
- * adjustment (ESP-IDF's hook semantics, spec 1.1). A realloc that moves is an
- * allocation of the new block and a free of the old one; a failed realloc
- * reports nothing. src/debug/hooks.c fans the events out to heap tracing,
- * task tracking and the user's esp_heap_trace_*_hook functions.
+ * The caps layer (src/caps) reports every successful allocation, every free,
+ * and every realloc that kept its block in its heap, with the pointer the
+ * user sees and the size and caps after the request's adjustment (ESP-IDF's
+ * hook semantics, spec 1.1). A realloc that moves is an allocation of the new
+ * block and a free of the old one; a failed realloc reports nothing.
+ * src/debug/hooks.c fans the events out to heap tracing, task tracking and
+ * the user's esp_heap_trace_*_hook functions.
  *
- * Most paths know more: the block's heap (its registry slot, or
- * CH_HEAP_UNKNOWN when they hold only its handle) and its usable size, which
- * multi_heap reports under the lock it takes anyway when task tracking is on
- * (the CH_MH_* calls below). They report with the _IN forms, so the tracker
- * neither searches the registry nor locks the heap again. A usable size of 0
- * means "not known": the tracker asks for it.
+ * Task tracking keeps its books in the blocks' owner words (task_info.c), so
+ * it is told differently on heap_caps' fast paths: the owner word is chosen
+ * before the allocation (ch_task_owner), multi_heap writes it and reads it
+ * back on free and realloc (capheap_heap_*_owned, heap_private.h), and the
+ * caps layer passes what multi_heap said to ch_task_charge / ch_task_credit
+ * (CH_MH_* and CH_TASK_* below). The slow paths use plain multi_heap calls
+ * and the general events (CH_DEBUG_ALLOC / CH_DEBUG_FREE), which find the
+ * block's word themselves. The CH_EVENT_* forms tell everything but task
+ * tracking (the caller accounted for it).
  *
  * With every debugging option off (the default) the macros are empty: the
  * allocation paths carry no call and no test.
@@ -31,14 +34,16 @@
 #include "multi_heap.h"
 
 #define CH_DEBUG (CAPHEAP_TRACING || CAPHEAP_USE_HOOKS || CAPHEAP_TASK_TRACKING)
+#define CH_EVENTS (CAPHEAP_TRACING || CAPHEAP_USE_HOOKS) /* consumers other than task tracking */
 
 #if CH_DEBUG
+/* Everything (slow paths): task tracking's general events included. */
 void capheap_debug_alloc(void *ptr, size_t size, uint32_t caps);
 void capheap_debug_free(void *ptr);
+/* Everything but task tracking. */
+void capheap_debug_alloc_counted(void *ptr, size_t size, uint32_t caps);
+void capheap_debug_free_counted(void *ptr);
 void capheap_debug_realloc(void *old_ptr, void *new_ptr, size_t size, uint32_t caps);
-void capheap_debug_alloc_in(void *ptr, size_t size, uint32_t caps, unsigned heap, size_t usable);
-void capheap_debug_realloc_in(void *old_ptr, void *new_ptr, size_t size, uint32_t caps, unsigned heap,
-                              size_t usable);
 /* Consumers (each defined only when its option is on). */
 void ch_trace_alloc(void *ptr, size_t size, uint32_t caps); /* src/debug/trace.c */
 void ch_trace_free(void *ptr);
@@ -46,58 +51,85 @@ void ch_trace_describe(const void *ptr); /* capheap_describe_block */
 void ch_trace_fork_prepare(void); /* fork: see capheap_caps_lock_all */
 void ch_trace_fork_parent(void);
 void ch_trace_fork_child(void);
-void ch_task_alloc_in(void *ptr, unsigned heap, size_t usable); /* src/debug/task_info.c; heap: registry slot */
-void ch_task_free(void *ptr);
-void ch_task_free_then(void *ptr, multi_heap_handle_t mh); /* ch_task_free, then capheap_heap_free_locked */
-void ch_task_describe(const void *ptr); /* capheap_describe_block */
-void ch_task_fork_prepare(void); /* fork: see capheap_caps_lock_all */
-void ch_task_fork_parent(void);
-void ch_task_fork_child(void);
 #define CH_DEBUG_ALLOC(p, size, caps) capheap_debug_alloc((p), (size), (caps))
-#if CAPHEAP_TASK_TRACKING && !CAPHEAP_TRACING && !CAPHEAP_USE_HOOKS
-/* task tracking alone: straight to it (no dispatcher on the hot paths) */
-#define CH_DEBUG_FREE(p) ch_task_free(p)
-#define CH_DEBUG_ALLOC_IN(p, size, caps, heap, usable) ch_task_alloc_in((p), (heap), (usable))
-#else
 #define CH_DEBUG_FREE(p) capheap_debug_free(p)
-#define CH_DEBUG_ALLOC_IN(p, size, caps, heap, usable) capheap_debug_alloc_in((p), (size), (caps), (heap), (usable))
-#endif
-#define CH_DEBUG_REALLOC(old, p, size, caps) capheap_debug_realloc((old), (p), (size), (caps))
-#define CH_DEBUG_REALLOC_IN(old, p, size, caps, heap, usable)                                                 \
-    capheap_debug_realloc_in((old), (p), (size), (caps), (heap), (usable))
 #else
 #define CH_DEBUG_ALLOC(p, size, caps) ((void)0)
 #define CH_DEBUG_FREE(p) ((void)(p))
-#define CH_DEBUG_REALLOC(old, p, size, caps) ((void)(old))
-#define CH_DEBUG_ALLOC_IN(p, size, caps, heap, usable) ((void)(usable))
-#define CH_DEBUG_REALLOC_IN(old, p, size, caps, heap, usable) ((void)(old), (void)(usable))
 #endif
 
-/* multi_heap's malloc and realloc on heap_caps' paths: the public malloc
- * (CH_MH_MALLOC) and, on the fast paths of speed builds, the locked halves
- * (CH_MH_*_LOCKED: a registered heap, p not NULL, size not 0). `usable` is a
- * size_t the _IN events then report; with task tracking multi_heap fills it
- * in under the lock it takes anyway. */
+#if CH_EVENTS
+#define CH_EVENT_ALLOC(p, size, caps) capheap_debug_alloc_counted((p), (size), (caps))
+#define CH_EVENT_FREE(p) capheap_debug_free_counted(p)
+#define CH_EVENT_REALLOC(old, p, size, caps) capheap_debug_realloc((old), (p), (size), (caps))
+#else
+#define CH_EVENT_ALLOC(p, size, caps) ((void)0)
+#define CH_EVENT_FREE(p) ((void)(p))
+#define CH_EVENT_REALLOC(old, p, size, caps) ((void)(old))
+#endif
+
 #if CAPHEAP_TASK_TRACKING
-#define CH_MH_MALLOC(mh, size, usable) capheap_heap_malloc_sized((mh), (size), &(usable))
-#define CH_MH_MALLOC_LOCKED(mh, size, usable) capheap_heap_malloc_sized((mh), (size), &(usable))
-#define CH_MH_REALLOC_LOCKED(mh, p, size, usable) capheap_heap_realloc_sized((mh), (p), (size), &(usable))
+/* src/debug/task_info.c. heap: the block's registry slot, or CH_HEAP_UNKNOWN
+ * (the tracker looks it up). ch_task_charge returns p (a tail call for the
+ * caller). */
+uint32_t ch_task_owner_slow(void);
+void *ch_task_charge(void *p, uint32_t owner, size_t usable, unsigned heap);
+void ch_task_credit(uint32_t owner, size_t usable, unsigned heap);
+void ch_task_realloc(void *p, uint32_t old_owner, size_t old_usable, uint32_t owner, size_t usable, unsigned heap);
+void ch_task_alloc(void *ptr); /* general: the block's word is set here */
+void ch_task_free(void *ptr);  /* general: before multi_heap's free */
+void ch_task_describe(uint32_t owner); /* capheap_describe_block */
+void ch_task_fork_prepare(void); /* fork: see capheap_caps_lock_all */
+void ch_task_fork_parent(void);
+void ch_task_fork_child(void);
+
+/* The calling task's owner word: on the host a thread-local load once the
+ * thread's first allocation has named it, elsewhere the tracker's (locked)
+ * lookup. */
+#if CAPHEAP_PORT_HOST && defined(__GNUC__)
+#define CH_TASK_OWNER_TLS 1
+extern __thread uint32_t ch_task_owner_tls __attribute__((tls_model("initial-exec")));
+static inline uint32_t ch_task_owner(void)
+{
+    uint32_t own = ch_task_owner_tls;
+    return own != 0 ? own : ch_task_owner_slow();
+}
+/* The word ch_task_owner() gave this thread a moment ago, with no tracker
+ * call in between (it is in the thread-local word, or both are 0): read
+ * again rather than kept in a saved register across the heap call. */
+#define CH_TASK_OWNER_AGAIN(b) ch_task_owner_tls
 #else
-#define CH_MH_MALLOC(mh, size, usable) multi_heap_malloc((mh), (size))
-#define CH_MH_MALLOC_LOCKED(mh, size, usable) capheap_heap_malloc_locked((mh), (size))
-#define CH_MH_REALLOC_LOCKED(mh, p, size, usable) capheap_heap_realloc_locked((mh), (p), (size))
+#define CH_TASK_OWNER_TLS 0
+static inline uint32_t ch_task_owner(void)
+{
+    return ch_task_owner_slow();
+}
+#define CH_TASK_OWNER_AGAIN(b) ((b).owner)
 #endif
 
-/* heap_caps_free's fast path: report the free, then multi_heap's locked
- * half frees. Task tracking alone: one call; the tracker frees last. */
-#if CAPHEAP_TASK_TRACKING && !CAPHEAP_TRACING && !CAPHEAP_USE_HOOKS
-#define CH_FREE_LOCKED_REPORTED(mh, p) ch_task_free_then((p), (mh))
+/* A fast path's block as multi_heap made it (the owner word written, the
+ * usable size read under the heap's lock), and the word. */
+typedef struct {
+    capheap_made_t m;
+    uint32_t owner;
+} ch_made_t;
+#define CH_MADE(b) ch_made_t b
+
+/* The fast paths' multi_heap call (speed builds: a registered heap, with a
+ * lock; size not 0): the block, or NULL. */
+#define CH_MH_MALLOC_LOCKED(mh, size, b)                                                                   \
+    ((b).owner = ch_task_owner(), (b).m = capheap_heap_malloc_owned((mh), (size), (b).owner), (b).m.p)
+/* Charge the block p the call made (not NULL) to heap slot `heap`; the
+ * value is p (a tail call). */
+#define CH_TASK_CHARGE(p, heap, b) ch_task_charge((p), CH_TASK_OWNER_AGAIN(b), (b).m.usable, (heap))
 #else
-#define CH_FREE_LOCKED_REPORTED(mh, p) (CH_DEBUG_FREE(p), capheap_heap_free_locked((mh), (p)))
+#define CH_MADE(b) char b
+#define CH_MH_MALLOC_LOCKED(mh, size, b) ((void)(b), capheap_heap_malloc_locked((mh), (size)))
+#define CH_TASK_CHARGE(p, heap, b) ((void)(b), (p))
 #endif
 
-/* The heap argument of the _IN events when the caller has the block's
- * multi_heap handle but not its registry slot (the tracker finds it). */
+/* The heap argument when the caller has the block's multi_heap handle but
+ * not its registry slot (the tracker finds it). */
 #define CH_HEAP_UNKNOWN UINT_MAX
 
 #endif /* CAPHEAP_DEBUG_HOOKS_H */

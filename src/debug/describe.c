@@ -22,6 +22,7 @@
 #include "capheap/port.h"
 #include "capheap/report.h"
 #include "debug/debug_hooks.h"
+#include "heap/heap_private.h" /* capheap_heap_user_offset */
 
 typedef struct {
     uintptr_t target;
@@ -55,7 +56,7 @@ static void print_one(const char *label, const look_t *l, int k, size_t head)
         ch_trace_describe(user);
 #endif
 #if CAPHEAP_TASK_TRACKING
-        ch_task_describe(user);
+        ch_task_describe(capheap_block_owner(l->blk[k], l->cap[k])); /* the block's owner word */
 #endif
         (void)user;
     }
@@ -70,8 +71,7 @@ void capheap_describe_block(const void *address)
         return;
     look_t l = {(uintptr_t)address, 0, {NULL, NULL, NULL}, {0, 0, 0}, {false, false, false}};
     multi_heap_walk(d.heap, look, &l);
-    size_t ov = capheap_heap_poison_overhead(d.heap);
-    size_t head = ov != 0 ? ov - 4u : 0; /* the poison head in front of the user's bytes */
+    size_t head = capheap_heap_user_offset(d.heap); /* the poison head in front of the user's bytes */
     if (l.state == 0) {
         capheap_printf("  no block of heap %s contains %p\n", d.name, address);
         return;

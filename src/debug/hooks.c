@@ -4,8 +4,8 @@
  * esp_heap_trace_alloc_hook / esp_heap_trace_free_hook (weak: called only if
  * the program defines them). Compiled to nothing when all are off.
  *
- * The _in forms carry the block's heap slot and usable size when heap_caps'
- * fast path knows them (usable 0: not known, the tracker finds them).
+ * The _counted forms leave task tracking out: heap_caps' fast paths charge
+ * and credit it themselves with the blocks' owner words (debug_hooks.h).
  *
  * Order: task tracking first (it only counts), then tracing (it may capture
  * a stack), then the user's hook (it may do anything a hook may do).
@@ -22,27 +22,9 @@ extern void esp_heap_trace_alloc_hook(void *ptr, size_t size, uint32_t caps) __a
 extern void esp_heap_trace_free_hook(void *ptr) __attribute__((weak));
 #endif
 
-void capheap_debug_alloc(void *ptr, size_t size, uint32_t caps)
+/* Tracing, then the user's hook: everything but task tracking. */
+void capheap_debug_alloc_counted(void *ptr, size_t size, uint32_t caps)
 {
-    capheap_debug_alloc_in(ptr, size, caps, 0, 0);
-}
-
-void capheap_debug_realloc(void *old_ptr, void *new_ptr, size_t size, uint32_t caps)
-{
-    capheap_debug_realloc_in(old_ptr, new_ptr, size, caps, 0, 0);
-}
-
-/* usable 0: the block's heap and size are not known (the tracker finds them). */
-void capheap_debug_alloc_in(void *ptr, size_t size, uint32_t caps, unsigned heap, size_t usable)
-{
-    (void)size; /* each consumer takes what it needs */
-    (void)caps;
-#if CAPHEAP_TASK_TRACKING
-    ch_task_alloc_in(ptr, heap, usable);
-#else
-    (void)heap;
-    (void)usable;
-#endif
 #if CAPHEAP_TRACING
     ch_trace_alloc(ptr, size, caps);
 #endif
@@ -50,13 +32,13 @@ void capheap_debug_alloc_in(void *ptr, size_t size, uint32_t caps, unsigned heap
     if (esp_heap_trace_alloc_hook != NULL)
         esp_heap_trace_alloc_hook(ptr, size, caps);
 #endif
+    (void)ptr;
+    (void)size;
+    (void)caps;
 }
 
-void capheap_debug_free(void *ptr)
+void capheap_debug_free_counted(void *ptr)
 {
-#if CAPHEAP_TASK_TRACKING
-    ch_task_free(ptr);
-#endif
 #if CAPHEAP_TRACING
     ch_trace_free(ptr);
 #endif
@@ -64,32 +46,43 @@ void capheap_debug_free(void *ptr)
     if (esp_heap_trace_free_hook != NULL)
         esp_heap_trace_free_hook(ptr);
 #endif
+    (void)ptr;
 }
 
-void capheap_debug_realloc_in(void *old_ptr, void *new_ptr, size_t size, uint32_t caps, unsigned heap,
-                              size_t usable)
+void capheap_debug_alloc(void *ptr, size_t size, uint32_t caps)
 {
-    (void)size;
-    (void)caps;
-    /* Tracing and task tracking see the old block go and the new one come
-     * (same address when in place); the user's hook sees one allocation with
-     * the new size, as ESP-IDF calls it for an in-place realloc. */
 #if CAPHEAP_TASK_TRACKING
-    ch_task_free(old_ptr);
-    ch_task_alloc_in(new_ptr, heap, usable);
-#else
-    (void)heap;
-    (void)usable;
+    ch_task_alloc(ptr);
 #endif
+    capheap_debug_alloc_counted(ptr, size, caps);
+}
+
+void capheap_debug_free(void *ptr)
+{
+#if CAPHEAP_TASK_TRACKING
+    ch_task_free(ptr);
+#endif
+    capheap_debug_free_counted(ptr);
+}
+
+/* Tracing sees the old block go and the new one come (same address when in
+ * place); the user's hook sees one allocation with the new size, as ESP-IDF
+ * calls it for an in-place realloc. Task tracking is not told: reallocs
+ * account for it with the owner words (route.c). */
+void capheap_debug_realloc(void *old_ptr, void *new_ptr, size_t size, uint32_t caps)
+{
 #if CAPHEAP_TRACING
     ch_trace_free(old_ptr);
     ch_trace_alloc(new_ptr, size, caps);
 #endif
 #if CAPHEAP_USE_HOOKS
-    (void)old_ptr;
     if (esp_heap_trace_alloc_hook != NULL)
         esp_heap_trace_alloc_hook(new_ptr, size, caps);
 #endif
+    (void)old_ptr;
+    (void)new_ptr;
+    (void)size;
+    (void)caps;
 }
 
 #else

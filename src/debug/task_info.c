@@ -2,62 +2,54 @@
  * task_info.c - per-task heap accounting (esp_heap_task_info.h) in O(1) per
  * allocation and free.
  *
- * heap_caps calls ch_task_alloc_in() after every successful allocation and
- * ch_task_free() after every free (src/debug/hooks.c; an in-place realloc is
- * a free and an allocation of the same address). This file charges each block
- * to the task that allocated it and keeps, per task and per heap, the bytes in
- * use, their peak and the live block count. ESP-IDF does the same with linked
- * lists per task, heap and block, walked on every call under a mutex, and an
- * owner word in every block (spec 4.3, 7.2 item 14). Here every structure is
- * static, found by hashing, and touched a bounded number of times per call:
+ * Every block names its owner in itself, as ESP-IDF's blocks do
+ * (MULTI_HEAP_BLOCK_OWNER, spec 4.3): with task tracking built in, multi_heap
+ * gives each block a 32-bit owner word past its usable bytes
+ * (heap_private.h, capheap_heap_*_owned) and this file decides what the word
+ * says: the owner's task slot, the slot's generation, and a check.
  *
- *   tt.block[]  open-addressing hash table, linear probing, keyed by the
- *               block's address: owner task slot, heap slot, size. Deletion
- *               shifts the following entries back (no tombstones, so the
- *               probe length stays that of the live load, <= 3/4).
- *               TT_BLOCK_SLOTS = the power of two >= 4/3 x MAX_BLOCKS.
- *   tt.tmap[]   the same for tasks, keyed by handle -> task slot + 1;
- *               tt.last_* caches the last task seen (one compare per call).
- *   tt.task[]   per task: name, state, totals (a cell for all heaps), and
- *               one cell per heap descriptor slot (current, peak, count).
+ *   owner word   bits 0-7    task slot + 1 (0: not charged to any task)
+ *                bits 8-14   generation of that slot (a slot reused by a new
+ *                            task after its old owner was dropped has a new one)
+ *                bit 15      the user holds the block by its IRAM alias
+ *                bits 16-31  tt_check(bits 0-15): a word that fails it (a
+ *                            smashed word, a block multi_heap made for
+ *                            someone else) is charged to nobody
  *
- *      ch_task_alloc_in(p, heap, size)        ch_task_free(p)
- *        (heap_caps' fast paths pass the        lock
- *         heap slot and the usable size         find p in block[]  --> task, heap, size
- *         multi_heap read under its lock;       cells -= size, count--
- *         the other paths pass size 0:          delete p (backward shift)
- *         registry lookup, size query)          unlock
- *        task = current task (host: TLS)
- *        lock
- *        slot of task (last one / tmap)
- *        insert p in block[]
- *        cells += size, peaks, count++
- *        unlock
+ *   tt.task[]    per task: handle, name, state, generation, totals (a cell
+ *                for all heaps) and one cell per heap descriptor slot
+ *                (current bytes, peak, live blocks).
+ *   tt.tmap[]    open addressing from task handle to task slot + 1.
  *
- * The fast paths of both are leaf code: anything unusual (a contended lock,
- * another task than the last, a listed address, a full table, a deleted
- * owner) is a tail call to an out-of-line general path.
+ *   heap_caps fast paths                      slow paths (hooks.c: general)
+ *     own = ch_task_owner()  (host: TLS)        p = multi_heap call (owner 0)
+ *     {p, usable} = capheap_heap_malloc_owned   ch_task_alloc(p): swap the
+ *     ch_task_charge(p, own, usable, heap)      word in, charge
+ *     o = capheap_heap_free_owned(p)            ch_task_free(p): read the
+ *     ch_task_credit(o.owner, o.usable, heap)   word, credit, then the free
  *
- * Heaps are identified by their descriptor slot in the registry (ch_g.heaps[]),
- * which never moves (only capheap_caps_reset() clears it; it must then call
- * capheap_task_tracking_reset()). The size query of the general path is made
- * before the lock (it takes the heap's own lock), so the tracking lock is
- * never held while another is taken: no lock order to get wrong.
+ * charge and credit lock, add to or subtract from two cells, unlock: no
+ * search, no table of blocks, no limit on their number. The owner word is
+ * written and read by multi_heap under the heap's lock, the cells are
+ * changed under this file's lock after the heap's is released: the tracking
+ * lock is never taken while a heap lock is held (ch_task_describe only tries
+ * it), and queries, which hold it, take heap locks inside it: one order.
  *
- * Full tables never corrupt anything: a block that finds no room is counted
- * as untracked (its later free is an "unknown free", also counted); a new
- * task that finds no slot likewise. Memory: MAX_TASKS x MAX_HEAPS cells and
- * TT_BLOCK_SLOTS entries, all static (nothing comes from the heaps tracked).
+ * Queries (the esp_heap_task_info.h functions) read the cells for totals and
+ * walk the heaps for block lists (O(blocks), as ESP-IDF's do), under the
+ * tracking lock; printing collects under the lock and prints without it (a
+ * stream may allocate, and the allocation would come back here).
+ *
+ * A full task table never corrupts anything: the block of a task that finds
+ * no slot carries owner 0 and is counted as untracked; its free then counts
+ * as an unknown free. Memory: MAX_TASKS x MAX_HEAPS cells, static, and 4
+ * bytes per block in the heaps (ESP-IDF: 4 as well).
  *
  * Lock: host: a test-and-test-and-set spinlock that yields the CPU after a
- * short spin. The critical section is a few dozen instructions with no call
- * in it, where a pthread mutex would double the cost of tracking (about 80
- * instructions per lock/unlock pair). Bare metal: the port's lock hooks on
- * a lock object of this file (an interrupt mask makes tracking ISR-safe).
- *
- * Queries (the esp_heap_task_info.h functions) are O(tasks x heaps + table
- * size) under the lock; printing snapshots under the lock and prints without
- * it (a stream may allocate, and the allocation would come back here).
+ * short spin. The critical sections are a dozen instructions with no call in
+ * them, where a pthread mutex would double the cost of tracking. Bare metal:
+ * the port's lock hooks on a lock object of this file (an interrupt mask
+ * makes tracking ISR-safe).
  */
 #define _POSIX_C_SOURCE 200809L /* sched_yield */
 
@@ -85,13 +77,6 @@
 #include <sched.h>
 #endif
 
-#ifndef CAPHEAP_TASK_TRACKING_MAX_BLOCKS
-#if CAPHEAP_PORT_HOST
-#define CAPHEAP_TASK_TRACKING_MAX_BLOCKS 4096
-#else
-#define CAPHEAP_TASK_TRACKING_MAX_BLOCKS 512
-#endif
-#endif
 #ifndef CAPHEAP_TASK_TRACKING_MAX_TASKS
 #if CAPHEAP_PORT_HOST
 #define CAPHEAP_TASK_TRACKING_MAX_TASKS 64
@@ -103,14 +88,8 @@
 #define CAPHEAP_TRACK_DELETED_TASKS 0
 #endif
 
-#if CAPHEAP_TASK_TRACKING_MAX_BLOCKS < 1 || CAPHEAP_TASK_TRACKING_MAX_BLOCKS > (1L << 24)
-#error "CAPHEAP_TASK_TRACKING_MAX_BLOCKS must be 1..16777216"
-#endif
 #if CAPHEAP_TASK_TRACKING_MAX_TASKS < 1 || CAPHEAP_TASK_TRACKING_MAX_TASKS > 255
-#error "CAPHEAP_TASK_TRACKING_MAX_TASKS must be 1..255 (a block names its task in one byte)"
-#endif
-#if CAPHEAP_MAX_HEAPS > 255
-#error "a block names its heap in one byte"
+#error "CAPHEAP_TASK_TRACKING_MAX_TASKS must be 1..255 (an owner word names its task in one byte)"
 #endif
 
 /* Smallest power of two >= x (x >= 1, x < 2^31), at compile time. */
@@ -121,46 +100,78 @@
 #define TT_S16(x) (TT_S8(x) | (TT_S8(x) >> 16))
 #define TT_POW2(x) (TT_S16((unsigned long)(x) - 1ul) + 1ul)
 
-#define TT_MAX_BLOCKS ((size_t)CAPHEAP_TASK_TRACKING_MAX_BLOCKS)
 #define TT_MAX_TASKS CAPHEAP_TASK_TRACKING_MAX_TASKS
-/* Load factor <= 3/4 at MAX_BLOCKS: a miss probes about 8 entries at worst
- * on average, a hit 2.5; the usual load is far lower. */
-#define TT_BLOCK_SLOTS ((size_t)TT_POW2(CAPHEAP_TASK_TRACKING_MAX_BLOCKS + CAPHEAP_TASK_TRACKING_MAX_BLOCKS / 3 + 1))
 #define TT_TASK_SLOTS ((size_t)TT_POW2(2 * CAPHEAP_TASK_TRACKING_MAX_TASKS))
 #define TT_NONE UINT32_MAX
-#define TT_SORT_CHUNK 32u /* blocks a print collects per scan of the table */
+#define TT_SORT_CHUNK 32u /* blocks a print collects per walk of the heap */
 #define TT_ARRAY_ALIGN 8u /* the stat arrays: >= alignment of size_t and pointers */
 
 #if defined(__GNUC__)
 #define TT_LIKELY(x) __builtin_expect(!!(x), 1)
 #define TT_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TT_NOINLINE __attribute__((noinline))
+/* Keep a computed pointer in its register: without this gcc recomputes a
+ * task's address (slot x sizeof(tt_task_t), a multiply) for each field the
+ * fast paths touch. An empty asm the compiler must assume changes p. */
+#define TT_KEEP(p) __asm__("" : "+r"(p))
 #else
 #define TT_NOINLINE
 #define TT_LIKELY(x) (x)
 #define TT_UNLIKELY(x) (x)
+#define TT_KEEP(p) ((void)0)
 #endif
 
 enum { TT_FREE = 0, TT_ALIVE = 1, TT_DELETED = 2 };
 
-/** One tracked block. addr 0: empty entry (no block lives at address 0). */
-typedef struct {
-    uintptr_t addr; /* the pointer the user got */
-    uint32_t size;  /* heap_caps_get_allocated_size() at allocation */
-    uint8_t task;   /* slot in tt.task[] */
-    uint8_t heap;   /* descriptor slot in ch_g.heaps[] */
-} tt_block_t;
+/* ---- owner words ------------------------------------------------------------ */
+
+#define TT_OWN_GEN_MASK 0x7Fu
+#define TT_OWN_ALIAS 0x8000u
+
+/* The check of bits 0-14 (the alias flag is not covered: a word with and
+ * one without it name the same owner). */
+static inline uint32_t tt_check(uint32_t low)
+{
+    return (((low & 0x7FFFu) * 0x9E37u + 0x7A5Bu) & 0xFFFFu) << 16;
+}
+
+static inline uint32_t tt_owner(unsigned slot, unsigned gen, bool alias)
+{
+    uint32_t low = (uint32_t)(slot + 1u) | (uint32_t)(gen & TT_OWN_GEN_MASK) << 8;
+    return low | tt_check(low) | (alias ? TT_OWN_ALIAS : 0u);
+}
+
+/* A word this file wrote (slot in range, check right)? */
+static inline bool tt_valid(uint32_t own)
+{
+    uint32_t s = own & 0xFFu;
+    return s != 0 && s <= TT_MAX_TASKS && (own & 0xFFFF0000u) == tt_check(own);
+}
+
+static inline unsigned tt_slot(uint32_t own)
+{
+    return (own & 0xFFu) - 1u;
+}
+
+static inline unsigned tt_gen(uint32_t own)
+{
+    return (own >> 8) & TT_OWN_GEN_MASK;
+}
+
+/* ---- state ------------------------------------------------------------------ */
 
 /** One task in one heap, or (tt_task_t.all) in all of them. */
 typedef struct {
     size_t current, peak;
-    uint32_t count; /* live blocks */
-    uint32_t fill;  /* queries only (under the lock): next output index, or TT_NONE */
+    uint32_t count;       /* live blocks */
+    uint32_t fill, end;   /* queries only (under the lock): this cell's range of the output, or TT_NONE */
 } tt_cell_t;
 
 typedef struct {
+    uint32_t word;  /* the owner word of this slot while its task is ALIVE, else 0 (the fast paths' test) */
     void *handle;
     uint8_t state;  /* TT_FREE, TT_ALIVE, TT_DELETED */
+    uint8_t gen;    /* bumped whenever the slot is emptied: owner words naming the old task go stale */
     char name[configMAX_TASK_NAME_LEN];
     uint32_t scratch; /* queries only: index in the caller's totals array */
     tt_cell_t all;    /* the task's totals: bytes, peak, live blocks */
@@ -176,12 +187,18 @@ static struct {
     bool last_ok;
     uint8_t last_slot;
     void *last_task;
-    size_t n_blocks, n_tasks;
-    size_t untracked_blocks, untracked_task_blocks, unknown_frees;
+    size_t n_tasks;
+    size_t untracked_task_blocks, unknown_frees;
     uint8_t tmap[TT_TASK_SLOTS]; /* task slot + 1; 0 empty */
     tt_task_t task[TT_MAX_TASKS];
-    tt_block_t block[TT_BLOCK_SLOTS];
 } tt;
+
+#if CH_TASK_OWNER_TLS
+/* The calling thread's owner word once known (debug_hooks.h reads it inline);
+ * 0 until then. A stale one (its slot was emptied) fails charge's generation
+ * test, which asks again. */
+__thread uint32_t ch_task_owner_tls __attribute__((tls_model("initial-exec")));
+#endif
 
 /* ---- the lock -------------------------------------------------------------- */
 
@@ -244,8 +261,7 @@ static inline unsigned tt_log2(size_t pow2)
 static inline size_t tt_hash(uintptr_t key, size_t slots)
 {
     /* Fibonacci hashing: the top bits of key x 2^64/phi; slots is a power of
-     * two, so the shift is a constant after inlining. Blocks are at least
-     * 4-aligned and 8 bytes apart; the multiply spreads the low bits. */
+     * two, so the shift is a constant after inlining. */
     uint64_t x = (uint64_t)key * 0x9E3779B97F4A7C15u;
     return (size_t)(x >> (64u - tt_log2(slots)));
 }
@@ -295,7 +311,9 @@ static void tt_tmap_remove(void *task)
 static TT_NOINLINE void tt_task_drop(unsigned slot)
 {
     tt_tmap_remove(tt.task[slot].handle);
+    uint8_t gen = tt.task[slot].gen;
     memset(&tt.task[slot], 0, sizeof tt.task[slot]);
+    tt.task[slot].gen = (uint8_t)((gen + 1u) & TT_OWN_GEN_MASK); /* its blocks' words go stale */
     tt.n_tasks--;
     tt.last_ok = false;
     tt.last_task = NULL; /* the fast path tests only last_task (its task is never NULL) */
@@ -349,6 +367,7 @@ static int tt_task_create(void *task, const char *name)
     tt_task_t *t = &tt.task[slot];
     t->handle = task;
     t->state = TT_ALIVE;
+    t->word = tt_owner((unsigned)slot, t->gen, false);
     tt_copy_name(t->name, name, task);
     size_t mask = TT_TASK_SLOTS - 1u;
     size_t i = tt_hash((uintptr_t)task, TT_TASK_SLOTS);
@@ -370,63 +389,39 @@ static inline void tt_charge_cell(tt_cell_t *c, size_t size)
     c->count++;
 }
 
-static inline void tt_charge(unsigned slot, unsigned heap, size_t size)
+/* Charge / credit size bytes in heap slot `heap` to task t (lock held). Both
+ * cells' addresses are taken first: the fast paths then keep two pointers
+ * instead of recomputing the task's address for every field. */
+static inline void tt_charge(tt_task_t *t, unsigned heap, size_t size)
 {
-    tt_task_t *t = &tt.task[slot];
-    tt_charge_cell(&t->all, size);
-    tt_charge_cell(&t->cell[heap], size);
+    TT_KEEP(t);
+    tt_cell_t *a = &t->all, *c = &t->cell[heap];
+    tt_charge_cell(a, size);
+    tt_charge_cell(c, size);
 }
 
-/* Credit a block back to its owner (lock held); a deleted task that owns
- * nothing any more is dropped unless deleted tasks are kept. */
-static inline void tt_credit(const tt_block_t *b, bool may_drop)
+static inline void tt_credit(tt_task_t *t, unsigned heap, size_t size)
 {
-    tt_task_t *t = &tt.task[b->task];
-    tt_cell_t *c = &t->cell[b->heap];
-    t->all.current -= b->size;
-    t->all.count--;
-    c->current -= b->size;
+    TT_KEEP(t);
+    tt_cell_t *a = &t->all, *c = &t->cell[heap];
+    a->current -= size;
+    a->count--;
+    c->current -= size;
     c->count--;
-#if !CAPHEAP_TRACK_DELETED_TASKS
-    if (TT_UNLIKELY(t->state == TT_DELETED && t->all.count == 0) && may_drop)
-        tt_task_drop(b->task);
-#else
-    (void)may_drop;
-#endif
 }
 
-/* Remove block[i] (lock held): backward-shift deletion. */
-static inline void tt_block_remove(size_t i)
-{
-    size_t mask = TT_BLOCK_SLOTS - 1u;
-    for (size_t j = i;;) {
-        j = (j + 1u) & mask;
-        uintptr_t a = tt.block[j].addr;
-        if (a == 0)
-            break;
-        if (!tt_between(i, tt_hash(a, TT_BLOCK_SLOTS), j)) {
-            tt.block[i] = tt.block[j];
-            i = j;
-        }
-    }
-    tt.block[i].addr = 0;
-    tt.n_blocks--;
-}
+/* Where a block the user holds lives: its heap's slot and handle, the
+ * pointer multi_heap knows it by, and the hidden bytes in front of an EXEC
+ * alias block (route.c) that the user does not own. */
+typedef struct {
+    unsigned heap;
+    multi_heap_handle_t mh;
+    void *raw;
+    bool alias;
+    size_t hidden;
+} tt_where_t;
 
-/* Enter a block at the free entry i and charge it (lock held). */
-static inline void tt_insert(size_t i, uintptr_t a, uint32_t size, unsigned slot, unsigned heap)
-{
-    tt.block[i].addr = a;
-    tt.block[i].size = size;
-    tt.block[i].task = (uint8_t)slot;
-    tt.block[i].heap = (uint8_t)heap;
-    tt.n_blocks++;
-    tt_charge(slot, heap, size);
-}
-
-/* The registry slot and allocated size of a user pointer (no lock of ours
- * held), for the callers that could not say them (heap_caps' slow paths). */
-static bool tt_locate(void *ptr, unsigned *heap, size_t *size)
+static bool tt_locate(void *ptr, tt_where_t *w)
 {
     void *raw = ptr;
     bool alias = false;
@@ -434,37 +429,33 @@ static bool tt_locate(void *ptr, unsigned *heap, size_t *size)
     if (TT_UNLIKELY(CH_LOAD(ch_g.alias_any)))
         raw = ch_unalias(ptr, &alias);
 #endif
-    /* The registry's own lookup (innermost heap: a region may be registered
-     * inside a block of another heap). A cache of our own here went stale
-     * when a heap became host of a nested one after it was cached. */
+    /* The registry's lookup finds the innermost heap (a region may be
+     * registered inside a block of another heap). */
     ch_heap_t *h = ch_find((uintptr_t)raw);
     if (TT_UNLIKELY(h == NULL))
         return false;
-    *heap = (unsigned)(h - ch_g.heaps);
-    size_t hidden = alias ? ch_hidden(h) : 0u; /* the IRAM alias word (route.c) */
-    size_t n = capheap_heap_usable_size_quiet(CH_ACQUIRE(h->heap), raw);
-    *size = n > hidden ? n - hidden : 0;
-    return *size != 0;
+    w->mh = CH_ACQUIRE(h->heap);
+    w->heap = h->index;
+    w->raw = raw;
+    w->alias = alias;
+    w->hidden = alias ? ch_hidden(h) : 0u;
+    return w->mh != NULL;
 }
 
-/* Everything the fast path below leaves out: a caller that could not say the
- * block's heap and size, a task other than the last one seen, a block still
- * listed, a full table. Out of line, so that the fast path needs no saved
- * registers. */
-static TT_NOINLINE void tt_alloc_general(void *ptr, unsigned heap, size_t n, void *task)
+/* The user's bytes of a block multi_heap says has usable bytes. */
+static inline size_t tt_user_bytes(const tt_where_t *w, size_t usable)
 {
-    if (TT_UNLIKELY(ptr == NULL))
-        return;
-    if (task == NULL)
-        task = capheap_port_current_task();
-    if ((n == 0 || heap == CH_HEAP_UNKNOWN) && !tt_locate(ptr, &heap, &n))
-        return; /* not told by the caller, and in no heap */
-    if (TT_UNLIKELY(n > UINT32_MAX))
-        n = UINT32_MAX; /* heap_task_block_t's size is 32 bits; no region is that big */
+    return usable > w->hidden ? usable - w->hidden : 0u;
+}
 
+/* The calling task's owner word: its slot (created at its first
+ * allocation), or 0 when the task table is full. */
+uint32_t ch_task_owner_slow(void)
+{
+    void *task = capheap_port_current_task();
     tt_lock();
     int slot;
-    if (TT_LIKELY(tt.last_ok && tt.last_task == task)) {
+    if (tt.last_ok && tt.last_task == task) {
         slot = tt.last_slot;
     } else {
         slot = tt_task_find(task);
@@ -479,193 +470,168 @@ static TT_NOINLINE void tt_alloc_general(void *ptr, unsigned heap, size_t n, voi
             if (slot < 0)
                 slot = tt_task_create(task, copy);
             if (slot < 0) {
-                tt.untracked_task_blocks++;
                 tt_unlock();
-                return;
+                return 0; /* counted when the block is charged */
             }
         }
         tt.last_task = task;
         tt.last_slot = (uint8_t)slot;
         tt.last_ok = true;
     }
-
-    uintptr_t a = (uintptr_t)ptr;
-    size_t mask = TT_BLOCK_SLOTS - 1u;
-    size_t i = tt_hash(a, TT_BLOCK_SLOTS);
-    for (;; i = (i + 1u) & mask) {
-        uintptr_t e = tt.block[i].addr;
-        if (e == 0)
-            break;
-        if (TT_UNLIKELY(e == a)) {
-            /* Still listed: its free has not reached us yet (another thread
-             * freed it and this one got it back before that thread's hook
-             * ran). The old owner gets the block back now; the late free
-             * will take the new entry, and the new owner's own free will be
-             * an unknown free: the books balance again then. */
-            tt_credit(&tt.block[i], tt.block[i].task != slot); /* keep `slot` valid */
-            tt_block_remove(i);
-            i = tt_hash(a, TT_BLOCK_SLOTS);
-            while (tt.block[i].addr != 0)
-                i = (i + 1u) & mask;
-            break;
-        }
-    }
-    if (TT_UNLIKELY(tt.n_blocks >= TT_MAX_BLOCKS)) {
-        tt.untracked_blocks++;
-        tt_unlock();
-        return;
-    }
-    tt_insert(i, a, (uint32_t)n, (unsigned)slot, heap);
+    uint32_t own = tt_owner((unsigned)slot, tt.task[slot].gen, false);
     tt_unlock();
-}
-
-/* ptr is never NULL (heap_caps reports blocks it returns). n < 2^32: the
- * engine's offsets are 32-bit, no block is larger. */
-void ch_task_alloc_in(void *ptr, unsigned heap, size_t n)
-{
-#if !CH_COMPACT
-    if (heap == CH_HEAP_UNKNOWN && n != 0) {
-        /* The caller had the heap's handle, not its slot: free()'s page
-         * cache knows the block's page, as a rule (else the general path). */
-        const ch_heap_t *h = ch_cached((uintptr_t)ptr);
-        if (TT_UNLIKELY(h == NULL)) {
-            tt_alloc_general(ptr, heap, 0, NULL);
-            return;
-        }
-        heap = (unsigned)(h - ch_g.heaps);
-    }
+#if CH_TASK_OWNER_TLS
+    ch_task_owner_tls = own;
 #endif
-    void *task = capheap_current_task_known();
-    /* Fast path (no call: the rest is a tail call): heap and size known, the
-     * task known without asking the port and the same as last time, the
-     * address not listed, room in the table. */
-    if (TT_LIKELY(task != NULL && n != 0)) {
-        uintptr_t a = (uintptr_t)ptr;
-        size_t mask = TT_BLOCK_SLOTS - 1u;
-        size_t i = tt_hash(a, TT_BLOCK_SLOTS);
-        if (TT_UNLIKELY(!tt_trylock())) {
-            tt_alloc_general(ptr, heap, n, task); /* contended: wait there */
-            return;
-        }
-        if (TT_LIKELY(tt.last_task == task && tt.n_blocks < TT_MAX_BLOCKS)) {
-            uintptr_t e;
-            while ((e = tt.block[i].addr) != 0 && e != a)
-                i = (i + 1u) & mask;
-            if (TT_LIKELY(e == 0)) {
-                tt_insert(i, a, (uint32_t)n, tt.last_slot, heap);
-                tt_unlock();
-                return;
-            }
-        }
-        tt_unlock();
-    }
-    tt_alloc_general(ptr, heap, n, task);
+    return own;
 }
 
-/* A deleted task whose last block went: its slot is free again (unless a
- * concurrent allocation by its handle revived it between the locks). */
-static TT_NOINLINE void tt_drop_if_done(unsigned slot)
+/* Charge a block whose word says own (lock not held); false if the word is
+ * stale (its slot was emptied, or taken by another task, since it was
+ * issued): nothing charged then. */
+static bool tt_charge_waited(uint32_t own, unsigned heap, size_t n)
 {
     tt_lock();
-    if (tt.task[slot].state == TT_DELETED && tt.task[slot].all.count == 0)
-        tt_task_drop(slot);
-    tt_unlock();
-}
-
-/* What taking a block out of the books left to do: nothing (TT_FREED), the
- * whole of it because the lock was busy (TT_BUSY), or the drop of a deleted
- * owner that owns nothing now (its slot, for tt_drop_if_done). */
-#define TT_FREED 256
-#define TT_BUSY (-1)
-
-/* Take the block at a out of the books (lock held); an address not listed
- * is counted as an unknown free. */
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-static inline int tt_unlist(uintptr_t a)
-{
-    size_t mask = TT_BLOCK_SLOTS - 1u;
-    size_t i = tt_hash(a, TT_BLOCK_SLOTS);
-    uintptr_t e;
-    while ((e = tt.block[i].addr) != a && e != 0)
-        i = (i + 1u) & mask;
-    if (TT_UNLIKELY(e != a)) {
-        tt.unknown_frees++;
-        return TT_FREED;
+    if (own == 0) {
+        tt.untracked_task_blocks++; /* the task table was full */
+        tt_unlock();
+        return true;
     }
-    tt_block_t b = tt.block[i];
-    tt_block_remove(i);
-    tt_credit(&b, false); /* dropped after the lock, by tt_drop_if_done */
-    const tt_task_t *t = &tt.task[b.task];
-    bool drop = !CAPHEAP_TRACK_DELETED_TASKS && t->state == TT_DELETED && t->all.count == 0;
-    return TT_UNLIKELY(drop) ? (int)b.task : TT_FREED;
-}
-
-/* ch_task_free's fast path: no call, no wait (a busy lock is TT_BUSY). */
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-static inline int tt_free_fast(void *ptr)
-{
-    if (TT_UNLIKELY(!tt_trylock()))
-        return TT_BUSY;
-    int r = tt_unlist((uintptr_t)ptr);
+    tt_task_t *t = &tt.task[tt_slot(own)];
+    bool fresh = t->gen == tt_gen(own) && t->state != TT_FREE;
+    if (fresh)
+        tt_charge(t, heap, n);
     tt_unlock();
-    return r;
+    return fresh;
 }
 
-/* What tt_free_fast left: the whole free under a waited-for lock, and the
- * drop of a deleted owner. */
-static TT_NOINLINE void tt_free_rest(void *ptr, int r)
+/* own with the alias flag when the user holds the block by its alias. */
+static inline uint32_t tt_aliased(uint32_t own, bool alias)
 {
-    if (r == TT_BUSY) {
+    return own != 0 && alias ? tt_owner(tt_slot(own), tt_gen(own), true) : own;
+}
+
+/* Charge the block w->raw whose word is own. A stale word (this thread's
+ * cached one, after its slot was emptied: a reset, its task dropped) is
+ * replaced by a fresh one from the tracker's lookup, once. */
+static void tt_charge_block(const tt_where_t *w, uint32_t own, size_t n)
+{
+    if (tt_charge_waited(own, w->heap, n))
+        return;
+    own = tt_aliased(ch_task_owner_slow(), w->alias);
+    (void)capheap_heap_swap_owner(w->mh, w->raw, own);
+    if (!tt_charge_waited(own, w->heap, n)) {
         tt_lock();
-        r = tt_unlist((uintptr_t)ptr);
+        tt.untracked_task_blocks++; /* emptied again at once: give up on this block */
         tt_unlock();
     }
-    if (r != TT_FREED)
-        tt_drop_if_done((unsigned)r);
 }
 
-void ch_task_free(void *ptr)
+/* What ch_task_charge's fast path leaves: a busy lock, a stale word, owner
+ * 0, a heap slot the caller could not say. p is multi_heap's pointer (the
+ * fast paths never make alias blocks). */
+static TT_NOINLINE void tt_charge_general(void *p, uint32_t own, unsigned heap, size_t n)
 {
-    if (TT_UNLIKELY(ptr == NULL))
+    tt_where_t w = {heap, NULL, p, false, 0u};
+    if (heap >= CAPHEAP_MAX_HEAPS ? !tt_locate(p, &w) : (w.mh = CH_ACQUIRE(ch_g.heaps[heap].heap)) == NULL)
         return;
-    int r = tt_free_fast(ptr);
-    if (TT_UNLIKELY(r != TT_FREED))
-        tt_free_rest(ptr, r);
+    tt_charge_block(&w, own, n);
 }
 
-#if !CH_COMPACT
-static TT_NOINLINE void tt_free_rest_then(void *ptr, multi_heap_handle_t mh, int r)
+void *ch_task_charge(void *p, uint32_t own, size_t n, unsigned heap)
 {
-    tt_free_rest(ptr, r);
-    capheap_heap_free_locked(mh, ptr);
+    /* Fast path (leaf code; the rest is a tail call): the heap known, the
+     * word that of a live task, the lock free. */
+    unsigned s = (own & 0xFFu) - 1u; /* owner 0: UINT_MAX */
+    if (TT_LIKELY(s < TT_MAX_TASKS && heap < CAPHEAP_MAX_HEAPS) && TT_LIKELY(tt_trylock())) {
+        tt_task_t *t = &tt.task[s];
+        if (TT_LIKELY(t->word == own)) {
+            tt_charge(t, heap, n);
+            tt_unlock();
+            return p;
+        }
+        tt_unlock();
+    }
+    tt_charge_general(p, own, heap, n);
+    return p;
 }
 
-/* heap_caps_free's fast path with task tracking alone: the block leaves the
- * books, then multi_heap's locked free, a tail call (heap_caps_free keeps
- * nothing alive across the tracker, and neither does this). ptr is not NULL. */
-void ch_task_free_then(void *ptr, multi_heap_handle_t mh)
+/* The credit under a waited-for lock: an unknown word counts as an unknown
+ * free; a deleted task that owns nothing now is dropped (unless kept). */
+static TT_NOINLINE void tt_credit_general(uint32_t own, size_t n, unsigned heap)
 {
-    int r = tt_free_fast(ptr);
-    if (TT_UNLIKELY(r != TT_FREED)) {
-        tt_free_rest_then(ptr, mh, r);
+    tt_lock();
+    tt_task_t *t = tt_valid(own) ? &tt.task[tt_slot(own)] : NULL;
+    if (t == NULL || heap >= CAPHEAP_MAX_HEAPS || t->gen != tt_gen(own) || t->state == TT_FREE) {
+        tt.unknown_frees++; /* owner 0 (untracked, or multi_heap's own), a stale or a smashed word */
+        tt_unlock();
         return;
     }
-    capheap_heap_free_locked(mh, ptr);
-}
+    tt_credit(t, heap, n);
+#if !CAPHEAP_TRACK_DELETED_TASKS
+    if (t->state == TT_DELETED && t->all.count == 0)
+        tt_task_drop(tt_slot(own));
 #endif
+    tt_unlock();
+}
 
-/* capheap_describe_block(): print ', task "name"' for the owner of p, if
- * tracked. Called on a corruption report, possibly with a heap lock held:
- * the tracker's lock is only tried, never waited for. */
-void ch_task_describe(const void *p)
+void ch_task_credit(uint32_t own, size_t n, unsigned heap)
 {
-    uintptr_t a = (uintptr_t)p;
-    size_t mask = TT_BLOCK_SLOTS - 1u;
-    size_t i = tt_hash(a, TT_BLOCK_SLOTS);
+    /* Fast path: the word of a live task (the alias flag aside: a word that
+     * passes this compare has a valid check), the lock free. */
+    unsigned s = (own & 0xFFu) - 1u;
+    if (TT_LIKELY(s < TT_MAX_TASKS && heap < CAPHEAP_MAX_HEAPS) && TT_LIKELY(tt_trylock())) {
+        tt_task_t *t = &tt.task[s];
+        if (TT_LIKELY(t->word == (own & ~TT_OWN_ALIAS))) {
+            tt_credit(t, heap, n);
+            tt_unlock();
+            return;
+        }
+        tt_unlock();
+    }
+    tt_credit_general(own, n, heap);
+}
+
+void ch_task_realloc(void *p, uint32_t old_own, size_t old_n, uint32_t own, size_t n, unsigned heap)
+{
+    ch_task_credit(old_own, old_n, heap);
+    (void)ch_task_charge(p, own, n, heap);
+}
+
+/* The slow paths' allocation: the block came from a multi_heap call that
+ * wrote owner 0 (or from an EXEC alias); put the caller's word in and charge. */
+void ch_task_alloc(void *ptr)
+{
+    tt_where_t w;
+    if (ptr == NULL || !tt_locate(ptr, &w))
+        return;
+    uint32_t own = tt_aliased(ch_task_owner(), w.alias);
+    capheap_owned_t old = capheap_heap_swap_owner(w.mh, w.raw, own);
+    if (old.usable == 0)
+        return; /* not a live block: cannot happen for a block just made */
+    tt_charge_block(&w, own, tt_user_bytes(&w, old.usable));
+}
+
+/* The slow paths' free, before multi_heap's: credit what the word says. A
+ * pointer multi_heap rejects is left to that free to report. */
+void ch_task_free(void *ptr)
+{
+    tt_where_t w;
+    if (ptr == NULL || !tt_locate(ptr, &w))
+        return;
+    capheap_owned_t o = capheap_heap_get_owner(w.mh, w.raw);
+    if (o.usable == 0)
+        return;
+    ch_task_credit(o.owner, tt_user_bytes(&w, o.usable), w.heap);
+}
+
+/* capheap_describe_block(): print ', task "name"' for the owner a block's
+ * word names. Called on a corruption report, possibly with a heap lock
+ * held: the tracker's lock is only tried, never waited for. */
+void ch_task_describe(uint32_t own)
+{
+    if (!tt_valid(own))
+        return;
 #if CAPHEAP_PORT_HOST
     if (__atomic_exchange_n(&tt.lock, 1, __ATOMIC_ACQUIRE) != 0)
         return;
@@ -673,17 +639,11 @@ void ch_task_describe(const void *p)
     tt_lock();
 #endif
     char name[configMAX_TASK_NAME_LEN] = "";
-    bool found = false;
-    for (size_t n = 0; n < TT_BLOCK_SLOTS; n++, i = (i + 1u) & mask) {
-        uintptr_t e = tt.block[i].addr;
-        if (e == 0)
-            break;
-        if (e == a) {
-            memcpy(name, tt.task[tt.block[i].task].name, sizeof name);
-            name[sizeof name - 1u] = '\0';
-            found = true;
-            break;
-        }
+    const tt_task_t *t = &tt.task[tt_slot(own)];
+    bool found = t->state != TT_FREE && t->gen == tt_gen(own);
+    if (found) {
+        memcpy(name, t->name, sizeof name);
+        name[sizeof name - 1u] = '\0';
     }
     tt_unlock();
     if (found)
@@ -717,6 +677,7 @@ void capheap_task_deleted(void *task)
     int slot = tt_task_find(task);
     if (slot >= 0) {
         tt.task[slot].state = TT_DELETED;
+        tt.task[slot].word = 0; /* the fast paths leave its blocks to the general ones */
 #if !CAPHEAP_TRACK_DELETED_TASKS
         if (tt.task[slot].all.count == 0)
             tt_task_drop((unsigned)slot);
@@ -732,9 +693,11 @@ esp_err_t capheap_task_tracking_get_stats(capheap_task_tracking_stats_t *out)
     tt_lock();
     out->tasks = tt.n_tasks;
     out->max_tasks = TT_MAX_TASKS;
-    out->blocks = tt.n_blocks;
-    out->max_blocks = TT_MAX_BLOCKS;
-    out->untracked_blocks = tt.untracked_blocks;
+    out->blocks = 0;
+    for (unsigned i = 0; i < TT_MAX_TASKS; i++)
+        out->blocks += tt.task[i].all.count;
+    out->max_blocks = SIZE_MAX; /* no table: every block carries its owner */
+    out->untracked_blocks = 0;
     out->untracked_task_blocks = tt.untracked_task_blocks;
     out->unknown_frees = tt.unknown_frees;
     tt_unlock();
@@ -746,11 +709,16 @@ void capheap_task_tracking_reset(void)
     tt_lock();
     tt.last_ok = false;
     tt.last_task = NULL;
-    tt.n_blocks = tt.n_tasks = 0;
-    tt.untracked_blocks = tt.untracked_task_blocks = tt.unknown_frees = 0;
+    tt.n_tasks = 0;
+    tt.untracked_task_blocks = tt.unknown_frees = 0;
     memset(tt.tmap, 0, sizeof tt.tmap);
-    memset(tt.task, 0, sizeof tt.task);
-    memset(tt.block, 0, sizeof tt.block);
+    for (unsigned i = 0; i < TT_MAX_TASKS; i++) {
+        /* every owner word issued so far goes stale: blocks from before the
+         * reset are charged to nobody, their frees are unknown frees */
+        uint8_t gen = tt.task[i].gen;
+        memset(&tt.task[i], 0, sizeof tt.task[i]);
+        tt.task[i].gen = (uint8_t)((gen + 1u) & TT_OWN_GEN_MASK);
+    }
     tt_unlock();
 }
 
@@ -814,11 +782,12 @@ static void tt_reset_fill(void)
 {
     for (unsigned i = 0; i < TT_MAX_TASKS; i++)
         for (size_t h = 0; h < CAPHEAP_MAX_HEAPS; h++)
-            tt.task[i].cell[h].fill = TT_NONE;
+            tt.task[i].cell[h].fill = tt.task[i].cell[h].end = TT_NONE;
 }
 
 /* Emit one task (lock held): its heaps into heaps[*hi..], each heap's blocks
- * reserved in blocks[*ai..] (filled later by tt_fill_blocks). */
+ * reserved in blocks[*ai..] (filled by tt_fill_blocks, pointed at by
+ * tt_point_blocks). */
 static void tt_emit(task_stat_t *out, unsigned slot, heap_stat_t *heaps, size_t heap_cap, size_t *hi,
                     size_t block_cap, size_t *ai)
 {
@@ -836,25 +805,107 @@ static void tt_emit(task_stat_t *out, unsigned slot, heap_stat_t *heaps, size_t 
         if (count != 0 && count <= block_cap - *ai) {
             t->cell[h].fill = (uint32_t)*ai;
             *ai += count;
+            t->cell[h].end = (uint32_t)*ai;
         }
     }
 }
 
-/* Put every block whose cell reserved room into blocks[] (lock held). */
+/* Every block of a live task, heap by heap (lock held; takes each heap's
+ * lock in turn): fn(ctx, task slot, heap slot, the user's pointer, its size).
+ * Only heap `only` (CAPHEAP_MAX_HEAPS: all). */
+typedef void (*tt_visit_t)(void *ctx, unsigned slot, unsigned heap, void *addr, size_t size);
+
+typedef struct {
+    tt_visit_t fn;
+    void *ctx;
+    unsigned heap;
+} tt_walk_t;
+
+static bool tt_walk_cb(void *p, size_t usable, uint32_t own, void *arg)
+{
+    const tt_walk_t *w = arg;
+    if (!tt_valid(own))
+        return true; /* charged to nobody */
+    unsigned s = tt_slot(own);
+    const tt_task_t *t = &tt.task[s];
+    if (t->state == TT_FREE || t->gen != tt_gen(own))
+        return true; /* a word from before its task was dropped */
+    void *addr = p;
+    size_t size = usable;
+#if CAPHEAP_EXEC_HEAP
+    if (own & TT_OWN_ALIAS) {
+        const ch_heap_t *h = &ch_g.heaps[w->heap];
+        addr = ch_alias_user(h, p, usable);
+        size = usable > ch_hidden(h) ? usable - ch_hidden(h) : 0u;
+    }
+#endif
+    w->fn(w->ctx, s, w->heap, addr, size);
+    return true;
+}
+
+static void tt_walk(unsigned only, tt_visit_t fn, void *ctx)
+{
+    for (unsigned k = 0; k < CAPHEAP_MAX_HEAPS; k++) {
+        if (only < CAPHEAP_MAX_HEAPS && k != only)
+            continue;
+        multi_heap_handle_t mh = CH_ACQUIRE(ch_g.heaps[k].heap);
+        if (mh == NULL)
+            continue;
+        tt_walk_t w = {fn, ctx, k};
+        capheap_heap_walk_owners(mh, tt_walk_cb, &w);
+    }
+}
+
+static inline uint32_t tt_size32(size_t n)
+{
+    return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n; /* heap_task_block_t's size is 32 bits */
+}
+
+/* Put each block into its cell's reserved range, if it has one and it is
+ * not full: a block made or freed while the query runs (its word written,
+ * its cells not yet changed, or the reverse) may find its range full, or
+ * leave room; tt_point_blocks closes the gaps. */
+static void tt_fill_one(void *ctx, unsigned slot, unsigned heap, void *addr, size_t size)
+{
+    heap_task_block_t *blocks = ctx;
+    tt_cell_t *c = &tt.task[slot].cell[heap];
+    if (c->fill == TT_NONE || c->fill >= c->end)
+        return;
+    heap_task_block_t *o = &blocks[c->fill++];
+    o->task = (TaskHandle_t)tt.task[slot].handle;
+    o->address = addr;
+    o->size = tt_size32(size);
+}
+
 static void tt_fill_blocks(heap_task_block_t *blocks)
 {
-    for (size_t i = 0; i < TT_BLOCK_SLOTS; i++) {
-        const tt_block_t *b = &tt.block[i];
-        if (b->addr == 0)
-            continue;
-        tt_cell_t *c = &tt.task[b->task].cell[b->heap];
-        if (c->fill == TT_NONE)
-            continue;
-        heap_task_block_t *o = &blocks[c->fill++];
-        o->task = (TaskHandle_t)tt.task[b->task].handle;
-        o->address = (void *)b->addr;
-        o->size = b->size;
+    tt_walk(CAPHEAP_MAX_HEAPS, tt_fill_one, blocks);
+}
+
+/* Point the n heap stats emitted for the given task slots (in tt_emit's
+ * order) at their blocks, packed from blocks[0] on with no gaps; returns
+ * the number of blocks (lock held). */
+static size_t tt_point_blocks(heap_stat_t *hs, size_t n, const uint8_t *slots, size_t n_slots,
+                              heap_task_block_t *blocks)
+{
+    size_t k = 0, out = 0;
+    for (size_t i = 0; i < n_slots && k < n; i++) {
+        const tt_task_t *t = &tt.task[slots[i]];
+        for (size_t h = 0; h < CAPHEAP_MAX_HEAPS && k < n; h++) {
+            if (!tt_used(t, h))
+                continue;
+            const tt_cell_t *c = &t->cell[h];
+            heap_stat_t *s = &hs[k++];
+            if (c->end == TT_NONE || blocks == NULL)
+                continue; /* no room reserved: alloc_stat stays NULL */
+            size_t start = c->end - t->cell[h].count, got = c->fill - start;
+            memmove(&blocks[out], &blocks[start], got * sizeof *blocks);
+            s->alloc_stat = &blocks[out];
+            s->alloc_count = got;
+            out += got;
+        }
     }
+    return out;
 }
 
 static int tt_by_address(const void *x, const void *y)
@@ -862,6 +913,13 @@ static int tt_by_address(const void *x, const void *y)
     uintptr_t a = (uintptr_t)((const heap_task_block_t *)x)->address;
     uintptr_t b = (uintptr_t)((const heap_task_block_t *)y)->address;
     return (a > b) - (a < b);
+}
+
+static void tt_sort_blocks(heap_stat_t *hs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (hs[i].alloc_stat != NULL && hs[i].alloc_count > 1)
+            qsort(hs[i].alloc_stat, hs[i].alloc_count, sizeof(heap_task_block_t), tt_by_address);
 }
 
 esp_err_t heap_caps_get_all_task_stat(heap_all_tasks_stat_t *s)
@@ -877,28 +935,20 @@ esp_err_t heap_caps_get_all_task_stat(heap_all_tasks_stat_t *s)
     uint8_t emitted[TT_MAX_TASKS];
     for (size_t k = 0; k < n && ti < s->task_count; k++) {
         tt_emit(&s->stat_arr[ti], order[k], s->heap_stat_start, s->heap_count, &hi, s->alloc_count, &ai);
-        emitted[ti++] = order[k];
+        /* a task whose heaps did not fit took none of them */
+        emitted[ti] = s->stat_arr[ti].heap_stat != NULL ? order[k] : TT_MAX_TASKS;
+        ti++;
     }
-    /* Point each emitted heap at its reserved blocks before the fill pass
-     * moves the cursors (same task and heap order as tt_emit). */
-    size_t k = 0;
-    for (size_t i = 0; i < ti; i++) {
-        if (s->stat_arr[i].heap_stat == NULL)
-            continue;
-        const tt_task_t *t = &tt.task[emitted[i]];
-        for (size_t h = 0; h < CAPHEAP_MAX_HEAPS; h++)
-            if (tt_used(t, h)) {
-                uint32_t f = t->cell[h].fill;
-                s->heap_stat_start[k++].alloc_stat = f == TT_NONE ? NULL : s->alloc_stat_start + f;
-            }
-    }
+    uint8_t with_heaps[TT_MAX_TASKS];
+    size_t nw = 0;
+    for (size_t i = 0; i < ti; i++)
+        if (emitted[i] != TT_MAX_TASKS)
+            with_heaps[nw++] = emitted[i];
     if (s->alloc_stat_start != NULL)
         tt_fill_blocks(s->alloc_stat_start);
+    ai = tt_point_blocks(s->heap_stat_start, hi, with_heaps, nw, s->alloc_stat_start);
     tt_unlock();
-    for (size_t i = 0; i < hi; i++)
-        if (s->heap_stat_start[i].alloc_stat != NULL)
-            qsort(s->heap_stat_start[i].alloc_stat, s->heap_stat_start[i].alloc_count, sizeof(heap_task_block_t),
-                  tt_by_address);
+    tt_sort_blocks(s->heap_stat_start, hi);
     s->task_count = ti;
     s->heap_count = hi;
     s->alloc_count = ai;
@@ -920,91 +970,87 @@ esp_err_t heap_caps_get_single_task_stat(heap_single_task_stat_t *s, TaskHandle_
     }
     tt_reset_fill();
     tt_emit(&s->stat, (unsigned)slot, s->heap_stat_start, s->heap_count, &hi, s->alloc_count, &ai);
-    for (size_t i = 0; i < hi; i++) {
-        /* The same heaps in the same order as tt_emit walked them. */
-        size_t seen = 0;
-        for (size_t h = 0; h < CAPHEAP_MAX_HEAPS; h++)
-            if (tt_used(&tt.task[slot], h) && seen++ == i) {
-                uint32_t f = tt.task[slot].cell[h].fill;
-                s->heap_stat_start[i].alloc_stat = f == TT_NONE ? NULL : s->alloc_stat_start + f;
-                break;
-            }
-    }
+    uint8_t one = (uint8_t)slot;
     if (s->alloc_stat_start != NULL)
         tt_fill_blocks(s->alloc_stat_start);
+    ai = tt_point_blocks(s->heap_stat_start, hi, &one, 1, s->alloc_stat_start);
     tt_unlock();
-    for (size_t i = 0; i < hi; i++)
-        if (s->heap_stat_start[i].alloc_stat != NULL)
-            qsort(s->heap_stat_start[i].alloc_stat, s->heap_stat_start[i].alloc_count, sizeof(heap_task_block_t),
-                  tt_by_address);
+    tt_sort_blocks(s->heap_stat_start, hi);
     s->heap_count = hi;
     s->alloc_count = ai;
     return ESP_OK;
+}
+
+/* heap_caps_get_per_task_info's pass over the blocks. */
+typedef struct {
+    heap_task_info_params_t *p;
+    size_t n_totals, written;
+} tt_info_t;
+
+static void tt_info_one(void *ctx, unsigned slot, unsigned heap, void *addr, size_t size)
+{
+    tt_info_t *x = ctx;
+    heap_task_info_params_t *p = x->p;
+    tt_task_t *t = &tt.task[slot];
+    if (p->totals != NULL && p->num_totals != NULL) {
+        if (t->scratch == TT_NONE) {
+            for (size_t i = 0; i < x->n_totals && t->scratch == TT_NONE; i++)
+                if ((void *)p->totals[i].task == t->handle)
+                    t->scratch = (uint32_t)i;
+            if (t->scratch == TT_NONE && x->n_totals < p->max_totals) {
+                heap_task_totals_t *nt = &p->totals[x->n_totals];
+                memset(nt, 0, sizeof *nt); /* ESP-IDF zeroes one class only */
+                nt->task = (TaskHandle_t)t->handle;
+                t->scratch = (uint32_t)x->n_totals++;
+            }
+        }
+        if (t->scratch != TT_NONE) {
+            uint32_t heap_caps = ch_g.heaps[heap].all;
+            for (size_t c = 0; c < NUM_HEAP_TASK_CAPS; c++)
+                if ((heap_caps & (uint32_t)p->mask[c]) == (uint32_t)p->caps[c]) {
+                    p->totals[t->scratch].size[c] += size;
+                    p->totals[t->scratch].count[c]++;
+                    break;
+                }
+        }
+    }
+    if (p->blocks != NULL && x->written < p->max_blocks) {
+        bool wanted = p->tasks == NULL;
+        for (size_t i = 0; !wanted && i < p->num_tasks; i++)
+            wanted = (void *)p->tasks[i] == t->handle;
+        if (wanted) {
+            heap_task_block_t *o = &p->blocks[x->written++];
+            o->task = (TaskHandle_t)t->handle;
+            o->address = addr;
+            o->size = tt_size32(size);
+        }
+    }
 }
 
 size_t heap_caps_get_per_task_info(heap_task_info_params_t *p)
 {
     if (p == NULL)
         return 0;
-    size_t n_totals = 0;
+    tt_info_t x = {p, 0, 0};
     if (p->totals != NULL && p->num_totals != NULL) {
-        n_totals = *p->num_totals;
-        if (n_totals > p->max_totals)
-            n_totals = p->max_totals;
-        for (size_t i = 0; i < n_totals; i++) {
+        x.n_totals = *p->num_totals;
+        if (x.n_totals > p->max_totals)
+            x.n_totals = p->max_totals;
+        for (size_t i = 0; i < x.n_totals; i++) {
             memset(p->totals[i].size, 0, sizeof p->totals[i].size);
             memset(p->totals[i].count, 0, sizeof p->totals[i].count);
         }
     }
-    size_t written = 0;
     tt_lock();
     for (unsigned i = 0; i < TT_MAX_TASKS; i++)
         tt.task[i].scratch = TT_NONE;
-    for (size_t e = 0; e < TT_BLOCK_SLOTS; e++) {
-        const tt_block_t *b = &tt.block[e];
-        if (b->addr == 0)
-            continue;
-        tt_task_t *t = &tt.task[b->task];
-        if (p->totals != NULL && p->num_totals != NULL) {
-            if (t->scratch == TT_NONE) {
-                for (size_t i = 0; i < n_totals && t->scratch == TT_NONE; i++)
-                    if ((void *)p->totals[i].task == t->handle)
-                        t->scratch = (uint32_t)i;
-                if (t->scratch == TT_NONE && n_totals < p->max_totals) {
-                    heap_task_totals_t *nt = &p->totals[n_totals];
-                    memset(nt, 0, sizeof *nt); /* ESP-IDF zeroes one class only */
-                    nt->task = (TaskHandle_t)t->handle;
-                    t->scratch = (uint32_t)n_totals++;
-                }
-            }
-            if (t->scratch != TT_NONE) {
-                uint32_t heap_caps = ch_g.heaps[b->heap].all;
-                for (size_t c = 0; c < NUM_HEAP_TASK_CAPS; c++)
-                    if ((heap_caps & (uint32_t)p->mask[c]) == (uint32_t)p->caps[c]) {
-                        p->totals[t->scratch].size[c] += b->size;
-                        p->totals[t->scratch].count[c]++;
-                        break;
-                    }
-            }
-        }
-        if (p->blocks != NULL && written < p->max_blocks) {
-            bool wanted = p->tasks == NULL;
-            for (size_t i = 0; !wanted && i < p->num_tasks; i++)
-                wanted = (void *)p->tasks[i] == t->handle;
-            if (wanted) {
-                heap_task_block_t *o = &p->blocks[written++];
-                o->task = (TaskHandle_t)t->handle;
-                o->address = (void *)b->addr;
-                o->size = b->size;
-            }
-        }
-    }
+    tt_walk(CAPHEAP_MAX_HEAPS, tt_info_one, &x);
     tt_unlock();
     if (p->totals != NULL && p->num_totals != NULL)
-        *p->num_totals = n_totals;
-    if (written > 1)
-        qsort(p->blocks, written, sizeof *p->blocks, tt_by_address);
-    return written;
+        *p->num_totals = x.n_totals;
+    if (x.written > 1)
+        qsort(p->blocks, x.written, sizeof *p->blocks, tt_by_address);
+    return x.written;
 }
 
 /* ---- the stat arrays -------------------------------------------------------- */
@@ -1034,8 +1080,9 @@ static void *tt_array_alloc(size_t n, size_t each)
     return best != NULL ? multi_heap_aligned_alloc(best, n * each, TT_ARRAY_ALIGN) : NULL;
 }
 
-/* Back through heap_caps_free (it finds the heap); our free hook finds no
- * entry and counts an unknown free, which is harmless. */
+/* Back through heap_caps_free (it finds the heap); the block's owner word
+ * is 0 (multi_heap's own), so the free counts as an unknown free, which is
+ * harmless. */
 static void tt_array_free(void *p)
 {
     if (p != NULL)
@@ -1157,38 +1204,49 @@ static unsigned long tt_percent(size_t part, size_t whole)
 }
 
 /* The blocks of (task slot, heap) by ascending address, TT_SORT_CHUNK per
- * scan of the table: each scan holds the lock for one pass and collects the
+ * walk of the heap: each walk holds the lock for one pass and collects the
  * lowest addresses above the last one printed, so a print sees every block
  * that lived throughout it once, and never holds the lock while printing. */
+typedef struct {
+    unsigned slot;
+    uintptr_t after;
+    size_t n;
+    uintptr_t addr[TT_SORT_CHUNK];
+    uint32_t size[TT_SORT_CHUNK];
+} tt_chunk_t;
+
+static void tt_chunk_one(void *ctx, unsigned slot, unsigned heap, void *addr, size_t size)
+{
+    tt_chunk_t *c = ctx;
+    uintptr_t a = (uintptr_t)addr;
+    (void)heap;
+    if (slot != c->slot || a <= c->after || (c->n == TT_SORT_CHUNK && a >= c->addr[c->n - 1]))
+        return;
+    size_t j = c->n < TT_SORT_CHUNK ? c->n++ : c->n - 1;
+    for (; j > 0 && c->addr[j - 1] > a; j--) {
+        c->addr[j] = c->addr[j - 1];
+        c->size[j] = c->size[j - 1];
+    }
+    c->addr[j] = a;
+    c->size[j] = tt_size32(size);
+}
+
 static void tt_print_blocks(FILE *f, const tt_snap_t *s, size_t heap)
 {
-    uintptr_t after = 0;
+    tt_chunk_t c;
+    c.slot = s->slot;
+    c.after = 0;
     for (;;) {
-        uintptr_t addr[TT_SORT_CHUNK];
-        uint32_t size[TT_SORT_CHUNK];
-        size_t n = 0;
+        c.n = 0;
         tt_lock();
-        bool same = tt.task[s->slot].handle == s->t.handle && tt.task[s->slot].state != TT_FREE;
-        for (size_t i = 0; same && i < TT_BLOCK_SLOTS; i++) {
-            const tt_block_t *b = &tt.block[i];
-            if (b->addr <= after || b->task != s->slot || b->heap != heap)
-                continue;
-            if (n == TT_SORT_CHUNK && b->addr >= addr[n - 1])
-                continue;
-            size_t j = n < TT_SORT_CHUNK ? n++ : n - 1;
-            for (; j > 0 && addr[j - 1] > b->addr; j--) {
-                addr[j] = addr[j - 1];
-                size[j] = size[j - 1];
-            }
-            addr[j] = b->addr;
-            size[j] = b->size;
-        }
+        if (tt.task[s->slot].handle == s->t.handle && tt.task[s->slot].state != TT_FREE)
+            tt_walk((unsigned)heap, tt_chunk_one, &c);
         tt_unlock();
-        for (size_t i = 0; i < n; i++)
-            fprintf(f, "\u2502    \u2502    \u251c ALLOC %p, SIZE %lu\n", (void *)addr[i], (unsigned long)size[i]);
-        if (n < TT_SORT_CHUNK)
+        for (size_t i = 0; i < c.n; i++)
+            fprintf(f, "\u2502    \u2502    \u251c ALLOC %p, SIZE %lu\n", (void *)c.addr[i], (unsigned long)c.size[i]);
+        if (c.n < TT_SORT_CHUNK)
             return;
-        after = addr[n - 1];
+        c.after = c.addr[c.n - 1];
     }
 }
 
@@ -1285,9 +1343,8 @@ void heap_caps_print_all_task_stat_overview(FILE *stream)
     tt_overview_foot(f);
     capheap_task_tracking_stats_t st;
     (void)capheap_task_tracking_get_stats(&st);
-    if (st.untracked_blocks != 0 || st.untracked_task_blocks != 0)
-        fprintf(f, "UNTRACKED ALLOCATIONS: %lu (block table full, %lu blocks), %lu (task table full, %lu tasks)\n",
-                (unsigned long)st.untracked_blocks, (unsigned long)st.max_blocks,
+    if (st.untracked_task_blocks != 0)
+        fprintf(f, "UNTRACKED ALLOCATIONS: %lu (task table full, %lu tasks)\n",
                 (unsigned long)st.untracked_task_blocks, (unsigned long)st.max_tasks);
 }
 

@@ -168,7 +168,7 @@ static void own_range_init(void)
         (uintptr_t)&heap_caps_malloc_default,  (uintptr_t)&heap_caps_realloc_default,
         (uintptr_t)&capheap_debug_alloc,       (uintptr_t)&capheap_debug_free,
         (uintptr_t)&capheap_debug_realloc,     (uintptr_t)&ch_trace_alloc,
-        (uintptr_t)&capheap_debug_alloc_in,    (uintptr_t)&capheap_debug_realloc_in,
+        (uintptr_t)&capheap_debug_alloc_counted, (uintptr_t)&capheap_debug_free_counted,
         (uintptr_t)&ch_trace_free,             (uintptr_t)&capture,
         (uintptr_t)&capheap_port_backtrace,    (uintptr_t)&heap_trace_init_standalone,
         (uintptr_t)&own_range_init,

@@ -1,6 +1,21 @@
 /*
  * heap_private.h - what multi_heap offers the library's other layers beyond
  * its public API (not installed).
+ *
+ * Task tracking builds (CAPHEAP_TASK_TRACKING) give every block one more
+ * 32-bit word, the owner word, so that the tracker can keep a block's owner
+ * in the block instead of in a table keyed by address. multi_heap stores and
+ * returns it, never interprets it. It is the last 4 bytes of the engine
+ * block's capacity, after the user's bytes and poisoning's tail canary:
+ *
+ *   | engine hdr | [poison head] | user bytes ... | [tail canary] | pad | owner |
+ *                ^ raw                                                 ^ raw + capacity - 4
+ *
+ * multi_heap asks the engine for CAPHEAP_OWNER_BYTES more per block
+ * (engine_size) and reports every size 4 bytes less (overhead), so the
+ * user never owns the word: ASan keeps it poisoned like a canary, valgrind
+ * leaves it outside the block's chunk. Without task tracking nothing of this
+ * exists and the blocks are as before.
  */
 #ifndef CAPHEAP_HEAP_PRIVATE_H
 #define CAPHEAP_HEAP_PRIVATE_H
@@ -13,19 +28,79 @@
 #include "heap/poison.h"
 #include "multi_heap.h"
 
-/* multi_heap_get_allocated_size() for the library's own bookkeeping (task
- * tracking): the same value, but the bytes past the request stay poisoned
- * under ASan, so a one-byte overflow in the program is still caught. */
-size_t capheap_heap_usable_size_quiet(multi_heap_handle_t heap, void *p);
+#if CAPHEAP_TASK_TRACKING
+/*
+ * The owner word (task tracking builds; the layout is at the top of this
+ * file). The public API writes 0 into every new block (malloc, aligned
+ * allocation), multi_heap_realloc() carries the old block's word over to the
+ * resulting block (in place or moved), multi_heap_free() ignores it. The
+ * functions below are the tracker's: one lock round trip each, the owner
+ * word read or written under the lock the operation holds anyway.
+ */
+#define CAPHEAP_OWNER_BYTES 4u
 
-/* multi_heap_malloc() and multi_heap_realloc() that also store the new
- * block's usable size (as multi_heap_get_allocated_size() would say it) in
- * *usable, read under the lock the call holds anyway: task tracking charges
- * that size, and asking for it afterwards would take the lock a second time.
- * *usable is 0 when the call returns NULL, and for the realloc cases that
- * are not a resize (heap, p NULL or size 0). */
-void *capheap_heap_malloc_sized(multi_heap_handle_t heap, size_t size, size_t *usable);
-void *capheap_heap_realloc_sized(multi_heap_handle_t heap, void *p, size_t size, size_t *usable);
+/* A block's owner word and its usable size (multi_heap_get_allocated_size). */
+typedef struct {
+    uint32_t owner;
+    size_t usable;
+} capheap_owned_t;
+
+/* A new block and its usable size (as multi_heap_get_allocated_size says). */
+typedef struct {
+    void *p;
+    size_t usable;
+} capheap_made_t;
+
+/* malloc that writes owner into the new block: {the block, its usable size},
+ * {NULL, 0} if it fails. heap is a registered heap (with or without a lock);
+ * size 0 -> {NULL, 0}. A struct return (two registers on the usual ABIs), so
+ * the caller keeps no local whose address escapes and can tail-call the
+ * tracker afterwards. The usable size is a number only: under ASan the bytes
+ * past the request stay poisoned until multi_heap_get_allocated_size() is
+ * asked. The out-parameters of the functions below must not be NULL (never
+ * tested, to keep the fast paths lean). */
+capheap_made_t capheap_heap_malloc_owned(multi_heap_handle_t heap, size_t size, uint32_t owner);
+
+/* realloc of a live block p (not NULL) to size (not 0; 0 fails like a size
+ * too large): the result carries owner; on success *old = p's owner word and
+ * usable size as they were before the call, *usable = the new usable size;
+ * on failure NULL, p unchanged, *old = {0, 0}, *usable = 0. A p the heap
+ * rejects is reported exactly as multi_heap_realloc reports it (then, if the
+ * abort hook returns, as a failure). usable and old must not be NULL. */
+void *capheap_heap_realloc_owned(multi_heap_handle_t heap, void *p, size_t size, uint32_t owner, size_t *usable,
+                                 capheap_owned_t *old);
+
+/* free that returns the freed block's owner word and usable size (read after
+ * the block was validated, before it is freed); a rejected p is reported
+ * exactly as multi_heap_free reports it (and {0, 0} is returned if the abort
+ * hook returns). p NULL -> {0, 0}. */
+capheap_owned_t capheap_heap_free_owned(multi_heap_handle_t heap, void *p);
+
+/* Read, or replace, the owner word of p, under the lock; both return the
+ * word as it was, and p's usable size. p not a live block of heap (or its
+ * canaries bad): {0, 0}, nothing changed, nothing reported (the caller's
+ * following multi_heap call reports it). */
+capheap_owned_t capheap_heap_get_owner(multi_heap_handle_t heap, void *p);
+capheap_owned_t capheap_heap_swap_owner(multi_heap_handle_t heap, void *p, uint32_t owner);
+
+/* Every used block with its owner word, in address order, under the heap's
+ * lock: cb(user pointer, usable size, owner, ctx); cb returns false to stop;
+ * cb must not call into this heap. */
+typedef bool (*capheap_owner_walker_t)(void *p, size_t usable, uint32_t owner, void *ctx);
+void capheap_heap_walk_owners(multi_heap_handle_t heap, capheap_owner_walker_t cb, void *ctx);
+
+/* The owner word of the used block multi_heap_walk() reported as (block,
+ * size) (block = engine data pointer, size = capacity), for corruption
+ * reports: read without the lock, within the bounds the walk gave. */
+uint32_t capheap_block_owner(const void *block, size_t size);
+#endif
+
+/* The lock object multi_heap_set_lock() attached (NULL: none). O(1), no lock:
+ * heap_caps finds a heap's descriptor through it (caps_private.h). */
+static inline void *capheap_heap_lock_object(multi_heap_handle_t heap)
+{
+    return ce_owner((const ce_heap_t *)(const void *)heap);
+}
 
 #if !defined(__OPTIMIZE_SIZE__)
 /* multi_heap_malloc, _free and _realloc's locked halves, for heap_caps' fast
@@ -38,9 +113,28 @@ void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size
 
 /* heap_caps_realloc's move out of a heap (speed builds): copy min(usable
  * size of p, n) bytes to dst, then free p, under one lock; a p the heap
- * rejects is reported like multi_heap_free's, nothing copied. */
+ * rejects is reported like multi_heap_free's, nothing copied. With task
+ * tracking it returns what capheap_heap_free_owned() returns: p's
+ * owner word and usable size, read after p was validated, before it was
+ * freed ({0, 0} if p was rejected and the abort hook returned); callers
+ * that do not need them ignore the value, so the name is the same in every
+ * build. */
+#if CAPHEAP_TASK_TRACKING
+capheap_owned_t capheap_heap_move_out(multi_heap_handle_t heap, void *p, void *dst, size_t n);
+#else
 void capheap_heap_move_out(multi_heap_handle_t heap, void *p, void *dst, size_t n);
 #endif
+#endif
+
+/* Bytes of the owner word; 0 without task tracking. */
+#if CAPHEAP_TASK_TRACKING
+#define MH_OWNER_BYTES CAPHEAP_OWNER_BYTES
+#else
+#define MH_OWNER_BYTES 0u
+#endif
+
+/* 1 when blocks carry bytes beyond the user's: poisoning, an owner word. */
+#define MH_BLOCK_EXTRA (POISON_ENABLED || CAPHEAP_TASK_TRACKING)
 
 #if POISON_ENABLED
 /* Poisoning's head in front of the user bytes (heap/poison.h). */
@@ -48,18 +142,39 @@ static inline size_t head_bytes(const ce_heap_t *h)
 {
     return h->align_mask + 1u > POISON_HEAD_MIN ? h->align_mask + 1u : POISON_HEAD_MIN;
 }
+#endif
 
-/* Poisoning's bytes per block: head and tail canary. */
+#if MH_BLOCK_EXTRA
+/* Bytes per block beyond the user's: poisoning's head and tail canary, the
+ * owner word (what capheap_heap_poison_overhead() reports). */
 static inline size_t overhead(const ce_heap_t *h)
 {
-    return head_bytes(h) + POISON_TAIL;
+#if POISON_ENABLED
+    return head_bytes(h) + POISON_TAIL + MH_OWNER_BYTES;
+#else
+    (void)h;
+    return MH_OWNER_BYTES;
+#endif
 }
 #endif
+
+/* Bytes between a block's engine data pointer (what multi_heap_walk()
+ * reports) and the user's pointer: poisoning's head, else 0. heap may be
+ * NULL (0). For reports that name a block by the user's pointer. */
+static inline size_t capheap_heap_user_offset(multi_heap_handle_t heap)
+{
+#if POISON_ENABLED
+    return heap == NULL ? 0 : head_bytes((const ce_heap_t *)(const void *)heap);
+#else
+    (void)heap;
+    return 0;
+#endif
+}
 
 /* Bytes the engine must provide for a user request; 0 if it would overflow. */
 static inline size_t engine_size(const ce_heap_t *h, size_t size)
 {
-#if POISON_ENABLED
+#if MH_BLOCK_EXTRA
     size_t ov = overhead(h);
     return (size == 0 || size > SIZE_MAX - ov) ? 0 : size + ov;
 #else

@@ -19,6 +19,13 @@
  * asked for size + overhead; free and realloc first let the engine validate
  * the block (double free, foreign and interior pointers are named as such),
  * then check the canaries.
+ *
+ * Task tracking builds end every block with an owner word for the tracker
+ * (heap_private.h draws it): part of the overhead, stored and returned here,
+ * never interpreted. It is written while the lock is held for the
+ * allocation itself, and read after the engine validated a block and before
+ * it changes it, so it costs a load or a store per operation, no lock.
+ * Without task tracking every line of it is compiled out.
  */
 #include "multi_heap.h"
 
@@ -173,7 +180,12 @@ static bool poison_check_used(const ce_heap_t *h, const void *raw, size_t cap, b
         return false;
     }
     uint32_t size = load32(r + 4);
+#if CAPHEAP_TASK_TRACKING
+    /* with the owner word the overhead exceeds the smallest capacity (a forged header's) */
+    size_t room = cap > overhead(h) ? cap - overhead(h) : 0;
+#else
     size_t room = cap - overhead(h);
+#endif
     if (size > room) {
         report("Size", r + 4, (uint32_t)room, size, 13, print, fatal);
         return false;
@@ -223,10 +235,48 @@ static void *poison_new(const ce_heap_t *h, void *raw, size_t size)
 }
 #endif /* POISON_ENABLED */
 
+/* ---- the owner word (task tracking; heap_private.h) ---------------------- */
+
+#if CAPHEAP_TASK_TRACKING
+/* The owner word of the used block raw (engine data pointer) of capacity cap:
+ * its last 4 bytes, always 4-aligned (the next header follows). */
+static inline void *owner_at(const void *raw, size_t cap)
+{
+    return (uint8_t *)(uintptr_t)raw + cap - CAPHEAP_OWNER_BYTES;
+}
+
+/* The user never owns the word, so under ASan it is poisoned like a canary:
+ * read and written past the instrumentation (sanitize.h), without changing
+ * what is poisoned. Under valgrind every access is made with memcheck's
+ * reporting off (under the lock, or in capheap_block_owner). */
+static inline uint32_t owner_load(const void *at)
+{
+    return san_load32(at);
+}
+
+#if CE_ASAN
+static CE_NO_ASAN void owner_store(void *at, uint32_t v)
+{
+    volatile uint8_t *b = (volatile uint8_t *)at;
+    uint8_t bytes[4];
+    memcpy(bytes, &v, sizeof v); /* native byte order, as san_load32 reads it */
+    for (unsigned i = 0; i < 4u; i++)
+        b[i] = bytes[i];
+}
+#else
+static inline void owner_store(void *at, uint32_t v)
+{
+    memcpy(at, &v, sizeof v);
+}
+#endif
+#endif
+
 size_t capheap_poison_overhead(void)
 {
 #if POISON_ENABLED
-    return POISON_HEAD_MIN + POISON_TAIL;
+    return POISON_HEAD_MIN + POISON_TAIL + MH_OWNER_BYTES;
+#elif CAPHEAP_TASK_TRACKING
+    return MH_OWNER_BYTES;
 #else
     return 0;
 #endif
@@ -234,7 +284,7 @@ size_t capheap_poison_overhead(void)
 
 size_t capheap_heap_poison_overhead(multi_heap_handle_t heap)
 {
-#if POISON_ENABLED
+#if MH_BLOCK_EXTRA
     return heap == NULL ? 0 : overhead(E(heap));
 #else
     (void)heap;
@@ -255,10 +305,11 @@ static inline void *raw_of(const ce_heap_t *h, void *p)
 #endif
 }
 
-/* Statistics in the user's terms: one poison overhead less, clamped. */
+/* Statistics in the user's terms: one block overhead (poisoning, owner
+ * word) less, clamped. */
 static inline size_t user_bytes(const ce_heap_t *h, size_t raw)
 {
-#if POISON_ENABLED
+#if MH_BLOCK_EXTRA
     size_t ov = overhead(h);
     return raw > ov ? raw - ov : 0;
 #else
@@ -490,11 +541,51 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock_object)
  * fast paths call those directly: their heaps always have a lock). Rejected
  * pointers go to a cold function that describes the fault under the lock
  * and reports it after releasing it.
+ *
+ * Task tracking builds give the bodies the owner word's parameters
+ * (WITH_OWNER): the word a new block gets, where its usable size goes,
+ * where the old block's word and size go. They compile to nothing in other
+ * builds, so those keep their exact code. A caller that does not want a
+ * result passes NO_USABLE or NO_OLD, a local whose stores vanish once the
+ * body is inlined (no NULL tests on the tracker's paths).
  */
+#if CAPHEAP_TASK_TRACKING
+#define WITH_OWNER(...) , __VA_ARGS__
+#define NO_USABLE (&(size_t){0})
+#define NO_OLD (&(capheap_owned_t){0, 0})
+
+/* The capacity of the live block raw, from its header (the word in front):
+ * ce_block_capacity() without the detour through the heap's offsets. */
+CE_INLINE size_t raw_capacity(const void *raw)
+{
+    return (((const uint32_t *)raw)[-1] & ~F_MASK) - CE_HDR; /* SIZE_OF(header) */
+}
+
+/* The new block raw gets owner as its owner word, *usable its usable size.
+ * Lock held. */
+CE_INLINE void new_owner(const ce_heap_t *h, void *raw, uint32_t owner, size_t *usable)
+{
+    size_t cap = raw_capacity(raw);
+    owner_store(owner_at(raw, cap), owner);
+    *usable = cap - overhead(h); /* a live block holds at least one byte more */
+}
+
+/* The live block raw's owner word and usable size, cap its capacity. Lock held. */
+CE_INLINE capheap_owned_t owned_of(const ce_heap_t *h, const void *raw, size_t cap)
+{
+    capheap_owned_t o = {owner_load(owner_at(raw, cap)), cap - overhead(h)};
+    return o;
+}
+#else
+#define WITH_OWNER(...)
+#define NO_USABLE NULL
+#endif
+
 /* Allocation under the lock: size user bytes, ce_memalign(alignment,
  * offset), offset in engine terms (already word-rounded, poison head
  * included). */
-CE_INLINE void *aligned_body(ce_heap_t *h, size_t size, size_t alignment, size_t offset)
+CE_INLINE void *aligned_body(ce_heap_t *h, size_t size, size_t alignment,
+                             size_t offset WITH_OWNER(uint32_t owner, size_t *usable))
 {
     size_t n = engine_size(h, size);
     if (n == 0)
@@ -510,23 +601,30 @@ CE_INLINE void *aligned_body(ce_heap_t *h, size_t size, size_t alignment, size_t
     if (p != NULL)
         san_alloc(h, raw, p, size);
 #endif
+#if CAPHEAP_TASK_TRACKING
+    if (p != NULL)
+        new_owner(h, raw, owner, usable);
+#endif
     unlock(h);
     return p;
 }
 
+#if !CAPHEAP_TASK_TRACKING /* there new_owner() says it */
 /* The usable bytes of the live block p, or 0 for NULL (lock held). */
 static inline size_t usable_locked(const ce_heap_t *h, void *p)
 {
     return p == NULL ? 0 : user_bytes(h, ce_block_capacity(h, raw_of(h, p)));
 }
+#endif
 
 #if defined(__OPTIMIZE_SIZE__)
 /* Optimising for size, malloc and aligned allocation share one locked body:
  * malloc is ce_memalign() with an alignment every block meets (which is
  * what ce_malloc() is in these builds), at the poison head's offset. */
-static MH_NOINLINE void *aligned_locked(ce_heap_t *h, size_t size, size_t alignment, size_t offset)
+static MH_NOINLINE void *aligned_locked(ce_heap_t *h, size_t size, size_t alignment,
+                                        size_t offset WITH_OWNER(uint32_t owner, size_t *usable))
 {
-    return aligned_body(h, size, alignment, offset);
+    return aligned_body(h, size, alignment, offset WITH_OWNER(owner, usable));
 }
 
 void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
@@ -534,19 +632,21 @@ void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
     if (heap == NULL)
         return NULL;
 #if POISON_ENABLED
-    return aligned_locked(E(heap), size, 1, head_bytes(E(heap)));
+    return aligned_locked(E(heap), size, 1, head_bytes(E(heap)) WITH_OWNER(0, NO_USABLE));
 #else
-    return aligned_locked(E(heap), size, 1, 0);
+    return aligned_locked(E(heap), size, 1, 0 WITH_OWNER(0, NO_USABLE));
 #endif
 }
 #else
 #define aligned_locked aligned_body
 
-CE_INLINE void *malloc_body(ce_heap_t *h, size_t size)
+CE_INLINE void *malloc_body(ce_heap_t *h, size_t size WITH_OWNER(uint32_t owner, size_t *usable))
 {
 #if POISON_ENABLED
     size_t n = engine_size(h, size);
     void *p = n == 0 ? NULL : poison_new(h, ce_malloc(h, n), size);
+#elif CAPHEAP_TASK_TRACKING
+    void *p = ce_malloc(h, engine_size(h, size)); /* engine_size 0 (size 0, overflow): NULL */
 #else
     void *p = ce_malloc(h, size);
 #endif
@@ -554,24 +654,34 @@ CE_INLINE void *malloc_body(ce_heap_t *h, size_t size)
     if (p != NULL)
         san_alloc(h, raw_of(h, p), p, size);
 #endif
+#if CAPHEAP_TASK_TRACKING
+    if (p != NULL)
+        new_owner(h, raw_of(h, p), owner, usable);
+    else
+        *usable = 0;
+#endif
     return p;
 }
 
 /* malloc under the lock; with usable, the block's usable size read under it
- * too (capheap_heap_malloc_sized). */
-CE_INLINE void *malloc_locked_as(ce_heap_t *h, size_t size, size_t *usable)
+ * too (task tracking: capheap_heap_malloc_owned; usable is never NULL then). */
+CE_INLINE void *malloc_locked_as(ce_heap_t *h, size_t size, size_t *usable WITH_OWNER(uint32_t owner))
 {
     lock_w(h);
+#if CAPHEAP_TASK_TRACKING
+    void *p = malloc_body(h, size, owner, usable); /* the size with the owner word */
+#else
     void *p = malloc_body(h, size);
     if (usable != NULL)
         *usable = usable_locked(h, p);
+#endif
     unlock(h);
     return p;
 }
 
 MH_LOCKED void *capheap_heap_malloc_locked(multi_heap_handle_t heap, size_t size)
 {
-    return malloc_locked_as(E(heap), size, NULL);
+    return malloc_locked_as(E(heap), size, NO_USABLE WITH_OWNER(0));
 }
 
 /* MH_NOINLINE: no partial inlining either (gcc would split off the body,
@@ -583,7 +693,7 @@ MH_NOINLINE void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
     ce_heap_t *h = E(heap);
     if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL)
         return capheap_heap_malloc_locked(heap, size);
-    return malloc_body(h, size);
+    return malloc_body(h, size WITH_OWNER(0, NO_USABLE));
 }
 #endif
 
@@ -598,7 +708,7 @@ void *multi_heap_aligned_alloc_offs(multi_heap_handle_t heap, size_t size, size_
         return NULL;
     offset += head_bytes(E(heap)); /* the engine aligns raw + head + offset */
 #endif
-    return aligned_locked(E(heap), size, alignment, offset);
+    return aligned_locked(E(heap), size, alignment, offset WITH_OWNER(0, NO_USABLE));
 }
 
 void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t alignment)
@@ -643,13 +753,40 @@ static MH_COLD void reject(ce_heap_t *h, void *p)
     reject_locked(h, p);
 }
 
-/* Returns false (nothing changed) if p is not a live block of h. */
-CE_INLINE bool free_body(ce_heap_t *h, void *p)
+/* Task tracking, speed builds without poisoning: free and realloc check a
+ * block once, as the engine's own paths do, and keep what the checks read
+ * (ce_free_start, neighbours_ok); the owner word is read between the checks
+ * and the change. Other builds check with accepted() first, then read it. */
+#if CAPHEAP_TASK_TRACKING && !POISON_ENABLED && !defined(__OPTIMIZE_SIZE__)
+#define MH_OWNER_FUSED 1
+
+/* ce_valid(h, p), keeping p's block *b, its header, the next header and the
+ * free neighbours (*pb, *ns: 0 if none, as the caller set them). Returns
+ * CE_FREE_REJECT, CE_FREE_PLAIN or CE_FREE_MERGE (neighbours checked). */
+CE_INLINE unsigned block_checked(const ce_heap_t *h, const void *p, uint32_t *b, uint32_t *hdr,
+                                 uint32_t *nh, uint32_t *pb, uint32_t *ns)
 {
-#if POISON_ENABLED || CE_SAN
+    unsigned r = ce_free_start(h, p, b, hdr, nh);
+    if (r == CE_FREE_MERGE && !neighbours_ok(h, *b, *hdr, *nh, pb, ns))
+        return CE_FREE_REJECT;
+    return r;
+}
+#else
+#define MH_OWNER_FUSED 0
+#endif
+
+/* Returns false (nothing changed) if p is not a live block of h. With task
+ * tracking, *was (if asked) gets p's owner word and usable size. */
+CE_INLINE bool free_body(ce_heap_t *h, void *p WITH_OWNER(capheap_owned_t *was))
+{
+#if POISON_ENABLED || CE_SAN || (CAPHEAP_TASK_TRACKING && !MH_OWNER_FUSED)
     if (!accepted(h, p))
         return false;
     void *raw = raw_of(h, p);
+#if CAPHEAP_TASK_TRACKING
+    if (was != NULL)
+        *was = owned_of(h, raw, raw_capacity(raw));
+#endif
 #if CE_SAN
     san_block_t sb;
     san_begin(h, raw, p, &sb);
@@ -662,6 +799,19 @@ CE_INLINE bool free_body(ce_heap_t *h, void *p)
     san_freed(h, &sb);
 #endif
     return true;
+#elif MH_OWNER_FUSED
+    if (was == NULL)
+        return ce_free(h, p) == CE_OK;
+    uint32_t b = 0, hdr = 0, nh = 0, pb = 0, ns = 0;
+    unsigned r = block_checked(h, p, &b, &hdr, &nh, &pb, &ns);
+    if (r == CE_FREE_REJECT)
+        return false;
+    *was = owned_of(h, p, SIZE_OF(hdr) - CE_HDR);
+    if (r == CE_FREE_PLAIN)
+        (void)ce_free_plain(h, b, hdr);
+    else
+        (void)free_merge_do(h, b, hdr & ~F_PREV_FREE, pb, ns);
+    return true;
 #else
     return ce_free(h, p) == CE_OK;
 #endif
@@ -669,12 +819,16 @@ CE_INLINE bool free_body(ce_heap_t *h, void *p)
 
 MH_LOCKED void capheap_heap_free_locked(multi_heap_handle_t heap, void *p)
 {
+#if CAPHEAP_TASK_TRACKING && defined(__OPTIMIZE_SIZE__)
+    (void)capheap_heap_free_owned(heap, p); /* one free body in size-optimised builds */
+#else
     ce_heap_t *h = E(heap);
     lock_w(h);
-    if (free_body(h, p))
+    if (free_body(h, p WITH_OWNER(NULL)))
         unlock(h);
     else
         reject_locked(h, p);
+#endif
 }
 
 /* The split fast path below pays off in speed, not in size: -Os builds use free_body. */
@@ -709,7 +863,7 @@ MH_NOINLINE void multi_heap_free(multi_heap_handle_t heap, void *p) /* as multi_
         return;
     }
 #if !MH_SPLIT_FREE
-    if (!free_body(h, p))
+    if (!free_body(h, p WITH_OWNER(NULL)))
         reject(h, p);
 #else
     uint32_t b = 0, hdr = 0, nh = 0;
@@ -729,8 +883,10 @@ void multi_heap_aligned_free(multi_heap_handle_t heap, void *p)
     multi_heap_free(heap, p);
 }
 
-/* realloc of a non-NULL p to size > 0. *ok is false iff p was rejected. */
-CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok)
+/* realloc of a non-NULL p to size > 0. *ok is false iff p was rejected.
+ * With task tracking, *was gets p's owner word and usable size once p is
+ * accepted, before anything changes. */
+CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_OWNER(capheap_owned_t *was))
 {
     size_t n = engine_size(h, size);
 #if POISON_ENABLED
@@ -738,6 +894,9 @@ CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok)
     if (!*ok || n == 0)
         return NULL;
     void *raw = raw_of(h, p);
+#if CAPHEAP_TASK_TRACKING
+    *was = owned_of(h, raw, raw_capacity(raw));
+#endif
 #if CAPHEAP_POISONING_COMPREHENSIVE
     /* In place when the block can shrink or grow into a free successor (the
      * bytes it gains are checked as free fill, then filled as new); else a
@@ -773,6 +932,22 @@ CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok)
 #endif
     return nraw == NULL ? NULL : poison_wrap(h, nraw, size);
 #endif
+#elif MH_OWNER_FUSED
+    /* ce_realloc() in its two halves, the owner word read between them */
+    uint32_t b = 0, hdr = 0, nh = 0, pb = 0, ns = 0;
+    *ok = block_checked(h, p, &b, &hdr, &nh, &pb, &ns) != CE_FREE_REJECT;
+    if (!*ok)
+        return NULL;
+    *was = owned_of(h, p, SIZE_OF(hdr) - CE_HDR);
+    return ce_realloc_checked(h, p, n, b, hdr, nh);
+#elif CAPHEAP_TASK_TRACKING
+    /* size-optimised: checked twice, no second copy of the engine's realloc */
+    *ok = ce_valid(h, p);
+    if (!*ok)
+        return NULL;
+    *was = owned_of(h, p, raw_capacity(p));
+    ce_fault_kind_t f;
+    return ce_realloc(h, p, n, &f);
 #else
     ce_fault_kind_t f;
     void *q = ce_realloc(h, p, n, &f);
@@ -781,7 +956,7 @@ CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok)
 #endif
 }
 
-CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok)
+CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok WITH_OWNER(capheap_owned_t *was))
 {
 #if CE_SAN
     if (!accepted(h, p)) {
@@ -790,34 +965,63 @@ CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok)
     }
     san_block_t sb;
     san_begin(h, raw_of(h, p), p, &sb);
-    void *q = realloc_work(h, p, size, ok);
+    void *q = realloc_work(h, p, size, ok WITH_OWNER(was));
     san_realloc_end(h, &sb, q, size);
     return q;
 #else
-    return realloc_work(h, p, size, ok);
+    return realloc_work(h, p, size, ok WITH_OWNER(was));
 #endif
 }
 
+#if CAPHEAP_TASK_TRACKING
+/* realloc_body, then the owner word of the result: p's own with carry (the
+ * public API), else owner. *usable gets the new usable size, *old p's word
+ * and size before the call; 0 and {0, 0} when NULL is returned (failed or
+ * rejected). */
+CE_INLINE void *realloc_owner(ce_heap_t *h, void *p, size_t size, bool *ok, bool carry, uint32_t owner,
+                              size_t *usable, capheap_owned_t *old)
+{
+    capheap_owned_t was = {0, 0};
+    void *q = realloc_body(h, p, size, ok, &was);
+    if (q != NULL) {
+        new_owner(h, raw_of(h, q), carry ? was.owner : owner, usable);
+    } else {
+        *usable = 0;
+        was.usable = was.owner = 0;
+    }
+    *old = was;
+    return q;
+}
+#endif
+
 /* realloc under the lock (p not NULL, size not 0); with usable, the new
- * block's usable size read under it too (capheap_heap_realloc_sized). */
-CE_INLINE void *realloc_locked_as(ce_heap_t *h, void *p, size_t size, size_t *usable)
+ * block's usable size read under it too (capheap_heap_realloc_owned). With
+ * task tracking, the owner word as realloc_owner() says (usable not NULL). */
+CE_INLINE void *realloc_locked_as(ce_heap_t *h, void *p, size_t size,
+                                  size_t *usable WITH_OWNER(bool carry, uint32_t owner, capheap_owned_t *old))
 {
     bool ok;
     lock_w(h);
+#if CAPHEAP_TASK_TRACKING
+    void *q = realloc_owner(h, p, size, &ok, carry, owner, usable, old);
+#else
     void *q = realloc_body(h, p, size, &ok);
+#endif
     if (!ok) {
         reject_locked(h, p); /* q is NULL */
         return q;
     }
+#if !CAPHEAP_TASK_TRACKING
     if (usable != NULL)
         *usable = usable_locked(h, q);
+#endif
     unlock(h);
     return q;
 }
 
 MH_LOCKED void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size)
 {
-    return realloc_locked_as(E(heap), p, size, NULL);
+    return realloc_locked_as(E(heap), p, size, NO_USABLE WITH_OWNER(true, 0, NO_OLD));
 }
 
 void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
@@ -834,40 +1038,58 @@ void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
     if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL)
         return capheap_heap_realloc_locked(heap, p, size);
     bool ok;
+#if CAPHEAP_TASK_TRACKING
+    void *q = realloc_owner(h, p, size, &ok, true, 0, NO_USABLE, NO_OLD);
+#else
     void *q = realloc_body(h, p, size, &ok);
+#endif
     if (!ok)
         reject(h, p);
     return q;
 }
 
-/* ---- allocation that also reports the capacity (heap_private.h) -------- */
+/* ---- the owner word's operations (task tracking; heap_private.h) ------- */
 
-void *capheap_heap_malloc_sized(multi_heap_handle_t heap, size_t size, size_t *usable)
+#if CAPHEAP_TASK_TRACKING
+capheap_made_t capheap_heap_malloc_owned(multi_heap_handle_t heap, size_t size, uint32_t owner)
 {
+    capheap_made_t m = {NULL, 0}; /* returned in registers: the caller keeps no address-taken local */
 #if defined(__OPTIMIZE_SIZE__)
-    /* No second malloc body in size-optimised builds: the size is asked
-     * afterwards (the lock a second time; the block is the caller's). */
-    void *p = multi_heap_malloc(heap, size);
-    *usable = p != NULL ? capheap_heap_usable_size_quiet(heap, p) : 0;
-    return p;
+#if POISON_ENABLED
+    m.p = aligned_locked(E(heap), size, 1, head_bytes(E(heap)), owner, &m.usable);
 #else
-    *usable = 0;
-    return heap == NULL ? NULL : malloc_locked_as(E(heap), size, usable);
+    m.p = aligned_locked(E(heap), size, 1, 0, owner, &m.usable);
 #endif
+#else
+    m.p = malloc_locked_as(E(heap), size, &m.usable, owner);
+#endif
+    return m;
 }
 
-void *capheap_heap_realloc_sized(multi_heap_handle_t heap, void *p, size_t size, size_t *usable)
+void *capheap_heap_realloc_owned(multi_heap_handle_t heap, void *p, size_t size, uint32_t owner, size_t *usable,
+                                 capheap_owned_t *old)
 {
-    *usable = 0;
-    if (heap == NULL || p == NULL || size == 0)
-        return multi_heap_realloc(heap, p, size); /* the caller asks the size if it needs it */
-    return realloc_locked_as(E(heap), p, size, usable);
+    return realloc_locked_as(E(heap), p, size, usable, false, owner, old);
 }
+
+capheap_owned_t capheap_heap_free_owned(multi_heap_handle_t heap, void *p)
+{
+    capheap_owned_t o = {0, 0};
+    if (p == NULL)
+        return o;
+    ce_heap_t *h = E(heap);
+    lock_w(h);
+    if (free_body(h, p, &o))
+        unlock(h);
+    else
+        reject_locked(h, p); /* o is untouched: {0, 0} if the abort hook returns */
+    return o;
+}
+#endif
 
 /* ---- per-block queries ------------------------------------------------- */
 
-/* The block's capacity; claim: the caller may now use all of it (ASan). */
-static size_t block_size(multi_heap_handle_t heap, void *p, bool claim)
+size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
 {
     if (heap == NULL || p == NULL)
         return 0;
@@ -878,27 +1100,12 @@ static size_t block_size(multi_heap_handle_t heap, void *p, bool claim)
         return 0;
     }
     size_t cap = ce_block_capacity(h, raw_of(h, p));
-#if CE_ASAN
     /* Asking for the usable size makes it the caller's (ESP-IDF: the whole
      * usable size may be written); until then the bytes past the request are
-     * poisoned. */
-    if (claim)
-        CE_SAN_UNPOISON(p, user_bytes(h, cap));
-#else
-    (void)claim;
-#endif
+     * poisoned under ASan. */
+    CE_SAN_UNPOISON(p, user_bytes(h, cap));
     unlock(h);
     return cap;
-}
-
-size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
-{
-    return block_size(heap, p, true);
-}
-
-size_t capheap_heap_usable_size_quiet(multi_heap_handle_t heap, void *p)
-{
-    return heap == NULL ? 0 : user_bytes(E(heap), block_size(heap, p, false));
 }
 
 size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p)
@@ -908,25 +1115,135 @@ size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p)
     return user_bytes(E(heap), multi_heap_get_full_block_size(heap, p));
 }
 
+#if CAPHEAP_TASK_TRACKING
+#if POISON_ENABLED
+/* poison_check_used() without a report: the owner word's readers answer
+ * {0, 0} for a bad block, and the caller's next multi_heap call reports it. */
+static bool canaries_ok(const ce_heap_t *h, const void *raw)
+{
+    const uint8_t *r = (const uint8_t *)raw;
+    uint32_t size = load32(r + 4);
+    return load32(r) == POISON_HEAD_CANARY && size <= user_bytes(h, raw_capacity(raw)) &&
+           load32(r + head_bytes(h) + size) == POISON_TAIL_CANARY;
+}
+#endif
+
+/* get_owner and swap_owner: p's word and usable size, the word replaced by
+ * owner when swap; {0, 0} and nothing else for a p that is not a live block. */
+static capheap_owned_t owner_access(multi_heap_handle_t heap, void *p, bool swap, uint32_t owner)
+{
+    capheap_owned_t o = {0, 0};
+    if (heap == NULL || p == NULL)
+        return o;
+    ce_heap_t *h = E(heap);
+    void *raw = raw_of(h, p);
+    lock(h); /* not lock_w: the heap's blocks stay as they are */
+#if POISON_ENABLED
+    bool live = ce_valid(h, raw) && canaries_ok(h, raw);
+#else
+    bool live = ce_valid(h, raw);
+#endif
+    if (live) {
+        size_t cap = raw_capacity(raw);
+        o = owned_of(h, raw, cap);
+        if (swap)
+            owner_store(owner_at(raw, cap), owner);
+    }
+    unlock(h);
+    return o;
+}
+
+capheap_owned_t capheap_heap_get_owner(multi_heap_handle_t heap, void *p)
+{
+    return owner_access(heap, p, false, 0);
+}
+
+capheap_owned_t capheap_heap_swap_owner(multi_heap_handle_t heap, void *p, uint32_t owner)
+{
+    return owner_access(heap, p, true, owner);
+}
+
+typedef struct {
+    const ce_heap_t *h;
+    capheap_owner_walker_t cb;
+    void *ctx;
+} owners_ctx_t;
+
+static bool owners_cb(void *data, size_t capacity, bool used, void *user)
+{
+    const owners_ctx_t *c = user;
+    if (!used)
+        return true;
+    capheap_owned_t o = owned_of(c->h, data, capacity);
+#if POISON_ENABLED
+    data = (uint8_t *)data + head_bytes(c->h);
+#endif
+    return c->cb(data, o.usable, o.owner, c->ctx);
+}
+
+void capheap_heap_walk_owners(multi_heap_handle_t heap, capheap_owner_walker_t cb, void *ctx)
+{
+    if (heap == NULL || cb == NULL)
+        return;
+    ce_heap_t *h = E(heap);
+    owners_ctx_t c = {h, cb, ctx};
+    lock(h);
+    ce_walk(h, owners_cb, &c);
+    unlock(h);
+}
+
+uint32_t capheap_block_owner(const void *block, size_t size)
+{
+    if (block == NULL || size < CAPHEAP_OWNER_BYTES)
+        return 0;
+#if CAPHEAP_VALGRIND
+    if (vg_memcheck)
+        VALGRIND_DISABLE_ERROR_REPORTING; /* the word lies outside the block's chunk */
+#endif
+    uint32_t owner = owner_load(owner_at(block, size));
+#if CAPHEAP_VALGRIND
+    if (vg_memcheck)
+        VALGRIND_ENABLE_ERROR_REPORTING;
+#endif
+    return owner;
+}
+#endif
+
 #if !defined(__OPTIMIZE_SIZE__)
 /* heap_caps_realloc's move out of a heap (heap_private.h): the size query,
  * the copy and the free under one lock instead of two. The copy holds this
  * heap's lock for O(n), as multi_heap_realloc's own move inside a heap does
- * (ESP-IDF's too); the destination heap is not locked. */
+ * (ESP-IDF's too); the destination heap is not locked. With task tracking it
+ * returns p's owner word and usable size (MOVED: what each return gives). */
+#if CAPHEAP_TASK_TRACKING
+capheap_owned_t capheap_heap_move_out(multi_heap_handle_t heap, void *p, void *dst, size_t n)
+#define MOVED moved
+#else
 void capheap_heap_move_out(multi_heap_handle_t heap, void *p, void *dst, size_t n)
+#define MOVED
+#endif
 {
     ce_heap_t *h = E(heap);
+#if CAPHEAP_TASK_TRACKING
+    capheap_owned_t moved = {0, 0};
+#endif
     lock_w(h);
     if (!accepted(h, p)) {
         reject_locked(h, p);
-        return;
+        return MOVED;
     }
-    size_t cap = user_bytes(h, ce_block_capacity(h, raw_of(h, p)));
+    size_t full = ce_block_capacity(h, raw_of(h, p));
+    size_t cap = user_bytes(h, full);
+#if CAPHEAP_TASK_TRACKING
+    moved = owned_of(h, raw_of(h, p), full);
+#endif
     CE_SAN_UNPOISON(p, cap); /* the whole usable size is the caller's (block_size's claim) */
     memcpy(dst, p, cap < n ? cap : n);
-    (void)free_body(h, p);   /* accepted above */
+    (void)free_body(h, p WITH_OWNER(NULL)); /* accepted above */
     unlock(h);
+    return MOVED;
 }
+#undef MOVED
 #endif
 
 /* ---- counters ---------------------------------------------------------- */
@@ -974,8 +1291,8 @@ void multi_heap_restore_minimum_free_bytes(multi_heap_handle_t heap,
         return;
     ce_heap_t *h = E(heap);
     lock(h);
-    /* The caller speaks in user bytes (one poison overhead less): convert back. */
-#if POISON_ENABLED
+    /* The caller speaks in user bytes (one block overhead less): convert back. */
+#if MH_BLOCK_EXTRA
     size_t raw = new_minimum_free_bytes_value + overhead(h);
 #else
     size_t raw = new_minimum_free_bytes_value;
@@ -1019,7 +1336,7 @@ void multi_heap_get_info(multi_heap_handle_t heap, multi_heap_info_t *info)
     ce_walk(h, info_cb, &c);
     info->total_free_bytes = user_bytes(h, h->free_bytes);
     info->minimum_free_bytes = user_bytes(h, h->min_free);
-#if POISON_ENABLED
+#if MH_BLOCK_EXTRA
     size_t largest = ce_largest_request(h);
     info->largest_free_block = largest > overhead(h) ? largest - overhead(h) : 0;
 #else
@@ -1046,7 +1363,7 @@ size_t capheap_heap_largest_request(multi_heap_handle_t heap, size_t alignment)
     /* The smallest block (CE_MIN_BLOCK) plus the gap must fit the block of r. */
     if (extra != 0 && r + CE_HDR < CE_MIN_BLOCK + extra)
         return 0;
-#if POISON_ENABLED
+#if MH_BLOCK_EXTRA
     extra += overhead(h);
 #endif
     return r > extra ? r - extra : 0;

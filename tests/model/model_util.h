@@ -192,10 +192,11 @@ static inline void mu_walk(multi_heap_handle_t h, mu_walk_t *w)
 
 /*
  * The poison overhead of one block of heap h, measured: full block size minus
- * usable size of a malloc(1) (0 without poisoning). capheap_poison_overhead()
- * is one number for the whole build, but a 16-aligned heap pads the head to 16
- * bytes, so its blocks carry 20 bytes, not 12. Returns SIZE_MAX if malloc(1)
- * fails (heap full or too small).
+ * usable size of a malloc(1) (task tracking's owner word included; 0 without
+ * poisoning and tracking). capheap_poison_overhead() is one number for the
+ * whole build, but a 16-aligned heap pads the head to 16 bytes, so its blocks
+ * carry 20 bytes, not 12. Returns SIZE_MAX if malloc(1) fails (heap full or
+ * too small).
  */
 static inline size_t mu_heap_poison(multi_heap_handle_t h)
 {
@@ -211,10 +212,20 @@ static inline size_t mu_heap_poison(multi_heap_handle_t h)
     return P;
 }
 
-/* Bytes between the raw block pointer of a walk and the user's pointer, for poison overhead P. */
+/* Bytes of the owner word task tracking builds end every block with (part of
+ * the per-block overhead capheap_heap_poison_overhead reports); 0 without. */
+#if CAPHEAP_TASK_TRACKING
+#define MU_OWNER_BYTES 4u
+#else
+#define MU_OWNER_BYTES 0u
+#endif
+
+/* Bytes between the raw block pointer of a walk and the user's pointer, for
+ * per-block overhead P: the poison head (P less the tail canary and the
+ * owner word), 0 without poisoning. */
 static inline size_t mu_head_bytes(size_t P)
 {
-    return P ? P - 4u : 0u;
+    return P > MU_OWNER_BYTES ? P - 4u - MU_OWNER_BYTES : 0u;
 }
 
 /* ------------------------------------------------------------------ aborts */

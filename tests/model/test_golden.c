@@ -10,7 +10,9 @@
  * The same file must match in the 64-bit and the -m32 build: that proves the
  * metadata (control structure, block headers, links) has the same size on both,
  * i.e. a simulated 32-bit chip behaves on a 64-bit host exactly as on the chip.
- * Poisoning changes the layout, so there is one file per mode.
+ * Poisoning changes the layout, so there is one file per mode; so does task
+ * tracking (every block carries a 4-byte owner word), so its builds compare
+ * with multi_heap_ops_<poisoning>_tracking.txt, generated the same way.
  *
  * Usage: test_golden <golden-dir>
  *   CAPHEAP_GOLDEN_WRITE=1 test_golden <golden-dir>   (re)writes the file.
@@ -35,6 +37,14 @@
 #define GOLDEN_SEED 0xCA9E0001u
 #define GOLDEN_WALK_EVERY 500u
 #define GOLDEN_MAX_LIVE 2048u
+
+/* The golden file's name after the poisoning mode: task tracking's owner
+ * words move blocks, so those builds have files of their own. */
+#if CAPHEAP_TASK_TRACKING
+#define GOLDEN_VARIANT "_tracking"
+#else
+#define GOLDEN_VARIANT ""
+#endif
 
 static _Alignas(4096) uint8_t g_region[GOLDEN_REGION];
 
@@ -189,8 +199,8 @@ static void run_sequence(void)
         die("multi_heap_register(64 KiB) failed");
     }
     out("# capheap golden layout (tests/golden/README.md). Regenerate: CAPHEAP_GOLDEN_WRITE=1\n");
-    out("# multi_heap_register(4096-aligned buffer, %u), %u seeded operations, poisoning=%s\n",
-        GOLDEN_REGION, GOLDEN_OPS, MU_POISON_NAME);
+    out("# multi_heap_register(4096-aligned buffer, %u), %u seeded operations, poisoning=%s%s\n",
+        GOLDEN_REGION, GOLDEN_OPS, MU_POISON_NAME, CAPHEAP_TASK_TRACKING ? ", task tracking" : "");
     out("# op lines: <n> m <size> -> <offset>; a <size> <align>; o <size> <align> <offset>;\n");
     out("#           r <old-offset> <size>; f <offset>. '-' is NULL. walk lines: U|F <offset> <raw size>\n");
     out("region %u overhead %zu free %zu poison %zu\n", GOLDEN_REGION, capheap_heap_overhead(g_h),
@@ -345,7 +355,7 @@ int main(int argc, char **argv)
         return 2;
     }
     char path[4096];
-    snprintf(path, sizeof path, "%s/multi_heap_ops_%s.txt", argv[1], MU_POISON_NAME);
+    snprintf(path, sizeof path, "%s/multi_heap_ops_%s%s.txt", argv[1], MU_POISON_NAME, GOLDEN_VARIANT);
     printf("test_golden: %s (%d-bit build)\n", path, (int)(sizeof(void *) * 8));
     capheap_set_abort_handler(mu_abort_handler); /* a report aborts with its reason printed */
 
@@ -381,7 +391,7 @@ int main(int argc, char **argv)
     }
     report_difference(golden, g_out);
     char actual[256];
-    snprintf(actual, sizeof actual, "golden_actual_%s.txt", MU_POISON_NAME);
+    snprintf(actual, sizeof actual, "golden_actual_%s%s.txt", MU_POISON_NAME, GOLDEN_VARIANT);
     if (write_file(actual, g_out, g_len)) {
         fprintf(stderr, "actual output written to %s; diff it against %s\n", actual, path);
     }

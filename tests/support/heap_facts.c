@@ -31,10 +31,10 @@ size_t ct_poison_head(size_t alignment)
 size_t ct_poison_overhead(size_t alignment)
 {
 #if CT_POISONING
-    return ct_poison_head(alignment) + 4u; /* + tail canary */
+    return ct_poison_head(alignment) + 4u + CT_OWNER_BYTES; /* + tail canary, owner word */
 #else
     (void)alignment;
-    return 0;
+    return CT_OWNER_BYTES;
 #endif
 }
 

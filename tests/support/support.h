@@ -84,6 +84,14 @@ const char *ct_poisoning_name(void);
 #define CT_FREE_FILL 0xFEu
 #define CT_MALLOC_FILL 0xCEu
 
+/** Bytes of the owner word task tracking builds end every block with
+ *  (src/heap/heap_private.h); 0 without task tracking. */
+#if CAPHEAP_TASK_TRACKING
+#define CT_OWNER_BYTES 4u
+#else
+#define CT_OWNER_BYTES 0u
+#endif
+
 /** Bytes of the block header in front of every block's raw data. */
 #define CT_BLOCK_HEADER 4u
 /** Smallest raw block capacity (block size 16 minus the header). */
@@ -101,10 +109,14 @@ void ct_put32(void *at, uint32_t v);
  * instrumented, so capheap's ASan poisoning does not stop them first. */
 uint8_t ct_peek8(const void *at);
 void ct_poke8(void *at, uint8_t v);
-/** Poison overhead (head + tail, padded) for a heap alignment; 0 without poisoning. */
+/**
+ * Per-block overhead beyond the 4-byte header for a heap alignment, what
+ * capheap_heap_poison_overhead() reports: poisoning's head + tail (padded)
+ * and the owner word of task tracking builds; 0 with neither.
+ */
 size_t ct_poison_overhead(size_t alignment);
 /**
- * Poison overhead of the heap h (by its alignment): what free_size and
+ * That overhead for the heap h (by its alignment): what free_size and
  * largest_free_block subtract once and get_allocated_size subtracts per block.
  */
 size_t ct_heap_poison_overhead(multi_heap_handle_t h);
@@ -118,10 +130,10 @@ static inline size_t ct_round_up(size_t x, size_t a)
 /**
  * Raw block capacity (what multi_heap_get_full_block_size() reports) that
  * malloc(n) gets from a large free block of a 4-aligned heap in this build:
- * max(12, round_up(n + poison overhead, 4)).
+ * max(12, round_up(n + per-block overhead, 4)).
  */
 size_t ct_expected_full_size(size_t n);
-/** Usable bytes malloc(n) gets in a 4-aligned heap: full size minus the poison overhead. */
+/** Usable bytes malloc(n) gets in a 4-aligned heap: full size minus the per-block overhead. */
 size_t ct_expected_usable_size(size_t n);
 
 /* ------------------------------------------------------------------------ */

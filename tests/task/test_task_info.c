@@ -16,7 +16,8 @@
  *
  * The rest covers every function of the header: the stat arrays and their
  * truncation rules, the legacy totals, the print formats (into fmemopen
- * streams), full tables (untracked blocks and tasks), task deletion,
+ * streams), more blocks than any table would hold, a full task table
+ * (untracked blocks), task deletion,
  * names, and reset. Seeds: CAPHEAP_SEED (the schedule of the threads is not
  * replayable, the operations each thread draws are).
  */
@@ -142,7 +143,6 @@ static struct {
 } model;
 
 static pthread_mutex_t op_mutex = PTHREAD_MUTEX_INITIALIZER;
-static size_t live_limit = MAX_LIVE; /* also below the tracker's block table (no untracked blocks here) */
 
 static void model_reset(void)
 {
@@ -422,7 +422,7 @@ static void one_op(ct_rng_t *r, const workload_t *w, int me)
     uint64_t kind = ct_rng_below(r, 10);
     size_t size = draw_size(r, w->big);
     if (model.n_live == 0 || kind < 5) {
-        if (model.n_live >= live_limit)
+        if (model.n_live >= MAX_LIVE)
             return;
         void *p = heap_caps_malloc(size, caps);
         if (p != NULL)
@@ -469,11 +469,6 @@ static void *worker_main(void *arg)
 static void run_model(const workload_t *w)
 {
     model_reset();
-    capheap_task_tracking_stats_t limits;
-    assert_int_equal(capheap_task_tracking_get_stats(&limits), ESP_OK);
-    /* One entry spare: a realloc across heaps adds the new block before it
-     * removes the old one. */
-    live_limit = limits.max_blocks - 1 < MAX_LIVE ? limits.max_blocks - 1 : MAX_LIVE;
     pthread_barrier_t barrier;
     pthread_barrier_init(&barrier, NULL, N_WORKERS + 1);
     worker_t wk[N_WORKERS];
@@ -1140,60 +1135,60 @@ static void test_print_many_blocks(void **state)
 /* Full tables                                                                */
 /* ------------------------------------------------------------------------ */
 
-static void test_block_table_full(void **state)
+/* No table of blocks: every block carries its owner, so any number of them
+ * is tracked (the old table held 4096 on the host). */
+static void test_many_blocks(void **state)
 {
     (void)state;
     boot_s3(4u * 1024u * 1024u);
     capheap_task_tracking_stats_t st;
     assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
-    size_t max = st.max_blocks, n = max + 50;
+    assert_int_equal(st.max_blocks, SIZE_MAX);
+    size_t n = 6000;
     void **p = calloc(n, sizeof *p);
     assert_non_null(p);
-    size_t tracked_bytes = 0;
+    size_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
         p[i] = heap_caps_malloc(8, MALLOC_CAP_SPIRAM);
         assert_non_null(p[i]);
-        if (i < max)
-            tracked_bytes += heap_caps_get_allocated_size(p[i]);
+        bytes += heap_caps_get_allocated_size(p[i]);
     }
     assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
-    assert_int_equal(st.blocks, max);
-    assert_int_equal(st.untracked_blocks, 50);
+    assert_int_equal(st.blocks, n);
+    assert_int_equal(st.untracked_blocks, 0);
+    assert_int_equal(st.untracked_task_blocks, 0);
     heap_single_task_stat_t s;
     memset(&s, 0, sizeof s);
     s.heap_count = 8;
     s.heap_stat_start = me_heaps;
     assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
-    assert_int_equal(s.stat.overall_current_usage, tracked_bytes);
+    assert_int_equal(s.stat.overall_current_usage, bytes);
+    /* Every block is listed, once, at its address. */
+    heap_task_block_t *list = calloc(n, sizeof *list);
+    assert_non_null(list);
+    heap_task_info_params_t params;
+    memset(&params, 0, sizeof params);
+    params.blocks = list;
+    params.max_blocks = n;
+    assert_int_equal(heap_caps_get_per_task_info(&params), n);
+    for (size_t i = 1; i < n; i++)
+        assert_true((uintptr_t)list[i - 1].address < (uintptr_t)list[i].address);
     FILE *f = open_out();
     heap_caps_print_all_task_stat_overview(f);
     fclose(f);
-    char want[160];
-    snprintf(want, sizeof want, "UNTRACKED ALLOCATIONS: 50 (block table full, %zu blocks), 0 (task table full, %zu tasks)",
-             max, st.max_tasks);
-    assert_non_null(strstr(out_buf, want));
-    /* Free the untracked ones first: unknown frees, nothing else moves. */
-    for (size_t i = max; i < n; i++)
+    assert_null(strstr(out_buf, "UNTRACKED"));
+    for (size_t i = 0; i < n; i += 2)
         heap_caps_free(p[i]);
     assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
-    assert_int_equal(st.unknown_frees, 50);
-    assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
-    assert_int_equal(s.stat.overall_current_usage, tracked_bytes);
-    /* With room again, new blocks are tracked. */
-    void *q = heap_caps_malloc(8, MALLOC_CAP_SPIRAM);
-    heap_caps_free(p[0]);
-    void *r = heap_caps_malloc(8, MALLOC_CAP_SPIRAM);
-    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
-    assert_int_equal(st.untracked_blocks, 51); /* q found the table still full */
-    assert_int_equal(st.blocks, max);          /* r took p[0]'s entry */
-    heap_caps_free(q);
-    heap_caps_free(r);
-    for (size_t i = 1; i < max; i++)
+    assert_int_equal(st.blocks, n / 2);
+    for (size_t i = 1; i < n; i += 2)
         heap_caps_free(p[i]);
     assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
     assert_int_equal(st.blocks, 0);
+    assert_int_equal(st.unknown_frees, 0);
     assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
     assert_int_equal(s.stat.overall_current_usage, 0);
+    free(list);
     free(p);
 }
 
@@ -1336,8 +1331,8 @@ static void test_reset(void **state)
     heap_caps_free(p); /* from before the reset: an unknown free */
     assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
     assert_int_equal(st.unknown_frees, 1);
-    /* A block still listed when its address comes back (heaps reset without
-     * a tracking reset): the old entry is replaced, the books stay sound. */
+    /* Heaps reset (capheap_caps_reset resets the tracker too): the old
+     * block is forgotten, the same address handed out again is a new block. */
     void *a = heap_caps_malloc(64, CAP_B);
     assert_non_null(a);
     capheap_caps_reset();
@@ -1371,7 +1366,7 @@ int main(void)
         cmocka_unit_test_teardown(test_print_many_blocks, teardown),
         cmocka_unit_test_teardown(test_task_deletion, teardown),
         cmocka_unit_test_teardown(test_reset, teardown),
-        cmocka_unit_test_teardown(test_block_table_full, teardown),
+        cmocka_unit_test_teardown(test_many_blocks, teardown),
         cmocka_unit_test_teardown(test_task_table_full, teardown),
         cmocka_unit_test_teardown(test_model_custom, teardown),
         cmocka_unit_test_teardown(test_model_s3, teardown),

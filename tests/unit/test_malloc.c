@@ -97,7 +97,8 @@ static void test_malloc_whole_heap(void **state)
     assert_int_equal(multi_heap_free_size(h), raw - capheap_poison_overhead());
 }
 
-/* Spec 3.8: malloc(1) has capacity 12 (light: 4) and costs 16 bytes (light: 20). */
+/* Spec 3.8: malloc(1) has capacity 12 (light: 4) and costs 16 bytes (light: 20).
+ * Task tracking's owner word takes 4 of those 12 bytes, or adds 4 with poisoning. */
 static void test_malloc_one_byte(void **state)
 {
     (void)state;
@@ -108,10 +109,10 @@ static void test_malloc_one_byte(void **state)
     assert_int_equal((uintptr_t)p % 4, 0);
 #if CT_POISONING
     assert_int_equal(multi_heap_get_allocated_size(h, p), 4);
-    assert_int_equal(multi_heap_get_full_block_size(h, p), 16);
-    assert_int_equal(before - multi_heap_free_size(h), 20);
+    assert_int_equal(multi_heap_get_full_block_size(h, p), 16 + CT_OWNER_BYTES);
+    assert_int_equal(before - multi_heap_free_size(h), 20 + CT_OWNER_BYTES);
 #else
-    assert_int_equal(multi_heap_get_allocated_size(h, p), 12);
+    assert_int_equal(multi_heap_get_allocated_size(h, p), 12 - CT_OWNER_BYTES);
     assert_int_equal(multi_heap_get_full_block_size(h, p), 12);
     assert_int_equal(before - multi_heap_free_size(h), 16);
 #endif
@@ -121,7 +122,8 @@ static void test_malloc_one_byte(void **state)
     assert_int_equal(multi_heap_free_size(h), before);
 }
 
-/* Spec 3.8: malloc(13) has capacity 16 (light: 16, full 28), costs 20 (light: 32). */
+/* Spec 3.8: malloc(13) has capacity 16 (light: 16, full 28), costs 20 (light: 32);
+ * the owner word of task tracking builds adds 4 to the full size and the cost. */
 static void test_malloc_13_bytes(void **state)
 {
     (void)state;
@@ -131,11 +133,11 @@ static void test_malloc_13_bytes(void **state)
     assert_non_null(p);
     assert_int_equal(multi_heap_get_allocated_size(h, p), 16);
 #if CT_POISONING
-    assert_int_equal(multi_heap_get_full_block_size(h, p), 28);
-    assert_int_equal(before - multi_heap_free_size(h), 32);
+    assert_int_equal(multi_heap_get_full_block_size(h, p), 28 + CT_OWNER_BYTES);
+    assert_int_equal(before - multi_heap_free_size(h), 32 + CT_OWNER_BYTES);
 #else
-    assert_int_equal(multi_heap_get_full_block_size(h, p), 16);
-    assert_int_equal(before - multi_heap_free_size(h), 20);
+    assert_int_equal(multi_heap_get_full_block_size(h, p), 16 + CT_OWNER_BYTES);
+    assert_int_equal(before - multi_heap_free_size(h), 20 + CT_OWNER_BYTES);
 #endif
     ct_stamp(p, 13);
     assert_true(multi_heap_check(h, false));
@@ -146,8 +148,9 @@ static void test_malloc_13_bytes(void **state)
 
 /*
  * The capacity rule for every size 1..600: usable = max(12, round_up(n, 4))
- * (with poisoning: full = round_up(n + 12, 4), usable = full - 12), never a
- * size class; the heap pays full + 4.
+ * (with poisoning: full = round_up(n + 12, 4), usable = full - 12; task
+ * tracking adds its 4-byte owner word to the 12), never a size class; the
+ * heap pays full + 4.
  */
 static void test_capacity_rule(void **state)
 {
