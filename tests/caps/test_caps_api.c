@@ -444,6 +444,39 @@ static void alias_case(capheap_alias_kind_t kind)
         assert_int_equal(heap_caps_get_containing_block_size((void *)d), 0);
         assert_int_equal(heap_caps_get_free_size(0), free0);
     }
+    /* A block with a tail the engine did not split off (the hole of a freed
+     * block, asked for 8 bytes less): all of heap_caps_get_allocated_size()
+     * is the user's through the alias. (Inverted windows once mapped only
+     * the request, and the rest reached below the block's DRAM start.) */
+    {
+        void *a = heap_caps_malloc(200, MALLOC_CAP_EXEC);
+        void *guard = heap_caps_malloc(40, MALLOC_CAP_EXEC);
+        assert_non_null(a);
+        assert_non_null(guard);
+        ct_stamp(guard, 40);
+        heap_caps_free(a);
+        void *e = heap_caps_malloc(192, MALLOC_CAP_EXEC);
+        assert_non_null(e);
+        size_t u = heap_caps_get_allocated_size(e);
+        assert_true(u > 192); /* the unsplit tail */
+        /* The DRAM word under the user's last word lies in the block, which
+         * starts at the DRAM offset the hidden word holds. (The IRAM window
+         * here is separate memory: only the arithmetic can be checked.) */
+        uint32_t off;
+        memcpy(&off, (const unsigned char *)e - 4, sizeof off);
+        uintptr_t last = ((uintptr_t)e + u - 1u) & ~(uintptr_t)3u;
+        uintptr_t d_last = kind == CAPHEAP_ALIAS_LINEAR ? (uintptr_t)dlo + (last - (uintptr_t)ilo)
+                                                        : (uintptr_t)dlo + ((uintptr_t)ihi - last) - 4u;
+        assert_true(d_last >= (uintptr_t)dlo + off);
+        assert_true(d_last + 4u <= (uintptr_t)dlo + off + heap_caps_get_containing_block_size((void *)((uintptr_t)dlo + off)));
+        ct_stamp(e, u);
+        assert_true(heap_caps_check_integrity_all(true));
+        assert_true(ct_stamp_ok(e, u));
+        assert_true(ct_stamp_ok(guard, 40));
+        heap_caps_free(e);
+        heap_caps_free(guard);
+        assert_int_equal(heap_caps_get_free_size(0), free0);
+    }
     /* capheap: an alignment is honoured for alias blocks too (compat.md 26;
      * both windows here are 16-aligned, so the alias keeps 16-alignment) */
     for (size_t al = 8; al <= 16; al *= 2) {
