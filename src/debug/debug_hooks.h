@@ -94,34 +94,35 @@ static inline uint32_t ch_task_owner(void)
     uint32_t own = ch_task_owner_tls;
     return own != 0 ? own : ch_task_owner_slow();
 }
-/* The word ch_task_owner() gave this thread a moment ago, with no tracker
- * call in between (it is in the thread-local word, or both are 0): read
- * again rather than kept in a saved register across the heap call. */
-#define CH_TASK_OWNER_AGAIN(b) ch_task_owner_tls
 #else
 #define CH_TASK_OWNER_TLS 0
 static inline uint32_t ch_task_owner(void)
 {
     return ch_task_owner_slow();
 }
-#define CH_TASK_OWNER_AGAIN(b) ((b).owner)
 #endif
 
-/* A fast path's block as multi_heap made it (the owner word written, the
- * usable size read under the heap's lock), and the word. */
+/* The fast paths' multi_heap call (speed builds: a registered heap, with a
+ * lock; size not 0), which leaves the block and its usable size in b (the
+ * owner word written, the size read under the heap's lock): the block, or
+ * NULL. Then CH_TASK_CHARGE charges the block p (not NULL) to heap slot
+ * `heap`; its value is p (a tail call). With the word in a thread-local
+ * (host), the charge reads it again: the heap call does not change it, and
+ * nothing is kept across that call. */
+#if CH_TASK_OWNER_TLS
+#define CH_MADE(b) capheap_made_t b
+#define CH_MH_MALLOC_LOCKED(mh, size, b) ((b) = capheap_heap_malloc_owned((mh), (size), ch_task_owner()), (b).p)
+#define CH_TASK_CHARGE(p, heap, b) ch_task_charge((p), ch_task_owner_tls, (b).usable, (heap))
+#else
 typedef struct {
     capheap_made_t m;
     uint32_t owner;
 } ch_made_t;
 #define CH_MADE(b) ch_made_t b
-
-/* The fast paths' multi_heap call (speed builds: a registered heap, with a
- * lock; size not 0): the block, or NULL. */
 #define CH_MH_MALLOC_LOCKED(mh, size, b)                                                                   \
     ((b).owner = ch_task_owner(), (b).m = capheap_heap_malloc_owned((mh), (size), (b).owner), (b).m.p)
-/* Charge the block p the call made (not NULL) to heap slot `heap`; the
- * value is p (a tail call). */
-#define CH_TASK_CHARGE(p, heap, b) ch_task_charge((p), CH_TASK_OWNER_AGAIN(b), (b).m.usable, (heap))
+#define CH_TASK_CHARGE(p, heap, b) ch_task_charge((p), (b).owner, (b).m.usable, (heap))
+#endif
 #else
 #define CH_MADE(b) char b
 #define CH_MH_MALLOC_LOCKED(mh, size, b) ((void)(b), capheap_heap_malloc_locked((mh), (size)))

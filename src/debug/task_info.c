@@ -529,13 +529,15 @@ static void tt_charge_block(const tt_where_t *w, uint32_t own, size_t n)
 
 /* What ch_task_charge's fast path leaves: a busy lock, a stale word, owner
  * 0, a heap slot the caller could not say. p is multi_heap's pointer (the
- * fast paths never make alias blocks). */
-static TT_NOINLINE void tt_charge_general(void *p, uint32_t own, unsigned heap, size_t n)
+ * fast paths never make alias blocks). The arguments and the value are
+ * ch_task_charge's, so that it passes them on in the same registers. */
+static TT_NOINLINE void *tt_charge_general(void *p, uint32_t own, size_t n, unsigned heap)
 {
     tt_where_t w = {heap, NULL, p, false, 0u};
     if (heap >= CAPHEAP_MAX_HEAPS ? !tt_locate(p, &w) : (w.mh = CH_ACQUIRE(ch_g.heaps[heap].heap)) == NULL)
-        return;
+        return p;
     tt_charge_block(&w, own, n);
+    return p;
 }
 
 void *ch_task_charge(void *p, uint32_t own, size_t n, unsigned heap)
@@ -552,8 +554,7 @@ void *ch_task_charge(void *p, uint32_t own, size_t n, unsigned heap)
         }
         tt_unlock();
     }
-    tt_charge_general(p, own, heap, n);
-    return p;
+    return tt_charge_general(p, own, n, heap);
 }
 
 /* The credit under a waited-for lock: an unknown word counts as an unknown
@@ -932,18 +933,13 @@ esp_err_t heap_caps_get_all_task_stat(heap_all_tasks_stat_t *s)
     tt_lock();
     tt_reset_fill();
     size_t n = tt_order(order);
-    uint8_t emitted[TT_MAX_TASKS];
-    for (size_t k = 0; k < n && ti < s->task_count; k++) {
-        tt_emit(&s->stat_arr[ti], order[k], s->heap_stat_start, s->heap_count, &hi, s->alloc_count, &ai);
-        /* a task whose heaps did not fit took none of them */
-        emitted[ti] = s->stat_arr[ti].heap_stat != NULL ? order[k] : TT_MAX_TASKS;
-        ti++;
-    }
-    uint8_t with_heaps[TT_MAX_TASKS];
+    uint8_t with_heaps[TT_MAX_TASKS] = {0}; /* the emitted tasks whose heaps fit (the others took none) */
     size_t nw = 0;
-    for (size_t i = 0; i < ti; i++)
-        if (emitted[i] != TT_MAX_TASKS)
-            with_heaps[nw++] = emitted[i];
+    for (size_t k = 0; k < n && ti < s->task_count; k++, ti++) {
+        tt_emit(&s->stat_arr[ti], order[k], s->heap_stat_start, s->heap_count, &hi, s->alloc_count, &ai);
+        if (s->stat_arr[ti].heap_stat != NULL)
+            with_heaps[nw++] = order[k];
+    }
     if (s->alloc_stat_start != NULL)
         tt_fill_blocks(s->alloc_stat_start);
     ai = tt_point_blocks(s->heap_stat_start, hi, with_heaps, nw, s->alloc_stat_start);
