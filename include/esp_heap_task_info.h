@@ -13,11 +13,13 @@
  * the FreeRTOS task handle on a FreeRTOS port, the calling thread on the host
  * port, NULL ("Pre-scheduler") on the default bare-metal port.
  *
- * Costs: accounting is O(1) per allocation and free (a hash lookup under one
- * short lock, no list walk). The functions below are diagnostics: they run in
- * O(tasks x heaps + tracked blocks) and may be called from any thread, never
- * from an ISR. Sizes are heap_caps_get_allocated_size() of each block; ESP-IDF
- * adds the 4-byte owner word it stores in every block, capheap stores none.
+ * Costs: accounting is O(1) per allocation and free (an owner word in each
+ * block, as in ESP-IDF, and two counters under one short lock; no list walk).
+ * The functions below are diagnostics: they run in O(tasks x heaps) for
+ * totals and O(blocks in the heaps) for block lists (a walk of every heap),
+ * and may be called from any thread, never from an ISR. Sizes are
+ * heap_caps_get_allocated_size() of each block: without the owner word, which
+ * ESP-IDF's sizes include.
  * docs/task-tracking.md describes the output formats and every difference.
  *
  * capheap: the header is always complete. With tracking off the functions exist
@@ -143,7 +145,8 @@ typedef struct {
  * max_blocks blocks of the tasks in tasks (every task if tasks is NULL) are
  * written, in ascending address order within what was collected.
  * Returns the number of blocks written; 0 if params is NULL or tracking is off.
- * O(tracked blocks); holds the tracking lock throughout.
+ * O(blocks in the heaps); holds the tracking lock throughout (and each heap's
+ * lock while its blocks are walked).
  */
 size_t heap_caps_get_per_task_info(heap_task_info_params_t *params);
 
@@ -155,7 +158,9 @@ size_t heap_caps_get_per_task_info(heap_task_info_params_t *params);
  * all fit gets alloc_stat NULL. The three counts are set to the entries written.
  * ESP_OK; ESP_ERR_INVALID_ARG if tasks_stat is NULL or an array is NULL while
  * its count is not 0; ESP_ERR_NOT_SUPPORTED with tracking off.
- * O(tasks x heaps + tracked blocks) under the tracking lock.
+ * O(tasks x heaps + blocks in the heaps) under the tracking lock. Blocks made
+ * or freed while it runs may be listed and not counted or the reverse; the
+ * lists are packed to what was found.
  */
 esp_err_t heap_caps_get_all_task_stat(heap_all_tasks_stat_t *tasks_stat);
 
@@ -179,7 +184,7 @@ void heap_caps_print_single_task_stat(FILE *stream, TaskHandle_t task_handle);
  * Print the box-drawn overview table (TASK, STATUS, CURRENT MEMORY USAGE, PEAK
  * MEMORY USAGE, TOTAL HEAP USED) of every task or of one, to stream (NULL:
  * stdout). The all-tasks table is followed by one line giving the allocations
- * that could not be tracked because a table was full, if there were any.
+ * that could not be charged because the task table was full, if there were any.
  */
 void heap_caps_print_all_task_stat_overview(FILE *stream);
 void heap_caps_print_single_task_stat_overview(FILE *stream, TaskHandle_t task_handle);
@@ -188,7 +193,7 @@ void heap_caps_print_single_task_stat_overview(FILE *stream, TaskHandle_t task_h
  * Size and allocate the arrays heap_caps_get_single_task_stat() needs for the
  * task now (NULL: the calling task), and set the struct's counts and pointers.
  * The arrays come from the data heap with the most free bytes, straight from
- * multi_heap (untracked, no hooks). A count of 0 gives a NULL array.
+ * multi_heap (charged to no task, no hooks). A count of 0 gives a NULL array.
  * ESP_OK; ESP_ERR_INVALID_ARG if task_stat is NULL; ESP_FAIL if the task is
  * unknown or memory ran out (arrays already allocated stay attached: call the
  * free function anyway); ESP_ERR_NOT_SUPPORTED with tracking off.
