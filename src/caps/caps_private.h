@@ -252,6 +252,10 @@ void *ch_unalias(void *p, bool *was_alias);
  * interior pointers), or p itself. */
 void *ch_alias_direct(void *p, bool *was_alias);
 
+/* The bytes the user owns from the IRAM pointer user of the EXEC alias block
+ * of heap h that multi_heap knows as d with n usable bytes. */
+size_t ch_alias_bytes(const ch_heap_t *h, const void *user, const void *d, size_t n);
+
 /* The IRAM pointer the user holds for the EXEC alias block of heap h that
  * multi_heap knows as d (usable bytes): ch_unalias's inverse (task tracking's
  * block lists). */

@@ -233,6 +233,23 @@ static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size
     return (void *)(lo + hidden);
 }
 
+/* The bytes the user owns from the alias pointer user of the EXEC block d
+ * (n: multi_heap's usable size): the block less the hidden word, and on an
+ * inverted window no more than the image alias_alloc mapped, which ends
+ * (cap - hidden) bytes past user: an aligned block may have a tail the engine
+ * did not split off beyond it. */
+size_t ch_alias_bytes(const ch_heap_t *h, const void *user, const void *d, size_t n)
+{
+    size_t hidden = ch_hidden(h);
+    size_t r = n > hidden ? n - hidden : 0u;
+    const ch_alias_t *a = alias_window(h);
+    if (a->kind == CAPHEAP_ALIAS_INVERTED) {
+        size_t image = (size_t)(a->iram_low + a->dram_high - (uintptr_t)d - (uintptr_t)user); /* cap - hidden */
+        r = image < r ? image : r;
+    }
+    return r;
+}
+
 /* The pointer the user holds for the EXEC alias block multi_heap knows as d
  * (usable bytes): alias_alloc's lo + hidden. Linear: by the window's offset.
  * Inverted: the image starts at base - (d + cap) with cap the block's usable
@@ -606,12 +623,17 @@ size_t heap_caps_get_allocated_size(void *ptr)
 {
     if (ptr == NULL)
         return 0;
+    const void *user = ptr;
     bool alias;
     ch_heap_t *h = owner(&ptr, &alias, CH_FOREIGN);
     if (h == NULL)
         return 0;
     size_t n = multi_heap_get_allocated_size(h->heap, ptr);
-    return alias ? (n > ch_hidden(h) ? n - ch_hidden(h) : 0) : n;
+#if CAPHEAP_EXEC_HEAP
+    if (alias)
+        return ch_alias_bytes(h, user, ptr, n);
+#endif
+    return n;
 }
 
 /* realloc with caps: in place (or moved inside ptr's heap) when that heap
@@ -646,7 +668,11 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
     void *p = alloc_request(&q);
     if (p == NULL)
         return NULL;
-    size_t old = multi_heap_get_allocated_size(h->heap, ptr) - (alias ? ch_hidden(h) : 0u);
+    size_t old = multi_heap_get_allocated_size(h->heap, ptr);
+#if CAPHEAP_EXEC_HEAP
+    if (alias)
+        old = ch_alias_bytes(h, user, ptr, old);
+#endif
     memcpy(p, user, old < size ? old : size);
     heap_caps_free(user);
     return p;

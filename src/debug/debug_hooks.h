@@ -25,7 +25,6 @@
 #ifndef CAPHEAP_DEBUG_HOOKS_H
 #define CAPHEAP_DEBUG_HOOKS_H
 
-#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,8 +68,8 @@ void ch_trace_fork_child(void);
 #endif
 
 #if CAPHEAP_TASK_TRACKING
-/* src/debug/task_info.c. heap: the block's registry slot, or CH_HEAP_UNKNOWN
- * (the tracker looks it up). ch_task_charge returns p (a tail call for the
+/* src/debug/task_info.c. heap: the block's registry slot (one out of range:
+ * the tracker looks it up). ch_task_charge returns p (a tail call for the
  * caller). */
 uint32_t ch_task_owner_slow(void);
 void *ch_task_charge(void *p, uint32_t owner, size_t usable, unsigned heap);
@@ -128,9 +127,5 @@ typedef struct {
 #define CH_MH_MALLOC_LOCKED(mh, size, b) ((void)(b), capheap_heap_malloc_locked((mh), (size)))
 #define CH_TASK_CHARGE(p, heap, b) ((void)(b), (p))
 #endif
-
-/* The heap argument when the caller has the block's multi_heap handle but
- * not its registry slot (the tracker finds it). */
-#define CH_HEAP_UNKNOWN UINT_MAX
 
 #endif /* CAPHEAP_DEBUG_HOOKS_H */

@@ -12,12 +12,13 @@
  *                bits 8-14   generation of that slot (a slot reused by a new
  *                            task after its old owner was dropped has a new one)
  *                bit 15      the user holds the block by its IRAM alias
- *                bits 16-31  tt_check(bits 0-15): a word that fails it (a
- *                            smashed word, a block multi_heap made for
- *                            someone else) is charged to nobody
+ *                bits 16-31  tt_check(bits 0-14): a word that fails it (a
+ *                            smashed word) is charged to nobody; multi_heap's
+ *                            own blocks carry 0
  *
- *   tt.task[]    per task: handle, name, state, generation, totals (a cell
- *                for all heaps) and one cell per heap descriptor slot
+ *   tt.task[]    per task: its live word (the fast paths' one compare: 0
+ *                unless ALIVE), handle, name, state, generation, totals (a
+ *                cell for all heaps) and one cell per heap descriptor slot
  *                (current bytes, peak, live blocks).
  *   tt.tmap[]    open addressing from task handle to task slot + 1.
  *
@@ -411,14 +412,14 @@ static inline void tt_credit(tt_task_t *t, unsigned heap, size_t size)
 }
 
 /* Where a block the user holds lives: its heap's slot and handle, the
- * pointer multi_heap knows it by, and the hidden bytes in front of an EXEC
- * alias block (route.c) that the user does not own. */
+ * pointer multi_heap knows it by, and the one the user holds (an EXEC block's
+ * IRAM alias: route.c). */
 typedef struct {
     unsigned heap;
     multi_heap_handle_t mh;
     void *raw;
+    void *user; /* the pointer the user holds (the alias, for an alias block) */
     bool alias;
-    size_t hidden;
 } tt_where_t;
 
 static bool tt_locate(void *ptr, tt_where_t *w)
@@ -437,15 +438,20 @@ static bool tt_locate(void *ptr, tt_where_t *w)
     w->mh = CH_ACQUIRE(h->heap);
     w->heap = h->index;
     w->raw = raw;
+    w->user = ptr;
     w->alias = alias;
-    w->hidden = alias ? ch_hidden(h) : 0u;
     return w->mh != NULL;
 }
 
-/* The user's bytes of a block multi_heap says has usable bytes. */
+/* The user's bytes of a block multi_heap says has usable bytes (what
+ * heap_caps_get_allocated_size() says of it). */
 static inline size_t tt_user_bytes(const tt_where_t *w, size_t usable)
 {
-    return usable > w->hidden ? usable - w->hidden : 0u;
+#if CAPHEAP_EXEC_HEAP
+    if (w->alias)
+        return ch_alias_bytes(&ch_g.heaps[w->heap], w->user, w->raw, usable);
+#endif
+    return usable;
 }
 
 /* The calling task's owner word: its slot (created at its first
@@ -533,7 +539,7 @@ static void tt_charge_block(const tt_where_t *w, uint32_t own, size_t n)
  * ch_task_charge's, so that it passes them on in the same registers. */
 static TT_NOINLINE void *tt_charge_general(void *p, uint32_t own, size_t n, unsigned heap)
 {
-    tt_where_t w = {heap, NULL, p, false, 0u};
+    tt_where_t w = {heap, NULL, p, p, false};
     if (heap >= CAPHEAP_MAX_HEAPS ? !tt_locate(p, &w) : (w.mh = CH_ACQUIRE(ch_g.heaps[heap].heap)) == NULL)
         return p;
     tt_charge_block(&w, own, n);
@@ -837,7 +843,7 @@ static bool tt_walk_cb(void *p, size_t usable, uint32_t own, void *arg)
     if (own & TT_OWN_ALIAS) {
         const ch_heap_t *h = &ch_g.heaps[w->heap];
         addr = ch_alias_user(h, p, usable);
-        size = usable > ch_hidden(h) ? usable - ch_hidden(h) : 0u;
+        size = ch_alias_bytes(h, addr, p, usable);
     }
 #endif
     w->fn(w->ctx, s, w->heap, addr, size);
