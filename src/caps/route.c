@@ -528,6 +528,34 @@ void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t
 
 /* ---- free, realloc, sizes ---------------------------------------------------- */
 
+/* multi_heap's realloc of the block p of heap h, and multi_heap's locked
+ * halves of realloc and free (speed builds: h has a lock, p is not NULL),
+ * with task tracking told: the old block's owner word and size come back
+ * from under the heap's lock (debug_hooks.h). */
+#if CAPHEAP_TASK_TRACKING
+static inline void *realloc_in(const ch_heap_t *h, void *p, size_t size)
+{
+    uint32_t own = ch_task_owner();
+    size_t usable;
+    capheap_owned_t old;
+    void *q = capheap_heap_realloc_owned(h->heap, p, size, own, &usable, &old);
+    if (q != NULL)
+        ch_task_realloc(q, old.owner, old.usable, own, usable, h->index);
+    return q;
+}
+#define realloc_in_locked realloc_in
+
+static inline void free_in_locked(const ch_heap_t *h, void *p)
+{
+    capheap_owned_t o = capheap_heap_free_owned(h->heap, p);
+    ch_task_credit(o.owner, o.usable, h->index);
+}
+#else
+#define realloc_in(h, p, size) multi_heap_realloc((h)->heap, (p), (size))
+#define realloc_in_locked(h, p, size) capheap_heap_realloc_locked((h)->heap, (p), (size))
+#define free_in_locked(h, p) capheap_heap_free_locked((h)->heap, (p))
+#endif
+
 #if CAPHEAP_EXEC_HEAP
 void *ch_alias_direct(void *p, bool *was_alias)
 {
@@ -607,12 +635,7 @@ void heap_caps_free(void *ptr)
     ch_heap_t *h = ch_cached((uintptr_t)ptr);
     if (CH_LIKELY(h != NULL)) {
         CH_EVENT_FREE(ptr); /* reported before the block can be reused */
-#if CAPHEAP_TASK_TRACKING
-        capheap_owned_t o = capheap_heap_free_owned(h->heap, ptr);
-        ch_task_credit(o.owner, o.usable, h->index);
-#else
-        capheap_heap_free_locked(h->heap, ptr);
-#endif
+        free_in_locked(h, ptr);
         return;
     }
 #endif
@@ -632,6 +655,8 @@ size_t heap_caps_get_allocated_size(void *ptr)
 #if CAPHEAP_EXEC_HEAP
     if (alias)
         return ch_alias_bytes(h, user, ptr, n);
+#else
+    (void)user;
 #endif
     return n;
 }
@@ -649,17 +674,7 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
     if (h == NULL)
         return NULL;
     if (!alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
-#if CAPHEAP_TASK_TRACKING
-        /* the old block's word and size come back from under the heap's lock */
-        uint32_t own = ch_task_owner();
-        size_t usable;
-        capheap_owned_t old;
-        void *p = capheap_heap_realloc_owned(h->heap, ptr, q.size, own, &usable, &old);
-        if (p != NULL)
-            ch_task_realloc(p, old.owner, old.usable, own, usable, h->index);
-#else
-        void *p = multi_heap_realloc(h->heap, ptr, q.size);
-#endif
+        void *p = realloc_in(h, ptr, q.size);
         if (p != NULL) {
             CH_EVENT_REALLOC(user, p, q.size, q.caps);
             return p;
@@ -735,19 +750,9 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
     if (CH_LIKELY(plain_caps(caps) && size - 1u < ch_g.size_max)) {
         ch_heap_t *h = ch_cached((uintptr_t)ptr);
         if (CH_LIKELY(h != NULL && (h->all & caps) == caps)) {
-#if CAPHEAP_TASK_TRACKING
-            uint32_t own = ch_task_owner();
-            size_t usable;
-            capheap_owned_t old;
-            void *p = capheap_heap_realloc_owned(h->heap, ptr, size, own, &usable, &old);
+            void *p = realloc_in_locked(h, ptr, size);
             if (CH_UNLIKELY(p == NULL))
                 return realloc_out(ptr, size, caps);
-            ch_task_realloc(p, old.owner, old.usable, own, usable, h->index);
-#else
-            void *p = capheap_heap_realloc_locked(h->heap, ptr, size);
-            if (CH_UNLIKELY(p == NULL))
-                return realloc_out(ptr, size, caps);
-#endif
             CH_EVENT_REALLOC(ptr, p, size, caps);
             return p;
         }

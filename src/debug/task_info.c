@@ -450,6 +450,8 @@ static inline size_t tt_user_bytes(const tt_where_t *w, size_t usable)
 #if CAPHEAP_EXEC_HEAP
     if (w->alias)
         return ch_alias_bytes(&ch_g.heaps[w->heap], w->user, w->raw, usable);
+#else
+    (void)w;
 #endif
     return usable;
 }
