@@ -1237,7 +1237,7 @@ void capheap_heap_move_out(multi_heap_handle_t heap, void *p, void *dst, size_t 
 #if CAPHEAP_TASK_TRACKING
     moved = owned_of(h, raw_of(h, p), full);
 #endif
-    CE_SAN_UNPOISON(p, cap); /* the whole usable size is the caller's (block_size's claim) */
+    CE_SAN_UNPOISON(p, cap); /* the whole usable size is the caller's (as multi_heap_get_full_block_size claims it) */
     memcpy(dst, p, cap < n ? cap : n);
     (void)free_body(h, p WITH_OWNER(NULL)); /* accepted above */
     unlock(h);
