@@ -167,36 +167,47 @@ static void *poison_wrap(const ce_heap_t *h, void *raw, size_t size)
 }
 
 /*
- * Check one used block's canaries (raw = engine data pointer, cap = engine
- * capacity). Returns true if intact; otherwise reports (fatal or not).
+ * The first fault of one used block's canaries (raw = engine data pointer,
+ * cap = engine capacity), described in *r; false if they are intact.
+ * Reports nothing: poison_check_used() does, the owner word's quiet readers
+ * do not.
  */
+static bool poison_fault(const ce_heap_t *h, const void *raw, size_t cap, capheap_report_t *r)
+{
+    const uint8_t *p = (const uint8_t *)raw;
+    uint32_t head = load32(p);
+    if (head != POISON_HEAD_CANARY) {
+        *r = (capheap_report_t){"Bad head", p, POISON_HEAD_CANARY, head, 13};
+        return true;
+    }
+    uint32_t size = load32(p + 4);
+    /* clamped: with the owner word the overhead exceeds the smallest
+     * capacity (a forged header's) */
+    size_t ov = overhead(h);
+    size_t room = cap > ov ? cap - ov : 0;
+    if (size > room) {
+        *r = (capheap_report_t){"Size", p + 4, (uint32_t)room, size, 13};
+        return true;
+    }
+    const uint8_t *tail = p + head_bytes(h) + size;
+    uint32_t t = load32(tail);
+    if (t != POISON_TAIL_CANARY) {
+        *r = (capheap_report_t){"Bad tail", tail, POISON_TAIL_CANARY, t, 13};
+        return true;
+    }
+    return false;
+}
+
+/* Check one used block's canaries: true if intact; otherwise report (fatal
+ * or not). */
 static bool poison_check_used(const ce_heap_t *h, const void *raw, size_t cap, bool print,
                               bool fatal)
 {
-    const uint8_t *r = (const uint8_t *)raw;
-    uint32_t head = load32(r);
-    if (head != POISON_HEAD_CANARY) {
-        report("Bad head", r, POISON_HEAD_CANARY, head, 13, print, fatal);
-        return false;
-    }
-    uint32_t size = load32(r + 4);
-#if CAPHEAP_TASK_TRACKING
-    /* with the owner word the overhead exceeds the smallest capacity (a forged header's) */
-    size_t room = cap > overhead(h) ? cap - overhead(h) : 0;
-#else
-    size_t room = cap - overhead(h);
-#endif
-    if (size > room) {
-        report("Size", r + 4, (uint32_t)room, size, 13, print, fatal);
-        return false;
-    }
-    const uint8_t *tail = r + head_bytes(h) + size;
-    uint32_t t = load32(tail);
-    if (t != POISON_TAIL_CANARY) {
-        report("Bad tail", tail, POISON_TAIL_CANARY, t, 13, print, fatal);
-        return false;
-    }
-    return true;
+    capheap_report_t r;
+    if (!poison_fault(h, raw, cap, &r))
+        return true;
+    capheap_report_corruption(&r, print, fatal);
+    return false;
 }
 
 #if CAPHEAP_POISONING_COMPREHENSIVE
@@ -1116,18 +1127,6 @@ size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p)
 }
 
 #if CAPHEAP_TASK_TRACKING
-#if POISON_ENABLED
-/* poison_check_used() without a report: the owner word's readers answer
- * {0, 0} for a bad block, and the caller's next multi_heap call reports it. */
-static bool canaries_ok(const ce_heap_t *h, const void *raw)
-{
-    const uint8_t *r = (const uint8_t *)raw;
-    uint32_t size = load32(r + 4);
-    return load32(r) == POISON_HEAD_CANARY && size <= user_bytes(h, raw_capacity(raw)) &&
-           load32(r + head_bytes(h) + size) == POISON_TAIL_CANARY;
-}
-#endif
-
 /* get_owner and swap_owner: p's word and usable size, the word replaced by
  * owner when swap; {0, 0} and nothing else for a p that is not a live block. */
 static capheap_owned_t owner_access(multi_heap_handle_t heap, void *p, bool swap, uint32_t owner)
@@ -1139,7 +1138,10 @@ static capheap_owned_t owner_access(multi_heap_handle_t heap, void *p, bool swap
     void *raw = raw_of(h, p);
     lock(h); /* not lock_w: the heap's blocks stay as they are */
 #if POISON_ENABLED
-    bool live = ce_valid(h, raw) && canaries_ok(h, raw);
+    /* quiet: the owner word's readers answer {0, 0} for a bad block, and the
+     * caller's next multi_heap call reports it */
+    capheap_report_t r;
+    bool live = ce_valid(h, raw) && !poison_fault(h, raw, raw_capacity(raw), &r);
 #else
     bool live = ce_valid(h, raw);
 #endif
