@@ -66,9 +66,10 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock);
  * Returns NULL iff heap is NULL, size is 0, or the O(1) search finds no free
  * block that can hold size bytes (sizes near SIZE_MAX included: size
  * arithmetic never wraps). The search sees every free block in the size
- * classes above the request's own class and the first 8 blocks of its own
- * class (a class spans 1/16 of its sizes); a larger block deeper in that one
- * list is not found. multi_heap_get_info()'s largest_free_block is exactly
+ * classes above the request's own class and the first block of its own
+ * class (a class spans 1/16 of its sizes; its list keeps the larger of a new
+ * block and the old head in front); a larger block deeper in that one list
+ * is not found. multi_heap_get_info()'s largest_free_block is exactly
  * the largest size this search satisfies, so a request up to it never fails.
  * The block's capacity is round_up(size + 4, A) - 4 for a heap of
  * alignment A (A = 4: size rounded up to 4), at least 12 bytes, and never

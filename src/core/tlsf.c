@@ -17,12 +17,13 @@
  *  - A block keeps the size asked for (rounded to the heap's alignment), never
  *    rounded up to its class: no internal fragmentation from classes.
  *  - Before rounding a request up to the next class (where every block fits),
- *    the first CE_FIT_SCAN blocks of the request's own class are tried. That
- *    bounded scan finds tighter fits, and it makes the largest satisfiable
- *    request computable exactly (ce_largest_request): the statistics never
- *    promise a block malloc cannot deliver.
+ *    the head of the request's own class is tried: a tighter fit, and it
+ *    makes the largest satisfiable request computable exactly
+ *    (ce_largest_request): the statistics never promise a block malloc
+ *    cannot deliver.
  *  - Insertion keeps the larger of the new block and the old head at the head
- *    of its list, so the scan sees the largest blocks first.
+ *    of its list, so that head is the class's largest block unless the head
+ *    was taken since.
  *  - The control structure has room for the first-level classes the region
  *    can need (68 bytes each), so small regions pay little. Two first-level
  *    classes share a pair [bitmap | 32 list heads]; a class is numbered
@@ -49,8 +50,8 @@
  *   region: | control: ce_heap_t + rows | pad | block | block | ... | end |
  *           end = a header reading "used, 16 bytes" that stops every walk and merge.
  *
- * Bounds: malloc, memalign, free and realloc run a fixed number of steps plus
- * at most CE_FIT_SCAN list entries; realloc may copy the block. check and walk
+ * Bounds: malloc, memalign, free and realloc run a fixed number of steps;
+ * realloc may copy the block. check and walk
  * are O(blocks) and never leave the region, whatever the headers say.
  */
 #define CE_OPS_IMPL /* the external definitions of -Os builds (tlsf_ops.h) */
@@ -327,16 +328,10 @@ size_t ce_largest_request(const ce_heap_t *h)
         return 0;
     uint32_t k = fls32(h->pair_bitmap);
     uint32_t c = (k << 5) + fls32(PAIR_BITMAP(h, k));
-    /* Exactly what take_fit can reach: the best of the first CE_FIT_SCAN
-     * blocks of the top class. Any request up to it succeeds; one byte more
-     * maps to this class or above and finds nothing. */
-    uint32_t best = 0, b = HEAD(h, c);
-    for (uint32_t i = 0; b != 0 && i < CE_FIT_SCAN; i++, b = NEXT(h, b)) {
-        uint32_t s = SIZE_OF(HDR(h, b));
-        if (s > best)
-            best = s;
-    }
-    return best - CE_HDR;
+    /* Exactly what take_fit can reach: the head of the top class. Any
+     * request up to it succeeds; one byte more maps to this class or above
+     * and finds nothing. */
+    return SIZE_OF(HDR(h, HEAD(h, c))) - CE_HDR;
 }
 
 /* ---- walk and check ---------------------------------------------------- */

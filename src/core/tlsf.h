@@ -45,7 +45,6 @@
 #define CE_SL_COUNT (1u << CE_SL_LOG2)
 #define CE_ROW_WORDS (1u + CE_SL_COUNT) /* control bytes per first-level class (see tlsf.c) */
 #define CE_PAIR_WORDS (1u + 2u * CE_SL_COUNT) /* per pair of first-level classes: bitmap, 32 list heads */
-#define CE_FIT_SCAN 8u   /* entries of the request's own size class examined before rounding up */
 
 /* The engine's control structure; it sits at the start of the region. */
 typedef struct ce_heap {
@@ -293,7 +292,7 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset);
  * layer above makes (all but what; CE_OK: address p, numbers 0). */
 ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap_report_t *out);
 
-/* Largest request ce_malloc() satisfies now (0 if none). O(CE_FIT_SCAN). */
+/* Largest request ce_malloc() satisfies now (0 if none). O(1). */
 size_t ce_largest_request(const ce_heap_t *h);
 
 /* Walk blocks in address order: data pointer, capacity, used. Stops when cb returns false.

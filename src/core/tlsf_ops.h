@@ -164,7 +164,7 @@ CE_INLINE void class_flip(ce_heap_t *h, size_t c)
 #endif
 
 /* Add the free block b of size s to its class list. The larger of b and the
- * current head stays in front, so the bounded scan sees large blocks first. */
+ * current head stays in front: malloc tries the head of its own class. */
 #if !defined(__OPTIMIZE_SIZE__)
 CE_INLINE void list_insert_at(ce_heap_t *h, uint32_t *blk, uint32_t b, uint32_t s)
 {
@@ -325,9 +325,11 @@ CE_TAIL void *use_block(ce_heap_t *h, uint32_t b, uint32_t n)
  * Find and unlink a free block of at least n bytes. With use (malloc), make
  * it a used block of n bytes and return its data pointer (a tail call to
  * use_block); else return its offset (aligned allocation). 0 if none fits.
- * Classes above 128 bytes span several sizes: the first CE_FIT_SCAN blocks of
- * the request's own class are tried first (a tighter fit). Then the first
- * non-empty class above, where every block fits, found with two bit scans.
+ * Classes above 128 bytes span several sizes: the head of the request's own
+ * class is tried first (list_insert_at keeps the larger of a new block and
+ * the old head in front, so it is the class's largest block unless the head
+ * was taken since). Then the first non-empty class above, where every block
+ * fits, found with two bit scans.
  */
 CE_INLINE uintptr_t take_fit_as(ce_heap_t *h, uint32_t n, bool use)
 {
@@ -341,27 +343,12 @@ CE_INLINE uintptr_t take_fit_as(ce_heap_t *h, uint32_t n, bool use)
         pair = &PAIR_BITMAP(h, 0);
         m = pair[0] & (~0u << c);
     } else {
-        /* The class spans several sizes: try its first CE_FIT_SCAN blocks. */
+        /* The class spans several sizes: try its head. */
         c = class_of(n);
         uint32_t b = HEAD(h, c);
-        if (b != 0) {
-            if (SIZE_OF(HDR(h, b)) >= n) {
-                unlink_head(h, c, b);
-                return use ? (uintptr_t)use_block(h, b, n) : b;
-            }
-            uint32_t prev = b;
-            b = NEXT(h, b);
-            for (uint32_t i = 1; b != 0 && i < CE_FIT_SCAN; i++) {
-                uint32_t nx = NEXT(h, b);
-                if (SIZE_OF(HDR(h, b)) >= n) {
-                    NEXT(h, prev) = nx;
-                    if (nx != 0)
-                        PREV(h, nx) = prev;
-                    return use ? (uintptr_t)use_block(h, b, n) : b;
-                }
-                prev = b;
-                b = nx;
-            }
+        if (b != 0 && SIZE_OF(HDR(h, b)) >= n) {
+            unlink_head(h, c, b);
+            return use ? (uintptr_t)use_block(h, b, n) : b;
         }
         /* Then the classes above, where every block fits. c + 1 may be the
          * class after the last one: its bits (in the zero word after the last
@@ -404,23 +391,19 @@ CE_INLINE uint32_t take_fit(ce_heap_t *h, uint32_t n)
 {
     size_t c = class_of(n);
     uint32_t b = HEAD(h, c);
-    for (uint32_t i = 0; b != 0 && i < CE_FIT_SCAN; i++) {
-        if (SIZE_OF(HDR(h, b)) >= n)
-            goto take;
-        b = NEXT(h, b);
+    if (b == 0 || SIZE_OF(HDR(h, b)) < n) {
+        c++; /* the classes above, where every block fits (see take_fit_as) */
+        uint32_t k = (uint32_t)(c >> 5);
+        uint32_t m = PAIR_BITMAP(h, k) & (~0u << (c & 31u));
+        if (m == 0) {
+            uint32_t top = h->pair_bitmap & (~0u << (k + 1u)); /* k + 1 <= 14 */
+            if (top == 0)
+                return 0;
+            k = ffs32(top);
+            m = PAIR_BITMAP(h, k);
+        }
+        b = HEAD(h, ((size_t)k << 5) + ffs32(m));
     }
-    c++; /* the classes above, where every block fits (see take_fit_as) */
-    uint32_t k = (uint32_t)(c >> 5);
-    uint32_t m = PAIR_BITMAP(h, k) & (~0u << (c & 31u));
-    if (m == 0) {
-        uint32_t top = h->pair_bitmap & (~0u << (k + 1u)); /* k + 1 <= 14 */
-        if (top == 0)
-            return 0;
-        k = ffs32(top);
-        m = PAIR_BITMAP(h, k);
-    }
-    b = HEAD(h, ((size_t)k << 5) + ffs32(m));
-take:
     list_remove(h, b, SIZE_OF(HDR(h, b)));
     return b;
 }

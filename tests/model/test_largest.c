@@ -180,7 +180,7 @@ static void checkpoint(lt_t *t, const char *where)
     size_t L = info.largest_free_block;
     size_t X = expected_largest(t);
     if (X > L) {
-        /* multi_heap.h: malloc's O(1) search sees the first 8 blocks of the request's own
+        /* multi_heap.h: malloc's O(1) search sees the first block of the request's own
          * class; a larger block deeper in that list is not found, and largest_free_block
          * must then say exactly what malloc can do, not what the walk sees. */
         void *px = multi_heap_malloc(t->h, X);
