@@ -14,10 +14,11 @@
  * The common case, heap_caps_malloc(size, caps) with caps that need no
  * adjustment, walks the list (MALLOC_CAP_DEFAULT's own, ch_g.dflt, or the
  * cached one) and asks each heap, without its lock, whether its free lists
- * could hold the block (capheap_heap_may_serve); the first that may is
- * locked and tried. A heap that certainly cannot serve the request is what
- * ESP-IDF's loop would lock, fail on and leave: ESP32-S3's order puts a
- * 21 KiB heap first, so this matters on most calls. Readers take no
+ * could hold the block (capheap_heap_fit: the engine's first half, block
+ * size, class and bitmaps); the first that may is locked and allocates from
+ * there (capheap_heap_malloc_fit). A heap that certainly cannot serve the request is
+ * what ESP-IDF's loop would lock, fail on and leave: ESP32-S3's order puts a
+ * 21 KiB heap first, so this matters on many calls. Readers take no
  * registry lock (caps_private.h): a block from a list torn by a concurrent
  * refill is checked against the heap's caps before it is returned.
  *
@@ -370,16 +371,16 @@ static inline bool plain_caps(uint32_t caps)
     return (caps & (CH_HW_CAPS | MALLOC_CAP_EXEC | MALLOC_CAP_32BIT | MALLOC_CAP_INVALID)) == 0 && caps != 0;
 }
 
-/* The first heap from l on (a NULL-terminated list) that may serve size (its
- * lists, read unlocked, hold a block of the size class or above:
- * capheap_heap_may_serve), or the list's end. The heaps passed over
- * certainly cannot serve it now, which is all ESP-IDF's loop would find out
- * by locking them. */
-static inline multi_heap_handle_t first_fit(multi_heap_handle_t const **lp, size_t size)
+/* The first heap from l on (a NULL-terminated list) that may serve size
+ * (capheap_heap_fit: its lists, read unlocked, hold a block of the size
+ * class or above), with that answer in *fit; or the list's end. The heaps
+ * passed over certainly cannot serve it now, which is all ESP-IDF's loop
+ * would find out by locking them. */
+static inline multi_heap_handle_t first_fit(multi_heap_handle_t const **lp, size_t size, uint32_t *fit)
 {
     multi_heap_handle_t const *l = *lp;
     multi_heap_handle_t h;
-    while ((h = CH_ACQUIRE(*l)) != NULL && !capheap_heap_may_serve(h, size))
+    while ((h = CH_ACQUIRE(*l)) != NULL && (*fit = capheap_heap_fit(h, size)) == 0)
         l++;
     *lp = l;
     return h;
@@ -389,9 +390,10 @@ static inline multi_heap_handle_t first_fit(multi_heap_handle_t const **lp, size
  * order, until one does; NULL if none did. */
 static void *alloc_default_from(multi_heap_handle_t const *l, size_t size)
 {
-    for (multi_heap_handle_t h; (h = first_fit(&l, size)) != NULL; l++) {
+    uint32_t fit;
+    for (multi_heap_handle_t h; (h = first_fit(&l, size, &fit)) != NULL; l++) {
         CH_MADE(b);
-        void *p = CH_MH_MALLOC_LOCKED(h, size, b);
+        void *p = CH_MH_MALLOC_FIT(h, size, fit, b);
         if (p != NULL) {
             CH_EVENT_ALLOC(p, size, MALLOC_CAP_DEFAULT);
             return CH_TASK_CHARGE(p, ch_heap_of(h)->index, b);
@@ -401,8 +403,8 @@ static void *alloc_default_from(multi_heap_handle_t const *l, size_t size)
 }
 
 /* Plain caps (plain_caps(), size > 0): the first candidate that serves size,
- * the heaps that cannot skipped unlocked; NULL if none did (the caller then
- * takes the slow path, which skips nothing, before it gives up). */
+ * the heaps that cannot passed over unlocked; NULL if none did (the caller
+ * then takes the slow path, which skips nothing, before it gives up). */
 static void *alloc_plain(size_t size, uint32_t caps)
 {
     if (caps == MALLOC_CAP_DEFAULT)
@@ -415,10 +417,13 @@ static void *alloc_plain(size_t size, uint32_t caps)
         unsigned k = CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS;
         ch_heap_t *h = &ch_g.heaps[k];
         multi_heap_handle_t mh = CH_ACQUIRE(h->heap);
-        if (CH_UNLIKELY((h->all & caps) != caps) || mh == NULL || !capheap_heap_may_serve(mh, size))
-            continue; /* a list torn by a concurrent refill; or it cannot serve size now */
+        if (CH_UNLIKELY((h->all & caps) != caps) || mh == NULL)
+            continue; /* a list torn by a concurrent refill */
+        uint32_t fit = capheap_heap_fit(mh, size);
+        if (fit == 0)
+            continue; /* it cannot serve size now */
         CH_MADE(b);
-        void *p = CH_MH_MALLOC_LOCKED(mh, size, b);
+        void *p = CH_MH_MALLOC_FIT(mh, size, fit, b);
         if (CH_LIKELY(p != NULL)) {
             CH_EVENT_ALLOC(p, size, caps);
             return CH_TASK_CHARGE(p, k, b);
@@ -443,11 +448,12 @@ static CH_NOINLINE void *malloc_default_again(size_t size)
 static inline void *malloc_default(size_t size)
 {
     multi_heap_handle_t const *l = ch_g.dflt;
-    multi_heap_handle_t h = first_fit(&l, size);
+    uint32_t fit;
+    multi_heap_handle_t h = first_fit(&l, size, &fit);
     if (CH_UNLIKELY(h == NULL))
         return malloc_slow(size, MALLOC_CAP_DEFAULT);
     CH_MADE(b);
-    void *p = CH_MH_MALLOC_LOCKED(h, size, b);
+    void *p = CH_MH_MALLOC_FIT(h, size, fit, b);
     if (CH_UNLIKELY(p == NULL))
         return malloc_default_again(size);
     CH_EVENT_ALLOC(p, size, MALLOC_CAP_DEFAULT);
@@ -469,12 +475,10 @@ void *heap_caps_malloc(size_t size, uint32_t caps)
      * request skipped without their lock. A request that every candidate
      * refuses goes the slow way (no skipping) before it fails: a heap
      * skipped while another thread was changing it is asked again. */
-    if (CH_LIKELY(size - 1u < ch_g.size_max)) {
-        if (CH_LIKELY(caps == MALLOC_CAP_DEFAULT))
-            return malloc_default(size);
-        if (plain_caps(caps))
-            return malloc_routed(size, caps);
-    }
+    if (CH_LIKELY(caps == MALLOC_CAP_DEFAULT))
+        return malloc_default(size); /* size 0 or too large: no heap fits, the slow path answers */
+    if (size - 1u < ch_g.size_max && plain_caps(caps))
+        return malloc_routed(size, caps);
 #endif
     return malloc_slow(size, caps);
 }

@@ -117,13 +117,13 @@ static inline uint32_t ce_overhead(const ce_heap_t *h)
 
 /*
  * The class bitmaps (pair_bitmap and each pair's word) are the one piece of
- * engine state read without the heap's lock: ce_may_fit() below, which lets
- * heap_caps skip a heap that cannot serve a request without locking it. In
+ * engine state read without the heap's lock: ce_fit() (tlsf_ops.h), which
+ * lets heap_caps skip a heap that cannot serve a request without locking it. In
  * speed builds they are written with relaxed atomic stores (plain stores on
  * every target this runs on; the read-modify-write around them stays under
  * the lock), so that read is not a data race in C11 terms, and
  * ThreadSanitizer agrees. Size-optimised builds have no such reader (their
- * heap_caps locks every heap it asks): ce_may_fit() does not exist there and
+ * heap_caps locks every heap it asks): ce_fit() does not exist there and
  * the writes stay plain.
  */
 #if defined(__GNUC__)
@@ -229,29 +229,48 @@ static inline size_t ce_class_of(uint32_t s)
     return ce_class_scan(s);
 }
 
+/* Block bytes for a request of size bytes (size - 1 below max_request):
+ * capacity rounded to the alignment, plus the header, at least 16. */
+#if defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+__attribute__((always_inline))
+#endif
+static inline uint32_t ce_block_for(const ce_heap_t *h, size_t size)
+{
+    uint32_t a = h->align_mask;
+    uint32_t n = ((uint32_t)size + CE_HDR + a) & ~a;
+    return n < CE_MIN_BLOCK ? CE_MIN_BLOCK : n;
+}
+
 /*
- * Could ce_malloc(h, size) succeed now? False only if it would return NULL:
- * size is 0 or above max_request, or no list at or above the block's own
- * class is non-empty (malloc scans its own class, then takes any block of a
- * class above). True promises nothing (the own class may hold only smaller
- * blocks). Lock-free: the bitmaps are read with relaxed loads, so while
- * another thread changes the heap under its lock the answer describes some
- * state of the lists during that change; max_request and align_mask never
- * change after ce_create. O(1), about fifteen instructions.
+ * ce_malloc() in two halves, for a caller that asks before it locks:
+ * heap_caps passes over a heap that cannot serve a request without taking
+ * its lock, and the work of that question is the first half of the
+ * allocation. ce_fit() reads only max_request and align_mask (fixed at
+ * ce_create) and the class bitmaps (relaxed loads: while another thread
+ * changes the heap under its lock the answer describes some state of the
+ * lists during that change). It returns the block size ce_malloc() would
+ * search for, or 0 if ce_malloc() would certainly fail: size 0 or above
+ * max_request, or no list at or above the block's own class is non-empty.
+ * ce_malloc_fit() (tlsf_ops.h), under the lock, is ce_malloc() from there;
+ * it can still fail (the own class may hold only smaller blocks, or another
+ * thread took the block in between). O(1), about fifteen instructions.
+ * Size-optimised builds have no unlocked reader (their heap_caps locks every
+ * heap it asks).
  */
 #if !defined(__OPTIMIZE_SIZE__)
-static inline bool ce_may_fit(const ce_heap_t *h, size_t size)
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline uint32_t ce_fit(const ce_heap_t *h, size_t size)
 {
     if (size - 1u >= h->max_request)
-        return false; /* also keeps the class inside the heap's bitmaps */
-    uint32_t a = h->align_mask;
-    /* block_for() without its 16-byte minimum: classes below it are always
-     * empty, so "a list at or above" is the same question. */
-    size_t c = ce_class_of(((uint32_t)size + CE_HDR + a) & ~a);
+        return 0; /* also keeps the class inside the heap's bitmaps */
+    uint32_t n = ce_block_for(h, size);
+    size_t c = ce_class_of(n);
     size_t k = c >> 5;
-    if (CE_BM_LOAD(h->pair_bitmap) >> k >> 1 != 0)
-        return true; /* a block in a class above the own pair: it fits */
-    return CE_BM_LOAD(h->rows[k * CE_PAIR_WORDS]) >> (c & 31u) != 0;
+    if (CE_BM_LOAD(h->pair_bitmap) >> k >> 1 == 0 && CE_BM_LOAD(h->rows[k * CE_PAIR_WORDS]) >> (c & 31u) == 0)
+        return 0; /* no block in the own pair's classes from c up, nor in a pair above */
+    return n;
 }
 #endif
 

@@ -448,12 +448,10 @@ CE_INLINE void release(ce_heap_t *h, uint32_t b, uint32_t s, uint32_t hdr)
 
 /* ---- the O(1) operations ----------------------------------------------- */
 
-/* Block bytes for a request: capacity rounded to the alignment, plus the header. */
+/* Block bytes for a request (ce_block_for). */
 CE_INLINE uint32_t block_for(const ce_heap_t *h, size_t size)
 {
-    uint32_t a = h->align_mask;
-    uint32_t n = ((uint32_t)size + CE_HDR + a) & ~a;
-    return n < CE_MIN_BLOCK ? CE_MIN_BLOCK : n;
+    return ce_block_for(h, size);
 }
 
 CE_API void *ce_malloc(ce_heap_t *h, size_t size)
@@ -470,6 +468,14 @@ CE_API void *ce_malloc(ce_heap_t *h, size_t size)
     return (void *)take_fit_as(h, block_for(h, size), true); /* no test of b on the way */
 #endif
 }
+
+#if !defined(__OPTIMIZE_SIZE__)
+/* ce_malloc() from its unlocked first half: n = ce_fit() (tlsf.h), not 0. */
+CE_INLINE void *ce_malloc_fit(ce_heap_t *h, uint32_t n)
+{
+    return (void *)take_fit_as(h, n, true);
+}
+#endif
 
 /*
  * free, first half: the checks on the block itself (inside the pool, aligned,

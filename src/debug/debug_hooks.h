@@ -102,7 +102,7 @@ static inline uint32_t ch_task_owner(void)
 #endif
 
 /* The fast paths' multi_heap call (speed builds: a registered heap, with a
- * lock; size not 0), which leaves the block and its usable size in b (the
+ * lock; size not 0; fit: capheap_heap_fit(mh, size), n not 0), which leaves the block and its usable size in b (the
  * owner word written, the size read under the heap's lock): the block, or
  * NULL. Then CH_TASK_CHARGE charges the block p (not NULL) to heap slot
  * `heap`; its value is p (a tail call). With the word in a thread-local
@@ -110,7 +110,8 @@ static inline uint32_t ch_task_owner(void)
  * nothing is kept across that call. */
 #if CH_TASK_OWNER_TLS
 #define CH_MADE(b) capheap_made_t b
-#define CH_MH_MALLOC_LOCKED(mh, size, b) ((b) = capheap_heap_malloc_owned((mh), (size), ch_task_owner()), (b).p)
+#define CH_MH_MALLOC_FIT(mh, size, fit, b)                                                                 \
+    ((b) = capheap_heap_malloc_owned_fit((mh), (size), (fit), ch_task_owner()), (b).p)
 #define CH_TASK_CHARGE(p, heap, b) ch_task_charge((p), ch_task_owner_tls, (b).usable, (heap))
 #else
 typedef struct {
@@ -118,13 +119,13 @@ typedef struct {
     uint32_t owner;
 } ch_made_t;
 #define CH_MADE(b) ch_made_t b
-#define CH_MH_MALLOC_LOCKED(mh, size, b)                                                                   \
-    ((b).owner = ch_task_owner(), (b).m = capheap_heap_malloc_owned((mh), (size), (b).owner), (b).m.p)
+#define CH_MH_MALLOC_FIT(mh, size, fit, b)                                                                 \
+    ((b).owner = ch_task_owner(), (b).m = capheap_heap_malloc_owned_fit((mh), (size), (fit), (b).owner), (b).m.p)
 #define CH_TASK_CHARGE(p, heap, b) ch_task_charge((p), (b).owner, (b).m.usable, (heap))
 #endif
 #else
 #define CH_MADE(b) char b
-#define CH_MH_MALLOC_LOCKED(mh, size, b) ((void)(b), capheap_heap_malloc_locked((mh), (size)))
+#define CH_MH_MALLOC_FIT(mh, size, fit, b) ((void)(b), capheap_heap_malloc_fit((mh), (size), (fit)))
 #define CH_TASK_CHARGE(p, heap, b) ((void)(b), (p))
 #endif
 

@@ -108,6 +108,21 @@ static inline void *capheap_heap_lock_object(multi_heap_handle_t heap)
  * it publishes a heap), p is not NULL and size not 0, so the public
  * functions' checks for those cases are skipped. */
 void *capheap_heap_malloc_locked(multi_heap_handle_t heap, size_t size);
+
+/* heap_caps' malloc from a heap it may pass over (speed builds; heap as
+ * above, size not 0), in two halves. capheap_heap_fit() reads the heap's
+ * free lists without its lock (ce_fit in core/tlsf.h): 0 says the heap
+ * certainly holds no block for size now; else capheap_heap_malloc_fit(heap,
+ * size, that answer) is multi_heap_malloc under the lock from the block
+ * size the first half computed (NULL if it did not serve size after all). Under
+ * concurrency the unlocked answer is a hint about a heap another thread may
+ * be changing at that moment, so a caller that got no block from any heap
+ * asks them all again the plain way before it fails. With task tracking,
+ * capheap_heap_malloc_owned_fit is capheap_heap_malloc_owned's second half. */
+void *capheap_heap_malloc_fit(multi_heap_handle_t heap, size_t size, uint32_t fit);
+#if CAPHEAP_TASK_TRACKING
+capheap_made_t capheap_heap_malloc_owned_fit(multi_heap_handle_t heap, size_t size, uint32_t fit, uint32_t owner);
+#endif
 void capheap_heap_free_locked(multi_heap_handle_t heap, void *p);
 void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size);
 
@@ -183,18 +198,12 @@ static inline size_t engine_size(const ce_heap_t *h, size_t size)
 #endif
 }
 
-/*
- * Could multi_heap_malloc(heap, size) succeed now? False only if it would
- * fail (ce_may_fit in core/tlsf.h): heap_caps skips such a heap without
- * locking it (speed builds only). heap is a registered heap; no lock is
- * taken, so under concurrency the answer is a hint about a heap another
- * thread may be changing at this moment.
- */
+/* capheap_heap_malloc_fit's first half (declared above). */
 #if !defined(__OPTIMIZE_SIZE__)
-static inline bool capheap_heap_may_serve(multi_heap_handle_t heap, size_t size)
+static inline uint32_t capheap_heap_fit(multi_heap_handle_t heap, size_t size)
 {
     const ce_heap_t *h = (const ce_heap_t *)(const void *)heap;
-    return ce_may_fit(h, engine_size(h, size)); /* engine_size 0 (overflow): false */
+    return ce_fit(h, engine_size(h, size)); /* engine_size 0 (overflow): no fit */
 }
 #endif
 

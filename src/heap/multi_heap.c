@@ -651,15 +651,22 @@ void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
 #else
 #define aligned_locked aligned_body
 
-CE_INLINE void *malloc_body(ce_heap_t *h, size_t size WITH_OWNER(uint32_t owner, size_t *usable))
+/* The engine's malloc of n engine bytes or, with fit (heap_caps' unlocked
+ * first half: *fit = ce_fit() of those n bytes, not 0), its second half. */
+CE_INLINE void *engine_malloc(ce_heap_t *h, size_t n, const uint32_t *fit)
+{
+    return fit != NULL ? ce_malloc_fit(h, *fit) : ce_malloc(h, n);
+}
+
+CE_INLINE void *malloc_body(ce_heap_t *h, size_t size, const uint32_t *fit WITH_OWNER(uint32_t owner, size_t *usable))
 {
 #if POISON_ENABLED
     size_t n = engine_size(h, size);
-    void *p = n == 0 ? NULL : poison_new(h, ce_malloc(h, n), size);
+    void *p = n == 0 ? NULL : poison_new(h, engine_malloc(h, n, fit), size);
 #elif CAPHEAP_TASK_TRACKING
-    void *p = ce_malloc(h, engine_size(h, size)); /* engine_size 0 (size 0, overflow): NULL */
+    void *p = engine_malloc(h, engine_size(h, size), fit); /* engine_size 0 (size 0, overflow): NULL */
 #else
-    void *p = ce_malloc(h, size);
+    void *p = engine_malloc(h, size, fit);
 #endif
 #if CE_SAN
     if (p != NULL)
@@ -674,15 +681,17 @@ CE_INLINE void *malloc_body(ce_heap_t *h, size_t size WITH_OWNER(uint32_t owner,
     return p;
 }
 
-/* malloc under the lock; with usable, the block's usable size read under it
- * too (task tracking: capheap_heap_malloc_owned; usable is never NULL then). */
-CE_INLINE void *malloc_locked_as(ce_heap_t *h, size_t size, size_t *usable WITH_OWNER(uint32_t owner))
+/* malloc under the lock (with fit: its second half, malloc_body); with
+ * usable, the block's usable size read under it too (task tracking:
+ * capheap_heap_malloc_owned; usable is never NULL then). */
+CE_INLINE void *malloc_locked_as(ce_heap_t *h, size_t size, const uint32_t *fit,
+                                 size_t *usable WITH_OWNER(uint32_t owner))
 {
     lock_w(h);
 #if CAPHEAP_TASK_TRACKING
-    void *p = malloc_body(h, size, owner, usable); /* the size with the owner word */
+    void *p = malloc_body(h, size, fit, owner, usable); /* the size with the owner word */
 #else
-    void *p = malloc_body(h, size);
+    void *p = malloc_body(h, size, fit);
     if (usable != NULL)
         *usable = usable_locked(h, p);
 #endif
@@ -692,7 +701,13 @@ CE_INLINE void *malloc_locked_as(ce_heap_t *h, size_t size, size_t *usable WITH_
 
 MH_LOCKED void *capheap_heap_malloc_locked(multi_heap_handle_t heap, size_t size)
 {
-    return malloc_locked_as(E(heap), size, NO_USABLE WITH_OWNER(0));
+    return malloc_locked_as(E(heap), size, NULL, NO_USABLE WITH_OWNER(0));
+}
+
+/* heap_caps' malloc after its unlocked first half (heap_private.h). */
+MH_NOINLINE void *capheap_heap_malloc_fit(multi_heap_handle_t heap, size_t size, uint32_t fit)
+{
+    return malloc_locked_as(E(heap), size, &fit, NO_USABLE WITH_OWNER(0));
 }
 
 /* MH_NOINLINE: no partial inlining either (gcc would split off the body,
@@ -704,7 +719,7 @@ MH_NOINLINE void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
     ce_heap_t *h = E(heap);
     if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL)
         return capheap_heap_malloc_locked(heap, size);
-    return malloc_body(h, size WITH_OWNER(0, NO_USABLE));
+    return malloc_body(h, size, NULL WITH_OWNER(0, NO_USABLE));
 }
 #endif
 
@@ -1072,10 +1087,19 @@ capheap_made_t capheap_heap_malloc_owned(multi_heap_handle_t heap, size_t size, 
     m.p = aligned_locked(E(heap), size, 1, 0, owner, &m.usable);
 #endif
 #else
-    m.p = malloc_locked_as(E(heap), size, &m.usable, owner);
+    m.p = malloc_locked_as(E(heap), size, NULL, &m.usable, owner);
 #endif
     return m;
 }
+
+#if !defined(__OPTIMIZE_SIZE__)
+capheap_made_t capheap_heap_malloc_owned_fit(multi_heap_handle_t heap, size_t size, uint32_t fit, uint32_t owner)
+{
+    capheap_made_t m = {NULL, 0};
+    m.p = malloc_locked_as(E(heap), size, &fit, &m.usable, owner);
+    return m;
+}
+#endif
 
 void *capheap_heap_realloc_owned(multi_heap_handle_t heap, void *p, size_t size, uint32_t owner, size_t *usable,
                                  capheap_owned_t *old)
