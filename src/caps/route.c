@@ -475,10 +475,12 @@ void *heap_caps_malloc(size_t size, uint32_t caps)
      * request skipped without their lock. A request that every candidate
      * refuses goes the slow way (no skipping) before it fails: a heap
      * skipped while another thread was changing it is asked again. */
-    if (CH_LIKELY(caps == MALLOC_CAP_DEFAULT))
-        return malloc_default(size); /* size 0 or too large: no heap fits, the slow path answers */
-    if (size - 1u < ch_g.size_max && plain_caps(caps))
-        return malloc_routed(size, caps);
+    if (CH_LIKELY(size - 1u < ch_g.size_max)) { /* HEAP_SIZE_MAX bounds heaps added at run time too */
+        if (CH_LIKELY(caps == MALLOC_CAP_DEFAULT))
+            return malloc_default(size);
+        if (plain_caps(caps))
+            return malloc_routed(size, caps);
+    }
 #endif
     return malloc_slow(size, caps);
 }

@@ -202,6 +202,41 @@ static void expect_adjusted(size_t size, uint32_t caps, size_t want_size, size_t
     }
 }
 
+/* HEAP_SIZE_MAX bounds every request, whatever a heap could hold: a region
+ * added at run time may be larger than the chip's limit (ESP-IDF checks the
+ * size before it looks at any heap). Every entry point, the MALLOC_CAP_DEFAULT
+ * fast path included. */
+static void test_heap_size_max_bounds_every_path(void **state)
+{
+    (void)state;
+    api_chip();
+    cf_chip.chip.heap_size_max = 16u * KIB;
+    api_init(false);
+    const uint32_t caps[3] = {MALLOC_CAP_DEFAULT | MALLOC_CAP_8BIT | MALLOC_CAP_32BIT, 0, 0};
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(OFF_SPIRAM), cf_at(OFF_SPIRAM + 64u * KIB)),
+                     ESP_OK);
+    size_t max = 16u * KIB;
+    const uint32_t masks[3] = {MALLOC_CAP_DEFAULT, MALLOC_CAP_8BIT, MALLOC_CAP_32BIT};
+    for (size_t i = 0; i < 3; i++) {
+        unsigned calls = cf_cb.calls;
+        assert_null(heap_caps_malloc(max + 1u, masks[i]));
+        assert_int_equal(cf_cb.calls, calls + 1u);
+        assert_int_equal(cf_cb.why.reason, CAPHEAP_FIT_TOO_LARGE);
+        assert_null(heap_caps_malloc(40u * KIB, masks[i]));
+        assert_null(heap_caps_calloc(1, max + 1u, masks[i]));
+        assert_null(heap_caps_aligned_alloc(8, max + 1u, masks[i]));
+        assert_null(heap_caps_realloc(NULL, max + 1u, masks[i]));
+        void *p = heap_caps_malloc(max, masks[i]); /* the limit itself is a request like any other */
+        assert_in_heap(p, OFF_SPIRAM);
+        assert_null(heap_caps_realloc(p, max + 1u, masks[i]));
+        assert_true(heap_caps_get_allocated_size(p) >= max); /* the failed realloc kept it */
+        heap_caps_free(p);
+        assert_int_equal(heap_caps_get_largest_free_block(masks[i]), max);
+    }
+    assert_null(heap_caps_malloc_default(max + 1u));
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 static void test_request_adjustment(void **state)
 {
     (void)state;
@@ -1326,6 +1361,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_malloc_edge_cases),
+        T(test_heap_size_max_bounds_every_path),
         T(test_request_adjustment),
         T(test_heap_list_order),
         T(test_routing_examples),
