@@ -12,9 +12,13 @@
  *               "matching heaps" loop use it.
  *   by_addr[]   registered heaps sorted by start (ties: larger first), with
  *               their starts copied into addr[] for heap_caps_free's binary
- *               search, O(log H).
- *   route[]     a small cache of candidate lists per caps mask (route.c).
+ *               search, O(log H) (speed builds).
+ *   route[]     a small cache of candidate lists per caps mask (route.c; speed builds).
  *   dflt[]      MALLOC_CAP_DEFAULT's candidate list, always filled (speed builds).
+ *
+ * Size-optimised builds (CH_COMPACT) keep only order[]: heap_caps_free
+ * searches the descriptors, O(H), and a request's candidates are found as it
+ * walks order[].
  *
  * Readers (malloc, free) do not take the registry lock: they read these
  * arrays with relaxed atomic loads, then validate what they found against the
@@ -69,6 +73,14 @@
 #define CH_NOINLINE
 #endif
 
+/* Inlined in every build: a helper whose one inlined copy is smaller than a
+ * call (gcc -Os keeps a static function with two callers out of line). */
+#if defined(__GNUC__)
+#define CH_INLINE static inline __attribute__((always_inline))
+#else
+#define CH_INLINE static inline
+#endif
+
 #define CH_PRIOS SOC_MEMORY_TYPE_NO_PRIOS
 #define CH_FCACHE 256u      /* free()'s page cache entries (speed builds) */
 #define CH_FCACHE_SHIFT 12u /* its granule: 4 KiB */
@@ -111,10 +123,11 @@ typedef struct {
     uint8_t idx[CAPHEAP_MAX_HEAPS];
 } ch_route_t;
 
-/** An alias window in integer form. */
+/** An alias window in integer form: capheap_alias_t's layout, so that
+ *  capheap_caps_init copies the chip's windows as they are. */
 typedef struct {
-    uintptr_t dram_low, dram_high, iram_low, iram_high;
     capheap_alias_kind_t kind;
+    uintptr_t dram_low, dram_high, iram_low, iram_high;
 } ch_alias_t;
 
 typedef struct {
@@ -132,15 +145,19 @@ typedef struct {
     size_t n_reserved;
     size_t size_max;           /* largest request (HEAP_SIZE_MAX) */
     uint8_t n;                 /* descriptors in use */
+#if !CH_COMPACT
+    /* The address index and the route cache: compact builds search the
+     * descriptors (ch_find_slow) and compute candidates per request. */
     uint8_t n_addr;            /* entries of by_addr / addr */
     uint8_t step;              /* half of the padded size of addr[] (a power of two; 0: one entry) */
+#endif
     bool started;              /* enable_nonos_stack_heaps() ran (runtime heaps start with minimum 0) */
     bool alias_any;            /* some heap hands out IRAM aliases: free must translate */
     uint8_t order[CAPHEAP_MAX_HEAPS];
+#if !CH_COMPACT
     uint8_t by_addr[CAPHEAP_MAX_HEAPS];
     uintptr_t addr[2 * CAPHEAP_MAX_HEAPS]; /* padded to a power of two with UINTPTR_MAX */
     ch_route_t route[CH_ROUTES];
-#if !CH_COMPACT
     /* MALLOC_CAP_DEFAULT's candidates (their multi_heap handles, in order,
      * NULL-terminated), rebuilt by ch_reindex: heap_caps_malloc's commonest
      * caps skip the route cache. Only heaps with the caps are ever stored (a

@@ -79,18 +79,24 @@ static void init_failed(const char *what, esp_err_t err)
 
 void heap_caps_init(void)
 {
+    /* capheap_caps_init refuses a second call with ESP_ERR_INVALID_STATE (and
+     * a chip or reservations it cannot use with another error). */
+#if CAPHEAP_CHIP_SELECTED
+    const capheap_chip_t *chip = &CAPHEAP_CHIP_SYMBOL; /* in use already: refused as a second call */
+#else
     const capheap_chip_t *chip = selected_chip();
-    if (chip == NULL || ch_g.chip != NULL) {
-        init_failed(chip == NULL ? "heap_caps_init: no chip selected (CAPHEAP_CHIP, or capheap_sim_boot on a host)"
-                                 : "heap_caps_init: called twice",
-                    ESP_ERR_INVALID_STATE);
-        return;
+#endif
+    const char *what = "heap_caps_init: no chip selected (CAPHEAP_CHIP, or capheap_sim_boot on a host)";
+    esp_err_t err = ESP_ERR_INVALID_STATE;
+    if (chip != NULL) {
+        const soc_reserved_region_t *res;
+        size_t n = firmware_reserved(&res);
+        err = capheap_caps_init(chip, res, n);
+        what = err == ESP_ERR_INVALID_STATE ? "heap_caps_init: called twice"
+                                            : "heap_caps_init: the memory map or its reservations are invalid";
     }
-    const soc_reserved_region_t *res;
-    size_t n = firmware_reserved(&res);
-    esp_err_t err = capheap_caps_init(chip, res, n);
     if (err != ESP_OK)
-        init_failed("heap_caps_init: the memory map or its reservations are invalid", err);
+        init_failed(what, err);
 }
 
 size_t soc_get_available_memory_region_max_count(void)

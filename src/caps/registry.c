@@ -15,9 +15,9 @@
  * the new heap goes to the head of the search order. After start-up its
  * low-water mark starts at 0, so it does not inflate the minimum-free sum.
  *
- * Every change ends with ch_reindex(): the search order, the address index
- * and an empty route cache, published with atomic stores (caps_private.h says
- * why readers need no lock).
+ * Every change ends with ch_reindex(): the search order and, in speed
+ * builds, the address index and an empty route cache, published with atomic
+ * stores (caps_private.h says why readers need no lock).
  */
 #include <string.h>
 
@@ -53,17 +53,49 @@ static size_t span(const ch_heap_t *h)
     return (size_t)(h->end - h->start);
 }
 
-/* Does heap a come before heap b in ESP-IDF's list? (a, b are creation indices) */
+/* Does heap a come before heap b in ESP-IDF's list? Only asked for a newer
+ * heap a (a > b: the sorts insert heaps in creation order), so "later first"
+ * settles every tie: runtime heaps sit at the head, newest first; start-up
+ * heaps follow by ascending size, equal sizes later first. */
 static bool before(uint8_t a, uint8_t b)
 {
     const ch_heap_t *x = &ch_g.heaps[a], *y = &ch_g.heaps[b];
-    if (x->runtime != y->runtime)
-        return x->runtime;           /* runtime heaps sit at the head */
-    if (x->runtime || span(x) == span(y))
-        return a > b;                /* newest first; equal sizes: later first */
-    return span(x) < span(y);        /* start-up heaps by ascending size */
+    return x->runtime || (!y->runtime && span(x) <= span(y));
 }
 
+#if CH_COMPACT
+void ch_reindex(void)
+{
+    for (size_t i = 0; i < ch_g.n; i++) {
+        /* insertion sort: the list is short and this runs once per registration */
+        size_t k = i;
+        while (k > 0 && before((uint8_t)i, ch_g.order[k - 1u])) {
+            CH_STORE(ch_g.order[k], ch_g.order[k - 1u]);
+            k--;
+        }
+        CH_STORE(ch_g.order[k], (uint8_t)i);
+    }
+}
+
+/* Compact builds: no address index, one pass over the descriptors, O(H) and
+ * no lock (a descriptor is complete before ch_g.n counts it, and its span
+ * before its handle is published). Heaps are nested or apart, never partly
+ * overlapping (heap_caps_check_add_region_allowed), so the smallest heap
+ * holding p is the innermost one, the heap the speed builds' index finds. */
+ch_heap_t *ch_find_slow(uintptr_t p)
+{
+    ch_heap_t *best = NULL;
+    uintptr_t least = UINTPTR_MAX;
+    for (size_t i = 0, n = CH_ACQUIRE(ch_g.n); i < n; i++) {
+        ch_heap_t *c = &ch_g.heaps[i];
+        if (CH_ACQUIRE(c->heap) != NULL && p - c->start < c->span && c->span <= least) {
+            best = c;
+            least = c->span;
+        }
+    }
+    return best;
+}
+#else
 static bool addr_before(uint8_t a, uint8_t b)
 {
     const ch_heap_t *x = &ch_g.heaps[a], *y = &ch_g.heaps[b];
@@ -105,15 +137,11 @@ void ch_reindex(void)
                 fspan = 0; /* hosts a nested heap */
         CH_STORE(h->fspan, fspan); /* once: never transiently wrong (ch_cached reads it unlocked) */
     }
-#if !CH_COMPACT
     for (size_t i = 0; i < CH_FCACHE; i++)
         CH_STORE(ch_g.fcache[i], NULL);
-#endif
     for (size_t r = 0; r < CH_ROUTES; r++)
         CH_RELEASE(ch_g.route[r].caps, CH_ROUTE_EMPTY);
-#if !CH_COMPACT
     ch_route_default();
-#endif
 }
 
 /* Binary search (branch-free over addr[], padded with UINTPTR_MAX to a
@@ -146,7 +174,6 @@ ch_heap_t *ch_find_slow(uintptr_t p)
         }
         ch_unlock();
     }
-#if !CH_COMPACT
     /* No lock here (big heaps have far more pages than entries, so this runs
      * often): an entry a racing nested registration makes stale names a heap
      * whose fspan is 0 now, and ch_cached() refuses it. A page may reach
@@ -154,9 +181,9 @@ ch_heap_t *ch_find_slow(uintptr_t p)
      * with memory in no heap): ch_cached() checks the bounds. */
     if (h != NULL && CH_LOAD(h->fspan) != 0)
         CH_RELEASE(ch_g.fcache[(p >> CH_FCACHE_SHIFT) % CH_FCACHE], h);
-#endif
     return h;
 }
+#endif /* CH_COMPACT */
 
 /* ---- registration ------------------------------------------------------- */
 
@@ -191,6 +218,9 @@ static bool register_heap(ch_heap_t *h, size_t alignment)
     return true;
 }
 
+#if CAPHEAP_EXEC_HEAP
+/* Builds without EXEC heaps refuse every EXEC request (ch_prepare), so they
+ * never read a heap's alias window: no windows, no alias indices there. */
 static uint8_t alias_of(uintptr_t start)
 {
     for (uint8_t k = 0; k < 2; k++) {
@@ -200,6 +230,7 @@ static uint8_t alias_of(uintptr_t start)
     }
     return 0;
 }
+#endif
 
 static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start, uintptr_t end,
                                  const char *name)
@@ -211,14 +242,14 @@ static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start,
     h->index = (uint8_t)ch_g.n;
     h->start = start;
     h->end = end;
-    for (size_t p = 0; p < CH_PRIOS; p++) {
-        h->caps[p] = caps[p];
-        h->all |= caps[p];
-    }
+    memcpy(h->caps, caps, sizeof h->caps);
+    h->all = caps[0] | caps[1] | caps[2];
     h->name = name;
+#if CAPHEAP_EXEC_HEAP
     h->alias = alias_of(start);
-    if (CAPHEAP_EXEC_HEAP && h->alias != 0 && (h->all & MALLOC_CAP_EXEC))
+    if (h->alias != 0 && (h->all & MALLOC_CAP_EXEC))
         CH_STORE(ch_g.alias_any, true);
+#endif
 #if !CH_COMPACT || CH_DEBUG
     /* Fatal reports name the damaged block, its neighbours and their owners.
      * (-Os builds without debugging features leave it out: call
@@ -328,41 +359,51 @@ typedef struct {
     const capheap_chip_t *chip;
     const soc_reserved_region_t *extra;
     size_t n_extra;
-    /* the pending piece */
+    /* the pending piece: its bounds and key(): 0 when none is pending */
     uintptr_t start, end;
-    size_t type;
-    bool stack, pending;
+    size_t key;
     esp_err_t err;
     soc_memory_region_t *out; /* soc_get_available_memory_regions: pieces go here */
     size_t n_out;
 } carve_t;
 
-static bool reservation(const carve_t *c, size_t i, uintptr_t *s, uintptr_t *e)
+/* Reservation i: the chip's, then the firmware's. */
+static const soc_reserved_region_t *reservation(const carve_t *c, size_t i)
 {
-    const soc_reserved_region_t *r =
-        i < c->chip->reserved_count ? &c->chip->reserved[i] : &c->extra[i - c->chip->reserved_count];
-    *s = (uintptr_t)r->start & ~(uintptr_t)3u;
-    *e = ((uintptr_t)r->end + 3u) & ~(uintptr_t)3u;
-    return (uintptr_t)r->start <= (uintptr_t)r->end;
+    size_t k = c->chip->reserved_count;
+    return i < k ? &c->chip->reserved[i] : &c->extra[i - k];
+}
+
+/* Its bounds, rounded outwards to 4 bytes. */
+#define RES_START(r) ((uintptr_t)(r)->start & ~(uintptr_t)3u)
+#define RES_END(r) (((uintptr_t)(r)->end + 3u) & ~(uintptr_t)3u)
+
+/* A row's type and start-up-stack flag in one word, never 0: pieces with the
+ * same key and touching coalesce (spec 2.3 step 3). */
+static size_t key(const soc_memory_region_t *r)
+{
+    return ((r->type << 1) | (r->startup_stack ? 1u : 0u)) + 1u;
 }
 
 static void flush(carve_t *c)
 {
-    if (!c->pending || c->err != ESP_OK)
+    size_t k = c->key - 1u;
+    if (c->key == 0 || c->err != ESP_OK)
         return;
-    c->pending = false;
-    const soc_memory_type_desc_t *t = &c->chip->types[c->type];
+    c->key = 0;
+    const soc_memory_type_desc_t *t = &c->chip->types[k >> 1];
     ch_heap_t *h = new_descriptor(t->caps, c->start, c->end, t->name);
     if (h == NULL) {
         c->err = ESP_ERR_NO_MEM;
         return;
     }
-    if (!c->stack)
-        (void)register_heap(h, chip_alignment()); /* too small: listed, like ESP-IDF */
+    size_t align = c->chip->heap_alignment; /* chip_alignment(): this chip is ch_g.chip */
+    if (!(k & 1u))
+        (void)register_heap(h, align != 0 ? align : 4u); /* too small: listed, like ESP-IDF */
     CH_RELEASE(ch_g.n, (uint8_t)(ch_g.n + 1u));
 }
 
-static void emit(carve_t *c, uintptr_t s, uintptr_t e, size_t type, bool stack)
+static void emit(carve_t *c, uintptr_t s, uintptr_t e, const soc_memory_region_t *r)
 {
     if (e - s <= 16u)
         return; /* spec 2.2 step 6 */
@@ -370,21 +411,20 @@ static void emit(carve_t *c, uintptr_t s, uintptr_t e, size_t type, bool stack)
         soc_memory_region_t *o = &c->out[c->n_out++];
         o->start = (intptr_t)s;
         o->size = (size_t)(e - s);
-        o->type = type;
+        o->type = r->type;
         o->iram_address = 0;
-        o->startup_stack = stack;
+        o->startup_stack = r->startup_stack;
         return;
     }
-    if (c->pending && c->end == s && c->type == type && c->stack == stack) {
+    size_t k = key(r);
+    if (c->key == k && c->end == s) {
         c->end = e; /* spec 2.3 step 3 */
         return;
     }
     flush(c);
     c->start = s;
     c->end = e;
-    c->type = type;
-    c->stack = stack;
-    c->pending = true;
+    c->key = k;
 }
 
 static void carve(carve_t *c, const soc_memory_region_t *r)
@@ -392,25 +432,20 @@ static void carve(carve_t *c, const soc_memory_region_t *r)
     uintptr_t s = (uintptr_t)r->start, e = s + r->size;
     size_t n = c->chip->reserved_count + c->n_extra;
     while (s < e) {
-        /* The lowest reservation overlapping [s, e). */
-        uintptr_t bs = 0, be = 0;
-        bool found = false;
+        /* The lowest reservation overlapping [s, e) ends the piece at cut and
+         * the next one starts at next; with none, the piece runs to e. */
+        uintptr_t cut = e, next = e;
         for (size_t i = 0; i < n; i++) {
-            uintptr_t rs, re;
-            (void)reservation(c, i, &rs, &re);
-            if (rs < re && rs < e && re > s && (!found || rs < bs)) { /* empty ones cut nothing */
-                bs = rs;
-                be = re;
-                found = true;
+            const soc_reserved_region_t *x = reservation(c, i);
+            uintptr_t rs = RES_START(x), re = RES_END(x);
+            if (rs < re && rs < cut && re > s) { /* empty ones cut nothing */
+                cut = rs;
+                next = re;
             }
         }
-        if (!found) {
-            emit(c, s, e, r->type, r->startup_stack);
-            return;
-        }
-        if (bs > s)
-            emit(c, s, bs, r->type, r->startup_stack);
-        s = be;
+        if (cut > s)
+            emit(c, s, cut, r);
+        s = next;
     }
 }
 
@@ -418,31 +453,24 @@ static esp_err_t check_reservations(const carve_t *c)
 {
     size_t n = c->chip->reserved_count + c->n_extra;
     for (size_t i = 0; i < n; i++) {
-        uintptr_t s, e;
-        if (!reservation(c, i, &s, &e))
+        const soc_reserved_region_t *x = reservation(c, i);
+        uintptr_t s = RES_START(x), e = RES_END(x);
+        if ((uintptr_t)x->start > (uintptr_t)x->end)
             return ESP_ERR_INVALID_ARG;
         for (size_t j = i + 1; j < n; j++) {
-            uintptr_t s2, e2;
-            if (reservation(c, j, &s2, &e2) && s2 < e && e2 > s && s < e && s2 < e2)
+            const soc_reserved_region_t *y = reservation(c, j);
+            uintptr_t s2 = RES_START(y), e2 = RES_END(y);
+            if ((uintptr_t)y->start <= (uintptr_t)y->end && s2 < e && e2 > s && s < e && s2 < e2)
                 return ESP_FAIL;
         }
     }
     return ESP_OK;
 }
 
-static void set_alias(ch_alias_t *a, const capheap_alias_t *src)
-{
-    a->kind = src->kind;
-    a->dram_low = (uintptr_t)src->dram_low;
-    a->dram_high = (uintptr_t)src->dram_high;
-    a->iram_low = (uintptr_t)src->iram_low;
-    a->iram_high = (uintptr_t)src->iram_high;
-}
-
 size_t ch_carve(const capheap_chip_t *chip, const soc_reserved_region_t *extra, size_t n_extra,
                 soc_memory_region_t *out, esp_err_t *err)
 {
-    carve_t c = {chip, extra, n_extra, 0, 0, 0, false, false, ESP_OK, out, 0};
+    carve_t c = {chip, extra, n_extra, 0, 0, 0, ESP_OK, out, 0};
     c.err = check_reservations(&c);
     for (size_t i = 0; i < chip->region_count && c.err == ESP_OK; i++)
         carve(&c, &chip->regions[i]);
@@ -450,6 +478,16 @@ size_t ch_carve(const capheap_chip_t *chip, const soc_reserved_region_t *extra, 
     *err = c.err;
     return c.n_out;
 }
+
+#if CAPHEAP_EXEC_HEAP
+/* capheap_caps_init copies capheap_chip_t's two windows as ch_g.alias[2]
+ * (a negative array size stops the build if the layouts ever differ). */
+typedef char ch_alias_pair_t[sizeof(ch_alias_t) == sizeof(capheap_alias_t) &&
+                                     offsetof(capheap_chip_t, rtc) ==
+                                         offsetof(capheap_chip_t, diram) + sizeof(capheap_alias_t)
+                                 ? 1
+                                 : -1];
+#endif
 
 esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *reserved,
                             size_t count)
@@ -460,34 +498,35 @@ esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_regio
     for (size_t i = 0; i < chip->region_count; i++)
         if (chip->regions[i].type >= chip->type_count)
             return ESP_ERR_INVALID_ARG;
+    esp_err_t err = ESP_ERR_INVALID_STATE;
     ch_lock();
-    if (ch_g.chip != NULL) {
-        ch_unlock();
-        return ESP_ERR_INVALID_STATE;
-    }
-    uint8_t n0 = ch_g.n; /* runtime heaps added before init stay */
-    ch_g.chip = chip;
-    ch_g.reserved = reserved;
-    ch_g.n_reserved = count;
-    ch_g.size_max = chip->heap_size_max != 0 ? chip->heap_size_max : SIZE_MAX / 2;
-    set_alias(&ch_g.alias[0], &chip->diram);
-    set_alias(&ch_g.alias[1], &chip->rtc);
-    esp_err_t err;
-    (void)ch_carve(chip, reserved, count, NULL, &err);
-    if (err != ESP_OK) {
-#if CAPHEAP_PORT_HOST
-        for (size_t i = n0; i < ch_g.n; i++)
-            if (ch_g.heaps[i].heap != NULL)
-                capheap_lock_destroy(&ch_g.heaps[i].lock);
+    if (ch_g.chip == NULL) {
+        uint8_t n0 = ch_g.n; /* runtime heaps added before init stay */
+        /* The carving reads the chip (alignment) and its alias windows (new
+         * descriptors): both windows in one copy (ch_alias_t has
+         * capheap_alias_t's layout; rtc follows diram: ch_alias_pair_t). */
+        ch_g.chip = chip;
+#if CAPHEAP_EXEC_HEAP
+        memcpy(ch_g.alias, &chip->diram, sizeof ch_g.alias);
 #endif
-        ch_g.n = n0;
-        ch_g.chip = NULL;
-        ch_g.reserved = NULL;
-        ch_g.n_reserved = 0;
-        ch_g.size_max = SIZE_MAX / 2;
-        memset(ch_g.alias, 0, sizeof ch_g.alias);
-    } else {
-        ch_reindex();
+        (void)ch_carve(chip, reserved, count, NULL, &err);
+        if (err == ESP_OK) {
+            ch_g.reserved = reserved;
+            ch_g.n_reserved = count;
+            ch_g.size_max = chip->heap_size_max != 0 ? chip->heap_size_max : SIZE_MAX / 2;
+            ch_reindex();
+        } else {
+#if CAPHEAP_PORT_HOST
+            for (size_t i = n0; i < ch_g.n; i++)
+                if (ch_g.heaps[i].heap != NULL)
+                    capheap_lock_destroy(&ch_g.heaps[i].lock);
+#endif
+            ch_g.n = n0;
+            ch_g.chip = NULL;
+#if CAPHEAP_EXEC_HEAP
+            memset(ch_g.alias, 0, sizeof ch_g.alias);
+#endif
+        }
     }
     ch_unlock();
     return err;
@@ -509,8 +548,10 @@ void capheap_caps_reset(void)
     }
     memset(&ch_g, 0, sizeof ch_g);
     ch_g.size_max = SIZE_MAX / 2;
+#if !CH_COMPACT
     for (size_t r = 0; r < CH_ROUTES; r++)
         ch_g.route[r].caps = CH_ROUTE_EMPTY;
+#endif
     ch_unlock();
     ch_reset_policy();
     ch_reset_monitor();

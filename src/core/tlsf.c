@@ -305,7 +305,7 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
         return NULL;
     uint32_t s = SIZE_OF(HDR(h, b));
     uintptr_t data = (uintptr_t)data_of(h, b) + offset;
-    uint32_t gap = (uint32_t)((al - (data & (al - 1u))) & (al - 1u));
+    uint32_t gap = (uint32_t)(0u - data) & (al - 1u); /* up to the next multiple of al */
     while (gap != 0 && gap < CE_MIN_BLOCK)
         gap += al; /* at most 4 rounds: al >= 8 here, so 16 / al <= 2 */
     if (gap != 0) {
