@@ -106,25 +106,27 @@ static inline void *capheap_heap_lock_object(multi_heap_handle_t heap)
 /* multi_heap_malloc, _free and _realloc's locked halves, for heap_caps' fast
  * paths (speed builds): the heap has a lock (heap_caps attaches one before
  * it publishes a heap), p is not NULL and size not 0, so the public
- * functions' checks for those cases are skipped. */
+ * functions' checks for those cases are skipped. (heap_caps allocates
+ * through the two halves below; malloc_locked is multi_heap_malloc's.) */
 void *capheap_heap_malloc_locked(multi_heap_handle_t heap, size_t size);
+void capheap_heap_free_locked(multi_heap_handle_t heap, void *p);
+void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size);
 
 /* heap_caps' malloc from a heap it may pass over (speed builds; heap as
- * above, size not 0), in two halves. capheap_heap_fit() reads the heap's
- * free lists without its lock (ce_fit in core/tlsf.h): 0 says the heap
- * certainly holds no block for size now; else capheap_heap_malloc_fit(heap,
- * size, that answer) is multi_heap_malloc under the lock from the block
- * size the first half computed (NULL if it did not serve size after all). Under
- * concurrency the unlocked answer is a hint about a heap another thread may
- * be changing at that moment, so a caller that got no block from any heap
- * asks them all again the plain way before it fails. With task tracking,
- * capheap_heap_malloc_owned_fit is capheap_heap_malloc_owned's second half. */
+ * above, size not 0), in two halves. capheap_heap_fit() (below) reads the
+ * heap's free lists without its lock (ce_fit in core/tlsf.h): 0 says the
+ * heap certainly holds no block for size now; else
+ * capheap_heap_malloc_fit(heap, size, that answer) is multi_heap_malloc
+ * under the lock from the block size the first half computed (NULL if it
+ * did not serve size after all). Under concurrency the unlocked answer is a
+ * hint about a heap another thread may be changing at that moment, so a
+ * caller that got no block from any heap asks them all again the plain way
+ * before it fails. With task tracking, capheap_heap_malloc_owned_fit is
+ * capheap_heap_malloc_owned's second half. */
 void *capheap_heap_malloc_fit(multi_heap_handle_t heap, size_t size, uint32_t fit);
 #if CAPHEAP_TASK_TRACKING
 capheap_made_t capheap_heap_malloc_owned_fit(multi_heap_handle_t heap, size_t size, uint32_t fit, uint32_t owner);
 #endif
-void capheap_heap_free_locked(multi_heap_handle_t heap, void *p);
-void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size);
 
 /* heap_caps_realloc's move out of a heap (speed builds): copy min(usable
  * size of p, n) bytes to dst, then free p, under one lock; a p the heap
