@@ -125,7 +125,7 @@ static const soc_reserved_region_t esp32_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32 = {
     .name = "esp32",
-    .title = "ESP32 (default config: dual-core, BT off, EXEC heaps, no RTC heap, PSRAM window)",
+    .title = CAPHEAP_CHIP_TITLE("ESP32 (default config: dual-core, BT off, EXEC heaps, no RTC heap, PSRAM window)"),
     .types = esp32_types,
     .type_count = sizeof esp32_types / sizeof esp32_types[0],
     .regions = esp32_regions,

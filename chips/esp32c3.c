@@ -77,7 +77,7 @@ static const soc_reserved_region_t c3_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32c3 = {
     .name = "esp32c3",
-    .title = "ESP32-C3 (default config: memprot, RTC heap, ROM rev v1.0 layout)",
+    .title = CAPHEAP_CHIP_TITLE("ESP32-C3 (default config: memprot, RTC heap, ROM rev v1.0 layout)"),
     .types = c3_types,
     .type_count = sizeof c3_types / sizeof c3_types[0],
     .regions = c3_regions,

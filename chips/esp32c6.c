@@ -67,7 +67,7 @@ static const soc_reserved_region_t c6_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32c6 = {
     .name = "esp32c6",
-    .title = "ESP32-C6 (default config: PMP memprot, LP RAM heap)",
+    .title = CAPHEAP_CHIP_TITLE("ESP32-C6 (default config: PMP memprot, LP RAM heap)"),
     .types = c6_types,
     .type_count = sizeof c6_types / sizeof c6_types[0],
     .regions = c6_regions,

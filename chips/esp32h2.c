@@ -66,7 +66,7 @@ static const soc_reserved_region_t h2_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32h2 = {
     .name = "esp32h2",
-    .title = "ESP32-H2 (default config: PMP memprot, LP RAM heap)",
+    .title = CAPHEAP_CHIP_TITLE("ESP32-H2 (default config: PMP memprot, LP RAM heap)"),
     .types = h2_types,
     .type_count = sizeof h2_types / sizeof h2_types[0],
     .regions = h2_regions,

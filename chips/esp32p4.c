@@ -92,7 +92,7 @@ static const soc_reserved_region_t p4_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32p4 = {
     .name = "esp32p4",
-    .title = "ESP32-P4 (default config: rev >= 3, 128 KB L2 cache, PMP memprot, LP RAM heap, PSRAM window)",
+    .title = CAPHEAP_CHIP_TITLE("ESP32-P4 (default config: rev >= 3, 128 KB L2 cache, PMP memprot, LP RAM heap, PSRAM window)"),
     .types = p4_types,
     .type_count = sizeof p4_types / sizeof p4_types[0],
     .regions = p4_regions,

@@ -95,7 +95,7 @@ static const soc_reserved_region_t s2_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32s2 = {
     .name = "esp32s2",
-    .title = "ESP32-S2 (default config: memprot, 8 KB I-cache, 8 KB D-cache, RTC heap, PSRAM window)",
+    .title = CAPHEAP_CHIP_TITLE("ESP32-S2 (default config: memprot, 8 KB I-cache, 8 KB D-cache, RTC heap, PSRAM window)"),
     .types = s2_types,
     .type_count = sizeof s2_types / sizeof s2_types[0],
     .regions = s2_regions,

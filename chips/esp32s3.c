@@ -113,7 +113,7 @@ static const soc_reserved_region_t s3_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32s3 = {
     .name = "esp32s3",
-    .title = "ESP32-S3 (default config: memprot, 16 KB I-cache, 32 KB D-cache, RTC heap, PSRAM window)",
+    .title = CAPHEAP_CHIP_TITLE("ESP32-S3 (default config: memprot, 16 KB I-cache, 32 KB D-cache, RTC heap, PSRAM window)"),
     .types = s3_types,
     .type_count = sizeof s3_types / sizeof s3_types[0],
     .regions = s3_regions,

@@ -80,7 +80,7 @@ static const soc_reserved_region_t rt_reserved[] = {
 
 const capheap_chip_t capheap_chip_imxrt1062 = {
     .name = "imxrt1062",
-    .title = "i.MX RT1062 (proposal: default FlexRAM split 128K ITCM / 128K DTCM / 256K OCRAM, EVK SDRAM)",
+    .title = CAPHEAP_CHIP_TITLE("i.MX RT1062 (proposal: default FlexRAM split 128K ITCM / 128K DTCM / 256K OCRAM, EVK SDRAM)"),
     .types = rt_types,
     .type_count = sizeof rt_types / sizeof rt_types[0],
     .regions = rt_regions,

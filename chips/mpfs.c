@@ -83,7 +83,7 @@ static const soc_reserved_region_t mp_reserved[] = {
 
 const capheap_chip_t capheap_chip_mpfs = {
     .name = "mpfs",
-    .title = "PolarFire SoC (proposal: U54 hart 1, 11-way LIM + 4-way scratchpad, DDR at run time)",
+    .title = CAPHEAP_CHIP_TITLE("PolarFire SoC (proposal: U54 hart 1, 11-way LIM + 4-way scratchpad, DDR at run time)"),
     .types = mp_types,
     .type_count = sizeof mp_types / sizeof mp_types[0],
     .regions = mp_regions,

@@ -62,7 +62,7 @@ static const soc_memory_region_t nrf_regions[] = {
 
 const capheap_chip_t capheap_chip_nrf52840 = {
     .name = "nrf52840",
-    .title = "nRF52840 (proposal: Data RAM with Code RAM alias, S140 SoftDevice image)",
+    .title = CAPHEAP_CHIP_TITLE("nRF52840 (proposal: Data RAM with Code RAM alias, S140 SoftDevice image)"),
     .types = nrf_types,
     .type_count = sizeof nrf_types / sizeof nrf_types[0],
     .regions = nrf_regions,

@@ -75,7 +75,7 @@ static const soc_reserved_region_t rp_reserved[] = {
 
 const capheap_chip_t capheap_chip_rp2350 = {
     .name = "rp2350",
-    .title = "RP2350 (proposal: pico-sdk default layout, XIP cache on, optional QMI PSRAM)",
+    .title = CAPHEAP_CHIP_TITLE("RP2350 (proposal: pico-sdk default layout, XIP cache on, optional QMI PSRAM)"),
     .types = rp_types,
     .type_count = sizeof rp_types / sizeof rp_types[0],
     .regions = rp_regions,

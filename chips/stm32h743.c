@@ -105,7 +105,7 @@ static const soc_reserved_region_t h7_reserved[] = {
 
 const capheap_chip_t capheap_chip_stm32h743 = {
     .name = "stm32h743",
-    .title = "STM32H743 (proposal: TCM, AXI, D2, D3, backup SRAM; SDRAM at run time)",
+    .title = CAPHEAP_CHIP_TITLE("STM32H743 (proposal: TCM, AXI, D2, D3, backup SRAM; SDRAM at run time)"),
     .types = h7_types,
     .type_count = sizeof h7_types / sizeof h7_types[0],
     .regions = h7_regions,

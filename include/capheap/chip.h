@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capheap/config.h"
 #include "heap_memory_layout.h"
 
 #ifdef __cplusplus
@@ -61,10 +62,24 @@ typedef struct {
     uint32_t caps[SOC_MEMORY_TYPE_NO_PRIOS]; /**< caps the startup code registers it with (chips.md 0.4) */
 } capheap_extram_t;
 
+/**
+ * A built-in table's title. Only the host simulator prints it (sim/, compiled into host-port
+ * builds only), so a bare-metal build keeps NULL in its place and none of the text: a
+ * firmware that links its chip's table does not pay for a sentence nothing prints (about
+ * 90 bytes for the ESP32-S3). Any reader takes NULL as "use name".
+ */
+#if CAPHEAP_PORT_HOST
+#define CAPHEAP_CHIP_TITLE(text) (text)
+#else
+#define CAPHEAP_CHIP_TITLE(text) NULL
+#endif
+
 /** One chip. All pointers point to static const data. */
 typedef struct capheap_chip {
     const char *name;        /**< registry key, lower case: "esp32s3", "stm32h743" */
-    const char *title;       /**< human name and configuration: "ESP32-S3 (default config, 32 KB D-cache)" */
+    /** Human name and configuration: "ESP32-S3 (default config, 32 KB D-cache)". Built-in
+     *  tables write it as CAPHEAP_CHIP_TITLE("..."): NULL in bare-metal builds (see there). */
+    const char *title;
 
     const soc_memory_type_desc_t *types;
     size_t type_count;

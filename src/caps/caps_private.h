@@ -295,7 +295,9 @@ size_t ch_carve(const capheap_chip_t *chip, const soc_reserved_region_t *extra, 
 void ch_reset_policy(void);
 void ch_reset_monitor(void);
 
-/* Report a pointer no heap owns, then abort through the port. */
-void ch_report_foreign(const char *what, const void *p);
+/* Report what at p (expected 0, found found: a pointer no heap owns, or an
+ * error code of start-up), then abort through the port. One helper for both
+ * keeps each caller to a call. */
+void ch_report_fatal(const char *what, const void *p, uint32_t found);
 
 #endif /* CAPHEAP_CAPS_PRIVATE_H */

@@ -11,7 +11,6 @@
  * capheap_sim_boot() (sim/), which calls capheap_caps_init() directly.
  */
 #include "caps/caps_private.h"
-#include "capheap/report.h"
 
 #if defined(__GNUC__)
 #define CH_WEAK __attribute__((weak))
@@ -71,10 +70,10 @@ static size_t firmware_reserved(const soc_reserved_region_t **out)
     return a != NULL && b != NULL ? (size_t)(b - a) : 0;
 }
 
+/* Expected ESP_OK (0), found err. */
 static void init_failed(const char *what, esp_err_t err)
 {
-    capheap_report_t r = {what, NULL, ESP_OK, (uint32_t)err, 0};
-    capheap_report_corruption(&r, true, true);
+    ch_report_fatal(what, NULL, (uint32_t)err);
 }
 
 void heap_caps_init(void)
@@ -93,7 +92,7 @@ void heap_caps_init(void)
         size_t n = firmware_reserved(&res);
         err = capheap_caps_init(chip, res, n);
         what = err == ESP_ERR_INVALID_STATE ? "heap_caps_init: called twice"
-                                            : "heap_caps_init: the memory map or its reservations are invalid";
+                                            : "heap_caps_init: invalid memory map or reservations";
     }
     if (err != ESP_OK)
         init_failed(what, err);

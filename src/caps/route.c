@@ -294,10 +294,16 @@ static void *try_heap(ch_heap_t *h, const request_t *q)
         p = alias_alloc(h, mh, q->size, q->align);
     else
 #endif
+#if CH_COMPACT
+        /* One call: multi_heap_malloc() is the aligned allocation at
+         * alignment 1 (in these builds both are the engine's ce_memalign). */
+        p = multi_heap_aligned_alloc(mh, q->size, q->align <= h->align ? 1u : q->align);
+#else
         if (q->align <= h->align)
         p = multi_heap_malloc(mh, q->size);
     else
         p = multi_heap_aligned_alloc(mh, q->size, q->align);
+#endif
     return p;
 }
 
@@ -628,9 +634,9 @@ void *ch_unalias(void *p, bool *was_alias)
 }
 #endif
 
-void ch_report_foreign(const char *what, const void *p)
+void ch_report_fatal(const char *what, const void *p, uint32_t found)
 {
-    capheap_report_t r = {what, p, 0, 0, 0};
+    capheap_report_t r = {what, p, 0, found, 0};
     capheap_report_corruption(&r, true, true);
 }
 
@@ -647,7 +653,7 @@ CH_INLINE ch_heap_t *owner(void **ptr, bool *alias, const char *what)
 #endif
     ch_heap_t *h = ch_find((uintptr_t)*ptr);
     if (CH_UNLIKELY(h == NULL))
-        ch_report_foreign(what, *ptr);
+        ch_report_fatal(what, *ptr, 0);
     return h;
 }
 

@@ -235,9 +235,9 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
         /* largest size the rows file: 2^(rows + 5) - 1, all sizes at 27 rows
          * (where the loop ends: the whole pool is filed) */
         uint32_t cap = UINT32_MAX >> (32u - (CE_SL_LOG2 + 1u) - rows);
-        uint32_t pool = e - f; /* at least CE_MIN_BLOCK (layout) */
-        if (pool > cap)
-            pool = cap & ~a; /* capped: at least 48 */
+        /* e - f (at least CE_MIN_BLOCK: layout) is a multiple of the
+         * alignment already: one masking serves both cases */
+        uint32_t pool = (e - f < cap ? e - f : cap) & ~a; /* capped: at least 48 */
         if (pool > end - first) { /* more than the best so far (0 before the first) */
             fl_count = rows;
             first = f;
@@ -273,7 +273,9 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
 void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
 {
     uint32_t a = h->align_mask;
-    if (size - 1u >= h->max_request || align == 0 || (align & (align - 1u)) != 0)
+    /* align a power of two: only then is align ^ (align - 1) above align - 1
+     * (2 * align - 1); 0 and other numbers share their top bit with align - 1 */
+    if (size - 1u >= h->max_request || (align ^ (align - 1u)) <= align - 1u)
         return NULL;
     uint32_t n = block_for(h, size);
     uint32_t al = (uint32_t)align;
@@ -316,10 +318,14 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
         make_free(h, b, gap);
         b += gap;
     }
+#if defined(__OPTIMIZE_SIZE__)
+    return use_block(h, b, n); /* trims the tail, as for malloc; keeps the PF bit make_free() set */
+#else
     void *p = use_block(h, b, n); /* trims the tail, as for malloc */
     if (gap != 0)
         HDR(h, b) |= F_PREV_FREE; /* use_block writes a header for a block after a used one */
     return p;
+#endif
 }
 
 size_t ce_largest_request(const ce_heap_t *h)

@@ -294,14 +294,22 @@ CE_TAIL void make_free(ce_heap_t *h, uint32_t b, uint32_t s)
 /*
  * The unlinked free block b (size s) becomes a used block of n <= s bytes;
  * a tail of at least CE_MIN_BLOCK goes back to the lists. Returns the data pointer.
+ * Optimising for size, b keeps the PF bit its header has: a block from the
+ * lists has none (I3), and the callers that hand it a block after a free one
+ * (ce_memalign's gap, resize_in_place) need not set it again afterwards.
  */
 CE_TAIL void *use_block(ce_heap_t *h, uint32_t b, uint32_t n)
 {
     uint32_t *blk = word(h, b);
+#if defined(__OPTIMIZE_SIZE__)
+    uint32_t pf = blk[0] & F_PREV_FREE;
+#else
+    const uint32_t pf = 0;
+#endif
     uint32_t s = SIZE_OF(blk[0]);
     uint32_t rest = s - n;
     if (rest >= CE_MIN_BLOCK) {
-        blk[0] = n;
+        blk[0] = n | pf;
         uint32_t r = b + n;
         uint32_t *rw = skip(blk, n);
         CE_SAN_UNPOISON(rw, 3u * sizeof(uint32_t)); /* the tail's header and links (sanitize.h) */
@@ -314,7 +322,7 @@ CE_TAIL void *use_block(ce_heap_t *h, uint32_t b, uint32_t n)
 #endif
     } else {
         n = s;
-        blk[0] = s;
+        blk[0] = s | pf;
         skip(blk, s)[0] &= ~F_PREV_FREE;
     }
     note_used(h, n);
@@ -732,10 +740,9 @@ CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t 
         fill_free(h, b + n, s - n + (total > s ? 12u : 0u));
 #endif
     HDR2(h, b, total) |= F_PREV_FREE;
-    HDR(h, b) = total;
+    HDR(h, b) = total | (hdr & F_PREV_FREE); /* use_block() keeps the PF bit */
     h->free_bytes += s;
     use_block(h, b, n);
-    HDR(h, b) |= hdr & F_PREV_FREE;
     return true;
 }
 #endif

@@ -640,13 +640,8 @@ static MH_NOINLINE void *aligned_locked(ce_heap_t *h, size_t size, size_t alignm
 
 void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
 {
-    if (heap == NULL)
-        return NULL;
-#if POISON_ENABLED
-    return aligned_locked(E(heap), size, 1, head_bytes(E(heap)) WITH_OWNER(0, NO_USABLE));
-#else
-    return aligned_locked(E(heap), size, 1, 0 WITH_OWNER(0, NO_USABLE));
-#endif
+    /* the same call, the NULL check and the poison head's offset included */
+    return multi_heap_aligned_alloc_offs(heap, size, 1, 0);
 }
 #else
 #define aligned_locked aligned_body
@@ -1145,9 +1140,14 @@ size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
 
 size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p)
 {
+#if MH_BLOCK_EXTRA
     if (heap == NULL || p == NULL)
         return 0;
     return user_bytes(E(heap), multi_heap_get_full_block_size(heap, p));
+#else
+    /* No bytes beyond the user's: the same figure, NULL checks included. */
+    return multi_heap_get_full_block_size(heap, p);
+#endif
 }
 
 #if CAPHEAP_TASK_TRACKING
