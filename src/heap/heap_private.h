@@ -103,12 +103,11 @@ static inline void *capheap_heap_lock_object(multi_heap_handle_t heap)
 }
 
 #if !defined(__OPTIMIZE_SIZE__)
-/* multi_heap_malloc, _free and _realloc's locked halves, for heap_caps' fast
- * paths (speed builds): the heap has a lock (heap_caps attaches one before
- * it publishes a heap), p is not NULL and size not 0, so the public
- * functions' checks for those cases are skipped. (heap_caps allocates
- * through the two halves below; malloc_locked is multi_heap_malloc's.) */
-void *capheap_heap_malloc_locked(multi_heap_handle_t heap, size_t size);
+/* multi_heap_free and _realloc's locked halves, for heap_caps' fast paths
+ * (speed builds): the heap has a lock (heap_caps attaches one before it
+ * publishes a heap), p is not NULL and size not 0, so the public functions'
+ * checks for those cases are skipped. (heap_caps allocates through the two
+ * halves below.) */
 void capheap_heap_free_locked(multi_heap_handle_t heap, void *p);
 void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size);
 

@@ -694,7 +694,8 @@ CE_INLINE void *malloc_locked_as(ce_heap_t *h, size_t size, const uint32_t *fit,
     return p;
 }
 
-MH_LOCKED void *capheap_heap_malloc_locked(multi_heap_handle_t heap, size_t size)
+/* multi_heap_malloc's locked half, out of line like free's and realloc's. */
+static MH_NOINLINE void *malloc_locked(multi_heap_handle_t heap, size_t size)
 {
     return malloc_locked_as(E(heap), size, NULL, NO_USABLE WITH_OWNER(0));
 }
@@ -713,7 +714,7 @@ MH_NOINLINE void *multi_heap_malloc(multi_heap_handle_t heap, size_t size)
         return NULL;
     ce_heap_t *h = E(heap);
     if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL)
-        return capheap_heap_malloc_locked(heap, size);
+        return malloc_locked(heap, size);
     return malloc_body(h, size, NULL WITH_OWNER(0, NO_USABLE));
 }
 #endif
