@@ -64,9 +64,10 @@ SECTION_FLAGS="-ffunction-sections -fdata-sections"
 log() { printf '%s\n' "$*" >&2; }
 
 # Sum of the capheap input sections kept in the image, from a GNU ld map file.
-# Prints "<code bytes> <rodata bytes>".
+# Prints "<code bytes> <rodata bytes> <chip table bytes>": the third is the part of
+# the first two that comes from the chip table's object (chips/$SIZE_CHIP.c).
 capheap_bytes_from_map() {
-    awk '
+    awk -v chip="$SIZE_CHIP.c.obj" '
         /^Linker script and memory map/ { in_map = 1; next }
         !in_map { next }
         # An input section line: " .name  0xADDR  0xSIZE  file"; a long name puts the
@@ -81,6 +82,8 @@ capheap_bytes_from_map() {
             bytes = strtonum_hex(size)
             if (name ~ /^\.text/) code += bytes
             else if (name ~ /^\.s?rodata/) ro += bytes
+            else next
+            if (index(file, "(" chip ")") > 0) table += bytes
         }
         function strtonum_hex(s,   i, c, v, d) {
             v = 0
@@ -94,7 +97,7 @@ capheap_bytes_from_map() {
             }
             return v
         }
-        END { printf "%d %d\n", code, ro }
+        END { printf "%d %d %d\n", code, ro, table }
     ' "$1"
 }
 
@@ -156,7 +159,7 @@ for target in cortex-m4 rv32imc; do
     "$cc" ${LINK[$target]} -Os -Wl,--gc-sections -Wl,-Map="$bdir/size_main.map" \
         "$bdir/size_main.o" "$lib" -o "$bdir/size_main.elf"
 
-    read -r code ro < <(capheap_bytes_from_map "$bdir/size_main.map")
+    read -r code ro _ < <(capheap_bytes_from_map "$bdir/size_main.map")
     capheap_text=$((code + ro))
     prog_text="$("${SIZE[$target]}" -B "$bdir/size_main.elf" | awk 'NR == 2 { print $1 }')"
     log "   capheap sections kept in the image (object, section, bytes):"
@@ -176,13 +179,13 @@ for target in cortex-m4 rv32imc; do
     # shellcheck disable=SC2086
     if "$cc" ${LINK[$target]} -Os -Wl,--gc-sections -Wl,-Map="$bdir/caps_size_main.map" \
             "$bdir/caps_size_main.o" "$lib" -o "$bdir/caps_size_main.elf" 2>"$bdir/caps_link.log"; then
-        read -r code ro < <(capheap_bytes_from_map "$bdir/caps_size_main.map")
+        read -r code ro table < <(capheap_bytes_from_map "$bdir/caps_size_main.map")
         caps_text=$((code + ro))
         prog_text="$("${SIZE[$target]}" -B "$bdir/caps_size_main.elf" | awk 'NR == 2 { print $1 }')"
         log "   heap_caps program: capheap sections kept in the image:"
         capheap_detail_from_map "$bdir/caps_size_main.map" >&2
-        caps_results+=("$(printf '%-10s %8d %8d %8d %8d %8d' "${NAME[$target]}" "$code" "$ro" "$caps_text" \
-            "${CAPS_BUDGET[$target]}" "$prog_text")")
+        caps_results+=("$(printf '%-10s %8d %8d %8d %8d %8d %8d' "${NAME[$target]}" "$code" "$ro" \
+            "$caps_text" "${CAPS_BUDGET[$target]}" "$prog_text" "$table")")
         if [ "$caps_text" -gt "${CAPS_BUDGET[$target]}" ]; then
             over+=("OVER BUDGET: ${NAME[$target]} heap_caps text $caps_text B > ${CAPS_BUDGET[$target]} B")
         fi
@@ -240,8 +243,9 @@ for line in "${results[@]}"; do
 done
 echo
 echo "heap_caps: caps_size_main (heap_caps_init from the $SIZE_CHIP table + heap_caps malloc,"
-echo "aligned_alloc, realloc, free); capheap includes multi_heap, the engine and the chip table."
-printf '%-10s %8s %8s %8s %8s %8s\n' "target" "code" "rodata" "capheap" "budget" "program"
+echo "aligned_alloc, realloc, free); capheap includes multi_heap, the engine and the chip table;"
+echo "table = the part of capheap that is the chip table's data (chips/$SIZE_CHIP.c)."
+printf '%-10s %8s %8s %8s %8s %8s %8s\n' "target" "code" "rodata" "capheap" "budget" "program" "table"
 for line in "${caps_results[@]}"; do
     echo "$line"
 done
