@@ -92,7 +92,8 @@
      MALLOC_CAP_SIMD)
 
 /** One heap. Immutable once published, except `heap` (set once by enable_nonos).
- *  The fields the fast paths read come first. */
+ *  The fields the fast paths read come first. new_descriptor() (registry.c)
+ *  sets every field but the lock one by one: a new field is set there too. */
 typedef struct {
     uintptr_t start;           /* region bounds [start, start + span) */
     /* span for free()'s page cache (ch_cached): 0 while another heap is

@@ -235,16 +235,29 @@ static uint8_t alias_of(uintptr_t start)
 static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start, uintptr_t end,
                                  const char *name)
 {
-    if (ch_g.n >= CAPHEAP_MAX_HEAPS)
+    uint8_t n = ch_g.n;
+    if (n >= CAPHEAP_MAX_HEAPS)
         return NULL;
-    ch_heap_t *h = &ch_g.heaps[ch_g.n];
-    memset(h, 0, sizeof *h);
-    h->index = (uint8_t)ch_g.n;
+    /* Every field, one by one (a reused slot may hold a dropped descriptor):
+     * a memset call would keep the arguments in saved registers across it.
+     * The host lock is left alone: attach_lock() initialises it. */
+    ch_heap_t *h = &ch_g.heaps[n];
     h->start = start;
+    h->fspan = 0;
+    h->heap = NULL;
+    h->span = 0;
     h->end = end;
-    memcpy(h->caps, caps, sizeof h->caps);
-    h->all = caps[0] | caps[1] | caps[2];
     h->name = name;
+    h->alias = 0;
+    h->align = 0;
+    h->runtime = false;
+    h->index = n;
+    uint32_t all = 0;
+    for (size_t k = 0; k < CH_PRIOS; k++) {
+        h->caps[k] = caps[k];
+        all |= caps[k];
+    }
+    h->all = all;
 #if CAPHEAP_EXEC_HEAP
     h->alias = alias_of(start);
     if (h->alias != 0 && (h->all & MALLOC_CAP_EXEC))
@@ -355,28 +368,59 @@ void heap_caps_enable_nonos_stack_heaps(void)
 
 /* ---- start-up: carve, coalesce, register ----------------------------------- */
 
-typedef struct {
+typedef struct carve carve_t;
+
+/* What becomes of a piece [s, e) of row r: a start-up heap (coalesce), or
+ * an entry of soc_get_available_memory_regions' array (store). By pointer:
+ * a firmware that never asks for the array does not link store(). */
+typedef void piece_fn(carve_t *c, uintptr_t s, uintptr_t e, const soc_memory_region_t *r);
+
+struct carve {
     const capheap_chip_t *chip;
-    const soc_reserved_region_t *extra;
-    size_t n_extra;
-    /* the pending piece: its bounds and key(): 0 when none is pending */
+    const soc_reserved_region_t *res[2]; /* the chip's reservations, then the firmware's */
+    size_t n_res[2];
+    piece_fn *piece;
+    /* coalesce: the pending piece, its bounds and key(): 0 when none is pending */
     uintptr_t start, end;
     size_t key;
     esp_err_t err;
-    soc_memory_region_t *out; /* soc_get_available_memory_regions: pieces go here */
+    soc_memory_region_t *out; /* store: the array and its count */
     size_t n_out;
-} carve_t;
+};
 
-/* Reservation i: the chip's, then the firmware's. */
-static const soc_reserved_region_t *reservation(const carve_t *c, size_t i)
+/* A reservation's bounds rounded outwards to 4 bytes in b[0], b[1]; false if
+ * it is invalid (start > end). An invalid or empty one ends at 0 (b[1] = 0):
+ * it overlaps nothing. */
+static bool bounds(const soc_reserved_region_t *x, uintptr_t b[2])
 {
-    size_t k = c->chip->reserved_count;
-    return i < k ? &c->chip->reserved[i] : &c->extra[i - k];
+    uintptr_t s = (uintptr_t)x->start, e = (uintptr_t)x->end;
+    b[0] = s & ~(uintptr_t)3u;
+    b[1] = (e + 3u) & ~(uintptr_t)3u;
+    if (s > e || b[0] >= b[1])
+        b[1] = 0;
+    return s <= e;
 }
 
-/* Its bounds, rounded outwards to 4 bytes. */
-#define RES_START(r) ((uintptr_t)(r)->start & ~(uintptr_t)3u)
-#define RES_END(r) (((uintptr_t)(r)->end + 3u) & ~(uintptr_t)3u)
+/* The number of reservations overlapping [s, e), and the bounds of the
+ * lowest of them in low ([e, e) if none). */
+static size_t overlapping(const carve_t *c, uintptr_t s, uintptr_t e, uintptr_t low[2])
+{
+    size_t count = 0;
+    low[0] = low[1] = e;
+    for (size_t l = 0; l < 2; l++)
+        for (const soc_reserved_region_t *x = c->res[l], *end = x + c->n_res[l]; x < end; x++) {
+            uintptr_t b[2];
+            (void)bounds(x, b);
+            if (b[0] < e && b[1] > s) {
+                count++;
+                if (b[0] < low[0]) {
+                    low[0] = b[0];
+                    low[1] = b[1];
+                }
+            }
+        }
+    return count;
+}
 
 /* A row's type and start-up-stack flag in one word, never 0: pieces with the
  * same key and touching coalesce (spec 2.3 step 3). */
@@ -385,12 +429,14 @@ static size_t key(const soc_memory_region_t *r)
     return ((r->type << 1) | (r->startup_stack ? 1u : 0u)) + 1u;
 }
 
+/* The pending piece becomes a heap. It stays "pending": the caller replaces
+ * it (coalesce) or is done (carve_all). Once out of descriptors, every later
+ * flush fails the same way: c->err stays ESP_ERR_NO_MEM. */
 static void flush(carve_t *c)
 {
     size_t k = c->key - 1u;
-    if (c->key == 0 || c->err != ESP_OK)
+    if (c->key == 0)
         return;
-    c->key = 0;
     const soc_memory_type_desc_t *t = &c->chip->types[k >> 1];
     ch_heap_t *h = new_descriptor(t->caps, c->start, c->end, t->name);
     if (h == NULL) {
@@ -403,19 +449,18 @@ static void flush(carve_t *c)
     CH_RELEASE(ch_g.n, (uint8_t)(ch_g.n + 1u));
 }
 
-static void emit(carve_t *c, uintptr_t s, uintptr_t e, const soc_memory_region_t *r)
+static void store(carve_t *c, uintptr_t s, uintptr_t e, const soc_memory_region_t *r)
 {
-    if (e - s <= 16u)
-        return; /* spec 2.2 step 6 */
-    if (c->out != NULL) {
-        soc_memory_region_t *o = &c->out[c->n_out++];
-        o->start = (intptr_t)s;
-        o->size = (size_t)(e - s);
-        o->type = r->type;
-        o->iram_address = 0;
-        o->startup_stack = r->startup_stack;
-        return;
-    }
+    soc_memory_region_t *o = &c->out[c->n_out++];
+    o->start = (intptr_t)s;
+    o->size = (size_t)(e - s);
+    o->type = r->type;
+    o->iram_address = 0;
+    o->startup_stack = r->startup_stack;
+}
+
+static void coalesce(carve_t *c, uintptr_t s, uintptr_t e, const soc_memory_region_t *r)
+{
     size_t k = key(r);
     if (c->key == k && c->end == s) {
         c->end = e; /* spec 2.3 step 3 */
@@ -430,51 +475,54 @@ static void emit(carve_t *c, uintptr_t s, uintptr_t e, const soc_memory_region_t
 static void carve(carve_t *c, const soc_memory_region_t *r)
 {
     uintptr_t s = (uintptr_t)r->start, e = s + r->size;
-    size_t n = c->chip->reserved_count + c->n_extra;
     while (s < e) {
-        /* The lowest reservation overlapping [s, e) ends the piece at cut and
-         * the next one starts at next; with none, the piece runs to e. */
-        uintptr_t cut = e, next = e;
-        for (size_t i = 0; i < n; i++) {
-            const soc_reserved_region_t *x = reservation(c, i);
-            uintptr_t rs = RES_START(x), re = RES_END(x);
-            if (rs < re && rs < cut && re > s) { /* empty ones cut nothing */
-                cut = rs;
-                next = re;
-            }
-        }
-        if (cut > s)
-            emit(c, s, cut, r);
-        s = next;
+        /* The lowest reservation overlapping [s, e) ends the piece and the
+         * next one starts at its end; with none, the piece runs to e. */
+        uintptr_t low[2];
+        (void)overlapping(c, s, e, low);
+        if (low[0] > s && low[0] - s > 16u) /* spec 2.2 step 6 */
+            c->piece(c, s, low[0], r);
+        s = low[1];
     }
 }
 
+/* ESP_ERR_INVALID_ARG at the first reservation with start > end, ESP_FAIL
+ * at the first one another overlaps (after rounding), in list order. */
 static esp_err_t check_reservations(const carve_t *c)
 {
-    size_t n = c->chip->reserved_count + c->n_extra;
-    for (size_t i = 0; i < n; i++) {
-        const soc_reserved_region_t *x = reservation(c, i);
-        uintptr_t s = RES_START(x), e = RES_END(x);
-        if ((uintptr_t)x->start > (uintptr_t)x->end)
-            return ESP_ERR_INVALID_ARG;
-        for (size_t j = i + 1; j < n; j++) {
-            const soc_reserved_region_t *y = reservation(c, j);
-            uintptr_t s2 = RES_START(y), e2 = RES_END(y);
-            if ((uintptr_t)y->start <= (uintptr_t)y->end && s2 < e && e2 > s && s < e && s2 < e2)
+    for (size_t l = 0; l < 2; l++)
+        for (size_t i = 0; i < c->n_res[l]; i++) {
+            uintptr_t x[2], low[2];
+            if (!bounds(&c->res[l][i], x))
+                return ESP_ERR_INVALID_ARG;
+            if (overlapping(c, x[0], x[1], low) > 1) /* one is x itself */
                 return ESP_FAIL;
         }
-    }
     return ESP_OK;
+}
+
+/* Check the reservations, then cut every region of c->chip by them into
+ * pieces for c->piece, and flush the last heap; c->err receives ESP_OK or
+ * the error. */
+static void carve_all(carve_t *c)
+{
+    c->err = check_reservations(c);
+    if (c->err == ESP_OK) /* (out of descriptors, carving on changes nothing: flush) */
+        for (const soc_memory_region_t *r = c->chip->regions;
+             r < c->chip->regions + c->chip->region_count; r++)
+            carve(c, r);
+    flush(c);
 }
 
 size_t ch_carve(const capheap_chip_t *chip, const soc_reserved_region_t *extra, size_t n_extra,
                 soc_memory_region_t *out, esp_err_t *err)
 {
-    carve_t c = {chip, extra, n_extra, 0, 0, 0, ESP_OK, out, 0};
-    c.err = check_reservations(&c);
-    for (size_t i = 0; i < chip->region_count && c.err == ESP_OK; i++)
-        carve(&c, &chip->regions[i]);
-    flush(&c);
+    carve_t c = {.chip = chip,
+                 .res = {chip->reserved, extra},
+                 .n_res = {chip->reserved_count, n_extra},
+                 .piece = out != NULL ? store : coalesce, /* out NULL: the start-up heaps */
+                 .out = out};
+    carve_all(&c);
     *err = c.err;
     return c.n_out;
 }
@@ -495,8 +543,8 @@ esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_regio
     if (chip == NULL || (reserved == NULL && count > 0) ||
         (chip->reserved == NULL && chip->reserved_count > 0))
         return ESP_ERR_INVALID_ARG;
-    for (size_t i = 0; i < chip->region_count; i++)
-        if (chip->regions[i].type >= chip->type_count)
+    for (const soc_memory_region_t *r = chip->regions; r < chip->regions + chip->region_count; r++)
+        if (r->type >= chip->type_count)
             return ESP_ERR_INVALID_ARG;
     esp_err_t err = ESP_ERR_INVALID_STATE;
     ch_lock();
@@ -509,7 +557,16 @@ esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_regio
 #if CAPHEAP_EXEC_HEAP
         memcpy(ch_g.alias, &chip->diram, sizeof ch_g.alias);
 #endif
-        (void)ch_carve(chip, reserved, count, NULL, &err);
+        carve_t c; /* only what coalesce() reads: no array, no bounds while key is 0 */
+        c.chip = chip;
+        c.res[0] = chip->reserved;
+        c.res[1] = reserved;
+        c.n_res[0] = chip->reserved_count;
+        c.n_res[1] = count;
+        c.piece = coalesce;
+        c.key = 0;
+        carve_all(&c); /* ch_carve without store(): soc_get_available_memory_regions links that */
+        err = c.err;
         if (err == ESP_OK) {
             ch_g.reserved = reserved;
             ch_g.n_reserved = count;
