@@ -196,20 +196,12 @@ size_t ce_min_region(size_t align)
     return control_bytes(1) + (align - 4u) + CE_MIN_BLOCK + CE_HDR;
 }
 
-/* Place the pool after a control structure of fl_count rows: false if no minimum block fits. */
-static bool layout(uintptr_t base, uint32_t total, uint32_t a, uint32_t fl_count, uint32_t *first,
-                   uint32_t *end)
+/* The first block's offset after a control structure of fl_count rows: its
+ * header sits so that its data (header + 4) is aligned. */
+static uint32_t first_block(uintptr_t base, uint32_t a, uint32_t fl_count)
 {
     uint32_t ctrl = control_bytes(fl_count);
-    /* the first header sits so that its data (header + 4) is aligned */
-    uint32_t f = (uint32_t)(((base + ctrl + CE_HDR + a) & ~(uintptr_t)a) - CE_HDR - base);
-    if (f + CE_MIN_BLOCK + CE_HDR > total) /* one block and the end marker (f < 2 KiB: no wrap) */
-        return false;
-    *first = f;
-    /* leaves room for the end marker; at least CE_MIN_BLOCK, a multiple of
-     * every alignment, as the test above left at least that much */
-    *end = f + ((total - f - CE_HDR) & ~a);
-    return true;
+    return (uint32_t)(((base + ctrl + CE_HDR + a) & ~(uintptr_t)a) - CE_HDR - base);
 }
 
 ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
@@ -227,23 +219,24 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
      * the pool would need one row more than fits, it is capped at what the
      * rows can file (the rest of the region stays unused). Registration
      * only: at most 27 rounds. */
-    uint32_t fl_count = 0, first = 0, end = 0;
+    uint32_t fl_count = 0, first = 0, s = 0; /* the best so far: rows, first block, pool bytes */
     for (uint32_t rows = 1;; rows++) {
-        uint32_t f, e;
-        if (!layout((uintptr_t)mem, total, a, rows, &f, &e))
+        uint32_t f = first_block((uintptr_t)mem, a, rows);
+        if (f + CE_MIN_BLOCK + CE_HDR > total) /* one block and the end marker (f < 2 KiB: no wrap) */
             break; /* more rows leave even less room */
+        /* the pool up to the end marker, a multiple of every alignment: at
+         * least CE_MIN_BLOCK, as the test above left at least that much */
+        uint32_t room = (total - f - CE_HDR) & ~a;
         /* largest size the rows file: 2^(rows + 5) - 1, all sizes at 27 rows
          * (where the loop ends: the whole pool is filed) */
         uint32_t cap = UINT32_MAX >> (32u - (CE_SL_LOG2 + 1u) - rows);
-        /* e - f (at least CE_MIN_BLOCK: layout) is a multiple of the
-         * alignment already: one masking serves both cases */
-        uint32_t pool = (e - f < cap ? e - f : cap) & ~a; /* capped: at least 48 */
-        if (pool > end - first) { /* more than the best so far (0 before the first) */
+        uint32_t pool = (room < cap ? room : cap) & ~a; /* capped: at least 48 */
+        if (pool > s) { /* more than the best so far (0 before the first) */
             fl_count = rows;
             first = f;
-            end = f + pool;
+            s = pool;
         }
-        if (e - f <= cap)
+        if (room <= cap)
             break; /* the whole pool is filed: more rows only cost room */
     }
     if (fl_count == 0)
@@ -252,11 +245,11 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
     ce_heap_t *h = (ce_heap_t *)mem;
     memset(h, 0, control_bytes(fl_count));
     h->magic = CE_MAGIC;
+    uint32_t end = first + s;
     h->first = first;
     h->end = end;
     h->align_mask = (uint8_t)a;
     h->fl_count = (uint8_t)fl_count;
-    uint32_t s = end - first;
     h->max_request = s - CE_HDR;
     h->data_span = s - CE_MIN_BLOCK;
     h->region_bytes = total;
@@ -280,7 +273,12 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
     uint32_t n = block_for(h, size);
     uint32_t al = (uint32_t)align;
     uint32_t extra = 0;
-    if (align <= a + 1u && (offset & (align - 1u)) == 0) {
+    /* Data is always aligned to the heap (a + 1), and to nothing more: data +
+     * offset can be aligned only if offset is a multiple of the smaller of
+     * the two alignments (align - 1 and a share their low bits). */
+    if (offset & (align - 1u) & a)
+        return NULL;
+    if (align <= a + 1u) {
 #if !defined(__OPTIMIZE_SIZE__)
         return ce_malloc(h, size);
 #else
@@ -288,8 +286,6 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
          * the steps below take exactly its block_for, take_fit and use_block. */
 #endif
     } else {
-        if (offset & a)
-            return NULL; /* data is always aligned to the heap: data + offset cannot be aligned to more */
         if (offset > h->max_request)
             return NULL;
         /* A gap in front of the data is either 0 or a free block of >= 16 bytes:
@@ -305,7 +301,6 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
     uint32_t b = take_fit(h, n + extra);
     if (b == 0)
         return NULL;
-    uint32_t s = SIZE_OF(HDR(h, b));
     uintptr_t data = (uintptr_t)data_of(h, b) + offset;
     uint32_t gap = (uint32_t)(0u - data) & (al - 1u); /* up to the next multiple of al */
     while (gap != 0 && gap < CE_MIN_BLOCK)
@@ -314,7 +309,7 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
         /* Split the gap off as a free block; b + gap becomes the candidate
          * (make_free() sets its PF bit, use_block() drops it). */
         CE_SAN_UNPOISON(word(h, b + gap - 4u), 4u * sizeof(uint32_t)); /* footer, header, links */
-        HDR(h, b + gap) = (s - gap) | F_FREE;
+        HDR(h, b + gap) = HDR(h, b) - gap; /* (s - gap) | F_FREE: b, a listed block, reads s | F_FREE (I3) */
         make_free(h, b, gap);
         b += gap;
     }

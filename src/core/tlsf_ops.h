@@ -51,7 +51,8 @@
 
 /*
  * The entry points (ce_malloc, ce_free, ce_realloc, ce_resize, ce_valid,
- * ce_block_capacity) are CE_API. Optimising for speed, every file that
+ * ce_block_capacity) are CE_API (ce_realloc only when not optimising for
+ * size: multi_heap.c's engine_realloc() takes its place there). Optimising for speed, every file that
  * includes this header gets its own inline copy (CE_API = CE_INLINE).
  * Optimising for size (-Os), one copy is enough: tlsf.c, which defines
  * CE_OPS_IMPL, compiles the single external definition of each, and other
@@ -75,7 +76,6 @@
 void *ce_malloc(ce_heap_t *h, size_t size);
 ce_fault_kind_t ce_free(ce_heap_t *h, void *p);
 bool ce_resize(ce_heap_t *h, void *p, size_t size);
-void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fault);
 bool ce_valid(const ce_heap_t *h, const void *p);
 size_t ce_block_capacity(const ce_heap_t *h, const void *p);
 #else
@@ -398,20 +398,22 @@ CE_INLINE uint32_t take_fit(ce_heap_t *h, uint32_t n)
 CE_INLINE uint32_t take_fit(ce_heap_t *h, uint32_t n)
 {
     size_t c = class_of(n);
-    uint32_t b = HEAD(h, c);
-    if (b == 0 || SIZE_OF(HDR(h, b)) < n) {
-        c++; /* the classes above, where every block fits (see take_fit_as) */
-        uint32_t k = (uint32_t)(c >> 5);
-        uint32_t m = PAIR_BITMAP(h, k) & (~0u << (c & 31u));
-        if (m == 0) {
-            uint32_t top = h->pair_bitmap & (~0u << (k + 1u)); /* k + 1 <= 14 */
-            if (top == 0)
-                return 0;
-            k = ffs32(top);
-            m = PAIR_BITMAP(h, k);
-        }
-        b = HEAD(h, ((size_t)k << 5) + ffs32(m));
+    /* One search from c, or from c + 1 (the classes above, where every block
+     * fits: see take_fit_as) when the head of c is too small. An empty list c
+     * has its bit clear, so both starts find the same list then, and what
+     * its head 0 points at (the owner word) does not matter. */
+    if (SIZE_OF(HDR(h, HEAD(h, c))) < n)
+        c++;
+    uint32_t k = (uint32_t)(c >> 5);
+    uint32_t m = PAIR_BITMAP(h, k) & (~0u << (c & 31u));
+    if (m == 0) {
+        uint32_t top = h->pair_bitmap & (~0u << (k + 1u)); /* k + 1 <= 14 */
+        if (top == 0)
+            return 0;
+        k = ffs32(top);
+        m = PAIR_BITMAP(h, k);
     }
+    uint32_t b = HEAD(h, ((size_t)k << 5) + ffs32(m));
     list_remove(h, b, SIZE_OF(HDR(h, b)));
     return b;
 }
@@ -585,8 +587,8 @@ CE_API bool ce_valid(const ce_heap_t *h, const void *p)
     return kind == CE_FREE_PLAIN || (kind == CE_FREE_MERGE && neighbours_ok(h, b, hdr, nh, &pb, &ns));
 }
 #else
-/* Optimising for size: the same checks, once, for ce_valid, ce_free and
- * ce_realloc (neighbours_ok() passes a block without a free neighbour).
+/* Optimising for size: the same checks, once, for ce_valid and ce_free
+ * (neighbours_ok() passes a block without a free neighbour).
  * Returns p's block b if p passes (never 0: the control structure comes
  * first), with nb[0] = pb and nb[1] = ns of neighbours_ok(); else 0. */
 CE_TAIL uint32_t block_ok(const ce_heap_t *h, const void *p, uint32_t nb[2])
@@ -726,15 +728,16 @@ CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t 
 CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t nh, uint32_t n)
 {
     uint32_t s = SIZE_OF(hdr);
-    uint32_t total = s;
-    if (nh & F_FREE)
-        total += SIZE_OF(nh);
+    /* n <= s with a tail not worth a block: nothing changes (for n > s,
+     * s - n wraps around to more than the pool) */
+    if (s - n < CE_MIN_BLOCK)
+        return true;
+    uint32_t ns = (nh & F_FREE) ? SIZE_OF(nh) : 0u;
+    uint32_t total = s + ns;
     if (total < n)
         return false;
-    if (n <= s && s - n < CE_MIN_BLOCK)
-        return true; /* the tail is not worth a block: nothing changes */
     if (nh & F_FREE)
-        list_remove(h, b + s, SIZE_OF(nh));
+        list_remove(h, b + s, ns);
 #if CE_FREE_FILL
     if (n < s) /* the freed tail, and the successor's header and links if it merges */
         fill_free(h, b + n, s - n + (total > s ? 12u : 0u));
@@ -787,32 +790,14 @@ CE_INLINE void *ce_realloc_checked(ce_heap_t *h, void *p, size_t size, uint32_t 
     release(h, b, s, HDR(h, b));
     return q;
 }
-#endif
 
+/* realloc of a valid or rejected p: CE_FAULT_BAD_HEADER in *fault (and NULL)
+ * if p fails ce_valid()'s checks, else CE_OK. Optimising for size there is
+ * none: multi_heap.c checks with ce_valid() and then makes the same steps
+ * with ce_resize(), ce_memalign() and ce_free() (engine_realloc), with no
+ * fault code to pass back through memory. */
 CE_API void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fault)
 {
-#if defined(__OPTIMIZE_SIZE__)
-    /* Optimising for size: the API functions in sequence. ce_resize() and
-     * ce_malloc() refuse a size of 0 or above max_request; a block that
-     * cannot stay is copied and freed like any valid block (ce_free merges
-     * it exactly as release() would). */
-    uint32_t nb[2];
-    uint32_t b = block_ok(h, p, nb);
-    if (b == 0) { /* ce_valid() */
-        *fault = CE_FAULT_BAD_HEADER;
-        return NULL;
-    }
-    *fault = CE_OK;
-    if (ce_resize(h, p, size))
-        return p;
-    void *q = ce_memalign(h, size, 1u, 0u); /* what ce_malloc() calls in these builds */
-    if (q != NULL) {
-        CE_SAN_UNPOISON(q, SIZE_OF(HDR(h, b)) - CE_HDR);
-        memcpy(q, p, SIZE_OF(HDR(h, b)) - CE_HDR); /* the block could not grow: its capacity fits */
-        (void)ce_free(h, p);
-    }
-    return q;
-#else
     uint32_t b = 0, hdr = 0, nh = 0;
     unsigned kind = ce_free_start(h, p, &b, &hdr, &nh);
     uint32_t vpb = 0, vns = 0; /* not needed: the neighbours are read again after any malloc */
@@ -822,8 +807,8 @@ CE_API void *ce_realloc(ce_heap_t *h, void *p, size_t size, ce_fault_kind_t *fau
     }
     *fault = CE_OK;
     return ce_realloc_checked(h, p, size, b, hdr, nh);
-#endif
 }
+#endif
 
 #endif /* CE_OPS_DEFINE */
 

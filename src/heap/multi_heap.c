@@ -560,17 +560,17 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock_object)
  * result passes NO_USABLE or NO_OLD, a local whose stores vanish once the
  * body is inlined (no NULL tests on the tracker's paths).
  */
-#if CAPHEAP_TASK_TRACKING
-#define WITH_OWNER(...) , __VA_ARGS__
-#define NO_USABLE (&(size_t){0})
-#define NO_OLD (&(capheap_owned_t){0, 0})
-
 /* The capacity of the live block raw, from its header (the word in front):
  * ce_block_capacity() without the detour through the heap's offsets. */
 CE_INLINE size_t raw_capacity(const void *raw)
 {
     return (((const uint32_t *)raw)[-1] & ~F_MASK) - CE_HDR; /* SIZE_OF(header) */
 }
+
+#if CAPHEAP_TASK_TRACKING
+#define WITH_OWNER(...) , __VA_ARGS__
+#define NO_USABLE (&(size_t){0})
+#define NO_OLD (&(capheap_owned_t){0, 0})
 
 /* The new block raw gets owner as its owner word, *usable its usable size.
  * Lock held. */
@@ -905,6 +905,35 @@ void multi_heap_aligned_free(multi_heap_handle_t heap, void *p)
     multi_heap_free(heap, p);
 }
 
+#if defined(__OPTIMIZE_SIZE__)
+/* Optimising for size the engine has no ce_realloc(): realloc of the block
+ * raw, which passed ce_valid(), to n engine bytes is its API functions in
+ * sequence, under the lock held here, with no fault code to pass back.
+ * ce_resize() and ce_memalign() refuse n = 0 or above max_request; a block
+ * that cannot stay is copied (it could not grow: its whole capacity fits)
+ * and freed like any valid block (ce_free() merges it as the speed build's
+ * ce_realloc() does). */
+static inline void *engine_realloc(ce_heap_t *h, void *raw, size_t n)
+{
+    if (ce_resize(h, raw, n))
+        return raw;
+    void *q = ce_memalign(h, n, 1u, 0u); /* what ce_malloc() calls in these builds */
+    if (q != NULL) {
+        CE_SAN_UNPOISON(q, raw_capacity(raw)); /* the new block's payload was free (sanitize.h) */
+        memcpy(q, raw, raw_capacity(raw));
+        (void)ce_free(h, raw);
+    }
+    return q;
+}
+#else
+/* realloc of the block raw, which passed ce_valid(), to n engine bytes. */
+CE_INLINE void *engine_realloc(ce_heap_t *h, void *raw, size_t n)
+{
+    ce_fault_kind_t f;
+    return ce_realloc(h, raw, n, &f); /* checked again: CE_OK */
+}
+#endif
+
 /* realloc of a non-NULL p to size > 0. *ok is false iff p was rejected.
  * With task tracking, *was gets p's owner word and usable size once p is
  * accepted, before anything changes. */
@@ -946,8 +975,7 @@ CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_O
     }
     return q;
 #else
-    ce_fault_kind_t f;
-    void *nraw = ce_realloc(h, raw, n, &f);
+    void *nraw = engine_realloc(h, raw, n);
 #if CE_ASAN
     if (nraw != NULL) /* the canaries go anywhere in it; san_realloc_end() sets the final state */
         CE_SAN_UNPOISON(nraw, ce_block_capacity(h, nraw));
@@ -962,14 +990,15 @@ CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_O
         return NULL;
     *was = owned_of(h, p, SIZE_OF(hdr) - CE_HDR);
     return ce_realloc_checked(h, p, n, b, hdr, nh);
-#elif CAPHEAP_TASK_TRACKING
-    /* size-optimised: checked twice, no second copy of the engine's realloc */
+#elif CAPHEAP_TASK_TRACKING || defined(__OPTIMIZE_SIZE__)
+    /* size-optimised: checked once, then the engine's steps (engine_realloc) */
     *ok = ce_valid(h, p);
     if (!*ok)
         return NULL;
+#if CAPHEAP_TASK_TRACKING
     *was = owned_of(h, p, raw_capacity(p));
-    ce_fault_kind_t f;
-    return ce_realloc(h, p, n, &f);
+#endif
+    return engine_realloc(h, p, n);
 #else
     ce_fault_kind_t f;
     void *q = ce_realloc(h, p, n, &f);
@@ -1130,7 +1159,7 @@ size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
         reject_locked(h, p);
         return 0;
     }
-    size_t cap = ce_block_capacity(h, raw_of(h, p));
+    size_t cap = raw_capacity(raw_of(h, p));
     /* Asking for the usable size makes it the caller's (ESP-IDF: the whole
      * usable size may be written); until then the bytes past the request are
      * poisoned under ASan. */
