@@ -135,64 +135,88 @@ static size_t max_sz(size_t a, size_t b)
     return a > b ? a : b;
 }
 
-/* Spec 2.6 steps 1-4, with the hardware step of chips.md 0.3. */
-request_t ch_prepare(size_t size, size_t align, uint32_t caps)
+/* Compile-time checks (C99 has no _Static_assert). */
+#define CH_CHECK(name, cond) typedef char ch_check_##name[(cond) ? 1 : -1]
+
+/* The chip's data-cache line in front of the memory caps target: the
+ * external one with SPIRAM (bit 10), else the internal one, the byte after
+ * it. An index instead of a branch between two loads. */
+CH_CHECK(spiram_bit, MALLOC_CAP_SPIRAM == 1u << 10);
+CH_CHECK(lines_adjacent, offsetof(capheap_chip_t, cache_line_external) ==
+                             offsetof(capheap_chip_t, cache_line_internal) + 1u);
+CH_INLINE size_t cache_line(const capheap_chip_t *chip, uint32_t caps)
 {
-    request_t q = {size, align, 0, caps, CAPHEAP_FIT_OK};
+    const unsigned char *lines = (const unsigned char *)chip + offsetof(capheap_chip_t, cache_line_internal);
+    return lines[(caps >> 10) & 1u];
+}
+
+/* SPIRAM drops DMA (bit 10 shifted onto bit 3, without a branch). */
+CH_CHECK(spiram_dma, MALLOC_CAP_SPIRAM >> 7 == MALLOC_CAP_DMA);
+
+/* Spec 2.6 steps 1-4, with the hardware step of chips.md 0.3, into *q (its
+ * fields are stored as they become final, so each refusal only returns). */
+static void prepare(request_t *q, size_t size, size_t align, uint32_t caps)
+{
     const capheap_chip_t *chip = ch_g.chip;
-    if (size == 0) {
-        q.bad = CAPHEAP_FIT_ZERO_SIZE;
-        return q;
-    }
-    if (align & (align - 1u)) {
-        q.bad = CAPHEAP_FIT_BAD_ALIGNMENT;
-        return q;
-    }
+    q->size = size;
+    q->align = align;
+    q->round = 0;
+    q->caps = caps;
+    q->bad = CAPHEAP_FIT_ZERO_SIZE;
+    if (size == 0)
+        return;
+    q->bad = CAPHEAP_FIT_BAD_ALIGNMENT;
+    if (align & (align - 1u))
+        return;
+    q->bad = CAPHEAP_FIT_TOO_LARGE;
     uint32_t hw = caps & CH_HW_CAPS;
     /* The virtual caps go, with a chip or without: descriptors become DMA. */
     if (caps & (MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI))
-        caps = (caps & ~(MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI)) | MALLOC_CAP_DMA;
-    caps &= ~MALLOC_CAP_CACHE_ALIGNED;
+        caps |= MALLOC_CAP_DMA;
+    caps &= ~(MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED);
     if (hw != 0 && chip != NULL) {
         /* chips.md 0.3: any of these caps aligns to the cache line in front of
          * the memory the request targets (external with SPIRAM, else internal). */
-        size_t a = max_sz(align, (caps & MALLOC_CAP_SPIRAM) ? chip->cache_line_external : chip->cache_line_internal);
+        size_t a = max_sz(align, cache_line(chip, caps));
         if (hw & MALLOC_CAP_DMA_DESC_AXI)
             a = max_sz(a, chip->dma_desc_axi_alignment);
         if (hw & MALLOC_CAP_SIMD)
             a = max_sz(a, chip->simd_alignment);
-        if (caps & MALLOC_CAP_SPIRAM)
-            caps &= ~MALLOC_CAP_DMA;
+        caps &= ~((caps >> 7) & MALLOC_CAP_DMA); /* SPIRAM drops DMA */
         if (a > 1 && (a & (a - 1u)) == 0) {
-            if (size > SIZE_MAX - a) {
-                q.bad = CAPHEAP_FIT_TOO_LARGE;
-                return q;
-            }
+            if (size > SIZE_MAX - a)
+                return;
             size = (size + a - 1u) & ~(a - 1u);
             align = a;
-            q.round = a;
+            q->round = a;
         }
     }
-    q.caps = caps;
-    q.align = align;
-    q.size = size;
-    if (size > ch_g.size_max) {
-        q.bad = CAPHEAP_FIT_TOO_LARGE;
-        return q;
-    }
+    q->caps = caps;
+    q->align = align;
+    q->size = size;
+    if (size > ch_g.size_max)
+        return;
+    q->bad = CAPHEAP_FIT_CONFLICTING_CAPS;
     if (caps & MALLOC_CAP_EXEC) {
-        if (!CAPHEAP_EXEC_HEAP || (caps & (MALLOC_CAP_8BIT | MALLOC_CAP_DMA))) {
-            q.bad = CAPHEAP_FIT_CONFLICTING_CAPS;
-            return q;
-        }
+        if (!CAPHEAP_EXEC_HEAP || (caps & (MALLOC_CAP_8BIT | MALLOC_CAP_DMA)))
+            return;
         caps |= MALLOC_CAP_32BIT;
     }
     if (caps & MALLOC_CAP_32BIT)
         size = (size + 3u) & ~(size_t)3u; /* size <= size_max <= SIZE_MAX / 2 */
-    if (caps == 0 || (caps & MALLOC_CAP_INVALID))
-        q.bad = CAPHEAP_FIT_CONFLICTING_CAPS;
-    q.caps = caps;
-    q.size = size;
+    q->caps = caps;
+    q->size = size;
+    if (caps != 0 && (caps & MALLOC_CAP_INVALID) == 0)
+        q->bad = CAPHEAP_FIT_OK;
+}
+
+/* The dry run's form (fit.c). The allocation paths call prepare() on their
+ * own request: returned by value, the request lives in registers and every
+ * refusal needs its own exit (24 bytes more at -Os on Cortex-M4). */
+request_t ch_prepare(size_t size, size_t align, uint32_t caps)
+{
+    request_t q;
+    prepare(&q, size, align, caps);
     return q;
 }
 
@@ -358,20 +382,17 @@ static void *alloc_request(const request_t *q)
     return NULL;
 }
 
-static void *alloc_base(size_t size, size_t align, uint32_t caps)
-{
-    request_t q = ch_prepare(size, align, caps);
-    return alloc_request(&q);
-}
-
 void (*ch_failed_ext)(size_t size, uint32_t caps, size_t align, const char *fn);
 
-static void failed(size_t size, uint32_t caps, size_t align, const char *fn)
+/* A failed allocation (spec 2.8): ESP-IDF's callback, then the extended one.
+ * The arguments come in the ESP-IDF hook's order (its call moves none); the
+ * result is NULL, so that a caller may end in a tail call. */
+static void *failed(size_t size, uint32_t caps, const char *fn, size_t align)
 {
     esp_alloc_failed_hook_t cb = failed_cb;
-    void (*ext)(size_t, uint32_t, size_t, const char *) = ch_failed_ext;
     if (cb != NULL)
         cb(size, caps, fn);
+    void (*ext)(size_t, uint32_t, size_t, const char *) = ch_failed_ext;
     if (ext != NULL)
         ext(size, caps, align, fn);
 #if CAPHEAP_ABORT_WHEN_ALLOCATION_FAILS
@@ -384,15 +405,26 @@ static void failed(size_t size, uint32_t caps, size_t align, const char *fn)
     capheap_printf("%s\n", msg);
     capheap_port_abort_now(msg);
 #endif
+    return NULL;
 }
 
-/* An allocation that reports its failure as fn (not for size 0, as ESP-IDF). */
-static void *alloc_named(size_t size, size_t align, uint32_t caps, const char *fn)
+/* An allocation that reports its failure as fn (not for size 0 or an
+ * alignment that is not a power of two, as ESP-IDF; fn NULL: the caller
+ * reports). fn comes first: size, align and caps are then where prepare()
+ * takes them. */
+static void *alloc_named(const char *fn, size_t size, size_t align, uint32_t caps)
 {
-    void *p = alloc_base(size, align, caps);
-    if (p == NULL && size != 0)
-        failed(size, caps, align, fn);
-    return p;
+    request_t q;
+    prepare(&q, size, align, caps);
+    void *p = alloc_request(&q);
+    if (p != NULL || fn == NULL || q.bad == CAPHEAP_FIT_ZERO_SIZE || q.bad == CAPHEAP_FIT_BAD_ALIGNMENT)
+        return p;
+    return failed(size, caps, fn, align);
+}
+
+static void *alloc_base(size_t size, size_t align, uint32_t caps)
+{
+    return alloc_named(NULL, size, align, caps);
 }
 
 /* Out of line (speed builds): inlined, this one-line tail call reshaped
@@ -400,7 +432,7 @@ static void *alloc_named(size_t size, size_t align, uint32_t caps, const char *f
  * per operation). */
 static CH_NOINLINE void *malloc_slow(size_t size, uint32_t caps)
 {
-    return alloc_named(size, 0, caps, "heap_caps_malloc");
+    return alloc_named("heap_caps_malloc", size, 0, caps);
 }
 
 #if !CH_COMPACT
@@ -527,9 +559,9 @@ void *heap_caps_malloc(size_t size, uint32_t caps)
 
 void *heap_caps_aligned_alloc(size_t alignment, size_t size, uint32_t caps)
 {
-    if (alignment == 0 || (alignment & (alignment - 1u)) != 0 || size == 0)
-        return NULL;
-    return alloc_named(size, alignment, caps, "heap_caps_aligned_alloc");
+    if (alignment == 0)
+        return NULL; /* the rest of ESP-IDF's silent refusals: alloc_named */
+    return alloc_named("heap_caps_aligned_alloc", size, alignment, caps);
 }
 
 void heap_caps_aligned_free(void *ptr)
@@ -547,14 +579,12 @@ void *heap_caps_calloc(size_t n, size_t size, uint32_t caps)
 {
     size_t total;
     if (mul_overflows(n, size, &total)) {
-        failed(SIZE_MAX, caps, 0, "heap_caps_calloc");
+        failed(SIZE_MAX, caps, "heap_caps_calloc", 0);
         return NULL;
     }
-    void *p = alloc_base(total, 0, caps);
+    void *p = alloc_named("heap_caps_calloc", total, 0, caps);
     if (p != NULL)
         memset(p, 0, total);
-    else if (total != 0)
-        failed(total, caps, 0, "heap_caps_calloc");
     return p;
 }
 
@@ -643,36 +673,49 @@ void ch_report_fatal(const char *what, const void *p, uint32_t found)
 /* ESP-IDF's words for free(); one text for every entry point keeps it small. */
 #define CH_FOREIGN "target pointer is outside heap areas"
 
+/* The heap of the (DRAM) pointer p, or report. */
+static ch_heap_t *owner_of(void *p)
+{
+    ch_heap_t *h = ch_find((uintptr_t)p);
+    if (CH_UNLIKELY(h == NULL))
+        ch_report_fatal(CH_FOREIGN, p, 0);
+    return h;
+}
+
 /* The heap of a pointer the user got from us (alias translated), or report. */
-CH_INLINE ch_heap_t *owner(void **ptr, bool *alias, const char *what)
+CH_INLINE ch_heap_t *owner(void **ptr, bool *alias)
 {
     *alias = false;
 #if CAPHEAP_EXEC_HEAP
     if (CH_UNLIKELY(CH_LOAD(ch_g.alias_any)))
         *ptr = ch_unalias(*ptr, alias);
 #endif
-    ch_heap_t *h = ch_find((uintptr_t)*ptr);
-    if (CH_UNLIKELY(h == NULL))
-        ch_report_fatal(what, *ptr, 0);
-    return h;
+    return owner_of(*ptr);
 }
 
+/* heap_caps_free in full: behind the fast path in speed builds,
+ * heap_caps_free itself in compact ones. */
+#if CH_COMPACT
+#define free_slow heap_caps_free
+void free_slow(void *ptr)
+#else
 static CH_NOINLINE void free_slow(void *ptr)
+#endif
 {
     if (ptr == NULL)
         return;
     bool alias;
     void *user = ptr;
-    ch_heap_t *h = owner(&ptr, &alias, CH_FOREIGN);
+    ch_heap_t *h = owner(&ptr, &alias);
     if (h != NULL) {
         CH_DEBUG_FREE(user); /* before the block can be reused (spec 4.1: ESP-IDF records first) */
         multi_heap_free(h->heap, ptr);
     }
 }
 
+#if !CH_COMPACT
 void heap_caps_free(void *ptr)
 {
-#if !CH_COMPACT
     /* Fast path: the pointer's page is in free()'s cache (NULL and IRAM alias
      * pointers never are: their pages are in no heap). */
     ch_heap_t *h = ch_cached((uintptr_t)ptr);
@@ -681,9 +724,9 @@ void heap_caps_free(void *ptr)
         free_in_locked(h, ptr);
         return;
     }
-#endif
     free_slow(ptr);
 }
+#endif
 
 size_t heap_caps_get_allocated_size(void *ptr)
 {
@@ -691,7 +734,7 @@ size_t heap_caps_get_allocated_size(void *ptr)
         return 0;
     const void *user = ptr;
     bool alias;
-    ch_heap_t *h = owner(&ptr, &alias, CH_FOREIGN);
+    ch_heap_t *h = owner(&ptr, &alias);
     if (h == NULL)
         return 0;
     size_t n = multi_heap_get_allocated_size(h->heap, ptr);
@@ -708,12 +751,13 @@ size_t heap_caps_get_allocated_size(void *ptr)
  * has the caps, else a new block from the caps' heaps, copied, and the old freed. */
 static void *realloc_base(void *ptr, size_t size, uint32_t caps)
 {
-    request_t q = ch_prepare(size, 0, caps);
+    request_t q;
+    prepare(&q, size, 0, caps);
     if (q.bad != CAPHEAP_FIT_OK)
         return NULL;
     void *user = ptr;
     bool alias;
-    ch_heap_t *h = owner(&ptr, &alias, CH_FOREIGN);
+    ch_heap_t *h = owner(&ptr, &alias);
     if (h == NULL)
         return NULL;
     if (!alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
@@ -752,7 +796,7 @@ static CH_NOINLINE void *realloc_out(void *ptr, size_t size, uint32_t caps)
         return realloc_slow(ptr, size, caps); /* not reached: heaps are never removed */
     void *p = alloc_plain(size, caps);
     if (p == NULL && (p = alloc_base(size, 0, caps)) == NULL) {
-        failed(size, caps, 0, "heap_caps_realloc");
+        failed(size, caps, "heap_caps_realloc", 0);
         return NULL;
     }
     CH_EVENT_FREE(ptr); /* heap_caps_free's order: before the block can be reused */
@@ -775,14 +819,14 @@ void *realloc_slow(void *ptr, size_t size, uint32_t caps)
 static CH_NOINLINE void *realloc_slow(void *ptr, size_t size, uint32_t caps)
 #endif
 {
-    if (ptr != NULL && size == 0) {
+    if (ptr == NULL)
+        return alloc_named("heap_caps_realloc", size, 0, caps);
+    if (size == 0) {
         heap_caps_free(ptr);
         return NULL;
     }
-    void *p = ptr == NULL ? alloc_base(size, 0, caps) : realloc_base(ptr, size, caps);
-    if (p == NULL && size != 0)
-        failed(size, caps, 0, "heap_caps_realloc");
-    return p;
+    void *p = realloc_base(ptr, size, caps);
+    return p != NULL ? p : failed(size, caps, "heap_caps_realloc", 0);
 }
 
 #if !CH_COMPACT
@@ -818,7 +862,7 @@ void *heap_caps_malloc_prefer(size_t size, size_t num, ...)
     }
     va_end(ap);
     if (p == NULL && size != 0)
-        failed(size, caps, 0, "heap_caps_malloc_prefer");
+        failed(size, caps, "heap_caps_malloc_prefer", 0);
     return p;
 }
 
@@ -838,7 +882,7 @@ void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...)
     }
     va_end(ap);
     if (p == NULL && size != 0)
-        failed(size, caps, 0, "heap_caps_realloc_prefer");
+        failed(size, caps, "heap_caps_realloc_prefer", 0);
     return p;
 }
 
@@ -846,7 +890,7 @@ void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...)
 {
     size_t total;
     if (mul_overflows(n, size, &total)) {
-        failed(SIZE_MAX, MALLOC_CAP_DEFAULT, 0, "heap_caps_calloc_prefer");
+        failed(SIZE_MAX, MALLOC_CAP_DEFAULT, "heap_caps_calloc_prefer", 0);
         return NULL;
     }
     if (total == 0)
@@ -863,7 +907,7 @@ void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...)
     if (p != NULL)
         memset(p, 0, total);
     else
-        failed(total, caps, 0, "heap_caps_calloc_prefer");
+        failed(total, caps, "heap_caps_calloc_prefer", 0);
     return p;
 }
 
@@ -891,7 +935,7 @@ void *heap_caps_malloc_default(size_t size)
     if (p == NULL)
         p = alloc_base(size, 0, MALLOC_CAP_DEFAULT);
     if (p == NULL && size != 0)
-        failed(size, MALLOC_CAP_DEFAULT, 0, "heap_caps_malloc_default");
+        failed(size, MALLOC_CAP_DEFAULT, "heap_caps_malloc_default", 0);
     return p;
 }
 
@@ -909,7 +953,7 @@ void *heap_caps_realloc_default(void *ptr, size_t size)
     if (p == NULL)
         p = realloc_base(ptr, size, MALLOC_CAP_DEFAULT);
     if (p == NULL)
-        failed(size, MALLOC_CAP_DEFAULT, 0, "heap_caps_realloc_default");
+        failed(size, MALLOC_CAP_DEFAULT, "heap_caps_realloc_default", 0);
     return p;
 }
 
@@ -923,7 +967,7 @@ void *heap_caps_aligned_alloc_default(size_t alignment, size_t size)
     if (p == NULL)
         p = alloc_base(size, alignment, MALLOC_CAP_DEFAULT);
     if (p == NULL)
-        failed(size, MALLOC_CAP_DEFAULT, alignment, "heap_caps_aligned_alloc_default");
+        failed(size, MALLOC_CAP_DEFAULT, "heap_caps_aligned_alloc_default", alignment);
     return p;
 }
 
