@@ -408,9 +408,9 @@ static size_t overlapping(const carve_t *c, uintptr_t s, uintptr_t e, uintptr_t 
     size_t count = 0;
     low[0] = low[1] = e;
     for (size_t l = 0; l < 2; l++)
-        for (const soc_reserved_region_t *x = c->res[l], *end = x + c->n_res[l]; x < end; x++) {
+        for (size_t i = 0; i < c->n_res[l]; i++) { /* indexes: a list may be NULL, 0 long */
             uintptr_t b[2];
-            (void)bounds(x, b);
+            (void)bounds(&c->res[l][i], b);
             if (b[0] < e && b[1] > s) {
                 count++;
                 if (b[0] < low[0]) {
@@ -508,9 +508,8 @@ static void carve_all(carve_t *c)
 {
     c->err = check_reservations(c);
     if (c->err == ESP_OK) /* (out of descriptors, carving on changes nothing: flush) */
-        for (const soc_memory_region_t *r = c->chip->regions;
-             r < c->chip->regions + c->chip->region_count; r++)
-            carve(c, r);
+        for (size_t i = 0; i < c->chip->region_count; i++)
+            carve(c, &c->chip->regions[i]);
     flush(c);
 }
 
@@ -543,8 +542,8 @@ esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_regio
     if (chip == NULL || (reserved == NULL && count > 0) ||
         (chip->reserved == NULL && chip->reserved_count > 0))
         return ESP_ERR_INVALID_ARG;
-    for (const soc_memory_region_t *r = chip->regions; r < chip->regions + chip->region_count; r++)
-        if (r->type >= chip->type_count)
+    for (size_t i = 0; i < chip->region_count; i++)
+        if (chip->regions[i].type >= chip->type_count)
             return ESP_ERR_INVALID_ARG;
     esp_err_t err = ESP_ERR_INVALID_STATE;
     ch_lock();
