@@ -618,11 +618,13 @@ static inline void *realloc_in(const ch_heap_t *h, void *p, size_t size)
 }
 #define realloc_in_locked realloc_in
 
+#if !CH_COMPACT /* the free fast path's, which compact builds do not have */
 static inline void free_in_locked(const ch_heap_t *h, void *p)
 {
     capheap_owned_t o = capheap_heap_free_owned(h->heap, p);
     ch_task_credit(o.owner, o.usable, h->index);
 }
+#endif
 #else
 #define realloc_in(h, p, size) multi_heap_realloc((h)->heap, (p), (size))
 #define realloc_in_locked(h, p, size) capheap_heap_realloc_locked((h)->heap, (p), (size))
