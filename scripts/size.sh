@@ -14,7 +14,8 @@
 #      sections that come from libcapheap.a members and survive --gc-sections, read from
 #      the linker map (so static functions, literal pools and constant tables count);
 #      program text = the `text` column of binutils `size` for the whole image (startup
-#      code and the C library's memcpy/memset included).
+#      code and the C library's memcpy/memset included); for the heap_caps program, table =
+#      the part of capheap text that is the chip table's data (chips/$SIZE_CHIP.c).
 # Per-heap RAM metadata: capheap_heap_overhead() for a 64 KiB and a 256 KiB region,
 # measured by tools/size/overhead_main.c on a -m32 host build (64-bit if -m32 cannot link).
 #
