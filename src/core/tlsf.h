@@ -304,7 +304,7 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align);
 void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset);
 
 /* ce_malloc, ce_free, ce_realloc (not when optimising for size), ce_valid and
- * ce_block_capacity are static inline in core/tlsf_ops.h. */
+ * ce_block_capacity are in core/tlsf_ops.h. */
 
 /* Describe why p failed the fast checks (slow path, O(blocks)): returns the
  * kind (CE_OK if nothing is wrong) and fills the numbers of the report the

@@ -234,10 +234,10 @@ static void *poison_new(const ce_heap_t *h, void *raw, size_t size)
     if (raw == NULL)
         return NULL;
 #if CE_ASAN
-    CE_SAN_UNPOISON(raw, ce_block_capacity(h, raw)); /* san_alloc() sets the final state */
+    CE_SAN_UNPOISON(raw, ce_block_capacity(raw)); /* san_alloc() sets the final state */
 #endif
 #if CAPHEAP_POISONING_COMPREHENSIVE
-    size_t cap = ce_block_capacity(h, raw);
+    size_t cap = ce_block_capacity(raw);
     if (!fill_intact(raw, cap))
         return NULL; /* not reached: the report aborts */
     memset(raw, POISON_MALLOC_FILL, cap);
@@ -354,7 +354,7 @@ static inline void san_free_block(const ce_heap_t *h, uint32_t b)
  * the usable size. */
 static void san_alloc(const ce_heap_t *h, void *raw, void *user, size_t size)
 {
-    size_t cap = ce_block_capacity(h, raw);
+    size_t cap = ce_block_capacity(raw);
     uint8_t *r = (uint8_t *)raw, *u = (uint8_t *)user;
 #if CE_ASAN
     CE_SAN_POISON(r, cap);
@@ -365,6 +365,7 @@ static void san_alloc(const ce_heap_t *h, void *raw, void *user, size_t size)
 #if CAPHEAP_VALGRIND
     VALGRIND_MEMPOOL_ALLOC(h, u, usable_of(h, cap));
 #endif
+    (void)h; /* valgrind builds only */
     (void)r;
     (void)u;
 }
@@ -432,7 +433,7 @@ static void san_realloc_end(const ce_heap_t *h, const san_block_t *sb, void *q, 
         size = sb->size;
         q = sb->user;
     }
-    size_t cap = ce_block_capacity(h, raw);
+    size_t cap = ce_block_capacity(raw);
     if (q == sb->user) {
         /* in place */
 #if CE_ASAN
@@ -560,13 +561,6 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock_object)
  * result passes NO_USABLE or NO_OLD, a local whose stores vanish once the
  * body is inlined (no NULL tests on the tracker's paths).
  */
-/* The capacity of the live block raw, from its header (the word in front):
- * ce_block_capacity() without the detour through the heap's offsets. */
-CE_INLINE size_t raw_capacity(const void *raw)
-{
-    return (((const uint32_t *)raw)[-1] & ~F_MASK) - CE_HDR; /* SIZE_OF(header) */
-}
-
 #if CAPHEAP_TASK_TRACKING
 #define WITH_OWNER(...) , __VA_ARGS__
 #define NO_USABLE (&(size_t){0})
@@ -576,7 +570,7 @@ CE_INLINE size_t raw_capacity(const void *raw)
  * Lock held. */
 CE_INLINE void new_owner(const ce_heap_t *h, void *raw, uint32_t owner, size_t *usable)
 {
-    size_t cap = raw_capacity(raw);
+    size_t cap = ce_block_capacity(raw);
     owner_store(owner_at(raw, cap), owner);
     *usable = cap - overhead(h); /* a live block holds at least one byte more */
 }
@@ -624,7 +618,7 @@ CE_INLINE void *aligned_body(ce_heap_t *h, size_t size, size_t alignment,
 /* The usable bytes of the live block p, or 0 for NULL (lock held). */
 static inline size_t usable_locked(const ce_heap_t *h, void *p)
 {
-    return p == NULL ? 0 : user_bytes(h, ce_block_capacity(h, raw_of(h, p)));
+    return p == NULL ? 0 : user_bytes(h, ce_block_capacity(raw_of(h, p)));
 }
 #endif
 
@@ -745,7 +739,7 @@ CE_INLINE bool accepted(const ce_heap_t *h, void *p)
     if (!ce_valid(h, raw))
         return false;
 #if POISON_ENABLED
-    if (!poison_check_used(h, raw, ce_block_capacity(h, raw), false, false))
+    if (!poison_check_used(h, raw, ce_block_capacity(raw), false, false))
         return false;
 #endif
     return true;
@@ -761,7 +755,7 @@ static MH_COLD void reject_locked(ce_heap_t *h, void *p)
     /* Nothing found: "Corrupt heap" at raw, all numbers 0 (as ce_diagnose leaves them). */
     r.what = fault_text(kind);
 #if POISON_ENABLED
-    if (kind == CE_OK && !poison_check_used(h, raw, ce_block_capacity(h, raw), false, false))
+    if (kind == CE_OK && !poison_check_used(h, raw, ce_block_capacity(raw), false, false))
         r = capheap_last_report();
 #endif
     unlock(h);
@@ -807,7 +801,7 @@ CE_INLINE bool free_body(ce_heap_t *h, void *p WITH_OWNER(capheap_owned_t *was))
     void *raw = raw_of(h, p);
 #if CAPHEAP_TASK_TRACKING
     if (was != NULL)
-        *was = owned_of(h, raw, raw_capacity(raw));
+        *was = owned_of(h, raw, ce_block_capacity(raw));
 #endif
 #if CE_SAN
     san_block_t sb;
@@ -919,8 +913,8 @@ static inline void *engine_realloc(ce_heap_t *h, void *raw, size_t n)
         return raw;
     void *q = ce_memalign(h, n, 1u, 0u); /* what ce_malloc() calls in these builds */
     if (q != NULL) {
-        CE_SAN_UNPOISON(q, raw_capacity(raw)); /* the new block's payload was free (sanitize.h) */
-        memcpy(q, raw, raw_capacity(raw));
+        CE_SAN_UNPOISON(q, ce_block_capacity(raw)); /* the new block's payload was free (sanitize.h) */
+        memcpy(q, raw, ce_block_capacity(raw));
         (void)ce_free(h, raw);
     }
     return q;
@@ -944,7 +938,7 @@ CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_O
         return NULL;
     void *raw = raw_of(h, p);
 #if CAPHEAP_TASK_TRACKING
-    *was = owned_of(h, raw, raw_capacity(raw));
+    *was = owned_of(h, raw, ce_block_capacity(raw));
 #endif
 #if CAPHEAP_POISONING_COMPREHENSIVE
     /* In place when the block can shrink or grow into a free successor (the
@@ -952,9 +946,9 @@ CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_O
      * new block, checked as free fill like any malloc, and a copy. ESP-IDF
      * always moves. */
     size_t old = load32((uint8_t *)raw + 4);
-    size_t old_cap = ce_block_capacity(h, raw);
+    size_t old_cap = ce_block_capacity(raw);
     if (ce_resize(h, raw, n)) {
-        size_t cap = ce_block_capacity(h, raw);
+        size_t cap = ce_block_capacity(raw);
         if (cap > old_cap) {
             /* the successor's header and links were at old_cap .. old_cap + 12 */
             if (cap > old_cap + 16u && !fill_intact((uint8_t *)raw + old_cap + 4u, cap - old_cap - 4u))
@@ -976,7 +970,7 @@ CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_O
     void *nraw = engine_realloc(h, raw, n);
 #if CE_ASAN
     if (nraw != NULL) /* the canaries go anywhere in it; san_realloc_end() sets the final state */
-        CE_SAN_UNPOISON(nraw, ce_block_capacity(h, nraw));
+        CE_SAN_UNPOISON(nraw, ce_block_capacity(nraw));
 #endif
     return nraw == NULL ? NULL : poison_wrap(h, nraw, size);
 #endif
@@ -988,13 +982,13 @@ CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_O
         return NULL;
     *was = owned_of(h, p, SIZE_OF(hdr) - CE_HDR);
     return ce_realloc_checked(h, p, n, b, hdr, nh);
-#elif CAPHEAP_TASK_TRACKING || defined(__OPTIMIZE_SIZE__)
+#elif defined(__OPTIMIZE_SIZE__) /* (speed builds with task tracking are MH_OWNER_FUSED) */
     /* size-optimised: checked once, then the engine's steps (engine_realloc) */
     *ok = ce_valid(h, p);
     if (!*ok)
         return NULL;
 #if CAPHEAP_TASK_TRACKING
-    *was = owned_of(h, p, raw_capacity(p));
+    *was = owned_of(h, p, ce_block_capacity(p));
 #endif
     return engine_realloc(h, p, n);
 #else
@@ -1157,7 +1151,7 @@ size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
         reject_locked(h, p);
         return 0;
     }
-    size_t cap = raw_capacity(raw_of(h, p));
+    size_t cap = ce_block_capacity(raw_of(h, p));
     /* Asking for the usable size makes it the caller's (ESP-IDF: the whole
      * usable size may be written); until then the bytes past the request are
      * poisoned under ASan. */
@@ -1193,12 +1187,12 @@ static capheap_owned_t owner_access(multi_heap_handle_t heap, void *p, bool swap
     /* quiet: the owner word's readers answer {0, 0} for a bad block, and the
      * caller's next multi_heap call reports it */
     capheap_report_t r;
-    bool live = ce_valid(h, raw) && !poison_fault(h, raw, raw_capacity(raw), &r);
+    bool live = ce_valid(h, raw) && !poison_fault(h, raw, ce_block_capacity(raw), &r);
 #else
     bool live = ce_valid(h, raw);
 #endif
     if (live) {
-        size_t cap = raw_capacity(raw);
+        size_t cap = ce_block_capacity(raw);
         o = owned_of(h, raw, cap);
         if (swap)
             owner_store(owner_at(raw, cap), owner);
@@ -1286,7 +1280,7 @@ void capheap_heap_move_out(multi_heap_handle_t heap, void *p, void *dst, size_t 
         reject_locked(h, p);
         return MOVED;
     }
-    size_t full = ce_block_capacity(h, raw_of(h, p));
+    size_t full = ce_block_capacity(raw_of(h, p));
     size_t cap = user_bytes(h, full);
 #if CAPHEAP_TASK_TRACKING
     moved = owned_of(h, raw_of(h, p), full);
