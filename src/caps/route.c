@@ -797,10 +797,8 @@ static CH_NOINLINE void *realloc_out(void *ptr, size_t size, uint32_t caps)
     if (CH_UNLIKELY(h == NULL))
         return realloc_slow(ptr, size, caps); /* not reached: heaps are never removed */
     void *p = alloc_plain(size, caps);
-    if (p == NULL && (p = alloc_base(size, 0, caps)) == NULL) {
-        failed(size, caps, "heap_caps_realloc", 0);
+    if (p == NULL && (p = alloc_named("heap_caps_realloc", size, 0, caps)) == NULL)
         return NULL;
-    }
     CH_EVENT_FREE(ptr); /* heap_caps_free's order: before the block can be reused */
 #if CAPHEAP_TASK_TRACKING
     capheap_owned_t o = capheap_heap_move_out(h->heap, ptr, p, size);
