@@ -132,12 +132,14 @@ const capheap_chip_t capheap_chip_esp32 = {
     .region_count = sizeof esp32_regions / sizeof esp32_regions[0],
     .reserved = esp32_reserved,
     .reserved_count = sizeof esp32_reserved / sizeof esp32_reserved[0],
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_INVERTED,
               .dram_low = E32_DIRAM_DRAM_LOW, .dram_high = E32_DIRAM_DRAM_HIGH,
               .iram_low = E32_DIRAM_IRAM_LOW, .iram_high = E32_DIRAM_IRAM_HIGH},
     .rtc = {.kind = CAPHEAP_ALIAS_LINEAR,
             .dram_low = E32_RTC_DRAM_LOW, .dram_high = E32_RTC_DRAM_HIGH,
             .iram_low = E32_RTC_IRAM_LOW, .iram_high = E32_RTC_IRAM_HIGH},
+#endif
     .heap_size_max = 0x400000, /* SOC_MAX_CONTIGUOUS_RAM_SIZE literal (chips.md 0.1) */
     .heap_alignment = 4,
     .cache_line_internal = 0,
@@ -145,6 +147,7 @@ const capheap_chip_t capheap_chip_esp32 = {
     .simd_alignment = 0,
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0, /* no GDMA */
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = E32_IRAM_PAGE_LOW,
               .iram_text_size = 0x944C,
               .data_start = 0x3FFB0000, /* dram0_0_seg origin with BT off */
@@ -161,4 +164,5 @@ const capheap_chip_t capheap_chip_esp32 = {
      * 128 KiB (D/IRAM) + SRAM2 200 KiB (DRAM). RTC fast memory is not a heap
      * region in the dual-core default. */
     .internal_ram_bytes = (192 + 128 + 200) * 1024,
+#endif
 };

@@ -84,10 +84,12 @@ const capheap_chip_t capheap_chip_esp32c3 = {
     .region_count = sizeof c3_regions / sizeof c3_regions[0],
     .reserved = c3_reserved,
     .reserved_count = sizeof c3_reserved / sizeof c3_reserved[0],
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_LINEAR,
               .dram_low = C3_DIRAM_DRAM_LOW, .dram_high = C3_DIRAM_DRAM_HIGH,
               .iram_low = C3_DIRAM_IRAM_LOW, .iram_high = C3_DIRAM_IRAM_HIGH},
     .rtc = {.kind = CAPHEAP_ALIAS_NONE}, /* RTC memory: same address on both buses */
+#endif
     .heap_size_max = 0x64000, /* IRAM_HIGH - IRAM_LOW = 0x403E0000 - 0x4037C000 (chips.md 0.1) */
     .heap_alignment = 4,
     .cache_line_internal = 0,
@@ -95,6 +97,7 @@ const capheap_chip_t capheap_chip_esp32c3 = {
     .simd_alignment = 0,
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0, /* GDMA, but no PSRAM/flash DMA */
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = C3_DIRAM_IRAM_LOW, /* 0x4037C000 + the 16 KB I-cache */
               .iram_text_size = 0x9200,
               .data_start = 0, /* right after the IRAM text's DRAM alias (0x3FC89200) */
@@ -104,4 +107,5 @@ const capheap_chip_t capheap_chip_esp32c3 = {
     .extram = {.window_start = 0},
     /* Facts: 400 KiB SRAM less the 16 KiB I-cache, plus 8 KiB RTC fast memory. */
     .internal_ram_bytes = (400 - 16 + 8) * 1024,
+#endif
 };

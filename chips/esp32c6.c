@@ -74,8 +74,10 @@ const capheap_chip_t capheap_chip_esp32c6 = {
     .region_count = sizeof c6_regions / sizeof c6_regions[0],
     .reserved = c6_reserved,
     .reserved_count = sizeof c6_reserved / sizeof c6_reserved[0],
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_NONE}, /* I and D addresses are the same */
     .rtc = {.kind = CAPHEAP_ALIAS_NONE},
+#endif
     .heap_size_max = 0x80000, /* IRAM_HIGH - IRAM_LOW (chips.md 0.1) */
     .heap_alignment = 4,
     .cache_line_internal = 0,
@@ -83,6 +85,7 @@ const capheap_chip_t capheap_chip_esp32c6 = {
     .simd_alignment = 0,
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = C6_SRAM_LOW, /* sram_seg origin */
               .iram_text_size = 0x9000,
               .data_start = 0x40809000,
@@ -92,4 +95,5 @@ const capheap_chip_t capheap_chip_esp32c6 = {
     .extram = {.window_start = 0},
     /* Facts: 512 KiB HP SRAM + 16 KiB LP SRAM. */
     .internal_ram_bytes = (512 + 16) * 1024,
+#endif
 };

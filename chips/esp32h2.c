@@ -73,8 +73,10 @@ const capheap_chip_t capheap_chip_esp32h2 = {
     .region_count = sizeof h2_regions / sizeof h2_regions[0],
     .reserved = h2_reserved,
     .reserved_count = sizeof h2_reserved / sizeof h2_reserved[0],
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_NONE},
     .rtc = {.kind = CAPHEAP_ALIAS_NONE},
+#endif
     .heap_size_max = 0x50000, /* IRAM_HIGH - IRAM_LOW (chips.md 0.1) */
     .heap_alignment = 4,
     .cache_line_internal = 0,
@@ -82,6 +84,7 @@ const capheap_chip_t capheap_chip_esp32h2 = {
     .simd_alignment = 0,
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = H2_SRAM_LOW,
               .iram_text_size = 0x9000,
               .data_start = 0x40809000,
@@ -91,4 +94,5 @@ const capheap_chip_t capheap_chip_esp32h2 = {
     .extram = {.window_start = 0},
     /* Facts: 320 KiB HP SRAM + 4 KiB LP SRAM. */
     .internal_ram_bytes = (320 + 4) * 1024,
+#endif
 };

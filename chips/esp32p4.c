@@ -99,8 +99,10 @@ const capheap_chip_t capheap_chip_esp32p4 = {
     .region_count = sizeof p4_regions / sizeof p4_regions[0],
     .reserved = p4_reserved,
     .reserved_count = sizeof p4_reserved / sizeof p4_reserved[0],
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_NONE}, /* I and D share 0x4FF00000..0x4FFC0000 */
     .rtc = {.kind = CAPHEAP_ALIAS_NONE},
+#endif
     .heap_size_max = 0x4000000, /* EXTRAM_HIGH - EXTRAM_LOW (chips.md 0.1) */
     .heap_alignment = 4,
     .cache_line_internal = 64,  /* L1 D-cache line (chips.md 7.6) */
@@ -108,6 +110,7 @@ const capheap_chip_t capheap_chip_esp32p4 = {
     .simd_alignment = 16,
     .dma_desc_axi_alignment = 8, /* GDMA_LL_AXI_DESC_ALIGNMENT */
     .dma_encrypted_alignment = 16,
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = P4_L2MEM_LOW + P4_L2_CACHE_SIZE, /* sram_seg origin */
               .iram_text_size = 0xE000,
               .data_start = 0x4FF2E000,
@@ -124,4 +127,5 @@ const capheap_chip_t capheap_chip_esp32p4 = {
                         MALLOC_CAP_8BIT | MALLOC_CAP_32BIT | MALLOC_CAP_SIMD}},
     /* Facts: L2MEM 768 KiB less the 128 KiB L2 cache, LP RAM 32 KiB, SPM 8 KiB. */
     .internal_ram_bytes = (768 - 128 + 32 + 8) * 1024,
+#endif
 };

@@ -102,12 +102,14 @@ const capheap_chip_t capheap_chip_esp32s2 = {
     .region_count = sizeof s2_regions / sizeof s2_regions[0],
     .reserved = s2_reserved,
     .reserved_count = sizeof s2_reserved / sizeof s2_reserved[0],
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_LINEAR,
               .dram_low = S2_DIRAM_DRAM_LOW, .dram_high = S2_DIRAM_DRAM_HIGH,
               .iram_low = S2_DIRAM_IRAM_LOW, .iram_high = S2_DIRAM_IRAM_HIGH},
     .rtc = {.kind = CAPHEAP_ALIAS_LINEAR,
             .dram_low = S2_RTC_DRAM_LOW, .dram_high = S2_RTC_DRAM_HIGH,
             .iram_low = S2_RTC_IRAM_LOW, .iram_high = S2_RTC_IRAM_HIGH},
+#endif
     .heap_size_max = 0xA80000, /* EXTRAM_DATA_HIGH - EXTRAM_DATA_LOW (chips.md 0.1) */
     .heap_alignment = 4,
     .cache_line_internal = 0,
@@ -115,6 +117,7 @@ const capheap_chip_t capheap_chip_esp32s2 = {
     .simd_alignment = 0,
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0, /* no GDMA */
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = S2_DIRAM_IRAM_LOW + S2_ICACHE_SIZE + S2_DCACHE_SIZE, /* 0x40024000 */
               .iram_text_size = 0xA000,
               .data_start = 0, /* right after the IRAM text's DRAM alias (0x3FFBE000) */
@@ -132,4 +135,5 @@ const capheap_chip_t capheap_chip_esp32s2 = {
     /* Facts: SRAM 0x3FFB0000..0x40000000 = 320 KiB less 16 KiB of caches
      * (8 KB I + 8 KB D), plus 8 KiB RTC fast memory. */
     .internal_ram_bytes = (320 - 16 + 8) * 1024,
+#endif
 };

@@ -120,10 +120,12 @@ const capheap_chip_t capheap_chip_esp32s3 = {
     .region_count = sizeof s3_regions / sizeof s3_regions[0],
     .reserved = s3_reserved,
     .reserved_count = sizeof s3_reserved / sizeof s3_reserved[0],
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_LINEAR,
               .dram_low = S3_DIRAM_DRAM_LOW, .dram_high = S3_DIRAM_DRAM_HIGH,
               .iram_low = S3_DIRAM_IRAM_LOW, .iram_high = S3_DIRAM_IRAM_HIGH},
     .rtc = {.kind = CAPHEAP_ALIAS_NONE}, /* RTC fast memory: same address on both buses */
+#endif
     .heap_size_max = 0x2000000,          /* EXTRAM_DATA_HIGH - EXTRAM_DATA_LOW (chips.md 0.1) */
     .heap_alignment = 4,
     .cache_line_internal = 0,
@@ -131,6 +133,7 @@ const capheap_chip_t capheap_chip_esp32s3 = {
     .simd_alignment = 16,      /* SOC_SIMD_PREFERRED_DATA_ALIGNMENT */
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 16, /* SOC_MEMSPI_ENCRYPTION_ALIGNMENT (GDMA + PSRAM DMA) */
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = S3_IRAM_TEXT_START,
               .iram_text_size = 0x4038B000 - S3_IRAM_TEXT_START, /* 0x17000 */
               .data_start = 0,                  /* right after the IRAM text's DRAM alias */
@@ -147,4 +150,5 @@ const capheap_chip_t capheap_chip_esp32s3 = {
      * RTC fast 8 KiB (512 KiB SRAM less 16 KiB I-cache, the 16 KiB IRAM that
      * memprot withholds and the 32 KiB D-cache, plus RTC fast memory). */
     .internal_ram_bytes = (416 + 32 + 8) * 1024,
+#endif
 };

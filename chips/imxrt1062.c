@@ -87,10 +87,12 @@ const capheap_chip_t capheap_chip_imxrt1062 = {
     .region_count = sizeof rt_regions / sizeof rt_regions[0],
     .reserved = rt_reserved,
     .reserved_count = sizeof rt_reserved / sizeof rt_reserved[0],
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_NONE},
     .rtc = {.kind = CAPHEAP_ALIAS_NONE},
     /* chips.md 10.4: 768 KiB without SDRAM, 32 MiB with the EVK SDRAM. The
      * table describes the EVK SDRAM (extram), so the larger figure. */
+#endif
     .heap_size_max = RT_SDRAM_SIZE,
     .heap_alignment = 8, /* AAPCS: double / long long (see stm32h743.c) */
     /* OCRAM and SDRAM are behind the 32-B L1 D-cache; the TCMs are not (one
@@ -100,6 +102,7 @@ const capheap_chip_t capheap_chip_imxrt1062 = {
     .simd_alignment = 0,
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = 0,
               .iram_text_size = 0,
               .data_start = RT_DTCM_LOW,
@@ -113,4 +116,5 @@ const capheap_chip_t capheap_chip_imxrt1062 = {
                .caps = {MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT}},
     /* Facts: FlexRAM 512 KiB (128 ITCM + 128 DTCM + 256 OCRAM) + OCRAM2 512 KiB. */
     .internal_ram_bytes = (512 + 512) * 1024,
+#endif
 };

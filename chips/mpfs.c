@@ -90,10 +90,12 @@ const capheap_chip_t capheap_chip_mpfs = {
     .region_count = sizeof mp_regions / sizeof mp_regions[0],
     .reserved = mp_reserved,
     .reserved_count = sizeof mp_reserved / sizeof mp_reserved[0],
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_NONE}, /* the DDR cached/uncached windows are not an I/D alias */
     .rtc = {.kind = CAPHEAP_ALIAS_NONE},
     /* chips.md 13.2: 1920 KiB without DDR, the DDR size with it; the table
      * describes the DDR window (extram), so its size. */
+#endif
     .heap_size_max = MP_DDR_WINDOW,
     .heap_alignment = 8,
     /* The scratchpad is cached (64-B lines); LIM is not, but chip.h has one
@@ -103,6 +105,7 @@ const capheap_chip_t capheap_chip_mpfs = {
     .simd_alignment = 0,
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = MP_LIM_LOW, /* code executes from LIM at its own address */
               .iram_text_size = 0x20000,
               .data_start = MP_LIM_LOW + 0x20000,
@@ -118,4 +121,5 @@ const capheap_chip_t capheap_chip_mpfs = {
     /* Facts: L2 2 MiB less 1 cache way = 1920 KiB of LIM + scratchpad, plus
      * hart 1's 28 KiB ITIM. */
     .internal_ram_bytes = (1920 + 28) * 1024,
+#endif
 };

@@ -69,10 +69,12 @@ const capheap_chip_t capheap_chip_nrf52840 = {
     .region_count = sizeof nrf_regions / sizeof nrf_regions[0],
     .reserved = NULL,
     .reserved_count = 0,
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_LINEAR,
               .dram_low = NRF_DATA_RAM_LOW, .dram_high = NRF_DATA_RAM_HIGH,
               .iram_low = NRF_CODE_RAM_LOW, .iram_high = NRF_CODE_RAM_HIGH},
     .rtc = {.kind = CAPHEAP_ALIAS_NONE},
+#endif
     .heap_size_max = 256 * 1024, /* chips.md 12.3 */
     .heap_alignment = 8,         /* AAPCS: double / long long */
     .cache_line_internal = 0,    /* no data cache */
@@ -80,6 +82,7 @@ const capheap_chip_t capheap_chip_nrf52840 = {
     .simd_alignment = 0,
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = 0, /* code runs from flash */
               .iram_text_size = 0,
               .data_start = NRF_DATA_RAM_LOW, /* SoftDevice RAM, then the application's */
@@ -89,4 +92,5 @@ const capheap_chip_t capheap_chip_nrf52840 = {
     .extram = {.window_start = 0},
     /* Facts: 256 KiB RAM (8 x 8 KiB + 6 x 32 KiB sections). */
     .internal_ram_bytes = 256 * 1024,
+#endif
 };

@@ -82,10 +82,12 @@ const capheap_chip_t capheap_chip_rp2350 = {
     .region_count = sizeof rp_regions / sizeof rp_regions[0],
     .reserved = rp_reserved,
     .reserved_count = sizeof rp_reserved / sizeof rp_reserved[0],
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_NONE}, /* SRAM executes at its own address */
     .rtc = {.kind = CAPHEAP_ALIAS_NONE},
     /* chips.md 11.4: 512 KiB internal, or the PSRAM size when present; the
      * table describes PSRAM (extram), so its maximum. */
+#endif
     .heap_size_max = RP_PSRAM_MAX,
     .heap_alignment = 8, /* AAPCS (Cortex-M33) and RV32 double alignment */
     .cache_line_internal = 0, /* no data cache in front of SRAM */
@@ -95,6 +97,7 @@ const capheap_chip_t capheap_chip_rp2350 = {
     .simd_alignment = 0,
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = 0, /* .time_critical code is part of .data */
               .iram_text_size = 0,
               .data_start = RP_SRAM_BASE,
@@ -108,4 +111,5 @@ const capheap_chip_t capheap_chip_rp2350 = {
                .caps = {MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT}},
     /* Facts: 520 KiB main SRAM (SRAM0-9) + 16 KiB XIP cache usable as SRAM. */
     .internal_ram_bytes = (520 + 16) * 1024,
+#endif
 };

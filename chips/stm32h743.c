@@ -112,8 +112,10 @@ const capheap_chip_t capheap_chip_stm32h743 = {
     .region_count = sizeof h7_regions / sizeof h7_regions[0],
     .reserved = h7_reserved,
     .reserved_count = sizeof h7_reserved / sizeof h7_reserved[0],
+#if CAPHEAP_CHIP_ALIASES
     .diram = {.kind = CAPHEAP_ALIAS_NONE}, /* TCMs are reachable from both I and D sides */
     .rtc = {.kind = CAPHEAP_ALIAS_NONE},
+#endif
     .heap_size_max = 512 * 1024, /* chips.md 9.4: AXI SRAM, without SDRAM */
     /* Judgement: 8, the AAPCS alignment of double and long long (what newlib's
      * malloc returns); 4 would break LDRD/STRD and 8-byte atomics. */
@@ -126,6 +128,7 @@ const capheap_chip_t capheap_chip_stm32h743 = {
     .simd_alignment = 0,
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
+#if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
     .image = {.iram_text_start = 0, /* no ITCM code in the reference image */
               .iram_text_size = 0,
               .data_start = H7_DTCM_LOW,
@@ -140,4 +143,5 @@ const capheap_chip_t capheap_chip_stm32h743 = {
      * SRAM4 64 KiB, backup SRAM 4 KiB = 1060 KiB ("1 MB": 192 KiB TCM +
      * 864 KiB user SRAM + 4 KiB backup). */
     .internal_ram_bytes = (64 + 128 + 512 + 288 + 64 + 4) * 1024,
+#endif
 };

@@ -62,6 +62,21 @@ typedef struct {
     uint32_t caps[SOC_MEMORY_TYPE_NO_PRIOS]; /**< caps the startup code registers it with (chips.md 0.4) */
 } capheap_extram_t;
 
+/*
+ * Fields a firmware does not read are not in its chip tables (a table is one const object,
+ * so a field nothing reads still costs its bytes in every image that links the chip):
+ * - the simulator's facts (image, extram, internal_ram_bytes) exist in host-port builds
+ *   only (CAPHEAP_PORT_HOST), where sim/ and the chip tests read them: 56 bytes per chip
+ *   on a 32-bit target;
+ * - the two alias windows (diram, rtc) exist where something reads them: builds with EXEC
+ *   heaps (the alias translation) and host builds (the simulator maps the D/IRAM alias
+ *   twice). A bare-metal build without EXEC heaps refuses every EXEC request and never
+ *   translates an address: 40 bytes per chip.
+ * A chip table puts those initialisers inside `#if CAPHEAP_PORT_HOST` and
+ * `#if CAPHEAP_CHIP_ALIASES` (docs/adding-a-chip.md).
+ */
+#define CAPHEAP_CHIP_ALIASES (CAPHEAP_PORT_HOST || CAPHEAP_EXEC_HEAP)
+
 /**
  * A built-in table's title. Only the host simulator prints it (sim/, compiled into host-port
  * builds only), so a bare-metal build keeps NULL in its place and none of the text: a
@@ -91,8 +106,10 @@ typedef struct capheap_chip {
     const soc_reserved_region_t *reserved;
     size_t reserved_count;
 
+#if CAPHEAP_CHIP_ALIASES
     capheap_alias_t diram;   /**< D/IRAM alias (kind NONE where D and I addresses are the same) */
     capheap_alias_t rtc;     /**< RTC fast memory alias (ESP32, S2), else kind NONE */
+#endif
 
     size_t heap_size_max;    /**< HEAP_SIZE_MAX: largest request (and startup heap) */
     uint8_t heap_alignment;  /**< natural block alignment of the chip's heaps: 4 (or 8) */
@@ -102,11 +119,13 @@ typedef struct capheap_chip {
     uint8_t dma_desc_axi_alignment; /**< MALLOC_CAP_DMA_DESC_AXI alignment, 0: no AXI DMA */
     uint8_t dma_encrypted_alignment; /**< DMA alignment with flash encryption on (S3, P4: 16), else 0 */
 
+#if CAPHEAP_PORT_HOST
     capheap_image_t image;
     capheap_extram_t extram;
 
     /** Figures the chip's facts file gives, checked by tests/caps/test_chips.c. */
     size_t internal_ram_bytes;  /**< sum of internal region sizes (startup-stack ones included) */
+#endif
 } capheap_chip_t;
 
 /** Every built-in chip, in registry order, and their count. */
