@@ -16,7 +16,8 @@
  *   route[]     a small cache of candidate lists per caps mask (route.c; speed builds).
  *   dflt[]      MALLOC_CAP_DEFAULT's candidate list, always filled (speed builds).
  *
- * Size-optimised builds (CH_COMPACT) keep only order[]: heap_caps_free
+ * Size-optimised builds (CH_COMPACT) keep only order[], where each heap is
+ * inserted as it is counted (registry.c), not rebuilt: heap_caps_free
  * searches the descriptors, O(H), and a request's candidates are found as it
  * walks order[].
  *
@@ -93,7 +94,8 @@
 
 /** One heap. Immutable once published, except `heap` (set once by enable_nonos).
  *  The fields the fast paths read come first. new_descriptor() (registry.c)
- *  sets every field but the lock one by one: a new field is set there too. */
+ *  sets every field but the lock (and fspan in compact builds, which never use
+ *  it) one by one: a new field is set there too. */
 typedef struct {
     uintptr_t start;           /* region bounds [start, start + span) */
     /* span for free()'s page cache (ch_cached): 0 while another heap is
@@ -176,9 +178,6 @@ extern ch_state_t ch_g;
 /* Registry lock (writers only: registration, route fills, monitor). */
 void ch_lock(void);
 void ch_unlock(void);
-
-/* Rebuild order/by_addr (and dflt), empty the route and page caches (under ch_lock). */
-void ch_reindex(void);
 
 /* The registered heap containing p (innermost for nested heaps), or NULL. O(log H). */
 ch_heap_t *ch_find_slow(uintptr_t p);

@@ -14,8 +14,10 @@
 
 #if defined(__GNUC__)
 #define CH_WEAK __attribute__((weak))
+#define CH_ONE_COPY __attribute__((noinline))
 #else
 #define CH_WEAK
+#define CH_ONE_COPY
 #endif
 
 extern CH_WEAK const soc_reserved_region_t soc_reserved_memory_region_start[];
@@ -59,10 +61,13 @@ static const capheap_chip_t *selected_chip(void)
 #endif
 }
 
-static size_t firmware_reserved(const soc_reserved_region_t **out)
+/* ESP-IDF's linker-script pair if both are there, else GNU ld's. One copy
+ * for its three callers (gcc -Os inlines this form into each of them). The
+ * tests as | (both sides are plain loads): no branch per symbol. */
+CH_ONE_COPY static size_t firmware_reserved(const soc_reserved_region_t **out)
 {
     const soc_reserved_region_t *a = soc_reserved_memory_region_start, *b = soc_reserved_memory_region_end;
-    if (a == NULL || b == NULL) {
+    if ((a == NULL) | (b == NULL)) {
         a = __start_capheap_reserved_regions;
         b = __stop_capheap_reserved_regions;
     }

@@ -15,9 +15,11 @@
  * the new heap goes to the head of the search order. After start-up its
  * low-water mark starts at 0, so it does not inflate the minimum-free sum.
  *
- * Every change ends with ch_reindex(): the search order and, in speed
- * builds, the address index and an empty route cache, published with atomic
- * stores (caps_private.h says why readers need no lock).
+ * A descriptor is counted by publish(); compact (-Os) builds insert it into
+ * the search order there, before the count. Speed builds end every change
+ * with ch_reindex(): the search order, the address index and an empty route
+ * cache. All are published with atomic stores (caps_private.h says why
+ * readers need no lock).
  */
 #include <string.h>
 
@@ -64,17 +66,27 @@ static bool before(uint8_t a, uint8_t b)
 }
 
 #if CH_COMPACT
-void ch_reindex(void)
+/* Count the newest descriptor, ch_g.n, in. Compact builds keep no index but
+ * order[], and insert each heap there once, as it is counted: one step of
+ * an insertion sort in creation order, so order[] is what the speed builds'
+ * full sort gives (a heap's runtime flag and bounds are set before, and never
+ * change). A start-up heap never goes ahead of a runtime one, so a failed
+ * start-up, which uncounts its heaps, leaves the runtime heaps' places as
+ * they were. The place is written before the count is published. */
+static void publish(void)
 {
-    for (size_t i = 0; i < ch_g.n; i++) {
-        /* insertion sort: the list is short and this runs once per registration */
-        size_t k = i;
-        while (k > 0 && before((uint8_t)i, ch_g.order[k - 1u])) {
-            CH_STORE(ch_g.order[k], ch_g.order[k - 1u]);
-            k--;
-        }
-        CH_STORE(ch_g.order[k], (uint8_t)i);
+    uint8_t n = ch_g.n, *o = &ch_g.order[n];
+    while (o != ch_g.order && before(n, o[-1])) {
+        CH_STORE(*o, o[-1]);
+        o--;
     }
+    CH_STORE(*o, n);
+    CH_RELEASE(ch_g.n, (uint8_t)(n + 1u)); /* the descriptor is complete */
+}
+
+/* Nothing to rebuild after a change: order[] is kept by publish(). */
+static void ch_reindex(void)
+{
 }
 
 /* Compact builds: no address index, one pass over the descriptors, O(H) and
@@ -114,7 +126,13 @@ static void insert_sorted(uint8_t *arr, size_t n, uint8_t v, bool (*less)(uint8_
     CH_STORE(arr[i], v);
 }
 
-void ch_reindex(void)
+static void publish(void)
+{
+    CH_RELEASE(ch_g.n, (uint8_t)(ch_g.n + 1u)); /* the descriptor is complete; ch_reindex sorts */
+}
+
+/* Rebuild order/by_addr (and dflt), empty the route and page caches (under ch_lock). */
+static void ch_reindex(void)
 {
     size_t n_addr = 0;
     for (uint8_t i = 0; i < ch_g.n; i++) {
@@ -243,7 +261,9 @@ static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start,
      * The host lock is left alone: attach_lock() initialises it. */
     ch_heap_t *h = &ch_g.heaps[n];
     h->start = start;
-    h->fspan = 0;
+#if !CH_COMPACT
+    h->fspan = 0; /* compact builds have no page cache: nothing writes or reads it there */
+#endif
     h->heap = NULL;
     h->span = 0;
     h->end = end;
@@ -329,7 +349,7 @@ esp_err_t capheap_caps_add_region(const uint32_t caps[CH_PRIOS], intptr_t start,
         h->runtime = true;
         if (ch_g.started)
             multi_heap_restore_minimum_free_bytes(h->heap, 0);
-        CH_RELEASE(ch_g.n, (uint8_t)(ch_g.n + 1u)); /* publish: the descriptor is complete */
+        publish();
         ch_reindex();
     }
     ch_unlock();
@@ -402,13 +422,16 @@ static bool bounds(const soc_reserved_region_t *x, uintptr_t b[2])
 }
 
 /* The number of reservations overlapping [s, e), and the bounds of the
- * lowest of them in low ([e, e) if none). */
+ * lowest of them in low ([e, e) if none). In any order (backwards: shorter
+ * loops): the count does not depend on it, and the carving asks only once
+ * the reservations passed check_reservations, so no two of those
+ * overlapping [s, e) start at the same address: the lowest is unique. */
 static size_t overlapping(const carve_t *c, uintptr_t s, uintptr_t e, uintptr_t low[2])
 {
     size_t count = 0;
     low[0] = low[1] = e;
-    for (size_t l = 0; l < 2; l++)
-        for (size_t i = 0; i < c->n_res[l]; i++) { /* indexes: a list may be NULL, 0 long */
+    for (size_t l = 2; l-- > 0;)
+        for (size_t i = c->n_res[l]; i-- > 0;) { /* indexes: a list may be NULL, 0 long */
             uintptr_t b[2];
             (void)bounds(&c->res[l][i], b);
             if (b[0] < e && b[1] > s) {
@@ -429,24 +452,29 @@ static size_t key(const soc_memory_region_t *r)
     return ((r->type << 1) | (r->startup_stack ? 1u : 0u)) + 1u;
 }
 
-/* The pending piece becomes a heap. It stays "pending": the caller replaces
- * it (coalesce) or is done (carve_all). Once out of descriptors, every later
- * flush fails the same way: c->err stays ESP_ERR_NO_MEM. */
-static void flush(carve_t *c)
+/* The pending piece becomes a heap, and [s, e) with key k the pending one
+ * (coalesce; carve_all ends with none: k 0). Replaced first: coalesce()
+ * tail-calls this and keeps nothing across it. Once out of descriptors,
+ * every later flush fails the same way: c->err stays ESP_ERR_NO_MEM. */
+static void flush(carve_t *c, uintptr_t s, uintptr_t e, size_t k)
 {
-    size_t k = c->key - 1u;
-    if (c->key == 0)
+    uintptr_t ps = c->start, pe = c->end;
+    size_t pk = c->key;
+    c->start = s;
+    c->end = e;
+    c->key = k;
+    if (pk-- == 0) /* none pending */
         return;
-    const soc_memory_type_desc_t *t = &c->chip->types[k >> 1];
-    ch_heap_t *h = new_descriptor(t->caps, c->start, c->end, t->name);
+    const soc_memory_type_desc_t *t = &c->chip->types[pk >> 1];
+    ch_heap_t *h = new_descriptor(t->caps, ps, pe, t->name);
     if (h == NULL) {
         c->err = ESP_ERR_NO_MEM;
         return;
     }
     size_t align = c->chip->heap_alignment; /* chip_alignment(): this chip is ch_g.chip */
-    if (!(k & 1u))
+    if (!(pk & 1u))
         (void)register_heap(h, align != 0 ? align : 4u); /* too small: listed, like ESP-IDF */
-    CH_RELEASE(ch_g.n, (uint8_t)(ch_g.n + 1u));
+    publish();
 }
 
 static void store(carve_t *c, uintptr_t s, uintptr_t e, const soc_memory_region_t *r)
@@ -466,10 +494,7 @@ static void coalesce(carve_t *c, uintptr_t s, uintptr_t e, const soc_memory_regi
         c->end = e; /* spec 2.3 step 3 */
         return;
     }
-    flush(c);
-    c->start = s;
-    c->end = e;
-    c->key = k;
+    flush(c, s, e, k);
 }
 
 static void carve(carve_t *c, const soc_memory_region_t *r)
@@ -510,7 +535,7 @@ static void carve_all(carve_t *c)
     if (c->err == ESP_OK) /* (out of descriptors, carving on changes nothing: flush) */
         for (size_t i = 0; i < c->chip->region_count; i++)
             carve(c, &c->chip->regions[i]);
-    flush(c);
+    flush(c, 0, 0, 0);
 }
 
 size_t ch_carve(const capheap_chip_t *chip, const soc_reserved_region_t *extra, size_t n_extra,
@@ -542,7 +567,7 @@ esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_regio
     if (chip == NULL || (reserved == NULL && count > 0) ||
         (chip->reserved == NULL && chip->reserved_count > 0))
         return ESP_ERR_INVALID_ARG;
-    for (size_t i = 0; i < chip->region_count; i++)
+    for (size_t i = chip->region_count; i-- > 0;) /* any bad row refuses: backwards is shorter */
         if (chip->regions[i].type >= chip->type_count)
             return ESP_ERR_INVALID_ARG;
     esp_err_t err = ESP_ERR_INVALID_STATE;
@@ -556,20 +581,21 @@ esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_regio
 #if CAPHEAP_EXEC_HEAP
         memcpy(ch_g.alias, &chip->diram, sizeof ch_g.alias);
 #endif
-        carve_t c; /* only what coalesce() reads: no array, no bounds while key is 0 */
+        carve_t c; /* only what coalesce() and flush() read: no array */
         c.chip = chip;
         c.res[0] = chip->reserved;
         c.res[1] = reserved;
         c.n_res[0] = chip->reserved_count;
         c.n_res[1] = count;
         c.piece = coalesce;
-        c.key = 0;
+        c.start = c.end = c.key = 0;
         carve_all(&c); /* ch_carve without store(): soc_get_available_memory_regions links that */
         err = c.err;
         if (err == ESP_OK) {
             ch_g.reserved = reserved;
             ch_g.n_reserved = count;
-            ch_g.size_max = chip->heap_size_max != 0 ? chip->heap_size_max : SIZE_MAX / 2;
+            if (chip->heap_size_max != 0) /* else it stays SIZE_MAX / 2: set once, by a successful init */
+                ch_g.size_max = chip->heap_size_max;
             ch_reindex();
         } else {
 #if CAPHEAP_PORT_HOST
