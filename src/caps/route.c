@@ -153,6 +153,16 @@ CH_INLINE size_t cache_line(const capheap_chip_t *chip, uint32_t caps)
 /* SPIRAM drops DMA (bit 10 shifted onto bit 3, without a branch). */
 CH_CHECK(spiram_dma, MALLOC_CAP_SPIRAM >> 7 == MALLOC_CAP_DMA);
 
+/* Descriptor caps add DMA (bits 17 and 18 shifted onto bit 3, without a
+ * branch: 6 bytes less on RV32IMC). */
+CH_CHECK(ahb_dma, MALLOC_CAP_DMA_DESC_AHB >> 14 == MALLOC_CAP_DMA);
+CH_CHECK(axi_dma, MALLOC_CAP_DMA_DESC_AXI >> 15 == MALLOC_CAP_DMA);
+
+/* DESC_AXI and SIMD tested as the top bit of the caps shifted left: RV32IMC
+ * then builds no mask (lui + and, 4 bytes each); Cortex-M4 tests so anyway. */
+CH_CHECK(axi_bit, MALLOC_CAP_DMA_DESC_AXI << 13 == 1u << 31);
+CH_CHECK(simd_bit, MALLOC_CAP_SIMD << 11 == 1u << 31);
+
 /* Spec 2.6 steps 1-4, with the hardware step of chips.md 0.3, into *q (its
  * fields are stored as they become final, so each refusal only returns). */
 static void prepare(request_t *q, size_t size, size_t align, uint32_t caps)
@@ -171,16 +181,15 @@ static void prepare(request_t *q, size_t size, size_t align, uint32_t caps)
     q->bad = CAPHEAP_FIT_TOO_LARGE;
     uint32_t hw = caps & CH_HW_CAPS;
     /* The virtual caps go, with a chip or without: descriptors become DMA. */
-    if (caps & (MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI))
-        caps |= MALLOC_CAP_DMA;
+    caps |= (caps >> 14 | caps >> 15) & MALLOC_CAP_DMA; /* ahb_dma, axi_dma */
     caps &= ~(MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED);
     if (hw != 0 && chip != NULL) {
         /* chips.md 0.3: any of these caps aligns to the cache line in front of
          * the memory the request targets (external with SPIRAM, else internal). */
         size_t a = max_sz(align, cache_line(chip, caps));
-        if (hw & MALLOC_CAP_DMA_DESC_AXI)
+        if (hw << 13 >= 1u << 31) /* DESC_AXI (axi_bit) */
             a = max_sz(a, chip->dma_desc_axi_alignment);
-        if (hw & MALLOC_CAP_SIMD)
+        if (hw << 11 >= 1u << 31) /* SIMD (simd_bit) */
             a = max_sz(a, chip->simd_alignment);
         caps &= ~((caps >> 7) & MALLOC_CAP_DMA); /* SPIRAM drops DMA */
         if (a > 1 && (a & (a - 1u)) == 0) {
@@ -320,8 +329,10 @@ static void *try_heap(ch_heap_t *h, const request_t *q)
 #endif
 #if CH_COMPACT
         /* One call: multi_heap_malloc() is the aligned allocation at
-         * alignment 1 (in these builds both are the engine's ce_memalign). */
-        p = multi_heap_aligned_alloc(mh, q->size, q->align <= h->align ? 1u : q->align);
+         * alignment 1 (in these builds both are the engine's ce_memalign),
+         * and ce_memalign takes any alignment up to the heap's (h->align) as
+         * 1: only 0 (the heap's own) needs replacing, not a compare with it. */
+        p = multi_heap_aligned_alloc(mh, q->size, q->align != 0 ? q->align : 1u);
 #else
         if (q->align <= h->align)
         p = multi_heap_malloc(mh, q->size);
