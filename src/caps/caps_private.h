@@ -146,7 +146,6 @@ typedef struct {
     const capheap_chip_t *chip;
     const soc_reserved_region_t *reserved; /* the firmware's reservations given to init */
     size_t n_reserved;
-    size_t size_max;           /* largest request (HEAP_SIZE_MAX) */
     uint8_t n;                 /* descriptors in use */
 #if !CH_COMPACT
     /* The address index and the route cache: compact builds search the
@@ -174,6 +173,9 @@ typedef struct {
 } ch_state_t;
 
 extern ch_state_t ch_g;
+/* The largest request (HEAP_SIZE_MAX): SIZE_MAX / 2 until a chip gives one. Not in
+ * ch_g, so that ch_g is all zeros at start-up (.bss, no image in flash). */
+extern size_t ch_size_max;
 
 /* Registry lock (writers only: registration, route fills, monitor). */
 void ch_lock(void);

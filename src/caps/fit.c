@@ -53,7 +53,7 @@ size_t capheap_get_largest_free_block_aligned(uint32_t caps, size_t alignment)
         size_t l = ch_largest(&ch_g.heaps[list[i]], q.align, q.caps, q.round);
         best = l > best ? l : best;
     }
-    return best < ch_g.size_max ? best : ch_g.size_max;
+    return best < ch_size_max ? best : ch_size_max;
 }
 
 size_t heap_caps_get_largest_free_block(uint32_t caps)

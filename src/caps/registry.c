@@ -30,7 +30,10 @@
 #include "capheap/heap.h"
 #include "debug/debug_hooks.h"
 
-ch_state_t ch_g = {.size_max = SIZE_MAX / 2};
+/* Zero-initialised (.bss: no initial image in a firmware's flash); the one field
+ * that starts non-zero lives apart. */
+ch_state_t ch_g;
+size_t ch_size_max = SIZE_MAX / 2;
 
 #if CAPHEAP_PORT_HOST
 static capheap_lock_t registry_lock = {PTHREAD_MUTEX_INITIALIZER};
@@ -595,7 +598,7 @@ esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_regio
             ch_g.reserved = reserved;
             ch_g.n_reserved = count;
             if (chip->heap_size_max != 0) /* else it stays SIZE_MAX / 2: set once, by a successful init */
-                ch_g.size_max = chip->heap_size_max;
+                ch_size_max = chip->heap_size_max;
             ch_reindex();
         } else {
 #if CAPHEAP_PORT_HOST
@@ -629,7 +632,7 @@ void capheap_caps_reset(void)
         capheap_sanitizer_release((void *)h->start, (size_t)(h->end - h->start));
     }
     memset(&ch_g, 0, sizeof ch_g);
-    ch_g.size_max = SIZE_MAX / 2;
+    ch_size_max = SIZE_MAX / 2;
 #if !CH_COMPACT
     for (size_t r = 0; r < CH_ROUTES; r++)
         ch_g.route[r].caps = CH_ROUTE_EMPTY;

@@ -203,7 +203,7 @@ static void prepare(request_t *q, size_t size, size_t align, uint32_t caps)
     q->caps = caps;
     q->align = align;
     q->size = size;
-    if (size > ch_g.size_max)
+    if (size > ch_size_max)
         return;
     q->bad = CAPHEAP_FIT_CONFLICTING_CAPS;
     if (caps & MALLOC_CAP_EXEC) {
@@ -558,7 +558,7 @@ void *heap_caps_malloc(size_t size, uint32_t caps)
      * request skipped without their lock. A request that every candidate
      * refuses goes the slow way (no skipping) before it fails: a heap
      * skipped while another thread was changing it is asked again. */
-    if (CH_LIKELY(size - 1u < ch_g.size_max)) { /* HEAP_SIZE_MAX bounds heaps added at run time too */
+    if (CH_LIKELY(size - 1u < ch_size_max)) { /* HEAP_SIZE_MAX bounds heaps added at run time too */
         if (CH_LIKELY(caps == MALLOC_CAP_DEFAULT))
             return malloc_default(size);
         if (plain_caps(caps))
@@ -845,7 +845,7 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
 {
     /* Fast path: plain caps, the block's page in free()'s cache, its heap has
      * the caps: multi_heap's realloc (in place, or moved within the heap). */
-    if (CH_LIKELY(plain_caps(caps) && size - 1u < ch_g.size_max)) {
+    if (CH_LIKELY(plain_caps(caps) && size - 1u < ch_size_max)) {
         ch_heap_t *h = ch_cached((uintptr_t)ptr);
         if (CH_LIKELY(h != NULL && (h->all & caps) == caps)) {
             void *p = realloc_in_locked(h, ptr, size);
