@@ -208,8 +208,8 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
 {
     if (mem == NULL || ((uintptr_t)mem & 3u) != 0)
         return NULL;
-    if (align != 4 && align != 8 && align != 16)
-        return NULL;
+    if (align - 4u > 12u || (align & (align - 1u)) != 0)
+        return NULL; /* 4, 8 or 16: the powers of two from 4 to 16 */
     if (bytes > UINT32_MAX)
         return NULL; /* one region is at most 4 GiB - 1; register several */
     uint32_t a = (uint32_t)align - 1u;
@@ -303,9 +303,10 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
         return NULL;
     uintptr_t data = (uintptr_t)data_of(h, b) + offset;
     uint32_t gap = (uint32_t)(0u - data) & (al - 1u); /* up to the next multiple of al */
-    while (gap != 0 && gap < CE_MIN_BLOCK)
-        gap += al; /* at most 4 rounds: al >= 8 here, so 16 / al <= 2 */
     if (gap != 0) {
+        /* A gap is a block: the smallest one of at least CE_MIN_BLOCK bytes
+         * that is gap modulo al, 16 + (gap - 16) mod al, without a loop. */
+        gap = CE_MIN_BLOCK + ((gap - CE_MIN_BLOCK) & (al - 1u));
         /* Split the gap off as a free block; b + gap becomes the candidate
          * (make_free() sets its PF bit, use_block() drops it). */
         CE_SAN_UNPOISON(word(h, b + gap - 4u), 4u * sizeof(uint32_t)); /* footer, header, links */

@@ -411,16 +411,23 @@ CE_INLINE uint32_t take_fit(ce_heap_t *h, uint32_t n)
      * its head 0 points at (the owner word) does not matter. */
     if (SIZE_OF(HDR(h, HEAD(h, c))) < n)
         c++;
-    uint32_t k = (uint32_t)(c >> 5);
-    uint32_t m = PAIR_BITMAP(h, k) & (~0u << (c & 31u));
-    if (m == 0) {
-        uint32_t top = h->pair_bitmap & (~0u << (k + 1u)); /* k + 1 <= 14 */
+    uint32_t m = ~0u << (c & 31u);
+    for (;;) {
+        m &= PAIR_BITMAP(h, c >> 5);
+        if (m != 0)
+            break;
+        /* Then the first non-empty pair above, from its first class: one
+         * round more, which finds a class (pair_bitmap says the pair has
+         * one); k only grows, so even corrupt bitmaps end the loop. One
+         * bitmap read and one list head for both starts. */
+        uint32_t k = (uint32_t)(c >> 5);
+        uint32_t top = h->pair_bitmap >> k >> 1; /* the pairs above c's, from k + 1 */
         if (top == 0)
             return 0;
-        k = ffs32(top);
-        m = PAIR_BITMAP(h, k);
+        c = (size_t)(k + 1u + ffs32(top)) << 5;
+        m = ~0u;
     }
-    uint32_t b = HEAD(h, ((size_t)k << 5) + ffs32(m));
+    uint32_t b = HEAD(h, (c & ~(size_t)31u) + ffs32(m));
     list_remove(h, b, SIZE_OF(HDR(h, b)));
     return b;
 }
@@ -674,7 +681,30 @@ CE_API ce_fault_kind_t ce_free(ce_heap_t *h, void *p)
     uint32_t b = block_ok(h, p, nb);
     if (b == 0)
         return CE_FAULT_BAD_HEADER;
-    return free_merge_do(h, b, SIZE_OF(HDR(h, b)), nb[0], nb[1]);
+    /* free_merge_do() with the merged block's end kept instead of its size:
+     * fewer values live across the unlinks (-14 / -12 B; the speed build
+     * keeps free_merge_do(), where this form costs 0.1 instruction/op) */
+    uint32_t s = SIZE_OF(HDR(h, b)), pb = nb[0], ns = nb[1];
+    uint32_t end = b + s + ns;
+    h->free_bytes += s;
+#if CE_FREE_FILL
+    fill_free(h, b + CE_HDR, s - CE_HDR);
+#endif
+    if (ns != 0) {
+        list_remove(h, b + s, ns);
+#if CE_FREE_FILL
+        fill_free(h, b + s - 4u, 16u); /* our footer slot, its header and links */
+#endif
+    }
+    if (pb != 0) {
+        list_remove(h, pb, b - pb);
+#if CE_FREE_FILL
+        fill_free(h, b - 4u, 16u); /* its footer, our header and links */
+#endif
+        b = pb;
+    }
+    make_free(h, b, end - b);
+    return CE_OK;
 #endif
 }
 
@@ -743,15 +773,17 @@ CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t 
     uint32_t total = s + ns;
     if (total < n)
         return false;
+    /* The writes first: the unlink reads only the successor's links and
+     * the class bitmaps, so fewer values live across the call. */
+    HDR2(h, b, total) |= F_PREV_FREE;
+    HDR(h, b) = total | (hdr & F_PREV_FREE); /* use_block() keeps the PF bit */
+    h->free_bytes += s;
     if (nh & F_FREE)
         list_remove(h, b + s, ns);
 #if CE_FREE_FILL
     if (n < s) /* the freed tail, and the successor's header and links if it merges */
         fill_free(h, b + n, s - n + (total > s ? 12u : 0u));
 #endif
-    HDR2(h, b, total) |= F_PREV_FREE;
-    HDR(h, b) = total | (hdr & F_PREV_FREE); /* use_block() keeps the PF bit */
-    h->free_bytes += s;
     use_block(h, b, n);
     return true;
 }

@@ -35,9 +35,9 @@ void capheap_report_set_epilogue(void (*fn)(const void *address))
 #define LINE_BYTES 200
 
 /* v as the field code of the template below says: base 10 if bit 0 is set,
- * else 16; at least 8 digits if bit 2 is set, else 1. One formatter for the
- * hexadecimal fields and the decimal invariant number; the digits end at end
- * (a NUL there), and the first one is returned. */
+ * else 16; at least code & 8 digits (8 if bit 3 is set, else 1). One
+ * formatter for the hexadecimal fields and the decimal invariant number; the
+ * digits end at end (a NUL there), and the first one is returned. */
 static const char *format_number(char *end, uintptr_t v, unsigned code)
 {
     unsigned base = (code & 1u) ? 10u : 16u;
@@ -47,7 +47,7 @@ static const char *format_number(char *end, uintptr_t v, unsigned code)
         *--end = "0123456789abcdef"[v % base];
         v /= base;
         n++;
-    } while (v != 0 || n < (code & 4u) * 2u);
+    } while (v != 0 || n < (code & 8u));
     return end;
 }
 
@@ -58,11 +58,11 @@ void capheap_report_corruption(const capheap_report_t *report, bool print, bool 
         /* One template for the whole line; a control character stands for a field:
          * \1 what; \4 leaves out the invariant suffix, up to its ')', when the
          * invariant is 0; the others are numbers for format_number(), in this order:
-         * the address (\2: hexadecimal), expected and found (\6: 8 hex digits), the
+         * the address (\2: hexadecimal), expected and found (\10: 8 hex digits), the
          * invariant (\3: decimal). A field is a string s that is copied before the
          * template goes on. */
         static const char line[] =
-            "CORRUPT HEAP: \1 at 0x\2. Expected 0x\6 got 0x\6\4 (invariant I\3, docs/design.md)\n";
+            "CORRUPT HEAP: \1 at 0x\2. Expected 0x\10 got 0x\10\4 (invariant I\3, docs/design.md)\n";
         uintptr_t values[4] = {(uintptr_t)report->address, report->expected, report->found,
                                report->invariant};
         const uintptr_t *v = values;
@@ -79,7 +79,7 @@ void capheap_report_corruption(const capheap_report_t *report, bool print, bool 
                 c = *t++;
                 if (c == '\0')
                     break;
-                if (c < '\n') { /* a field: \1 to \6 */
+                if (c < '\n') { /* a field: \1 to \10 */
                     if (c == '\1') {
                         s = report->what != NULL ? report->what : "Corrupt heap";
                     } else if (c == '\4') {
