@@ -125,7 +125,6 @@ static const soc_reserved_region_t esp32_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32 = {
     .name = "esp32",
-    .title = CAPHEAP_CHIP_TITLE("ESP32 (default config: dual-core, BT off, EXEC heaps, no RTC heap, PSRAM window)"),
     .types = esp32_types,
     .type_count = sizeof esp32_types / sizeof esp32_types[0],
     .regions = esp32_regions,
@@ -148,6 +147,7 @@ const capheap_chip_t capheap_chip_esp32 = {
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0, /* no GDMA */
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "ESP32 (default config: dual-core, BT off, EXEC heaps, no RTC heap, PSRAM window)",
     .image = {.iram_text_start = E32_IRAM_PAGE_LOW,
               .iram_text_size = 0x944C,
               .data_start = 0x3FFB0000, /* dram0_0_seg origin with BT off */

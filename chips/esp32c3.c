@@ -77,7 +77,6 @@ static const soc_reserved_region_t c3_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32c3 = {
     .name = "esp32c3",
-    .title = CAPHEAP_CHIP_TITLE("ESP32-C3 (default config: memprot, RTC heap, ROM rev v1.0 layout)"),
     .types = c3_types,
     .type_count = sizeof c3_types / sizeof c3_types[0],
     .regions = c3_regions,
@@ -98,6 +97,7 @@ const capheap_chip_t capheap_chip_esp32c3 = {
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0, /* GDMA, but no PSRAM/flash DMA */
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "ESP32-C3 (default config: memprot, RTC heap, ROM rev v1.0 layout)",
     .image = {.iram_text_start = C3_DIRAM_IRAM_LOW, /* 0x4037C000 + the 16 KB I-cache */
               .iram_text_size = 0x9200,
               .data_start = 0, /* right after the IRAM text's DRAM alias (0x3FC89200) */

@@ -67,7 +67,6 @@ static const soc_reserved_region_t c6_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32c6 = {
     .name = "esp32c6",
-    .title = CAPHEAP_CHIP_TITLE("ESP32-C6 (default config: PMP memprot, LP RAM heap)"),
     .types = c6_types,
     .type_count = sizeof c6_types / sizeof c6_types[0],
     .regions = c6_regions,
@@ -86,6 +85,7 @@ const capheap_chip_t capheap_chip_esp32c6 = {
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "ESP32-C6 (default config: PMP memprot, LP RAM heap)",
     .image = {.iram_text_start = C6_SRAM_LOW, /* sram_seg origin */
               .iram_text_size = 0x9000,
               .data_start = 0x40809000,

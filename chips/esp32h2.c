@@ -66,7 +66,6 @@ static const soc_reserved_region_t h2_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32h2 = {
     .name = "esp32h2",
-    .title = CAPHEAP_CHIP_TITLE("ESP32-H2 (default config: PMP memprot, LP RAM heap)"),
     .types = h2_types,
     .type_count = sizeof h2_types / sizeof h2_types[0],
     .regions = h2_regions,
@@ -85,6 +84,7 @@ const capheap_chip_t capheap_chip_esp32h2 = {
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "ESP32-H2 (default config: PMP memprot, LP RAM heap)",
     .image = {.iram_text_start = H2_SRAM_LOW,
               .iram_text_size = 0x9000,
               .data_start = 0x40809000,

@@ -92,7 +92,6 @@ static const soc_reserved_region_t p4_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32p4 = {
     .name = "esp32p4",
-    .title = CAPHEAP_CHIP_TITLE("ESP32-P4 (default config: rev >= 3, 128 KB L2 cache, PMP memprot, LP RAM heap, PSRAM window)"),
     .types = p4_types,
     .type_count = sizeof p4_types / sizeof p4_types[0],
     .regions = p4_regions,
@@ -111,6 +110,7 @@ const capheap_chip_t capheap_chip_esp32p4 = {
     .dma_desc_axi_alignment = 8, /* GDMA_LL_AXI_DESC_ALIGNMENT */
     .dma_encrypted_alignment = 16,
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "ESP32-P4 (default config: rev >= 3, 128 KB L2 cache, PMP memprot, LP RAM heap, PSRAM window)",
     .image = {.iram_text_start = P4_L2MEM_LOW + P4_L2_CACHE_SIZE, /* sram_seg origin */
               .iram_text_size = 0xE000,
               .data_start = 0x4FF2E000,

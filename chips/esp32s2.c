@@ -95,7 +95,6 @@ static const soc_reserved_region_t s2_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32s2 = {
     .name = "esp32s2",
-    .title = CAPHEAP_CHIP_TITLE("ESP32-S2 (default config: memprot, 8 KB I-cache, 8 KB D-cache, RTC heap, PSRAM window)"),
     .types = s2_types,
     .type_count = sizeof s2_types / sizeof s2_types[0],
     .regions = s2_regions,
@@ -118,6 +117,7 @@ const capheap_chip_t capheap_chip_esp32s2 = {
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0, /* no GDMA */
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "ESP32-S2 (default config: memprot, 8 KB I-cache, 8 KB D-cache, RTC heap, PSRAM window)",
     .image = {.iram_text_start = S2_DIRAM_IRAM_LOW + S2_ICACHE_SIZE + S2_DCACHE_SIZE, /* 0x40024000 */
               .iram_text_size = 0xA000,
               .data_start = 0, /* right after the IRAM text's DRAM alias (0x3FFBE000) */

@@ -113,7 +113,6 @@ static const soc_reserved_region_t s3_reserved[] = {
 
 const capheap_chip_t capheap_chip_esp32s3 = {
     .name = "esp32s3",
-    .title = CAPHEAP_CHIP_TITLE("ESP32-S3 (default config: memprot, 16 KB I-cache, 32 KB D-cache, RTC heap, PSRAM window)"),
     .types = s3_types,
     .type_count = sizeof s3_types / sizeof s3_types[0],
     .regions = s3_regions,
@@ -134,6 +133,7 @@ const capheap_chip_t capheap_chip_esp32s3 = {
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 16, /* SOC_MEMSPI_ENCRYPTION_ALIGNMENT (GDMA + PSRAM DMA) */
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "ESP32-S3 (default config: memprot, 16 KB I-cache, 32 KB D-cache, RTC heap, PSRAM window)",
     .image = {.iram_text_start = S3_IRAM_TEXT_START,
               .iram_text_size = 0x4038B000 - S3_IRAM_TEXT_START, /* 0x17000 */
               .data_start = 0,                  /* right after the IRAM text's DRAM alias */

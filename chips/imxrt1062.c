@@ -80,7 +80,6 @@ static const soc_reserved_region_t rt_reserved[] = {
 
 const capheap_chip_t capheap_chip_imxrt1062 = {
     .name = "imxrt1062",
-    .title = CAPHEAP_CHIP_TITLE("i.MX RT1062 (proposal: default FlexRAM split 128K ITCM / 128K DTCM / 256K OCRAM, EVK SDRAM)"),
     .types = rt_types,
     .type_count = sizeof rt_types / sizeof rt_types[0],
     .regions = rt_regions,
@@ -103,6 +102,7 @@ const capheap_chip_t capheap_chip_imxrt1062 = {
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "i.MX RT1062 (proposal: default FlexRAM split 128K ITCM / 128K DTCM / 256K OCRAM, EVK SDRAM)",
     .image = {.iram_text_start = 0,
               .iram_text_size = 0,
               .data_start = RT_DTCM_LOW,

@@ -83,7 +83,6 @@ static const soc_reserved_region_t mp_reserved[] = {
 
 const capheap_chip_t capheap_chip_mpfs = {
     .name = "mpfs",
-    .title = CAPHEAP_CHIP_TITLE("PolarFire SoC (proposal: U54 hart 1, 11-way LIM + 4-way scratchpad, DDR at run time)"),
     .types = mp_types,
     .type_count = sizeof mp_types / sizeof mp_types[0],
     .regions = mp_regions,
@@ -106,6 +105,7 @@ const capheap_chip_t capheap_chip_mpfs = {
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "PolarFire SoC (proposal: U54 hart 1, 11-way LIM + 4-way scratchpad, DDR at run time)",
     .image = {.iram_text_start = MP_LIM_LOW, /* code executes from LIM at its own address */
               .iram_text_size = 0x20000,
               .data_start = MP_LIM_LOW + 0x20000,

@@ -62,7 +62,6 @@ static const soc_memory_region_t nrf_regions[] = {
 
 const capheap_chip_t capheap_chip_nrf52840 = {
     .name = "nrf52840",
-    .title = CAPHEAP_CHIP_TITLE("nRF52840 (proposal: Data RAM with Code RAM alias, S140 SoftDevice image)"),
     .types = nrf_types,
     .type_count = sizeof nrf_types / sizeof nrf_types[0],
     .regions = nrf_regions,
@@ -83,6 +82,7 @@ const capheap_chip_t capheap_chip_nrf52840 = {
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "nRF52840 (proposal: Data RAM with Code RAM alias, S140 SoftDevice image)",
     .image = {.iram_text_start = 0, /* code runs from flash */
               .iram_text_size = 0,
               .data_start = NRF_DATA_RAM_LOW, /* SoftDevice RAM, then the application's */

@@ -75,7 +75,6 @@ static const soc_reserved_region_t rp_reserved[] = {
 
 const capheap_chip_t capheap_chip_rp2350 = {
     .name = "rp2350",
-    .title = CAPHEAP_CHIP_TITLE("RP2350 (proposal: pico-sdk default layout, XIP cache on, optional QMI PSRAM)"),
     .types = rp_types,
     .type_count = sizeof rp_types / sizeof rp_types[0],
     .regions = rp_regions,
@@ -98,6 +97,7 @@ const capheap_chip_t capheap_chip_rp2350 = {
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "RP2350 (proposal: pico-sdk default layout, XIP cache on, optional QMI PSRAM)",
     .image = {.iram_text_start = 0, /* .time_critical code is part of .data */
               .iram_text_size = 0,
               .data_start = RP_SRAM_BASE,

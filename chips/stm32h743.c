@@ -105,7 +105,6 @@ static const soc_reserved_region_t h7_reserved[] = {
 
 const capheap_chip_t capheap_chip_stm32h743 = {
     .name = "stm32h743",
-    .title = CAPHEAP_CHIP_TITLE("STM32H743 (proposal: TCM, AXI, D2, D3, backup SRAM; SDRAM at run time)"),
     .types = h7_types,
     .type_count = sizeof h7_types / sizeof h7_types[0],
     .regions = h7_regions,
@@ -129,6 +128,7 @@ const capheap_chip_t capheap_chip_stm32h743 = {
     .dma_desc_axi_alignment = 0,
     .dma_encrypted_alignment = 0,
 #if CAPHEAP_PORT_HOST /* the simulator's facts: host builds only (capheap/chip.h) */
+    .title = "STM32H743 (proposal: TCM, AXI, D2, D3, backup SRAM; SDRAM at run time)",
     .image = {.iram_text_start = 0, /* no ITCM code in the reference image */
               .iram_text_size = 0,
               .data_start = H7_DTCM_LOW,

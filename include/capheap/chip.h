@@ -65,9 +65,9 @@ typedef struct {
 /*
  * Fields a firmware does not read are not in its chip tables (a table is one const object,
  * so a field nothing reads still costs its bytes in every image that links the chip):
- * - the simulator's facts (image, extram, internal_ram_bytes) exist in host-port builds
- *   only (CAPHEAP_PORT_HOST), where sim/ and the chip tests read them: 56 bytes per chip
- *   on a 32-bit target;
+ * - the simulator's facts (title, image, extram, internal_ram_bytes) exist in host-port
+ *   builds only (CAPHEAP_PORT_HOST), where sim/ and the chip tests read them: 60 bytes per
+ *   chip on a 32-bit target, and the title's text (about 90 bytes for the ESP32-S3);
  * - the two alias windows (diram, rtc) exist where something reads them: builds with EXEC
  *   heaps (the alias translation) and host builds (the simulator maps the D/IRAM alias
  *   twice). A bare-metal build without EXEC heaps refuses every EXEC request and never
@@ -77,24 +77,9 @@ typedef struct {
  */
 #define CAPHEAP_CHIP_ALIASES (CAPHEAP_PORT_HOST || CAPHEAP_EXEC_HEAP)
 
-/**
- * A built-in table's title. Only the host simulator prints it (sim/, compiled into host-port
- * builds only), so a bare-metal build keeps NULL in its place and none of the text: a
- * firmware that links its chip's table does not pay for a sentence nothing prints (about
- * 90 bytes for the ESP32-S3). Any reader takes NULL as "use name".
- */
-#if CAPHEAP_PORT_HOST
-#define CAPHEAP_CHIP_TITLE(text) (text)
-#else
-#define CAPHEAP_CHIP_TITLE(text) NULL
-#endif
-
 /** One chip. All pointers point to static const data. */
 typedef struct capheap_chip {
     const char *name;        /**< registry key, lower case: "esp32s3", "stm32h743" */
-    /** Human name and configuration: "ESP32-S3 (default config, 32 KB D-cache)". Built-in
-     *  tables write it as CAPHEAP_CHIP_TITLE("..."): NULL in bare-metal builds (see there). */
-    const char *title;
 
     const soc_memory_type_desc_t *types;
     size_t type_count;
@@ -120,6 +105,9 @@ typedef struct capheap_chip {
     uint8_t dma_encrypted_alignment; /**< DMA alignment with flash encryption on (S3, P4: 16), else 0 */
 
 #if CAPHEAP_PORT_HOST
+    /** Human name and configuration: "ESP32-S3 (default config, 32 KB D-cache)"; the
+     *  simulator prints it (NULL: it prints name). */
+    const char *title;
     capheap_image_t image;
     capheap_extram_t extram;
 

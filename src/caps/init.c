@@ -51,7 +51,9 @@ static const capheap_chip_t *selected_chip(void)
     if (&soc_memory_type_count == NULL || &soc_memory_region_count == NULL)
         return NULL;
     idf_tables.name = "idf";
+#if CAPHEAP_PORT_HOST
     idf_tables.title = "the firmware's ESP-IDF memory layout tables";
+#endif
     idf_tables.types = soc_memory_types;
     idf_tables.type_count = soc_memory_type_count;
     idf_tables.regions = soc_memory_regions;
