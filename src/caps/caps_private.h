@@ -94,8 +94,8 @@
 
 /** One heap. Immutable once published, except `heap` (set once by enable_nonos).
  *  The fields the fast paths read come first. new_descriptor() (registry.c)
- *  sets every field but the lock (and fspan in compact builds, which never use
- *  it) one by one: a new field is set there too. */
+ *  sets the fields one by one and says why it leaves the others: a new field
+ *  is set there too, or joins that list with its reason. */
 typedef struct {
     uintptr_t start;           /* region bounds [start, start + span) */
     /* span for free()'s page cache (ch_cached): 0 while another heap is
@@ -133,7 +133,21 @@ typedef struct {
     uintptr_t dram_low, dram_high, iram_low, iram_high;
 } ch_alias_t;
 
+/* Where the descriptors go in ch_g: first in compact builds for RISC-V, which
+ * reaches any field of a global from one lui and a 12-bit offset, so the
+ * scalars lose nothing, while &ch_g.heaps[k] becomes ch_g + 44 k (no offset
+ * to add; -32 B at -Os). Last elsewhere: Thumb-2's short loads reach 124
+ * bytes from a base, and the scalars are read with the heaps (+28 B first). */
+#if CH_COMPACT && defined(__riscv)
+#define CH_HEAPS_FIRST 1
+#else
+#define CH_HEAPS_FIRST 0
+#endif
+
 typedef struct {
+#if CH_HEAPS_FIRST
+    ch_heap_t heaps[CAPHEAP_MAX_HEAPS];
+#endif
 #if !CH_COMPACT
     /* free()'s page cache: slot page % CH_FCACHE names the heap (hosting no
      * nested heap: fspan != 0) a pointer in such a page last resolved to,
@@ -169,7 +183,9 @@ typedef struct {
     multi_heap_handle_t dflt[CAPHEAP_MAX_HEAPS + 1];
 #endif
     ch_alias_t alias[2];       /* D/IRAM, RTC */
+#if !CH_HEAPS_FIRST
     ch_heap_t heaps[CAPHEAP_MAX_HEAPS];
+#endif
 } ch_state_t;
 
 extern ch_state_t ch_g;

@@ -228,11 +228,14 @@ static bool register_heap(ch_heap_t *h, size_t alignment)
     if (s >= h->end)
         return false;
     capheap_heap_options_t o = {alignment};
+    /* Set before the call, so that alignment need not live across it: only a
+     * registered heap's alignment is ever read (a failure leaves a heap that
+     * is never used, or registered again with its alignment then). */
+    h->align = (uint8_t)alignment;
     multi_heap_handle_t heap = capheap_heap_register((void *)s, (size_t)(h->end - s), &o);
     if (heap == NULL)
         return false;
     h->span = h->end - h->start; /* non-zero only once registered: the page cache needs no handle check */
-    h->align = (uint8_t)alignment;
     attach_lock(h, heap);
     CH_RELEASE(h->heap, heap); /* last: a reader that sees the handle sees its lock (a start-up-stack
                                 * region is listed before it is registered) */
@@ -259,21 +262,23 @@ static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start,
     uint8_t n = ch_g.n;
     if (n >= CAPHEAP_MAX_HEAPS)
         return NULL;
-    /* Every field, one by one (a reused slot may hold a dropped descriptor):
-     * a memset call would keep the arguments in saved registers across it.
-     * The host lock is left alone: attach_lock() initialises it. */
+    /* The fields one by one (a reused slot may hold a dropped descriptor): a
+     * memset call would keep the arguments in saved registers across it.
+     * Left as they are: the host lock (attach_lock() initialises it); align,
+     * and in compact builds span, read only once the heap is registered
+     * (register_heap() sets them); runtime, false in every slot not counted
+     * (only a counted heap is made runtime, and a dropped descriptor is a
+     * start-up heap or one that failed to register); alias, alias_of()'s
+     * below, and never set without EXEC heaps (0 since start-up). */
     ch_heap_t *h = &ch_g.heaps[n];
     h->start = start;
 #if !CH_COMPACT
     h->fspan = 0; /* compact builds have no page cache: nothing writes or reads it there */
+    h->span = 0;  /* the address index and the page cache read it without the handle */
 #endif
     h->heap = NULL;
-    h->span = 0;
     h->end = end;
     h->name = name;
-    h->alias = 0;
-    h->align = 0;
-    h->runtime = false;
     h->index = n;
     uint32_t all = 0;
     for (size_t k = 0; k < CH_PRIOS; k++) {
