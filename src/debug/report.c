@@ -41,13 +41,15 @@ void capheap_report_set_epilogue(void (*fn)(const void *address))
 static const char *format_number(char *end, uintptr_t v, unsigned code)
 {
     unsigned base = (code & 1u) ? 10u : 16u;
-    unsigned n = 0;
+    const char *pad = end - (code & 8u); /* the digits reach at least here */
     *end = '\0';
     do {
-        *--end = "0123456789abcdef"[v % base];
+        unsigned d = (unsigned)(v % base) + '0';
+        if (d > '9')
+            d += 'a' - '9' - 1; /* no digit table: less code and rodata */
+        *--end = (char)d;
         v /= base;
-        n++;
-    } while (v != 0 || n < (code & 8u));
+    } while (v != 0 || end > pad);
     return end;
 }
 
