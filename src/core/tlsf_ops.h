@@ -305,12 +305,18 @@ CE_INLINE void note_used(ce_heap_t *h, uint32_t bytes)
  * block. Free without a free neighbour inlines it; the merging paths reach the
  * out-of-line make_free below by a tail jump, which keeps their own register
  * use low enough to need no saved registers. */
-CE_INLINE void make_free_at(ce_heap_t *h, uint32_t *blk, uint32_t b, uint32_t s)
+/* The free block's own words: header, footer, the next block's PF bit. */
+CE_INLINE void mark_free(uint32_t *blk, uint32_t b, uint32_t s)
 {
     uint32_t *nxt = skip(blk, s);
     blk[0] = s | F_FREE; /* a free block's predecessor is always used (I3) */
     nxt[-1] = FOOT_MARK(b); /* footer */
     nxt[0] |= F_PREV_FREE;
+}
+
+CE_INLINE void make_free_at(ce_heap_t *h, uint32_t *blk, uint32_t b, uint32_t s)
+{
+    mark_free(blk, b, s);
     list_insert_at(h, blk, b, s);
 }
 
@@ -321,10 +327,7 @@ CE_TAIL void make_free(ce_heap_t *h, uint32_t b, uint32_t s)
      * live across it: blk is computed after it (-12 B on RV32IMC). */
     size_t c = class_of(s);
     uint32_t *blk = word(h, b);
-    uint32_t *nxt = skip(blk, s);
-    blk[0] = s | F_FREE;
-    nxt[-1] = FOOT_MARK(b);
-    nxt[0] |= F_PREV_FREE;
+    mark_free(blk, b, s);
     list_insert_class(h, blk, b, s, c);
 #else
     make_free_at(h, word(h, b), b, s);
