@@ -106,8 +106,10 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_start(void)
     esp_err_t err = ESP_FAIL;
     ch_lock();
     if (!monitor_on) {
-        for (size_t i = 0; i < ch_g.n; i++) {
-            multi_heap_handle_t mh = ch_g.heaps[i].heap;
+        /* Every slot: a heap registered during the window (a runtime region,
+         * a start-up-stack heap) finds SIZE_MAX at stop and keeps its own minimum. */
+        for (size_t i = 0; i < CAPHEAP_MAX_HEAPS; i++) {
+            multi_heap_handle_t mh = i < ch_g.n ? ch_g.heaps[i].heap : NULL;
             monitor_saved[i] = mh != NULL ? multi_heap_reset_minimum_free_bytes(mh) : SIZE_MAX;
         }
         monitor_on = true;
