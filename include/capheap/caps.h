@@ -73,6 +73,7 @@ typedef enum {
     CAPHEAP_FIT_NO_HEAP_WITH_CAPS,/**< no registered heap has every bit of caps */
     CAPHEAP_FIT_NO_ROOM,          /**< every candidate's largest block is too small (largest_block says how big) */
     CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE, /**< candidates have room, but not at this alignment */
+    CAPHEAP_FIT_NO_CAPS_GIVEN,    /**< a _prefer call with num 0: no caps to try (failure callback only) */
 } capheap_fit_reason_t;
 
 /** The answer of capheap_would_fit(), and what the extended failure callback receives. */
@@ -93,7 +94,9 @@ bool capheap_would_fit(size_t size, uint32_t caps, size_t alignment, capheap_fit
 /** Human text of a reason ("no heap has these caps"). Never NULL. */
 const char *capheap_fit_reason_text(capheap_fit_reason_t reason);
 
-/** Extended failure callback: ESP-IDF's three arguments plus the dry-run answer at the time of the failure. */
+/** Extended failure callback: ESP-IDF's three arguments plus the dry-run answer, computed right
+ *  after the failure (so a block another thread frees in between can make it CAPHEAP_FIT_OK).
+ *  A _prefer call with num 0 reports MALLOC_CAP_DEFAULT, as ESP-IDF, and CAPHEAP_FIT_NO_CAPS_GIVEN. */
 typedef void (*capheap_alloc_failed_fn)(size_t size, uint32_t caps, const char *function_name,
                                         const capheap_fit_t *why, void *user);
 

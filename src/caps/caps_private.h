@@ -86,6 +86,9 @@
 #define CH_FCACHE 256u      /* free()'s page cache entries (speed builds) */
 #define CH_FCACHE_SHIFT 12u /* its granule: 4 KiB */
 #define CH_ROUTES 8u /* candidate-list cache entries (a power of two) */
+/* The alignment a _prefer call with num 0 passes to its failure report: no
+ * request was made (a real one with this alignment never reports). */
+#define CH_NO_CAPS_GIVEN SIZE_MAX
 
 /* Caps the hardware-alignment step looks at (chips.md 0.3). */
 #define CH_HW_CAPS                                                                                 \

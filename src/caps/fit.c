@@ -80,6 +80,8 @@ const char *capheap_fit_reason_text(capheap_fit_reason_t reason)
         return "every candidate's largest block is too small";
     case CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE:
         return "room, but not at this alignment";
+    case CAPHEAP_FIT_NO_CAPS_GIVEN:
+        return "no caps to try (a _prefer call with num 0)";
     }
     return "unknown";
 }
@@ -96,7 +98,12 @@ static void failed_ext(size_t size, uint32_t caps, size_t align, const char *fn)
     capheap_alloc_failed_fn cb = failed_xcb;
     if (cb != NULL) {
         capheap_fit_t why;
-        (void)capheap_would_fit(size, caps, align, &why);
+        if (align == CH_NO_CAPS_GIVEN) {
+            capheap_fit_t none = {CAPHEAP_FIT_NO_CAPS_GIVEN, size, 0, caps, 0, -1, 0};
+            why = none;
+        } else {
+            (void)capheap_would_fit(size, caps, align, &why);
+        }
         cb(size, caps, fn, &why, failed_xuser);
     }
 }

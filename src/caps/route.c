@@ -867,13 +867,14 @@ void *heap_caps_malloc_prefer(size_t size, size_t num, ...)
     va_start(ap, num);
     uint32_t caps = MALLOC_CAP_DEFAULT;
     void *p = NULL;
+    size_t align = num == 0 ? CH_NO_CAPS_GIVEN : 0;
     while (num-- > 0 && p == NULL && size != 0) {
         caps = va_arg(ap, uint32_t);
         p = alloc_base(size, 0, caps);
     }
     va_end(ap);
     if (p == NULL && size != 0)
-        failed(size, caps, "heap_caps_malloc_prefer", 0);
+        failed(size, caps, "heap_caps_malloc_prefer", align);
     return p;
 }
 
@@ -887,38 +888,40 @@ void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...)
     va_start(ap, num);
     uint32_t caps = MALLOC_CAP_DEFAULT;
     void *p = NULL;
+    size_t align = num == 0 ? CH_NO_CAPS_GIVEN : 0;
     while (num-- > 0 && p == NULL) {
         caps = va_arg(ap, uint32_t);
         p = ptr == NULL ? alloc_base(size, 0, caps) : realloc_base(ptr, size, caps);
     }
     va_end(ap);
     if (p == NULL && size != 0)
-        failed(size, caps, "heap_caps_realloc_prefer", 0);
+        failed(size, caps, "heap_caps_realloc_prefer", align);
     return p;
 }
 
 void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...)
 {
     size_t total;
-    if (mul_overflows(n, size, &total)) {
-        failed(SIZE_MAX, MALLOC_CAP_DEFAULT, "heap_caps_calloc_prefer", 0);
-        return NULL;
-    }
-    if (total == 0)
+    bool overflows = mul_overflows(n, size, &total);
+    if (total == 0 && !overflows)
         return NULL;
     va_list ap;
     va_start(ap, num);
     uint32_t caps = MALLOC_CAP_DEFAULT;
     void *p = NULL;
+    size_t align = num == 0 ? CH_NO_CAPS_GIVEN : 0;
+    /* An overflowing product tries nothing, but the report names the last
+     * caps, as ESP-IDF's loop (each of its tries fails) does. */
     while (num-- > 0 && p == NULL) {
         caps = va_arg(ap, uint32_t);
-        p = alloc_base(total, 0, caps);
+        if (!overflows)
+            p = alloc_base(total, 0, caps);
     }
     va_end(ap);
     if (p != NULL)
         memset(p, 0, total);
     else
-        failed(total, caps, "heap_caps_calloc_prefer", 0);
+        failed(overflows ? SIZE_MAX : total, caps, "heap_caps_calloc_prefer", align);
     return p;
 }
 

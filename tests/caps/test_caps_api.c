@@ -604,6 +604,25 @@ static void test_failure_callback(void **state)
     assert_null(heap_caps_malloc_prefer(10, 2, none, MALLOC_CAP_RTCRAM | MALLOC_CAP_SPIRAM));
     assert_int_equal(cf_cb.calls, 5);
     assert_int_equal(cf_cb.caps, MALLOC_CAP_RTCRAM | MALLOC_CAP_SPIRAM); /* the last caps tried */
+    /* num 0: nothing tried; ESP-IDF's callback gets MALLOC_CAP_DEFAULT, the extended one says why */
+    assert_null(heap_caps_malloc_prefer(10, 0));
+    assert_int_equal(cf_cb.calls, 6);
+    assert_int_equal(cf_cb.caps, MALLOC_CAP_DEFAULT);
+    assert_int_equal(cf_cb.why.reason, CAPHEAP_FIT_NO_CAPS_GIVEN);
+    assert_int_equal(cf_cb.why.heap_index, -1);
+    assert_null(heap_caps_calloc_prefer(2, 10, 0));
+    assert_int_equal(cf_cb.calls, 7);
+    assert_int_equal(cf_cb.size, 20);
+    assert_string_equal(cf_cb.ext_function, "heap_caps_calloc_prefer");
+    assert_int_equal(cf_cb.why.reason, CAPHEAP_FIT_NO_CAPS_GIVEN);
+    assert_null(heap_caps_realloc_prefer(NULL, 10, 0));
+    assert_int_equal(cf_cb.calls, 8);
+    assert_int_equal(cf_cb.why.reason, CAPHEAP_FIT_NO_CAPS_GIVEN);
+    assert_string_equal(capheap_fit_reason_text(CAPHEAP_FIT_NO_CAPS_GIVEN), "no caps to try (a _prefer call with num 0)");
+    /* one caps that cannot serve: the dry run's reason, not NO_CAPS_GIVEN */
+    assert_null(heap_caps_malloc_prefer(10, 1, none));
+    assert_int_equal(cf_cb.calls, 9);
+    assert_int_equal(cf_cb.why.reason, CAPHEAP_FIT_NO_HEAP_WITH_CAPS);
 
     /* No callback: size 0 everywhere, calloc with a zero factor, bad alignments */
     unsigned before = cf_cb.calls;
@@ -697,12 +716,13 @@ static void test_would_fit_reasons(void **state)
     heap_caps_free(p);
 
     /* Every reason has a text. */
-    for (int r = CAPHEAP_FIT_OK; r <= CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE; r++) {
+    for (int r = CAPHEAP_FIT_OK; r <= CAPHEAP_FIT_NO_CAPS_GIVEN; r++) {
         const char *t = capheap_fit_reason_text((capheap_fit_reason_t)r);
         assert_non_null(t);
         assert_true(strlen(t) > 0);
+        assert_string_not_equal(t, "unknown");
     }
-    assert_non_null(capheap_fit_reason_text((capheap_fit_reason_t)1000));
+    assert_string_equal(capheap_fit_reason_text((capheap_fit_reason_t)1000), "unknown");
 }
 
 /* ---- honest largest free block --------------------------------------------- */
@@ -1233,7 +1253,12 @@ static void test_prefer(void **state)
     for (size_t i = 0; i < 256; i++) {
         assert_int_equal(c[i], 0);
     }
-    assert_null(heap_caps_calloc_prefer(SIZE_MAX / 2u, 4, 1, MALLOC_CAP_8BIT));
+    /* an overflowing product tries nothing; the report names SIZE_MAX and the last caps */
+    assert_null(heap_caps_calloc_prefer(SIZE_MAX / 2u, 4, 2, MALLOC_CAP_RTCRAM, MALLOC_CAP_8BIT));
+    assert_int_equal(cf_cb.calls, 2);
+    assert_int_equal(cf_cb.size, SIZE_MAX);
+    assert_int_equal(cf_cb.caps, MALLOC_CAP_8BIT);
+    assert_string_equal(cf_cb.function, "heap_caps_calloc_prefer");
     heap_caps_free(c);
     heap_caps_free(q);
     assert_true(heap_caps_check_integrity_all(true));
