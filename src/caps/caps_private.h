@@ -21,11 +21,15 @@
  * searches the descriptors, O(H), and a request's candidates are found as it
  * walks order[].
  *
- * Readers (malloc, free) do not take the registry lock: they read these
- * arrays with relaxed atomic loads, then validate what they found against the
- * immutable descriptor (heap contains the pointer; heap has the caps). A
- * reader that races with a registration can therefore only be slowed down
- * (it falls back to a locked lookup), never misled.
+ * The fast readers (malloc and free in speed builds) do not take the registry
+ * lock: they read by_addr/addr, the route cache and dflt[] with relaxed atomic
+ * loads, then validate what they found against the immutable descriptor
+ * (heap contains the pointer; heap has the caps). A reader that races with a
+ * registration can therefore only be slowed down (a failed lookup or
+ * allocation asks again under the lock), never misled. order[] is read only
+ * under the lock (or copied under it: stats.c), because a registration
+ * rebuilds it in place (speed builds) or shifts it (compact builds): an
+ * unlocked walk could miss a heap or see one twice.
  */
 #ifndef CAPHEAP_CAPS_PRIVATE_H
 #define CAPHEAP_CAPS_PRIVATE_H
@@ -46,6 +50,8 @@
 #define CH_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define CH_ACQUIRE(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 #define CH_RELEASE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#define CH_FENCE_RELEASE() __atomic_thread_fence(__ATOMIC_RELEASE)
+#define CH_FENCE_ACQUIRE() __atomic_thread_fence(__ATOMIC_ACQUIRE)
 #define CH_LIKELY(x) __builtin_expect(!!(x), 1)
 #define CH_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
@@ -53,6 +59,8 @@
 #define CH_STORE(x, v) ((x) = (v))
 #define CH_ACQUIRE(x) (x)
 #define CH_RELEASE(x, v) ((x) = (v))
+#define CH_FENCE_RELEASE() ((void)0)
+#define CH_FENCE_ACQUIRE() ((void)0)
 #define CH_LIKELY(x) (x)
 #define CH_UNLIKELY(x) (x)
 #endif
@@ -253,8 +261,14 @@ request_t ch_prepare(size_t size, size_t align, uint32_t caps);
 
 /* The candidate heaps of caps, in order, into list[CAPHEAP_MAX_HEAPS]; returns
  * their number. From the route cache (filled under the registry lock on a
- * miss), or computed on the spot in compact builds. */
+ * miss; a copy that raced with a refill of its entry is computed again under
+ * the lock), or computed under the lock in compact builds. */
 size_t ch_candidates(uint32_t caps, uint8_t *list);
+/* A copy of order[] (ch_g.n entries, returned) into list[CAPHEAP_MAX_HEAPS],
+ * taken under the registry lock: the lock-free readers' view of the order. */
+size_t ch_order(uint8_t *list);
+/* h's position in the list order (capheap_heap_get()), under the registry lock; -1 if unlisted. */
+int ch_position(const ch_heap_t *h);
 
 #if !CH_COMPACT
 /* Rebuild ch_g.dflt (under the registry lock; ch_reindex). */

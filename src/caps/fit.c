@@ -25,12 +25,8 @@ bool capheap_would_fit(size_t size, uint32_t caps, size_t alignment, capheap_fit
             size_t l = ch_largest(h, q.align, q.caps, q.round), l0 = ch_largest(h, 0, q.caps, q.round);
             a.largest_block = l > a.largest_block ? l : a.largest_block;
             plain = l0 > plain ? l0 : plain;
-            if (q.size <= l) {
-                uint8_t k = (uint8_t)(h - ch_g.heaps);
-                for (size_t j = 0; j < ch_g.n; j++)
-                    if (ch_g.order[j] == k)
-                        a.heap_index = (int)j;
-            }
+            if (q.size <= l)
+                a.heap_index = ch_position(h);
         }
         if (n == 0)
             a.reason = CAPHEAP_FIT_NO_HEAP_WITH_CAPS;

@@ -679,18 +679,30 @@ bool capheap_heap_get(size_t i, capheap_heap_desc_t *out)
     return ok;
 }
 
-int capheap_heap_find(const void *ptr)
+size_t ch_order(uint8_t *list)
 {
-    const ch_heap_t *h = ch_find((uintptr_t)ptr);
+    ch_lock();
+    size_t n = ch_g.n;
+    memcpy(list, ch_g.order, n);
+    ch_unlock();
+    return n;
+}
+
+int ch_position(const ch_heap_t *h)
+{
     int found = -1;
-    if (h == NULL)
-        return -1;
-    ch_lock(); /* the list position, consistent with capheap_heap_get() */
+    ch_lock(); /* order[] changes in place while a heap is registered */
     for (int i = 0; i < (int)ch_g.n && found < 0; i++)
         if (&ch_g.heaps[ch_g.order[i]] == h)
             found = i;
     ch_unlock();
     return found;
+}
+
+int capheap_heap_find(const void *ptr)
+{
+    const ch_heap_t *h = ch_find((uintptr_t)ptr);
+    return h != NULL ? ch_position(h) : -1; /* consistent with capheap_heap_get() */
 }
 
 void capheap_caps_lock_all(void)

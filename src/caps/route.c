@@ -73,13 +73,14 @@ CH_INLINE bool candidate_at(const ch_heap_t *h, uint32_t caps, size_t p)
     return first == p;
 }
 
-/* ESP-IDF's try order for caps. */
-static size_t compute(uint32_t caps, uint8_t *list)
+/* ESP-IDF's try order for caps, from a list order that cannot change
+ * meanwhile: order[] under the registry lock, or a copy (ch_order()). */
+static size_t compute(const uint8_t *order, size_t heaps, uint32_t caps, uint8_t *list)
 {
-    size_t n = 0, heaps = CH_ACQUIRE(ch_g.n);
+    size_t n = 0;
     for (size_t p = 0; p < CH_PRIOS && caps != 0; p++)
         for (size_t i = 0; i < heaps; i++) {
-            uint8_t k = CH_LOAD(ch_g.order[i]) % CAPHEAP_MAX_HEAPS;
+            uint8_t k = order[i] % CAPHEAP_MAX_HEAPS;
             if (candidate_at(&ch_g.heaps[k], caps, p))
                 list[n++] = k;
         }
@@ -89,13 +90,23 @@ static size_t compute(uint32_t caps, uint8_t *list)
 #if CH_COMPACT
 size_t ch_candidates(uint32_t caps, uint8_t *list)
 {
-    return compute(caps, list);
+    uint8_t order[CAPHEAP_MAX_HEAPS];
+    return compute(order, ch_order(order), caps, list);
 }
 #else
+/* The candidates under the registry lock: no cache. */
+static size_t ch_lock_compute(uint32_t caps, uint8_t *list)
+{
+    ch_lock();
+    size_t n = compute(ch_g.order, ch_g.n, caps, list);
+    ch_unlock();
+    return n;
+}
+
 void ch_route_default(void)
 {
     uint8_t list[CAPHEAP_MAX_HEAPS];
-    size_t n = compute(MALLOC_CAP_DEFAULT, list);
+    size_t n = compute(ch_g.order, ch_g.n, MALLOC_CAP_DEFAULT, list); /* under the lock (ch_reindex) */
     for (size_t i = 0; i < n; i++)
         CH_RELEASE(ch_g.dflt[i], ch_g.heaps[list[i]].heap);
     CH_STORE(ch_g.dflt[n], NULL); /* lists only grow: no entry past n was ever set */
@@ -108,11 +119,17 @@ static const ch_route_t *route(uint32_t caps)
         return r;
     uint8_t list[CAPHEAP_MAX_HEAPS];
     ch_lock();
-    size_t n = compute(caps, list);
+    size_t n = compute(ch_g.order, ch_g.n, caps, list);
+    /* The entry may hold another mask's list that a reader is copying: its
+     * key goes first (ch_candidates re-reads it after the copy), then the
+     * list, then the new key, with release: a reader that sees the key sees
+     * the list. */
+    CH_STORE(r->caps, CH_ROUTE_EMPTY);
+    CH_FENCE_RELEASE();
     for (size_t i = 0; i < n; i++)
         CH_STORE(r->idx[i], list[i]);
     CH_STORE(r->n, (uint8_t)n);
-    CH_RELEASE(r->caps, caps); /* after the list: a reader that sees the key sees the list */
+    CH_RELEASE(r->caps, caps);
     ch_unlock();
     return r;
 }
@@ -124,6 +141,12 @@ size_t ch_candidates(uint32_t caps, uint8_t *list)
     n = n < CAPHEAP_MAX_HEAPS ? n : CAPHEAP_MAX_HEAPS;
     for (size_t i = 0; i < n; i++)
         list[i] = CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS;
+    /* A refill of the entry for another mask (route()) may have run during
+     * the copy: the key is still caps only if it did not. Else the list
+     * under the lock, without the cache. */
+    CH_FENCE_ACQUIRE();
+    if (CH_UNLIKELY(CH_LOAD(r->caps) != caps))
+        n = ch_lock_compute(caps, list);
     return n;
 }
 #endif
@@ -363,11 +386,12 @@ static void *alloc_request(const request_t *q)
     if (q->bad != CAPHEAP_FIT_OK)
         return NULL; /* a request that may go on has caps != 0 */
 #if CH_COMPACT
-    /* compute()'s loops, each candidate tried as it is found */
-    size_t heaps = CH_ACQUIRE(ch_g.n);
+    /* compute()'s loops over a copy of the order, each candidate tried as it is found */
+    uint8_t order[CAPHEAP_MAX_HEAPS];
+    size_t heaps = ch_order(order);
     for (size_t p = 0; p < CH_PRIOS; p++)
         for (size_t i = 0; i < heaps; i++) {
-            ch_heap_t *h = &ch_g.heaps[CH_LOAD(ch_g.order[i]) % CAPHEAP_MAX_HEAPS];
+            ch_heap_t *h = &ch_g.heaps[order[i] % CAPHEAP_MAX_HEAPS];
             if (candidate_at(h, q->caps, p)) {
                 void *r = try_heap(h, q);
                 if (r != NULL) {
@@ -376,21 +400,29 @@ static void *alloc_request(const request_t *q)
                 }
             }
         }
+    return NULL;
 #else
     uint8_t list[CAPHEAP_MAX_HEAPS];
     size_t n = ch_candidates(q->caps, list);
-    for (size_t i = 0; i < n; i++) {
-        ch_heap_t *h = &ch_g.heaps[list[i]];
-        if ((h->all & q->caps) != q->caps)
-            continue; /* torn by a concurrent refill */
-        void *p = try_heap(h, q);
-        if (p != NULL) {
-            CH_DEBUG_ALLOC(p, q->size, q->caps);
-            return p;
+    for (bool again = true;; again = false) {
+        for (size_t i = 0; i < n; i++) {
+            ch_heap_t *h = &ch_g.heaps[list[i]];
+            if ((h->all & q->caps) != q->caps)
+                continue; /* a cached list torn by a concurrent refill */
+            void *p = try_heap(h, q);
+            if (p != NULL) {
+                CH_DEBUG_ALLOC(p, q->size, q->caps);
+                return p;
+            }
         }
+        if (!again)
+            return NULL;
+        /* A cached list read while a registration emptied and refilled it
+         * may miss a heap, so a failure asks again with the list computed
+         * under the lock. */
+        n = ch_lock_compute(q->caps, list);
     }
 #endif
-    return NULL;
 }
 
 void (*ch_failed_ext)(size_t size, uint32_t caps, size_t align, const char *fn);

@@ -15,12 +15,26 @@
 #include "caps/caps_private.h"
 #include "capheap/report.h"
 
-/* The next heap at or after *cursor (list order) that matches caps, or NULL. */
-static ch_heap_t *next(size_t *cursor, uint32_t caps)
+/* The list order, copied under the registry lock: a registration running
+ * meanwhile rebuilds order[] in place (speed builds) or shifts it (compact
+ * builds), and a walk over it without the lock could miss a heap or count
+ * one twice. Descriptors never move, so the copy stays valid. */
+typedef struct {
+    size_t n, i;
+    uint8_t k[CAPHEAP_MAX_HEAPS];
+} list_t;
+
+static void list_heaps(list_t *l)
 {
-    size_t n = CH_ACQUIRE(ch_g.n);
-    while (*cursor < n) {
-        ch_heap_t *h = &ch_g.heaps[CH_LOAD(ch_g.order[(*cursor)++]) % CAPHEAP_MAX_HEAPS];
+    l->n = ch_order(l->k);
+    l->i = 0;
+}
+
+/* The next heap of the copy (list order) that matches caps, or NULL. */
+static ch_heap_t *next(list_t *l, uint32_t caps)
+{
+    while (l->i < l->n) {
+        ch_heap_t *h = &ch_g.heaps[l->k[l->i++] % CAPHEAP_MAX_HEAPS];
         if (ch_matches(h, caps))
             return h;
     }
@@ -31,7 +45,8 @@ static ch_heap_t *next(size_t *cursor, uint32_t caps)
 size_t heap_caps_get_total_size(uint32_t caps)
 {
     size_t sum = 0;
-    size_t i = 0;
+    list_t i;
+    list_heaps(&i);
     for (ch_heap_t *h; (h = next(&i, caps)) != NULL;)
         sum += (size_t)(h->end - h->start);
     return sum;
@@ -40,7 +55,8 @@ size_t heap_caps_get_total_size(uint32_t caps)
 size_t heap_caps_get_free_size(uint32_t caps)
 {
     size_t sum = 0;
-    size_t i = 0;
+    list_t i;
+    list_heaps(&i);
     for (ch_heap_t *h; (h = next(&i, caps)) != NULL;)
         sum += multi_heap_free_size(h->heap);
     return sum;
@@ -49,7 +65,8 @@ size_t heap_caps_get_free_size(uint32_t caps)
 size_t heap_caps_get_minimum_free_size(uint32_t caps)
 {
     size_t sum = 0;
-    size_t i = 0;
+    list_t i;
+    list_heaps(&i);
     for (ch_heap_t *h; (h = next(&i, caps)) != NULL;)
         sum += multi_heap_minimum_free_size(h->heap);
     return sum;
@@ -60,7 +77,8 @@ void heap_caps_get_info(multi_heap_info_t *info, uint32_t caps)
     if (info == NULL)
         return;
     memset(info, 0, sizeof *info);
-    size_t i = 0;
+    list_t i;
+    list_heaps(&i);
     for (ch_heap_t *h; (h = next(&i, caps)) != NULL;)
     {
         multi_heap_info_t one;
@@ -80,7 +98,8 @@ void heap_caps_print_heap_info(uint32_t caps)
 {
     multi_heap_info_t t;
     capheap_printf("Heap summary for capabilities 0x%08x:\n", (unsigned)caps);
-    size_t i = 0;
+    list_t i;
+    list_heaps(&i);
     for (ch_heap_t *h; (h = next(&i, caps)) != NULL;)
     {
         multi_heap_get_info(h->heap, &t);
@@ -147,7 +166,8 @@ bool heap_caps_check_integrity(uint32_t caps, bool print_errors)
 {
     bool ok = true;
     uint32_t sel = ch_selector(caps);
-    size_t i = 0;
+    list_t i;
+    list_heaps(&i);
     for (ch_heap_t *h; (h = next(&i, sel)) != NULL;) {
         capheap_clear_last_report();
         if (!multi_heap_check(h->heap, print_errors)) {
@@ -180,7 +200,8 @@ bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors)
 void heap_caps_dump(uint32_t caps)
 {
     uint32_t sel = ch_selector(caps);
-    size_t i = 0;
+    list_t i;
+    list_heaps(&i);
     for (ch_heap_t *h; (h = next(&i, sel)) != NULL;)
     {
         capheap_printf("Heap %s at 0x%08lx len %zu:\n", h->name, (unsigned long)h->start,
@@ -212,7 +233,8 @@ void heap_caps_walk(uint32_t caps, heap_caps_walker_cb_t walker_func, void *user
     if (walker_func == NULL)
         return;
     uint32_t sel = ch_selector(caps);
-    size_t i = 0;
+    list_t i;
+    list_heaps(&i);
     for (ch_heap_t *h; (h = next(&i, sel)) != NULL;)
     {
         walk_ctx_t w = {walker_func, user_data, {(intptr_t)h->start, (intptr_t)h->end}};

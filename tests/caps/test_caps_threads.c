@@ -11,6 +11,9 @@
  * request's. At the end every block is freed: every heap's free size is back
  * to its value at registration, and every heap is intact.
  *
+ * A second test races readers (malloc, the size sums) against a burst of
+ * registrations, round after round.
+ *
  * Failures inside threads are recorded (cmocka's assertions are not
  * thread-safe) and asserted by the main thread. Seeded (CAPHEAP_SEED).
  */
@@ -217,10 +220,10 @@ static void *monitor(void *unused)
     return NULL;
 }
 
-static void test_threads(void **state)
+/* The chip of both tests: four start-up heaps, the largest (96 KiB DRAM) last
+ * in the list order. */
+static void threads_chip(void)
 {
-    (void)state;
-    uint64_t seed = ct_seed("caps_threads");
     cf_chip_begin("threads");
     size_t tdram = cf_chip_type("DRAM", MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT,
                                 MALLOC_CAP_INTERNAL | MALLOC_CAP_DMA | MALLOC_CAP_32BIT, 0);
@@ -233,6 +236,13 @@ static void test_threads(void **state)
     cf_chip_region(cf_at(256 * KIB), 16 * KIB, trtc, false);
     assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
     heap_caps_enable_nonos_stack_heaps();
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    uint64_t seed = ct_seed("caps_threads");
+    threads_chip();
     size_t startup = capheap_heap_count();
     intptr_t starts[4];
     size_t free0[4];
@@ -289,10 +299,104 @@ static void test_threads(void **state)
     assert_true(heap_caps_get_total_size(MALLOC_CAP_SPIRAM) == RUNTIME_REGIONS * RUNTIME_BYTES);
 }
 
+/*
+ * Readers that run while heaps are registered see every heap that was there
+ * before: a registration rebuilds (speed builds) or shifts (size-optimised
+ * builds) the list order in place, and an unlocked walk over it used to miss
+ * the last heap for a moment (a malloc only that heap can serve failed) or
+ * count a heap twice or not at all (totals went down). Each round: one
+ * thread registers 4 KiB regions as fast as it can, one allocates 80 KiB
+ * (only the last heap in the order, 96 KiB of DRAM, has room), one sums
+ * the heaps' sizes, which may only grow.
+ */
+#define RACE_ROUNDS 12
+#define RACE_REGION (4u * KIB)
+#define RACE_BASE (320u * KIB)
+
+static atomic_int race_stop;
+static atomic_ulong race_mallocs, race_sums;
+
+static void *race_allocator(void *unused)
+{
+    (void)unused;
+    while (!atomic_load(&race_stop) && !atomic_load(&failed)) {
+        void *p = heap_caps_malloc(80u * KIB, MALLOC_CAP_8BIT);
+        if (p == NULL) {
+            fail_in_thread("malloc(80 KiB, 8BIT) failed while heaps were being registered (%zu heaps)",
+                           capheap_heap_count());
+            break;
+        }
+        heap_caps_free(p);
+        atomic_fetch_add(&race_mallocs, 1);
+    }
+    return NULL;
+}
+
+static void *race_summer(void *unused)
+{
+    (void)unused;
+    size_t last_total = 0, last_spiram = 0;
+    while (!atomic_load(&race_stop) && !atomic_load(&failed)) {
+        size_t total = heap_caps_get_total_size(0);
+        size_t spiram = heap_caps_get_total_size(MALLOC_CAP_SPIRAM);
+        if (total < last_total || spiram < last_spiram || spiram % RACE_REGION != 0) {
+            fail_in_thread("a total went down while heaps were being registered: size %zu after %zu, "
+                           "SPIRAM %zu after %zu",
+                           total, last_total, spiram, last_spiram);
+            break;
+        }
+        last_total = total;
+        last_spiram = spiram;
+        atomic_fetch_add(&race_sums, 1);
+    }
+    return NULL;
+}
+
+static void test_registration_races(void **state)
+{
+    (void)state;
+    const uint32_t caps[3] = {MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT};
+    atomic_store(&failed, 0);
+    atomic_store(&race_mallocs, 0);
+    atomic_store(&race_sums, 0);
+    for (int round = 0; round < RACE_ROUNDS && !atomic_load(&failed); round++) {
+        threads_chip();
+        size_t room = CAPHEAP_MAX_HEAPS - capheap_heap_count();
+        size_t regions = room < 48u ? room : 48u;
+        atomic_store(&race_stop, 0);
+        pthread_t a, b;
+        assert_int_equal(pthread_create(&a, NULL, race_allocator, NULL), 0);
+        assert_int_equal(pthread_create(&b, NULL, race_summer, NULL), 0);
+        unsigned long m0 = atomic_load(&race_mallocs), s0 = atomic_load(&race_sums);
+        while ((atomic_load(&race_mallocs) == m0 || atomic_load(&race_sums) == s0) && !atomic_load(&failed)) {
+            sched_yield(); /* both readers are running before the first registration */
+        }
+        for (size_t i = 0; i < regions && !atomic_load(&failed); i++) {
+            for (volatile int k = 0; k < 20000; k++) {
+            }
+            intptr_t s = cf_at(RACE_BASE + i * RACE_REGION);
+            assert_int_equal(heap_caps_add_region_with_caps(caps, s, s + (intptr_t)RACE_REGION), ESP_OK);
+        }
+        atomic_store(&race_stop, 1);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+        assert_true(heap_caps_check_integrity_all(true));
+        capheap_caps_reset();
+    }
+    if (atomic_load(&failed)) {
+        fail_msg("%s", failure);
+    }
+    print_message("%lu mallocs and %lu sums during registrations\n", (unsigned long)atomic_load(&race_mallocs),
+                  (unsigned long)atomic_load(&race_sums));
+    assert_true(atomic_load(&race_mallocs) > 0);
+    assert_true(atomic_load(&race_sums) > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_threads, cf_setup, cf_teardown),
+        cmocka_unit_test_setup_teardown(test_registration_races, cf_setup, cf_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
