@@ -45,8 +45,9 @@ esp_err_t heap_caps_add_region(intptr_t start, intptr_t end);
  * ESP_ERR_NO_MEM: all CAPHEAP_MAX_HEAPS descriptors are in use.
  * ESP_ERR_INVALID_SIZE: the region cannot hold a heap.
  * capheap: start may be 0 (instruction TCM at address 0), and the descriptor is
- * static, so a region may be added before any heap exists. Heaps added at run
- * time are tried before the start-up heaps at each priority, newest first.
+ * static, so a region may be added before any heap exists (heap_caps_init()
+ * then carves the start-up heaps around it). Heaps added at run time are tried
+ * before the start-up heaps at each priority, newest first.
  */
 esp_err_t heap_caps_add_region_with_caps(const uint32_t caps[], intptr_t start, intptr_t end);
 

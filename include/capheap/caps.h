@@ -29,9 +29,14 @@ extern "C" {
  * exactly as spec 2.2-2.3: carve, coalesce equal neighbours, register (start-up
  * stack regions deferred), order by size. The chip table and the reserved array
  * must stay valid while the heaps exist (the table is referenced, not copied).
+ * Heaps added before init (heap_caps_add_region*) stay, ahead in the order, and
+ * own their memory: the start-up heaps are carved around them as around a
+ * reservation.
  * ESP_ERR_INVALID_STATE: already initialised (capheap_caps_reset() first).
  * ESP_ERR_INVALID_ARG: chip NULL, reserved NULL with count > 0, a reservation with start > end.
- * ESP_FAIL: two reservations overlap. ESP_ERR_NO_MEM: more heaps than CAPHEAP_MAX_HEAPS.
+ * ESP_FAIL: two reservations overlap, or one overlaps a heap added before init.
+ * ESP_ERR_NO_MEM: more heaps than CAPHEAP_MAX_HEAPS.
+ * On any error nothing changes (heaps added before init stay).
  */
 esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *reserved, size_t count);
 

@@ -405,8 +405,10 @@ typedef void piece_fn(carve_t *c, uintptr_t s, uintptr_t e, const soc_memory_reg
 
 struct carve {
     const capheap_chip_t *chip;
-    const soc_reserved_region_t *res[2]; /* the chip's reservations, then the firmware's */
-    size_t n_res[2];
+    /* the chip's reservations, the firmware's, and (start-up only) the
+     * heaps registered before it, which no start-up heap may overlap */
+    const soc_reserved_region_t *res[3];
+    size_t n_res[3];
     piece_fn *piece;
     /* coalesce: the pending piece, its bounds and key(): 0 when none is pending */
     uintptr_t start, end;
@@ -438,7 +440,7 @@ static size_t overlapping(const carve_t *c, uintptr_t s, uintptr_t e, uintptr_t 
 {
     size_t count = 0;
     low[0] = low[1] = e;
-    for (size_t l = 2; l-- > 0;)
+    for (size_t l = 3; l-- > 0;)
         for (size_t i = c->n_res[l]; i-- > 0;) { /* indexes: a list may be NULL, 0 long */
             uintptr_t b[2];
             (void)bounds(&c->res[l][i], b);
@@ -520,7 +522,9 @@ static void carve(carve_t *c, const soc_memory_region_t *r)
 }
 
 /* ESP_ERR_INVALID_ARG at the first reservation with start > end, ESP_FAIL
- * at the first one another overlaps (after rounding), in list order. */
+ * at the first one another overlaps (after rounding), in list order; a heap
+ * registered before start-up counts as one (heaps may nest: they are not
+ * checked against each other). */
 static esp_err_t check_reservations(const carve_t *c)
 {
     for (size_t l = 0; l < 2; l++)
@@ -550,8 +554,8 @@ size_t ch_carve(const capheap_chip_t *chip, const soc_reserved_region_t *extra, 
                 soc_memory_region_t *out, esp_err_t *err)
 {
     carve_t c = {.chip = chip,
-                 .res = {chip->reserved, extra},
-                 .n_res = {chip->reserved_count, n_extra},
+                 .res = {chip->reserved, extra, NULL},
+                 .n_res = {chip->reserved_count, n_extra, 0},
                  .piece = out != NULL ? store : coalesce, /* out NULL: the start-up heaps */
                  .out = out};
     carve_all(&c);
@@ -589,12 +593,21 @@ esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_regio
 #if CAPHEAP_EXEC_HEAP
         memcpy(ch_g.alias, &chip->diram, sizeof ch_g.alias);
 #endif
+        /* Heaps added before init own their memory: the start-up heaps are
+         * carved around them, as around a reservation. */
+        soc_reserved_region_t held[CAPHEAP_MAX_HEAPS], *r = held;
+        for (const ch_heap_t *h = ch_g.heaps; r < held + n0; r++, h++) {
+            r->start = (intptr_t)h->start;
+            r->end = (intptr_t)h->end;
+        }
         carve_t c; /* only what coalesce() and flush() read: no array */
         c.chip = chip;
         c.res[0] = chip->reserved;
         c.res[1] = reserved;
+        c.res[2] = held;
         c.n_res[0] = chip->reserved_count;
         c.n_res[1] = count;
+        c.n_res[2] = n0;
         c.piece = coalesce;
         c.start = c.end = c.key = 0;
         carve_all(&c); /* ch_carve without store(): soc_get_available_memory_regions links that */

@@ -362,6 +362,82 @@ static void test_init_state_and_arguments(void **state)
     assert_true(heap_caps_check_integrity_all(true));
 }
 
+/* True iff no two listed heaps share a byte, except by nesting (I17). */
+static bool heaps_apart_or_nested(void)
+{
+    size_t n = capheap_heap_count();
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = i + 1; j < n; j++) {
+            capheap_heap_desc_t a = cf_desc(i), b = cf_desc(j);
+            bool apart = a.end <= b.start || b.end <= a.start;
+            bool nested = (a.start >= b.start && a.end <= b.end) || (b.start >= a.start && b.end <= a.end);
+            if (!apart && !nested) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* Regions added before init own their memory: init carves its heaps around
+ * them as around a reservation (before the fix it laid a start-up heap over
+ * them, and both handed out the same bytes). A runtime heap that a chip or
+ * firmware reservation overlaps makes the reservations inconsistent: ESP_FAIL,
+ * and nothing changes. */
+static void test_init_after_runtime_regions(void **state)
+{
+    (void)state;
+    cf_chip_begin("early");
+    size_t t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    cf_chip_region(cf_at(0), 64 * KIB, t, false);
+    const uint32_t mine[3] = {MALLOC_CAP_SPIRAM, 0, 0};
+    /* inside the chip's region, and one straddling its end */
+    assert_int_equal(heap_caps_add_region_with_caps(mine, cf_at(4 * KIB), cf_at(8 * KIB)), ESP_OK);
+    assert_int_equal(heap_caps_add_region_with_caps(mine, cf_at(60 * KIB), cf_at(68 * KIB)), ESP_OK);
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    /* the chip's region became [0, 4K) and [8K, 60K); the early heaps stay first */
+    assert_int_equal(capheap_heap_count(), 4);
+    assert_true(heaps_apart_or_nested());
+    assert_int_equal(heap_caps_get_total_size(CAPS_A0), 56 * KIB);
+    assert_int_equal(heap_caps_get_total_size(MALLOC_CAP_SPIRAM), 12 * KIB);
+    assert_true(cf_desc(0).runtime && cf_desc(1).runtime);
+    /* fill every heap: no block is handed out twice */
+    enum { MAX_BLOCKS = 2048 };
+    static unsigned char *blocks[MAX_BLOCKS];
+    size_t n = 0;
+    for (uint32_t caps = CAPS_A0;; caps = MALLOC_CAP_SPIRAM) {
+        unsigned char *p;
+        while (n < MAX_BLOCKS && (p = heap_caps_malloc(256, caps)) != NULL) {
+            memset(p, (int)(n & 0xFFu), 256);
+            blocks[n++] = p;
+        }
+        if (caps == MALLOC_CAP_SPIRAM) {
+            break;
+        }
+    }
+    assert_true(n > 200 && n < MAX_BLOCKS);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < 256; k++) {
+            if (blocks[i][k] != (unsigned char)(i & 0xFFu)) {
+                fail_msg("block %zu (%p) overwritten at byte %zu", i, (void *)blocks[i], k);
+            }
+        }
+    }
+    assert_true(heap_caps_check_integrity_all(true));
+    for (size_t i = 0; i < n; i++) {
+        heap_caps_free(blocks[i]);
+    }
+
+    /* a reservation over an early heap: refused, the early heap stays alone */
+    capheap_caps_reset();
+    assert_int_equal(heap_caps_add_region_with_caps(mine, cf_at(4 * KIB), cf_at(8 * KIB)), ESP_OK);
+    const soc_reserved_region_t fw[1] = {R(6 * KIB, 10 * KIB)};
+    assert_int_equal(cf_chip_init(fw, 1), ESP_FAIL);
+    assert_ptr_equal(capheap_caps_chip(), NULL);
+    assert_int_equal(capheap_heap_count(), 1);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 static void test_too_many_heaps(void **state)
 {
     (void)state;
@@ -631,6 +707,7 @@ int main(void)
         T(test_sorted_order_and_ties),
         T(test_startup_stack_regions),
         T(test_init_state_and_arguments),
+        T(test_init_after_runtime_regions),
         T(test_too_many_heaps),
         T(test_add_region_errors),
         T(test_add_region_overlap_rule),
