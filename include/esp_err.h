@@ -28,6 +28,28 @@ typedef int esp_err_t;
 /** The code's name ("ESP_ERR_NO_MEM"), or "UNKNOWN ERROR". Never NULL. */
 const char *esp_err_to_name(esp_err_t code);
 
+/**
+ * ESP-IDF's checks of an esp_err_t, for code that ports unchanged (the tracing
+ * and simulator examples use them). ESP_ERROR_CHECK(x): if x is not ESP_OK,
+ * print ESP-IDF's message (code, name, file, line, function, expression) and
+ * abort through the port (capheap_port_abort; replaceable). Under NDEBUG, as
+ * in ESP-IDF, x is evaluated and not checked. ESP_ERROR_CHECK_WITHOUT_ABORT(x):
+ * print the message if x is not ESP_OK, and return x either way.
+ */
+esp_err_t capheap_esp_error_check(esp_err_t rc, const char *file, int line, const char *function,
+                                  const char *expression, int abort_on_error);
+
+#ifdef NDEBUG
+#define ESP_ERROR_CHECK(x)                                                                         \
+    do {                                                                                           \
+        esp_err_t err_rc_ = (x);                                                                   \
+        (void)sizeof(err_rc_);                                                                     \
+    } while (0)
+#else
+#define ESP_ERROR_CHECK(x) ((void)capheap_esp_error_check((x), __FILE__, __LINE__, __func__, #x, 1))
+#endif
+#define ESP_ERROR_CHECK_WITHOUT_ABORT(x) capheap_esp_error_check((x), __FILE__, __LINE__, __func__, #x, 0)
+
 #ifdef __cplusplus
 }
 #endif

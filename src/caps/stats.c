@@ -14,6 +14,7 @@
 
 #include "caps/caps_private.h"
 #include "capheap/report.h"
+#include "port/port_private.h"
 
 /* The list order, copied under the registry lock: a registration running
  * meanwhile rebuilds order[] in place (speed builds) or shifts it (compact
@@ -263,7 +264,30 @@ size_t heap_caps_get_containing_block_size(void *ptr)
     return alias ? (n > ch_hidden(h) ? n - ch_hidden(h) : 0) : n; /* an EXEC block: its user bytes */
 }
 
-/* ---- error names -------------------------------------------------------------- */
+/* ---- error names and checks ----------------------------------------------------- */
+
+#if defined(__GNUC__)
+#define CH_CALLER() __builtin_return_address(0)
+#else
+#define CH_CALLER() ((void *)0)
+#endif
+
+esp_err_t capheap_esp_error_check(esp_err_t rc, const char *file, int line, const char *function,
+                                  const char *expression, int abort_on_error)
+{
+    if (rc == ESP_OK)
+        return rc;
+    /* ESP-IDF's text (esp_err.c), through the allocation-free printer (a
+     * line at a time: it cuts a call at 160 bytes) */
+    capheap_printf("ESP_ERROR_CHECK%s failed: esp_err_t 0x%x (%s) at %p\n", abort_on_error ? "" : "_WITHOUT_ABORT",
+                   (unsigned)rc, esp_err_to_name(rc), CH_CALLER());
+    capheap_printf("file: \"%s\" line %d\n", file, line);
+    capheap_printf("func: %s\n", function);
+    capheap_printf("expression: %s\n", expression);
+    if (abort_on_error)
+        capheap_port_abort_now("ESP_ERROR_CHECK failed");
+    return rc;
+}
 
 const char *esp_err_to_name(esp_err_t code)
 {

@@ -1029,6 +1029,39 @@ static void test_monitor_heap_added_in_window(void **state)
     }
 }
 
+/* ESP_ERROR_CHECK and ESP_ERROR_CHECK_WITHOUT_ABORT (esp_err.h): ESP-IDF's
+ * message and, for the first, the abort through the port (not under NDEBUG,
+ * as in ESP-IDF). */
+static void test_esp_error_check(void **state)
+{
+    (void)state;
+    int calls = 0;
+    ESP_ERROR_CHECK((calls++, ESP_OK));
+    assert_int_equal(calls, 1);
+    ct_capture_begin();
+    assert_int_equal(ESP_ERROR_CHECK_WITHOUT_ABORT(ESP_ERR_NO_MEM), ESP_ERR_NO_MEM);
+    ct_capture_end();
+    assert_non_null(strstr(ct_capture_text(), "ESP_ERROR_CHECK_WITHOUT_ABORT failed: esp_err_t 0x101 (ESP_ERR_NO_MEM)"));
+    assert_non_null(strstr(ct_capture_text(), "expression: ESP_ERR_NO_MEM"));
+    assert_non_null(strstr(ct_capture_text(), "test_caps_api.c"));
+    ct_capture_begin();
+    assert_int_equal(ESP_ERROR_CHECK_WITHOUT_ABORT(ESP_OK), ESP_OK);
+    ct_capture_end();
+    assert_string_equal(ct_capture_text(), "");
+    bool aborted;
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, ESP_ERROR_CHECK(heap_caps_add_region_with_caps(NULL, 0, 16)));
+    ct_capture_end();
+#ifdef NDEBUG
+    assert_false(aborted);
+#else
+    assert_true(aborted);
+    assert_non_null(strstr(ct_capture_text(), "ESP_ERROR_CHECK failed: esp_err_t 0x102 (ESP_ERR_INVALID_ARG)"));
+    assert_non_null(strstr(ct_capture_text(), "expression: heap_caps_add_region_with_caps(NULL, 0, 16)"));
+    assert_non_null(strstr(ct_capture_text(), "func: test_esp_error_check"));
+#endif
+}
+
 /* ---- check, dump, walk --------------------------------------------------------- */
 
 typedef struct {
@@ -1425,6 +1458,7 @@ int main(void)
         T(test_statistics),
         T(test_minimum_free_and_monitor),
         T(test_monitor_heap_added_in_window),
+        T(test_esp_error_check),
         T(test_check_dump_walk),
         T(test_allocated_and_containing_size),
         T(test_realloc_moves),
