@@ -84,11 +84,18 @@ typedef struct {
     uint32_t bucket;      /**< head of hash bucket i, for record i of the buffer (not of this record) */
 } capheap_trace_links_t;
 
-/* A zero-length array is a GNU extension; __extension__ keeps -Wpedantic quiet. */
+/* A zero-length array is a GNU extension; __extension__ keeps -Wpedantic quiet
+ * in C. g++ -Wpedantic also warns that such a member is not the struct's last,
+ * which __extension__ does not silence: the pragma does, around the record. */
 #if defined(__GNUC__)
 #define CAPHEAP_TRACE_EXT __extension__
 #else
 #define CAPHEAP_TRACE_EXT
+#endif
+#if defined(__cplusplus) && defined(__GNUC__) && CONFIG_HEAP_TRACING_STACK_DEPTH == 0
+#define CAPHEAP_TRACE_PEDANTIC_OFF 1
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
 #endif
 
 /** One allocation in the trace. */
@@ -106,6 +113,10 @@ typedef struct heap_trace_record_t {
 #endif
     capheap_trace_links_t links; /**< private */
 } heap_trace_record_t;
+#if defined(CAPHEAP_TRACE_PEDANTIC_OFF)
+#pragma GCC diagnostic pop
+#undef CAPHEAP_TRACE_PEDANTIC_OFF
+#endif
 
 /** Counters of the trace (heap_trace_summary()). */
 typedef struct {
