@@ -989,15 +989,16 @@ void *heap_caps_realloc_default(void *ptr, size_t size)
 {
     if (!extmem_on)
         return heap_caps_realloc(ptr, size, CH_INTERNAL);
-    if (ptr == NULL)
-        return heap_caps_malloc_default(size);
     if (size == 0) {
         heap_caps_free(ptr);
         return NULL;
     }
-    void *p = realloc_base(ptr, size, size <= extmem_limit ? CH_INTERNAL : CH_EXTERNAL);
-    if (p == NULL)
-        p = realloc_base(ptr, size, MALLOC_CAP_DEFAULT);
+    /* ESP-IDF's two tries (realloc_base, which allocates for ptr NULL), and
+     * its failure report under this function's name either way */
+    uint32_t caps = size <= extmem_limit ? CH_INTERNAL : CH_EXTERNAL;
+    void *p = NULL;
+    for (int i = 0; i < 2 && p == NULL; i++, caps = MALLOC_CAP_DEFAULT)
+        p = ptr == NULL ? alloc_base(size, 0, caps) : realloc_base(ptr, size, caps);
     if (p == NULL)
         failed(size, MALLOC_CAP_DEFAULT, "heap_caps_realloc_default", 0);
     return p;

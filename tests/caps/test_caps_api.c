@@ -1402,6 +1402,13 @@ static void test_libc_policy(void **state)
     assert_int_equal(cf_cb.calls, before + 1u);
     assert_string_equal(cf_cb.function, "heap_caps_malloc_default");
     assert_int_equal(cf_cb.caps, MALLOC_CAP_DEFAULT);
+    /* realloc_default(NULL, n) is an allocation that reports under its own name, as ESP-IDF's */
+    assert_null(heap_caps_realloc_default(NULL, 100u * KIB));
+    assert_int_equal(cf_cb.calls, before + 2u);
+    assert_string_equal(cf_cb.function, "heap_caps_realloc_default");
+    assert_int_equal(cf_cb.size, 100u * KIB);
+    assert_null(heap_caps_realloc_default(NULL, 0)); /* size 0: NULL, no report */
+    assert_int_equal(cf_cb.calls, before + 2u);
     heap_caps_free(spi);
 
     /* SIZE_MAX: internal first for every size (capheap: it disables nothing) */
