@@ -291,7 +291,8 @@ static void on_failed_ext(size_t size, uint32_t caps, const char *fn, const caph
     (void)fn;
     FZ_REQUIRE(user == &cb, "extended callback: user pointer %p", user);
     FZ_REQUIRE(why != NULL, "extended callback without an answer");
-    /* why->reason may be OK: a prefer call with num 0 fails and reports MALLOC_CAP_DEFAULT, as ESP-IDF does. */
+    /* A prefer call with num 0 fails and reports MALLOC_CAP_DEFAULT, as ESP-IDF does, with
+     * CAPHEAP_FIT_NO_CAPS_GIVEN (no_caps_reason() checks it). */
     cb.ext_count++;
     cb.reason = why->reason;
 }
@@ -1101,6 +1102,13 @@ static void routed_result(fz_blk_t *s, void *p, size_t n, const uint32_t *c, siz
     adopt(s, p, n, c[served], align, -1, fn);
 }
 
+/* A prefer call with num 0 that failed: the extended callback says nothing was tried. */
+static void no_caps_reason(size_t num, bool failed, const char *fn)
+{
+    if (num == 0 && failed)
+        FZ_REQUIRE(cb.reason == CAPHEAP_FIT_NO_CAPS_GIVEN, "%s with num 0: callback reason %d", fn, (int)cb.reason);
+}
+
 static void op_malloc_prefer(fz_in_t *in, fz_blk_t *s)
 {
     uint32_t c[3];
@@ -1113,6 +1121,7 @@ static void op_malloc_prefer(fz_in_t *in, fz_blk_t *s)
     cb_clear();
     void *p = heap_caps_malloc_prefer(n, num, c[0], c[1], c[2]);
     cb_expect(p == NULL && n != 0, n, num ? c[num - 1] : MALLOC_CAP_DEFAULT, "heap_caps_malloc_prefer");
+    no_caps_reason(num, p == NULL && n != 0, "heap_caps_malloc_prefer");
     routed_result(s, p, n, c, num, k, 0, &why, "heap_caps_malloc_prefer");
 }
 
@@ -1131,9 +1140,10 @@ static void op_calloc_prefer(fz_in_t *in, fz_blk_t *s)
     cb_clear();
     void *p = heap_caps_calloc_prefer(nmemb, n, num, c[0], c[1], c[2]);
     if (overflow)
-        cb_expect(true, SIZE_MAX, MALLOC_CAP_DEFAULT, "heap_caps_calloc_prefer");
+        cb_expect(true, SIZE_MAX, num ? c[num - 1] : MALLOC_CAP_DEFAULT, "heap_caps_calloc_prefer"); /* the last caps, as ESP-IDF */
     else
         cb_expect(p == NULL && total != 0, total, num ? c[num - 1] : MALLOC_CAP_DEFAULT, "heap_caps_calloc_prefer");
+    no_caps_reason(num, p == NULL && (total != 0 || overflow), "heap_caps_calloc_prefer");
     if (p != NULL)
         require_zero(p, total, "heap_caps_calloc_prefer");
     routed_result(s, p, total, c, num, k, 0, &why, "heap_caps_calloc_prefer");
@@ -1151,6 +1161,7 @@ static void op_realloc_prefer(fz_in_t *in, fz_blk_t *s)
     if (s->p == NULL) {
         void *p = heap_caps_realloc_prefer(NULL, n, num, c[0], c[1], c[2]);
         cb_expect(p == NULL && n != 0, n, num ? c[num - 1] : MALLOC_CAP_DEFAULT, "heap_caps_realloc_prefer");
+        no_caps_reason(num, p == NULL && n != 0, "heap_caps_realloc_prefer");
         routed_result(s, p, n, c, num, k, 0, &why, "heap_caps_realloc_prefer");
         return;
     }
