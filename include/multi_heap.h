@@ -49,8 +49,13 @@ typedef struct multi_heap_info *multi_heap_handle_t;
  * regions pay little (see docs/design.md, "Control structure").
  *
  * Returns the handle, or NULL iff start is NULL, start is not 4-byte aligned,
- * or the region cannot hold the control structure plus one minimum block.
- * Never a half-made heap. Not thread-safe with respect to the region.
+ * size is above UINT32_MAX (offsets are 32-bit: register a larger region as
+ * several heaps), or the region cannot hold the control structure plus one
+ * block that serves multi_heap_malloc(h, 1). That block is 16 bytes without
+ * poisoning, 20 with it (the canaries), 24 with poisoning and task tracking,
+ * so every start accepts capheap_heap_min_region_size(4) bytes: 140 / 144 /
+ * 148 (capheap/heap.h). Never a half-made heap: a heap that registers serves
+ * malloc(1). Not thread-safe with respect to the region.
  */
 multi_heap_handle_t multi_heap_register(void *start, size_t size);
 
@@ -88,10 +93,11 @@ void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t ali
 /**
  * Like multi_heap_aligned_alloc(), but (pointer + offset) is aligned, not the
  * pointer itself. offset is rounded up to a multiple of 4 first, as on
- * ESP-IDF. Returns NULL in the same cases, and when alignment is larger than
- * the heap's alignment while offset is not a multiple of the heap's
- * alignment (the pointer is always aligned to the heap, so pointer + offset
- * could not be). O(1).
+ * ESP-IDF. Returns NULL in the same cases, and when the rounded offset is not
+ * a multiple of min(alignment, the heap's alignment): the pointer is always
+ * aligned to the heap and to nothing more, so pointer + offset could not be
+ * aligned. (4-aligned heaps: never; a 16-aligned heap with offset 4: NULL for
+ * alignment 8 and up, served for alignment 4.) O(1).
  */
 void *multi_heap_aligned_alloc_offs(multi_heap_handle_t heap, size_t size, size_t alignment,
                                     size_t offset);
@@ -118,9 +124,13 @@ void multi_heap_aligned_free(multi_heap_handle_t heap, void *p);
 void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size);
 
 /**
- * Usable bytes of the block p (malloc_usable_size()). 0 for NULL p or heap.
- * With poisoning the canaries are checked first (a bad one is reported) and
- * the poison overhead is not counted. O(1).
+ * Usable bytes of the block p: its capacity without the poison overhead and
+ * the owner word (ESP-IDF's figure). 0 for NULL p or heap. Without poisoning
+ * all of them may be written (malloc_usable_size()); with poisoning (light or
+ * comprehensive) only the size requested may: the tail canary sits right after
+ * it, inside this figure, and writing past the request is reported as "Bad
+ * tail" by the next check or free. With poisoning the canaries are checked
+ * first (a bad one is reported). O(1).
  */
 size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p);
 
@@ -144,7 +154,9 @@ void multi_heap_dump(multi_heap_handle_t heap);
  * and fill pattern. With print_errors, each problem is printed as
  * "CORRUPT HEAP: ..." with address, expected and found values and the number
  * of the broken invariant. Returns true iff the heap is intact (false for a
- * NULL heap). Takes the lock; thread-safe (no global state). Never leaves the
+ * NULL heap). Takes the lock; thread-safe: it shares nothing with checks of
+ * other heaps (each report is made from the checker's own copy; the copy
+ * capheap_last_report() keeps is per thread on the host). Never leaves the
  * region, even when sizes are corrupt. O(B) (O(bytes) when comprehensive).
  */
 bool multi_heap_check(multi_heap_handle_t heap, bool print_errors);

@@ -25,8 +25,11 @@ typedef struct {
 /**
  * multi_heap_register() with options (options may be NULL: the defaults).
  * Returns NULL iff start is NULL or not aligned to 4, the alignment is not
- * one of 0, 4, 8, 16, or the region cannot hold the control structure plus one
- * minimum block. Regions above 4 GiB are not supported (register several).
+ * one of 0, 4, 8, 16, size is above UINT32_MAX (regions of 4 GiB and more
+ * are not supported: register several), or the region cannot hold the
+ * control structure plus one block that serves multi_heap_malloc(h, 1) (its
+ * size includes the poison overhead and the owner word of this build: see
+ * capheap_heap_min_region_size).
  */
 multi_heap_handle_t capheap_heap_register(void *start, size_t size,
                                           const capheap_heap_options_t *options);
@@ -43,7 +46,16 @@ size_t capheap_heap_alignment(multi_heap_handle_t heap);
  */
 size_t capheap_heap_overhead(multi_heap_handle_t heap);
 
-/** Smallest region size capheap_heap_register() accepts for this alignment (4-aligned start). */
+/**
+ * The region size capheap_heap_register() accepts at every 4-aligned start
+ * for this alignment (0 = 4); 0 for an alignment it refuses. It counts the
+ * worst padding a start can need (alignment - 4 bytes), so at a favourable
+ * start of an 8- or 16-aligned heap a slightly smaller region may register;
+ * for alignment 4 every start refuses one byte less. The figure includes one
+ * block that serves malloc(1), so it depends on the build: for alignment 4,
+ * 140 bytes without poisoning, 144 with poisoning (light or comprehensive),
+ * 148 with poisoning and task tracking (task tracking alone: 140).
+ */
 size_t capheap_heap_min_region_size(size_t alignment);
 
 /**

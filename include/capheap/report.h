@@ -29,14 +29,23 @@ typedef struct {
 
 /**
  * Print the report (when print is true), remember it as the last report, and
- * when fatal is true call the abort handler (which does not return).
+ * when fatal is true call the abort handler (which does not return). Prints
+ * from *report itself: two threads reporting at once each print their own.
  */
 void capheap_report_corruption(const capheap_report_t *report, bool print, bool fatal);
 
-/** The last report made in this process (what == NULL if none). Not thread-safe: for tests. */
+/**
+ * The last report (what == NULL if none), for tests and abort handlers.
+ * Host port: the last report the calling thread made (each thread keeps its
+ * own copy, so threads reporting on different heaps never see each other's).
+ * Bare-metal port (no thread-local storage assumed): the last report made in
+ * the program, written and read a word at a time with relaxed atomic
+ * accesses, so concurrent reports are no data race, but a copy read while two
+ * tasks report at once may mix their fields.
+ */
 capheap_report_t capheap_last_report(void);
 
-/** Forget the last report. */
+/** Forget the last report (the calling thread's on the host). */
 void capheap_clear_last_report(void);
 
 /**

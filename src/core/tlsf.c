@@ -192,10 +192,11 @@ static uint32_t control_bytes(uint32_t fl_count)
     return CONTROL_FIXED + fl_count * CE_ROW_WORDS * 4u + 4u;
 }
 
-size_t ce_min_region(size_t align)
+size_t ce_min_region(size_t align, size_t min_block)
 {
-    /* One row (fl 0), the worst padding for a 4-aligned start, one minimum block, the end marker. */
-    return control_bytes(1) + (align - 4u) + CE_MIN_BLOCK + CE_HDR;
+    /* One row (fl 0), the worst padding for a 4-aligned start, one block of
+     * min_block bytes (one row files it: min_block <= 48), the end marker. */
+    return control_bytes(1) + (align - 4u) + min_block + CE_HDR;
 }
 
 /* The first block's offset after a control structure of fl_count rows: its
@@ -204,6 +205,13 @@ static uint32_t first_block(uintptr_t base, uint32_t a, uint32_t fl_count)
 {
     uint32_t ctrl = control_bytes(fl_count);
     return (uint32_t)(((base + ctrl + CE_HDR + a) & ~(uintptr_t)a) - CE_HDR - base);
+}
+
+size_t ce_region_needed(const void *mem, size_t align, size_t min_block)
+{
+    /* One row leaves the largest room (each row more moves the first block
+     * up), and files any block up to 48 bytes. */
+    return first_block((uintptr_t)mem, (uint32_t)align - 1u, 1) + min_block + CE_HDR;
 }
 
 ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)

@@ -294,8 +294,15 @@ typedef struct {
     unsigned invariant; /* docs/design.md number */
 } ce_fault_t;
 
-/* Region bytes needed for a heap whose largest block could be block_bytes (for sizing). */
-size_t ce_min_region(size_t align);
+/* Region bytes ce_create() needs at every 4-aligned start for a heap of
+ * alignment align whose pool must hold a block of min_block bytes (a
+ * multiple of align, CE_MIN_BLOCK to 48). */
+size_t ce_min_region(size_t align, size_t min_block);
+
+/* The same for the start mem (4-aligned; align valid): ce_create(mem, bytes,
+ * align) makes a pool that holds a block of min_block bytes iff bytes is at
+ * least this. For a layer whose smallest request needs more than CE_MIN_BLOCK. */
+size_t ce_region_needed(const void *mem, size_t align, size_t min_block);
 
 /* Build a heap in [mem, mem + bytes). align is 4, 8 or 16; mem 4-aligned. NULL if it cannot hold one block. */
 ce_heap_t *ce_create(void *mem, size_t bytes, size_t align);

@@ -3,8 +3,9 @@
  *
  * Every layer that finds a problem fills a capheap_report_t and calls
  * capheap_report_corruption(). It writes one "CORRUPT HEAP" line through the
- * port's text sink, remembers the report for tests, and for fatal problems
- * calls the abort handler. Nothing here allocates.
+ * port's text sink, remembers the report for tests (per thread on the
+ * host), and for fatal problems calls the abort handler. Nothing here
+ * allocates.
  *
  * The line is assembled here from one template and one number formatter rather than
  * capheap_printf(): every firmware that frees memory links this file (free
@@ -19,7 +20,66 @@
 #include "capheap/port.h"
 #include "port/port_private.h"
 
+/* The copy capheap_last_report() returns (tests, a firmware's abort
+ * handler). Only that copy is shared: a report is printed from the caller's
+ * own struct, and no layer reads its report back from here. One plain global
+ * written by every report would be a data race between two threads
+ * reporting on (or checking) two heaps.
+ *
+ * On the host it is per thread: a thread reads back the report it made
+ * itself, exactly, with no lock. A bare-metal toolchain may have no
+ * thread-local storage, and the port's lock hooks accept only the lock
+ * objects given to multi_heap_set_lock(), so there it is one copy written and
+ * read a word at a time with relaxed atomic accesses (plain loads and stores
+ * on a single core): no data race, but a copy read while two tasks report at
+ * once may mix their words. */
+#if CAPHEAP_PORT_HOST
+#if defined(__GNUC__)
+static __thread capheap_report_t last_report __attribute__((tls_model("initial-exec")));
+#else
+static _Thread_local capheap_report_t last_report;
+#endif
+static void set_last(const capheap_report_t *r)
+{
+    last_report = *r;
+}
+static capheap_report_t get_last(void)
+{
+    return last_report;
+}
+#else
 static capheap_report_t last_report;
+#if defined(__GNUC__)
+#define LAST_INLINE static inline __attribute__((always_inline)) /* size builds keep one caller */
+#define LAST_LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define LAST_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#else
+#define LAST_INLINE static inline
+#define LAST_LOAD(x) (x) /* single-core bare metal: a plain word access is atomic */
+#define LAST_STORE(x, v) ((x) = (v))
+#endif
+LAST_INLINE void set_last(const capheap_report_t *r)
+{
+    capheap_report_t *d = &last_report;
+#if defined(__GNUC__)
+    /* One register for the five stores: gcc would otherwise rebuild the
+     * address before each atomic store (a lui each on RISC-V: 16 bytes). */
+    __asm__("" : "+r"(d));
+#endif
+    LAST_STORE(d->what, r->what);
+    LAST_STORE(d->address, r->address);
+    LAST_STORE(d->expected, r->expected);
+    LAST_STORE(d->found, r->found);
+    LAST_STORE(d->invariant, r->invariant);
+}
+static capheap_report_t get_last(void)
+{
+    capheap_report_t r = {LAST_LOAD(last_report.what), LAST_LOAD(last_report.address),
+                          LAST_LOAD(last_report.expected), LAST_LOAD(last_report.found),
+                          LAST_LOAD(last_report.invariant)};
+    return r;
+}
+#endif
 
 /* Called after a printed fatal report, before the abort: the caps layer
  * installs capheap_describe_block (src/debug/describe.c) when it registers a
@@ -55,7 +115,7 @@ static const char *format_number(char *end, uintptr_t v, unsigned code)
 
 void capheap_report_corruption(const capheap_report_t *report, bool print, bool fatal)
 {
-    last_report = *report;
+    set_last(report);
     if (print) {
         /* One template for the whole line; a control character stands for a field:
          * \1 what; \4 leaves out the invariant suffix, up to its ')', when the
@@ -108,11 +168,11 @@ void capheap_report_corruption(const capheap_report_t *report, bool print, bool 
 
 capheap_report_t capheap_last_report(void)
 {
-    return last_report;
+    return get_last();
 }
 
 void capheap_clear_last_report(void)
 {
     capheap_report_t none = {NULL, NULL, 0, 0, 0};
-    last_report = none;
+    set_last(&none);
 }

@@ -153,24 +153,36 @@ void capheap_heap_move_out(multi_heap_handle_t heap, void *p, void *dst, size_t 
 #define MH_BLOCK_EXTRA (POISON_ENABLED || CAPHEAP_TASK_TRACKING)
 
 #if POISON_ENABLED
-/* Poisoning's head in front of the user bytes (heap/poison.h). */
+/* Poisoning's head in front of the user bytes (heap/poison.h), for a heap of
+ * alignment align. */
+static inline size_t head_bytes_for(size_t align)
+{
+    return align > POISON_HEAD_MIN ? align : POISON_HEAD_MIN;
+}
+
 static inline size_t head_bytes(const ce_heap_t *h)
 {
-    return h->align_mask + 1u > POISON_HEAD_MIN ? h->align_mask + 1u : POISON_HEAD_MIN;
+    return head_bytes_for(h->align_mask + 1u);
 }
 #endif
 
 #if MH_BLOCK_EXTRA
 /* Bytes per block beyond the user's: poisoning's head and tail canary, the
- * owner word (what capheap_heap_poison_overhead() reports). */
-static inline size_t overhead(const ce_heap_t *h)
+ * owner word (what capheap_heap_poison_overhead() reports), for a heap of
+ * alignment align (registration asks before the heap exists). */
+static inline size_t overhead_for(size_t align)
 {
 #if POISON_ENABLED
-    return head_bytes(h) + POISON_TAIL + MH_OWNER_BYTES;
+    return head_bytes_for(align) + POISON_TAIL + MH_OWNER_BYTES;
 #else
-    (void)h;
+    (void)align;
     return MH_OWNER_BYTES;
 #endif
+}
+
+static inline size_t overhead(const ce_heap_t *h)
+{
+    return overhead_for(h->align_mask + 1u);
 }
 #endif
 

@@ -468,6 +468,22 @@ static void san_realloc_end(const ce_heap_t *h, const san_block_t *sb, void *q, 
 
 /* ---- registration and lock --------------------------------------------- */
 
+/* The engine block (header included) that malloc(1) takes in a heap of
+ * alignment align. Registration refuses a pool that cannot hold it: with
+ * poisoning's canaries (and the owner word) the engine's own 16-byte minimum
+ * block serves no request at all, and a heap where every malloc fails is a
+ * half-made heap. align may be invalid here (ce_create refuses it). */
+static size_t smallest_block(size_t align)
+{
+#if MH_BLOCK_EXTRA
+    size_t n = (1u + overhead_for(align) + CE_HDR + align - 1u) & ~(align - 1u);
+    return n < CE_MIN_BLOCK ? CE_MIN_BLOCK : n;
+#else
+    (void)align;
+    return CE_MIN_BLOCK; /* capacity 12: malloc(1) to malloc(12) */
+#endif
+}
+
 multi_heap_handle_t capheap_heap_register(void *start, size_t size,
                                           const capheap_heap_options_t *options)
 {
@@ -481,6 +497,14 @@ multi_heap_handle_t capheap_heap_register(void *start, size_t size,
         VALGRIND_DESTROY_MEMPOOL(start); /* registered again: its old blocks are gone */
     if (start != NULL && vg_memcheck)
         VALGRIND_MAKE_MEM_UNDEFINED(start, size); /* the engine writes all of it */
+#endif
+#if MH_BLOCK_EXTRA
+    /* The engine's own test is a pool of one 16-byte block, which serves no
+     * request here: refuse a region whose pool cannot hold malloc(1)'s block,
+     * before the engine writes anything. (For a bad start or alignment the
+     * figure means nothing, but ce_create refuses those anyway.) */
+    if (size < ce_region_needed(start, align, smallest_block(align)))
+        return NULL;
 #endif
     ce_heap_t *h = ce_create(start, size, align); /* zeroes the owner slot: no lock yet */
     if (h == NULL)
@@ -534,7 +558,7 @@ size_t capheap_heap_min_region_size(size_t alignment)
         alignment = 4;
     if (alignment != 4 && alignment != 8 && alignment != 16)
         return 0;
-    return ce_min_region(alignment);
+    return ce_min_region(alignment, smallest_block(alignment));
 }
 
 void multi_heap_set_lock(multi_heap_handle_t heap, void *lock_object)
@@ -739,7 +763,10 @@ CE_INLINE bool accepted(const ce_heap_t *h, void *p)
     if (!ce_valid(h, raw))
         return false;
 #if POISON_ENABLED
-    if (!poison_check_used(h, raw, ce_block_capacity(raw), false, false))
+    /* Quietly: a rejection is reported by reject_locked(), which describes
+     * the fault again into its own report. */
+    capheap_report_t r;
+    if (poison_fault(h, raw, ce_block_capacity(raw), &r))
         return false;
 #endif
     return true;
@@ -755,8 +782,11 @@ static MH_COLD void reject_locked(ce_heap_t *h, void *p)
     /* Nothing found: "Corrupt heap" at raw, all numbers 0 (as ce_diagnose leaves them). */
     r.what = fault_text(kind);
 #if POISON_ENABLED
-    if (kind == CE_OK && !poison_check_used(h, raw, ce_block_capacity(raw), false, false))
-        r = capheap_last_report();
+    /* The canaries' fault, described into this call's own r: not read back
+     * from capheap_last_report(), which another thread reporting on another
+     * heap may have written in between. */
+    if (kind == CE_OK)
+        (void)poison_fault(h, raw, ce_block_capacity(raw), &r);
 #endif
     unlock(h);
     capheap_report_corruption(&r, true, true);
@@ -1152,9 +1182,12 @@ size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
         return 0;
     }
     size_t cap = ce_block_capacity(raw_of(h, p));
-    /* Asking for the usable size makes it the caller's (ESP-IDF: the whole
-     * usable size may be written); until then the bytes past the request are
-     * poisoned under ASan. */
+    /* Without poisoning, asking for the usable size makes all of it the
+     * caller's (malloc_usable_size(): it may be written); until then the
+     * bytes past the request are poisoned under ASan. With poisoning only the
+     * request is writable (the tail canary follows it, within the usable
+     * size); the bytes are unpoisoned all the same, and a write over the
+     * canary is found by the canary check, not by ASan. */
     CE_SAN_UNPOISON(p, user_bytes(h, cap));
     unlock(h);
     return cap;
@@ -1339,9 +1372,13 @@ void multi_heap_restore_minimum_free_bytes(multi_heap_handle_t heap,
         return;
     ce_heap_t *h = E(heap);
     lock(h);
-    /* The caller speaks in user bytes (one block overhead less): convert back. */
+    /* The caller speaks in user bytes (one block overhead less): convert back.
+     * Saturating: a value within the overhead of SIZE_MAX would wrap to a few
+     * bytes and lower the mark to 0, where min(mark, value) keeps it. */
 #if MH_BLOCK_EXTRA
-    size_t raw = new_minimum_free_bytes_value + overhead(h);
+    size_t ov = overhead(h);
+    size_t raw = new_minimum_free_bytes_value > SIZE_MAX - ov ? SIZE_MAX
+                                                             : new_minimum_free_bytes_value + ov;
 #else
     size_t raw = new_minimum_free_bytes_value;
 #endif

@@ -633,10 +633,12 @@ static void op_misc(model_t *m)
     case 1: { /* restore it to some value */
         size_t f = expected_free(m);
         size_t v;
-        switch (mu_rng_below(&m->rng, 4)) {
+        switch (mu_rng_below(&m->rng, 5)) {
         case 0: v = 0; break;
         case 1: v = f > 100 ? f - mu_rng_below(&m->rng, 100) : f; break;
         case 2: v = f + mu_rng_below(&m->rng, 1000); break;
+        /* near SIZE_MAX: the heap adds its block overhead to v, which must not wrap */
+        case 3: v = SIZE_MAX - mu_rng_below(&m->rng, 32); break;
         default: v = m->F0; break;
         }
         snprintf(m->op, sizeof m->op, "restore_minimum_free_bytes(%zu)", v);

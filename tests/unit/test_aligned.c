@@ -294,6 +294,49 @@ static void test_offs_in_wide_heap(void **state)
     assert_int_equal(multi_heap_free_size(h), before);
 }
 
+/*
+ * The exact NULL rule of aligned_alloc_offs (multi_heap.h, docs/compat.md
+ * item 14): with the offset rounded up to 4, NULL iff it is not a multiple of
+ * min(alignment, heap alignment); otherwise served with (p + offset)
+ * aligned. So a 16-aligned heap refuses offset 4 for alignment 8 (smaller
+ * than the heap's) but serves it for alignment 4, and 4-aligned heaps serve
+ * every offset.
+ */
+static void test_offs_null_rule(void **state)
+{
+    (void)state;
+    for (size_t heap_align = 4; heap_align <= 16; heap_align *= 2) {
+        capheap_heap_options_t o = {.alignment = heap_align};
+        multi_heap_handle_t h = capheap_heap_register(region, 16384, &o);
+        assert_non_null(h);
+        size_t empty = multi_heap_free_size(h);
+        for (size_t align = 1; align <= 64; align *= 2) {
+            size_t unit = align < heap_align ? align : heap_align;
+            for (size_t off = 0; off <= 40; off++) {
+                size_t rounded = (off + 3u) & ~(size_t)3u;
+                unsigned char *p = multi_heap_aligned_alloc_offs(h, 24, align, off);
+                if (rounded % unit != 0) {
+                    assert_null(p);
+                    continue;
+                }
+                assert_non_null(p);
+                assert_int_equal((uintptr_t)(p + rounded) % align, 0);
+                assert_int_equal((uintptr_t)p % heap_align, 0);
+                multi_heap_free(h, p);
+            }
+        }
+        /* the cases the texts name */
+        if (heap_align == 16) {
+            assert_null(multi_heap_aligned_alloc_offs(h, 16, 8, 4));
+            void *p = multi_heap_aligned_alloc_offs(h, 16, 4, 4);
+            assert_non_null(p);
+            multi_heap_free(h, p);
+        }
+        assert_int_equal(multi_heap_free_size(h), empty);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
 /* When the heap is nearly full, an aligned request that fits is served. */
 static void test_aligned_tight_fit(void **state)
 {
@@ -325,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_offs),
         cmocka_unit_test(test_aligned_in_wide_heaps),
         cmocka_unit_test(test_offs_in_wide_heap),
+        cmocka_unit_test(test_offs_null_rule),
         cmocka_unit_test(test_aligned_tight_fit),
     };
     return cmocka_run_group_tests_name("aligned", tests, NULL, NULL);

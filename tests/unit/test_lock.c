@@ -319,6 +319,123 @@ static void test_two_threads(void **state)
     capheap_lock_destroy(&lock);
 }
 
+/*
+ * Reports are per thread: two threads checking two different corrupt heaps
+ * at once (and, with poisoning, freeing a block whose tail canary is smashed,
+ * which is reported and aborts) each see only their own heap's fault, in the
+ * report the abort carries and in capheap_last_report(). The reporter once
+ * kept one process-wide copy that every report wrote and free's reject path
+ * read back: a data race (ThreadSanitizer flags it; the CI runs this test in
+ * its TSan build), and a free could abort naming the other heap's fault.
+ */
+#define REPORT_REGION 4096u
+static _Alignas(16) unsigned char report_region[2][REPORT_REGION];
+static _Thread_local jmp_buf report_env;
+static _Thread_local const char *report_reason;
+
+struct report_arg {
+    multi_heap_handle_t h;
+    const unsigned char *lo; /* the heap's region */
+    void *smashed;           /* poisoning: a block with a bad tail canary */
+    unsigned rounds, failures;
+};
+
+static void report_abort(const char *reason)
+{
+    report_reason = reason;
+    longjmp(report_env, 1);
+}
+
+static void report_sink(const char *text, size_t len)
+{
+    (void)text;
+    (void)len;
+}
+
+static bool report_is_own(const struct report_arg *a, const capheap_report_t *r)
+{
+    const unsigned char *at = r->address;
+    return r->what != NULL && at >= a->lo && at < a->lo + REPORT_REGION;
+}
+
+#if CT_POISONING
+/* free(a->smashed): true if it was reported, as this heap's fault. */
+static bool free_is_reported_as_own(const struct report_arg *a)
+{
+    report_reason = NULL;
+    if (setjmp(report_env) == 0) {
+        multi_heap_free(a->h, a->smashed);
+        return false; /* not reported */
+    }
+    capheap_report_t r = capheap_last_report();
+    return report_reason != NULL && strcmp(report_reason, "Bad tail") == 0 &&
+           strcmp(r.what, "Bad tail") == 0 && report_is_own(a, &r);
+}
+#endif
+
+static void *report_thread(void *p)
+{
+    struct report_arg *a = p;
+    for (unsigned i = 0; i < a->rounds; i++) {
+        capheap_clear_last_report();
+        if (multi_heap_check(a->h, false)) {
+            a->failures++; /* the corruption was not found */
+        }
+        capheap_report_t r = capheap_last_report();
+        if (!report_is_own(a, &r)) {
+            a->failures++;
+        }
+#if CT_POISONING
+        if (!free_is_reported_as_own(a)) {
+            a->failures++;
+        }
+#endif
+    }
+    return NULL;
+}
+
+static void test_reports_are_per_thread(void **state)
+{
+    (void)state;
+    struct report_arg args[2];
+    uint32_t saved[2];
+    unsigned char *flipped[2];
+    for (int k = 0; k < 2; k++) {
+        multi_heap_handle_t h = multi_heap_register(report_region[k], REPORT_REGION);
+        assert_non_null(h);
+        unsigned char *smashed = multi_heap_malloc(h, 10);
+        (void)multi_heap_malloc(h, 64);
+        unsigned char *b = multi_heap_malloc(h, 64);
+        assert_non_null(b);
+#if CT_POISONING
+        ct_poke8(smashed + 10, (uint8_t)(ct_peek8(smashed + 10) ^ 0xffu)); /* the tail canary */
+#endif
+        /* and, in every mode, a header the check refuses: "previous block is free" */
+        flipped[k] = ct_header_of(b);
+        saved[k] = ct_get32(flipped[k]);
+        ct_put32(flipped[k], saved[k] ^ 0x2u);
+        args[k] = (struct report_arg){h, report_region[k], smashed, 500, 0};
+    }
+    capheap_abort_fn old_abort = capheap_set_abort_handler(report_abort);
+    capheap_write_fn old_writer = capheap_set_writer(report_sink);
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(pthread_create(&t[k], NULL, report_thread, &args[k]), 0);
+    }
+    for (int k = 0; k < 2; k++) {
+        pthread_join(t[k], NULL);
+    }
+    capheap_set_writer(old_writer);
+    capheap_set_abort_handler(old_abort);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(args[k].failures, 0);
+        ct_put32(flipped[k], saved[k]);
+#if !CT_POISONING
+        assert_true(multi_heap_check(args[k].h, false));
+#endif
+    }
+}
+
 #else /* bare-metal port: the lock hooks are weak no-ops */
 
 static void test_baremetal_lock_is_noop(void **state)
@@ -353,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_set_lock_null_detaches),
         cmocka_unit_test(test_recursive_use),
         cmocka_unit_test(test_two_threads),
+        cmocka_unit_test(test_reports_are_per_thread),
 #else
         cmocka_unit_test(test_baremetal_lock_is_noop),
 #endif

@@ -400,6 +400,41 @@ static void test_aligned_free_alias(void **state)
     assert_true(multi_heap_check(h, false));
 }
 
+/*
+ * What of get_allocated_size() is writable (multi_heap.h): without poisoning
+ * all of it (malloc_usable_size()); with poisoning only the request: the tail
+ * canary follows it, inside the usable size, and a write past the request
+ * is found as "Bad tail".
+ */
+static void test_usable_size_writable(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh(4096);
+    for (size_t n = 1; n <= 40; n++) {
+        unsigned char *p = multi_heap_malloc(h, n);
+        assert_non_null(p);
+        size_t usable = multi_heap_get_allocated_size(h, p);
+        assert_true(usable >= n);
+        memset(p, 0x5a, n);
+        assert_true(multi_heap_check(h, false));
+#if CT_POISONING
+        if (usable > n) {
+            uint8_t keep = ct_peek8(p + n);
+            ct_poke8(p + n, (uint8_t)(keep ^ 0xffu)); /* the first byte past the request */
+            capheap_clear_last_report();
+            assert_false(multi_heap_check(h, false));
+            assert_string_equal(capheap_last_report().what, "Bad tail");
+            ct_poke8(p + n, keep);
+            assert_true(multi_heap_check(h, false));
+        }
+#else
+        memset(p, 0xa5, usable); /* the whole usable size is the caller's */
+        assert_true(multi_heap_check(h, false));
+#endif
+        multi_heap_free(h, p);
+    }
+}
+
 static void test_sizes_of_null(void **state)
 {
     (void)state;
@@ -467,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_free_null_pointer),
         cmocka_unit_test(test_free_coalesces),
         cmocka_unit_test(test_aligned_free_alias),
+        cmocka_unit_test(test_usable_size_writable),
         cmocka_unit_test(test_sizes_of_null),
         cmocka_unit_test(test_sizes_match_walk),
         cmocka_unit_test(test_minimum_follows_malloc),

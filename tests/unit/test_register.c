@@ -150,9 +150,22 @@ static void test_alignment_is_honoured(void **state)
 }
 
 /*
- * capheap_heap_min_region_size(a) is accepted at every 4-aligned start; one
- * byte less is refused (for alignment 4 at every start; for 8 and 16, where
- * the padding a start needs differs, at least at one start).
+ * The block malloc(1) takes in a heap of alignment align, header included:
+ * the request plus the poison overhead and the owner word (ct_poison_overhead),
+ * plus the header, rounded to the alignment, at least 16 bytes.
+ */
+static size_t smallest_block(size_t align)
+{
+    size_t n = ct_round_up(1u + ct_poison_overhead(align) + CT_BLOCK_HEADER, align);
+    return n < CT_BLOCK_HEADER + CT_MIN_CAPACITY ? CT_BLOCK_HEADER + CT_MIN_CAPACITY : n;
+}
+
+/*
+ * capheap_heap_min_region_size(a) is accepted at every 4-aligned start and
+ * the heap serves malloc(1) there, in every poisoning mode (with poisoning a
+ * pool of one 16-byte block would serve nothing); one byte less is refused
+ * (for alignment 4 at every start; for 8 and 16, where the padding a start
+ * needs differs, at least at the worst start).
  */
 static void test_min_region_size(void **state)
 {
@@ -163,22 +176,31 @@ static void test_min_region_size(void **state)
         capheap_heap_options_t o = {.alignment = align};
         assert_true(min >= CT_BLOCK_HEADER + CT_MIN_CAPACITY);
         assert_true(min < 1024); /* small regions pay little */
+        /* The figure per mode: 140 bytes for alignment 4 with a 16-byte block
+         * (no poisoning), one row of control, the worst padding and the end
+         * marker around the block malloc(1) needs: 144 with poisoning, 148
+         * with poisoning and task tracking. */
+        assert_int_equal(min, 140u - 16u + (align - 4u) + smallest_block(align));
         bool some_start_refuses = false;
         for (size_t off = 0; off < 16; off += 4) {
             unsigned char *start = region + off;
             multi_heap_handle_t h = capheap_heap_register(start, min, &o);
             assert_fresh_heap(h, start, min, align);
-            /* The region holds at least one minimum block. */
+            /* The region holds at least one block that serves malloc(1). */
             ct_walk_summary_t s;
             ct_walk_summary(h, &s);
             assert_true(s.largest_free >= CT_MIN_CAPACITY);
-#if !CT_POISONING
+            multi_heap_info_t info;
+            multi_heap_get_info(h, &info);
+            assert_true(info.largest_free_block >= 1u);
             void *p = multi_heap_malloc(h, 1);
             assert_non_null(p);
             assert_int_equal((uintptr_t)p % align, 0);
+            ct_stamp(p, 1);
+            assert_true(multi_heap_check(h, false));
+            assert_true(ct_stamp_ok(p, 1));
             multi_heap_free(h, p);
             assert_true(multi_heap_check(h, false));
-#endif
             if (capheap_heap_register(start, min - 1u, &o) == NULL) {
                 some_start_refuses = true;
             } else {
@@ -218,6 +240,13 @@ static void test_no_half_made_heap(void **state)
                 }
                 if (h) {
                     assert_fresh_heap(h, start, size, align);
+                    /* A heap that registers serves the smallest request. */
+                    multi_heap_info_t info;
+                    multi_heap_get_info(h, &info);
+                    assert_true(info.largest_free_block >= 1u);
+                    void *one = multi_heap_malloc(h, 1);
+                    assert_non_null(one);
+                    multi_heap_free(h, one);
                     /* Use it: fill it up with small blocks, then empty it. */
                     void *ptrs[64];
                     size_t n = 0;

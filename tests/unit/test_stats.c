@@ -164,6 +164,39 @@ static void test_reset_and_restore(void **state)
     assert_int_equal(multi_heap_minimum_free_size(h), f0);
 }
 
+/*
+ * restore(v) is min(mark, v) for every v, SIZE_MAX included: the conversion
+ * to the engine's figure (v + the block overhead, 12 to 24 bytes with
+ * poisoning or task tracking) must not wrap, which set the mark to 0. Heaps
+ * of every alignment (16-aligned ones have the largest overhead).
+ */
+static void test_restore_near_size_max(void **state)
+{
+    (void)state;
+    for (size_t align = 4; align <= 16; align *= 2) {
+        capheap_heap_options_t o = {.alignment = align};
+        multi_heap_handle_t h = capheap_heap_register(region, 8192, &o);
+        assert_non_null(h);
+        void *a = multi_heap_malloc(h, 100);
+        assert_non_null(a);
+        multi_heap_free(h, a);
+        size_t mark = multi_heap_minimum_free_size(h);
+        assert_true(mark < multi_heap_free_size(h)); /* the dip is remembered */
+        for (size_t k = 0; k <= 32; k++) {
+            multi_heap_restore_minimum_free_bytes(h, SIZE_MAX - k);
+            assert_int_equal(multi_heap_minimum_free_size(h), mark);
+            multi_heap_info_t info;
+            multi_heap_get_info(h, &info);
+            assert_int_equal(info.minimum_free_bytes, mark);
+        }
+        /* Values above 4 GiB (64-bit) keep it too: the engine counts in 32 bits. */
+        multi_heap_restore_minimum_free_bytes(h, (size_t)UINT32_MAX);
+        assert_int_equal(multi_heap_minimum_free_size(h), mark);
+        assert_int_equal(multi_heap_reset_minimum_free_bytes(h), mark);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
 /* The mark follows aligned allocations and reallocs that grow. */
 static void test_minimum_follows_every_allocation(void **state)
 {
@@ -384,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_known_sequence),
         cmocka_unit_test(test_info_null_out),
         cmocka_unit_test(test_reset_and_restore),
+        cmocka_unit_test(test_restore_near_size_max),
         cmocka_unit_test(test_minimum_follows_every_allocation),
         cmocka_unit_test(test_random_states),
         cmocka_unit_test(test_largest_in_fragmented_heaps),
