@@ -3,14 +3,19 @@
 #   make demo    configure, build and run examples/demo (boots a simulated ESP32-S3 with 8 MiB
 #                PSRAM, allocates like a camera + Wi-Fi firmware, prints heap info and the check)
 #   make test    install missing Debian packages (scripts/deps.sh), build, run every test (ctest)
-#   make bench   Release build (-O2 -DNDEBUG) and the benchmark table (bench/run.sh)
+#   make bench   install missing packages (scripts/deps.sh --bench: mimalloc, jemalloc), Release
+#                build (-O2 -DNDEBUG) and the benchmark table (bench/run.sh)
 #   make size    code size on Cortex-M4 and RV32IMC, per-heap RAM metadata (scripts/size.sh)
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   Release build (-O2 -DNDEBUG) of the libraries, installed
 #   make clean
 #
 # Variables: BUILD_DIR (default build), BUILD_TYPE (default Debug), CMAKE_ARGS (extra -D...),
 # JOBS (default: number of cores), BENCH_ARGS (options for bench/run.sh, e.g. "--runs 1").
-# Bench and size builds go to $(BUILD_DIR)-release and $(BUILD_DIR)-size.
+# Bench, size and install builds go to $(BUILD_DIR)-release, $(BUILD_DIR)-size and
+# $(BUILD_DIR)-install.
+#
+# demo, build and install need no test framework: without cmocka the tests are left out
+# (tests/CMakeLists.txt says so). `make test` installs it first (scripts/deps.sh).
 
 MAKEFLAGS  += --no-print-directory
 
@@ -23,6 +28,7 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 BENCH_DIR  ?= $(BUILD_DIR)-release
 SIZE_DIR   ?= $(BUILD_DIR)-size
+INSTALL_DIR ?= $(BUILD_DIR)-install
 BENCH_ARGS ?=
 
 .PHONY: all build configure demo test deps bench size install clean
@@ -42,11 +48,16 @@ demo: configure
 deps:
 	bash scripts/deps.sh
 
+# `build` configures again after deps.sh: a cmocka installed just now is then found (CMake
+# searches cached NOTFOUND results anew). A build without the tests (cmocka still missing)
+# has only a failing stand-in test and a few examples; --no-tests=error also fails a build
+# directory configured with CAPHEAP_BUILD_TESTS=OFF and no examples.
 test: deps
 	$(MAKE) --no-print-directory build
-	$(CTEST) --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+	$(CTEST) --test-dir $(BUILD_DIR) --output-on-failure --no-tests=error -j $(JOBS)
 
 bench:
+	bash scripts/deps.sh --bench
 	$(CMAKE) -S . -B $(BENCH_DIR) -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
 		-DCAPHEAP_POISONING=NONE -DCAPHEAP_BUILD_TESTS=OFF -DCAPHEAP_BUILD_EXAMPLES=OFF \
 		-DCAPHEAP_BUILD_BENCH=ON $(CMAKE_ARGS)
@@ -61,8 +72,16 @@ bench:
 size:
 	bash scripts/size.sh $(SIZE_DIR)
 
-install: build
-	$(CMAKE) --install $(BUILD_DIR) --prefix $(PREFIX)
+# What is installed is what programs link: an optimised library (-O2 -DNDEBUG), built in its
+# own directory so that it never picks up the Debug build's settings. Only the libraries are
+# built (no tests, bench or examples, so no cmocka). The prefix is given at configure time
+# as well, so that GNUInstallDirs picks the library directory for it (lib/<multiarch> for /usr).
+install:
+	$(CMAKE) -S . -B $(INSTALL_DIR) -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" \
+		-DCMAKE_INSTALL_PREFIX=$(abspath $(PREFIX)) -DCAPHEAP_BUILD_TESTS=OFF \
+		-DCAPHEAP_BUILD_BENCH=OFF -DCAPHEAP_BUILD_EXAMPLES=OFF $(CMAKE_ARGS)
+	$(CMAKE) --build $(INSTALL_DIR) -j $(JOBS)
+	$(CMAKE) --install $(INSTALL_DIR) --prefix $(abspath $(PREFIX))
 
 clean:
-	rm -rf $(BUILD_DIR) $(BENCH_DIR) $(SIZE_DIR)
+	rm -rf $(BUILD_DIR) $(BENCH_DIR) $(SIZE_DIR) $(INSTALL_DIR)

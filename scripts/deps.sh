@@ -5,7 +5,8 @@
 #                            libclang-rt-14-dev pkg-config valgrind python3 sqlite3
 #   scripts/deps.sh --ci     also what .ci/run needs: the Cortex-M4 and RV32 cross compilers with
 #                            their C libraries, and the i386 cmocka for the -m32 test build
-#   scripts/deps.sh --check  only report; never install
+#   scripts/deps.sh --bench  also what `make bench` compares with: libmimalloc-dev, libjemalloc-dev
+#   scripts/deps.sh --check  only report; never install (combines with --ci and --bench)
 #
 # Missing packages are installed with apt-get when running as root (non-interactive);
 # otherwise the one command to run is printed and the exit status is 1.
@@ -17,14 +18,20 @@ BASE_PACKAGES=(cmake make gcc clang libcmocka-dev gcc-multilib libclang-rt-14-de
 CI_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf)
 # The -m32 build links the tests against the 32-bit cmocka (needs the i386 architecture).
 CI_I386_PACKAGES=(libcmocka-dev:i386)
+# The bench's peers (bench/CMakeLists.txt builds bench_mimalloc and bench_jemalloc only when
+# they link); without them `make bench` prints no mimalloc or jemalloc rows. Native only: the
+# -m32 bench build leaves both out.
+BENCH_PACKAGES=(libmimalloc-dev libjemalloc-dev)
 
 ci=0
+bench=0
 check_only=0
 for arg in "$@"; do
     case "$arg" in
         --ci) ci=1 ;;
+        --bench) bench=1 ;;
         --check) check_only=1 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "deps.sh: unknown argument '$arg'" >&2; exit 2 ;;
     esac
 done
@@ -44,6 +51,9 @@ is_installed() {
 wanted=("${BASE_PACKAGES[@]}")
 if [ "$ci" = 1 ]; then
     wanted+=("${CI_PACKAGES[@]}" "${CI_I386_PACKAGES[@]}")
+fi
+if [ "$bench" = 1 ]; then
+    wanted+=("${BENCH_PACKAGES[@]}")
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
