@@ -31,6 +31,7 @@
 #define _GNU_SOURCE /* PTHREAD_MUTEX_RECURSIVE, pthread_getattr_np, pthread_getname_np, syscall */
 
 #include <errno.h>
+#include <limits.h> /* PTHREAD_DESTRUCTOR_ITERATIONS */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,9 +114,21 @@ static pthread_key_t ch_task_key;
 static pthread_once_t ch_task_once = PTHREAD_ONCE_INIT;
 static int ch_task_key_ok;
 
+#ifndef PTHREAD_DESTRUCTOR_ITERATIONS
+#define PTHREAD_DESTRUCTOR_ITERATIONS 4 /* POSIX's minimum */
+#endif
+static CH_TLS unsigned char ch_exit_rounds;
+
 static void ch_thread_exit(void *task)
 {
     capheap_task_deleted(task);
+    /* A destructor that runs after this one (another key's, a C++
+     * thread_local's) may still allocate, and the tracker would then list the
+     * exited thread as a new live task for good. POSIX runs the destructors
+     * again while a value is set (up to PTHREAD_DESTRUCTOR_ITERATIONS rounds):
+     * setting ours again deletes the task again after such a destructor. */
+    if (++ch_exit_rounds < PTHREAD_DESTRUCTOR_ITERATIONS && ch_task_key_ok)
+        (void)pthread_setspecific(ch_task_key, task);
 }
 
 static void ch_make_task_key(void)

@@ -594,6 +594,57 @@ static void test_concurrent_balance(void **state)
     heap_caps_free_all_task_stat_arrays(&all);
 }
 
+/* A thread whose own thread-local destructor allocates after capheap's
+ * thread-exit destructor has run (another key's destructor, a C++
+ * thread_local's) is still a deleted task afterwards: before the fix the
+ * tracker listed it as a new live task for good, one per thread. */
+static pthread_key_t late_key;
+static pthread_once_t late_key_once = PTHREAD_ONCE_INIT;
+
+static void late_destructor(void *v)
+{
+    (void)v;
+    heap_caps_free(heap_caps_malloc(100, MALLOC_CAP_8BIT));
+}
+
+static void make_late_key(void)
+{
+    (void)pthread_key_create(&late_key, late_destructor);
+}
+
+static void *allocates_at_exit(void *unused)
+{
+    (void)unused;
+    /* capheap's key exists once this thread allocated; ours is created after
+     * it, so its destructor runs after capheap's in each round */
+    heap_caps_free(heap_caps_malloc(64, MALLOC_CAP_8BIT));
+    (void)pthread_once(&late_key_once, make_late_key);
+    (void)pthread_setspecific(late_key, (void *)1);
+    return NULL;
+}
+
+static void test_allocation_after_thread_exit(void **state)
+{
+    (void)state;
+    boot_s3(0);
+    for (int i = 0; i < 6; i++) {
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, allocates_at_exit, NULL), 0);
+        pthread_join(th, NULL);
+    }
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, 0);
+    heap_all_tasks_stat_t all;
+    assert_int_equal(heap_caps_alloc_all_task_stat_arrays(&all), ESP_OK);
+    assert_int_equal(heap_caps_get_all_task_stat(&all), ESP_OK);
+    for (size_t i = 0; i < all.task_count; i++) {
+        assert_false(all.stat_arr[i].is_alive); /* no exited thread listed as alive */
+    }
+    assert_int_equal(all.task_count, CAPHEAP_TRACK_DELETED_TASKS_VALUE ? 6 : 0);
+    heap_caps_free_all_task_stat_arrays(&all);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Directed tests                                                             */
 /* ------------------------------------------------------------------------ */
@@ -1447,6 +1498,7 @@ int main(void)
         cmocka_unit_test_teardown(test_model_custom, teardown),
         cmocka_unit_test_teardown(test_model_s3, teardown),
         cmocka_unit_test_teardown(test_concurrent_balance, teardown),
+        cmocka_unit_test_teardown(test_allocation_after_thread_exit, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
