@@ -6,7 +6,8 @@
  * itself, posix_memalign returns codes without touching errno.
  *
  * Built into the library only with CAPHEAP_LIBC_MALLOC=ON (bare-metal
- * firmware that wants capheap as its malloc). The tests compile this file
+ * firmware that wants capheap as its malloc); with newlib also its reentrant
+ * _malloc_r family, which newlib's own functions call. The tests compile this file
  * once more with CAPHEAP_LIBC_PREFIX defined, which renames every function
  * (capheap_libc_malloc, ...) so the host's own malloc stays in place. The
  * host's LD_PRELOAD library (preload/) is a separate, fuller implementation.
@@ -94,6 +95,67 @@ size_t LIBC(malloc_usable_size)(void *ptr)
 {
     return heap_caps_get_allocated_size(ptr);
 }
+
+/*
+ * newlib's reentrant entry points. newlib's own code (strdup, stdio's
+ * buffers, asprintf, ...) allocates through _malloc_r and frees through
+ * _free_r, not through malloc and free: without these it would keep using
+ * newlib's allocator, and a block it made, freed by heap_caps_free, would be
+ * reported as a pointer in no heap. ESP-IDF's glue defines them the same way.
+ * picolibc (newlib's descendant, also defines _NEWLIB_VERSION) has no _r
+ * allocation functions. The tests build them on the host with a stand-in
+ * reentrancy struct (CAPHEAP_LIBC_TEST_REENT).
+ */
+#if (defined(_NEWLIB_VERSION) && !defined(__PICOLIBC__)) || defined(CAPHEAP_LIBC_TEST_REENT)
+#if defined(CAPHEAP_LIBC_TEST_REENT)
+struct _reent;
+#else
+#include <reent.h>
+#endif
+
+void *LIBC(_malloc_r)(struct _reent *r, size_t size);
+void LIBC(_free_r)(struct _reent *r, void *ptr);
+void *LIBC(_calloc_r)(struct _reent *r, size_t n, size_t size);
+void *LIBC(_realloc_r)(struct _reent *r, void *ptr, size_t size);
+void *LIBC(_memalign_r)(struct _reent *r, size_t alignment, size_t size);
+size_t LIBC(_malloc_usable_size_r)(struct _reent *r, void *ptr);
+
+void *LIBC(_malloc_r)(struct _reent *r, size_t size)
+{
+    (void)r;
+    return LIBC(malloc)(size);
+}
+
+void LIBC(_free_r)(struct _reent *r, void *ptr)
+{
+    (void)r;
+    LIBC(free)(ptr);
+}
+
+void *LIBC(_calloc_r)(struct _reent *r, size_t n, size_t size)
+{
+    (void)r;
+    return LIBC(calloc)(n, size);
+}
+
+void *LIBC(_realloc_r)(struct _reent *r, void *ptr, size_t size)
+{
+    (void)r;
+    return LIBC(realloc)(ptr, size);
+}
+
+void *LIBC(_memalign_r)(struct _reent *r, size_t alignment, size_t size)
+{
+    (void)r;
+    return LIBC(memalign)(alignment, size);
+}
+
+size_t LIBC(_malloc_usable_size_r)(struct _reent *r, void *ptr)
+{
+    (void)r;
+    return LIBC(malloc_usable_size)(ptr);
+}
+#endif
 
 #else
 typedef int capheap_libc_malloc_disabled; /* ISO C: a translation unit is never empty */

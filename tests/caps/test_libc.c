@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #define CAPHEAP_LIBC_PREFIX capheap_libc_
+#define CAPHEAP_LIBC_TEST_REENT 1 /* newlib's _malloc_r family too, with a stand-in struct _reent */
 #include "../../src/caps/libc.c"
 
 #include "capheap/caps.h"
@@ -112,12 +113,48 @@ static void test_memalign(void **state)
     assert_true(heap_caps_check_integrity_all(true));
 }
 
+/* newlib's reentrant entry points (what strdup and stdio call) are the same
+ * policy; scripts/check_libc_glue.sh checks that a newlib firmware links them. */
+static void test_newlib_reentrant(void **state)
+{
+    (void)state;
+    struct _reent *r = NULL; /* ignored, as in ESP-IDF's glue */
+    unsigned char *p = capheap_libc__malloc_r(r, 100);
+    assert_non_null(p);
+    assert_true(in_caps(p, MALLOC_CAP_INTERNAL));
+    assert_true(capheap_libc__malloc_usable_size_r(r, p) >= 100);
+    memset(p, 0x5A, 100);
+    unsigned char *q = capheap_libc__realloc_r(r, p, 64 * 1024); /* above the 16 KiB limit: PSRAM */
+    assert_non_null(q);
+    assert_true(in_caps(q, MALLOC_CAP_SPIRAM));
+    for (size_t i = 0; i < 100; i++) {
+        assert_int_equal(q[i], 0x5A);
+    }
+    capheap_libc__free_r(r, q);
+    unsigned char *z = capheap_libc__calloc_r(r, 16, 16);
+    assert_non_null(z);
+    for (size_t i = 0; i < 256; i++) {
+        assert_int_equal(z[i], 0);
+    }
+    capheap_libc__free_r(r, z);
+    errno = 0;
+    assert_null(capheap_libc__calloc_r(r, SIZE_MAX / 2u, 4));
+    assert_int_equal(errno, ENOMEM);
+    void *a = capheap_libc__memalign_r(r, 256, 10);
+    assert_non_null(a);
+    assert_int_equal((uintptr_t)a % 256u, 0);
+    capheap_libc__free_r(r, a);
+    capheap_libc__free_r(r, NULL);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_default_policy, boot, shutdown),
         cmocka_unit_test_setup_teardown(test_zeroed, boot, shutdown),
         cmocka_unit_test_setup_teardown(test_memalign, boot, shutdown),
+        cmocka_unit_test_setup_teardown(test_newlib_reentrant, boot, shutdown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
