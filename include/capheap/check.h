@@ -78,8 +78,10 @@ void capheap_check_cursor_init(capheap_check_cursor_t *cursor);
  * threads during the call, as for every multi_heap function. On a heap
  * without a lock, a pass in progress makes that heap's malloc, free and
  * realloc take the locked path (a lock that does nothing) until the pass
- * ends; calling multi_heap_set_lock(heap, NULL) during a pass hides later
- * changes from it. Not from an ISR.
+ * ends: a pass abandoned half-way (the cursor moved to another heap or
+ * reinitialised) leaves it there until a later pass on the heap ends, which
+ * costs speed only. Calling multi_heap_set_lock(heap, NULL) during a pass
+ * hides later changes from it. Not from an ISR.
  */
 bool capheap_heap_check_step(multi_heap_handle_t heap, capheap_check_cursor_t *cursor, size_t max_blocks,
                              bool print, bool *done);
