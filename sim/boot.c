@@ -15,14 +15,16 @@
  *      one offset; with an offset, translate a private copy of the chip table
  *      (regions, reservations, alias windows, image, external RAM), because
  *      heap_caps works on host addresses and references the table it is given;
- *   4. capheap_caps_init(chip, image reservations)        (heap_caps_init)
+ *   4. capheap_caps_init(chip, image reservations)        (heap_caps_init),
+ *      then an ESP-IDF-style boot log of the start-up heaps (chip addresses)
+ *      unless quiet;
  *   5. with PSRAM: capheap_caps_add_region(extram.caps, ...) and
  *      heap_caps_malloc_extmem_enable(extmem_always_internal)
  *   6. unless deferred: heap_caps_enable_nonos_stack_heaps(), then with PSRAM
  *      the internal DMA pool (reserve_internal bytes of DMA|INTERNAL memory
  *      re-registered as {0, DMA|INTERNAL, DEFAULT|8BIT|32BIT}, in as many
- *      chunks as the free blocks require, like esp_psram_extram_reserve_dma_pool);
- *   7. print an ESP-IDF-style boot log (chip addresses) unless quiet.
+ *      chunks as the free blocks require, like esp_psram_extram_reserve_dma_pool).
+ * A boot that fails in step 5 or 6 has printed the log already (docs/simulator.md).
  *
  * The image arithmetic, worked for the ESP32-S3 reference image: IRAM text
  * 0x40374000..0x4038B000 touches the D/IRAM window from 0x40378000, whose
@@ -217,7 +219,7 @@ static unsigned long chip_addr(intptr_t host)
     return (unsigned long)((uintptr_t)host - (uintptr_t)sim.map.offset);
 }
 
-/* Step 7: "heap_init: At 3FC9D3A8 len 0004C368 (304 KiB): RAM", in address order. */
+/* Step 4's log: "heap_init: At 3FC9D3A8 len 0004C368 (304 KiB): RAM", in address order. */
 static void print_boot_log(const capheap_chip_t *chip, size_t psram_bytes)
 {
     intptr_t off = sim.map.offset;

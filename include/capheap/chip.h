@@ -44,9 +44,16 @@ typedef struct {
  * the chip file cites; capheap_sim_boot() options override the sizes.
  */
 typedef struct {
-    intptr_t iram_text_start; /**< _iram_start (may be 0: ITCM on Cortex-M7); iram_text_size 0 means no IRAM text */
-    size_t iram_text_size;    /**< _iram_end - _iram_start of the reference image */
-    /** _data_start. 0 means "the DRAM alias of _iram_end" (D/IRAM shared SRAM: S3, C3, ...). */
+    /** _iram_start. 0 means "this chip's image has no separate IRAM text in RAM" (code runs
+     *  from flash, or the RAM code is part of .data: STM32H743, i.MX RT1062, RP2350,
+     *  nRF52840); iram_text_size is then 0, and capheap_sim_boot() refuses any
+     *  iram_text_bytes > 0 with ESP_ERR_INVALID_ARG. 0 is never an address here: text at
+     *  address 0 (a Cortex-M7 ITCM) cannot be modelled; reserve it as a fixed reservation. */
+    intptr_t iram_text_start;
+    size_t iram_text_size;    /**< _iram_end - _iram_start of the reference image (0: no IRAM text) */
+    /** _data_start. 0 means "the DRAM alias of _iram_end" (D/IRAM shared SRAM: S2, S3, C3);
+     *  that needs a LINEAR diram window and iram_text_start != 0, otherwise the simulator
+     *  refuses static data with data_start 0 (ESP_ERR_INVALID_ARG). */
     intptr_t data_start;
     size_t data_size;         /**< static data + bss of the reference image (_heap_start - _data_start) */
     intptr_t rtc_data_start;  /**< start of RTC data reserved when the RTC heap is on (0: none) */

@@ -33,7 +33,11 @@ extern "C" {
 /** Boot options. Start from CAPHEAP_SIM_OPTIONS_DEFAULT. */
 typedef struct {
     size_t static_data_bytes;   /**< static data + bss of the firmware (CAPHEAP_SIM_REFERENCE: the chip's image) */
-    size_t iram_text_bytes;     /**< IRAM text of the firmware (CAPHEAP_SIM_REFERENCE: the chip's image) */
+    /** IRAM text of the firmware (CAPHEAP_SIM_REFERENCE: the chip's image). Must be 0 (or
+     *  REFERENCE, which is 0 there) on a chip whose image.iram_text_start is 0, i.e. whose
+     *  image has no separate IRAM text (STM32H743, i.MX RT1062, RP2350, nRF52840):
+     *  anything else is ESP_ERR_INVALID_ARG. */
+    size_t iram_text_bytes;
     size_t psram_bytes;         /**< external RAM to add (0: none); at most the chip's maximum */
     size_t extmem_always_internal; /**< malloc sizes up to this prefer internal RAM (CONFIG_SPIRAM_MALLOC_ALWAYSINTERNAL, 16384) */
     size_t reserve_internal;    /**< with PSRAM: internal DMA pool kept back (CONFIG_SPIRAM_MALLOC_RESERVE_INTERNAL, 32768) */
@@ -46,12 +50,25 @@ typedef struct {
     {CAPHEAP_SIM_REFERENCE, CAPHEAP_SIM_REFERENCE, 0, 16384, 32768, false, false, -1}
 
 /**
- * Boot chip (options NULL: defaults). ESP_OK, or:
- * ESP_ERR_INVALID_STATE  a chip is already booted (shut it down first);
- * ESP_ERR_INVALID_ARG    chip NULL, or sizes that do not fit the chip (static data past its RAM, PSRAM above max);
+ * Boot chip (options NULL: defaults). ESP_OK, or (docs/simulator.md lists every condition):
+ * ESP_ERR_INVALID_STATE  a chip is already booted (shut it down first), or heap_caps was
+ *                        already initialised outside the simulator;
+ * ESP_ERR_INVALID_ARG    chip NULL, poisoning outside -1..2, or sizes that do not fit the chip
+ *                        (static data past its RAM or into a reservation, IRAM text past
+ *                        D/IRAM or on a chip with image.iram_text_start 0, PSRAM on a chip
+ *                        without external RAM, above max or past the window,
+ *                        reserve_internal REFERENCE with PSRAM), or a table the simulator
+ *                        cannot map;
  * ESP_ERR_NOT_SUPPORTED  poisoning differs from the build's;
- * ESP_ERR_NO_MEM         the host refused the mappings;
- * or heap_caps_init()'s errors.
+ * ESP_ERR_NO_MEM         the host refused the mappings, too many heaps, or the DMA pool
+ *                        cannot be reserved (not enough DMA|INTERNAL memory, or
+ *                        reserve_internal not a multiple of 4);
+ * ESP_ERR_INVALID_SIZE   psram_bytes, or reserve_internal (a DMA pool chunk), too small to
+ *                        hold a heap;
+ * ESP_FAIL               reservations overlap each other or a heap added before the boot.
+ * The boot log is printed right after the start-up heaps are built, before PSRAM and the
+ * DMA pool are added: a boot that fails there has printed a complete log.
+ * A failed boot leaves nothing mapped and nothing booted.
  */
 esp_err_t capheap_sim_boot(const capheap_chip_t *chip, const capheap_sim_options_t *options);
 

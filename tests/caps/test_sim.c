@@ -6,7 +6,9 @@
  * figures within 1 %, the boot log and heap_caps_print_heap_info(), the D/IRAM
  * alias (one physical word at two addresses), EXEC blocks on ESP32's inverted
  * alias, PSRAM and the malloc policy, the offset path
- * (CAPHEAP_SIM_FORCE_OFFSET=1), the error codes, and every built-in chip.
+ * (CAPHEAP_SIM_FORCE_OFFSET=1), the error codes (with the refusal of IRAM text
+ * on chips whose image has none, and failures after the boot log), and every
+ * built-in chip.
  * Addresses are compared as chip addresses: host address - capheap_sim_offset().
  */
 #include <setjmp.h>
@@ -462,6 +464,74 @@ static void test_states_and_errors(void **state)
     assert_int_equal(to_chip(d.end), 0x3FCE9710u);
 }
 
+/* image.iram_text_start == 0 means "no separate IRAM text in this chip's image"
+ * (chip.h): any iram_text_bytes > 0 is refused, and the refusal leaves nothing
+ * behind, so the same chip then boots with valid options. */
+static void test_no_iram_text_chips_refuse_iram_text(void **state)
+{
+    (void)state;
+    size_t tried = 0;
+    for (size_t i = 0; i < capheap_chip_count; i++) {
+        const capheap_chip_t *chip = capheap_chips[i];
+        if (chip->image.iram_text_start != 0)
+            continue;
+        tried++;
+        assert_int_equal(chip->image.iram_text_size, 0);
+        capheap_sim_options_t bad = quiet_options();
+        bad.iram_text_bytes = 0x1000;
+        assert_int_equal(capheap_sim_boot(chip, &bad), ESP_ERR_INVALID_ARG);
+        bad.iram_text_bytes = 4;
+        assert_int_equal(capheap_sim_boot(chip, &bad), ESP_ERR_INVALID_ARG);
+        assert_null(capheap_sim_chip());
+        assert_int_equal(capheap_heap_count(), 0);
+        assert_null(capheap_caps_chip());
+
+        capheap_sim_options_t good = quiet_options(); /* REFERENCE: iram_text_size, 0 */
+        assert_int_equal(capheap_sim_boot(chip, &good), ESP_OK);
+        assert_ptr_equal(capheap_sim_chip(), chip);
+        void *p = heap_caps_malloc(64, MALLOC_CAP_DEFAULT);
+        assert_non_null(p);
+        heap_caps_free(p);
+        assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+        good.iram_text_bytes = 0; /* explicit 0 is the same */
+        assert_int_equal(capheap_sim_boot(chip, &good), ESP_OK);
+        assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+    }
+    printf("%zu chips without IRAM text refuse iram_text_bytes > 0\n", tried);
+    if (capheap_chip_count > 0)
+        assert_true(tried >= 1); /* STM32H743, i.MX RT1062, RP2350, nRF52840 */
+}
+
+/* A failure after the start-up heaps exist (step 5, the PSRAM heap) also leaves
+ * nothing behind; the boot log was already printed in full (docs/simulator.md). */
+static void test_failure_after_boot_log(void **state)
+{
+    (void)state;
+    capheap_sim_options_t o = quiet_options();
+    o.quiet = false;
+    o.psram_bytes = 1; /* too small to hold a heap */
+    ct_capture_begin();
+    esp_err_t err = capheap_sim_boot(chip_s3(), &o);
+    ct_capture_end();
+    assert_int_equal(err, ESP_ERR_INVALID_SIZE);
+    assert_true(ct_capture_contains("heap_init: At 3FC9D3A8 len 0004C368 (304 KiB): RAM\n"));
+    assert_true(ct_capture_contains("esp_psram: Adding pool of 0K of PSRAM"));
+    assert_null(capheap_sim_chip());
+    assert_int_equal(capheap_heap_count(), 0);
+
+    o = quiet_options();
+    o.psram_bytes = 8 * MIB;
+    o.reserve_internal = 1; /* not a multiple of 4: no chunk can take it */
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_ERR_NO_MEM);
+    assert_null(capheap_sim_chip());
+    assert_int_equal(capheap_heap_count(), 0);
+
+    o.reserve_internal = 32 * KIB;
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_OK);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+}
+
 static void test_offset_path_same_heaps(void **state)
 {
     (void)state;
@@ -691,6 +761,8 @@ int main(void)
         cmocka_unit_test_teardown(test_s3_diram_alias, teardown),
         cmocka_unit_test_teardown(test_esp32_exec_from_diram, teardown),
         cmocka_unit_test_teardown(test_states_and_errors, teardown),
+        cmocka_unit_test_teardown(test_no_iram_text_chips_refuse_iram_text, teardown),
+        cmocka_unit_test_teardown(test_failure_after_boot_log, teardown),
         cmocka_unit_test_teardown(test_offset_path_same_heaps, teardown),
         cmocka_unit_test_teardown(test_s3_psram, teardown),
         cmocka_unit_test_teardown(test_every_builtin_chip, teardown),
