@@ -58,7 +58,7 @@
  * heap_caps locks the one heap it uses.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* memalign, pvalloc, valloc, reallocarray, malloc_usable_size */
+#define _GNU_SOURCE /* memalign, pvalloc, valloc, reallocarray, malloc_usable_size, madvise, mincore */
 #endif
 
 #include <errno.h>
@@ -67,6 +67,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "capheap/config.h"
 #include "esp_heap_caps.h"
@@ -151,6 +152,86 @@ static inline bool mul_overflows(size_t n, size_t size, size_t *total)
 #endif
 }
 
+/* From this size on, calloc does not write zeros over the pages it finds
+ * absent from memory (never touched, or swapped out): it drops them
+ * (MADV_DONTNEED), and they read back as zeros, committing nothing until the
+ * program touches them. Writing zeros committed every page of the block, for
+ * good (regions are never unmapped): calloc(1, 1 GiB) plus one byte written
+ * cost 1 GiB of RSS, where glibc's costs a few pages. Pages already in memory
+ * (a block reused) are zeroed in place, as before: dropping them too made a
+ * loop of calloc(1 MiB) + writing all of it + free ~10x slower, every page
+ * faulting again. 128 KiB is glibc's default mmap threshold, the size from
+ * which glibc's calloc also hands out untouched pages; below it the mincore
+ * call costs more than it can save. */
+#define CALLOC_DROP_MIN ((size_t)128u * 1024u)
+
+/* Pages per mincore call: 4 MiB of 4 KiB pages for 1 KiB of stack. */
+#define CALLOC_VEC 1024u
+
+typedef unsigned long __attribute__((may_alias)) word_t;
+
+/* Zero the page at p unless it is already zero: a page read but never
+ * written maps the kernel's shared zero page, resident for mincore; writing
+ * it would commit it. */
+static void zero_page(void *p, size_t page)
+{
+    const word_t *w = p;
+    for (size_t i = 0; i < page / sizeof(word_t); i++)
+        if (w[i] != 0) {
+            memset(p, 0, page);
+            return;
+        }
+}
+
+/* Zero the whole pages [lo, hi): absent ones dropped, run by run, present
+ * ones through zero_page. False if the kernel refused mincore or madvise
+ * (madvise refuses mlock'd pages): the caller then memsets it all. */
+static bool zero_pages(uintptr_t lo, uintptr_t hi, uintptr_t page)
+{
+    unsigned char vec[CALLOC_VEC];
+    uintptr_t drop = lo; /* start of the run of absent pages not yet dropped */
+    for (uintptr_t at = lo; at < hi;) {
+        size_t n = (size_t)((hi - at) / page);
+        if (n > CALLOC_VEC)
+            n = CALLOC_VEC;
+        if (mincore((void *)at, n * page, vec) != 0)
+            return false;
+        for (size_t i = 0; i < n; i++, at += page) {
+            if ((vec[i] & 1u) == 0)
+                continue;
+            if (drop < at && madvise((void *)drop, at - drop, MADV_DONTNEED) != 0)
+                return false;
+            zero_page((void *)at, page);
+            drop = at + page;
+        }
+    }
+    return drop == hi || madvise((void *)drop, hi - drop, MADV_DONTNEED) == 0;
+}
+
+/* Zero the total bytes at p, a block just allocated. Every region is a
+ * private anonymous mapping (region.c), where a dropped page reads back as
+ * zeros. Only whole pages inside [p, p + total) are dropped, so the engine's
+ * header and the poisoning head before p and the tail canary at p + total
+ * keep their bytes; the partial pages at the ends get memset. Dropping
+ * the bytes of an allocated block is also safe under comprehensive
+ * poisoning: nothing checks an allocated block's contents (the 0xCE fill is
+ * for the program to see), and free refills the block with 0xFE. */
+static void zero_block(void *p, size_t total)
+{
+    if (total >= CALLOC_DROP_MIN) {
+        uintptr_t page = capheap_preload_page_size();
+        uintptr_t start = (uintptr_t)p, end = start + total;
+        uintptr_t lo = (start + page - 1u) & ~(page - 1u);
+        uintptr_t hi = end & ~(page - 1u);
+        if (lo < hi && zero_pages(lo, hi, page)) {
+            memset(p, 0, lo - start);
+            memset((void *)hi, 0, end - hi);
+            return;
+        }
+    }
+    memset(p, 0, total);
+}
+
 PRELOAD_API void *calloc(size_t n, size_t size)
 {
     size_t total;
@@ -159,8 +240,11 @@ PRELOAD_API void *calloc(size_t n, size_t size)
         return NULL;
     }
     void *p = alloc_plain(total);
-    if (p != NULL)
-        memset(p, 0, total);
+    if (p != NULL) {
+        int saved = errno; /* a refused mincore or madvise is no failure of calloc */
+        zero_block(p, total);
+        errno = saved;
+    }
     return p;
 }
 
