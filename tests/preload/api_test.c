@@ -34,20 +34,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int failures;
-static int checks;
-
-static void check(bool ok, const char *what, const char *detail)
-{
-    checks++;
-    if (ok) {
-        printf("ok %d - %s\n", checks, what);
-    } else {
-        failures++;
-        printf("not ok %d - %s (%s)\n", checks, what, detail ? detail : "");
-    }
-    fflush(stdout);
-}
+#include "tap.h"
 
 /* Keep the compiler from reasoning about malloc results (it may assume, for
  * instance, that malloc(SIZE_MAX) never succeeds and fold the test). */

@@ -41,20 +41,7 @@
  * headers, the region's first pages, stdio. The old calloc grew by 256 MiB. */
 #define RSS_SLACK (16u * MIB)
 
-static int failures;
-static int checks;
-
-static void check(bool ok, const char *what, const char *detail)
-{
-    checks++;
-    if (ok) {
-        printf("ok %d - %s\n", checks, what);
-    } else {
-        failures++;
-        printf("not ok %d - %s (%s)\n", checks, what, detail ? detail : "");
-    }
-    fflush(stdout);
-}
+#include "tap.h"
 
 /* VmRSS in bytes, from /proc/self/status; 0 if unreadable. */
 static size_t rss(void)
