@@ -806,11 +806,13 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
     if (h == NULL)
         return NULL;
     if (!alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
+        CH_EVENT_REALLOC_BEGIN(user);
         void *p = realloc_in(h, ptr, q.size);
         if (p != NULL) {
             CH_EVENT_REALLOC(user, p, q.size, q.caps);
             return p;
         }
+        CH_EVENT_REALLOC_CANCEL(user);
     }
     void *p = alloc_request(&q);
     if (p == NULL)
@@ -880,9 +882,12 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
     if (CH_LIKELY(plain_caps(caps) && size - 1u < ch_size_max)) {
         ch_heap_t *h = ch_cached((uintptr_t)ptr);
         if (CH_LIKELY(h != NULL && (h->all & caps) == caps)) {
+            CH_EVENT_REALLOC_BEGIN(ptr);
             void *p = realloc_in_locked(h, ptr, size);
-            if (CH_UNLIKELY(p == NULL))
+            if (CH_UNLIKELY(p == NULL)) {
+                CH_EVENT_REALLOC_CANCEL(ptr);
                 return realloc_out(ptr, size, caps);
+            }
             CH_EVENT_REALLOC(ptr, p, size, caps);
             return p;
         }

@@ -57,6 +57,20 @@ void ch_trace_fork_child(void);
 #define CH_DEBUG_FREE(p) ((void)(p))
 #endif
 
+/* Around a realloc inside a heap (tracing only, trace.c says why): BEGIN
+ * before the heap may release the old block, CANCEL when no CH_EVENT_REALLOC
+ * follows (the realloc failed, or moves the block out through free's events). */
+#if CAPHEAP_TRACING
+#include <stdbool.h>
+void ch_trace_realloc_begin(void *old_ptr);
+bool ch_trace_realloc_end(void *old_ptr); /* true: the old record was retired meanwhile */
+#define CH_EVENT_REALLOC_BEGIN(old) ch_trace_realloc_begin(old)
+#define CH_EVENT_REALLOC_CANCEL(old) ((void)ch_trace_realloc_end(old))
+#else
+#define CH_EVENT_REALLOC_BEGIN(old) ((void)(old))
+#define CH_EVENT_REALLOC_CANCEL(old) ((void)(old))
+#endif
+
 #if CH_EVENTS
 #define CH_EVENT_ALLOC(p, size, caps) capheap_debug_alloc_counted((p), (size), (caps))
 #define CH_EVENT_FREE(p) capheap_debug_free_counted(p)

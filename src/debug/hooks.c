@@ -72,7 +72,8 @@ void capheap_debug_free(void *ptr)
 void capheap_debug_realloc(void *old_ptr, void *new_ptr, size_t size, uint32_t caps)
 {
 #if CAPHEAP_TRACING
-    ch_trace_free(old_ptr);
+    if (!ch_trace_realloc_end(old_ptr)) /* else its record went when the address was reused */
+        ch_trace_free(old_ptr);
     ch_trace_alloc(new_ptr, size, caps);
 #endif
 #if CAPHEAP_USE_HOOKS

@@ -355,6 +355,72 @@ static void retire_stale(uint32_t *link)
     }
 }
 
+/*
+ * Reallocs in flight. A realloc that moves a block inside its heap releases
+ * the old address under the heap's lock, and reports its free afterwards
+ * (ch_trace_realloc_end): in between, another thread may be given that
+ * address, and its allocation reach the trace first. ch_trace_alloc then
+ * finds the old block's record, retires it as stale, and marks the in-flight
+ * entry; the realloc's late free sees the mark and leaves the newer record
+ * alone (before, it removed it: a live block missing from the trace). A
+ * realloc that finds the table full goes without (the old behaviour). The
+ * entries are written under the trace lock; `flying` lets the common case
+ * (no realloc in flight) skip the lock.
+ */
+#define INFLIGHT 16
+static struct {
+    void *addr;
+    bool superseded;
+} inflight[INFLIGHT];
+static uint32_t flying;
+
+void ch_trace_realloc_begin(void *old)
+{
+    int state = LOAD(T.state);
+    if ((state != ST_STARTED && state != ST_PAUSED) || old == NULL)
+        return;
+    TRACE_LOCK();
+    for (size_t i = 0; i < INFLIGHT; i++)
+        if (inflight[i].addr == NULL) {
+            inflight[i].addr = old;
+            inflight[i].superseded = false;
+            STORE(flying, flying + 1u);
+            break;
+        }
+    TRACE_UNLOCK();
+}
+
+bool ch_trace_realloc_end(void *old)
+{
+    if (LOAD(flying) == 0 || old == NULL)
+        return false;
+    bool superseded = false;
+    TRACE_LOCK();
+    for (size_t i = 0; i < INFLIGHT; i++)
+        if (inflight[i].addr == old) {
+            superseded = inflight[i].superseded;
+            inflight[i].addr = NULL;
+            STORE(flying, flying - 1u);
+            break;
+        }
+    if (superseded && (T.state == ST_STARTED || T.state == ST_PAUSED)) {
+        T.total_frees++; /* the free found its record: the one ch_trace_alloc retired */
+        T.hits++;
+    }
+    TRACE_UNLOCK();
+    return superseded;
+}
+
+/* Under the trace lock: an allocation at ptr found a stale record there. */
+static void supersede(const void *ptr)
+{
+    if (flying == 0)
+        return;
+    for (size_t i = 0; i < INFLIGHT; i++)
+        if (inflight[i].addr == ptr)
+            inflight[i].superseded = true;
+}
+
 /* ---- the hooks --------------------------------------------------------------- */
 
 void ch_trace_alloc(void *ptr, size_t size, uint32_t caps)
@@ -374,8 +440,10 @@ void ch_trace_alloc(void *ptr, size_t size, uint32_t caps)
     if (T.state == ST_STARTED) {
         uint32_t *head = bucket_head(ptr);
         uint32_t *stale = find_in(head, ptr);
-        if (stale != NULL)
+        if (stale != NULL) {
+            supersede(ptr);
             retire_stale(stale);
+        }
         uint32_t r = T.unused;
         if (r != NIL) {
             T.unused = REC(r).links.next;
@@ -762,6 +830,9 @@ void ch_trace_fork_parent(void)
 
 void ch_trace_fork_child(void)
 {
+    /* The reallocs in flight were other threads', which the child does not have. */
+    memset(inflight, 0, sizeof inflight);
+    flying = 0;
 #if CAPHEAP_PORT_HOST
     __atomic_store_n(&trace_lock, 0, __ATOMIC_RELAXED);
 #else
