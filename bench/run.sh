@@ -263,22 +263,24 @@ if want cg; then
             total=$(sed -n 's/^totals: *//p; s/^summary: *//p' "$out" | head -n 1)
             res=$(awk -v t="${total:-0}" -v s="$steps" -v im="${im:-0}" -v nm="$nm" -v if_="${ifr:-0}" \
                 -v nf="$nf" -v ir="${ir:-0}" -v nr="$nr" 'BEGIN {
-                    printf "%.1f %.1f %.1f %s", t / s, nm ? im / nm : 0, nf ? if_ / nf : 0,
-                        nr ? sprintf("%.1f", ir / nr) : "n/a" }')
-            read -r per_op per_m per_f per_r <<< "$res"
-            echo "$a $bits $per_op $per_m $per_f $per_r" >> "$T/cg.summary"
+                    printf "%.1f %.1f %.1f %s %.6f", t / s, nm ? im / nm : 0, nf ? if_ / nf : 0,
+                        nr ? sprintf("%.1f", ir / nr) : "n/a", t / s }')
+            # per_op_exact: the verdicts compare unrounded figures (99.96 must not pass as 100.0)
+            read -r per_op per_m per_f per_r per_op_exact <<< "$res"
+            echo "$a $bits $per_op $per_m $per_f $per_r $per_op_exact" >> "$T/cg.summary"
             tgt=""
             if [ "$a" = capheap ] && [ "$bits" = 64 ]; then
-                ok=$(le "$per_op" 100)
+                ok=$(le "$per_op_exact" 100)
                 tgt="<= 100: $(verdict "$ok")"
                 target "$ok" "W1-lite instructions/op $per_op <= 100 (capheap, 64-bit)"
             fi
             if [ "$a" = caps-s3 ] || [ "$a" = caps-one ]; then
-                base=$(awk -v b="$bits" '$1 == "capheap-locked" && $2 == b { print $3 }' "$T/cg.summary")
+                base=$(awk -v b="$bits" '$1 == "capheap-locked" && $2 == b { print $7 }' "$T/cg.summary")
                 if [ -n "$base" ]; then
-                    d=$(awk -v x="$per_op" -v y="$base" 'BEGIN { printf "%.1f", x - y }')
+                    d=$(awk -v x="$per_op_exact" -v y="$base" 'BEGIN { printf "%.1f", x - y }')
+                    d_exact=$(awk -v x="$per_op_exact" -v y="$base" 'BEGIN { printf "%.6f", x - y }')
                     if [ "$a" = caps-s3 ]; then
-                        ok=$(le "$d" 15)
+                        ok=$(le "$d_exact" 15)
                         tgt="routing +$d vs capheap-locked, <= 15: $(verdict "$ok")"
                         target "$ok" "heap_caps routing adds $d instructions/op over multi_heap with the same lock (<= 15, $bits-bit)"
                     else
@@ -403,8 +405,11 @@ if want w3; then
             x3=$(fmt %.3f "$x")
             row="$row | $x3"
             floor=$(echo "$W3_ESP" | awk -v i=$i '{ print $i }')
-            [ "$n" = 1000 ] && floor=0.97
+            # ESP-IDF's row has 3 decimals: compared at those (an equal count can round either
+            # way). The issue's own 0.97 at N = 1000 is exact: the unrounded fraction against it
+            # (0.9695 must not pass as 0.970).
             if [ "$(ge "$x3" "$floor")" != 1 ]; then ok=0; failed_at="$failed_at N=$n ($x3 < $floor)"; fi
+            if [ "$n" = 1000 ] && [ "$(ge "$x" 0.97)" != 1 ]; then ok=0; failed_at="$failed_at N=$n ($x < 0.97)"; fi
         done
         tgt=""
         if [ "$a" = capheap ]; then
@@ -458,7 +463,7 @@ if want w4; then
             if [ "$a" = capheap ] && [ "$bits" = 64 ] && [ "$op" != realloc ]; then
                 ok=$(le "$ratio" 3)
                 tgt=$(verdict "$ok")
-                target "$ok" "W4 denoised worst $op $(fmt %.0f "$(echo "$den" | kv max_ns)") ns <= 3 x median $(fmt %.0f "$(echo "$den" | kv median_ns)") ns (capheap, 64-bit; ratio $ratio)"
+                target "$ok" "W4 denoised worst $op $(fmt %.0f "$(echo "$den" | kv max_ns)") ns <= 3 x median $(fmt %.0f "$(echo "$den" | kv median_ns)") ns (capheap, 64-bit; ratio $(fmt %.2f "$ratio"))"
             fi
             echo "$row | $tgt |"
         done

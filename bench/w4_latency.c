@@ -340,7 +340,7 @@ int bench_run_w4(const bench_options_t *opt)
             continue;
         w4_stats_t s = stats_of(best, kinds_first, n, k, scratch, tmp);
         printf("w4 alloc=%s bits=%u op=%s stat=denoised n=%zu median_ns=%.1f p99_ns=%.1f "
-               "p999_ns=%.1f max_ns=%.1f max_over_median=%.2f\n",
+               "p999_ns=%.1f max_ns=%.1f max_over_median=%.4f\n",
                bench_alloc_name, bits, kind_name[k], s.n, (double)s.median * ns_per_tick,
                (double)s.p99 * ns_per_tick, (double)s.p999 * ns_per_tick,
                (double)s.max * ns_per_tick, s.median ? (double)s.max / (double)s.median : 0.0);
