@@ -475,8 +475,18 @@ uint32_t ch_task_owner_slow(void)
             tt_copy_name(copy, name, task);
             tt_lock();
             slot = tt_task_find(task);
-            if (slot < 0)
+            if (slot < 0) {
                 slot = tt_task_create(task, copy);
+#if CAPHEAP_PORT_HOST
+                if (slot >= 0 && capheap_host_thread_exited()) {
+                    /* A destructor allocating after the thread's exit (its task
+                     * was deleted and, owning nothing, dropped): a deleted
+                     * task's block, dropped again with it, not a new live task. */
+                    tt.task[slot].state = TT_DELETED;
+                    tt.task[slot].word = 0;
+                }
+#endif
+            }
             if (slot < 0) {
                 tt_unlock();
                 return 0; /* counted when the block is charged */

@@ -31,7 +31,6 @@
 #define _GNU_SOURCE /* PTHREAD_MUTEX_RECURSIVE, pthread_getattr_np, pthread_getname_np, syscall */
 
 #include <errno.h>
-#include <limits.h> /* PTHREAD_DESTRUCTOR_ITERATIONS */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,21 +113,22 @@ static pthread_key_t ch_task_key;
 static pthread_once_t ch_task_once = PTHREAD_ONCE_INIT;
 static int ch_task_key_ok;
 
-#ifndef PTHREAD_DESTRUCTOR_ITERATIONS
-#define PTHREAD_DESTRUCTOR_ITERATIONS 4 /* POSIX's minimum */
-#endif
-static CH_TLS unsigned char ch_exit_rounds;
+static CH_TLS bool ch_exited;
 
+/* A destructor that runs after this one (another key's, a C++ thread_local's)
+ * may still allocate: the tracker asks capheap_host_thread_exited() and files
+ * such a block under a deleted task, not a new live one. (Setting the key
+ * again to be called once more would also do, but ThreadSanitizer's runtime
+ * has already let go of the thread in those later rounds and crashes.) */
 static void ch_thread_exit(void *task)
 {
+    ch_exited = true;
     capheap_task_deleted(task);
-    /* A destructor that runs after this one (another key's, a C++
-     * thread_local's) may still allocate, and the tracker would then list the
-     * exited thread as a new live task for good. POSIX runs the destructors
-     * again while a value is set (up to PTHREAD_DESTRUCTOR_ITERATIONS rounds):
-     * setting ours again deletes the task again after such a destructor. */
-    if (++ch_exit_rounds < PTHREAD_DESTRUCTOR_ITERATIONS && ch_task_key_ok)
-        (void)pthread_setspecific(ch_task_key, task);
+}
+
+bool capheap_host_thread_exited(void)
+{
+    return ch_exited;
 }
 
 static void ch_make_task_key(void)

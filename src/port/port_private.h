@@ -5,6 +5,7 @@
 #ifndef CAPHEAP_PORT_PRIVATE_H
 #define CAPHEAP_PORT_PRIVATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "capheap/config.h"
@@ -15,6 +16,12 @@ void capheap_port_abort_now(const char *reason);
 
 /* Hand text to the current sink (the test's, or capheap_port_write). */
 void capheap_write(const char *text, size_t len);
+
+#if CAPHEAP_PORT_HOST
+/* True once the calling thread's capheap destructor ran (thread exit): what it
+ * allocates from later destructors belongs to a deleted task (task_info.c). */
+bool capheap_host_thread_exited(void);
+#endif
 
 /* capheap_port_current_task() on the library's hot paths (task tracking asks
  * on every allocation). On the host the handle is a thread-local word, read
