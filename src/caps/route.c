@@ -65,7 +65,11 @@ static inline ch_route_t *slot(uint32_t caps)
  * such priority: each heap once. */
 CH_INLINE bool candidate_at(const ch_heap_t *h, uint32_t caps, size_t p)
 {
-    if (CH_ACQUIRE(h->heap) == NULL || (h->all & caps) != caps)
+    /* The caps first, then the handle: a listed heap's caps were set before it
+     * was counted (order[] is read under the lock, or copied under it), and
+     * the fence of the handle's acquire load comes after the cheap test (-4 B
+     * on Cortex-M4). */
+    if ((h->all & caps) != caps || CH_ACQUIRE(h->heap) == NULL)
         return false;
     size_t first = 0; /* some priority has one of caps: all & caps = caps != 0 */
     while ((h->caps[first] & caps) == 0)
@@ -390,8 +394,10 @@ static void *alloc_request(const request_t *q)
     uint8_t order[CAPHEAP_MAX_HEAPS];
     size_t heaps = ch_order(order);
     for (size_t p = 0; p < CH_PRIOS; p++)
-        for (size_t i = 0; i < heaps; i++) {
-            ch_heap_t *h = &ch_g.heaps[order[i] % CAPHEAP_MAX_HEAPS];
+        /* a pointer over the copy, not an index (-4/-6 B); no % CAPHEAP_MAX_HEAPS:
+         * the copy was taken under the lock, every entry is < ch_g.n (-4/-2 B) */
+        for (const uint8_t *k = order; k != order + heaps; k++) {
+            ch_heap_t *h = &ch_g.heaps[*k];
             if (candidate_at(h, q->caps, p)) {
                 void *r = try_heap(h, q);
                 if (r != NULL) {
