@@ -125,20 +125,12 @@ static uint64_t rng(uint64_t *s)
 
 static void test_preloaded(void)
 {
-    void *sym = dlsym(RTLD_DEFAULT, "malloc");
-    Dl_info info;
-    memset(&info, 0, sizeof info);
-    bool found = sym != NULL && dladdr(sym, &info) != 0 && info.dli_fname != NULL &&
-                 strstr(info.dli_fname, "libcapheap_malloc") != NULL;
-    char detail[512];
-    snprintf(detail, sizeof detail, "malloc resolves to %s; run with LD_PRELOAD=.../libcapheap_malloc.so",
-             info.dli_fname ? info.dli_fname : "?");
-    check(found, "malloc is libcapheap_malloc's", detail);
+    const char *object = check_preloaded("malloc");
     void *free_sym = dlsym(RTLD_DEFAULT, "free");
     Dl_info finfo;
     memset(&finfo, 0, sizeof finfo);
     check(free_sym != NULL && dladdr(free_sym, &finfo) != 0 && finfo.dli_fname != NULL &&
-              info.dli_fname != NULL && strcmp(finfo.dli_fname, info.dli_fname) == 0,
+              object != NULL && strcmp(finfo.dli_fname, object) == 0,
           "free comes from the same object", finfo.dli_fname);
     /* Only the malloc API leaves the object. */
     check(dlsym(RTLD_DEFAULT, "heap_caps_malloc") == NULL, "heap_caps_malloc is not exported", NULL);
