@@ -41,7 +41,8 @@ esp_err_t heap_caps_add_region(intptr_t start, intptr_t end);
  * ESP_ERR_INVALID_ARG: caps NULL, end <= start. (A start that is not 4-aligned
  * is rounded up, as ESP-IDF's multi_heap_register does.)
  * ESP_FAIL: the range straddles the start or end of a listed heap, or equals one
- * (nesting inside a heap, adjacency and disjoint ranges are allowed).
+ * (nesting inside a heap, adjacency and disjoint ranges are allowed), or lies
+ * inside a start-up stack region not yet enabled (capheap; docs/compat.md 30b).
  * ESP_ERR_NO_MEM: all CAPHEAP_MAX_HEAPS descriptors are in use.
  * ESP_ERR_INVALID_SIZE: the region cannot hold a heap.
  * capheap: start may be 0 (instruction TCM at address 0), and the descriptor is

@@ -339,10 +339,16 @@ esp_err_t capheap_caps_add_region(const uint32_t caps[CH_PRIOS], intptr_t start,
         return ESP_ERR_INVALID_ARG;
     esp_err_t err = ESP_OK;
     ch_lock();
-    for (size_t i = 0; i < ch_g.n && err == ESP_OK; i++)
-        if (!heap_caps_check_add_region_allowed((intptr_t)ch_g.heaps[i].start,
-                                                (intptr_t)ch_g.heaps[i].end, start, end))
+    for (size_t i = 0; i < ch_g.n && err == ESP_OK; i++) {
+        const ch_heap_t *o = &ch_g.heaps[i];
+        /* ESP-IDF's rule allows a region nested in a heap (a block allocated
+         * from it). A start-up stack region not yet enabled has had no
+         * allocations: a region inside it is memory the stack still uses,
+         * and enabling would lay that heap over the nested one. */
+        bool in_deferred = o->heap == NULL && s >= o->start && e <= o->end;
+        if (in_deferred || !heap_caps_check_add_region_allowed((intptr_t)o->start, (intptr_t)o->end, start, end))
             err = ESP_FAIL;
+    }
     ch_heap_t *h = NULL;
     if (err == ESP_OK) {
         uint32_t all = caps[0] | caps[1] | caps[2];

@@ -311,6 +311,13 @@ static void test_startup_stack_regions(void **state)
     const uint32_t caps[3] = {MALLOC_CAP_8BIT, 0, 0};
     assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(STACK_OFF - 1024), cf_at(STACK_OFF + 1024)),
                      ESP_FAIL);
+    /* and so is a region inside it: nothing was allocated there (the nested
+     * case of ESP-IDF's rule), and enabling would lay the start-up heap over it */
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(STACK_OFF + 1024), cf_at(STACK_OFF + 4096)),
+                     ESP_FAIL);
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(STACK_OFF), cf_at(STACK_OFF + STACK_BYTES / 2)),
+                     ESP_FAIL);
+    assert_int_equal(capheap_heap_count(), 2);
 
     heap_caps_enable_nonos_stack_heaps();
     d = cf_desc((size_t)si);
