@@ -488,14 +488,19 @@ multi_heap_handle_t capheap_heap_register(void *start, size_t size,
                                           const capheap_heap_options_t *options)
 {
     size_t align = (options == NULL || options->alignment == 0) ? 4 : options->alignment;
+    /* The sanitizers' view of a region the engine will write (not of a size
+     * ce_create refuses: a wrong 64-bit size would mark memory that is not the
+     * region's, and cost ASan a shadow of size / 8 bytes). */
+    bool annotate = start != NULL && size <= UINT32_MAX;
+    (void)annotate;
 #if CE_ASAN
-    if (start != NULL)
+    if (annotate)
         CE_SAN_UNPOISON(start, size); /* a region used before: the engine writes all of it */
 #endif
 #if CAPHEAP_VALGRIND
-    if (start != NULL && VALGRIND_MEMPOOL_EXISTS(start))
+    if (annotate && VALGRIND_MEMPOOL_EXISTS(start))
         VALGRIND_DESTROY_MEMPOOL(start); /* registered again: its old blocks are gone */
-    if (start != NULL && vg_memcheck)
+    if (annotate && vg_memcheck)
         VALGRIND_MAKE_MEM_UNDEFINED(start, size); /* the engine writes all of it */
 #endif
 #if MH_BLOCK_EXTRA
@@ -980,8 +985,11 @@ CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_O
     if (ce_resize(h, raw, n)) {
         size_t cap = ce_block_capacity(raw);
         if (cap > old_cap) {
-            /* the successor's header and links were at old_cap .. old_cap + 12 */
-            if (cap > old_cap + 16u && !fill_intact((uint8_t *)raw + old_cap + 4u, cap - old_cap - 4u))
+            /* The successor's header and links were at old_cap .. old_cap + 12, its fill
+             * after them: up to the new end when the successor was split (its rest, a
+             * free block, follows), else up to its footer, the last word. */
+            size_t end = (load32((uint8_t *)raw + cap) & F_FREE) ? cap : cap - 4u;
+            if (end > old_cap + 12u && !fill_intact((uint8_t *)raw + old_cap + 4u, end - old_cap))
                 return NULL; /* not reached: the report aborts */
             memset((uint8_t *)raw + old_cap, POISON_MALLOC_FILL, cap - old_cap);
         }

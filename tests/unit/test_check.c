@@ -144,6 +144,132 @@ static void test_smashed_free_block(void **state)
     }
 }
 
+/* The report line check prints for a fault (src/debug/report.c's format). */
+static void report_line(char *out, size_t n, const char *what, const void *addr, uint32_t expected, uint32_t found,
+                        unsigned inv)
+{
+    snprintf(out, n, "CORRUPT HEAP: %s at 0x%" PRIxPTR ". Expected 0x%08" PRIx32 " got 0x%08" PRIx32
+             " (invariant I%u, docs/design.md)", what, (uintptr_t)addr, expected, found, inv);
+}
+
+/* check fails, and the first line it prints is want. */
+static void assert_first_report(multi_heap_handle_t h, const char *want)
+{
+    ct_capture_begin();
+    bool ok = multi_heap_check(h, true);
+    ct_capture_end();
+    assert_false(ok);
+    char line[256];
+    assert_true(ct_capture_line(0, line, sizeof line));
+    if (strcmp(line, want) != 0) {
+        fail_msg("first report\n  %s\nwanted\n  %s", line, want);
+    }
+}
+
+/* The offset of the first block's header in a 4-aligned heap registered at
+ * region: the control structure (docs/design.md: 48 bytes, 68 per row, one
+ * zero word) and nothing else in front of it. */
+static uint32_t first_header(multi_heap_handle_t h, unsigned *rows)
+{
+    ct_walk_summary_t s;
+    ct_walk_summary(h, &s);
+    uint32_t first = (uint32_t)((const unsigned char *)s.first - region) - CT_BLOCK_HEADER;
+    assert_int_equal((first - 52u) % 68u, 0);
+    *rows = (first - 52u) / 68u;
+    return first;
+}
+
+/*
+ * A free-list link that names a free block's offset plus one (not 4-aligned;
+ * the bytes there read as a free header: the block's size has bit 8 set):
+ * I5, reported at the link with the bad offset, before anything is read
+ * through it.
+ */
+static void test_misaligned_list_link(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 320);
+    unsigned char *g1 = multi_heap_malloc(h, 16);
+    unsigned char *c = multi_heap_malloc(h, 320);
+    unsigned char *g2 = multi_heap_malloc(h, 16);
+    assert_non_null(g1);
+    assert_non_null(g2);
+    multi_heap_free(h, a);
+    multi_heap_free(h, c); /* the same class: c at the head, its next link a */
+    unsigned char *ha = ct_header_of(a), *hc = ct_header_of(c);
+    assert_int_equal(ct_get32(ha) & 0x101u, 0x101u); /* free, bit 8 of the size set */
+    unsigned char *link = hc + CT_BLOCK_HEADER;
+    uint32_t orig = ct_get32(link);
+    assert_int_equal(orig, (uint32_t)(ha - region));
+    uint32_t bad = orig + 1u;
+    ct_put32(link, bad);
+    char want[256];
+    report_line(want, sizeof want, "Broken invariant", link, 0, bad, 5);
+    assert_first_report(h, want);
+    ct_put32(link, orig);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * A class bitmap bit cleared while its list holds a block: I6 at the bitmap
+ * word, which expects the bit set. The layout is docs/design.md's: pair k of
+ * classes (bitmap word, 32 list heads) at 48 + 132 k; class c = s / 4 below 128
+ * bytes. Another class of the same pair stays non-empty, so the pair's own
+ * bit in the summary word stays right.
+ */
+static void test_class_bit_cleared(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned rows;
+    (void)first_header(h, &rows);
+    unsigned char *a = multi_heap_malloc(h, 60 - CT_BLOCK_HEADER - ct_poison_overhead(4)); /* block 60: class 15 */
+    unsigned char *g1 = multi_heap_malloc(h, 16);
+    unsigned char *c = multi_heap_malloc(h, 100 - CT_BLOCK_HEADER - ct_poison_overhead(4)); /* block 100: class 25 */
+    unsigned char *g2 = multi_heap_malloc(h, 16);
+    assert_non_null(g1);
+    assert_non_null(g2);
+    assert_int_equal(ct_get32(ct_header_of(a)) & ~3u, 60u);
+    assert_int_equal(ct_get32(ct_header_of(c)) & ~3u, 100u);
+    multi_heap_free(h, a);
+    multi_heap_free(h, c);
+    unsigned char *bitmap = region + 48; /* pair 0 */
+    uint32_t orig = ct_get32(bitmap);
+    assert_int_equal(orig & ((1u << 15) | (1u << 25)), (1u << 15) | (1u << 25));
+    ct_put32(bitmap, orig & ~(1u << 15));
+    char want[256];
+    report_line(want, sizeof want, "Broken invariant", bitmap, orig, orig & ~(1u << 15), 6);
+    assert_first_report(h, want);
+    ct_put32(bitmap, orig);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * A bit set for a class after the last one the heap's rows have (I11: the
+ * upper half of the last pair's bitmap, or the zero word after the last pair,
+ * which the class search may read).
+ */
+static void test_bits_after_last_class(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned rows;
+    (void)first_header(h, &rows);
+    unsigned classes = rows * 16u;
+    unsigned char *word = region + 48 + 132u * (classes >> 5);
+    uint32_t orig = ct_get32(word);
+    assert_int_equal(orig >> (classes & 31u), 0);
+    for (unsigned bit = classes & 31u; bit < 32; bit += 5) {
+        ct_put32(word, orig | (1u << bit));
+        char want[256];
+        report_line(want, sizeof want, "Broken invariant", word, orig, orig | (1u << bit), 11);
+        assert_first_report(h, want);
+        ct_put32(word, orig);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
 /* A size that points far outside the region: check stays inside it. */
 static void test_check_never_leaves_region(void **state)
 {
@@ -345,6 +471,33 @@ static void test_write_into_free_block(void **state)
 }
 #endif
 
+#if CAPHEAP_POISONING_COMPREHENSIVE
+/* Every byte of a free block's fill, from after its links to its footer,
+ * the last one included, is checked (I9). */
+static void test_write_into_every_fill_byte(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 64);
+    unsigned char *b = multi_heap_malloc(h, 64);
+    unsigned char *c = multi_heap_malloc(h, 64);
+    assert_non_null(a);
+    assert_non_null(c);
+    multi_heap_free(h, b);
+    unsigned char *hb = ct_header_of(b);
+    uint32_t size = ct_get32(hb) & ~3u;
+    for (uint32_t i = 12; i < size - 4u; i++) { /* header and links before, the footer after */
+        unsigned char *x = hb + i;
+        assert_int_equal(ct_peek8(x), CT_FREE_FILL);
+        ct_poke8(x, 0x42);
+        assert_check_fails(h);
+        assert_string_equal(capheap_last_report().what, "Invalid data");
+        ct_poke8(x, CT_FREE_FILL);
+    }
+    assert_true(multi_heap_check(h, false));
+}
+#endif
+
 /*
  * check keeps no global state (ESP-IDF kept print_errors in a global): a
  * silent check of one heap running in another thread never mutes a printing
@@ -408,6 +561,9 @@ int main(void)
         cmocka_unit_test(test_smashed_free_block),
         cmocka_unit_test(test_check_never_leaves_region),
         cmocka_unit_test(test_one_byte_past_the_end),
+        cmocka_unit_test(test_misaligned_list_link),
+        cmocka_unit_test(test_class_bit_cleared),
+        cmocka_unit_test(test_bits_after_last_class),
         cmocka_unit_test(test_check_is_thread_safe),
 #if CT_POISONING
         cmocka_unit_test(test_each_tail_byte),
@@ -417,6 +573,7 @@ int main(void)
 #endif
 #if CAPHEAP_POISONING_COMPREHENSIVE
         cmocka_unit_test(test_write_into_free_block),
+        cmocka_unit_test(test_write_into_every_fill_byte),
 #endif
     };
     return cmocka_run_group_tests_name("check", tests, NULL, NULL);

@@ -157,11 +157,51 @@ static void test_fit_full_heap(void **state)
     }
 }
 
+/*
+ * One byte more than a fresh heap can serve (its one free block, the whole
+ * pool, minus the header and the per-block overhead): "no", as for every size
+ * above max_request (src/core/tlsf.h: ce_fit returns 0 for those). A "yes"
+ * here would hand capheap_heap_malloc_fit a block size past the pool, whose
+ * class may lie beyond the heap's rows. Region sizes around each row count's
+ * limit (where the pool's class is the last one) and every alignment.
+ */
+static void test_fit_one_past_the_pool(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {256, 300, 1024, 1100, 2048, 2200, 4096, 5000, 8192, 9000, 16384, 20000,
+                                   REGION_BYTES};
+    for (size_t align = 4; align <= 16; align *= 2) {
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            capheap_heap_options_t o = {.alignment = align};
+            multi_heap_handle_t h = capheap_heap_register(region, sizes[i], &o);
+            assert_non_null(h);
+            multi_heap_info_t info;
+            multi_heap_get_info(h, &info);
+            size_t largest = info.largest_free_block;
+            assert_true(largest > 0);
+            if (capheap_heap_fit(h, largest) == 0) {
+                fail_msg("fit(%zu) says no on a fresh heap of %zu bytes (alignment %zu)", largest, sizes[i], align);
+            }
+            uint32_t fit = capheap_heap_fit(h, largest + 1u);
+            if (fit != 0) {
+                fail_msg("fit(%zu) says %u on a fresh heap of %zu bytes (alignment %zu), largest %zu", largest + 1u,
+                         (unsigned)fit, sizes[i], align, largest);
+            }
+            assert_null(multi_heap_malloc(h, largest + 1u));
+            void *p = multi_heap_malloc(h, largest);
+            assert_non_null(p);
+            multi_heap_free(h, p);
+            assert_true(multi_heap_check(h, false));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fit_random_states),
         cmocka_unit_test(test_fit_full_heap),
+        cmocka_unit_test(test_fit_one_past_the_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

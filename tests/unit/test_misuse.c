@@ -189,6 +189,59 @@ static void test_double_free_after_reuse(void **state)
     assert_unchanged(h, before);
 }
 
+/*
+ * The numbers of the slow path's reports (docs/design.md, "Cheap checks"): a
+ * pointer into a used block and a pointer off the alignment into a free block
+ * are interior pointers that name the block's data offset (expected) and the
+ * pointer's (found); a second free of a block merged into the free block in
+ * front of it is a double free that names the free block's header (expected)
+ * and the pointer's own header (found). Offsets count from the region start.
+ */
+static void test_fault_reports_name_the_block(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    const size_t head = ct_poison_head(4);
+    unsigned char *a = multi_heap_malloc(h, 48);
+    unsigned char *b = multi_heap_malloc(h, 48);
+    unsigned char *p = multi_heap_malloc(h, 48);
+    unsigned char *q = multi_heap_malloc(h, 48);
+    unsigned char *guard = multi_heap_malloc(h, 48);
+    assert_non_null(a);
+    assert_non_null(guard);
+    ct_stamp(a, 48);
+    size_t before = multi_heap_free_size(h);
+    /* into a used block, 4-aligned */
+    capheap_report_t r = expect_abort_free(h, a + 8);
+    assert_string_equal(r.what, "Interior pointer");
+    assert_int_equal(r.expected, (uint32_t)(a - head - region_a));
+    assert_int_equal(r.found, (uint32_t)(a + 8 - head - region_a));
+    assert_unchanged(h, before);
+    /* off the alignment, into a free block between used ones */
+    multi_heap_free(h, q);
+    before = multi_heap_free_size(h);
+    r = expect_abort_free(h, q + 2);
+    assert_string_equal(r.what, "Interior pointer");
+    assert_int_equal(r.expected, (uint32_t)(q - head - region_a));
+    assert_int_equal(r.found, (uint32_t)(q + 2 - head - region_a));
+    assert_unchanged(h, before);
+    /* p merged into b's free block, then freed again */
+    multi_heap_free(h, b);
+    multi_heap_free(h, p);
+    before = multi_heap_free_size(h);
+    r = expect_abort_free(h, p);
+    assert_double_free(&r, p);
+    if (strcmp(r.what, "Double free") == 0) {
+        assert_int_equal(r.expected, (uint32_t)(ct_header_of(b) - region_a));
+        assert_int_equal(r.found, (uint32_t)(ct_header_of(p) - region_a));
+    }
+    assert_unchanged(h, before);
+    assert_true(ct_stamp_ok(a, 48));
+    multi_heap_free(h, a);
+    multi_heap_free(h, guard);
+    assert_true(multi_heap_check(h, false));
+}
+
 static void test_free_outside_heap(void **state)
 {
     (void)state;
@@ -215,6 +268,40 @@ static void test_free_outside_heap(void **state)
     }
     assert_true(ct_stamp_ok(live, 64));
     multi_heap_free(h, live);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * Pointers just outside the pool, in the region: at the first block's header
+ * (below the first data pointer) and at the end marker. Both are outside
+ * [first + 4, end - 12] (docs/design.md, "Cheap checks") and are named so,
+ * with the first data offset expected and the pointer's offset found.
+ */
+static void test_free_at_the_pool_edges(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *u = multi_heap_malloc(h, 64); /* the first block of a fresh heap */
+    assert_non_null(u);
+    ct_walk_summary_t s;
+    ct_walk_summary(h, &s);
+    assert_ptr_equal(s.first, u - ct_poison_head(4));
+    const unsigned char *end = s.end; /* the end marker */
+    uint32_t first = (uint32_t)(ct_header_of(u) - region_a);
+    size_t before = multi_heap_free_size(h);
+    unsigned char *bad[] = {
+        u - 4,                                                /* engine data at the first header */
+        (unsigned char *)(uintptr_t)end + ct_poison_head(4), /* engine data at the end marker */
+    };
+    uint32_t found[] = {first, (uint32_t)(end - region_a)};
+    for (size_t i = 0; i < 2; i++) {
+        capheap_report_t r = expect_abort_free(h, bad[i]);
+        assert_string_equal(r.what, "Pointer outside heap");
+        assert_int_equal(r.expected, first + 4u);
+        assert_int_equal(r.found, found[i]);
+        assert_unchanged(h, before);
+    }
+    multi_heap_free(h, u);
     assert_true(multi_heap_check(h, false));
 }
 
@@ -510,6 +597,294 @@ static void test_free_last_block_with_smashed_end_marker(void **state)
 }
 #endif
 
+/*
+ * A second free of a block followed by a used block of 8 KiB whose data
+ * starts with zeros. Were the freed header's free bit ignored, its size would
+ * read odd and the "next header" would be read one byte into the 8 KiB
+ * block's header, where it looks like a plausible used header (0x20, no PF
+ * bit): only the cheap checks' first test on the header itself, "not free",
+ * refuses the pointer.
+ */
+static void test_double_free_before_large_block(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *p = multi_heap_malloc(h, 48);
+    unsigned char *big = multi_heap_malloc(h, 8192);
+    unsigned char *guard = multi_heap_malloc(h, 16);
+    assert_non_null(p);
+    assert_non_null(big);
+    assert_non_null(guard);
+    memset(big, 0, 8192);
+    multi_heap_free(h, p);
+    size_t before = multi_heap_free_size(h);
+    capheap_report_t r = expect_abort_free(h, p);
+    assert_double_free(&r, p);
+    assert_unchanged(h, before);
+    multi_heap_free(h, big);
+    multi_heap_free(h, guard);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * Headers whose size runs 4..16 bytes past the end of the pool (docs/design.md,
+ * "Cheap checks": the block's size and the next header's size lie inside the
+ * pool). The heap is registered 64 bytes short of its array, and those bytes
+ * read as plausible headers (0x10, "used, 16 bytes"), so only the bound itself
+ * refuses them: the last block freed with its own header smashed, then the
+ * block before it freed with the last block's header smashed.
+ */
+#define PAST_SLACK 64u
+static void test_free_with_size_past_the_end(void **state)
+{
+    (void)state;
+    for (int neighbour = 0; neighbour <= 1; neighbour++) {
+        for (uint32_t past = 4; past <= 16; past += 4) {
+            multi_heap_handle_t h = multi_heap_register(region_a, REGION_BYTES - PAST_SLACK);
+            assert_non_null(h);
+            for (size_t k = REGION_BYTES - PAST_SLACK; k < REGION_BYTES; k += 4) {
+                ct_put32(region_a + k, 0x10u);
+            }
+            unsigned char *a = multi_heap_malloc(h, 64);
+            multi_heap_info_t info;
+            multi_heap_get_info(h, &info);
+            unsigned char *p = multi_heap_malloc(h, info.largest_free_block); /* the last block */
+            assert_non_null(a);
+            assert_non_null(p);
+            ct_stamp(a, 64);
+            unsigned char *hp = ct_header_of(p);
+            uint32_t orig = ct_get32(hp);
+            /* p ends at the end marker, the marker at the end of the registered region */
+            assert_ptr_equal(hp + (orig & ~3u) + 4, region_a + REGION_BYTES - PAST_SLACK);
+            ct_put32(hp, orig + past);
+            size_t before = multi_heap_free_size(h);
+            capheap_report_t r = expect_abort_free(h, neighbour ? a : p);
+            /* the walk names the header it cannot pass, also past a's block (its successor) */
+            assert_string_equal(r.what, "Smashed header");
+            assert_ptr_equal(r.address, hp);
+            assert_int_equal(r.found, orig + past);
+            assert_int_equal(r.invariant, 1);
+            ct_put32(hp, orig);
+            assert_unchanged(h, before);
+            assert_true(ct_stamp_ok(a, 64));
+            multi_heap_free(h, p);
+            multi_heap_free(h, a);
+            assert_true(multi_heap_check(h, false));
+        }
+    }
+}
+
+/*
+ * The end marker smashed to read "free" (I10), the last block freed, and the
+ * word where such a free block's footer would be (12 bytes past the end
+ * marker, outside the pool; here inside the array the heap was registered
+ * 64 bytes short of) forged to name it: still refused, because the end
+ * marker is never taken for a free successor, whatever lies past the pool.
+ */
+static void test_free_last_block_with_free_end_marker(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = multi_heap_register(region_a, REGION_BYTES - PAST_SLACK);
+    assert_non_null(h);
+    unsigned char *a = multi_heap_malloc(h, 64);
+    multi_heap_info_t info;
+    multi_heap_get_info(h, &info);
+    unsigned char *p = multi_heap_malloc(h, info.largest_free_block); /* the last block */
+    assert_non_null(a);
+    assert_non_null(p);
+    unsigned char *hp = ct_header_of(p);
+    unsigned char *end = hp + (ct_get32(hp) & ~3u);
+    uint32_t marker = ct_get32(end);
+    assert_int_equal(marker, 0x10u); /* "used, 16 bytes" */
+    assert_true(end + 16 <= region_a + REGION_BYTES);
+    ct_put32(end + 12, (uint32_t)(end - region_a) | 3u); /* a footer naming the marker */
+    ct_put32(end, marker | 1u);
+    size_t before = multi_heap_free_size(h);
+    capheap_report_t r = expect_abort_free(h, p);
+    assert_names_heap_word(&r, region_a);
+    ct_put32(end, marker);
+    assert_unchanged(h, before);
+    multi_heap_free(h, p);
+    multi_heap_free(h, a);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * A used block followed by a free block whose footer was overwritten (a write
+ * after free into its last word): freeing the used block would merge with the
+ * free one, so the footer must name it first (docs/design.md, "Cheap checks":
+ * a free successor's footer names it). Reported, nothing changed; with the
+ * footer repaired the free merges.
+ */
+static void test_free_before_free_block_with_bad_footer(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *p = multi_heap_malloc(h, 64);
+    unsigned char *q = multi_heap_malloc(h, 64);
+    unsigned char *guard = multi_heap_malloc(h, 16);
+    assert_non_null(p);
+    assert_non_null(guard);
+    ct_stamp(p, 64);
+    multi_heap_free(h, q); /* the free successor of p */
+    unsigned char *hq = ct_header_of(q);
+    unsigned char *footer = hq + (ct_get32(hq) & ~3u) - 4;
+    uint32_t orig = ct_get32(footer);
+    assert_int_equal(orig, (uint32_t)(hq - region_a) | 3u); /* its own offset, both bits set (I4) */
+    static const uint32_t smashed[] = {0, 0x10u, 0xffffffffu};
+    for (size_t i = 0; i < sizeof smashed / sizeof smashed[0]; i++) {
+        ct_put32(footer, smashed[i]);
+        size_t before = multi_heap_free_size(h);
+        capheap_report_t r = expect_abort_free(h, p);
+        /* named by the walk's footer check on arrival at the block after q (I4) */
+        assert_string_equal(r.what, "Bad neighbour");
+        assert_ptr_equal(r.address, footer);
+        assert_int_equal(r.expected, orig);
+        assert_int_equal(r.found, smashed[i]);
+        assert_int_equal(r.invariant, 4);
+        ct_put32(footer, orig);
+        assert_unchanged(h, before);
+        assert_true(ct_stamp_ok(p, 64));
+    }
+    multi_heap_free(h, p);
+    multi_heap_free(h, guard);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * A used block whose PF bit was smashed on: the word in front of its header
+ * (the last word of the used block before it) must then be a marked footer
+ * naming a free block whose header ends exactly here (docs/design.md, "Cheap
+ * checks"). The block before holds forged data that gets all but one of these
+ * right: a footer with only the free bit, a "free block" of 8 bytes (below
+ * the minimum), a footer naming a real free block further back.
+ */
+static void test_free_with_forged_free_predecessor(void **state)
+{
+    (void)state;
+    for (int forge = 0; forge < 3; forge++) {
+        multi_heap_handle_t h = fresh_a();
+        unsigned char *f = multi_heap_malloc(h, 64);
+        unsigned char *g = multi_heap_malloc(h, 16);
+        unsigned char *a = multi_heap_malloc(h, 64);
+        unsigned char *p = multi_heap_malloc(h, 64);
+        unsigned char *guard = multi_heap_malloc(h, 16);
+        assert_non_null(g);
+        assert_non_null(a);
+        assert_non_null(guard);
+        multi_heap_free(h, f); /* a real free block, two blocks in front of p */
+        ct_stamp(p, 64);
+        unsigned char *hp = ct_header_of(p);
+        uint32_t b = (uint32_t)(hp - region_a);
+        uint32_t hdr = ct_get32(hp);
+        uint32_t saved[8]; /* the end of a's block (data, canary, padding: word access, see ct_get32) */
+        for (size_t k = 0; k < 8; k++) {
+            saved[k] = ct_get32(hp - 32 + 4 * k);
+            ct_put32(hp - 32 + 4 * k, 0);
+        }
+        switch (forge) {
+        case 0: /* a 32-byte "free block" ending at p, footer without the PF bit */
+            ct_put32(hp - 32, 32u | 1u);
+            ct_put32(hp - 4, (b - 32u) | 1u);
+            break;
+        case 1: /* an 8-byte "free block": too small to be a block */
+            ct_put32(hp - 8, 8u | 1u);
+            ct_put32(hp - 4, (b - 8u) | 3u);
+            break;
+        default: /* f's free block, which ends two blocks earlier */
+            ct_put32(hp - 4, (uint32_t)(ct_header_of(f) - region_a) | 3u);
+            break;
+        }
+        ct_put32(hp, hdr | 2u);
+        size_t before = multi_heap_free_size(h);
+        capheap_report_t r = expect_abort_free(h, p);
+        assert_names_heap_word(&r, region_a);
+        ct_put32(hp, hdr);
+        for (size_t k = 0; k < 8; k++) {
+            ct_put32(hp - 32 + 4 * k, saved[k]);
+        }
+        assert_unchanged(h, before);
+        assert_true(ct_stamp_ok(p, 64));
+        multi_heap_free(h, p);
+        multi_heap_free(h, a);
+        multi_heap_free(h, g);
+        multi_heap_free(h, guard);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+/*
+ * A used block after a free one, its header smashed to read free: free
+ * refuses it (the header is free), and the walk that names the fault finds a
+ * free block right after a free one, which breaks I3 (not I2: the PF bit
+ * agrees), and names that header.
+ */
+static void test_free_with_free_bit_after_free_block(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *a = multi_heap_malloc(h, 64);
+    unsigned char *p = multi_heap_malloc(h, 64);
+    unsigned char *guard = multi_heap_malloc(h, 16);
+    assert_non_null(a);
+    assert_non_null(guard);
+    ct_stamp(p, 64);
+    multi_heap_free(h, a); /* p's predecessor is free: p's header has PF set */
+    unsigned char *hp = ct_header_of(p);
+    uint32_t hdr = ct_get32(hp);
+    assert_int_equal(hdr & 3u, 2u);
+    ct_put32(hp, hdr | 1u);
+    size_t before = multi_heap_free_size(h);
+    capheap_report_t r = expect_abort_free(h, p);
+    assert_string_equal(r.what, "Bad neighbour");
+    assert_ptr_equal(r.address, hp);
+    assert_int_equal(r.expected, hdr);
+    assert_int_equal(r.found, hdr | 1u);
+    assert_int_equal(r.invariant, 3);
+    ct_put32(hp, hdr);
+    assert_unchanged(h, before);
+    assert_true(ct_stamp_ok(p, 64));
+    multi_heap_free(h, p);
+    multi_heap_free(h, guard);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * A pointer 4 bytes off an 8-aligned heap's alignment, in front of which the
+ * block's data forges a used header, a next header and (with poisoning) the
+ * canaries of a block: refused for its alignment alone (the cheap checks'
+ * "aligned to A"), named an interior pointer.
+ */
+static void test_free_misaligned_forged_block(void **state)
+{
+    (void)state;
+    capheap_heap_options_t o = {.alignment = 8};
+    multi_heap_handle_t h = capheap_heap_register(region_a, REGION_BYTES, &o);
+    assert_non_null(h);
+    unsigned char *p = multi_heap_malloc(h, 128);
+    unsigned char *guard = multi_heap_malloc(h, 16);
+    assert_non_null(p);
+    assert_non_null(guard);
+    memset(p, 0, 128);
+    unsigned char *raw = p - ct_poison_head(8);     /* 8-aligned */
+    unsigned char *fake = raw + 12;                 /* 4 mod 8 */
+    ct_put32(fake - 4, 32u);                        /* used, 32 bytes, previous used */
+    ct_put32(fake - 4 + 32, 16u);                   /* the next "header": used, 16 bytes */
+#if CT_POISONING
+    ct_put32(fake, CT_HEAD_CANARY);
+    ct_put32(fake + 4, 0);                          /* size 0 */
+    ct_put32(fake + ct_poison_head(8), CT_TAIL_CANARY);
+#endif
+    unsigned char *bad = fake + ct_poison_head(8);
+    size_t before = multi_heap_free_size(h);
+    capheap_report_t r = expect_abort_free(h, bad);
+    assert_string_equal(r.what, "Interior pointer");
+    assert_unchanged(h, before);
+    multi_heap_free(h, p);
+    multi_heap_free(h, guard);
+    assert_true(multi_heap_check(h, false));
+}
+
 /* The misuse path prints through the writer and abort handler only. */
 static void test_report_reaches_writer_and_abort(void **state)
 {
@@ -620,6 +995,47 @@ static void test_allocated_size_with_bad_tail(void **state)
 }
 #endif
 
+#if CAPHEAP_POISONING_COMPREHENSIVE
+/*
+ * A write into free memory, at any byte of a free block's fill (after its
+ * links, before its footer slot, the first and the last included), is
+ * found when malloc takes the block: "Invalid data" naming the word of the
+ * bad byte (comprehensive poisoning checks the fill of every block it hands
+ * out). The heap is corrupt then, so each byte gets a heap of its own.
+ */
+static void test_malloc_finds_write_into_free_fill(void **state)
+{
+    (void)state;
+    for (uint32_t i = 12;; i++) {
+        multi_heap_handle_t h = fresh_a();
+        unsigned char *a = multi_heap_malloc(h, 40);
+        unsigned char *b = multi_heap_malloc(h, 40);
+        unsigned char *c = multi_heap_malloc(h, 40);
+        assert_non_null(a);
+        assert_non_null(c);
+        multi_heap_free(h, b);
+        unsigned char *hb = ct_header_of(b);
+        uint32_t size = ct_get32(hb) & ~3u;
+        if (i >= size - 4u) {
+            break; /* the footer slot */
+        }
+        assert_int_equal(ct_peek8(hb + i), CT_FREE_FILL);
+        ct_poke8(hb + i, 0x42);
+        bool aborted;
+        capheap_clear_last_report();
+        ct_capture_begin();
+        CT_CATCH_ABORT(aborted, (void)multi_heap_malloc(h, 40)); /* takes b's block */
+        ct_capture_end();
+        if (!aborted) {
+            fail_msg("a write into byte %u of a %u-byte free block was not found", (unsigned)i, (unsigned)size);
+        }
+        capheap_report_t r = capheap_last_report();
+        assert_string_equal(r.what, "Invalid data");
+        assert_ptr_equal(r.address, hb + (i & ~3u));
+    }
+}
+#endif
+
 int main(void)
 {
     printf("poisoning: %s\n", ct_poisoning_name());
@@ -628,8 +1044,10 @@ int main(void)
         cmocka_unit_test(test_double_free_merged_forward),
         cmocka_unit_test(test_double_free_merged_backward),
         cmocka_unit_test(test_double_free_after_reuse),
+        cmocka_unit_test(test_fault_reports_name_the_block),
         cmocka_unit_test(test_free_outside_heap),
         cmocka_unit_test(test_free_outside_heap_with_fake_header),
+        cmocka_unit_test(test_free_at_the_pool_edges),
         cmocka_unit_test(test_free_misaligned_pointer),
         cmocka_unit_test(test_free_interior_pointer),
         cmocka_unit_test(test_free_interior_fake_free_header),
@@ -639,6 +1057,13 @@ int main(void)
         cmocka_unit_test(test_free_into_wrong_heap),
         cmocka_unit_test(test_free_with_smashed_header),
         cmocka_unit_test(test_free_with_plausible_smashed_header),
+        cmocka_unit_test(test_double_free_before_large_block),
+        cmocka_unit_test(test_free_with_size_past_the_end),
+        cmocka_unit_test(test_free_last_block_with_free_end_marker),
+        cmocka_unit_test(test_free_before_free_block_with_bad_footer),
+        cmocka_unit_test(test_free_with_forged_free_predecessor),
+        cmocka_unit_test(test_free_misaligned_forged_block),
+        cmocka_unit_test(test_free_with_free_bit_after_free_block),
 #if !CT_POISONING
         cmocka_unit_test(test_free_last_block_with_smashed_end_marker),
 #endif
@@ -648,6 +1073,9 @@ int main(void)
         cmocka_unit_test(test_free_with_bad_head),
         cmocka_unit_test(test_realloc_with_bad_tail),
         cmocka_unit_test(test_allocated_size_with_bad_tail),
+#endif
+#if CAPHEAP_POISONING_COMPREHENSIVE
+        cmocka_unit_test(test_malloc_finds_write_into_free_fill),
 #endif
     };
     return cmocka_run_group_tests_name("misuse", tests, NULL, NULL);

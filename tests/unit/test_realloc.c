@@ -220,6 +220,54 @@ static void test_grow_in_place(void **state)
     assert_int_equal(s.used_blocks, 2); /* lo (grown over mid) and the third block */
 }
 
+/*
+ * Growing into a free neighbour that is 16 bytes (the smallest block) larger
+ * than needed: the rest stays a free block of its own, as malloc's split
+ * leaves one (docs/design.md: a block is split when the rest is at least 16
+ * bytes), so the grown block has exactly the capacity asked for and no free
+ * byte is lost. One byte more and the neighbour is swallowed whole.
+ */
+static void test_grow_leaves_smallest_remainder(void **state)
+{
+    (void)state;
+    for (size_t extra = 0; extra <= 4; extra += 4) {
+        multi_heap_handle_t h = fresh(8192);
+        unsigned char *p = multi_heap_malloc(h, 64);
+        unsigned char *q = multi_heap_malloc(h, 64);
+        unsigned char *guard = multi_heap_malloc(h, 16);
+        assert_non_null(p);
+        assert_non_null(guard);
+        multi_heap_free(h, q);
+        assert_true(next_is_free(h, p));
+        static layout_t l;
+        layout(h, &l);
+        size_t i = index_of(&l, p);
+        size_t both = (l.e[i].size + 4u) + (l.e[i + 1].size + 4u); /* p's block and its free neighbour */
+        size_t ov = ct_heap_poison_overhead(h);
+        /* a request whose block is both - 16 (+ extra: then the rest is 12, not a block) */
+        size_t n = both - 16u + extra - CT_BLOCK_HEADER - ov;
+        ct_stamp(p, 64);
+        size_t before = multi_heap_free_size(h);
+        unsigned char *r = multi_heap_realloc(h, p, n);
+        assert_ptr_equal(r, p);
+        assert_true(ct_stamp_ok(r, 64));
+        layout(h, &l);
+        i = index_of(&l, r);
+        if (extra == 0) {
+            assert_int_equal(l.e[i].size, both - 16u - 4u);
+            assert_false(l.e[i + 1].used);
+            assert_int_equal(l.e[i + 1].size, 12u);
+            assert_int_equal(before - multi_heap_free_size(h), l.e[i].size - ct_expected_full_size(64));
+        } else {
+            assert_int_equal(l.e[i].size, both - 4u);
+            assert_true(l.e[i + 1].used);
+        }
+        assert_true(multi_heap_check(h, false));
+        multi_heap_free(h, r);
+        multi_heap_free(h, guard);
+    }
+}
+
 /* Growing into the free remainder of the heap keeps the pointer. */
 static void test_grow_into_remainder(void **state)
 {
@@ -406,6 +454,93 @@ static void test_random_reallocs(void **state)
     assert_int_equal(multi_heap_free_size(h), empty);
 }
 
+#if CAPHEAP_POISONING_COMPREHENSIVE
+/* p (40 bytes, stamped) followed by a free block of 116 bytes, then a used one. */
+static unsigned char *before_free_block(multi_heap_handle_t h)
+{
+    unsigned char *p = multi_heap_malloc(h, 40);
+    unsigned char *q = multi_heap_malloc(h, 100);
+    unsigned char *g = multi_heap_malloc(h, 16);
+    assert_non_null(p);
+    assert_non_null(g);
+    multi_heap_free(h, q);
+    assert_true(next_is_free(h, p));
+    ct_stamp(p, 40);
+    return p;
+}
+
+/*
+ * Comprehensive poisoning, growing in place into a free successor
+ * (docs/design.md, "realloc"): the bytes the block gains are refilled as a
+ * new allocation's (0xCE), so past the old contents every byte of the block
+ * but the new tail canary reads 0xCE: the new user bytes (where the old tail
+ * canary was too) and the padding after the new canary (where the
+ * successor's header, links and free fill were).
+ */
+static void test_grow_in_place_fills_new_bytes(void **state)
+{
+    (void)state;
+    for (size_t n = 41; n <= 100; n++) {
+        multi_heap_handle_t h = fresh(8192);
+        unsigned char *p = before_free_block(h);
+        unsigned char *q = multi_heap_realloc(h, p, n);
+        assert_ptr_equal(q, p);
+        assert_true(ct_stamp_ok(q, 40));
+        size_t cap = multi_heap_get_full_block_size(h, q); /* from the engine data, poison head included */
+        unsigned char *raw = q - ct_poison_head(4);
+        for (size_t i = 40; i < n; i++) {
+            if (ct_peek8(q + i) != CT_MALLOC_FILL) {
+                fail_msg("realloc to %zu: new byte %zu reads 0x%02x", n, i, ct_peek8(q + i));
+            }
+        }
+        assert_int_equal(ct_get32(q + n), CT_TAIL_CANARY);
+        for (unsigned char *x = q + n + 4; x < raw + cap; x++) {
+            if (ct_peek8(x) != CT_MALLOC_FILL) {
+                fail_msg("realloc to %zu: padding byte %td of %zu reads 0x%02x", n, x - raw, cap, ct_peek8(x));
+            }
+        }
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+/*
+ * Comprehensive poisoning: growing in place checks the free fill of every
+ * byte it takes from the successor (past its header and links) before it
+ * hands it out, as malloc does: a write into the successor's first fill byte,
+ * or into the last byte the block takes, is "Invalid data" naming that word,
+ * for every growth that takes it. (Until 2026-11-26 the last word taken from
+ * a successor that was split was not checked, so growing by 16 bytes checked
+ * nothing.)
+ */
+static void test_grow_in_place_checks_fill(void **state)
+{
+    (void)state;
+    for (size_t grow = 16; grow <= 64; grow += 4) {
+        for (int last = 0; last <= 1; last++) {
+            multi_heap_handle_t h = fresh(8192);
+            unsigned char *p = before_free_block(h);
+            static layout_t l;
+            layout(h, &l);
+            size_t i = index_of(&l, p);
+            unsigned char *next = l.e[i + 1].ptr; /* the successor's data: two links, then fill */
+            unsigned char *bad = last ? next - 4 + grow - 1 : next + 8;
+            ct_poke8(bad, 0x42);
+            bool aborted;
+            capheap_clear_last_report();
+            ct_capture_begin();
+            CT_CATCH_ABORT(aborted, (void)multi_heap_realloc(h, p, 40 + grow));
+            ct_capture_end();
+            if (!aborted) {
+                fail_msg("growing by %zu bytes over a write at byte %td of the successor was not reported", grow,
+                         bad - (next - 4));
+            }
+            assert_string_equal(capheap_last_report().what, "Invalid data");
+            assert_ptr_equal(capheap_last_report().address, bad - ((uintptr_t)bad & 3u));
+        }
+    }
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,12 +550,17 @@ int main(void)
         cmocka_unit_test(test_shrink_in_place),
         cmocka_unit_test(test_shrink_merges_tail),
         cmocka_unit_test(test_grow_in_place),
+        cmocka_unit_test(test_grow_leaves_smallest_remainder),
         cmocka_unit_test(test_grow_into_remainder),
         cmocka_unit_test(test_move_keeps_contents),
         cmocka_unit_test(test_failure_leaves_block),
         cmocka_unit_test(test_failure_when_full),
         cmocka_unit_test(test_resize_in_full_heap),
         cmocka_unit_test(test_random_reallocs),
+#if CAPHEAP_POISONING_COMPREHENSIVE
+        cmocka_unit_test(test_grow_in_place_fills_new_bytes),
+        cmocka_unit_test(test_grow_in_place_checks_fill),
+#endif
     };
     return cmocka_run_group_tests_name("realloc", tests, NULL, NULL);
 }

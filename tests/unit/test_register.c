@@ -278,6 +278,36 @@ static void test_tiny_sizes_refused(void **state)
 }
 
 /*
+ * A size above UINT32_MAX is refused (multi_heap.h: offsets are 32-bit),
+ * also when its low 32 bits would make a fine region, and the region is not
+ * written, nor marked for the sanitizers. 64-bit builds only.
+ */
+#if SIZE_MAX > UINT32_MAX
+static void test_sizes_above_4_gib_refused(void **state)
+{
+    (void)state;
+    const size_t sizes[] = {((size_t)1 << 32) + REGION_BYTES, ((size_t)1 << 33) + 4096u,
+                            ((size_t)1 << 32) + capheap_heap_min_region_size(4)};
+    for (size_t align = 4; align <= 16; align *= 2) {
+        capheap_heap_options_t o = {.alignment = align};
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            capheap_sanitizer_release(region, sizeof region); /* an earlier test's heap poisoned it under ASan */
+            memset(region, 0x5a, sizeof region);
+            assert_null(capheap_heap_register(region, sizes[i], &o));
+            if (align == 4) {
+                assert_null(multi_heap_register(region, sizes[i]));
+            }
+            for (size_t k = 0; k < sizeof region; k++) {
+                if (region[k] != 0x5a) {
+                    fail_msg("byte %zu of the region written by a refused registration of %zu bytes", k, sizes[i]);
+                }
+            }
+        }
+    }
+}
+#endif
+
+/*
  * The overhead is what a fresh heap does not offer. Metadata is 32-bit words
  * on every build, so the figures are the same on 64-bit and -m32; they must
  * not exceed ESP-IDF's multi_heap on 32 bits (812 bytes for a 64 KiB region,
@@ -399,6 +429,9 @@ int main(void)
         cmocka_unit_test(test_min_region_size),
         cmocka_unit_test(test_no_half_made_heap),
         cmocka_unit_test(test_tiny_sizes_refused),
+#if SIZE_MAX > UINT32_MAX
+        cmocka_unit_test(test_sizes_above_4_gib_refused),
+#endif
         cmocka_unit_test(test_overhead),
         cmocka_unit_test(test_poison_overhead),
         cmocka_unit_test(test_reregister),

@@ -410,6 +410,42 @@ static void test_largest_request_tiny_heaps(void **state)
     }
 }
 
+/*
+ * capheap_heap_largest_request() above the heap's alignment is exact
+ * (capheap/heap.h) in both directions: aligned_alloc(L) succeeds and
+ * aligned_alloc(L + 1) fails, and L = 0 means not even one byte. Fresh heaps
+ * of every size from the smallest one up, so the pool, the largest block,
+ * passes through every size near the gap the alignment needs (a block that
+ * can hold the gap block but no data, and a few bytes more).
+ */
+static void test_largest_request_above_heap_alignment(void **state)
+{
+    (void)state;
+    for (size_t align = 4; align <= 16; align *= 2) {
+        capheap_heap_options_t o = {.alignment = align};
+        size_t size = capheap_heap_min_region_size(align);
+        for (size_t k = 0; k < 160; k++, size++) {
+            multi_heap_handle_t h = capheap_heap_register(region, size, &o);
+            assert_non_null(h);
+            for (size_t a = align * 2; a <= 128; a *= 2) {
+                size_t L = capheap_heap_largest_request(h, a);
+                void *p = multi_heap_aligned_alloc(h, L > 0 ? L : 1, a);
+                if ((p != NULL) != (L > 0)) {
+                    fail_msg("largest_request(%zu) = %zu, but aligned_alloc(%zu) %s (alignment %zu, %zu bytes)", a,
+                             L, L > 0 ? L : 1, p != NULL ? "succeeds" : "fails", align, size);
+                }
+                multi_heap_free(h, p);
+                void *q = multi_heap_aligned_alloc(h, L + 1, a);
+                if (q != NULL) {
+                    fail_msg("largest_request(%zu) = %zu, but aligned_alloc(%zu) succeeds (alignment %zu, %zu bytes)",
+                             a, L, L + 1, align, size);
+                }
+            }
+            assert_true(multi_heap_check(h, false));
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_random_states),
         cmocka_unit_test(test_largest_in_fragmented_heaps),
         cmocka_unit_test(test_largest_request_tiny_heaps),
+        cmocka_unit_test(test_largest_request_above_heap_alignment),
     };
     return cmocka_run_group_tests_name("stats", tests, NULL, NULL);
 }

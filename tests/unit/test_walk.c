@@ -199,6 +199,43 @@ static void test_find_containing_block(void **state)
     assert_null(multi_heap_find_containing_block(h, NULL));
 }
 
+/*
+ * A block's header belongs to no block's data: every byte of the header
+ * after a used block (the next block's, or the end marker) and of the header
+ * in front of it is in no used block, so find_containing_block says NULL;
+ * the last byte of the block's data is the block's.
+ */
+static void test_find_containing_block_headers(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    static const size_t lens[] = {1, 12, 13, 100, 64};
+    unsigned char *p[5];
+    for (int i = 0; i < 5; i++) {
+        p[i] = multi_heap_malloc(h, lens[i]);
+        assert_non_null(p[i]);
+    }
+    multi_heap_free(h, p[2]); /* a free block between used ones */
+    static collect_t c;
+    memset(&c, 0, sizeof c);
+    multi_heap_walk(h, collect_cb, &c);
+    size_t used_seen = 0;
+    for (size_t k = 0; k < c.n; k++) {
+        if (!c.e[k].used) {
+            continue;
+        }
+        used_seen++;
+        unsigned char *user = c.e[k].ptr + ct_poison_head(4);
+        unsigned char *next_header = c.e[k].ptr + c.e[k].size; /* the next block's, or the end marker */
+        assert_ptr_equal(multi_heap_find_containing_block(h, next_header - 1), user);
+        for (size_t b = 0; b < CT_BLOCK_HEADER; b++) {
+            assert_null(multi_heap_find_containing_block(h, next_header + b));
+            assert_null(multi_heap_find_containing_block(h, c.e[k].ptr - CT_BLOCK_HEADER + b));
+        }
+    }
+    assert_int_equal(used_seen, 4);
+}
+
 /* Parse a hex pointer as printed ("0x..." or bare hex). */
 static uintptr_t parse_ptr(const char *s, const char **end)
 {
@@ -273,6 +310,7 @@ int main(void)
         cmocka_unit_test(test_walk_early_stop),
         cmocka_unit_test(test_walk_null_callback),
         cmocka_unit_test(test_find_containing_block),
+        cmocka_unit_test(test_find_containing_block_headers),
         cmocka_unit_test(test_dump_format),
         cmocka_unit_test(test_dump_fresh),
     };
