@@ -549,6 +549,29 @@ static void alias_case(capheap_alias_kind_t kind)
     void *z = heap_caps_malloc(40, MALLOC_CAP_DMA);
     assert_true(cf_inside(z, 40, dlo, dhi));
     heap_caps_free(z);
+    /* heap_caps_aligned_alloc at the heap's own alignment is a plain EXEC
+     * request: the same unsplit tail, all of it the user's */
+    for (size_t less = 4; less < 16; less += 4) {
+        void *a = heap_caps_malloc(200, MALLOC_CAP_EXEC);
+        void *guard = heap_caps_malloc(40, MALLOC_CAP_EXEC);
+        assert_non_null(a);
+        assert_non_null(guard);
+        heap_caps_free(a);
+        void *e = heap_caps_aligned_alloc(4, 200 - less, MALLOC_CAP_EXEC);
+        assert_non_null(e);
+        assert_true(heap_caps_get_allocated_size(e) > 200 - less);
+        heap_caps_free(e);
+        heap_caps_free(guard);
+        assert_int_equal(heap_caps_get_free_size(0), free0);
+    }
+    /* the largest EXEC request is honest: the hidden word is part of it (compat.md 25) */
+    size_t largest = heap_caps_get_largest_free_block(MALLOC_CAP_EXEC);
+    assert_true(largest > 0);
+    void *big = heap_caps_malloc(largest, MALLOC_CAP_EXEC);
+    assert_non_null(big);
+    heap_caps_free(big);
+    assert_null(heap_caps_malloc(largest + 1u, MALLOC_CAP_EXEC));
+    assert_int_equal(heap_caps_get_free_size(0), free0);
     assert_true(heap_caps_check_integrity_all(true));
     assert_int_equal(heap_caps_get_free_size(0), free0);
 }
@@ -563,6 +586,90 @@ static void test_diram_alias_inverted(void **state)
 {
     (void)state;
     alias_case(CAPHEAP_ALIAS_INVERTED);
+}
+
+/* A D/IRAM alias heap with 8-byte blocks, whose IRAM window is offset from
+ * its DRAM window by 8 modulo 16, followed at the window's end by a plain
+ * IRAM heap:
+ *  - the hidden word is padded to the heap's alignment (8 bytes), so EXEC
+ *    pointers stay 8-aligned and every requested byte is the user's;
+ *  - an alignment the window's offset is not a multiple of (16) cannot be met
+ *    through the alias: NULL (compat.md 26), 8 can;
+ *  - a heap starting exactly at the window's end is not in the window: its
+ *    EXEC blocks are its own addresses, not aliases. */
+static void test_diram_alias_wide_alignment(void **state)
+{
+    (void)state;
+    if (!CAPHEAP_EXEC_HEAP) {
+        skip(); /* built without EXEC heaps: no alias code */
+    }
+    const size_t window = ALIAS_BYTES - 16u;
+    cf_chip_begin("alias8");
+    cf_chip.chip.heap_alignment = 8;
+    size_t tdiram = cf_chip_type("D/IRAM", 0, MALLOC_CAP_DMA | MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL |
+                                              MALLOC_CAP_DEFAULT,
+                                 MALLOC_CAP_32BIT | MALLOC_CAP_EXEC);
+    size_t tiram = cf_chip_type("IRAM", MALLOC_CAP_EXEC | MALLOC_CAP_32BIT | MALLOC_CAP_INTERNAL, 0, 0);
+    cf_chip_region(cf_at(0), window, tdiram, false);
+    cf_chip_region(cf_at(window), 4u * KIB, tiram, false);
+    cf_chip.chip.diram.kind = CAPHEAP_ALIAS_LINEAR;
+    cf_chip.chip.diram.dram_low = cf_at(0);
+    cf_chip.chip.diram.dram_high = cf_at(window);
+    cf_chip.chip.diram.iram_low = (intptr_t)(uintptr_t)(iram_window + 8);
+    cf_chip.chip.diram.iram_high = (intptr_t)(uintptr_t)(iram_window + 8 + window);
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    const intptr_t ilo = cf_chip.chip.diram.iram_low, ihi = cf_chip.chip.diram.iram_high;
+    const int iram = cf_index_of_start(cf_at(window));
+    const int diram = cf_index_of_start(cf_at(0));
+    assert_true(iram >= 0 && diram >= 0);
+
+    /* the plain IRAM heap comes first (smaller): its own addresses */
+    void *own = heap_caps_malloc(64, MALLOC_CAP_EXEC);
+    assert_non_null(own);
+    assert_true(cf_inside(own, 64, cf_at(window), cf_at(window + 4u * KIB)));
+    assert_int_equal(capheap_heap_find(own), iram);
+    assert_int_equal(heap_caps_get_allocated_size(own) >= 64, true);
+    /* then only the alias heap can serve EXEC */
+    multi_heap_handle_t ih = cf_desc((size_t)iram).heap;
+    multi_heap_info_t info;
+    multi_heap_get_info(ih, &info);
+    void *rest = multi_heap_malloc(ih, info.largest_free_block);
+    assert_non_null(rest);
+    size_t free0 = heap_caps_get_free_size(0);
+    for (size_t n = 1; n < 300; n += 13) {
+        unsigned char *x = heap_caps_malloc(n, MALLOC_CAP_EXEC);
+        assert_non_null(x);
+        assert_true(cf_inside(x, n, ilo, ihi));
+        assert_int_equal((uintptr_t)x % 8u, 0);
+        assert_true(heap_caps_get_allocated_size(x) >= n);
+        /* the DRAM block behind it holds the hidden word and the n bytes */
+        uint32_t off;
+        memcpy(&off, x - 4, sizeof off);
+        uintptr_t d = (uintptr_t)cf_at(0) + off;
+        size_t block = heap_caps_get_containing_block_size((void *)d);
+        uintptr_t d_user = (uintptr_t)cf_at(0) + ((uintptr_t)x - (uintptr_t)ilo);
+        assert_true(d_user + n <= d + block);
+        ct_stamp(x, n);
+        assert_true(ct_stamp_ok(x, n));
+        heap_caps_free(x);
+        assert_int_equal(heap_caps_get_free_size(0), free0);
+    }
+    void *x8 = heap_caps_aligned_alloc(8, 40, MALLOC_CAP_EXEC);
+    assert_non_null(x8);
+    assert_true(cf_inside(x8, 40, ilo, ihi));
+    assert_int_equal((uintptr_t)x8 % 8u, 0);
+    heap_caps_free(x8);
+    assert_null(heap_caps_aligned_alloc(16, 40, MALLOC_CAP_EXEC));
+    /* the window's end is not in it: no heap holds that address */
+    assert_false(heap_caps_check_integrity_addr(ihi, false));
+    assert_true(heap_caps_check_integrity_addr(ihi - 4, false));
+    /* data requests from the alias heap are plain DRAM pointers */
+    void *z = heap_caps_malloc(40, MALLOC_CAP_DMA);
+    assert_true(cf_inside(z, 40, cf_at(0), cf_at(window)));
+    heap_caps_free(z);
+    multi_heap_free(ih, rest);
+    heap_caps_free(own);
+    assert_true(heap_caps_check_integrity_all(true));
 }
 
 /* ---- failure callback ------------------------------------------------------ */
@@ -1447,6 +1554,174 @@ static void test_esp_err_to_name(void **state)
     assert_string_equal(esp_err_to_name(-7), "UNKNOWN ERROR");
 }
 
+/* ---- paths the fast paths do not take ---------------------------------------------- */
+
+/* heap_caps_realloc with caps that need the request adjustment (DMA here) is
+ * spec 2.7's realloc_base: in place only when the block's heap has every one
+ * of the caps, else a move to a heap that has them, contents kept. Caps 0
+ * fails everywhere (compat.md 29b): NULL, the callback, the block untouched. */
+static void test_realloc_caps_checked_on_slow_path(void **state)
+{
+    (void)state;
+    api_boot(true);
+    size_t free0 = heap_caps_get_free_size(0);
+    unsigned char *p = heap_caps_malloc(40, MALLOC_CAP_RTCRAM);
+    assert_in_heap(p, OFF_RTC);
+    uint32_t tok = ct_token(p);
+    ct_stamp_token(p, 40, tok);
+    /* RTCRAM has no DMA: the block moves to the first DMA heap, DRAM 8K */
+    unsigned char *q = heap_caps_realloc(p, 100, MALLOC_CAP_DMA);
+    assert_in_heap(q, OFF_DRAM_S);
+    assert_true(ct_stamp_ok_token(q, 40, tok));
+    /* its heap has DMA now: it stays there */
+    unsigned char *r = heap_caps_realloc(q, 200, MALLOC_CAP_DMA);
+    assert_in_heap(r, OFF_DRAM_S);
+    assert_true(ct_stamp_ok_token(r, 40, tok));
+    size_t usable = heap_caps_get_allocated_size(r);
+    /* caps 0: refused although it is a subset of the heap's caps (ESP-IDF resizes in place) */
+    cf_cb_clear();
+    assert_null(heap_caps_realloc(r, 100, 0));
+    assert_int_equal(cf_cb.calls, 1);
+    assert_string_equal(cf_cb.function, "heap_caps_realloc");
+    assert_int_equal(cf_cb.why.reason, CAPHEAP_FIT_CONFLICTING_CAPS);
+    assert_int_equal(heap_caps_get_allocated_size(r), usable);
+    assert_true(ct_stamp_ok_token(r, 40, tok));
+    heap_caps_free(r);
+    assert_true(heap_caps_check_integrity_all(true));
+    assert_int_equal(heap_caps_get_free_size(0), free0);
+}
+
+/* A registration changes the candidate list of every caps mask (I16): a heap
+ * added at run time goes to the head of the list, so a mask that was routed
+ * (and cached) before is served by the new heap afterwards, through malloc,
+ * the dry run and realloc's move alike. */
+static void test_routes_follow_registration(void **state)
+{
+    (void)state;
+    api_boot(false);
+    void *a = heap_caps_malloc(64, MALLOC_CAP_8BIT);
+    assert_in_heap(a, OFF_DRAM_S);
+    void *b = heap_caps_malloc(64, MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL);
+    assert_in_heap(b, OFF_DRAM_S);
+    const uint32_t caps[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL, 0, 0};
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(OFF_SPIRAM), cf_at(OFF_SPIRAM + 16u * KIB)), ESP_OK);
+    void *c = heap_caps_malloc(64, MALLOC_CAP_8BIT);
+    assert_in_heap(c, OFF_SPIRAM);
+    capheap_fit_t f;
+    assert_true(capheap_would_fit(64, MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL, 0, &f));
+    assert_int_equal(f.heap_index, heap_at(OFF_SPIRAM));
+    void *d = heap_caps_malloc(64, MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL);
+    assert_in_heap(d, OFF_SPIRAM);
+    /* a heap is [start, end): its end (where no heap starts) is in no heap */
+    assert_int_equal(capheap_heap_find((void *)(uintptr_t)cf_at(OFF_SPIRAM + 16u * KIB)), -1);
+    assert_false(heap_caps_check_integrity_addr(cf_at(OFF_SPIRAM + 16u * KIB), false));
+    assert_int_equal(capheap_heap_find((void *)(uintptr_t)cf_at(OFF_SPIRAM + 16u * KIB - 1u)), heap_at(OFF_SPIRAM));
+    heap_caps_free(a);
+    heap_caps_free(b);
+    heap_caps_free(c);
+    heap_caps_free(d);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+/* calloc's product n * size can wrap to exactly 0: still an overflow, so the
+ * callback reports SIZE_MAX (not a silent NULL as for a real size 0), except
+ * for heap_caps_aligned_calloc, which never calls it. */
+static void test_calloc_product_wraps_to_zero(void **state)
+{
+    (void)state;
+    api_boot(false);
+    const size_t half = (size_t)1 << (sizeof(size_t) * 4u); /* half * half = 2^(bits) = 0 */
+    cf_cb_clear();
+    assert_null(heap_caps_calloc(half, half, MALLOC_CAP_8BIT));
+    assert_int_equal(cf_cb.calls, 1);
+    assert_int_equal(cf_cb.size, SIZE_MAX);
+    assert_null(heap_caps_calloc_prefer(half, half, 2, MALLOC_CAP_RTCRAM, MALLOC_CAP_8BIT));
+    assert_int_equal(cf_cb.calls, 2);
+    assert_int_equal(cf_cb.size, SIZE_MAX);
+    assert_int_equal(cf_cb.caps, MALLOC_CAP_8BIT); /* the last caps */
+    assert_string_equal(cf_cb.function, "heap_caps_calloc_prefer");
+    assert_null(heap_caps_aligned_calloc(16, half, half, MALLOC_CAP_8BIT));
+    assert_int_equal(cf_cb.calls, 2);
+    /* the largest product that does not wrap is a (too large) size, reported as it is */
+    assert_null(heap_caps_calloc(SIZE_MAX / 2u, 2, MALLOC_CAP_8BIT));
+    assert_int_equal(cf_cb.calls, 3);
+    assert_int_equal(cf_cb.size, SIZE_MAX - 1u);
+}
+
+/* capheap_would_fit() tells "no room" from "room, but not at this
+ * alignment" by the largest plain request of every candidate: with the
+ * request exactly the largest plain block of a heap that is not the last
+ * candidate (8BIT: DRAM 8K, DRAM 24K, then RTCRAM), it is the alignment. */
+static void test_would_fit_alignment_edge(void **state)
+{
+    (void)state;
+    api_boot(false);
+    size_t big = heap_caps_get_largest_free_block(MALLOC_CAP_8BIT); /* DRAM 24K's */
+    capheap_fit_t f;
+    assert_true(capheap_would_fit(big, MALLOC_CAP_8BIT, 0, &f));
+    assert_int_equal(f.heap_index, heap_at(OFF_DRAM_B));
+    assert_false(capheap_would_fit(big, MALLOC_CAP_8BIT, 4096, &f));
+    assert_int_equal(f.reason, CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE);
+    assert_false(capheap_would_fit(big + 1u, MALLOC_CAP_8BIT, 4096, &f));
+    assert_int_equal(f.reason, CAPHEAP_FIT_NO_ROOM);
+}
+
+/* The hardware step rounds the size up to the cache line; a size that would
+ * wrap past SIZE_MAX doing so is too large (spec 2.6 step 2), for the dry
+ * run and the allocation alike, never a request of 0 bytes. */
+static void test_hw_rounding_cannot_wrap(void **state)
+{
+    (void)state;
+    api_chip();
+    cf_chip.chip.cache_line_internal = 32;
+    api_init(true);
+    for (size_t less = 0; less < 32; less += 7) {
+        capheap_fit_t f;
+        assert_false(capheap_would_fit(SIZE_MAX - less, MALLOC_CAP_DMA, 0, &f));
+        assert_int_equal(f.reason, CAPHEAP_FIT_TOO_LARGE);
+        cf_cb_clear();
+        assert_null(heap_caps_malloc(SIZE_MAX - less, MALLOC_CAP_DMA));
+        assert_int_equal(cf_cb.calls, 1);
+        assert_int_equal(cf_cb.why.reason, CAPHEAP_FIT_TOO_LARGE);
+    }
+}
+
+/* Spec 2.7 at its edges, with extmem on: a size equal to the limit is
+ * internal for all three entry points (size <= limit); realloc falls back to
+ * MALLOC_CAP_DEFAULT as malloc does; an alignment of 0 is a silent NULL. */
+static void test_libc_policy_limits(void **state)
+{
+    (void)state;
+    api_boot(true);
+    heap_caps_malloc_extmem_enable(4096);
+    unsigned char *p = heap_caps_malloc_default(100);
+    assert_in_heap(p, OFF_DRAM_S);
+    uint32_t tok = ct_token(p);
+    ct_stamp_token(p, 100, tok);
+    unsigned char *q = heap_caps_realloc_default(p, 4096);
+    assert_in_heap(q, OFF_DRAM_S);
+    assert_true(ct_stamp_ok_token(q, 100, tok));
+    heap_caps_free(q);
+    void *a = heap_caps_aligned_alloc_default(16, 4096);
+    assert_in_heap(a, OFF_DRAM_S);
+    assert_int_equal((uintptr_t)a % 16u, 0);
+    heap_caps_free(a);
+
+    /* realloc: internal first (30 KiB <= the limit), no internal heap holds it, then DEFAULT: PSRAM */
+    heap_caps_malloc_extmem_enable(64u * KIB);
+    p = heap_caps_malloc_default(100);
+    assert_in_heap(p, OFF_DRAM_S);
+    ct_stamp_token(p, 100, tok);
+    cf_cb_clear();
+    q = heap_caps_realloc_default(p, 30u * KIB);
+    assert_in_heap(q, OFF_SPIRAM);
+    assert_true(ct_stamp_ok_token(q, 100, tok));
+    heap_caps_free(q);
+    assert_null(heap_caps_aligned_alloc_default(0, 100));
+    assert_int_equal(cf_cb.calls, 0);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, cf_setup, cf_teardown)
 
 int main(void)
@@ -1473,6 +1748,13 @@ int main(void)
         T(test_calloc_and_aligned),
         T(test_libc_policy),
         T(test_esp_err_to_name),
+        T(test_diram_alias_wide_alignment),
+        T(test_realloc_caps_checked_on_slow_path),
+        T(test_routes_follow_registration),
+        T(test_calloc_product_wraps_to_zero),
+        T(test_hw_rounding_cannot_wrap),
+        T(test_libc_policy_limits),
+        T(test_would_fit_alignment_edge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

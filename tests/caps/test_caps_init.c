@@ -676,6 +676,129 @@ static void test_available_regions(void **state)
     assert_int_equal(cf_desc((size_t)k).end, cf_at(16 * KIB));
 }
 
+/* ---- failed start-up, chip parameters, edges of the lookups ----------------------- */
+
+/* A refused capheap_caps_init() changes nothing (esp_heap_caps_init.h): a
+ * region type past the table and a chip with reservations but no table are
+ * ESP_ERR_INVALID_ARG; running out of descriptors half-way is
+ * ESP_ERR_NO_MEM, and the heaps carved until then are dropped again (the
+ * runtime heap added before stays), so a valid chip boots right after,
+ * without a reset. */
+static void test_failed_init_changes_nothing(void **state)
+{
+    (void)state;
+    cf_chip_begin("bad");
+    size_t t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    cf_chip_region(cf_at(0), 8 * KIB, t, false);
+    cf_chip.regions[0].type = cf_chip.chip.type_count; /* one past the last type */
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_ERR_INVALID_ARG);
+    assert_ptr_equal(capheap_caps_chip(), NULL);
+    cf_chip.regions[0].type = t;
+    const capheap_chip_t *chip = cf_chip_finish();
+    cf_chip.chip.reserved_count = 1; /* and no table */
+    assert_int_equal(capheap_caps_init(chip, NULL, 0), ESP_ERR_INVALID_ARG);
+    assert_ptr_equal(capheap_caps_chip(), NULL);
+    assert_int_equal(capheap_heap_count(), 0);
+
+    const size_t piece = 1024, base = 256 * KIB;
+    const uint32_t mine[3] = {MALLOC_CAP_SPIRAM, 0, 0};
+    assert_int_equal(heap_caps_add_region_with_caps(mine, cf_at(0), cf_at(8 * KIB)), ESP_OK);
+    cf_chip_begin("many");
+    t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    for (size_t i = 0; i < CAPHEAP_MAX_HEAPS; i++) {
+        cf_chip_region(cf_at(base + i * 2u * piece), piece, t, false); /* gaps: no coalescing */
+    }
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_ERR_NO_MEM); /* 64 start-up heaps and the runtime one */
+    assert_ptr_equal(capheap_caps_chip(), NULL);
+    assert_int_equal(capheap_heap_count(), 1);
+    assert_int_equal(heap_caps_get_total_size(0), 8 * KIB);
+    assert_null(heap_caps_malloc(16, CAPS_A0));
+    cf_chip.chip.region_count = CAPHEAP_MAX_HEAPS - 1u;
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    assert_int_equal(capheap_heap_count(), CAPHEAP_MAX_HEAPS);
+    assert_int_equal(heap_caps_get_total_size(CAPS_A0), (CAPHEAP_MAX_HEAPS - 1u) * piece);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+/* The chip's heap alignment holds for the start-up heaps as for runtime
+ * ones (chips.md: heap_alignment); and capheap_caps_reset() forgets the
+ * chip's HEAP_SIZE_MAX with the chip: SIZE_MAX / 2 again (caps_private.h). */
+static void test_chip_parameters_and_reset(void **state)
+{
+    (void)state;
+    cf_chip_begin("wide");
+    size_t t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    cf_chip_region(cf_at(0), 8 * KIB, t, false);
+    cf_chip_region(cf_at(16 * KIB), 4 * KIB, t, false);
+    cf_chip.chip.heap_alignment = 16;
+    cf_chip.chip.heap_size_max = 2 * KIB;
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    assert_int_equal(capheap_heap_count(), 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(capheap_heap_alignment(cf_desc(i).heap), 16);
+    }
+    for (size_t n = 1; n < 200; n += 11) {
+        void *p = heap_caps_malloc(n, CAPS_A0);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % 16u, 0);
+        heap_caps_free(p);
+    }
+    assert_null(heap_caps_malloc(3 * KIB, CAPS_A0)); /* above the chip's HEAP_SIZE_MAX */
+    const uint32_t caps[3] = {CAPS_A0, 0, 0};
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(32 * KIB), cf_at(40 * KIB)), ESP_OK);
+    assert_int_equal(capheap_heap_alignment(cf_desc(0).heap), 16); /* runtime heaps: the chip's too */
+
+    capheap_caps_reset();
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(64 * KIB), cf_at(80 * KIB)), ESP_OK);
+    void *p = heap_caps_malloc(3 * KIB, CAPS_A0);
+    assert_non_null(p);
+    heap_caps_free(p);
+    p = heap_caps_malloc(3 * KIB, MALLOC_CAP_8BIT);
+    assert_non_null(p);
+    heap_caps_free(p);
+}
+
+/* Edges of the start-up carving and of heap_caps_add_region():
+ *  - heaps added before init may nest (ESP-IDF's reserved pool): they are
+ *    carved around, not checked against each other;
+ *  - an empty firmware reservation overlaps nothing: no piece is cut;
+ *  - heap_caps_add_region() takes the caps of the chip region containing
+ *    start, and a region's end is not in it: ESP_ERR_NOT_FOUND. */
+static void test_carving_and_add_region_edges(void **state)
+{
+    (void)state;
+    const uint32_t mine[3] = {MALLOC_CAP_SPIRAM, 0, 0};
+    const uint32_t pool[3] = {MALLOC_CAP_RETENTION, 0, 0};
+    assert_int_equal(heap_caps_add_region_with_caps(mine, cf_at(128 * KIB), cf_at(160 * KIB)), ESP_OK);
+    unsigned char *block = multi_heap_malloc(cf_desc(0).heap, 4 * KIB);
+    assert_non_null(block);
+    intptr_t bs = (intptr_t)(uintptr_t)block;
+    assert_int_equal(heap_caps_add_region_with_caps(pool, bs, bs + 4 * KIB), ESP_OK);
+    cf_chip_begin("edges");
+    size_t t = cf_chip_type("RAM", CAPS_A0, CAPS_A1, 0);
+    cf_chip_region(cf_at(4 * KIB), 8 * KIB, t, false);
+    cf_chip_region(cf_at(128 * KIB), 64 * KIB, t, false); /* around both early heaps */
+    soc_reserved_region_t empty[] = {R(8 * KIB, 8 * KIB)};
+    assert_int_equal(cf_chip_init(empty, 1), ESP_OK);
+    assert_true(heaps_apart_or_nested());
+    int k = cf_index_of_start(cf_at(4 * KIB));
+    assert_true(k >= 0);
+    assert_int_equal(cf_desc((size_t)k).end, cf_at(12 * KIB)); /* one heap: nothing cut at 8K */
+    soc_memory_region_t out[8];
+    assert_int_equal(soc_get_available_memory_regions(out), 2);
+    assert_int_equal(out[0].start, cf_at(4 * KIB));
+    assert_int_equal(out[0].size, 8 * KIB);
+    assert_int_equal(heap_caps_get_total_size(CAPS_A0), 8 * KIB + 32 * KIB);
+    void *p = heap_caps_malloc(64, MALLOC_CAP_RETENTION);
+    assert_true(cf_inside(p, 64, bs, bs + 4 * KIB));
+    heap_caps_free(p);
+
+    /* [12K, 20K) starts where the first region ends: in no region */
+    assert_int_equal(heap_caps_add_region(cf_at(12 * KIB), cf_at(20 * KIB)), ESP_ERR_NOT_FOUND);
+    assert_int_equal(heap_caps_add_region(cf_at(192 * KIB), cf_at(200 * KIB)), ESP_ERR_NOT_FOUND);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 static void test_heap_caps_init_aborts(void **state)
 {
     (void)state;
@@ -721,6 +844,9 @@ int main(void)
         T(test_add_region_without_caps),
         T(test_available_regions),
         T(test_heap_caps_init_aborts),
+        T(test_failed_init_changes_nothing),
+        T(test_chip_parameters_and_reset),
+        T(test_carving_and_add_region_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
