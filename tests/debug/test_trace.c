@@ -20,6 +20,7 @@
 #include "capheap/caps.h"
 #include "capheap/chip.h"
 #include "capheap/port.h"
+#include "capheap/report.h"
 #include "capheap/sim.h"
 #include "esp_heap_caps.h"
 #include "esp_heap_trace.h"
@@ -829,6 +830,227 @@ static void test_threads(void **state)
     print_message("threads: %zu allocations\n", s.total_allocations);
 }
 
+/* ---- pinned by mutation testing -------------------------------------------------- */
+
+/* capheap_describe_block() (a corruption report's epilogue, capheap/report.h)
+ * adds the live record's time stamp and callers to a used block's line: the
+ * record is found by the pointer the user holds, past the poison head. */
+static void test_describe_names_the_record(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, 8), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *a = heap_caps_malloc(40, MALLOC_CAP_INTERNAL);
+    assert_non_null(a);
+    heap_trace_record_t r = get(0);
+    char want[512];
+    int n = snprintf(want, sizeof want, "  block %p: used, ", (void *)((uint8_t *)a - ct_poison_head(4)));
+    assert_true(n > 0);
+    ct_capture_begin();
+    capheap_describe_block(a);
+    ct_capture_end();
+    const char *line = strstr(ct_capture_text(), want);
+    if (line == NULL)
+        fail_msg("no line \"%s...\" in:\n%s", want, ct_capture_text());
+    const char *eol = strchr(line, '\n');
+    assert_non_null(eol);
+    char got[512];
+    snprintf(got, sizeof got, "%.*s", (int)(eol - line), line);
+    snprintf(want, sizeof want, ", ccount 0x%08x", (unsigned)r.ccount);
+    if (strstr(got, want) == NULL)
+        fail_msg("block line \"%s\" lacks \"%s\"", got, want);
+#if DEPTH > 0
+    char stack[400], with[420];
+    snprintf(with, sizeof with, ", caller %s", stack_text(r.alloced_by, DEPTH, stack, sizeof stack));
+    if (stack[0] != '\0' && strstr(got, with) == NULL)
+        fail_msg("block line \"%s\" lacks \"%s\"", got, with);
+#endif
+    /* Three lines, in the order of capheap/report.h's example: the block, then
+     * the one before it, then the one after it. */
+    void *b = heap_caps_malloc(40, MALLOC_CAP_INTERNAL), *c = heap_caps_malloc(40, MALLOC_CAP_INTERNAL);
+    assert_non_null(b);
+    assert_non_null(c);
+    ct_capture_begin();
+    capheap_describe_block(b);
+    ct_capture_end();
+    const char *t = ct_capture_text(), *lb = strstr(t, "  block "), *lp = strstr(t, "  before "),
+               *la = strstr(t, "  after ");
+    assert_true(lb == t && lp != NULL && la != NULL);
+    assert_true(lb < lp && lp < la);
+    assert_int_equal(ct_capture_lines(), 3);
+    heap_caps_free(a);
+    heap_caps_free(b);
+    heap_caps_free(c);
+}
+
+/* The header's argument and state rules at their edges: num_records 2^32 - 1
+ * is refused (before the buffer is touched), a mode just past the last one is
+ * unknown, and a new init forgets the previous buffer's start: pause, resume
+ * and stop need a start since that init. */
+static void test_init_and_start_edges(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, (size_t)UINT32_MAX), ESP_ERR_INVALID_ARG);
+    assert_int_equal(summary().capacity, 0);
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start((heap_trace_mode_t)(HEAP_TRACE_LEAKS + 1)), ESP_ERR_INVALID_ARG);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    assert_int_equal(heap_trace_stop(), ESP_OK);
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK); /* no start since this init */
+    assert_int_equal(heap_trace_resume(), ESP_ERR_INVALID_STATE);
+    assert_int_equal(heap_trace_alloc_pause(), ESP_ERR_INVALID_STATE);
+    assert_int_equal(heap_trace_stop(), ESP_ERR_INVALID_STATE);
+    void *p = heap_caps_malloc(24, MALLOC_CAP_DEFAULT); /* still stopped: not recorded */
+    heap_caps_free(p);
+    assert_int_equal(heap_trace_get_count(), 0);
+}
+
+/* heap_trace_get()'s cursor must follow the list when a free removes a record
+ * (LEAKS) between two gets: index i is then the next younger record. */
+static void test_get_after_free(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    void *p[N];
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    for (int i = 0; i < N; i++)
+        p[i] = heap_caps_malloc((size_t)(16 + 4 * i), MALLOC_CAP_DEFAULT);
+    assert_ptr_equal(get(3).address, p[3]); /* the cursor now stands at index 3 */
+    heap_caps_free(p[1]);                    /* the records behind it move up by one */
+    assert_ptr_equal(get(3).address, p[4]);
+    assert_ptr_equal(get(2).address, p[3]);
+    heap_caps_free(p[0]);
+    assert_ptr_equal(get(2).address, p[4]);
+    assert_ptr_equal(get(0).address, p[2]);
+    for (int i = 2; i < N; i++)
+        heap_caps_free(p[i]);
+    assert_int_equal(heap_trace_get_count(), 0);
+}
+
+/* A writer that frees a traced block while the dump prints: a free changes the
+ * trace as much as an allocation does, so the dump must say so. */
+static void *dump_victim;
+
+static void freeing_writer(const char *text, size_t len)
+{
+    if (dump_victim != NULL) {
+        heap_caps_free(dump_victim);
+        dump_victim = NULL;
+    }
+    capture_writer(text, len);
+}
+
+static void test_dump_notes_a_free_meanwhile(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *a = heap_caps_malloc(64, MALLOC_CAP_INTERNAL);
+    dump_victim = heap_caps_malloc(32, MALLOC_CAP_INTERNAL);
+    ct_capture_begin();
+    capture_writer = capheap_set_writer(freeing_writer);
+    heap_trace_dump();
+    (void)capheap_set_writer(capture_writer);
+    ct_capture_end();
+    assert_null(dump_victim);
+    assert_true(ct_capture_contains("(NB: New entries were traced while dumping, so trace dump may have duplicate "
+                                    "entries.)\n"));
+    heap_caps_free(a);
+}
+
+#if DEPTH > 0
+/* ALL mode, buffer full: the record evicted for a new allocation may be a
+ * freed one; the new record must not inherit its freed_by (a live block). */
+static void test_evicted_record_forgets_its_free(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, 2), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);
+    void *a = heap_caps_malloc(40, MALLOC_CAP_DEFAULT);
+    heap_caps_free(a);
+    assert_non_null(get(0).freed_by[0]);
+    void *b = heap_caps_malloc(40, MALLOC_CAP_DEFAULT);
+    void *c = heap_caps_malloc(40, MALLOC_CAP_DEFAULT); /* evicts a's freed record */
+    assert_int_equal(summary().has_overflowed, 1);
+    heap_trace_record_t r = get(1);
+    assert_ptr_equal(r.address, c);
+    assert_false(r.freed);
+    for (size_t j = 0; j < DEPTH; j++)
+        assert_null(r.freed_by[j]);
+    heap_caps_free(b);
+    heap_caps_free(c);
+}
+#endif
+
+/* As test_realloc_racing_reuse, but the realloc starts while allocations are
+ * paused (frees are still recorded then) and the reuse comes after a resume:
+ * the realloc's late free must still leave the newer record alone. */
+static void test_realloc_in_flight_across_resume(void **state)
+{
+    (void)state;
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *a = heap_caps_malloc(24, MALLOC_CAP_INTERNAL);
+    void *elsewhere = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
+    assert_int_equal(heap_trace_alloc_pause(), ESP_OK);
+    ch_trace_realloc_begin(a);                  /* thread 1: realloc(a) starts, paused */
+    assert_int_equal(heap_trace_resume(), ESP_OK);
+    ch_trace_alloc(a, 24, MALLOC_CAP_INTERNAL); /* thread 2: malloc got a's address */
+    capheap_debug_realloc(a, elsewhere, 200, MALLOC_CAP_INTERNAL); /* thread 1's events, late */
+    assert_int_equal(heap_trace_get_count(), 2);
+    bool have_a = get(0).address == a || get(1).address == a;
+    assert_true(have_a);
+    heap_trace_summary_t s = summary();
+    assert_int_equal(s.total_frees, 1);
+    assert_int_equal(s.total_hashmap_miss, 0);
+    heap_trace_stop();
+    heap_caps_free(a);
+    heap_caps_free(elsewhere);
+}
+
+/* heap_trace_dump() prints every record (esp_heap_trace.h), also one in a heap
+ * that is neither internal nor PSRAM (no label); dump_caps() filters it out.
+ * Runs last: the region it adds stays registered. */
+static _Alignas(16) unsigned char plain_region[4096];
+
+static void test_dump_heap_neither_internal_nor_psram(void **state)
+{
+    (void)state;
+    const uint32_t caps[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_PID2, 0, 0};
+    assert_int_equal(capheap_caps_add_region(caps, (intptr_t)plain_region,
+                                             (intptr_t)(plain_region + sizeof plain_region), NULL),
+                     ESP_OK);
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, 8), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *p = heap_caps_malloc(48, MALLOC_CAP_PID2);
+    assert_non_null(p);
+    assert_true((uintptr_t)p >= (uintptr_t)plain_region &&
+                (uintptr_t)p < (uintptr_t)(plain_region + sizeof plain_region));
+    heap_trace_record_t r = get(0);
+    char text[512];
+    ct_capture_begin();
+    heap_trace_dump();
+    ct_capture_end();
+    expect_line(0, "====== Heap Trace: 1 records (8 capacity) ======");
+    expect_line(1, "%6u bytes (@ %p) allocated CPU 0 ccount 0x%08x%s", 48u, p, (unsigned)r.ccount,
+                caller_text(&r, text, sizeof text));
+    expect_line(4, "48 bytes 'leaked' in trace (1 allocations)");
+    ct_capture_begin();
+    heap_trace_dump_caps(MALLOC_CAP_INTERNAL);
+    heap_trace_dump_caps(MALLOC_CAP_SPIRAM);
+    ct_capture_end();
+    assert_int_equal(ct_capture_count(" bytes (@ "), 0);
+    heap_caps_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -851,6 +1073,15 @@ int main(void)
         cmocka_unit_test(test_dump_all),
         cmocka_unit_test(test_dump_releases_the_lock),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_init_and_start_edges),
+        cmocka_unit_test(test_get_after_free),
+        cmocka_unit_test(test_dump_notes_a_free_meanwhile),
+#if DEPTH > 0
+        cmocka_unit_test(test_evicted_record_forgets_its_free),
+#endif
+        cmocka_unit_test(test_realloc_in_flight_across_resume),
+        cmocka_unit_test(test_describe_names_the_record),
+        cmocka_unit_test(test_dump_heap_neither_internal_nor_psram), /* last: adds a region */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -891,6 +891,52 @@ static void test_exec_alias(void **state)
     assert_int_equal(st.unknown_frees, 0);
 }
 
+/* test_exec_alias's block comes from ESP32's IRAM-only heap, which has no
+ * alias. With that heap full, EXEC requests are served from D/IRAM through
+ * the IRAM alias: the block is listed at the alias the user holds. */
+static void test_exec_alias_from_diram(void **state)
+{
+    (void)state;
+    boot_chip(&capheap_chip_esp32, 0);
+    void *first = heap_caps_malloc(200, MALLOC_CAP_EXEC);
+    if (first == NULL) {
+        skip();
+        return;
+    }
+    int k = capheap_heap_find(first);
+    assert_true(k >= 0);
+    capheap_heap_desc_t iram;
+    assert_true(capheap_heap_get((size_t)k, &iram));
+    heap_caps_free(first);
+    /* fill the IRAM-only heap behind heap_caps' back (owner 0: nobody's) */
+    void *fill[64];
+    size_t n = 0;
+    for (multi_heap_info_t info; n < 64; n++) {
+        multi_heap_get_info(iram.heap, &info);
+        if (info.largest_free_block < 16)
+            break;
+        fill[n] = multi_heap_malloc(iram.heap, info.largest_free_block);
+        assert_non_null(fill[n]);
+    }
+    void *p = heap_caps_malloc(200, MALLOC_CAP_EXEC);
+    assert_non_null(p);
+    assert_false((intptr_t)(uintptr_t)p >= iram.start && (intptr_t)(uintptr_t)p < iram.end);
+    heap_single_task_stat_t s;
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(p));
+    assert_int_equal(s.alloc_count, 1);
+    assert_ptr_equal(me_blocks[0].address, p);
+    assert_int_equal(me_blocks[0].size, heap_caps_get_allocated_size(p));
+    heap_caps_free(p);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, 0);
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.unknown_frees, 0);
+    while (n > 0)
+        multi_heap_free(iram.heap, fill[--n]);
+}
+
 /* Truncation rules and argument checks of the get functions. */
 static void test_arrays_and_arguments(void **state)
 {
@@ -1361,6 +1407,18 @@ static void test_task_table_full(void **state)
     heap_caps_print_all_task_stat_overview(f);
     fclose(f);
     assert_non_null(strstr(out_buf, "5 (task table full"));
+    /* every tracked block is listed, the last slot's task's included */
+    heap_all_tasks_stat_t all = {0};
+    all.task_count = all.heap_count = all.alloc_count = st.max_tasks; /* one block in one heap each */
+    all.stat_arr = calloc(st.max_tasks, sizeof *all.stat_arr);
+    all.heap_stat_start = calloc(st.max_tasks, sizeof *all.heap_stat_start);
+    all.alloc_stat_start = calloc(st.max_tasks, sizeof *all.alloc_stat_start);
+    assert_int_equal(heap_caps_get_all_task_stat(&all), ESP_OK);
+    assert_int_equal(all.task_count, st.max_tasks);
+    assert_int_equal(all.alloc_count, st.max_tasks);
+    free(all.stat_arr);
+    free(all.heap_stat_start);
+    free(all.alloc_stat_start);
     pthread_barrier_wait(&go);
     for (size_t i = 0; i < n; i++)
         pthread_join(th[i], NULL);
@@ -1368,6 +1426,15 @@ static void test_task_table_full(void **state)
     assert_int_equal(st.blocks, 0);
     assert_int_equal(st.tasks, CAPHEAP_TRACK_DELETED_TASKS_VALUE ? st.max_tasks : 0);
     assert_int_equal(st.unknown_frees, 5);
+    /* A new task is tracked again: in a free slot, or (deleted tasks kept) in
+     * one of a deleted task that owns nothing now. */
+    void *mine = heap_caps_malloc(24, MALLOC_CAP_DEFAULT);
+    heap_single_task_stat_t s;
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(mine));
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.untracked_task_blocks, 5);
+    heap_caps_free(mine);
     pthread_barrier_destroy(&ready);
     pthread_barrier_destroy(&go);
     free(h);
@@ -1479,6 +1546,276 @@ static void test_reset(void **state)
     assert_int_equal(s.stat.overall_current_usage, 0);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Owner words that went stale or were smashed, names, the legacy call      */
+/* ------------------------------------------------------------------------ */
+
+/* The line of the captured text that starts with prefix (into out), or false. */
+static bool captured_line(const char *prefix, char *out, size_t n)
+{
+    const char *at = strstr(ct_capture_text(), prefix);
+    if (at == NULL)
+        return false;
+    size_t k = 0;
+    while (at[k] != '\0' && at[k] != '\n' && k + 1 < n) {
+        out[k] = at[k];
+        k++;
+    }
+    out[k] = '\0';
+    return true;
+}
+
+/* A block from before a reset carries a word of the old generation: its free
+ * is an unknown free, not a credit to the task that has the slot now, and a
+ * description names no task for it (task_info.c: a reset makes every word
+ * issued so far stale). */
+static void test_word_from_before_reset(void **state)
+{
+    (void)state;
+    boot_custom();
+    void *x = heap_caps_malloc(100, CAP_A);
+    assert_non_null(x);
+    capheap_task_tracking_reset();
+    void *y = heap_caps_malloc(60, CAP_A); /* the same task, the same slot, a new generation */
+    assert_non_null(y);
+    heap_single_task_stat_t s;
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(y));
+    char line[256];
+    ct_capture_begin();
+    capheap_describe_block(x);
+    capheap_describe_block(y);
+    ct_capture_end();
+    char want[64];
+    snprintf(want, sizeof want, "  block %p: used", (void *)((uint8_t *)x - ct_poison_head(4)));
+    assert_true(captured_line(want, line, sizeof line));
+    assert_null(strstr(line, "task \"")); /* x: nobody's */
+    snprintf(want, sizeof want, "  block %p: used", (void *)((uint8_t *)y - ct_poison_head(4)));
+    assert_true(captured_line(want, line, sizeof line));
+    assert_non_null(strstr(line, ", task \"main\"")); /* y: this task's */
+    heap_caps_free(x);
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.unknown_frees, 1);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(y));
+    heap_caps_free(y);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, 0);
+}
+
+/* A smashed owner word (its check bits wrong) is charged to nobody: the block
+ * is not listed, and its free is an unknown free. */
+static void test_smashed_word_is_nobodys(void **state)
+{
+    (void)state;
+    boot_custom();
+    int k = capheap_heap_find(region_a);
+    assert_true(k >= 0);
+    capheap_heap_desc_t d;
+    assert_true(capheap_heap_get((size_t)k, &d));
+    void *a = heap_caps_malloc(100, CAP_A);
+    void *b = heap_caps_malloc(200, CAP_A);
+    assert_non_null(a);
+    assert_non_null(b);
+    uint32_t mine = capheap_heap_get_owner(d.heap, b).owner;
+    assert_true(mine != 0);
+    (void)capheap_heap_swap_owner(d.heap, b, mine ^ 0x00010000u); /* one check bit flipped */
+    heap_single_task_stat_t s;
+    assert_int_equal(my_stat(&s), ESP_OK);
+    const heap_stat_t *ha = heap_named(&s, "alpha");
+    assert_non_null(ha);
+    assert_int_equal(ha->alloc_count, 1);
+    assert_ptr_equal(ha->alloc_stat[0].address, a);
+    heap_caps_free(b);
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.unknown_frees, 1);
+    heap_caps_free(a);
+}
+
+/* A query that finds more blocks with a task's word than the task's counters
+ * say (a block given its word, not yet charged) lists no more than counted:
+ * the extra block never spills into the next heap's list. */
+static void test_query_more_found_than_counted(void **state)
+{
+    (void)state;
+    boot_custom();
+    int k = capheap_heap_find(region_a);
+    assert_true(k >= 0);
+    capheap_heap_desc_t d;
+    assert_true(capheap_heap_get((size_t)k, &d));
+    void *a = heap_caps_malloc(100, CAP_A);
+    void *b = heap_caps_malloc(200, CAP_A);
+    void *e = heap_caps_malloc(40, CAP_B);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(e);
+    uint32_t mine = capheap_heap_get_owner(d.heap, a).owner;
+    void *x = multi_heap_malloc(d.heap, 50);
+    assert_non_null(x);
+    (void)capheap_heap_swap_owner(d.heap, x, mine); /* found with the word, not counted */
+    heap_single_task_stat_t s;
+    assert_int_equal(my_stat(&s), ESP_OK);
+    const heap_stat_t *ha = heap_named(&s, "alpha");
+    const heap_stat_t *hb = heap_named(&s, "beta");
+    assert_non_null(ha);
+    assert_non_null(hb);
+    assert_int_equal(ha->alloc_count, 2);
+    assert_int_equal(hb->alloc_count, 1);
+    assert_int_equal(s.alloc_count, 3);
+    assert_ptr_equal(hb->alloc_stat[0].address, e);
+    (void)capheap_heap_swap_owner(d.heap, x, 0);
+    multi_heap_free(d.heap, x);
+    heap_caps_free(a);
+    heap_caps_free(b);
+    heap_caps_free(e);
+}
+
+/* A task's thread whose record was dropped (deleted, owning nothing) still
+ * holds its old word; another task then takes the slot. The old thread's next
+ * allocation must not be charged to the new task. */
+typedef struct {
+    pthread_barrier_t *bar;
+    void *handle;
+    void *block;
+    size_t size;
+} stale_t;
+
+static void *stale_a(void *arg)
+{
+    stale_t *t = arg;
+    t->handle = capheap_port_current_task();
+    heap_caps_free(heap_caps_malloc(32, CAP_A)); /* its word is known, it owns nothing */
+    pthread_barrier_wait(t->bar);                /* 1: main deletes it */
+    pthread_barrier_wait(t->bar);                /* 2: B has taken a slot */
+    t->block = heap_caps_malloc(t->size, CAP_A);
+    pthread_barrier_wait(t->bar);                /* 3: main checks */
+    pthread_barrier_wait(t->bar);                /* 4 */
+    heap_caps_free(t->block);
+    return NULL;
+}
+
+static void *stale_b(void *arg)
+{
+    stale_t *t = arg;
+    t->handle = capheap_port_current_task();
+    t->block = heap_caps_malloc(t->size, CAP_A);
+    pthread_barrier_wait(t->bar); /* 1: allocated */
+    pthread_barrier_wait(t->bar); /* 2: main has checked */
+    heap_caps_free(t->block);
+    return NULL;
+}
+
+static void test_dropped_task_word_goes_stale(void **state)
+{
+    (void)state;
+    boot_custom();
+    pthread_barrier_t bar_a, bar_b;
+    pthread_barrier_init(&bar_a, NULL, 2);
+    pthread_barrier_init(&bar_b, NULL, 2);
+    stale_t ta = {&bar_a, NULL, NULL, 300}, tb = {&bar_b, NULL, NULL, 100};
+    pthread_t tha, thb;
+    assert_int_equal(pthread_create(&tha, NULL, stale_a, &ta), 0);
+    pthread_barrier_wait(&bar_a); /* 1 */
+    capheap_task_deleted(ta.handle);
+    assert_int_equal(pthread_create(&thb, NULL, stale_b, &tb), 0);
+    pthread_barrier_wait(&bar_b); /* 1: B allocated (in A's old slot unless deleted tasks are kept) */
+    pthread_barrier_wait(&bar_a); /* 2 */
+    pthread_barrier_wait(&bar_a); /* 3: A allocated with its old word */
+    heap_single_task_stat_t s;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, tb.handle), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(tb.block));
+    memset(&s, 0, sizeof s);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, ta.handle), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(ta.block));
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, 2);
+    assert_int_equal(st.untracked_task_blocks, 0);
+    pthread_barrier_wait(&bar_b); /* 2 */
+    pthread_barrier_wait(&bar_a); /* 4 */
+    pthread_join(tha, NULL);
+    pthread_join(thb, NULL);
+    pthread_barrier_destroy(&bar_a);
+    pthread_barrier_destroy(&bar_b);
+}
+
+/* capheap_port_task_name's text is kept up to 15 characters (port.h): a
+ * 15-character thread name whole, a longer one cut to 15. */
+static void *named_15(void *arg)
+{
+    void **out = arg;
+    pthread_setname_np(pthread_self(), "abcdefghijklmno"); /* 15: the most a thread name holds */
+    out[0] = heap_caps_malloc(16, MALLOC_CAP_DEFAULT);
+    out[1] = capheap_port_current_task();
+    return NULL;
+}
+
+static void test_name_of_15_characters(void **state)
+{
+    (void)state;
+    boot_s3(0);
+    void *out[2];
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, named_15, out), 0);
+    pthread_join(th, NULL);
+    heap_single_task_stat_t s;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, out[1]), ESP_OK);
+    assert_string_equal(s.stat.name, "abcdefghijklmno");
+    heap_caps_free(out[0]);
+}
+
+/* heap_caps_get_per_task_info: blocks in ascending address order whatever the
+ * order of the heaps (here registered from the highest address down), and
+ * never a write past max_totals, even when *num_totals says more. */
+static void test_per_task_info_order_and_bounds(void **state)
+{
+    (void)state;
+    shutdown_all();
+    unsigned char *r[3] = {region_a, region_b, region_c};
+    size_t n[3] = {sizeof region_a, sizeof region_b, sizeof region_c};
+    uint32_t c[3] = {CAP_A, CAP_B, CAP_C};
+    const char *name[3] = {"alpha", "beta", "gamma"};
+    /* by address, highest first */
+    for (int pass = 0; pass < 3; pass++) {
+        int best = -1;
+        for (int i = 0; i < 3; i++)
+            if (r[i] != NULL && (best < 0 || (uintptr_t)r[i] > (uintptr_t)r[best]))
+                best = i;
+        add_region(r[best], n[best], c[best], name[best]);
+        r[best] = NULL;
+    }
+    capheap_task_tracking_reset();
+    void *p[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = heap_caps_malloc(64, c[i]);
+        assert_non_null(p[i]);
+    }
+    heap_task_block_t blocks[4];
+    heap_task_totals_t totals[6];
+    memset(totals, 0x5A, sizeof totals);
+    size_t num_totals = 5; /* more than max_totals: at most max_totals are used */
+    heap_task_info_params_t q = {
+        .caps = {0, 0, 0, 0}, .mask = {0, 0, 0, 0}, .tasks = NULL, .num_tasks = 0,
+        .totals = totals, .num_totals = &num_totals, .max_totals = 2,
+        .blocks = blocks, .max_blocks = 4,
+    };
+    assert_int_equal(heap_caps_get_per_task_info(&q), 3);
+    for (int i = 1; i < 3; i++)
+        assert_true((uintptr_t)blocks[i - 1].address < (uintptr_t)blocks[i].address);
+    assert_true(num_totals <= 2);
+    for (size_t i = 2; i < 6; i++) {
+        const unsigned char *t = (const unsigned char *)&totals[i];
+        for (size_t j = 0; j < sizeof totals[i]; j++)
+            assert_int_equal(t[j], 0x5A);
+    }
+    for (int i = 0; i < 3; i++)
+        heap_caps_free(p[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1487,12 +1824,19 @@ int main(void)
         cmocka_unit_test_teardown(test_nested_heap, teardown),
         cmocka_unit_test_teardown(test_query_between_updates, teardown),
         cmocka_unit_test_teardown(test_exec_alias, teardown),
+        cmocka_unit_test_teardown(test_exec_alias_from_diram, teardown),
         cmocka_unit_test_teardown(test_arrays_and_arguments, teardown),
         cmocka_unit_test_teardown(test_per_task_info, teardown),
         cmocka_unit_test_teardown(test_print, teardown),
         cmocka_unit_test_teardown(test_print_many_blocks, teardown),
         cmocka_unit_test_teardown(test_task_deletion, teardown),
         cmocka_unit_test_teardown(test_reset, teardown),
+        cmocka_unit_test_teardown(test_word_from_before_reset, teardown),
+        cmocka_unit_test_teardown(test_smashed_word_is_nobodys, teardown),
+        cmocka_unit_test_teardown(test_query_more_found_than_counted, teardown),
+        cmocka_unit_test_teardown(test_dropped_task_word_goes_stale, teardown),
+        cmocka_unit_test_teardown(test_name_of_15_characters, teardown),
+        cmocka_unit_test_teardown(test_per_task_info_order_and_bounds, teardown),
         cmocka_unit_test_teardown(test_many_blocks, teardown),
         cmocka_unit_test_teardown(test_task_table_full, teardown),
         cmocka_unit_test_teardown(test_model_custom, teardown),

@@ -438,6 +438,169 @@ static void test_all_heaps(void **state)
     assert_int_equal(capheap_sim_shutdown(), ESP_OK);
 }
 
+/* ---- all heaps: the budget and the counters (capheap/check.h) --------------- */
+
+/* Teardown: a failed test leaves no simulated chip behind for the next. */
+static int sim_down(void **state)
+{
+    (void)state;
+    if (capheap_sim_chip() != NULL)
+        (void)capheap_sim_shutdown();
+    return 0;
+}
+
+static void boot_s3_with_blocks(void **p, size_t n)
+{
+    capheap_sim_options_t opts = CAPHEAP_SIM_OPTIONS_DEFAULT;
+    opts.quiet = true;
+    opts.psram_bytes = 1u << 20;
+    assert_int_equal(capheap_sim_boot(&capheap_chip_esp32s3, &opts), ESP_OK);
+    for (size_t i = 0; i < n; i++)
+        p[i] = heap_caps_malloc(16 + i * 50, i % 3 == 0 ? MALLOC_CAP_SPIRAM : MALLOC_CAP_8BIT);
+    for (size_t i = 0; i < n; i += 2)
+        heap_caps_free(p[i]);
+}
+
+/* Blocks and list entries one pass over every registered heap checks: the sum
+ * over the heaps of a capheap_heap_check_step() pass. */
+static uint64_t units_of_all_heaps(void)
+{
+    uint64_t total = 0;
+    capheap_heap_desc_t d;
+    for (size_t i = 0; capheap_heap_get(i, &d); i++) {
+        capheap_check_cursor_t c = CAPHEAP_CHECK_CURSOR_INIT;
+        bool done = false;
+        while (!done) {
+            assert_true(capheap_heap_check_step(d.heap, &c, 5, false, &done));
+            total += c.last_step_blocks;
+        }
+    }
+    return total;
+}
+
+/* One all-heaps pass with max_blocks per call: every call within the budget,
+ * the calls' counts add up to the pass's units, max_step_blocks is their
+ * maximum. Returns the number of calls. */
+static size_t all_heaps_pass(capheap_check_cursor_t *cur, size_t max_blocks, uint64_t units)
+{
+    uint32_t passes = cur->passes;
+    uint64_t sum = 0;
+    uint32_t most = cur->max_step_blocks;
+    size_t calls = 0;
+    size_t budget = max_blocks == 0 ? 1 : max_blocks; /* 0 counts as 1 */
+    while (cur->passes == passes) {
+        assert_true(capheap_check_step(cur, max_blocks, true));
+        assert_true(cur->last_step_blocks <= budget);
+        sum += cur->last_step_blocks;
+        most = cur->last_step_blocks > most ? cur->last_step_blocks : most;
+        assert_true(++calls <= units + 2); /* no call without progress */
+    }
+    assert_int_equal(cur->passes, passes + 1);
+    assert_int_equal(sum, units);
+    assert_int_equal(cur->max_step_blocks, most);
+    return calls;
+}
+
+static void test_all_heaps_budget(void **state)
+{
+    (void)state;
+    void *p[40];
+    boot_s3_with_blocks(p, 40);
+    assert_true(capheap_heap_count() > 2);
+    uint64_t units = units_of_all_heaps();
+    assert_true(units > 40);
+    ct_capture_begin();
+    /* a budget for the whole pass and one more unit (to find the end of the list):
+     * one call finishes it, heap after heap */
+    capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+    assert_true(capheap_check_step(&cur, (size_t)units + 1, true));
+    assert_int_equal(cur.passes, 1);
+    assert_int_equal(cur.last_step_blocks, units);
+    assert_int_equal(cur.max_step_blocks, units);
+    /* small budgets; a call goes on with the next heap when one ends with budget left */
+    capheap_check_cursor_init(&cur);
+    size_t calls = all_heaps_pass(&cur, 7, units);
+    assert_true(calls >= (units + 6) / 7);
+    assert_true(cur.max_step_blocks <= 7);
+    capheap_check_cursor_init(&cur);
+    (void)all_heaps_pass(&cur, 1, units);
+    /* 0 counts as 1 */
+    capheap_check_cursor_init(&cur);
+    (void)all_heaps_pass(&cur, 0, units);
+    assert_int_equal(cur.max_step_blocks, 1);
+    ct_capture_end();
+    assert_int_equal(ct_capture_len(), 0);
+    /* NULL cursor: nothing checked, false (as capheap_heap_check_step) */
+    assert_false(capheap_check_step(NULL, 8, false));
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+}
+
+/* clean_passes counts the passes during which no checked heap changed: a pass
+ * with a change does not count, the clean pass after it does. */
+static void test_all_heaps_clean_passes(void **state)
+{
+    (void)state;
+    void *p[40];
+    boot_s3_with_blocks(p, 40);
+    uint64_t units = units_of_all_heaps();
+    capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+    do /* into the middle of a heap's pass */
+        assert_true(capheap_check_step(&cur, 1, true));
+    while (cur.heap == NULL);
+    void *x = multi_heap_malloc(cur.heap, 24); /* the heap being checked changes */
+    assert_non_null(x);
+    multi_heap_free(cur.heap, x);
+    while (cur.passes == 0)
+        assert_true(capheap_check_step(&cur, 3, true));
+    assert_true(cur.changes > 0);
+    assert_int_equal(cur.clean_passes, 0);
+    (void)all_heaps_pass(&cur, 3, units);
+    assert_int_equal(cur.passes, 2);
+    assert_int_equal(cur.clean_passes, 1);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+}
+
+/* A region added during a pass goes in front of the list (newest first): the
+ * cursor finds its heap again by handle and goes on where it was, and the new
+ * heap joins the next pass. So the pass checks exactly the units of the heaps
+ * it started with, none twice. */
+static _Alignas(16) unsigned char late_region[8 * 1024];
+
+static void test_all_heaps_region_added_mid_pass(void **state)
+{
+    (void)state;
+    void *p[40];
+    boot_s3_with_blocks(p, 40);
+    uint64_t units = units_of_all_heaps();
+    capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+    uint64_t sum = 0;
+    /* into the second heap or later, in the middle of one */
+    while (cur.heap_index < 1 || cur.heap == NULL) {
+        assert_true(capheap_check_step(&cur, 1, true));
+        sum += cur.last_step_blocks;
+        assert_int_equal(cur.passes, 0);
+    }
+    multi_heap_handle_t at = cur.heap;
+    size_t index = cur.heap_index;
+    const uint32_t caps[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_PID2, 0, 0};
+    assert_int_equal(capheap_caps_add_region(caps, (intptr_t)late_region,
+                                             (intptr_t)(late_region + sizeof late_region), NULL),
+                     ESP_OK);
+    capheap_heap_desc_t d;
+    assert_true(capheap_heap_get(index + 1, &d)); /* everything moved back by one */
+    assert_ptr_equal(d.heap, at);
+    while (cur.passes == 0) {
+        assert_true(capheap_check_step(&cur, 3, true));
+        sum += cur.last_step_blocks;
+    }
+    assert_int_equal(sum, units);
+    /* the next pass includes the new heap */
+    uint64_t more = units_of_all_heaps();
+    assert_true(more > units);
+    (void)all_heaps_pass(&cur, 3, more);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -451,6 +614,9 @@ int main(void)
         cmocka_unit_test(test_interleaved_same_thread),
         cmocka_unit_test(test_thread),
         cmocka_unit_test(test_all_heaps),
+        cmocka_unit_test_teardown(test_all_heaps_budget, sim_down),
+        cmocka_unit_test_teardown(test_all_heaps_clean_passes, sim_down),
+        cmocka_unit_test_teardown(test_all_heaps_region_added_mid_pass, sim_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

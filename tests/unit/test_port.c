@@ -141,6 +141,40 @@ static void test_printf_text(void **state)
     assert_int_equal(ct_capture_len(), 0);
 }
 
+/* capheap_printf with a format that is not a literal (formats the compiler
+ * would reject as printf formats: unknown conversions, a trailing '%'). */
+static void capheap_vprintf_text(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    capheap_vprintf(fmt, ap);
+    va_end(ap);
+}
+
+/* Conversions capheap_printf does not know are printed as written (src/port/print.c),
+ * a '%' at the very end of the format included; a NULL string prints as glibc's. */
+static void test_printf_unknown_and_null(void **state)
+{
+    (void)state;
+    const char *volatile none = NULL; /* volatile: no compile-time NULL-argument warning */
+    static const struct {
+        const char *fmt, *want;
+    } cases[] = {
+        {"%q", "%q"}, {"a%qb", "a%qb"}, {"%5.2f", "%5.2f"}, {"%-3y|", "%-3y|"}, {"50%", "50%"}, {"%", "%"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ct_capture_begin();
+        capheap_vprintf_text(cases[i].fmt);
+        ct_capture_end();
+        if (strcmp(ct_capture_text(), cases[i].want) != 0)
+            fail_msg("format \"%s\": printed \"%s\"", cases[i].fmt, ct_capture_text());
+    }
+    ct_capture_begin();
+    capheap_printf("[%s]", none);
+    ct_capture_end();
+    assert_string_equal(ct_capture_text(), "[(null)]");
+}
+
 /* %p: a 0x-prefixed hexadecimal address that reads back as the pointer. */
 static void test_printf_pointer(void **state)
 {
@@ -395,6 +429,91 @@ static void test_report_line_format(void **state)
     assert_int_equal(strtoull(end + 7, NULL, 16), 0x42);
 }
 
+/* The line's exact form (capheap/report.h, docs/compat.md): expected and found
+ * as 0x%08x, and " (invariant In, docs/design.md)" appended only when the
+ * report names an invariant. */
+static void test_report_invariant_suffix(void **state)
+{
+    (void)state;
+    char want[128];
+    capheap_report_t r = {.what = "Broken invariant", .address = (void *)(uintptr_t)0x2000, .expected = 0xfe,
+                          .found = 0x42, .invariant = 0};
+    ct_capture_begin();
+    capheap_report_corruption(&r, true, false);
+    ct_capture_end();
+    snprintf(want, sizeof want, "CORRUPT HEAP: Broken invariant at 0x2000. Expected 0x000000fe got 0x00000042\n");
+    assert_string_equal(ct_capture_text(), want);
+    r.invariant = 7;
+    ct_capture_begin();
+    capheap_report_corruption(&r, true, false);
+    ct_capture_end();
+    snprintf(want, sizeof want,
+             "CORRUPT HEAP: Broken invariant at 0x2000. Expected 0x000000fe got 0x00000042 (invariant I7, "
+             "docs/design.md)\n");
+    assert_string_equal(ct_capture_text(), want);
+    r.invariant = 12;
+    r.what = NULL; /* no text: a generic one, never NULL */
+    ct_capture_begin();
+    capheap_report_corruption(&r, true, false);
+    ct_capture_end();
+    assert_true(ct_capture_contains(" (invariant I12, docs/design.md)\n"));
+    assert_false(ct_capture_contains("(null)"));
+}
+
+/* A line as long as the library's longest message, with every field at its
+ * widest, is printed whole. */
+static void test_report_long_line_whole(void **state)
+{
+    (void)state;
+    char want[256];
+    capheap_report_t r = {.what = "free() target pointer is outside heap areas",
+                          .address = (void *)UINTPTR_MAX, .expected = 0xffffffffu, .found = 0x80000000u,
+                          .invariant = 4294967295u};
+    ct_capture_begin();
+    capheap_report_corruption(&r, true, false);
+    ct_capture_end();
+    snprintf(want, sizeof want,
+             "CORRUPT HEAP: free() target pointer is outside heap areas at 0x%" PRIxPTR
+             ". Expected 0xffffffff got 0x80000000 (invariant I4294967295, docs/design.md)\n",
+             (uintptr_t)UINTPTR_MAX);
+    assert_string_equal(ct_capture_text(), want);
+}
+
+/* The report epilogue (capheap_report_set_epilogue, report.h: heap_caps'
+ * block description) runs after a printed fatal report only: not after a
+ * non-fatal one (heap_caps_check_integrity describes the block itself), not
+ * when nothing was printed. */
+static unsigned epilogue_calls;
+static const void *epilogue_address;
+
+static void count_epilogue(const void *address)
+{
+    epilogue_calls++;
+    epilogue_address = address;
+}
+
+static void test_report_epilogue_after_printed_fatal_only(void **state)
+{
+    (void)state;
+    capheap_report_t r = {.what = "Bad head", .address = (void *)(uintptr_t)0x4000, .expected = 1, .found = 2};
+    bool aborted;
+    capheap_report_set_epilogue(count_epilogue);
+    epilogue_calls = 0;
+    ct_capture_begin();
+    capheap_report_corruption(&r, true, false);
+    CT_CATCH_ABORT(aborted, capheap_report_corruption(&r, false, true));
+    ct_capture_end();
+    assert_true(aborted);
+    assert_int_equal(epilogue_calls, 0);
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, capheap_report_corruption(&r, true, true));
+    ct_capture_end();
+    capheap_report_set_epilogue(NULL);
+    assert_true(aborted);
+    assert_int_equal(epilogue_calls, 1);
+    assert_ptr_equal(epilogue_address, r.address);
+}
+
 /* print=false prints nothing; the report is remembered either way; clear forgets it. */
 static void test_last_report(void **state)
 {
@@ -447,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_printf_char_width),
         cmocka_unit_test(test_printf_length_modifiers),
         cmocka_unit_test(test_printf_text),
+        cmocka_unit_test(test_printf_unknown_and_null),
         cmocka_unit_test(test_printf_pointer),
         cmocka_unit_test(test_printf_cut_at_160),
         cmocka_unit_test(test_printf_varargs_wrapper),
@@ -457,6 +577,9 @@ int main(void)
 #endif
         cmocka_unit_test(test_set_abort_handler),
         cmocka_unit_test(test_report_line_format),
+        cmocka_unit_test(test_report_invariant_suffix),
+        cmocka_unit_test(test_report_long_line_whole),
+        cmocka_unit_test(test_report_epilogue_after_printed_fatal_only),
         cmocka_unit_test(test_last_report),
         cmocka_unit_test(test_harness_catches_abort),
     };
