@@ -42,6 +42,18 @@ static size_t find_heap(multi_heap_handle_t heap)
     return SIZE_MAX;
 }
 
+/* The all-heaps pass is complete: count it, and start the next at the first heap. */
+static void end_pass(capheap_check_cursor_t *cursor)
+{
+    cursor->passes++;
+    if (!(cursor->flags_ & ALL_FLAG_CHANGED))
+        cursor->clean_passes++;
+    cursor->flags_ = 0;
+    cursor->heap_index = 0;
+    cursor->heap = NULL;
+    memset(cursor->priv_, 0, sizeof cursor->priv_);
+}
+
 bool capheap_check_step(capheap_check_cursor_t *cursor, size_t max_blocks, bool print_errors)
 {
     if (cursor == NULL)
@@ -67,14 +79,8 @@ bool capheap_check_step(capheap_check_cursor_t *cursor, size_t max_blocks, bool 
             }
         }
         multi_heap_handle_t heap = heap_at(&i);
-        if (heap == NULL) { /* past the last heap: the pass is complete */
-            cursor->passes++;
-            if (!(cursor->flags_ & ALL_FLAG_CHANGED))
-                cursor->clean_passes++;
-            cursor->flags_ = 0;
-            cursor->heap_index = 0;
-            cursor->heap = NULL;
-            memset(cursor->priv_, 0, sizeof cursor->priv_);
+        if (heap == NULL) { /* past the last heap (an empty list): the pass is complete */
+            end_pass(cursor);
             break;
         }
         cursor->heap_index = i;
@@ -96,15 +102,16 @@ bool capheap_check_step(capheap_check_cursor_t *cursor, size_t max_blocks, bool 
         if (cursor->changes != changes)
             cursor->flags_ |= ALL_FLAG_CHANGED;
         left = used >= left ? 0 : left - used;
-        if (done) {
-            cursor->heap_index = i + 1;
-            cursor->heap = NULL; /* the next heap starts its own pass */
-            memset(cursor->priv_, 0, sizeof cursor->priv_);
-            if (left == 0)
-                left = 0; /* budget spent: the next heap at the next call */
-        } else {
+        if (!done)
+            break;
+        size_t next = i + 1;
+        if (heap_at(&next) == NULL) { /* that was the last heap: the pass ends in this call */
+            end_pass(cursor);
             break;
         }
+        cursor->heap_index = i + 1;
+        cursor->heap = NULL; /* the next heap starts its own pass (at the next call if the budget is spent) */
+        memset(cursor->priv_, 0, sizeof cursor->priv_);
     }
     cursor->last_step_blocks = (uint32_t)(max_blocks - left);
     if (cursor->last_step_blocks > cursor->max_step_blocks)
