@@ -12,7 +12,8 @@
  * calloc and reallocarray overflow, realloc content, posix_memalign errors
  * without touching *out or errno, aligned_alloc / memalign / valloc /
  * pvalloc alignment (up to 256 MiB on 64-bit), huge requests, growth past the
- * first region and past the geometric cap, four churning threads, and fork
+ * first region and past the geometric cap, free and realloc(p, 0) giving the
+ * memory back (no leak), four churning threads, and fork
  * (with and without threads busy in the allocator at the moment of the fork).
  *
  * Output is TAP-like: "ok N - what" or "not ok N - what (detail)". The exit
@@ -228,6 +229,11 @@ static void test_calloc(void)
     errno = 0;
     sink = calloc(opaque(((size_t)1 << (sizeof(size_t) * 4)) + 1), ((size_t)1 << (sizeof(size_t) * 4)));
     check(sink == NULL && errno == ENOMEM, "calloc overflow (2^k+1 x 2^k) is NULL, ENOMEM", NULL);
+    /* (2^(w-1) + 1) x 2 wraps to 2: an unchecked product would be served as a
+     * 2-byte block (the two overflows above wrap to sizes that fail anyway). */
+    errno = 0;
+    sink = calloc(opaque(SIZE_MAX / 2 + 2), 2);
+    check(sink == NULL && errno == ENOMEM, "calloc overflow wrapping to 2 bytes is NULL, ENOMEM", NULL);
     void *z = calloc(opaque(0), 16), *z2 = calloc(16, opaque(0));
     check(z != NULL && z2 != NULL && z != z2, "calloc of 0 bytes returns unique pointers", NULL);
     free(z);
@@ -285,6 +291,13 @@ static void test_realloc(void)
 #endif
     check(b == NULL && errno == ENOMEM && pattern_ok(a, 100, 9), "reallocarray overflow: NULL, ENOMEM, p intact",
           NULL);
+    /* (2^(w-1) + 1) x 2 wraps to 2: an unchecked product would shrink a to 2 bytes. */
+    errno = 0;
+    b = reallocarray(a, opaque(SIZE_MAX / 2 + 2), 2);
+    check(b == NULL && errno == ENOMEM && pattern_ok(a, 100, 9),
+          "reallocarray overflow wrapping to 2 bytes: NULL, ENOMEM, p intact", NULL);
+    if (b != NULL) /* the product was not checked: a is gone, b is all that is left */
+        a = b;
     b = reallocarray(a, 1000, 10);
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #pragma GCC diagnostic pop
@@ -399,6 +412,26 @@ static void test_valloc(void)
     pv = pvalloc(0);
     check(pv != NULL && aligned(pv, page), "pvalloc(0): one page", NULL);
     free(pv);
+    /* Every size rounds up to whole pages, all of them the caller's (pvalloc(0):
+     * one page), also where one page more or less is the only difference. */
+    const size_t sizes[] = {0, 1, page - 1, page, page + 1, 2 * page + 1, 3 * page + 5, 7 * page};
+    bool ok = true;
+    char detail[96] = "";
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i], whole = n == 0 ? page : (n + page - 1) / page * page;
+        unsigned char *w = pvalloc(opaque(n));
+        if (w == NULL || !aligned(w, page) || malloc_usable_size(w) < whole) {
+            if (ok)
+                snprintf(detail, sizeof detail, "pvalloc(%zu) = %p, usable %zu, want %zu", n, (void *)w,
+                         w ? malloc_usable_size(w) : 0u, whole);
+            ok = false;
+        } else {
+            stamp(w, whole);
+            ok = ok && stamp_ok(w, whole);
+        }
+        free(w);
+    }
+    check(ok, "pvalloc(n) for n = 0, 1, page - 1, page, page + 1, 2 pages + 1, ...: whole pages, all usable", detail);
     errno = 0;
     sink = pvalloc(opaque(SIZE_MAX - 10));
     check(sink == NULL && errno == ENOMEM, "pvalloc(SIZE_MAX - 10): NULL, ENOMEM", NULL);
@@ -452,6 +485,46 @@ static void test_growth(void)
         sink = malloc(opaque((size_t)5 << 30));
         check(sink == NULL && errno == ENOMEM, "malloc(5 GiB): NULL, ENOMEM (one region < 4 GiB)", NULL);
     }
+}
+
+/* free and realloc(p, 0) give the block back to its heap: 200 blocks of 1 GiB
+ * (64 MiB on 32-bit), each released before the next, need one block's room;
+ * kept, they would be 200 GiB, more than the 64 regions ever map (about
+ * 118 GiB), and the allocations would start failing. Only the first byte of
+ * each block is written: address space, not memory (skipped under
+ * comprehensive poisoning, which fills every block). */
+static void test_release(void)
+{
+    const char *poisoning = getenv("CAPHEAP_PRELOAD_POISONING");
+    if (poisoning != NULL && strcmp(poisoning, "COMPREHENSIVE") == 0) {
+        /* each block would be filled with 0xCE, then 0xFE: 400 GiB written */
+        printf("# poisoning COMPREHENSIVE: free / realloc(p, 0) release test skipped\n");
+        return;
+    }
+    size_t sz = sizeof(void *) == 8 ? (size_t)1 << 30 : (size_t)64 << 20;
+    int ok_free = 0, ok_realloc = 0;
+    for (int i = 0; i < 200; i++) {
+        unsigned char *p = malloc(opaque(sz));
+        if (p == NULL)
+            break;
+        p[0] = 1;
+        free(p);
+        ok_free++;
+    }
+    for (int i = 0; i < 200; i++) {
+        unsigned char *p = malloc(opaque(sz));
+        if (p == NULL)
+            break;
+        p[0] = 1;
+        if (realloc(p, 0) != NULL)
+            break;
+        ok_realloc++;
+    }
+    char detail[64];
+    snprintf(detail, sizeof detail, "%d of 200", ok_free);
+    check(ok_free == 200, "free gives the block back: 200 x malloc(1 GiB) + free", detail);
+    snprintf(detail, sizeof detail, "%d of 200", ok_realloc);
+    check(ok_realloc == 200, "realloc(p, 0) gives the block back: 200 x malloc(1 GiB) + realloc(p, 0)", detail);
 }
 
 /* ---- 6: threads ------------------------------------------------------------ */
@@ -644,6 +717,7 @@ int main(void)
     test_aligned_alloc_memalign();
     test_valloc();
     test_growth();
+    test_release();
     test_threads();
     test_fork();
 

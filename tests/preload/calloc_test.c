@@ -15,7 +15,9 @@
  *      byte reads zero, and the untouched pages stay uncommitted;
  *   3. sizes around the threshold and unaligned ends (n * s not a page
  *      multiple, a block that does not start on a page): every byte zero
- *      after a dirty use of the same memory.
+ *      after a dirty use of the same memory;
+ *   4. pages in memory dirty only in their last byte: zeroed (the whole page
+ *      is looked at), in place (they stay in memory, mincore).
  *
  * Under CAPHEAP_PRELOAD_POISONING=COMPREHENSIVE the engine fills all free
  * memory with 0xFE and checks it on malloc, which commits the pages whatever
@@ -33,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define MIB ((size_t)1 << 20)
@@ -197,6 +200,47 @@ static void test_sizes(void)
     }
 }
 
+/* 4: a 2 MiB block whose pages are all in memory and dirty only in their last
+ * byte (the rest written with zeros): calloc zeroes pages in memory in place,
+ * skipping those already zero, and must look at the whole page to tell. Those
+ * pages stay in memory (docs/preload.md: "the pages in memory it zeroes in
+ * place"; dropping them would fault them in again on the next use). */
+static void test_dirty_tails(size_t page)
+{
+    char detail[160];
+    size_t total = 2u * MIB;
+    unsigned char *q = opaque(malloc(total));
+    check(q != NULL, "malloc(2 MiB)", NULL);
+    if (q == NULL)
+        return;
+    memset(q, 0, total);
+    uintptr_t first = ((uintptr_t)q + page - 1u) & ~(uintptr_t)(page - 1u);
+    uintptr_t last = ((uintptr_t)q + total) & ~(uintptr_t)(page - 1u); /* end of the whole pages */
+    for (uintptr_t a = first; a < last; a += page)
+        ((unsigned char *)a)[page - 1u] = 0xAB;
+    free(q);
+    unsigned char *p = opaque(calloc(1, total));
+    check(p == q, "calloc(1, 2 MiB) reuses the block just freed", NULL);
+    if (p == NULL)
+        return;
+    if (p == q) {
+        /* Before reading the block: a read maps a dropped page again (to the
+         * kernel's zero page, which mincore counts as in memory). */
+        static unsigned char vec[2u * MIB / 4096u + 1u];
+        size_t n = (size_t)(last - first) / page;
+        bool resident = n <= sizeof vec && mincore((void *)first, last - first, vec) == 0;
+        for (size_t i = 0; resident && i < n; i++)
+            if ((vec[i] & 1u) == 0)
+                resident = false;
+        check(resident, "calloc over a block in memory zeroes it in place: its pages stay in memory", NULL);
+    }
+    size_t at = first_nonzero(p, total);
+    snprintf(detail, sizeof detail, "byte %zu (address %% %zu = %zu) is 0x%02x", at, page,
+             (size_t)(((uintptr_t)p + at) % page), at < total ? p[at] : 0u);
+    check(at == total, "calloc over pages dirty only in their last byte: every byte reads zero", detail);
+    free(p);
+}
+
 int main(void)
 {
     const char *poisoning = getenv("CAPHEAP_PRELOAD_POISONING");
@@ -210,6 +254,7 @@ int main(void)
     test_untouched(measure, page > 0 ? (size_t)page : 4096u);
     test_dirty(measure, page > 0 ? (size_t)page : 4096u, base);
     test_sizes();
+    test_dirty_tails(page > 0 ? (size_t)page : 4096u);
 
     printf("1..%d\n", checks);
     if (failures != 0)
