@@ -6,7 +6,9 @@
  * consistency (types, regions, reservations, caps, alias windows, external
  * RAM, the RAM total written beside the table) and compares it with facts
  * kept here independently of the chip files (chip_facts[]: HEAP_SIZE_MAX,
- * alias windows (kind and addresses), cache lines and alignments from chips.md). boot_heaps() then carves the
+ * alias windows (kind and addresses), cache lines and alignments from chips.md;
+ * type_facts[]: every type's caps at each priority; extram_facts[]: the
+ * external-RAM window, heap start and maximum). boot_heaps() then carves the
  * regions with the fixed and the image reservations and coalesces them
  * exactly as spec 2.2/2.3 say, and the result must equal the chip's expected
  * boot heap list (expected_boots[], the list its file's header comment gives).
@@ -245,6 +247,154 @@ static uintptr_t dram_of_iram(const capheap_alias_t *a, uintptr_t i)
         return ua(a->dram_low) + (ua(a->iram_high) - i) - 4u;
     }
     return ua(a->dram_low) + (i - ua(a->iram_low)); /* linear; wraps like the linker's arithmetic */
+}
+
+/* Type tables, transcribed from chips.md (x.1 for Espressif chips in the default
+ * configuration, memprot on except ESP32; 9.3, 10.3, 11.3, 12.2, 13.2 for the
+ * proposals), independently of the chip files: a caps bit dropped, added or
+ * moved to another priority in any type, or a type renamed, fails. */
+typedef struct {
+    const char *chip, *type;
+    uint32_t caps[3];
+} type_fact_t;
+
+#define F_8 MALLOC_CAP_8BIT
+#define F_32 MALLOC_CAP_32BIT
+#define F_I MALLOC_CAP_INTERNAL
+#define F_D MALLOC_CAP_DEFAULT
+#define F_DMA MALLOC_CAP_DMA
+#define F_X MALLOC_CAP_EXEC
+#define F_COMMON (F_D | F_32 | F_8)          /* chips.md 2.1, 3.1, 7.1 */
+#define F_COMMON_I (F_COMMON | F_I)          /* chips.md 4.1, 5.1, 6.1 */
+#define F_BWI (F_8 | F_32 | F_I)             /* the proposals' byte/word internal RAM */
+#define F_L2 (F_COMMON | F_I | F_DMA)        /* chips.md 7.1 "L2 base" */
+#define F_BDMA (1u << 22)                    /* chips.md 9.3: chip-local BDMA cap (bit 22) */
+
+static const type_fact_t type_facts[] = {
+    /* 1.1 */
+    {"esp32", "DRAM", {F_8 | F_D, F_I | F_DMA | F_32, 0}},
+    {"esp32", "D/IRAM", {0, F_DMA | F_8 | F_I | F_D, F_32 | F_X}},
+    {"esp32", "IRAM", {F_I | F_X | F_32, 0, 0}},
+    {"esp32", "SPIRAM", {MALLOC_CAP_SPIRAM | F_D, 0, F_8 | F_32}},
+    {"esp32", "RTCRAM", {MALLOC_CAP_RTCRAM, F_8 | F_D, F_I | F_32 | F_X}},
+    /* 2.1 */
+    {"esp32s2", "RAM", {F_COMMON | F_I | F_DMA, 0, 0}},
+    {"esp32s2", "SPIRAM", {MALLOC_CAP_SPIRAM, 0, F_COMMON}},
+    {"esp32s2", "RTCRAM", {MALLOC_CAP_RTCRAM, 0, F_COMMON | F_I}},
+    /* 3.1 */
+    {"esp32s3", "RAM", {F_COMMON | F_I | F_DMA | MALLOC_CAP_RETENTION | MALLOC_CAP_SIMD, 0, 0}},
+    {"esp32s3", "DRAM", {0, F_COMMON | F_I | F_DMA | MALLOC_CAP_SIMD, 0}},
+    {"esp32s3", "IRAM", {0, F_32 | F_I, 0}},
+    {"esp32s3", "SPIRAM", {MALLOC_CAP_SPIRAM, 0, F_COMMON | MALLOC_CAP_SIMD}},
+    {"esp32s3", "RTCRAM", {MALLOC_CAP_RTCRAM, 0, F_COMMON | F_I}},
+    /* 4.1 */
+    {"esp32c3", "RAM", {F_COMMON_I | F_DMA, 0, 0}},
+    {"esp32c3", "Retention RAM", {MALLOC_CAP_RETENTION, F_COMMON_I | F_DMA, 0}},
+    {"esp32c3", "RTCRAM", {MALLOC_CAP_RTCRAM, 0, F_COMMON_I}},
+    /* 5.1; 6.1 "same as C6" */
+    {"esp32c6", "RAM", {F_COMMON_I | F_DMA, 0, 0}},
+    {"esp32c6", "RTCRAM", {MALLOC_CAP_RTCRAM, F_COMMON_I, 0}},
+    {"esp32h2", "RAM", {F_COMMON_I | F_DMA, 0, 0}},
+    {"esp32h2", "RTCRAM", {MALLOC_CAP_RTCRAM, F_COMMON_I, 0}},
+    /* 7.1 */
+    {"esp32p4", "RETENT_RAM", {MALLOC_CAP_RETENTION | MALLOC_CAP_SIMD, F_L2, 0}},
+    {"esp32p4", "RAM", {F_L2 | MALLOC_CAP_SIMD, 0, 0}},
+    {"esp32p4", "SPIRAM", {MALLOC_CAP_SPIRAM, 0, F_COMMON | MALLOC_CAP_SIMD}},
+    {"esp32p4", "SPM", {MALLOC_CAP_SPM, 0, F_COMMON | F_I}},
+    {"esp32p4", "RTCRAM", {MALLOC_CAP_RTCRAM, 0, F_COMMON | F_I}},
+    /* 9.3 */
+    {"stm32h743", "DTCM", {MALLOC_CAP_SPM | F_BWI | F_D, 0, 0}},
+    {"stm32h743", "AXI", {0, F_BWI | F_D | F_DMA, F_X}},
+    {"stm32h743", "D2", {F_DMA, F_BWI, F_D | F_X}},
+    {"stm32h743", "D3", {F_BDMA, F_DMA | F_BWI, F_D}},
+    {"stm32h743", "BKPSRAM", {MALLOC_CAP_RTCRAM, 0, F_BWI}},
+    {"stm32h743", "ITCM", {MALLOC_CAP_SPM | F_X, F_32 | F_I, F_8}},
+    {"stm32h743", "SDRAM", {MALLOC_CAP_SPIRAM | F_D, 0, F_8 | F_32}},
+    /* 10.3 */
+    {"imxrt1062", "OCRAM", {F_BWI | F_D, F_DMA, F_X}},
+    {"imxrt1062", "DTCM", {MALLOC_CAP_SPM | F_DMA, F_BWI | F_D, 0}},
+    {"imxrt1062", "ITCM", {MALLOC_CAP_SPM | F_X, F_32 | F_I, F_8}},
+    {"imxrt1062", "SDRAM", {MALLOC_CAP_SPIRAM | F_D, 0, F_8 | F_32}},
+    /* 11.3 */
+    {"rp2350", "SRAM", {F_BWI | F_D | F_DMA, 0, F_X}},
+    {"rp2350", "SCRATCH", {MALLOC_CAP_SPM, F_BWI | F_DMA, 0}},
+    {"rp2350", "XIP_SRAM", {MALLOC_CAP_SPM, F_BWI, 0}},
+    {"rp2350", "PSRAM", {MALLOC_CAP_SPIRAM | F_D, 0, F_8 | F_32}},
+    /* 12.2 */
+    {"nrf52840", "RAM", {F_BWI | F_D | F_DMA, 0, F_X}},
+    /* 13.2 */
+    {"mpfs", "LIM", {F_BWI | F_D, F_DMA, F_X}},
+    {"mpfs", "SCRATCH", {MALLOC_CAP_SPM, F_BWI | F_D, F_X}},
+    {"mpfs", "DTIM", {MALLOC_CAP_SPM, F_BWI, 0}},
+    {"mpfs", "ITIM", {MALLOC_CAP_SPM | F_X, F_32 | F_I, 0}},
+    {"mpfs", "DDR", {MALLOC_CAP_SPIRAM | F_D, 0, F_8 | F_32 | F_X}},
+};
+
+/* External RAM windows: chips.md 1.7, 2.7, 3.7, 7.7, 10.1, 11.1, 13.1 (window;
+ * heap_start where a log or 0.4 gives it, else the window start, as each chip
+ * file states; max_size the window, except where the file says otherwise).
+ * A chip without a row has no external RAM. */
+typedef struct {
+    const char *chip;
+    uintptr_t window_start;
+    size_t window_size;
+    uintptr_t heap_start;
+    size_t max_size;
+} extram_fact_t;
+
+static const extram_fact_t extram_facts[] = {
+    {"esp32", 0x3F800000, 0x400000, 0x3F800000 /* 0.4: the mapping starts there */, 0x400000},
+    {"esp32s2", 0x3F500000, 0xA80000, 0x3F500000, 0xA80000},
+    {"esp32s3", 0x3C000000, 0x2000000, 0x3C110000 /* 3.7: public log */, 0x2000000},
+    {"esp32p4", 0x48000000, 0x4000000, 0x48000000, 0x4000000},
+    {"imxrt1062", 0x80000000u, 32 * MIB, 0x80000000u, 32 * MIB}, /* EVK SDRAM */
+    {"rp2350", 0x11000000, 16 * MIB, 0x11000000, 16 * MIB},      /* 16 MiB inferred */
+    {"mpfs", 0x80000000u, 1024 * MIB, 0x80000000u, 1024 * MIB},  /* window length: the file's judgement */
+};
+
+static void check_type_facts(const capheap_chip_t *chip)
+{
+    size_t rows = 0;
+    for (size_t k = 0; k < sizeof type_facts / sizeof type_facts[0]; k++) {
+        const type_fact_t *f = &type_facts[k];
+        if (strcmp(f->chip, chip->name) != 0) {
+            continue;
+        }
+        rows++;
+        const soc_memory_type_desc_t *t = NULL;
+        for (size_t i = 0; chip->types != NULL && i < chip->type_count && t == NULL; i++) {
+            if (chip->types[i].name != NULL && strcmp(chip->types[i].name, f->type) == 0) {
+                t = &chip->types[i];
+            }
+        }
+        CHECK(t != NULL, chip, "type %s (chips.md) missing", f->type);
+        for (int p = 0; t != NULL && p < 3; p++) {
+            CHECK(t->caps[p] == f->caps[p], chip, "type %s prio %d: caps %#x, chips.md says %#x", f->type, p,
+                  (unsigned)t->caps[p], (unsigned)f->caps[p]);
+        }
+    }
+    CHECK(rows == chip->type_count, chip, "%zu types, type_facts[] (tests/caps/test_chips.c) has %zu",
+          chip->type_count, rows);
+}
+
+static void check_extram_facts(const capheap_chip_t *chip)
+{
+    const capheap_extram_t *x = &chip->extram;
+    const extram_fact_t *f = NULL;
+    for (size_t k = 0; k < sizeof extram_facts / sizeof extram_facts[0]; k++) {
+        if (strcmp(extram_facts[k].chip, chip->name) == 0) {
+            f = &extram_facts[k];
+        }
+    }
+    if (f == NULL) {
+        CHECK(x->window_start == 0, chip, "extram: a window, but chips.md gives the chip no external RAM");
+        return;
+    }
+    CHECK(ua(x->window_start) == f->window_start && x->window_size == f->window_size &&
+              ua(x->heap_start) == f->heap_start && x->max_size == f->max_size,
+          chip, "extram window %#llx+%#zx heap %#llx max %#zx, facts say %#llx+%#zx heap %#llx max %#zx",
+          ull(ua(x->window_start)), x->window_size, ull(ua(x->heap_start)), x->max_size, ull(f->window_start),
+          f->window_size, ull(f->heap_start), f->max_size);
 }
 
 /* ------------------------------------------------------------ the boot model (spec 2.2, 2.3) */
@@ -657,6 +807,8 @@ static unsigned check_chip(const capheap_chip_t *chip)
         check_params(chip, f);
     }
     check_extram(chip, f);
+    check_type_facts(chip);
+    check_extram_facts(chip);
     const boot_list_t *b = boot_of(chip->name);
     CHECK(b != NULL, chip, "no row in expected_boots[] (tests/caps/test_chips.c)");
     if (b != NULL) {
@@ -696,6 +848,12 @@ static void test_every_fact_row_is_registered(void **state)
     }
     for (size_t i = 0; i < sizeof expected_boots / sizeof expected_boots[0]; i++) {
         assert_non_null(capheap_chip_find(expected_boots[i].name));
+    }
+    for (size_t i = 0; i < sizeof type_facts / sizeof type_facts[0]; i++) {
+        assert_non_null(capheap_chip_find(type_facts[i].chip));
+    }
+    for (size_t i = 0; i < sizeof extram_facts / sizeof extram_facts[0]; i++) {
+        assert_non_null(capheap_chip_find(extram_facts[i].chip));
     }
 }
 
@@ -798,7 +956,26 @@ static void test_checker_catches_errors(void **state)
     assert_true(failures > 0);
     bad.diram = base->diram;
 
+    /* One caps bit of one type (C3's Retention RAM loses DMA at prio 1), then
+     * the same bit moved to another priority: the type facts catch both. */
+    soc_memory_type_desc_t types[8];
+    memcpy(types, base->types, base->type_count * sizeof types[0]);
+    bad.types = types;
+    types[1].caps[1] &= ~MALLOC_CAP_DMA;
+    assert_true(check_chip(&bad) > 0);
+    types[1].caps[2] |= MALLOC_CAP_DMA;
+    assert_true(check_chip(&bad) > 0);
+    bad.types = base->types;
+
     assert_int_equal(check_chip(&bad), 0); /* restored: clean again */
+
+    /* External RAM against its facts: heap start and max size. */
+    capheap_chip_t ext = capheap_chip_esp32s3;
+    ext.extram.max_size /= 2;
+    assert_true(check_chip(&ext) > 0);
+    ext = capheap_chip_esp32s3;
+    ext.extram.heap_start -= 0x10000;
+    assert_true(check_chip(&ext) > 0);
 
     /* The S3's external line, 32 -> 64: a power of two that nothing else checks. */
     capheap_chip_t s3 = capheap_chip_esp32s3;

@@ -11,6 +11,8 @@
  * built-in chip.
  * Addresses are compared as chip addresses: host address - capheap_sim_offset().
  */
+#define _GNU_SOURCE /* MAP_FIXED_NOREPLACE */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -27,6 +31,10 @@
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
 #include "support.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000 /* Linux >= 4.17; older kernels treat it as a hint (checked) */
+#endif
 
 #define COMMON (MALLOC_CAP_DEFAULT | MALLOC_CAP_32BIT | MALLOC_CAP_8BIT)
 #define KIB 1024u
@@ -753,6 +761,639 @@ static void test_every_builtin_chip(void **state)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Added after a mutation round of sim/ (the tests above could not fail for  */
+/* these behaviours of docs/simulator.md).                                   */
+/* ------------------------------------------------------------------------ */
+
+/* True iff [lo, hi) (page multiples) is free on this host: nothing of the
+ * process is there, so the simulator's real-address attempt must succeed. */
+static bool host_range_free(uintptr_t lo, uintptr_t hi)
+{
+    if (lo == 0 || hi <= lo)
+        return false;
+    void *p = mmap((void *)lo, (size_t)(hi - lo), PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED)
+        return false;
+    (void)munmap(p, (size_t)(hi - lo));
+    return p == (void *)lo;
+}
+
+static bool type_external(const capheap_chip_t *chip, size_t type)
+{
+    const soc_memory_type_desc_t *t = &chip->types[type];
+    return ((t->caps[0] | t->caps[1] | t->caps[2]) & MALLOC_CAP_SPIRAM) != 0;
+}
+
+/* Every page the simulator maps for chip without PSRAM (its internal rows and
+ * both sides of every alias window) is free on this host. */
+static bool chip_addresses_free(const capheap_chip_t *chip)
+{
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (size_t i = 0; i < chip->region_count; i++) {
+        const soc_memory_region_t *r = &chip->regions[i];
+        if (type_external(chip, r->type))
+            continue;
+        uintptr_t lo = (uintptr_t)r->start & ~(page - 1u);
+        uintptr_t hi = ((uintptr_t)r->start + r->size + page - 1u) & ~(page - 1u);
+        if (!host_range_free(lo, hi))
+            return false;
+    }
+    const capheap_alias_t *al[2] = {&chip->diram, &chip->rtc};
+    for (int a = 0; a < 2; a++) {
+        if (al[a]->kind == CAPHEAP_ALIAS_NONE)
+            continue;
+        if (!host_range_free((uintptr_t)al[a]->dram_low & ~(page - 1u), (uintptr_t)al[a]->dram_high) ||
+            !host_range_free((uintptr_t)al[a]->iram_low & ~(page - 1u), (uintptr_t)al[a]->iram_high))
+            return false;
+    }
+    return true;
+}
+
+/* Whether the host can read the byte at chip address a of the booted chip: a
+ * pipe write from an unmapped or PROT_NONE address fails with EFAULT. */
+static bool chip_readable(uintptr_t a)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    ssize_t n = write(fds[1], to_host(a), 1);
+    char c;
+    if (n == 1)
+        assert_int_equal(read(fds[0], &c, 1), 1);
+    close(fds[0]);
+    close(fds[1]);
+    return n == 1;
+}
+
+/* docs/simulator.md "Where": the simulator first tries the chip's real
+ * addresses; only when one range cannot be placed does it move them all. So
+ * a chip whose every range is free here boots with offset 0, and
+ * CAPHEAP_SIM_FORCE_OFFSET takes only "1". */
+static void test_real_addresses_when_free(void **state)
+{
+    (void)state;
+    size_t tried = 0;
+    capheap_sim_options_t o = quiet_options();
+    for (size_t i = 0; i < capheap_chip_count; i++) {
+        const capheap_chip_t *chip = capheap_chips[i];
+        if (!chip_addresses_free(chip))
+            continue;
+        tried++;
+        assert_int_equal(capheap_sim_boot(chip, &o), ESP_OK);
+        printf("%-10s real addresses free: offset %#llx\n", chip->name,
+               (unsigned long long)(uintptr_t)capheap_sim_offset());
+        assert_int_equal(capheap_sim_offset(), 0);
+        assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+        /* Shut down, the same addresses are free again: a second boot is at 0 too. */
+        setenv("CAPHEAP_SIM_FORCE_OFFSET", "0", 1);
+        assert_int_equal(capheap_sim_boot(chip, &o), ESP_OK);
+        assert_int_equal(capheap_sim_offset(), 0);
+        assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+        unsetenv("CAPHEAP_SIM_FORCE_OFFSET");
+    }
+    printf("%zu chips booted at their real addresses\n", tried);
+}
+
+/* docs/simulator.md "What is mapped": the internal rows, the PSRAM asked for
+ * and the alias windows some region touches; not the external-RAM window row
+ * and not an alias window no region uses. Also the boot log's lines about the
+ * mapping, verbatim from the doc (S3 with 8 MiB of PSRAM, 4 KiB pages). */
+static void test_what_is_mapped_and_its_log(void **state)
+{
+    (void)state;
+    capheap_sim_options_t o = quiet_options();
+    o.quiet = false;
+    o.psram_bytes = 8 * MIB;
+    const capheap_chip_t *s3 = chip_s3();
+    /* A heap added before the boot is no start-up heap: the log leaves it out. */
+    static uint32_t early[1024];
+    static const uint32_t early_caps[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_32BIT, 0, 0};
+    assert_int_equal(heap_caps_add_region_with_caps(early_caps, (intptr_t)early, (intptr_t)(early + 1024)), ESP_OK);
+    ct_capture_begin();
+    esp_err_t err = capheap_sim_boot(s3, &o);
+    ct_capture_end();
+    assert_int_equal(err, ESP_OK);
+    printf("%s", ct_capture_text());
+    assert_true(ct_capture_contains(
+        "sim: D/IRAM 0x3FC88000..0x3FCF0000 shared with IRAM 0x40378000 (one memfd, two addresses)\n"));
+    assert_true(ct_capture_contains(
+        "esp_psram: Adding pool of 8192K of PSRAM memory to heap allocator at 3C110000\n"));
+    assert_true(ct_capture_contains(
+        "esp_psram: Reserving pool of 32K of internal memory for DMA/internal allocations\n"));
+    if (sysconf(_SC_PAGESIZE) == 4096)
+        assert_true(ct_capture_contains(capheap_sim_offset() == 0
+                                            ? "(offset 0), 9064 KiB of host memory\n"
+                                            : ", 9064 KiB of host memory\n"));
+    /* The heap lines in address order, each once (the doc's example). */
+    const char *text = ct_capture_text();
+    static const char *const lines[] = {
+        "heap_init: At 3FC9D3A8 len 0004C368 (304 KiB): RAM\n",
+        "heap_init: At 3FCE9710 len 00005724 (21 KiB): RAM (start-up stack, deferred)\n",
+        "heap_init: At 3FCF0000 len 00008000 (32 KiB): DRAM\n",
+        "heap_init: At 600FE000 len 00001FE8 (7 KiB): RTCRAM\n",
+    };
+    const char *at = text;
+    for (size_t k = 0; k < sizeof lines / sizeof lines[0]; k++) {
+        const char *hit = strstr(at, lines[k]);
+        assert_non_null(hit);
+        at = hit + strlen(lines[k]);
+    }
+    size_t heap_lines = 0;
+    for (const char *q = text; (q = strstr(q, "heap_init: At ")) != NULL; q++)
+        heap_lines++;
+    assert_int_equal(heap_lines, 4);
+    /* PSRAM is there, the rest of the 32 MiB window row is not. */
+    assert_true(chip_readable(0x3C110000));
+    assert_true(chip_readable(0x3C110000 + 8 * MIB - 1));
+    assert_false(chip_readable(0x3C110000 + 8 * MIB));
+    assert_false(chip_readable(0x3C000000));
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* quiet: no line at all, the pool included. */
+    o.quiet = true;
+    ct_capture_begin();
+    err = capheap_sim_boot(s3, &o);
+    ct_capture_end();
+    assert_int_equal(err, ESP_OK);
+    assert_string_equal(ct_capture_text(), "");
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* ESP32: the inverted alias line; its RTC alias window, which no row of the
+     * dual-core table uses, is not mapped on either side. */
+    o.psram_bytes = 0;
+    o.quiet = false;
+    ct_capture_begin();
+    err = capheap_sim_boot(chip_esp32(), &o);
+    ct_capture_end();
+    assert_int_equal(err, ESP_OK);
+    assert_true(ct_capture_contains(
+        "sim: D/IRAM alias is inverted: IRAM 0x400A0000.. is separate memory (see docs/simulator.md)\n"));
+    assert_false(ct_capture_contains("shared with IRAM"));
+    const capheap_alias_t *rtc = &chip_esp32()->rtc;
+    assert_int_equal(rtc->kind, CAPHEAP_ALIAS_LINEAR);
+    assert_false(chip_readable((uintptr_t)rtc->dram_low));
+    assert_false(chip_readable((uintptr_t)rtc->iram_low));
+    assert_true(chip_readable((uintptr_t)chip_esp32()->diram.iram_low)); /* the used window is */
+}
+
+/* The offset path's log states the offset exactly ("host = chip + 0x..."),
+ * and heap_caps works on a translated copy of every address field of the
+ * table (docs/simulator.md), for every built-in chip. */
+static void test_offset_translates_the_whole_table(void **state)
+{
+    (void)state;
+    setenv("CAPHEAP_SIM_FORCE_OFFSET", "1", 1);
+    for (size_t i = 0; i < capheap_chip_count; i++) {
+        const capheap_chip_t *c = capheap_chips[i];
+        capheap_sim_options_t o = quiet_options();
+        o.quiet = false;
+        ct_capture_begin();
+        esp_err_t err = capheap_sim_boot(c, &o);
+        ct_capture_end();
+        assert_int_equal(err, ESP_OK);
+        uintptr_t off = (uintptr_t)capheap_sim_offset();
+        char want[96];
+        snprintf(want, sizeof want, "sim: mapped at host = chip %c 0x%llx (CAPHEAP_SIM_FORCE_OFFSET=1)",
+                 (intptr_t)off < 0 ? '-' : '+',
+                 (unsigned long long)((intptr_t)off < 0 ? (uintptr_t)0 - off : off));
+        assert_true(ct_capture_contains(want));
+        const capheap_chip_t *h = capheap_caps_chip();
+        assert_non_null(h);
+        assert_ptr_not_equal(h, c);
+#define SHIFTED(f) assert_int_equal((uintptr_t)h->f, (uintptr_t)c->f + off)
+#define SHIFTED_NZ(f) assert_int_equal((uintptr_t)h->f, c->f == 0 ? 0 : (uintptr_t)c->f + off)
+        assert_int_equal(h->region_count, c->region_count);
+        for (size_t r = 0; r < c->region_count; r++) {
+            SHIFTED(regions[r].start);
+            SHIFTED_NZ(regions[r].iram_address);
+            assert_int_equal(h->regions[r].size, c->regions[r].size);
+            assert_int_equal(h->regions[r].type, c->regions[r].type);
+        }
+        assert_int_equal(h->reserved_count, c->reserved_count);
+        for (size_t r = 0; r < c->reserved_count; r++) {
+            SHIFTED(reserved[r].start);
+            SHIFTED(reserved[r].end);
+        }
+        const capheap_alias_t *ha[2] = {&h->diram, &h->rtc}, *ca[2] = {&c->diram, &c->rtc};
+        for (int a = 0; a < 2; a++) {
+            assert_int_equal(ha[a]->kind, ca[a]->kind);
+            uintptr_t d = ca[a]->kind == CAPHEAP_ALIAS_NONE ? 0 : off;
+            assert_int_equal((uintptr_t)ha[a]->dram_low, (uintptr_t)ca[a]->dram_low + d);
+            assert_int_equal((uintptr_t)ha[a]->dram_high, (uintptr_t)ca[a]->dram_high + d);
+            assert_int_equal((uintptr_t)ha[a]->iram_low, (uintptr_t)ca[a]->iram_low + d);
+            assert_int_equal((uintptr_t)ha[a]->iram_high, (uintptr_t)ca[a]->iram_high + d);
+        }
+        SHIFTED_NZ(image.iram_text_start);
+        SHIFTED_NZ(image.data_start);
+        SHIFTED_NZ(image.rtc_data_start);
+        SHIFTED_NZ(extram.window_start);
+        SHIFTED_NZ(extram.heap_start);
+#undef SHIFTED
+#undef SHIFTED_NZ
+        assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+    }
+    /* PSRAM on the offset path lands at the translated heap_start. */
+    capheap_sim_options_t o = quiet_options();
+    o.psram_bytes = 1 * MIB;
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_OK);
+    void *p = heap_caps_malloc(100 * KIB, MALLOC_CAP_SPIRAM);
+    assert_non_null(p);
+    assert_int_equal(to_chip((intptr_t)p) >= (uintptr_t)chip_s3()->extram.heap_start, 1);
+    assert_int_equal(to_chip((intptr_t)p) < (uintptr_t)chip_s3()->extram.heap_start + MIB, 1);
+    memset(p, 0x5A, 100 * KIB);
+    heap_caps_free(p);
+}
+
+/* Boot and shutdown many times, failed boots included: memory, address
+ * space and file descriptors all come back ("memory unmapped"; "a failed
+ * boot leaves nothing mapped"). */
+static size_t vm_size_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    assert_non_null(f);
+    char line[256];
+    size_t kib = 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmSize: %zu kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+static size_t open_fds(void)
+{
+    size_t n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) != -1)
+            n++;
+    return n;
+}
+
+static void boot_cycles(int rounds)
+{
+    capheap_sim_options_t o = quiet_options(), bad = quiet_options();
+    bad.psram_bytes = 1; /* fails in step 5, after the mappings and the heaps */
+    for (int k = 0; k < rounds; k++) {
+        if (k % 2)
+            setenv("CAPHEAP_SIM_FORCE_OFFSET", "1", 1);
+        else
+            unsetenv("CAPHEAP_SIM_FORCE_OFFSET");
+        for (size_t i = 0; i < capheap_chip_count; i++) {
+            assert_int_equal(capheap_sim_boot(capheap_chips[i], &o), ESP_OK);
+            assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+        }
+        assert_int_equal(capheap_sim_boot(chip_s3(), &bad), ESP_ERR_INVALID_SIZE);
+    }
+}
+
+static void test_boot_cycles_give_everything_back(void **state)
+{
+    (void)state;
+    boot_cycles(1); /* warm up: the C library's own buffers */
+    size_t vm = vm_size_kib(), fds = open_fds();
+    boot_cycles(16);
+    size_t vm_after = vm_size_kib(), fds_after = open_fds();
+    printf("VmSize %zu -> %zu KiB, %zu -> %zu descriptors after %zu boots\n", vm, vm_after, fds, fds_after,
+           16 * (capheap_chip_count + 1));
+    assert_int_equal(fds_after, fds);
+    assert_true(vm_after <= vm + 4096);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Tables and options the simulator must refuse or accept (docs/simulator.md */
+/* "Errors, by the step that returns them"), on small tables of our own.     */
+/* ------------------------------------------------------------------------ */
+enum { T_RAM, T_IRAM, T_EXT };
+static const soc_memory_type_desc_t t_types[] = {
+    [T_RAM] = {"RAM", {COMMON | MALLOC_CAP_INTERNAL | MALLOC_CAP_DMA, 0, 0}},
+    [T_IRAM] = {"IRAM", {MALLOC_CAP_INTERNAL | MALLOC_CAP_32BIT, 0, 0}},
+    [T_EXT] = {"SPIRAM", {MALLOC_CAP_SPIRAM, 0, COMMON}},
+};
+
+/* A one-type chip with the given rows, no image, no alias. */
+static capheap_chip_t small_chip(const soc_memory_region_t *regions, size_t n)
+{
+    capheap_chip_t c = {0};
+    c.name = "test-small";
+    c.title = "small test chip";
+    c.types = t_types;
+    c.type_count = sizeof t_types / sizeof t_types[0];
+    c.regions = regions;
+    c.region_count = n;
+    c.heap_size_max = 0x1000000;
+    c.heap_alignment = 4;
+    return c;
+}
+
+static void assert_boot_refused(const capheap_chip_t *chip, const capheap_sim_options_t *o, esp_err_t want)
+{
+    assert_int_equal(capheap_sim_boot(chip, o), want);
+    assert_null(capheap_sim_chip());
+    assert_int_equal(capheap_heap_count(), 0);
+}
+
+static void test_tables_the_host_cannot_map(void **state)
+{
+    (void)state;
+    capheap_sim_options_t o = quiet_options();
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+
+    /* A row that wraps the address space, and one that wraps once widened to pages. */
+    soc_memory_region_t wrap[] = {{(intptr_t)(UINTPTR_MAX - page + 1u), 2 * page, T_RAM, 0, false}};
+    capheap_chip_t c = small_chip(wrap, 1);
+    assert_boot_refused(&c, &o, ESP_ERR_INVALID_ARG);
+    soc_memory_region_t last[] = {{(intptr_t)(UINTPTR_MAX - 2 * page + 1u), page + 4, T_RAM, 0, false}};
+    c = small_chip(last, 1);
+    assert_boot_refused(&c, &o, ESP_ERR_INVALID_ARG);
+
+    /* Nothing to map: only an external-RAM row, and no PSRAM asked for. */
+    soc_memory_region_t ext[] = {{0x30000000, 0x100000, T_EXT, 0, false}};
+    soc_reserved_region_t ext_res[] = {{0x30000000, 0x30100000}};
+    c = small_chip(ext, 1);
+    c.reserved = ext_res;
+    c.reserved_count = 1;
+    assert_boot_refused(&c, &o, ESP_ERR_INVALID_ARG);
+
+    /* An alias window whose DRAM and IRAM ranges overlap once widened to pages. */
+    soc_memory_region_t ram[] = {{0x31000000, 0x10000, T_RAM, 0, false}};
+    c = small_chip(ram, 1);
+    c.diram = (capheap_alias_t){CAPHEAP_ALIAS_LINEAR, 0x31000000, 0x31010000, 0x31010000 - 0x10, 0x31020000 - 0x10};
+    assert_boot_refused(&c, &o, ESP_ERR_INVALID_ARG);
+    /* Two alias windows that overlap each other. */
+    c.diram = (capheap_alias_t){CAPHEAP_ALIAS_LINEAR, 0x31000000, 0x31010000, 0x32000000, 0x32010000};
+    c.rtc = (capheap_alias_t){CAPHEAP_ALIAS_LINEAR, 0x31008000, 0x31018000, 0x33000000, 0x33010000};
+    assert_boot_refused(&c, &o, ESP_ERR_INVALID_ARG);
+    c.rtc = (capheap_alias_t){CAPHEAP_ALIAS_LINEAR, 0x34000000, 0x34010000, 0x32008000, 0x32018000};
+    assert_boot_refused(&c, &o, ESP_ERR_INVALID_ARG);
+    c.rtc = (capheap_alias_t){CAPHEAP_ALIAS_NONE, 0, 0, 0, 0}; /* the same table, sound: boots */
+    assert_int_equal(capheap_sim_boot(&c, &o), ESP_OK);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* More rows than the simulator's copy holds (128 regions, 64 reservations);
+     * no regions or no types at all. */
+    static soc_memory_region_t many[129];
+    static soc_reserved_region_t many_res[65];
+    for (size_t i = 0; i < 129; i++) /* consecutive rows: they coalesce into one heap */
+        many[i] = (soc_memory_region_t){(intptr_t)(0x31000000u + 0x1000u * i), 0x1000, T_RAM, 0, false};
+    for (size_t i = 0; i < 65; i++) /* in no row: nothing to carve */
+        many_res[i] = (soc_reserved_region_t){(intptr_t)(0x38000000u + 0x100u * i),
+                                              (intptr_t)(0x38000000u + 0x100u * i + 16u)};
+    c = small_chip(many, 129);
+    assert_boot_refused(&c, &o, ESP_ERR_INVALID_ARG);
+    c.region_count = 128;
+    c.reserved = many_res;
+    c.reserved_count = 65;
+    assert_boot_refused(&c, &o, ESP_ERR_INVALID_ARG);
+    c.reserved_count = 64;
+    c.regions = NULL;
+    assert_boot_refused(&c, &o, ESP_ERR_INVALID_ARG);
+    c.regions = many;
+    c.types = NULL;
+    assert_boot_refused(&c, &o, ESP_ERR_INVALID_ARG);
+    c.types = t_types; /* 128 rows and 64 reservations are within the limits */
+    assert_int_equal(capheap_sim_boot(&c, &o), ESP_OK);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+}
+
+/* A row that lies only on the IRAM side of a linear alias window still gets
+ * the window mapped as one memory: a word written through the row's address
+ * reads back through its DRAM alias (docs/simulator.md, "D/IRAM aliases"). */
+static void test_iram_side_row_is_aliased(void **state)
+{
+    (void)state;
+    soc_memory_region_t rows[] = {{0x40380000, 0x8000, T_IRAM, 0x40380000, false}};
+    capheap_chip_t c = small_chip(rows, 1);
+    c.diram = (capheap_alias_t){CAPHEAP_ALIAS_LINEAR, 0x3FC88000, 0x3FC98000, 0x40378000, 0x40388000};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            setenv("CAPHEAP_SIM_FORCE_OFFSET", "1", 1);
+        capheap_sim_options_t o = quiet_options();
+        assert_int_equal(capheap_sim_boot(&c, &o), ESP_OK);
+        uint32_t *p = heap_caps_malloc(64, MALLOC_CAP_32BIT);
+        assert_non_null(p);
+        uintptr_t i = to_chip((intptr_t)p);
+        assert_true(i >= 0x40380000u && i < 0x40388000u);
+        assert_true(chip_readable(i - 0x6F0000u));
+        volatile uint32_t *d = to_host(i - 0x6F0000u);
+        p[3] = 0xD1AA5u;
+        assert_int_equal(d[3], 0xD1AA5u);
+        d[4] = 0x1A5u;
+        assert_int_equal(p[4], 0x1A5u);
+        heap_caps_free(p);
+        assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+    }
+}
+
+/* Options: the documented refusals and the documented limits, both ways. */
+static void test_option_edges(void **state)
+{
+    (void)state;
+    const capheap_chip_t *s3 = chip_s3();
+    capheap_sim_options_t o = quiet_options(), bad;
+
+    bad = o;
+    bad.poisoning = -2; /* outside -1..2: INVALID_ARG, not "another build's mode" */
+    assert_boot_refused(s3, &bad, ESP_ERR_INVALID_ARG);
+    bad = o;
+    bad.psram_bytes = MIB;
+    bad.reserve_internal = CAPHEAP_SIM_REFERENCE; /* has no reference value */
+    assert_boot_refused(s3, &bad, ESP_ERR_INVALID_ARG);
+    /* The S3's PSRAM heap starts 0x110000 into its 32 MiB window: the window's
+     * end is the limit, max_size itself does not fit. */
+    bad = o;
+    bad.psram_bytes = 0x2000000 - 0x110000 + 4096;
+    assert_boot_refused(s3, &bad, ESP_ERR_INVALID_ARG);
+
+    /* Static data may end exactly where the ROM's reserved DRAM starts... */
+    capheap_sim_options_t fit = o;
+    fit.static_data_bytes = 0x3FCEEE34 - 0x3FC9B000;
+    fit.defer_nonos_stack_heaps = true;
+    assert_int_equal(capheap_sim_boot(s3, &fit), ESP_OK);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+    /* ...and the IRAM text's DRAM alias must not run into it (refused in step 2,
+     * not left to heap_caps_init's overlap check). */
+    bad = o;
+    bad.static_data_bytes = 0;
+    bad.iram_text_bytes = 0x403DEE38 - 0x40374000;
+    assert_boot_refused(s3, &bad, ESP_ERR_INVALID_ARG);
+    bad.iram_text_bytes = 0x403DEE34 - 0x40374000; /* up to the reservation: fits */
+    assert_int_equal(capheap_sim_boot(s3, &bad), ESP_OK);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* No IRAM text: the static data starts at the window's first DRAM byte,
+     * which is the first byte of a region (docs: "right after the DRAM alias
+     * of the IRAM text's end"; the text ends below the window). */
+    capheap_sim_options_t data_only = o;
+    data_only.iram_text_bytes = 0;
+    data_only.static_data_bytes = 0x1000;
+    assert_int_equal(capheap_sim_boot(s3, &data_only), ESP_OK);
+    capheap_heap_desc_t d;
+    bool found = false;
+    for (size_t i = 0; i < capheap_heap_count(); i++) {
+        assert_true(capheap_heap_get(i, &d));
+        found = found || to_chip(d.start) == 0x3FC89000u;
+    }
+    assert_true(found);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* Static data with data_start 0 on a chip without a linear D/IRAM alias has
+     * no place, even where a row starts at address 0 (STM32H743's ITCM). */
+    soc_memory_region_t at_zero[] = {{0, 0x10000, T_RAM, 0, false}};
+    capheap_chip_t z = small_chip(at_zero, 1);
+    capheap_sim_options_t zo = o;
+    zo.iram_text_bytes = 0;
+    zo.static_data_bytes = 0x100;
+    assert_boot_refused(&z, &zo, ESP_ERR_INVALID_ARG);
+    zo.static_data_bytes = 0; /* without static data the same table boots */
+    assert_int_equal(capheap_sim_boot(&z, &zo), ESP_OK);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* ...nor with an inverted alias (ESP32-like): data_start 0 is derived only
+     * from a linear one. */
+    soc_memory_region_t diram[] = {{0x3FFE0000, 0x20000, T_RAM, 0x400A0000, false}};
+    capheap_chip_t inv = small_chip(diram, 1);
+    inv.diram = (capheap_alias_t){CAPHEAP_ALIAS_INVERTED, 0x3FFE0000, 0x40000000, 0x400A0000, 0x400C0000};
+    inv.image = (capheap_image_t){0x40080000, 0x1000, 0, 0, 0, 0};
+    zo = o;
+    zo.static_data_bytes = 0x100;
+    assert_boot_refused(&inv, &zo, ESP_ERR_INVALID_ARG);
+    zo.static_data_bytes = 0;
+    assert_int_equal(capheap_sim_boot(&inv, &zo), ESP_OK);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* C6: IRAM text running into the static data that follows it is refused. */
+    const capheap_chip_t *c6 = capheap_chip_find("esp32c6");
+    if (c6 != NULL) {
+        bad = o;
+        bad.iram_text_bytes = c6->image.iram_text_size + 0x1000;
+        assert_boot_refused(c6, &bad, ESP_ERR_INVALID_ARG);
+    }
+}
+
+/* With PSRAM: extmem_always_internal is the malloc policy's limit, and the DMA
+ * pool comes in several chunks when no single block is big enough. */
+static void test_psram_policy_and_pool_chunks(void **state)
+{
+    (void)state;
+    capheap_sim_options_t o = quiet_options();
+    o.psram_bytes = 4 * MIB;
+    o.extmem_always_internal = 4096;
+    o.reserve_internal = 0; /* the largest DMA block as the pool will find it */
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_OK);
+    void *a = heap_caps_malloc_default(4000), *b = heap_caps_malloc_default(8000);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(caps_of(a) & MALLOC_CAP_INTERNAL);
+    assert_true(caps_of(b) & MALLOC_CAP_SPIRAM); /* above 4096: external first */
+    heap_caps_free(a);
+    heap_caps_free(b);
+    size_t largest = heap_caps_get_largest_free_block(MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* A pool bigger than the largest DMA block: two chunks, the full amount. */
+    o.extmem_always_internal = 16384;
+    o.reserve_internal = (largest + 16 * KIB) & ~(size_t)3u;
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_OK);
+    size_t pool = 0, chunks = 0;
+    for (size_t i = 0; i < capheap_heap_count(); i++) {
+        capheap_heap_desc_t d;
+        assert_true(capheap_heap_get(i, &d));
+        if (d.runtime && d.caps[0] == 0 && d.caps[1] == (MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL)) {
+            pool += (size_t)(d.end - d.start);
+            chunks++;
+        }
+    }
+    printf("pool of %zu bytes in %zu chunks\n", pool, chunks);
+    assert_int_equal(pool, o.reserve_internal);
+    assert_true(chunks >= 2);
+}
+
+/* IRAM text inside the D/IRAM window reserves its DRAM alias: linear on a
+ * small chip (text that ends exactly at iram_high is fine), inverted on the
+ * ESP32 (IRAM [a, b) is DRAM [dram_low + iram_high - b, dram_low + iram_high - a)). */
+static void test_iram_text_in_the_window(void **state)
+{
+    (void)state;
+    soc_memory_region_t rows[] = {
+        {0x3FC88000, 0x10000, T_RAM, 0x40378000, false},
+        {0x3FC98000, 0x8000, T_RAM, 0, false},
+    };
+    capheap_chip_t c = small_chip(rows, 2);
+    c.diram = (capheap_alias_t){CAPHEAP_ALIAS_LINEAR, 0x3FC88000, 0x3FC98000, 0x40378000, 0x40388000};
+    c.image = (capheap_image_t){0x40378000, 0x10000, 0, 0, 0, 0};
+    capheap_sim_options_t o = quiet_options();
+    o.static_data_bytes = 0;
+    o.iram_text_bytes = 0x10000; /* [iram_low, iram_high) exactly */
+    assert_int_equal(capheap_sim_boot(&c, &o), ESP_OK);
+    assert_int_equal(capheap_heap_count(), 1); /* the whole window row is the text */
+    capheap_heap_desc_t d;
+    assert_true(capheap_heap_get(0, &d));
+    assert_int_equal(to_chip(d.start), 0x3FC98000u);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+    o.iram_text_bytes = 0x10004; /* one word past iram_high */
+    assert_boot_refused(&c, &o, ESP_ERR_INVALID_ARG);
+
+    /* Text that starts below the window is clipped to it before translation
+     * (docs/adding-a-chip.md 4.1): the DRAM below the window's DRAM side stays
+     * a whole heap. */
+    soc_memory_region_t below[] = {
+        {0x3FC80000, 0x8000, T_RAM, 0, false},
+        {0x3FC88000, 0x10000, T_RAM, 0x40378000, false},
+    };
+    capheap_chip_t b = small_chip(below, 2);
+    b.diram = c.diram;
+    b.image = (capheap_image_t){0x40374000, 0x8000, 0, 0, 0, 0};
+    o = quiet_options();
+    o.static_data_bytes = 0;
+    assert_int_equal(capheap_sim_boot(&b, &o), ESP_OK);
+    size_t whole = 0;
+    for (size_t i = 0; i < capheap_heap_count(); i++) {
+        assert_true(capheap_heap_get(i, &d));
+        whole += to_chip(d.start) == 0x3FC80000u && to_chip(d.end) == 0x3FC88000u;
+        assert_false(to_chip(d.start) < 0x3FC8C000u && to_chip(d.end) > 0x3FC88000u); /* the text's alias */
+    }
+    assert_int_equal(whole, 1);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* ESP32: text 0x40080000..0x400A4000 reaches 16 KiB into the IRAM window,
+     * whose DRAM alias is the window's top 16 KiB, 0x3FFFC000..0x40000000. */
+    const capheap_chip_t *e = chip_esp32();
+    o = quiet_options();
+    o.iram_text_bytes = 0x400A4000u - (uintptr_t)e->image.iram_text_start;
+    assert_int_equal(capheap_sim_boot(e, &o), ESP_OK);
+    bool ends_there = false;
+    for (size_t i = 0; i < capheap_heap_count(); i++) {
+        assert_true(capheap_heap_get(i, &d));
+        assert_false(to_chip(d.end) > 0x3FFFC000u && to_chip(d.start) < 0x40000000u);
+        ends_there = ends_there || to_chip(d.end) == 0x3FFFC000u;
+    }
+    assert_true(ends_there);
+}
+
+/* heap_caps initialised outside the simulator: the boot is refused in step 4
+ * with ESP_ERR_INVALID_STATE and those heaps are left alone (docs/simulator.md). */
+static void test_foreign_heaps_left_alone(void **state)
+{
+    (void)state;
+    static uint32_t ram[4096];
+    soc_memory_region_t rows[] = {{(intptr_t)ram, sizeof ram, T_RAM, 0, false}};
+    capheap_chip_t host = small_chip(rows, 1);
+    assert_int_equal(capheap_caps_init(&host, NULL, 0), ESP_OK);
+    size_t n = capheap_heap_count();
+    assert_true(n > 0);
+    void *p = heap_caps_malloc(100, MALLOC_CAP_DEFAULT);
+    assert_non_null(p);
+    capheap_sim_options_t o = quiet_options();
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_ERR_INVALID_STATE);
+    assert_null(capheap_sim_chip());
+    assert_int_equal(capheap_heap_count(), n);
+    assert_ptr_equal(capheap_caps_chip(), &host);
+    assert_true(heap_caps_check_integrity_all(true));
+    heap_caps_free(p);
+    capheap_caps_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -766,6 +1407,16 @@ int main(void)
         cmocka_unit_test_teardown(test_offset_path_same_heaps, teardown),
         cmocka_unit_test_teardown(test_s3_psram, teardown),
         cmocka_unit_test_teardown(test_every_builtin_chip, teardown),
+        cmocka_unit_test_teardown(test_real_addresses_when_free, teardown),
+        cmocka_unit_test_teardown(test_what_is_mapped_and_its_log, teardown),
+        cmocka_unit_test_teardown(test_offset_translates_the_whole_table, teardown),
+        cmocka_unit_test_teardown(test_boot_cycles_give_everything_back, teardown),
+        cmocka_unit_test_teardown(test_tables_the_host_cannot_map, teardown),
+        cmocka_unit_test_teardown(test_iram_side_row_is_aliased, teardown),
+        cmocka_unit_test_teardown(test_option_edges, teardown),
+        cmocka_unit_test_teardown(test_psram_policy_and_pool_chunks, teardown),
+        cmocka_unit_test_teardown(test_iram_text_in_the_window, teardown),
+        cmocka_unit_test_teardown(test_foreign_heaps_left_alone, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,9 @@
  * formatting (compared with the C library's snprintf for every supported
  * conversion), the 160-byte cut, the replaceable writer and abort handler,
  * the host port's stderr writer and abort(), and capheap_report_corruption()
- * with capheap_last_report().
+ * with capheap_last_report(); the host port's task handles and names.
  */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <inttypes.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -21,6 +22,7 @@
 
 #if CAPHEAP_PORT_HOST
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -558,6 +560,61 @@ static void test_harness_catches_abort(void **state)
     assert_false(aborted);
 }
 
+#if CAPHEAP_PORT_HOST
+/* The host port's task handles and names (capheap/port.h): a handle per
+ * thread, 1, 2, 3, ... in order of first call and never reused; the name is
+ * the thread's own pthread name if it set one, "main" for the process's first
+ * thread, else "thread-N" with N the handle in decimal (one, two and three
+ * digits alike); NULL for another thread's handle. */
+typedef struct {
+    const char *set; /* pthread_setname_np first, or NULL */
+    void *task;
+    char name[32];
+} name_probe_t;
+
+static void *report_name(void *arg)
+{
+    name_probe_t *p = arg;
+    if (p->set != NULL)
+        (void)pthread_setname_np(pthread_self(), p->set);
+    p->task = capheap_port_current_task();
+    const char *n = capheap_port_task_name(p->task);
+    snprintf(p->name, sizeof p->name, "%s", n ? n : "(null)");
+    return NULL;
+}
+
+static void test_host_task_handles_and_names(void **state)
+{
+    (void)state;
+    void *me = capheap_port_current_task();
+    assert_non_null(me);
+    assert_ptr_equal(capheap_port_current_task(), me);
+    assert_string_equal(capheap_port_task_name(me), "main");
+    assert_string_equal(capheap_port_task_name(NULL), "Pre-scheduler");
+    uintptr_t last = (uintptr_t)me;
+    for (int k = 0; k < 200 && last < 100; k++) {
+        name_probe_t p = {NULL, NULL, ""};
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, report_name, &p), 0);
+        assert_int_equal(pthread_join(th, NULL), 0);
+        uintptr_t id = (uintptr_t)p.task;
+        assert_true(id > last); /* in order, never reused */
+        last = id;
+        char want[32];
+        snprintf(want, sizeof want, "thread-%" PRIuPTR, id);
+        assert_string_equal(p.name, want);
+        assert_null(capheap_port_task_name(p.task)); /* not this thread's handle */
+    }
+    assert_true(last >= 100);
+
+    name_probe_t named = {"cam-worker", NULL, ""};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, report_name, &named), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_string_equal(named.name, "cam-worker");
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -582,6 +639,9 @@ int main(void)
         cmocka_unit_test(test_report_epilogue_after_printed_fatal_only),
         cmocka_unit_test(test_last_report),
         cmocka_unit_test(test_harness_catches_abort),
+#if CAPHEAP_PORT_HOST
+        cmocka_unit_test(test_host_task_handles_and_names),
+#endif
     };
     return cmocka_run_group_tests_name("port", tests, NULL, NULL);
 }
