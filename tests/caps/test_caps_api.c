@@ -1591,6 +1591,39 @@ static void test_realloc_caps_checked_on_slow_path(void **state)
     assert_int_equal(heap_caps_get_free_size(0), free0);
 }
 
+/* spec 2.7 (heap_caps_realloc_base): the in-place attempt runs when the
+ * block's heap has the caps, the pointer is no alias and the hardware
+ * alignment is at most 4. A chip whose cache line is 4 bytes aligns DMA
+ * requests to exactly 4, which every heap meets: shrinking stays where it
+ * is, and growing into the free rest of the heap too, whereas a move would
+ * take a new block first (found by mutation testing: realloc_base moved
+ * blocks whose heap alignment equals the request's). */
+static void test_realloc_hw_alignment_4_in_place(void **state)
+{
+    (void)state;
+    api_chip();
+    cf_chip.chip.cache_line_internal = 4;
+    api_init(false);
+    size_t free0 = heap_caps_get_free_size(0);
+    unsigned char *p = heap_caps_malloc(200, MALLOC_CAP_DMA);
+    assert_in_heap(p, OFF_DRAM_S); /* the first heap with DMA (at priority 1) */
+    void *guard = heap_caps_malloc(16, MALLOC_CAP_DMA);
+    assert_in_heap(guard, OFF_DRAM_S);
+    uint32_t tok = ct_token(p);
+    ct_stamp_token(p, 200, tok);
+    unsigned char *q = heap_caps_realloc(p, 100, MALLOC_CAP_DMA);
+    assert_ptr_equal(q, p);
+    assert_true(ct_stamp_ok_token(q, 100, tok));
+    heap_caps_free(guard); /* now p is followed by the free rest of its heap */
+    q = heap_caps_realloc(p, 1000, MALLOC_CAP_DMA);
+    assert_ptr_equal(q, p);
+    assert_true(heap_caps_get_allocated_size(q) >= 1000);
+    assert_true(ct_stamp_ok_token(q, 100, tok));
+    heap_caps_free(q);
+    assert_true(heap_caps_check_integrity_all(true));
+    assert_int_equal(heap_caps_get_free_size(0), free0);
+}
+
 /* A registration changes the candidate list of every caps mask (I16): a heap
  * added at run time goes to the head of the list, so a mask that was routed
  * (and cached) before is served by the new heap afterwards, through malloc,
@@ -1750,6 +1783,7 @@ int main(void)
         T(test_esp_err_to_name),
         T(test_diram_alias_wide_alignment),
         T(test_realloc_caps_checked_on_slow_path),
+        T(test_realloc_hw_alignment_4_in_place),
         T(test_routes_follow_registration),
         T(test_calloc_product_wraps_to_zero),
         T(test_hw_rounding_cannot_wrap),

@@ -15,7 +15,8 @@
  *    heap_caps_enable_nonos_stack_heaps();
  *  - the size-sorted list with ESP-IDF's tie rule, names and caps of heaps;
  *  - second init (ESP_ERR_INVALID_STATE), reset then init, bad arguments,
- *    more heaps than CAPHEAP_MAX_HEAPS (ESP_ERR_NO_MEM);
+ *    more heaps than CAPHEAP_MAX_HEAPS (ESP_ERR_NO_MEM), and a start-up after
+ *    that failure whose unregistered stack region reuses a dropped heap's slot;
  *  - heap_caps_add_region_with_caps(): argument errors, ESP-IDF's overlap rule
  *    (straddling start or end, exact duplicate rejected; nested, adjacent,
  *    disjoint accepted), a region too small, all descriptors in use, the
@@ -720,6 +721,52 @@ static void test_failed_init_changes_nothing(void **state)
     assert_true(heap_caps_check_integrity_all(true));
 }
 
+/* A start-up that ran out of descriptors registered heaps in slots it then
+ * gave up; the next start-up reuses those slots. A slot that now holds a
+ * listed but unregistered region (a start-up stack) still carries the old
+ * heap's bounds in fields only a registered heap's are read from, so every
+ * lookup must skip it: here the old heap covered [0, 4K) and the stack
+ * region is [0, 1K), just in front of the heap that serves the block. A
+ * lookup that took the stack region's descriptor (the smallest "heap"
+ * holding the pointer) would size the block as 0 and free it nowhere
+ * (found by mutation testing of the size-optimised lookup, which searches
+ * the descriptors). */
+static void test_failed_init_leaves_no_stale_heap(void **state)
+{
+    (void)state;
+    const size_t piece = 1024, base = 256 * KIB;
+    cf_chip_begin("many");
+    size_t t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    cf_chip_region(cf_at(0), 4 * KIB, t, false); /* the first slot: a 4 KiB heap */
+    for (size_t i = 0; i < CAPHEAP_MAX_HEAPS; i++) {
+        cf_chip_region(cf_at(base + i * 2u * piece), piece, t, false); /* gaps: no coalescing */
+    }
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_ERR_NO_MEM);
+    assert_int_equal(capheap_heap_count(), 0);
+
+    cf_chip_begin("stack first");
+    t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    size_t s = cf_chip_type("STACK", CAPS_A0, 0, 0);
+    cf_chip_region(cf_at(0), piece, s, true); /* the first slot again, unregistered */
+    cf_chip_region(cf_at(piece), 32 * KIB - piece, t, false); /* [1K, 32K) */
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    assert_int_equal(capheap_heap_count(), 2);
+    size_t free0 = heap_caps_get_free_size(CAPS_A0);
+    unsigned char *p = heap_caps_malloc(100, CAPS_A0);
+    assert_non_null(p);
+    assert_true(p < (unsigned char *)cf_arena + 4 * KIB); /* inside the old heap's bounds */
+    int k = cf_index_of_start(cf_at(piece));
+    assert_true(k >= 0);
+    assert_int_equal(capheap_heap_find(p), k);
+    assert_true(heap_caps_get_allocated_size(p) >= 100);
+    ct_stamp(p, 100);
+    assert_true(ct_stamp_ok(p, 100));
+    heap_caps_free(p);
+    assert_int_equal(heap_caps_get_free_size(CAPS_A0), free0);
+    assert_int_equal(capheap_heap_find(cf_arena + 100), -1); /* the stack region: no heap yet */
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 /* The chip's heap alignment holds for the start-up heaps as for runtime
  * ones (chips.md: heap_alignment); and capheap_caps_reset() forgets the
  * chip's HEAP_SIZE_MAX with the chip: SIZE_MAX / 2 again (caps_private.h). */
@@ -845,6 +892,7 @@ int main(void)
         T(test_available_regions),
         T(test_heap_caps_init_aborts),
         T(test_failed_init_changes_nothing),
+        T(test_failed_init_leaves_no_stale_heap),
         T(test_chip_parameters_and_reset),
         T(test_carving_and_add_region_edges),
     };
