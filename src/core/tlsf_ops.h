@@ -786,8 +786,9 @@ CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t 
  * Optimising for size: the same result through use_block(). The block and a
  * free successor become one block of total bytes, counted free, and
  * use_block() takes n bytes of it back, listing a tail of at least
- * CE_MIN_BLOCK (the successor's own successor already has its PF bit; a used
- * successor gets it here, and use_block() clears it when there is no tail).
+ * CE_MIN_BLOCK. The block after the merged one needs no write here:
+ * use_block() sets its PF bit when it lists a tail (make_free) and clears it
+ * when there is none.
  */
 CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t nh, uint32_t n)
 {
@@ -802,7 +803,6 @@ CE_INLINE bool resize_in_place(ce_heap_t *h, uint32_t b, uint32_t hdr, uint32_t 
         return false;
     /* The writes first: the unlink reads only the successor's links and
      * the class bitmaps, so fewer values live across the call. */
-    HDR2(h, b, total) |= F_PREV_FREE;
     HDR(h, b) = total | (hdr & F_PREV_FREE); /* use_block() keeps the PF bit */
     h->free_bytes += s;
     if (nh & F_FREE)
