@@ -874,6 +874,30 @@ static void test_heap_caps_init_aborts(void **state)
     assert_true(heap_caps_check_integrity_all(true));
 }
 
+/* Reservations that are refused (overlapping: ESP_FAIL; start > end:
+ * ESP_ERR_INVALID_ARG) are found before any region is carved: a refused
+ * capheap_caps_init() changes nothing (esp_heap_caps_init.h), not even the
+ * bytes of the chip's regions, where carving would have written the heaps'
+ * control structures (found by mutation testing: the carving ran anyway,
+ * and the heaps it made were only dropped afterwards). */
+static void test_refused_reservations_write_nothing(void **state)
+{
+    (void)state;
+    const size_t lo = 4096, hi = lo + 8u * KIB;
+    const soc_reserved_region_t bad[2][2] = {{R(lo, lo + 100), R(lo + 96, lo + 200)}, {R(lo + 200, lo + 100)}};
+    const esp_err_t want[2] = {ESP_FAIL, ESP_ERR_INVALID_ARG};
+    for (size_t k = 0; k < 2; k++) {
+        memset(cf_arena + lo, 0xa5, hi - lo);
+        assert_int_equal(one_region(bad[k], 2 - k), want[k]);
+        assert_int_equal(capheap_heap_count(), 0);
+        for (size_t i = lo; i < hi; i++) {
+            if (cf_arena[i] != 0xa5) {
+                fail_msg("case %zu: byte %zu of the region written by a refused start-up", k, i - lo);
+            }
+        }
+    }
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, cf_setup, cf_teardown)
 
 int main(void)
@@ -893,6 +917,7 @@ int main(void)
         T(test_heap_caps_init_aborts),
         T(test_failed_init_changes_nothing),
         T(test_failed_init_leaves_no_stale_heap),
+        T(test_refused_reservations_write_nothing),
         T(test_chip_parameters_and_reset),
         T(test_carving_and_add_region_edges),
     };

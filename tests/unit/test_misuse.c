@@ -1006,7 +1006,7 @@ static void test_allocated_size_with_bad_tail(void **state)
 static void test_malloc_finds_write_into_free_fill(void **state)
 {
     (void)state;
-    for (uint32_t i = 12;; i++) {
+    for (volatile uint32_t i = 12;; i++) { /* volatile: read after CT_CATCH_ABORT's longjmp */
         multi_heap_handle_t h = fresh_a();
         unsigned char *a = multi_heap_malloc(h, 40);
         unsigned char *b = multi_heap_malloc(h, 40);
@@ -1036,6 +1036,75 @@ static void test_malloc_finds_write_into_free_fill(void **state)
 }
 #endif
 
+/*
+ * The end marker smashed to read "free", the last block freed: refused, and
+ * the walk that names the fault goes on past p's block to the end marker,
+ * which it checks as the fast path does (I10): the report names the marker
+ * itself, expected "used, 16 bytes" (PF clear: the last block is used),
+ * found what it reads, invariant 10 (found by mutation testing: the walk's
+ * end-marker check and its found value went unseen).
+ */
+static void test_free_last_block_names_smashed_end_marker(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *a = multi_heap_malloc(h, 64);
+    multi_heap_info_t info;
+    multi_heap_get_info(h, &info);
+    unsigned char *p = multi_heap_malloc(h, info.largest_free_block); /* the last block */
+    assert_non_null(a);
+    assert_non_null(p);
+    unsigned char *hp = ct_header_of(p);
+    unsigned char *end = hp + (ct_get32(hp) & ~3u);
+    uint32_t marker = ct_get32(end);
+    assert_int_equal(marker, 0x10u); /* "used, 16 bytes" */
+    ct_put32(end, marker | 1u);
+    size_t before = multi_heap_free_size(h);
+    capheap_report_t r = expect_abort_free(h, p);
+    assert_string_equal(r.what, "Smashed header");
+    assert_ptr_equal(r.address, end);
+    assert_int_equal(r.expected, 0x10u);
+    assert_int_equal(r.found, 0x11u);
+    assert_int_equal(r.invariant, 10);
+    ct_put32(end, marker);
+    assert_unchanged(h, before);
+    multi_heap_free(h, p);
+    multi_heap_free(h, a);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * A double free's report carries the numbers of ce_diagnose(): the header
+ * word in front of p, expected the free block's offset and found p's block
+ * offset (the same block here: p's block was freed between two used ones),
+ * and invariant 2, which the printed line names (found by mutation testing:
+ * no test read a double free's invariant).
+ */
+static void test_double_free_report_numbers(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *a = multi_heap_malloc(h, 48);
+    unsigned char *p = multi_heap_malloc(h, 48);
+    unsigned char *c = multi_heap_malloc(h, 48);
+    assert_non_null(a);
+    assert_non_null(c);
+    multi_heap_free(h, p);
+    size_t before = multi_heap_free_size(h);
+    capheap_report_t r = expect_abort_free(h, p);
+    assert_double_free(&r, p);
+    if (strcmp(r.what, "Double free") == 0) {
+        assert_ptr_equal(r.address, ct_header_of(p));
+        assert_int_equal(r.expected, r.found);
+        assert_int_equal(r.invariant, 2);
+        assert_true(ct_capture_contains("(invariant I2, docs/design.md)"));
+    }
+    assert_unchanged(h, before);
+    multi_heap_free(h, a);
+    multi_heap_free(h, c);
+    assert_true(multi_heap_check(h, false));
+}
+
 int main(void)
 {
     printf("poisoning: %s\n", ct_poisoning_name());
@@ -1064,6 +1133,8 @@ int main(void)
         cmocka_unit_test(test_free_with_forged_free_predecessor),
         cmocka_unit_test(test_free_misaligned_forged_block),
         cmocka_unit_test(test_free_with_free_bit_after_free_block),
+        cmocka_unit_test(test_free_last_block_names_smashed_end_marker),
+        cmocka_unit_test(test_double_free_report_numbers),
 #if !CT_POISONING
         cmocka_unit_test(test_free_last_block_with_smashed_end_marker),
 #endif

@@ -515,7 +515,8 @@ static void test_grow_in_place_fills_new_bytes(void **state)
 static void test_grow_in_place_checks_fill(void **state)
 {
     (void)state;
-    for (size_t grow = 16; grow <= 64; grow += 4) {
+    /* volatile: read after CT_CATCH_ABORT's longjmp */
+    for (volatile size_t grow = 16; grow <= 64; grow += 4) {
         for (int last = 0; last <= 1; last++) {
             multi_heap_handle_t h = fresh(8192);
             unsigned char *p = before_free_block(h);
@@ -523,7 +524,7 @@ static void test_grow_in_place_checks_fill(void **state)
             layout(h, &l);
             size_t i = index_of(&l, p);
             unsigned char *next = l.e[i + 1].ptr; /* the successor's data: two links, then fill */
-            unsigned char *bad = last ? next - 4 + grow - 1 : next + 8;
+            unsigned char *volatile bad = last ? next - 4 + grow - 1 : next + 8;
             ct_poke8(bad, 0x42);
             bool aborted;
             capheap_clear_last_report();
