@@ -46,24 +46,15 @@
 
 #include "tap.h"
 
-/* VmRSS in bytes, from /proc/self/status; 0 if unreadable. */
+/* VmRSS in bytes; 0 if unreadable. */
 static size_t rss(void)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL)
-        return 0;
-    char line[256];
-    unsigned long kb = 0;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %lu", &kb) == 1)
-            break;
-    fclose(f);
-    return (size_t)kb * 1024u;
+    return proc_status_bytes("VmRSS");
 }
 
 /* Keep the compiler from folding calloc + reads (it knows calloc's bytes are 0). */
 static unsigned char *volatile launder;
-static unsigned char *opaque(void *p)
+static unsigned char *laundered(void *p)
 {
     launder = p;
     return launder;
@@ -109,7 +100,7 @@ static void test_untouched(bool measure, size_t page)
 {
     char detail[160];
     size_t before = rss();
-    unsigned char *p = opaque(calloc(1, BIG));
+    unsigned char *p = laundered(calloc(1, BIG));
     check(p != NULL, "calloc(1, 256 MiB)", NULL);
     if (p == NULL)
         return;
@@ -137,7 +128,7 @@ static void test_untouched(bool measure, size_t page)
 static void test_dirty(bool measure, size_t page, size_t base)
 {
     char detail[160];
-    unsigned char *q = opaque(malloc(BIG));
+    unsigned char *q = laundered(malloc(BIG));
     check(q != NULL, "malloc(256 MiB)", NULL);
     if (q == NULL)
         return;
@@ -147,7 +138,7 @@ static void test_dirty(bool measure, size_t page, size_t base)
     memset(q + BIG - MIB, 0xAB, MIB);
     free(q);
     size_t before = rss();
-    unsigned char *p = opaque(calloc(BIG / 64u, 64u));
+    unsigned char *p = laundered(calloc(BIG / 64u, 64u));
     check(p != NULL, "calloc(256 MiB / 64, 64) after a partly dirty use", NULL);
     if (p == NULL)
         return;
@@ -184,11 +175,11 @@ static void test_sizes(void)
         size_t n = cases[i].n, s = cases[i].s, total = n * s;
         /* A small block first, so the big one need not start on a page. */
         void *shift = malloc(24u + 16u * i);
-        unsigned char *q = opaque(malloc(total));
+        unsigned char *q = laundered(malloc(total));
         if (q != NULL)
             memset(q, 0xAB, total);
         free(q);
-        unsigned char *p = opaque(calloc(n, s));
+        unsigned char *p = laundered(calloc(n, s));
         snprintf(what, sizeof what, "calloc(%zu, %zu) over dirtied memory: every byte zero", n, s);
         size_t at = p != NULL ? first_nonzero(p, total) : 0;
         snprintf(detail, sizeof detail, "%s; byte %zu (address %% 4096 = %zu)", p == NULL ? "NULL" : "non-zero", at,
@@ -209,7 +200,7 @@ static void test_dirty_tails(size_t page)
 {
     char detail[160];
     size_t total = 2u * MIB;
-    unsigned char *q = opaque(malloc(total));
+    unsigned char *q = laundered(malloc(total));
     check(q != NULL, "malloc(2 MiB)", NULL);
     if (q == NULL)
         return;
@@ -219,7 +210,7 @@ static void test_dirty_tails(size_t page)
     for (uintptr_t a = first; a < last; a += page)
         ((unsigned char *)a)[page - 1u] = 0xAB;
     free(q);
-    unsigned char *p = opaque(calloc(1, total));
+    unsigned char *p = laundered(calloc(1, total));
     check(p == q, "calloc(1, 2 MiB) reuses the block just freed", NULL);
     if (p == NULL)
         return;

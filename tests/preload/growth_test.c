@@ -36,28 +36,8 @@
 
 #define MIB ((size_t)1 << 20)
 
-/* Keep the compiler from reasoning about malloc results. */
+/* Where results go that the compiler must not reason about (with opaque(), tap.h). */
 static void *volatile sink;
-static size_t opaque(size_t x)
-{
-    volatile size_t v = x;
-    return v;
-}
-
-/* VmSize in bytes, from /proc/self/status; 0 if unreadable. */
-static size_t vm_size(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL)
-        return 0;
-    char line[256];
-    unsigned long kb = 0;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmSize: %lu", &kb) == 1)
-            break;
-    fclose(f);
-    return (size_t)kb * 1024u;
-}
 
 /* 1: growth when mmap refuses the size it would like. The first region (32 MiB
  * on 64-bit, 4 MiB on 32-bit) exists; malloc(40 MiB) needs a new one, and the
@@ -70,7 +50,7 @@ static void test_address_space_limit(void)
         return;
     }
     free(malloc(16)); /* the first region */
-    size_t now = vm_size();
+    size_t now = proc_status_bytes("VmSize");
     if (now == 0) {
         check(false, "VmSize from /proc/self/status", NULL);
         return;

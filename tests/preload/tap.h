@@ -1,8 +1,8 @@
 /*
  * tap.h - the TAP-like output of the programs tests/preload runs under
  * LD_PRELOAD ("ok N - what" or "not ok N - what (detail)"), shared by
- * api_test.c and calloc_test.c, and the check that the loader really bound
- * the program to the preload. Each program includes it once; its exit status
+ * api_test.c, calloc_test.c and growth_test.c, the check that the loader
+ * really bound the program to the preload, and two small helpers they share. Each program includes it once; its exit status
  * is the number of failures (capped by the program). No cmocka: these are plain
  * programs, so that the loader binds their malloc to the preload.
  */
@@ -11,6 +11,7 @@
 
 #include <dlfcn.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +47,30 @@ static const char *check_preloaded(const char *symbol)
              info.dli_fname ? info.dli_fname : "?");
     check(found, what, detail);
     return info.dli_fname;
+}
+
+/* Keep the compiler from reasoning about an allocator argument (it may
+ * assume, for instance, that malloc(SIZE_MAX) never succeeds and fold a test). */
+static inline size_t opaque(size_t x)
+{
+    volatile size_t v = x;
+    return v;
+}
+
+/* A "Key: N kB" line of /proc/self/status (VmRSS, VmSize) in bytes; 0 if unreadable. */
+static inline size_t proc_status_bytes(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (f == NULL)
+        return 0;
+    char line[256];
+    size_t n = strlen(key);
+    unsigned long kb = 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, key, n) == 0 && line[n] == ':' && sscanf(line + n + 1, "%lu", &kb) == 1)
+            break;
+    fclose(f);
+    return (size_t)kb * 1024u;
 }
 
 #endif
