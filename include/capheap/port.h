@@ -129,6 +129,23 @@ size_t capheap_port_backtrace(void **frames, size_t depth, size_t skip);
  */
 uint32_t capheap_port_cycle_count(void);
 
+/**
+ * A short critical section, for targets whose CPU has no atomic
+ * read-modify-write instruction (RV32 without the A extension, e.g. RV32IMC
+ * as on the ESP32-C3; Armv6-M, e.g. Cortex-M0+): there the library updates its
+ * one shared counter (the check passes' tokens, capheap/check.h) inside
+ * enter() / exit() instead of with an atomic add, which such a CPU cannot do
+ * without a C library routine that bare-metal toolchains do not provide. On
+ * every other target the library does not call these. enter() returns the
+ * state exit() restores; sections do not nest.
+ * Host: a process-wide mutex. Bare metal: weak; masks interrupts on Cortex-M
+ * (PRIMASK) and on RISC-V in machine mode (mstatus.MIE, needs Zicsr), and does
+ * nothing elsewhere. A firmware whose heap is used from several cores, or
+ * from RISC-V user mode, overrides both (e.g. with its RTOS's critical section).
+ */
+uint32_t capheap_port_critical_enter(void);
+void capheap_port_critical_exit(uint32_t state);
+
 #ifdef __cplusplus
 }
 #endif

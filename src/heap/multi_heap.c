@@ -1587,14 +1587,24 @@ CE_STATIC_ASSERT(sizeof(ce_check_cursor_t) <= sizeof(((capheap_check_cursor_t *)
 #define CHECK_FLAGS_HEAP 0xFFu /* bits above: the all-heaps form's (src/debug/check_step.c) */
 
 /* Tokens tell check passes apart; 0 is "changed". Unique per pass as far as
- * 65535 passes in flight on one heap go. */
+ * 65535 passes in flight on one heap go. The counter is shared by all heaps,
+ * whose locks differ, so it needs an atomic add; a CPU without one (RV32IMC,
+ * Armv6-M: gcc would call __atomic_fetch_add_4, which no bare-metal C library
+ * has) takes the port's critical section (capheap/port.h). */
+#if defined(__GNUC__) && defined(__GCC_ATOMIC_INT_LOCK_FREE) && __GCC_ATOMIC_INT_LOCK_FREE == 2
+#define MH_ATOMIC_ADD 1
+#else
+#define MH_ATOMIC_ADD 0
+#endif
 static uint16_t next_token(void)
 {
     static unsigned counter;
-#if defined(__GNUC__)
+#if MH_ATOMIC_ADD
     unsigned t = __atomic_add_fetch(&counter, 1u, __ATOMIC_RELAXED);
 #else
+    uint32_t state = capheap_port_critical_enter();
     unsigned t = ++counter;
+    capheap_port_critical_exit(state);
 #endif
     t &= 0xFFFFu;
     return (uint16_t)(t == 0 ? 1u : t);

@@ -5,9 +5,11 @@
  * the lock (for example an interrupt mask, which also makes the heap safe to
  * use from ISRs), the text sink (a UART), abort (a reset or fault handler),
  * the current task (an RTOS's task handle and name), the unwinder heap
- * tracing uses to record callers, and the cycle counter of its records. The
+ * tracing uses to record callers, the cycle counter of its records, and the
+ * critical section that stands in for an atomic add on CPUs without one. The
  * defaults: no locking, output dropped, abort spins forever, one task,
- * "Pre-scheduler", no stack (tracing records depth 0), a counter that stays 0.
+ * "Pre-scheduler", no stack (tracing records depth 0), a counter that stays 0,
+ * interrupts masked on Cortex-M and RISC-V machine mode.
  */
 #include "capheap/port.h"
 
@@ -62,4 +64,28 @@ CAPHEAP_WEAK size_t capheap_port_backtrace(void **frames, size_t depth, size_t s
 CAPHEAP_WEAK uint32_t capheap_port_cycle_count(void)
 {
     return 0;
+}
+
+/* Interrupts masked: PRIMASK on Cortex-M, mstatus.MIE (bit 3) on RISC-V in
+ * machine mode; the state returned is the mask as it was. */
+CAPHEAP_WEAK uint32_t capheap_port_critical_enter(void)
+{
+    uint32_t state = 0;
+#if defined(__GNUC__) && defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'
+    __asm__ volatile("mrs %0, primask\n\tcpsid i" : "=r"(state) : : "memory");
+#elif defined(__GNUC__) && defined(__riscv) && defined(__riscv_zicsr)
+    __asm__ volatile("csrrci %0, mstatus, 8" : "=r"(state) : : "memory");
+#endif
+    return state;
+}
+
+CAPHEAP_WEAK void capheap_port_critical_exit(uint32_t state)
+{
+#if defined(__GNUC__) && defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M'
+    __asm__ volatile("msr primask, %0" : : "r"(state) : "memory");
+#elif defined(__GNUC__) && defined(__riscv) && defined(__riscv_zicsr)
+    __asm__ volatile("csrs mstatus, %0" : : "r"(state & 8u) : "memory");
+#else
+    (void)state;
+#endif
 }

@@ -2,7 +2,8 @@
  * port_host.c - the host port (Linux and other POSIX systems): recursive
  * pthread mutexes as heap locks, write(2) to stderr as the text sink, abort()
  * after a fatal report, threads as the "tasks" of task tracking, and for heap
- * tracing a stack unwinder and a cycle counter.
+ * tracing a stack unwinder and a cycle counter; a mutex for the critical
+ * section that only CPUs without atomic read-modify-write need (port.h).
  *
  * Tasks: a thread gets its handle on its first capheap_port_current_task()
  * call, from a process-wide counter (1, 2, 3, ...; never reused, so a block of
@@ -337,4 +338,20 @@ uint32_t capheap_port_cycle_count(void)
     (void)clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint32_t)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
 #endif
+}
+
+/* ---- critical section (port.h: used only without atomic read-modify-write) */
+
+static pthread_mutex_t critical_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+uint32_t capheap_port_critical_enter(void)
+{
+    (void)pthread_mutex_lock(&critical_mutex);
+    return 0;
+}
+
+void capheap_port_critical_exit(uint32_t state)
+{
+    (void)state;
+    (void)pthread_mutex_unlock(&critical_mutex);
 }

@@ -613,6 +613,39 @@ static void test_host_task_handles_and_names(void **state)
     assert_int_equal(pthread_join(th, NULL), 0);
     assert_string_equal(named.name, "cam-worker");
 }
+
+/* The critical section (capheap/port.h; the library calls it only on CPUs
+ * without atomic read-modify-write, tests/target runs those): on the host a
+ * process-wide mutex, so two threads' unlocked read-modify-writes inside it
+ * lose no update. Without the exclusion this loses thousands. */
+#define CRIT_ROUNDS 200000
+static volatile uint32_t crit_counter;
+
+static void *crit_worker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < CRIT_ROUNDS; i++) {
+        uint32_t st = capheap_port_critical_enter();
+        uint32_t v = crit_counter;
+        crit_counter = v + 1u;
+        capheap_port_critical_exit(st);
+    }
+    return NULL;
+}
+
+static void test_host_critical_section(void **state)
+{
+    (void)state;
+    crit_counter = 0;
+    pthread_t a, b;
+    assert_int_equal(pthread_create(&a, NULL, crit_worker, NULL), 0);
+    assert_int_equal(pthread_create(&b, NULL, crit_worker, NULL), 0);
+    assert_int_equal(pthread_join(a, NULL), 0);
+    assert_int_equal(pthread_join(b, NULL), 0);
+    assert_int_equal(crit_counter, 2u * CRIT_ROUNDS);
+    uint32_t st = capheap_port_critical_enter(); /* usable again after the threads */
+    capheap_port_critical_exit(st);
+}
 #endif
 
 int main(void)
@@ -641,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_harness_catches_abort),
 #if CAPHEAP_PORT_HOST
         cmocka_unit_test(test_host_task_handles_and_names),
+        cmocka_unit_test(test_host_critical_section),
 #endif
     };
     return cmocka_run_group_tests_name("port", tests, NULL, NULL);
