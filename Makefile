@@ -6,13 +6,15 @@
 #   make bench   install missing packages (scripts/deps.sh --bench: mimalloc, jemalloc), Release
 #                build (-O2 -DNDEBUG) and the benchmark table (bench/run.sh)
 #   make size    code size on Cortex-M4 and RV32IMC, per-heap RAM metadata (scripts/size.sh)
+#   make target-test   the tests that run on emulated Cortex-M and RV32 cores under QEMU
+#                (scripts/deps.sh --ci installs what they need; scripts/target-test.sh)
 #   make install PREFIX=/usr/local   Release build (-O2 -DNDEBUG) of the libraries, installed
 #   make clean
 #
 # Variables: BUILD_DIR (default build), BUILD_TYPE (default Debug), CMAKE_ARGS (extra -D...),
 # JOBS (default: number of cores), BENCH_ARGS (options for bench/run.sh, e.g. "--runs 1").
-# Bench, size and install builds go to $(BUILD_DIR)-release, $(BUILD_DIR)-size and
-# $(BUILD_DIR)-install.
+# Bench, size, target-test and install builds go to $(BUILD_DIR)-release, $(BUILD_DIR)-size,
+# $(BUILD_DIR)-target and $(BUILD_DIR)-install.
 #
 # demo, build and install need no test framework: without cmocka the tests are left out
 # (tests/CMakeLists.txt says so). `make test` installs it first (scripts/deps.sh).
@@ -28,10 +30,11 @@ JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 BENCH_DIR  ?= $(BUILD_DIR)-release
 SIZE_DIR   ?= $(BUILD_DIR)-size
+TARGET_DIR ?= $(BUILD_DIR)-target
 INSTALL_DIR ?= $(BUILD_DIR)-install
 BENCH_ARGS ?=
 
-.PHONY: all build configure demo test deps bench size install clean
+.PHONY: all build configure demo test deps bench size target-test install clean
 
 all: build
 
@@ -72,6 +75,10 @@ bench:
 size:
 	bash scripts/size.sh $(SIZE_DIR)
 
+target-test:
+	bash scripts/deps.sh --ci
+	JOBS=$(JOBS) bash scripts/target-test.sh $(abspath $(TARGET_DIR))
+
 # What is installed is what programs link: an optimised library (-O2 -DNDEBUG), built in its
 # own directory so that it never picks up the Debug build's settings. Only the libraries are
 # built (no tests, bench or examples, so no cmocka). The prefix is given at configure time
@@ -84,4 +91,4 @@ install:
 	$(CMAKE) --install $(INSTALL_DIR) --prefix $(abspath $(PREFIX))
 
 clean:
-	rm -rf $(BUILD_DIR) $(BENCH_DIR) $(SIZE_DIR) $(INSTALL_DIR)
+	rm -rf $(BUILD_DIR) $(BENCH_DIR) $(SIZE_DIR) $(TARGET_DIR) $(INSTALL_DIR)

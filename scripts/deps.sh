@@ -4,7 +4,8 @@
 #   scripts/deps.sh          what `make test` needs: cmake gcc clang libcmocka-dev gcc-multilib
 #                            libclang-rt-14-dev pkg-config valgrind python3 sqlite3
 #   scripts/deps.sh --ci     also what .ci/run needs: the Cortex-M4 and RV32 cross compilers with
-#                            their C libraries, and the i386 cmocka for the -m32 test build
+#                            their C libraries (newlib and picolibc), QEMU for the target tests,
+#                            and the i386 cmocka for the -m32 test build
 #   scripts/deps.sh --bench  also what `make bench` compares with: libmimalloc-dev, libjemalloc-dev
 #   scripts/deps.sh --check  only report; never install (combines with --ci and --bench)
 #
@@ -15,7 +16,10 @@ set -euo pipefail
 # python3 and sqlite3: real programs run under libcapheap_malloc.so (tests/preload).
 BASE_PACKAGES=(cmake make gcc clang libcmocka-dev gcc-multilib libclang-rt-14-dev pkg-config valgrind
     python3 sqlite3)
-CI_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf)
+# picolibc-arm-none-eabi, qemu-system-arm and qemu-system-misc (riscv32): tests/target runs test
+# programs on emulated Cortex-M and RV32 cores (scripts/target-test.sh).
+CI_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf
+    picolibc-arm-none-eabi qemu-system-arm qemu-system-misc)
 # The -m32 build links the tests against the 32-bit cmocka (needs the i386 architecture).
 CI_I386_PACKAGES=(libcmocka-dev:i386)
 # The bench's peers (bench/CMakeLists.txt builds bench_mimalloc and bench_jemalloc only when
@@ -31,7 +35,7 @@ for arg in "$@"; do
         --ci) ci=1 ;;
         --bench) bench=1 ;;
         --check) check_only=1 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "deps.sh: unknown argument '$arg'" >&2; exit 2 ;;
     esac
 done

@@ -92,6 +92,42 @@ static inline unsigned long long mu_env_ull(const char *name, unsigned long long
     return x;
 }
 
+/* ------------------------------------------------------------------ clocks */
+
+/* POSIX clocks where the C library has them (every host build); the bare-metal
+ * C library of tests/target has only ISO C's time() and clock(), and its
+ * clock() under QEMU's semihosting does not count seconds: whole seconds there. */
+#if defined(CLOCK_MONOTONIC) && defined(CLOCK_REALTIME)
+#define MU_HAVE_POSIX_CLOCKS 1
+#else
+#define MU_HAVE_POSIX_CLOCKS 0
+#endif
+
+/* Seconds on a monotonic clock, for the programs' own timing lines. */
+static inline double mu_seconds(void)
+{
+#if MU_HAVE_POSIX_CLOCKS
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+#else
+    return (double)time(NULL);
+#endif
+}
+
+/* Entropy for a fresh seed: the wall clock (to the nanosecond where there is
+ * one) and the process id, or the time and the processor clock. */
+static inline uint64_t mu_entropy(void)
+{
+#if MU_HAVE_POSIX_CLOCKS
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 40);
+#else
+    return (uint64_t)time(NULL) * 1000000007ull ^ (uint64_t)clock();
+#endif
+}
+
 /* The run seed: CAPHEAP_SEED if set, else fresh. Printed either way. */
 static inline uint64_t mu_seed(const char *program)
 {
@@ -100,10 +136,7 @@ static inline uint64_t mu_seed(const char *program)
     if (v != NULL && *v != '\0') {
         seed = (uint64_t)mu_env_ull("CAPHEAP_SEED", 1);
     } else {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        seed = mu_mix64((uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^
-                        ((uint64_t)getpid() << 40)) % 1000000000000ull;
+        seed = mu_mix64(mu_entropy()) % 1000000000000ull;
     }
     printf("%s: seed=%llu (replay with CAPHEAP_SEED=%llu) poisoning=%s %d-bit\n", program,
            (unsigned long long)seed, (unsigned long long)seed, MU_POISON_NAME,

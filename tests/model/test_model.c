@@ -848,11 +848,9 @@ int main(void)
         m.rng.s = mu_mix64(seed ^ (0x1000193u * (uint64_t)(c + 1)));
         m.start = g_buf + 4 * mu_rng_below(&m.rng, 4);
         m.largest = 0;
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = mu_seconds();
         bool ok = run_config(&m);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        double secs = mu_seconds() - t0;
         printf("%s %-10s start+%-2u steps=%lu allocs ok=%lu failed=%lu realloc-moved=%lu probes=%lu "
                "max-live=%lu %.2fs\n",
                ok ? "ok  " : "FAIL", m.name, (unsigned)(m.start - g_buf), ok ? m.steps : m.step,
