@@ -1,0 +1,352 @@
+/*
+ * target_init.c - heap_caps_init() on a target, as a firmware boots it.
+ *
+ * The program describes the board's RAM the way an ESP-IDF port does
+ * (soc_memory_types[], soc_memory_regions[]) and reserves what it occupies
+ * itself with SOC_RESERVE_MEMORY_REGION records made of its linker symbols:
+ * static data and bss, the first 64 KiB of the C library's own heap, and the
+ * stack. heap_caps_init() must carve the heaps around exactly those ranges
+ * (spec 2.2-2.4): if a heap overlapped any of them, filling the heaps would
+ * overwrite this program's variables or its stack, which the canaries below
+ * (in .data, in .bss and on the stack) and the stamps in every block detect,
+ * if the program survives at all. The test then frees everything, enables
+ * the deferred start-up-stack region, and checks that a second init is
+ * refused through the firmware's abort hook.
+ *
+ * The firmware side of the bare-metal port is overridden here with strong
+ * definitions: the text sink writes to semihosting's stdout (so
+ * heap_caps_print_heap_info shows in the test log) and abort longjmps back
+ * when a test expects it.
+ *
+ * Memory (tests/target/CMakeLists.txt passes CAPHEAP_TARGET_RAM_START,
+ * _RAM_SIZE and _STACK_SIZE; picolibc's picolibc.ld places .data and .bss at
+ * the start of RAM, its heap right after them and the stack at the top):
+ *
+ *   +0          .data .bss | libc heap (64 KiB reserved) | heap "DRAM"   +1 MiB   row 0 + row 1
+ *   +1 MiB      deferred start-up stack region ("D/IRAM")                 +1.25 MiB row 2
+ *   +2 MiB      "SPIRAM"                                                   +3 MiB   row 3
+ *   end-512 KiB heap "DRAM" | stack (CAPHEAP_TARGET_STACK_SIZE)            end      row 4
+ */
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capheap/caps.h"
+#include "capheap/port.h"
+#include "esp_heap_caps.h"
+#include "esp_heap_caps_init.h"
+#include "heap_memory_layout.h"
+
+#define RAM ((intptr_t)CAPHEAP_TARGET_RAM_START)
+#define RAM_END ((intptr_t)(CAPHEAP_TARGET_RAM_START + CAPHEAP_TARGET_RAM_SIZE))
+#define KIB 1024
+#define MIB (1024 * 1024)
+#define LIBC_HEAP (64 * KIB)
+
+/* picolibc.ld's symbols */
+extern char __data_start[], __bss_end[], __heap_start[], __stack[];
+
+/* ------------------------------------------------------------------ the firmware's tables */
+
+enum { TYPE_DRAM, TYPE_DIRAM, TYPE_SPIRAM };
+
+const soc_memory_type_desc_t soc_memory_types[] = {
+    [TYPE_DRAM] = {"DRAM", {MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT, MALLOC_CAP_INTERNAL | MALLOC_CAP_DMA | MALLOC_CAP_32BIT, 0}},
+    [TYPE_DIRAM] = {"D/IRAM", {0, MALLOC_CAP_DMA | MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL | MALLOC_CAP_DEFAULT, MALLOC_CAP_32BIT}},
+    [TYPE_SPIRAM] = {"SPIRAM", {MALLOC_CAP_SPIRAM, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT | MALLOC_CAP_DEFAULT}},
+};
+const size_t soc_memory_type_count = sizeof soc_memory_types / sizeof soc_memory_types[0];
+
+/* start, size, type, iram_address, startup_stack */
+const soc_memory_region_t soc_memory_regions[] = {
+    {RAM, 512 * KIB, TYPE_DRAM, 0, false},
+    {RAM + 512 * KIB, 512 * KIB, TYPE_DRAM, 0, false}, /* coalesces with row 0 */
+    {RAM + MIB, 256 * KIB, TYPE_DIRAM, 0, true},       /* deferred until enable_nonos_stack_heaps */
+    {RAM + 2 * MIB, MIB, TYPE_SPIRAM, 0, false},
+    {RAM_END - 512 * KIB, 512 * KIB, TYPE_DRAM, 0, false},
+};
+const size_t soc_memory_region_count = sizeof soc_memory_regions / sizeof soc_memory_regions[0];
+
+SOC_RESERVE_MEMORY_REGION((intptr_t)__data_start, (intptr_t)__bss_end, static_data);
+SOC_RESERVE_MEMORY_REGION((intptr_t)__heap_start, (intptr_t)__heap_start + LIBC_HEAP, libc_heap);
+SOC_RESERVE_MEMORY_REGION((intptr_t)__stack - CAPHEAP_TARGET_STACK_SIZE, (intptr_t)__stack, stack);
+
+/* ------------------------------------------------------------------ checks and port overrides */
+
+static unsigned checks, failures;
+
+#define CHECK(cond, ...)                                                                            \
+    do {                                                                                            \
+        checks++;                                                                                   \
+        if (!(cond)) {                                                                              \
+            failures++;                                                                             \
+            printf("FAIL target_init: %s:%d: ", __FILE__, __LINE__);                                \
+            printf(__VA_ARGS__);                                                                    \
+            printf("\n");                                                                           \
+        }                                                                                           \
+    } while (0)
+
+static jmp_buf *abort_jump;
+static char last_abort[160];
+
+void capheap_port_write(const char *text, size_t len)
+{
+    fwrite(text, 1, len, stdout);
+}
+
+void capheap_port_abort(const char *reason)
+{
+    snprintf(last_abort, sizeof last_abort, "%s", reason != NULL ? reason : "(null)");
+    if (abort_jump != NULL)
+        longjmp(*abort_jump, 1);
+    printf("target_init: unexpected abort: %s\n", last_abort);
+    fflush(stdout);
+    exit(3);
+}
+
+/* ------------------------------------------------------------------ canaries and stamps */
+
+#define CANARY_WORDS 64u
+static uint32_t data_canary[CANARY_WORDS] = {0x0DA7A000u}; /* non-zero: .data */
+static uint32_t bss_canary[CANARY_WORDS];                   /* .bss */
+
+static uint32_t canary_word(uint32_t seed, uint32_t i)
+{
+    uint32_t x = seed ^ (i * 0x9E3779B1u);
+    return x ^ (x >> 15);
+}
+
+static void canary_fill(uint32_t *w, uint32_t seed)
+{
+    for (uint32_t i = 0; i < CANARY_WORDS; i++)
+        w[i] = canary_word(seed, i);
+}
+
+static bool canary_intact(const uint32_t *w, uint32_t seed)
+{
+    for (uint32_t i = 0; i < CANARY_WORDS; i++) {
+        if (w[i] != canary_word(seed, i))
+            return false;
+    }
+    return true;
+}
+
+static uint8_t stamp_byte(uintptr_t block, size_t i)
+{
+    uint32_t x = (uint32_t)block ^ (uint32_t)(i * 0x01000193u);
+    return (uint8_t)(x ^ (x >> 11) ^ (x >> 22));
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static bool overlaps(intptr_t a0, intptr_t a1, intptr_t b0, intptr_t b1)
+{
+    return a0 < b1 && b0 < a1;
+}
+
+/* The listed heap whose range starts at start, or -1. */
+static int heap_at(intptr_t start, capheap_heap_desc_t *out)
+{
+    for (size_t i = 0; i < capheap_heap_count(); i++) {
+        if (capheap_heap_get(i, out) && out->start == start)
+            return (int)i;
+    }
+    return -1;
+}
+
+static intptr_t align_up4(intptr_t a)
+{
+    return (a + 3) & ~(intptr_t)3;
+}
+
+#define MAX_BLOCKS 8192u
+static void *blocks[MAX_BLOCKS];
+static size_t block_sizes[MAX_BLOCKS];
+
+/* malloc blocks of sizes 1..4 KiB with caps until one fails, stamp them whole. */
+static size_t fill(size_t n, uint32_t caps, uint32_t *rng)
+{
+    while (n < MAX_BLOCKS) {
+        *rng = *rng * 1664525u + 1013904223u;
+        size_t size = 1u + (*rng >> 8) % 4096u;
+        void *p = heap_caps_malloc(size, caps);
+        if (p == NULL)
+            break;
+        size_t usable = heap_caps_get_allocated_size(p);
+        CHECK(usable >= size, "allocated size %zu < %zu", usable, size);
+        int k = capheap_heap_find(p);
+        capheap_heap_desc_t d;
+        CHECK(k >= 0 && capheap_heap_get((size_t)k, &d) && (intptr_t)p >= d.start &&
+                  (intptr_t)p + (intptr_t)usable <= d.end,
+              "block %p (%zu bytes) outside its heap", p, usable);
+        for (size_t i = 0; i < usable; i++)
+            ((uint8_t *)p)[i] = stamp_byte((uintptr_t)p, i);
+        blocks[n] = p;
+        block_sizes[n] = usable;
+        n++;
+    }
+    return n;
+}
+
+static bool stamps_intact(size_t n)
+{
+    for (size_t b = 0; b < n; b++) {
+        for (size_t i = 0; i < block_sizes[b]; i++) {
+            if (((const uint8_t *)blocks[b])[i] != stamp_byte((uintptr_t)blocks[b], i)) {
+                printf("target_init: block %p byte %zu lost its stamp\n", blocks[b], i);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------------ the boot */
+
+static void check_layout(void)
+{
+    intptr_t data0 = (intptr_t)__data_start, bss1 = (intptr_t)__bss_end;
+    intptr_t libc0 = (intptr_t)__heap_start, libc1 = libc0 + LIBC_HEAP;
+    intptr_t stack0 = (intptr_t)__stack - CAPHEAP_TARGET_STACK_SIZE, stack1 = (intptr_t)__stack;
+    printf("target_init: RAM %#lx..%#lx, data+bss %#lx..%#lx, libc heap %#lx.., stack %#lx..%#lx\n",
+           (unsigned long)RAM, (unsigned long)RAM_END, (unsigned long)data0, (unsigned long)bss1,
+           (unsigned long)libc0, (unsigned long)stack0, (unsigned long)stack1);
+    CHECK(data0 == RAM && libc0 >= bss1 && libc1 < RAM + 512 * KIB && stack1 == RAM_END,
+          "the linker put the program where this test's table does not expect it");
+
+    /* Four heaps: rows 0 + 1 coalesced after the reservations, row 2 deferred, row 3, row 4
+     * before the stack. None touches a reservation. */
+    CHECK(capheap_heap_count() == 4, "%zu heaps listed, 4 expected", capheap_heap_count());
+    for (size_t i = 0; i < capheap_heap_count(); i++) {
+        capheap_heap_desc_t d;
+        CHECK(capheap_heap_get(i, &d), "heap %zu unreadable", i);
+        CHECK(!d.runtime, "heap %zu listed as added at run time", i);
+        CHECK(!overlaps(d.start, d.end, data0, bss1) && !overlaps(d.start, d.end, libc0, libc1) &&
+                  !overlaps(d.start, d.end, stack0, stack1),
+              "heap %zu (%#lx..%#lx) overlaps a reservation", i, (unsigned long)d.start, (unsigned long)d.end);
+    }
+    capheap_heap_desc_t d;
+    CHECK(heap_at(align_up4(libc1), &d) >= 0 && d.end == RAM + MIB && d.heap != NULL &&
+              strcmp(d.name, "DRAM") == 0,
+          "no DRAM heap from the end of the reservations to the end of row 1");
+    CHECK(heap_at(RAM + MIB, &d) >= 0 && d.heap == NULL && d.end == RAM + MIB + 256 * KIB,
+          "the start-up stack region is not listed as deferred");
+    CHECK(heap_at(RAM + 2 * MIB, &d) >= 0 && d.heap != NULL && d.end == RAM + 3 * MIB &&
+              strcmp(d.name, "SPIRAM") == 0,
+          "no SPIRAM heap on row 3");
+    CHECK(heap_at(RAM_END - 512 * KIB, &d) >= 0 && d.heap != NULL && d.end == stack0,
+          "no DRAM heap from row 4's start to the stack");
+
+    /* Sizes: the registered heaps, each its region. */
+    size_t want = (size_t)((RAM + MIB) - align_up4(libc1)) + (size_t)MIB + (size_t)(stack0 - (RAM_END - 512 * KIB));
+    CHECK(heap_caps_get_total_size(MALLOC_CAP_8BIT) == want, "total size %zu, expected %zu",
+          heap_caps_get_total_size(MALLOC_CAP_8BIT), want);
+    CHECK(heap_caps_get_total_size(MALLOC_CAP_SPIRAM) == (size_t)MIB, "SPIRAM total %zu",
+          heap_caps_get_total_size(MALLOC_CAP_SPIRAM));
+}
+
+static void check_routing(void)
+{
+    capheap_heap_desc_t d;
+    void *dma = heap_caps_malloc(100, MALLOC_CAP_DMA);
+    int k = capheap_heap_find(dma);
+    CHECK(dma != NULL && k >= 0 && capheap_heap_get((size_t)k, &d) && strcmp(d.name, "DRAM") == 0,
+          "a DMA block is not in DRAM");
+    void *ext = heap_caps_malloc(100, MALLOC_CAP_SPIRAM);
+    k = capheap_heap_find(ext);
+    CHECK(ext != NULL && k >= 0 && capheap_heap_get((size_t)k, &d) && strcmp(d.name, "SPIRAM") == 0,
+          "a SPIRAM block is not in SPIRAM");
+    void *dflt = heap_caps_malloc(100, MALLOC_CAP_DEFAULT); /* DRAM's priority 0 before SPIRAM's 2 */
+    k = capheap_heap_find(dflt);
+    CHECK(dflt != NULL && k >= 0 && capheap_heap_get((size_t)k, &d) && strcmp(d.name, "DRAM") == 0,
+          "a default block is not in DRAM");
+    CHECK(heap_caps_malloc(100, MALLOC_CAP_EXEC) == NULL, "an EXEC block from a map without EXEC memory");
+    heap_caps_free(dma);
+    heap_caps_free(ext);
+    heap_caps_free(dflt);
+}
+
+static void check_fill_and_free(uint32_t stack_seed)
+{
+    uint32_t stack_canary[CANARY_WORDS];
+    canary_fill(stack_canary, stack_seed);
+    size_t free0 = heap_caps_get_free_size(MALLOC_CAP_8BIT);
+    uint32_t rng = 12345u;
+    size_t n = fill(0, MALLOC_CAP_DMA, &rng);
+    size_t n_dma = n;
+    n = fill(n, MALLOC_CAP_SPIRAM, &rng);
+    n = fill(n, MALLOC_CAP_DEFAULT, &rng);
+    printf("target_init: %zu blocks (%zu DMA) filled the heaps; %zu bytes free of %zu\n", n, n_dma,
+           heap_caps_get_free_size(MALLOC_CAP_8BIT), free0);
+    CHECK(n > 600 && n < MAX_BLOCKS, "%zu blocks: the heaps are not about 2.4 MiB", n);
+    CHECK(heap_caps_get_free_size(MALLOC_CAP_8BIT) < 8 * KIB, "%zu bytes left after the fill",
+          heap_caps_get_free_size(MALLOC_CAP_8BIT));
+    /* The C library's own heap is in its reservation and still works: its block, written
+     * whole, must not change a stamp. */
+    char *libc_block = malloc(1000);
+    CHECK(libc_block != NULL && (intptr_t)libc_block >= (intptr_t)__heap_start &&
+              (intptr_t)libc_block + 1000 <= (intptr_t)__heap_start + LIBC_HEAP,
+          "the C library's malloc left its reservation");
+    if (libc_block != NULL)
+        memset(libc_block, 0x5A, 1000);
+    CHECK(canary_intact(data_canary, 0xDA7Au), ".data canary overwritten");
+    CHECK(canary_intact(bss_canary, 0xB55u), ".bss canary overwritten");
+    CHECK(canary_intact(stack_canary, stack_seed), "stack canary overwritten");
+    CHECK(stamps_intact(n), "a block's stamp changed");
+    CHECK(heap_caps_check_integrity_all(true), "integrity check failed after the fill");
+    free(libc_block);
+
+    for (size_t b = n; b-- > 0;)
+        heap_caps_free(blocks[b]);
+    CHECK(heap_caps_get_free_size(MALLOC_CAP_8BIT) == free0, "free size %zu after freeing all, %zu before",
+          heap_caps_get_free_size(MALLOC_CAP_8BIT), free0);
+    CHECK(heap_caps_check_integrity_all(true), "integrity check failed after freeing");
+}
+
+static void check_stack_region_and_reinit(void)
+{
+    size_t before = heap_caps_get_total_size(MALLOC_CAP_8BIT);
+    heap_caps_enable_nonos_stack_heaps();
+    capheap_heap_desc_t d;
+    CHECK(heap_at(RAM + MIB, &d) >= 0 && d.heap != NULL, "the start-up stack region was not registered");
+    CHECK(heap_caps_get_total_size(MALLOC_CAP_8BIT) == before + 256 * KIB, "total %zu after enabling, %zu before",
+          heap_caps_get_total_size(MALLOC_CAP_8BIT), before);
+    void *big = heap_caps_malloc(200 * KIB, MALLOC_CAP_DMA);
+    CHECK(big != NULL && (intptr_t)big >= RAM + MIB && (intptr_t)big < RAM + MIB + 256 * KIB,
+          "200 KiB of DMA memory not from the enabled region (%p)", big);
+    heap_caps_free(big);
+
+    /* A second init is a firmware bug: reported, then the port's abort. */
+    jmp_buf jb;
+    last_abort[0] = '\0';
+    if (setjmp(jb) == 0) {
+        abort_jump = &jb;
+        heap_caps_init();
+        abort_jump = NULL;
+        CHECK(false, "a second heap_caps_init() returned");
+    }
+    abort_jump = NULL;
+    CHECK(last_abort[0] != '\0', "a second heap_caps_init() did not reach the abort hook");
+    CHECK(capheap_heap_count() == 4 && heap_caps_check_integrity_all(true), "the heaps changed");
+}
+
+int main(void)
+{
+    canary_fill(data_canary, 0xDA7Au);
+    canary_fill(bss_canary, 0xB55u);
+    heap_caps_init();
+    heap_caps_print_heap_info(MALLOC_CAP_8BIT);
+    check_layout();
+    check_routing();
+    check_fill_and_free(0x57ACu);
+    check_stack_region_and_reinit();
+    if (failures != 0) {
+        printf("target_init: %u of %u checks FAILED\n", failures, checks);
+        return 1;
+    }
+    printf("target_init: %u checks passed\n", checks);
+    return 0;
+}
