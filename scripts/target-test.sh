@@ -17,9 +17,12 @@
 #   m0plus-os                         Cortex-M0+ (Armv6-M: no atomic read-modify-write, so the
 #                                     port's critical section), -Os, run on the Cortex-M4 board,
 #                                     whose Armv7-M core executes Armv6-M code
+#   m4-os-libc                        Cortex-M4, -Os, CAPHEAP_LIBC_MALLOC: capheap is the C
+#                                     library's malloc (target_libc only)
 #   rv-os-{none,light,comprehensive}  RV32IMC (no A extension: the critical section), -Os
 #   rv-o2                             RV32IMC, -O2
 #   rv-os-debug                       RV32IMC, -Os, light poisoning, tracing + hooks + task tracking
+#   rv-os-libc                        RV32IMC, -Os, CAPHEAP_LIBC_MALLOC (target_libc only)
 #
 # Environment: JOBS (parallel builds and tests, default 2), TARGET_ONLY="name ..." (only these).
 set -euo pipefail
@@ -38,11 +41,13 @@ configs=(
     "m4-o2|cortex-m4|Release||-DCAPHEAP_POISONING=NONE"
     "m4-os-debug|cortex-m4|MinSizeRel||$debug_opts"
     "m0plus-os|cortex-m4|MinSizeRel|-mcpu=cortex-m0plus -mthumb|-DCAPHEAP_POISONING=NONE"
+    "m4-os-libc|cortex-m4|MinSizeRel||-DCAPHEAP_POISONING=NONE -DCAPHEAP_LIBC_MALLOC=ON"
     "rv-os-none|rv32imc|MinSizeRel||-DCAPHEAP_POISONING=NONE"
     "rv-os-light|rv32imc|MinSizeRel||-DCAPHEAP_POISONING=LIGHT"
     "rv-os-comprehensive|rv32imc|MinSizeRel||-DCAPHEAP_POISONING=COMPREHENSIVE"
     "rv-o2|rv32imc|Release||-DCAPHEAP_POISONING=NONE"
     "rv-os-debug|rv32imc|MinSizeRel||$debug_opts"
+    "rv-os-libc|rv32imc|MinSizeRel||-DCAPHEAP_POISONING=NONE -DCAPHEAP_LIBC_MALLOC=ON"
 )
 
 failed=()

@@ -13,21 +13,10 @@
  * the deferred start-up-stack region, and checks that a second init is
  * refused through the firmware's abort hook.
  *
- * The firmware side of the bare-metal port is overridden here with strong
- * definitions: the text sink writes to semihosting's stdout (so
- * heap_caps_print_heap_info shows in the test log) and abort longjmps back
- * when a test expects it.
- *
- * Memory (tests/target/CMakeLists.txt passes CAPHEAP_TARGET_RAM_START,
- * _RAM_SIZE and _STACK_SIZE; picolibc's picolibc.ld places .data and .bss at
- * the start of RAM, its heap right after them and the stack at the top):
- *
- *   +0          .data .bss | libc heap (64 KiB reserved) | heap "DRAM"   +1 MiB   row 0 + row 1
- *   +1 MiB      deferred start-up stack region ("D/IRAM")                 +1.25 MiB row 2
- *   +2 MiB      "SPIRAM"                                                   +3 MiB   row 3
- *   end-512 KiB heap "DRAM" | stack (CAPHEAP_TARGET_STACK_SIZE)            end      row 4
+ * The memory map and the reservations are in board_map.h; the port's text
+ * sink and abort are the firmware's (target_port.h), so
+ * heap_caps_print_heap_info shows in the test log.
  */
-#include <setjmp.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,72 +29,8 @@
 #include "esp_heap_caps_init.h"
 #include "heap_memory_layout.h"
 
-#define RAM ((intptr_t)CAPHEAP_TARGET_RAM_START)
-#define RAM_END ((intptr_t)(CAPHEAP_TARGET_RAM_START + CAPHEAP_TARGET_RAM_SIZE))
-#define KIB 1024
-#define MIB (1024 * 1024)
-#define LIBC_HEAP (64 * KIB)
-
-/* picolibc.ld's symbols */
-extern char __data_start[], __bss_end[], __heap_start[], __stack[];
-
-/* ------------------------------------------------------------------ the firmware's tables */
-
-enum { TYPE_DRAM, TYPE_DIRAM, TYPE_SPIRAM };
-
-const soc_memory_type_desc_t soc_memory_types[] = {
-    [TYPE_DRAM] = {"DRAM", {MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT, MALLOC_CAP_INTERNAL | MALLOC_CAP_DMA | MALLOC_CAP_32BIT, 0}},
-    [TYPE_DIRAM] = {"D/IRAM", {0, MALLOC_CAP_DMA | MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL | MALLOC_CAP_DEFAULT, MALLOC_CAP_32BIT}},
-    [TYPE_SPIRAM] = {"SPIRAM", {MALLOC_CAP_SPIRAM, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT | MALLOC_CAP_DEFAULT}},
-};
-const size_t soc_memory_type_count = sizeof soc_memory_types / sizeof soc_memory_types[0];
-
-/* start, size, type, iram_address, startup_stack */
-const soc_memory_region_t soc_memory_regions[] = {
-    {RAM, 512 * KIB, TYPE_DRAM, 0, false},
-    {RAM + 512 * KIB, 512 * KIB, TYPE_DRAM, 0, false}, /* coalesces with row 0 */
-    {RAM + MIB, 256 * KIB, TYPE_DIRAM, 0, true},       /* deferred until enable_nonos_stack_heaps */
-    {RAM + 2 * MIB, MIB, TYPE_SPIRAM, 0, false},
-    {RAM_END - 512 * KIB, 512 * KIB, TYPE_DRAM, 0, false},
-};
-const size_t soc_memory_region_count = sizeof soc_memory_regions / sizeof soc_memory_regions[0];
-
-SOC_RESERVE_MEMORY_REGION((intptr_t)__data_start, (intptr_t)__bss_end, static_data);
-SOC_RESERVE_MEMORY_REGION((intptr_t)__heap_start, (intptr_t)__heap_start + LIBC_HEAP, libc_heap);
-SOC_RESERVE_MEMORY_REGION((intptr_t)__stack - CAPHEAP_TARGET_STACK_SIZE, (intptr_t)__stack, stack);
-
-/* ------------------------------------------------------------------ checks and port overrides */
-
-static unsigned checks, failures;
-
-#define CHECK(cond, ...)                                                                            \
-    do {                                                                                            \
-        checks++;                                                                                   \
-        if (!(cond)) {                                                                              \
-            failures++;                                                                             \
-            printf("FAIL target_init: %s:%d: ", __FILE__, __LINE__);                                \
-            printf(__VA_ARGS__);                                                                    \
-            printf("\n");                                                                           \
-        }                                                                                           \
-    } while (0)
-
-static jmp_buf *abort_jump;
-static char last_abort[160];
-
-void capheap_port_write(const char *text, size_t len)
-{
-    fwrite(text, 1, len, stdout);
-}
-
-void capheap_port_abort(const char *reason)
-{
-    snprintf(last_abort, sizeof last_abort, "%s", reason != NULL ? reason : "(null)");
-    if (abort_jump != NULL)
-        longjmp(*abort_jump, 1);
-    printf("target_init: unexpected abort: %s\n", last_abort);
-    fflush(stdout);
-    exit(3);
-}
+#include "board_map.h"
+#include "target_port.h"
 
 /* ------------------------------------------------------------------ canaries and stamps */
 
@@ -320,21 +245,15 @@ static void check_stack_region_and_reinit(void)
     heap_caps_free(big);
 
     /* A second init is a firmware bug: reported, then the port's abort. */
-    jmp_buf jb;
-    last_abort[0] = '\0';
-    if (setjmp(jb) == 0) {
-        abort_jump = &jb;
-        heap_caps_init();
-        abort_jump = NULL;
-        CHECK(false, "a second heap_caps_init() returned");
-    }
-    abort_jump = NULL;
-    CHECK(last_abort[0] != '\0', "a second heap_caps_init() did not reach the abort hook");
+    bool aborted;
+    TP_EXPECT_ABORT(aborted, heap_caps_init());
+    CHECK(aborted, "a second heap_caps_init() did not reach the abort hook");
     CHECK(capheap_heap_count() == 4 && heap_caps_check_integrity_all(true), "the heaps changed");
 }
 
 int main(void)
 {
+    tp_program = "target_init";
     canary_fill(data_canary, 0xDA7Au);
     canary_fill(bss_canary, 0xB55u);
     heap_caps_init();
@@ -343,10 +262,5 @@ int main(void)
     check_routing();
     check_fill_and_free(0x57ACu);
     check_stack_region_and_reinit();
-    if (failures != 0) {
-        printf("target_init: %u of %u checks FAILED\n", failures, checks);
-        return 1;
-    }
-    printf("target_init: %u checks passed\n", checks);
-    return 0;
+    return tp_finish();
 }
