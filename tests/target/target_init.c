@@ -107,10 +107,10 @@ static size_t fill(size_t n, uint32_t caps, uint32_t *rng)
         CHECK(k >= 0 && capheap_heap_get((size_t)k, &d) && (intptr_t)p >= d.start &&
                   (intptr_t)p + (intptr_t)usable <= d.end,
               "block %p (%zu bytes) outside its heap", p, usable);
-        for (size_t i = 0; i < usable; i++)
+        for (size_t i = 0; i < size; i++) /* the requested bytes: with poisoning the tail canary follows */
             ((uint8_t *)p)[i] = stamp_byte((uintptr_t)p, i);
         blocks[n] = p;
-        block_sizes[n] = usable;
+        block_sizes[n] = size;
         n++;
     }
     return n;
