@@ -16,7 +16,11 @@
 #                                     tracking (golden file: _tracking)
 #   m0plus-os                         Cortex-M0+ (Armv6-M: no atomic read-modify-write, so the
 #                                     port's critical section), -Os, run on the Cortex-M4 board,
-#                                     whose Armv7-M core executes Armv6-M code
+#                                     whose Armv7-M core executes Armv6-M code; unaligned
+#                                     accesses fault there, as on an M0+ (target_main.c)
+#   m4-strict-comprehensive           Cortex-M4 with -mno-unaligned-access and unaligned
+#                                     accesses trapped, comprehensive poisoning (its canaries
+#                                     sit at unaligned addresses)
 #   m4-os-libc                        Cortex-M4, -Os, CAPHEAP_LIBC_MALLOC: capheap is the C
 #                                     library's malloc (target_libc only)
 #   rv-os-{none,light,comprehensive}  RV32IMC (no A extension: the critical section), -Os
@@ -41,6 +45,7 @@ configs=(
     "m4-o2|cortex-m4|Release||-DCAPHEAP_POISONING=NONE"
     "m4-os-debug|cortex-m4|MinSizeRel||$debug_opts"
     "m0plus-os|cortex-m4|MinSizeRel|-mcpu=cortex-m0plus -mthumb|-DCAPHEAP_POISONING=NONE"
+    "m4-strict-comprehensive|cortex-m4|MinSizeRel|-mcpu=cortex-m4 -mthumb -mno-unaligned-access|-DCAPHEAP_POISONING=COMPREHENSIVE"
     "m4-os-libc|cortex-m4|MinSizeRel||-DCAPHEAP_POISONING=NONE -DCAPHEAP_LIBC_MALLOC=ON"
     "rv-os-none|rv32imc|MinSizeRel||-DCAPHEAP_POISONING=NONE"
     "rv-os-light|rv32imc|MinSizeRel||-DCAPHEAP_POISONING=LIGHT"
