@@ -38,6 +38,14 @@ static void trace_reset(void)
     assert_int_equal(heap_trace_init_standalone(NULL, 0), ESP_OK);
 }
 
+/* A fresh trace of capacity records in this file's buffer, started in mode. */
+static void trace_begin(size_t capacity, heap_trace_mode_t mode)
+{
+    trace_reset();
+    assert_int_equal(heap_trace_init_standalone(records, capacity), ESP_OK);
+    assert_int_equal(heap_trace_start(mode), ESP_OK);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -118,9 +126,7 @@ static void test_init_arguments(void **state)
 static void test_init_while_running_and_release(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_ERR_INVALID_STATE);
     assert_int_equal(heap_trace_init_standalone(NULL, 0), ESP_ERR_INVALID_STATE);
     assert_int_equal(heap_trace_alloc_pause(), ESP_OK);
@@ -147,9 +153,7 @@ static void test_init_while_running_and_release(void **state)
 static void test_state_machine(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     assert_int_equal(heap_trace_resume(), ESP_ERR_INVALID_STATE);       /* started */
     assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);       /* restart */
     assert_int_equal(heap_trace_alloc_pause(), ESP_OK);                 /* started -> paused */
@@ -173,9 +177,7 @@ static void test_state_machine(void **state)
 static void test_leaks_mode(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     void *a = heap_caps_malloc(100, MALLOC_CAP_DEFAULT);
     void *b = heap_caps_calloc(3, 10, MALLOC_CAP_8BIT);
     void *c = heap_caps_aligned_alloc(64, 200, MALLOC_CAP_INTERNAL);
@@ -227,9 +229,7 @@ static void test_leaks_mode(void **state)
 static void test_all_mode(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_ALL);
     void *a = heap_caps_malloc(48, MALLOC_CAP_DEFAULT);
     void *b = heap_caps_malloc(80, MALLOC_CAP_SPIRAM);
     heap_caps_free(a);
@@ -261,9 +261,7 @@ static void test_all_mode(void **state)
 static void test_pause_records_frees_only(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     void *a = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
     assert_int_equal(heap_trace_alloc_pause(), ESP_OK);
     void *b = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
@@ -285,9 +283,7 @@ static void test_pause_records_frees_only(void **state)
 static void test_stop_records_nothing(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     void *a = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
     assert_int_equal(heap_trace_stop(), ESP_OK);
     void *b = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
@@ -315,9 +311,7 @@ static void test_overflow_and_high_water_mark(void **state)
 {
     (void)state;
     enum { SMALL = 4, N = 7 };
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, SMALL), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(SMALL, HEAP_TRACE_LEAKS);
     void *p[N];
     for (int i = 0; i < N; i++)
         p[i] = heap_caps_malloc((size_t)(16 + i), MALLOC_CAP_DEFAULT);
@@ -359,9 +353,7 @@ static void test_overflow_and_high_water_mark(void **state)
     for (int i = 0; i < SMALL; i++)
         assert_true(get((size_t)i).freed);
     /* Capacity 1. */
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, 1), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(1, HEAP_TRACE_LEAKS);
     void *x = heap_caps_malloc(8, MALLOC_CAP_DEFAULT), *y = heap_caps_malloc(8, MALLOC_CAP_DEFAULT);
     assert_int_equal(heap_trace_get_count(), 1);
     assert_ptr_equal(get(0).address, y);
@@ -373,9 +365,7 @@ static void test_overflow_and_high_water_mark(void **state)
 static void test_realloc_events(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     void *a = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
     void *a2 = heap_caps_realloc(a, 100, MALLOC_CAP_INTERNAL); /* shrinks in place */
     assert_ptr_equal(a2, a);
@@ -480,9 +470,7 @@ void capheap_debug_realloc(void *old_ptr, void *new_ptr, size_t size, uint32_t c
 static void test_realloc_racing_reuse(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     void *a = heap_caps_malloc(24, MALLOC_CAP_INTERNAL);
     void *elsewhere = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
     assert_int_equal(heap_trace_get_count(), 2);
@@ -562,9 +550,7 @@ static void test_get_cursor(void **state)
     (void)state;
     enum { N = 50 };
     void *p[N];
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     for (int i = 0; i < N; i++)
         p[i] = heap_caps_malloc((size_t)(8 + i), MALLOC_CAP_DEFAULT);
     for (int i = 0; i < N; i += 3)
@@ -634,9 +620,7 @@ static const char *caller_text(const heap_trace_record_t *r, char *out, size_t s
 static void test_dump_leaks(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, 8), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(8, HEAP_TRACE_LEAKS);
     void *a = heap_caps_malloc(100, MALLOC_CAP_INTERNAL);
     void *b = heap_caps_malloc(2000, MALLOC_CAP_SPIRAM);
     void *c = heap_caps_malloc(30, MALLOC_CAP_INTERNAL);
@@ -701,9 +685,7 @@ static void test_dump_leaks(void **state)
 static void test_dump_all(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, 16), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);
+    trace_begin(16, HEAP_TRACE_ALL);
     void *a = heap_caps_malloc(64, MALLOC_CAP_INTERNAL);
     void *b = heap_caps_malloc(32, MALLOC_CAP_INTERNAL);
     heap_caps_free(a);
@@ -753,9 +735,7 @@ static void allocating_writer(const char *text, size_t len)
 static void test_dump_releases_the_lock(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     void *a = heap_caps_malloc(64, MALLOC_CAP_INTERNAL);
     ct_capture_begin();
     capture_writer = capheap_set_writer(allocating_writer);
@@ -838,9 +818,7 @@ static void test_threads(void **state)
 static void test_describe_names_the_record(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, 8), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(8, HEAP_TRACE_LEAKS);
     void *a = heap_caps_malloc(40, MALLOC_CAP_INTERNAL);
     assert_non_null(a);
     heap_trace_record_t r = get(0);
@@ -914,9 +892,7 @@ static void test_get_after_free(void **state)
     (void)state;
     enum { N = 6 };
     void *p[N];
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     for (int i = 0; i < N; i++)
         p[i] = heap_caps_malloc((size_t)(16 + 4 * i), MALLOC_CAP_DEFAULT);
     assert_ptr_equal(get(3).address, p[3]); /* the cursor now stands at index 3 */
@@ -947,9 +923,7 @@ static void freeing_writer(const char *text, size_t len)
 static void test_dump_notes_a_free_meanwhile(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     void *a = heap_caps_malloc(64, MALLOC_CAP_INTERNAL);
     dump_victim = heap_caps_malloc(32, MALLOC_CAP_INTERNAL);
     ct_capture_begin();
@@ -969,9 +943,7 @@ static void test_dump_notes_a_free_meanwhile(void **state)
 static void test_evicted_record_forgets_its_free(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, 2), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);
+    trace_begin(2, HEAP_TRACE_ALL);
     void *a = heap_caps_malloc(40, MALLOC_CAP_DEFAULT);
     heap_caps_free(a);
     assert_non_null(get(0).freed_by[0]);
@@ -994,9 +966,7 @@ static void test_evicted_record_forgets_its_free(void **state)
 static void test_realloc_in_flight_across_resume(void **state)
 {
     (void)state;
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
     void *a = heap_caps_malloc(24, MALLOC_CAP_INTERNAL);
     void *elsewhere = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
     assert_int_equal(heap_trace_alloc_pause(), ESP_OK);
@@ -1027,9 +997,7 @@ static void test_dump_heap_neither_internal_nor_psram(void **state)
     assert_int_equal(capheap_caps_add_region(caps, (intptr_t)plain_region,
                                              (intptr_t)(plain_region + sizeof plain_region), NULL),
                      ESP_OK);
-    trace_reset();
-    assert_int_equal(heap_trace_init_standalone(records, 8), ESP_OK);
-    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    trace_begin(8, HEAP_TRACE_LEAKS);
     void *p = heap_caps_malloc(48, MALLOC_CAP_PID2);
     assert_non_null(p);
     assert_true((uintptr_t)p >= (uintptr_t)plain_region &&

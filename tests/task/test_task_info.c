@@ -653,6 +653,15 @@ static task_stat_t me_stat;
 static heap_stat_t me_heaps[8];
 static heap_task_block_t me_blocks[64];
 
+/* task's record (NULL: the calling task's), without its heap and block lists. */
+static task_stat_t task_stat_of(void *task)
+{
+    heap_single_task_stat_t s;
+    memset(&s, 0, sizeof s);
+    assert_int_equal(heap_caps_get_single_task_stat(&s, task), ESP_OK);
+    return s.stat;
+}
+
 /* The calling thread's record, into static arrays. */
 static esp_err_t my_stat(heap_single_task_stat_t *s)
 {
@@ -1464,20 +1473,19 @@ static void test_task_deletion(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, leave_two, out), 0);
     pthread_join(th, NULL);
-    heap_single_task_stat_t s;
-    memset(&s, 0, sizeof s);
-    assert_int_equal(heap_caps_get_single_task_stat(&s, out[2]), ESP_OK);
-    assert_false(s.stat.is_alive);
+    task_stat_t t = task_stat_of(out[2]);
+    assert_false(t.is_alive);
     size_t two = heap_caps_get_allocated_size(out[0]) + heap_caps_get_allocated_size(out[1]);
-    assert_int_equal(s.stat.overall_current_usage, two);
+    assert_int_equal(t.overall_current_usage, two);
     char want[16];
     snprintf(want, sizeof want, "thread-%u", (unsigned)(uintptr_t)out[2]);
-    assert_string_equal(s.stat.name, want);
+    assert_string_equal(t.name, want);
     /* The dead task's blocks are still credited to it when freed elsewhere. */
     heap_caps_free(out[0]);
-    assert_int_equal(heap_caps_get_single_task_stat(&s, out[2]), ESP_OK);
-    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(out[1]));
+    assert_int_equal(task_stat_of(out[2]).overall_current_usage, heap_caps_get_allocated_size(out[1]));
     heap_caps_free(out[1]);
+    heap_single_task_stat_t s;
+    memset(&s, 0, sizeof s);
     assert_int_equal(heap_caps_get_single_task_stat(&s, out[2]),
                      CAPHEAP_TRACK_DELETED_TASKS_VALUE ? ESP_OK : ESP_FAIL);
 
@@ -1487,10 +1495,9 @@ static void test_task_deletion(void **state)
     capheap_task_deleted(capheap_port_current_task());
     capheap_task_deleted((void *)(uintptr_t)0x4242); /* unknown: nothing */
     void *more = heap_caps_malloc(10, MALLOC_CAP_DEFAULT);
-    assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
-    assert_false(s.stat.is_alive);
-    assert_int_equal(s.stat.overall_current_usage,
-                     heap_caps_get_allocated_size(mine) + heap_caps_get_allocated_size(more));
+    t = task_stat_of(NULL);
+    assert_false(t.is_alive);
+    assert_int_equal(t.overall_current_usage, heap_caps_get_allocated_size(mine) + heap_caps_get_allocated_size(more));
     heap_caps_free(mine);
     heap_caps_free(more);
     assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), CAPHEAP_TRACK_DELETED_TASKS_VALUE ? ESP_OK : ESP_FAIL);
@@ -1535,15 +1542,11 @@ static void test_reset(void **state)
     assert_ptr_equal(b, a); /* a fresh heap hands out the same first block */
     assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
     assert_int_equal(st.blocks, 1);
-    heap_single_task_stat_t s;
-    memset(&s, 0, sizeof s);
-    assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
-    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(b));
+    assert_int_equal(task_stat_of(NULL).overall_current_usage, heap_caps_get_allocated_size(b));
     heap_caps_free(b);
     assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
     assert_int_equal(st.blocks, 0);
-    assert_int_equal(heap_caps_get_single_task_stat(&s, NULL), ESP_OK);
-    assert_int_equal(s.stat.overall_current_usage, 0);
+    assert_int_equal(task_stat_of(NULL).overall_current_usage, 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1723,13 +1726,8 @@ static void test_dropped_task_word_goes_stale(void **state)
     pthread_barrier_wait(&bar_b); /* 1: B allocated (in A's old slot unless deleted tasks are kept) */
     pthread_barrier_wait(&bar_a); /* 2 */
     pthread_barrier_wait(&bar_a); /* 3: A allocated with its old word */
-    heap_single_task_stat_t s;
-    memset(&s, 0, sizeof s);
-    assert_int_equal(heap_caps_get_single_task_stat(&s, tb.handle), ESP_OK);
-    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(tb.block));
-    memset(&s, 0, sizeof s);
-    assert_int_equal(heap_caps_get_single_task_stat(&s, ta.handle), ESP_OK);
-    assert_int_equal(s.stat.overall_current_usage, heap_caps_get_allocated_size(ta.block));
+    assert_int_equal(task_stat_of(tb.handle).overall_current_usage, heap_caps_get_allocated_size(tb.block));
+    assert_int_equal(task_stat_of(ta.handle).overall_current_usage, heap_caps_get_allocated_size(ta.block));
     capheap_task_tracking_stats_t st;
     assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
     assert_int_equal(st.blocks, 2);
@@ -1761,10 +1759,7 @@ static void test_name_of_15_characters(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, named_15, out), 0);
     pthread_join(th, NULL);
-    heap_single_task_stat_t s;
-    memset(&s, 0, sizeof s);
-    assert_int_equal(heap_caps_get_single_task_stat(&s, out[1]), ESP_OK);
-    assert_string_equal(s.stat.name, "abcdefghijklmno");
+    assert_string_equal(task_stat_of(out[1]).name, "abcdefghijklmno");
     heap_caps_free(out[0]);
 }
 

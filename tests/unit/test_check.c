@@ -144,17 +144,18 @@ static void test_smashed_free_block(void **state)
     }
 }
 
-/* The report line check prints for a fault (src/debug/report.c's format). */
-static void report_line(char *out, size_t n, const char *what, const void *addr, uint32_t expected, uint32_t found,
-                        unsigned inv)
+/* The word at `at` set to bad: check fails, and the first line it prints is
+ * the report (src/debug/report.c's format) of a "Broken invariant" at `at`,
+ * expected `expected`, found bad, naming invariant inv; with the word
+ * restored the heap is sound again. */
+static void assert_invariant_report(multi_heap_handle_t h, unsigned char *at, uint32_t bad, uint32_t expected,
+                                    unsigned inv)
 {
-    snprintf(out, n, "CORRUPT HEAP: %s at 0x%" PRIxPTR ". Expected 0x%08" PRIx32 " got 0x%08" PRIx32
-             " (invariant I%u, docs/design.md)", what, (uintptr_t)addr, expected, found, inv);
-}
-
-/* check fails, and the first line it prints is want. */
-static void assert_first_report(multi_heap_handle_t h, const char *want)
-{
+    uint32_t orig = ct_get32(at);
+    ct_put32(at, bad);
+    char want[256];
+    snprintf(want, sizeof want, "CORRUPT HEAP: Broken invariant at 0x%" PRIxPTR ". Expected 0x%08" PRIx32
+             " got 0x%08" PRIx32 " (invariant I%u, docs/design.md)", (uintptr_t)at, expected, bad, inv);
     ct_capture_begin();
     bool ok = multi_heap_check(h, true);
     ct_capture_end();
@@ -164,6 +165,8 @@ static void assert_first_report(multi_heap_handle_t h, const char *want)
     if (strcmp(line, want) != 0) {
         fail_msg("first report\n  %s\nwanted\n  %s", line, want);
     }
+    ct_put32(at, orig);
+    assert_true(multi_heap_check(h, false));
 }
 
 /* The offset of the first block's header in a 4-aligned heap registered at
@@ -202,13 +205,7 @@ static void test_misaligned_list_link(void **state)
     unsigned char *link = hc + CT_BLOCK_HEADER;
     uint32_t orig = ct_get32(link);
     assert_int_equal(orig, (uint32_t)(ha - region));
-    uint32_t bad = orig + 1u;
-    ct_put32(link, bad);
-    char want[256];
-    report_line(want, sizeof want, "Broken invariant", link, 0, bad, 5);
-    assert_first_report(h, want);
-    ct_put32(link, orig);
-    assert_true(multi_heap_check(h, false));
+    assert_invariant_report(h, link, orig + 1u, 0, 5);
 }
 
 /*
@@ -237,12 +234,7 @@ static void test_class_bit_cleared(void **state)
     unsigned char *bitmap = region + 48; /* pair 0 */
     uint32_t orig = ct_get32(bitmap);
     assert_int_equal(orig & ((1u << 15) | (1u << 25)), (1u << 15) | (1u << 25));
-    ct_put32(bitmap, orig & ~(1u << 15));
-    char want[256];
-    report_line(want, sizeof want, "Broken invariant", bitmap, orig, orig & ~(1u << 15), 6);
-    assert_first_report(h, want);
-    ct_put32(bitmap, orig);
-    assert_true(multi_heap_check(h, false));
+    assert_invariant_report(h, bitmap, orig & ~(1u << 15), orig, 6);
 }
 
 /*
@@ -260,14 +252,8 @@ static void test_bits_after_last_class(void **state)
     unsigned char *word = region + 48 + 132u * (classes >> 5);
     uint32_t orig = ct_get32(word);
     assert_int_equal(orig >> (classes & 31u), 0);
-    for (unsigned bit = classes & 31u; bit < 32; bit += 5) {
-        ct_put32(word, orig | (1u << bit));
-        char want[256];
-        report_line(want, sizeof want, "Broken invariant", word, orig, orig | (1u << bit), 11);
-        assert_first_report(h, want);
-        ct_put32(word, orig);
-        assert_true(multi_heap_check(h, false));
-    }
+    for (unsigned bit = classes & 31u; bit < 32; bit += 5)
+        assert_invariant_report(h, word, orig | (1u << bit), orig, 11);
 }
 
 /* A size that points far outside the region: check stays inside it. */

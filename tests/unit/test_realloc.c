@@ -72,6 +72,20 @@ static bool next_is_free(multi_heap_handle_t h, const void *p)
     return i + 1 < l.n && !l.e[i + 1].used;
 }
 
+/* p (n bytes, stamped) followed by the free block of a malloc(m), then a used one. */
+static unsigned char *before_free_block(multi_heap_handle_t h, size_t n, size_t m)
+{
+    unsigned char *p = multi_heap_malloc(h, n);
+    unsigned char *q = multi_heap_malloc(h, m);
+    unsigned char *g = multi_heap_malloc(h, 16);
+    assert_non_null(p);
+    assert_non_null(g);
+    multi_heap_free(h, q);
+    assert_true(next_is_free(h, p));
+    ct_stamp(p, n);
+    return p;
+}
+
 static void test_null_pointer_is_malloc(void **state)
 {
     (void)state;
@@ -232,13 +246,7 @@ static void test_grow_leaves_smallest_remainder(void **state)
     (void)state;
     for (size_t extra = 0; extra <= 4; extra += 4) {
         multi_heap_handle_t h = fresh(8192);
-        unsigned char *p = multi_heap_malloc(h, 64);
-        unsigned char *q = multi_heap_malloc(h, 64);
-        unsigned char *guard = multi_heap_malloc(h, 16);
-        assert_non_null(p);
-        assert_non_null(guard);
-        multi_heap_free(h, q);
-        assert_true(next_is_free(h, p));
+        unsigned char *p = before_free_block(h, 64, 64);
         static layout_t l;
         layout(h, &l);
         size_t i = index_of(&l, p);
@@ -246,7 +254,6 @@ static void test_grow_leaves_smallest_remainder(void **state)
         size_t ov = ct_heap_poison_overhead(h);
         /* a request whose block is both - 16 (+ extra: then the rest is 12, not a block) */
         size_t n = both - 16u + extra - CT_BLOCK_HEADER - ov;
-        ct_stamp(p, 64);
         size_t before = multi_heap_free_size(h);
         unsigned char *r = multi_heap_realloc(h, p, n);
         assert_ptr_equal(r, p);
@@ -264,7 +271,6 @@ static void test_grow_leaves_smallest_remainder(void **state)
         }
         assert_true(multi_heap_check(h, false));
         multi_heap_free(h, r);
-        multi_heap_free(h, guard);
     }
 }
 
@@ -455,19 +461,6 @@ static void test_random_reallocs(void **state)
 }
 
 #if CAPHEAP_POISONING_COMPREHENSIVE
-/* p (40 bytes, stamped) followed by a free block of 116 bytes, then a used one. */
-static unsigned char *before_free_block(multi_heap_handle_t h)
-{
-    unsigned char *p = multi_heap_malloc(h, 40);
-    unsigned char *q = multi_heap_malloc(h, 100);
-    unsigned char *g = multi_heap_malloc(h, 16);
-    assert_non_null(p);
-    assert_non_null(g);
-    multi_heap_free(h, q);
-    assert_true(next_is_free(h, p));
-    ct_stamp(p, 40);
-    return p;
-}
 
 /*
  * Comprehensive poisoning, growing in place into a free successor
@@ -482,7 +475,7 @@ static void test_grow_in_place_fills_new_bytes(void **state)
     (void)state;
     for (size_t n = 41; n <= 100; n++) {
         multi_heap_handle_t h = fresh(8192);
-        unsigned char *p = before_free_block(h);
+        unsigned char *p = before_free_block(h, 40, 100);
         unsigned char *q = multi_heap_realloc(h, p, n);
         assert_ptr_equal(q, p);
         assert_true(ct_stamp_ok(q, 40));
@@ -519,7 +512,7 @@ static void test_grow_in_place_checks_fill(void **state)
     for (volatile size_t grow = 16; grow <= 64; grow += 4) {
         for (int last = 0; last <= 1; last++) {
             multi_heap_handle_t h = fresh(8192);
-            unsigned char *p = before_free_block(h);
+            unsigned char *p = before_free_block(h, 40, 100);
             static layout_t l;
             layout(h, &l);
             size_t i = index_of(&l, p);
