@@ -157,17 +157,14 @@ CE_WALKER ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap
             if (target - b < s) { /* p lies in this block (blocks after it have b > target) */
                 if ((hdr & F_FREE) && !((uintptr_t)p & a)) {
                     kind = CE_FAULT_DOUBLE_FREE; /* p lies in a free block, aligned like data */
-                    at = word(h, target);
-                    expected = b; /* the free block's offset */
-                    found = target;
                     inv = 2;
-                    break;
-                }
-                if (target != b) { /* a misaligned p is never a block's data pointer */
+                } else if (target != b) { /* a misaligned p is never a block's data pointer */
                     kind = CE_FAULT_INTERIOR; /* p points into a block */
-                    expected = b + CE_HDR; /* the block's data offset */
-                    found = (uint32_t)off;
                     inv = 1;
+                }
+                if (kind != CE_OK) { /* both name p (at), the block's data offset and p's */
+                    expected = b + CE_HDR;
+                    found = (uint32_t)off;
                     break;
                 }
                 limit = b + s; /* p is a used block's data pointer: check its neighbours */

@@ -315,7 +315,10 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset);
 
 /* Describe why p failed the fast checks (slow path, O(blocks)): returns the
  * kind (CE_OK if nothing is wrong) and fills the numbers of the report the
- * layer above makes (all but what; CE_OK: address p, numbers 0). */
+ * layer above makes (all but what; CE_OK: address p, numbers 0). The
+ * pointer kinds (outside, double free, interior) name p, expect the data
+ * offset of p's block (outside: the first block's) and found p's offset;
+ * the others name the word that is wrong and its contents. */
 ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap_report_t *out);
 
 /* Largest request ce_malloc() satisfies now (0 if none). O(1). */

@@ -787,6 +787,15 @@ static MH_COLD void reject_locked(ce_heap_t *h, void *p)
     /* Nothing found: "Corrupt heap" at raw, all numbers 0 (as ce_diagnose leaves them). */
     r.what = fault_text(kind);
 #if POISON_ENABLED
+    /* The pointer kinds name the pointer and count offsets in the engine's
+     * terms, raw's: say them in the user's, p and the blocks' user pointers
+     * (poisoning's head between the two). */
+    if (kind == CE_FAULT_OUTSIDE || kind == CE_FAULT_DOUBLE_FREE || kind == CE_FAULT_INTERIOR) {
+        uint32_t head = (uint32_t)head_bytes(h);
+        r.address = p;
+        r.expected += head;
+        r.found += head;
+    }
     /* The canaries' fault, described into this call's own r: not read back
      * from capheap_last_report(), which another thread reporting on another
      * heap may have written in between. */
