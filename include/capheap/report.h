@@ -5,7 +5,10 @@
  * pointer, broken invariant) is printed as one line
  *     CORRUPT HEAP: <what> at <address>. Expected 0x<expected> got 0x<found>
  * through the port's allocation-free printer; fatal ones then call the
- * current abort handler (capheap/port.h). The last report is kept so that a
+ * current abort handler (capheap/port.h). A report whose address is NULL
+ * names no memory: it is a usage error that cannot be returned as an error
+ * code (heap_caps_init() called twice, say), printed as
+ *     <what> (esp_err_t 0x<found>) The last report is kept so that a
  * test that intercepted the abort can assert on what was found.
  */
 #ifndef CAPHEAP_REPORT_H

@@ -125,12 +125,19 @@ void capheap_report_corruption(const capheap_report_t *report, bool print, bool 
          * template goes on. */
         static const char line[] =
             "CORRUPT HEAP: \1 at 0x\2. Expected 0x\10 got 0x\10\4 (invariant I\3, docs/design.md)\n";
+        /* A report that names no memory is a usage error, not corruption
+         * (heap_caps_init called twice, say): what, and found as an esp_err_t. */
+        static const char usage[] = "\1 (esp_err_t 0x\2)\n";
         uintptr_t values[4] = {(uintptr_t)report->address, report->expected, report->found,
                                report->invariant};
         const uintptr_t *v = values;
+        const char *t = line;
+        if (report->address == NULL) {
+            t = usage;
+            v = &values[2];
+        }
         char digits[3 * sizeof(uintptr_t) + 1]; /* 2 per byte in hex, and the 10 of a decimal unsigned */
         const char *s = "";
-        const char *t = line;
         char text[LINE_BYTES];
         size_t len = 0;
         for (;;) {
@@ -159,7 +166,7 @@ void capheap_report_corruption(const capheap_report_t *report, bool print, bool 
         }
         capheap_write(text, len);
         void (*epilogue)(const void *) = report_epilogue;
-        if (fatal && epilogue != NULL)
+        if (fatal && epilogue != NULL && report->address != NULL)
             epilogue(report->address);
     }
     if (fatal)

@@ -285,6 +285,8 @@ static void check_stack_region_and_reinit(void)
     bool aborted;
     TP_EXPECT_ABORT(aborted, heap_caps_init());
     CHECK(aborted, "a second heap_caps_init() did not reach the abort hook");
+    CHECK(strcmp(tp_last_write, "heap_caps_init: called twice (esp_err_t 0x103)\n") == 0,
+          "a second heap_caps_init() printed \"%s\"", tp_last_write);
     CHECK(capheap_heap_count() == 4 && heap_caps_check_integrity_all(true), "the heaps changed");
 }
 

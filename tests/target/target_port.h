@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "capheap/port.h"
 
@@ -33,10 +34,14 @@ static unsigned tp_checks, tp_failures;
 
 static jmp_buf *volatile tp_abort_jump; /* volatile: gcc keeps no store to it across free(), which it knows reads no memory of ours */
 static char tp_last_abort[160];
+static char tp_last_write[160]; /* the last text written (a report is one write), cut to fit */
 
 void capheap_port_write(const char *text, size_t len)
 {
     fwrite(text, 1, len, stdout);
+    size_t n = len < sizeof tp_last_write - 1 ? len : sizeof tp_last_write - 1;
+    memcpy(tp_last_write, text, n);
+    tp_last_write[n] = '\0';
 }
 
 void capheap_port_abort(const char *reason)

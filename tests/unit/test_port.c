@@ -431,6 +431,15 @@ static void test_report_line_format(void **state)
     assert_int_equal(strtoull(end + 7, NULL, 16), 0x42);
 }
 
+static unsigned epilogue_calls;
+static const void *epilogue_address;
+
+static void count_epilogue(const void *address)
+{
+    epilogue_calls++;
+    epilogue_address = address;
+}
+
 /* The line's exact form (capheap/report.h, docs/compat.md): expected and found
  * as 0x%08x, and " (invariant In, docs/design.md)" appended only when the
  * report names an invariant. */
@@ -462,6 +471,35 @@ static void test_report_invariant_suffix(void **state)
     assert_false(ct_capture_contains("(null)"));
 }
 
+/* A report that names no memory (address NULL) is a usage error, not
+ * corruption (capheap/report.h): "<what> (esp_err_t 0x<found>)", no "CORRUPT
+ * HEAP", no expected value, no invariant, and no block description before a
+ * fatal one's abort (there is no block). */
+static void test_report_usage_error(void **state)
+{
+    (void)state;
+    capheap_report_t r = {.what = "heap_caps_init: called twice", .address = NULL, .expected = 0,
+                          .found = 0x103, .invariant = 0};
+    ct_capture_begin();
+    capheap_report_corruption(&r, true, false);
+    ct_capture_end();
+    assert_string_equal(ct_capture_text(), "heap_caps_init: called twice (esp_err_t 0x103)\n");
+    r.expected = 0x77;
+    r.invariant = 9;
+    r.found = 0xffffffffu; /* ESP_FAIL */
+    capheap_report_set_epilogue(count_epilogue);
+    epilogue_calls = 0;
+    bool aborted;
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, capheap_report_corruption(&r, true, true));
+    ct_capture_end();
+    capheap_report_set_epilogue(NULL);
+    assert_true(aborted);
+    assert_int_equal(epilogue_calls, 0);
+    assert_string_equal(ct_capture_text(), "heap_caps_init: called twice (esp_err_t 0xffffffff)\n");
+    assert_int_equal(capheap_last_report().found, 0xffffffffu);
+}
+
 /* A line as long as the library's longest message, with every field at its
  * widest, is printed whole. */
 static void test_report_long_line_whole(void **state)
@@ -485,14 +523,6 @@ static void test_report_long_line_whole(void **state)
  * block description) runs after a printed fatal report only: not after a
  * non-fatal one (heap_caps_check_integrity describes the block itself), not
  * when nothing was printed. */
-static unsigned epilogue_calls;
-static const void *epilogue_address;
-
-static void count_epilogue(const void *address)
-{
-    epilogue_calls++;
-    epilogue_address = address;
-}
 
 static void test_report_epilogue_after_printed_fatal_only(void **state)
 {
@@ -534,7 +564,7 @@ static void test_last_report(void **state)
     assert_int_equal(got.expected, 3);
     assert_int_equal(got.found, 4);
     assert_int_equal(got.invariant, 7);
-    capheap_report_t r2 = {.what = "Bad head", .address = NULL, .expected = 5, .found = 6};
+    capheap_report_t r2 = {.what = "Bad head", .address = (void *)(uintptr_t)0x10, .expected = 5, .found = 6};
     ct_capture_begin();
     capheap_report_corruption(&r2, true, false);
     ct_capture_end();
@@ -668,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_set_abort_handler),
         cmocka_unit_test(test_report_line_format),
         cmocka_unit_test(test_report_invariant_suffix),
+        cmocka_unit_test(test_report_usage_error),
         cmocka_unit_test(test_report_long_line_whole),
         cmocka_unit_test(test_report_epilogue_after_printed_fatal_only),
         cmocka_unit_test(test_last_report),
