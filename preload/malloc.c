@@ -7,19 +7,20 @@
  *
  * The whole glibc allocation family - malloc, free, calloc, realloc,
  * reallocarray, memalign, posix_memalign, aligned_alloc, valloc, pvalloc,
- * malloc_usable_size - on capheap's heap_caps, through the same libc policy
- * ESP-IDF's newlib glue uses on a chip (spec section 0):
+ * malloc_usable_size, and malloc_trim - on capheap's heap_caps, through the
+ * same libc policy ESP-IDF's newlib glue uses on a chip (spec section 0):
  *
  *   malloc, calloc           heap_caps_malloc_default
  *   realloc, reallocarray    heap_caps_realloc_default
  *   memalign and friends     heap_caps_aligned_alloc_default (alignment > 16)
  *   free                     heap_caps_free
  *   malloc_usable_size       heap_caps_get_allocated_size
+ *   malloc_trim              heap_caps_walk_all, madvise of free blocks' pages
  *
  * The heaps are regions mmap'd at run time and registered with
  * capheap_caps_add_region (region.c); when heap_caps cannot serve a request,
- * region.c adds a region and the call is tried again (the loop in with_growth
- * below). Only these eleven functions leave the shared object: everything else
+ * region.c adds a region and the call is tried again (the loop in alloc_grow
+ * below). Only these twelve functions leave the shared object: everything else
  * is hidden (-fvisibility=hidden plus exports.map), so capheap's own
  * heap_caps_* symbols never interpose on a program that has its own.
  *
@@ -337,4 +338,59 @@ PRELOAD_API void *pvalloc(size_t size)
 PRELOAD_API size_t malloc_usable_size(void *ptr)
 {
     return ptr == NULL ? 0 : heap_caps_get_allocated_size(ptr);
+}
+
+#if !CAPHEAP_POISONING_COMPREHENSIVE /* there malloc_trim gives nothing back (below) */
+/* Bytes at each end of a free block's data that the engine uses: its two
+ * list links at the start, its footer at the end (docs/design.md, block
+ * layout); rounded up, the pages they lie in stay. */
+#define TRIM_KEEP_HEAD 16u
+#define TRIM_KEEP_TAIL 16u
+
+typedef struct {
+    uintptr_t page;
+    int released; /* 1 once a page range was given back */
+} trim_t;
+
+/* heap_caps_walk_all's callback, under the lock of the block's heap: no
+ * other thread can take the block while its pages are dropped. */
+static bool trim_block(walker_heap_into_t heap, walker_block_info_t block, void *user)
+{
+    (void)heap;
+    trim_t *t = user;
+    if (block.used || block.size <= TRIM_KEEP_HEAD + TRIM_KEEP_TAIL)
+        return true;
+    uintptr_t start = (uintptr_t)block.ptr + TRIM_KEEP_HEAD;
+    uintptr_t end = (uintptr_t)block.ptr + block.size - TRIM_KEEP_TAIL;
+    uintptr_t lo = (start + t->page - 1u) & ~(t->page - 1u);
+    uintptr_t hi = end & ~(t->page - 1u);
+    if (lo < hi && madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0)
+        t->released = 1;
+    return true;
+}
+#endif
+
+/* glibc's malloc_trim: give the memory of free blocks back to the kernel.
+ * Every whole page inside a free block is dropped (MADV_DONTNEED: it costs
+ * no memory until it is written again, and reads as zeros, which nothing
+ * reads: a block's bytes are the program's only once allocated, and calloc
+ * zeroes its block whatever was there). pad is glibc's slack at the top of
+ * its main heap; capheap's regions have no top, so it has no use. Returns 1
+ * if any page range was given back, else 0. O(blocks), each heap locked
+ * while it is walked. Comprehensive poisoning keeps every free byte at 0xFE
+ * and checks it, so there it gives nothing back (0). */
+PRELOAD_API int malloc_trim(size_t pad)
+{
+    (void)pad;
+#if CAPHEAP_POISONING_COMPREHENSIVE
+    return 0;
+#else
+    if (capheap_preload_generation() == 0)
+        return 0;
+    int saved = errno; /* a refused madvise (mlock'd pages) is no failure */
+    trim_t t = {capheap_preload_page_size(), 0};
+    heap_caps_walk_all(trim_block, &t);
+    errno = saved;
+    return t.released;
+#endif
 }
