@@ -4,6 +4,12 @@
  * aborting and never reading outside the region; with poisoning, bad tail
  * ("Expected 0xbaad5678 got 0xbaad5687"), bad head, bad size; with
  * comprehensive poisoning, a write into a free block ("Invalid data").
+ * These corruptions are pinned to the exact first report line they
+ * make (which invariant, at which word, expected and found): two adjacent
+ * free blocks (I3), a misaligned list link and a block listed in another
+ * class's list (I5), a class bitmap bit and a pair bit of the summary word
+ * (I6), the free_bytes and min_free counters (I7), the end marker (I10), bits
+ * after the last class (I11).
  *
  * All corruption is written inside the static region array, so ASan sees
  * only in-bounds accesses; an out-of-region read by check would be flagged.
@@ -144,18 +150,15 @@ static void test_smashed_free_block(void **state)
     }
 }
 
-/* The word at `at` set to bad: check fails, and the first line it prints is
- * the report (src/debug/report.c's format) of a "Broken invariant" at `at`,
- * expected `expected`, found bad, naming invariant inv; with the word
- * restored the heap is sound again. */
-static void assert_invariant_report(multi_heap_handle_t h, unsigned char *at, uint32_t bad, uint32_t expected,
-                                    unsigned inv)
+/* check fails, and the first line it prints is the report (src/debug/report.c's
+ * format) of a "Broken invariant" at `at`, expected `expected`, found `found`,
+ * naming invariant inv. */
+static void assert_first_report(multi_heap_handle_t h, const void *at, uint32_t expected, uint32_t found,
+                                unsigned inv)
 {
-    uint32_t orig = ct_get32(at);
-    ct_put32(at, bad);
     char want[256];
     snprintf(want, sizeof want, "CORRUPT HEAP: Broken invariant at 0x%" PRIxPTR ". Expected 0x%08" PRIx32
-             " got 0x%08" PRIx32 " (invariant I%u, docs/design.md)", (uintptr_t)at, expected, bad, inv);
+             " got 0x%08" PRIx32 " (invariant I%u, docs/design.md)", (uintptr_t)at, expected, found, inv);
     ct_capture_begin();
     bool ok = multi_heap_check(h, true);
     ct_capture_end();
@@ -165,6 +168,18 @@ static void assert_invariant_report(multi_heap_handle_t h, unsigned char *at, ui
     if (strcmp(line, want) != 0) {
         fail_msg("first report\n  %s\nwanted\n  %s", line, want);
     }
+}
+
+/* The word at `at` set to bad: check fails, and the first line it prints is
+ * the report of a "Broken invariant" at `at`, expected `expected`, found bad,
+ * naming invariant inv (assert_first_report); with the word restored the
+ * heap is sound again. */
+static void assert_invariant_report(multi_heap_handle_t h, unsigned char *at, uint32_t bad, uint32_t expected,
+                                    unsigned inv)
+{
+    uint32_t orig = ct_get32(at);
+    ct_put32(at, bad);
+    assert_first_report(h, at, expected, bad, inv);
     ct_put32(at, orig);
     assert_true(multi_heap_check(h, false));
 }
@@ -254,6 +269,228 @@ static void test_bits_after_last_class(void **state)
     assert_int_equal(orig >> (classes & 31u), 0);
     for (unsigned bit = classes & 31u; bit < 32; bit += 5)
         assert_invariant_report(h, word, orig | (1u << bit), orig, 11);
+}
+
+/*
+ * Words of the engine's control structure at the start of a heap registered
+ * at region (ce_heap_t, src/core/tlsf.h: 32-bit fields at the same offsets on
+ * every build, 48 bytes in all as docs/design.md says): the offsets of the
+ * first block and of the end marker, free_bytes and min_free (I7), and
+ * pair_bitmap, one bit per pair of classes (I6). assert_control_words()
+ * holds each offset against what the heap shows through its API, so a
+ * change of the struct fails there, not as a test corrupting the wrong word.
+ */
+#define CTRL_FIRST 12u
+#define CTRL_END 16u
+#define CTRL_FREE_BYTES 20u
+#define CTRL_MIN_FREE 24u
+#define CTRL_PAIR_BITMAP 44u
+
+/* Pair k of classes (bitmap word, then 32 list heads) and the list head of
+ * class c, as in test_class_bit_cleared; a class as the check's reports
+ * encode it: first-level index << 8 | second-level index. */
+#define PAIR_AT(k) (region + 48u + 132u * (k))
+#define CLASS_HEAD_AT(c) (PAIR_AT((c) >> 5) + 4u * (1u + ((c) & 31u)))
+#define CLASS_CODE(c) ((((c) >> 4) << 8) | ((c) & 15u))
+
+static void assert_control_words(multi_heap_handle_t h)
+{
+    unsigned rows;
+    uint32_t first = first_header(h, &rows);
+    ct_walk_summary_t s;
+    ct_walk_summary(h, &s);
+    assert_int_equal(ct_get32(region + CTRL_FIRST), first);
+    assert_int_equal(ct_get32(region + CTRL_END), (uint32_t)((const unsigned char *)s.end - region));
+    size_t ov = ct_heap_poison_overhead(h);
+    uint32_t free_bytes = ct_get32(region + CTRL_FREE_BYTES), min_free = ct_get32(region + CTRL_MIN_FREE);
+    assert_int_equal(free_bytes, s.free_raw);
+    assert_int_equal(free_bytes > ov ? free_bytes - ov : 0, multi_heap_free_size(h));
+    assert_int_equal(min_free > ov ? min_free - ov : 0, multi_heap_minimum_free_size(h));
+    uint32_t summary = 0;
+    for (unsigned k = 0; k < (rows * 16u + 31u) / 32u; k++) {
+        if (ct_get32(PAIR_AT(k)) != 0)
+            summary |= 1u << k;
+    }
+    assert_int_equal(ct_get32(region + CTRL_PAIR_BITMAP), summary);
+}
+
+/*
+ * The free bit set in the header of a used block that follows a free block
+ * (its PF bit, which says so, is right: I2 does not come first): two free
+ * blocks side by side. I3 at that header, which expects the free bit clear,
+ * the header as it was.
+ */
+static void test_free_after_free(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 64);
+    unsigned char *b = multi_heap_malloc(h, 64);
+    unsigned char *c = multi_heap_malloc(h, 64);
+    unsigned char *g = multi_heap_malloc(h, 16);
+    assert_non_null(a);
+    assert_non_null(g);
+    multi_heap_free(h, b);
+    unsigned char *hc = ct_header_of(c);
+    uint32_t orig = ct_get32(hc);
+    assert_int_equal(orig & 3u, 2u); /* used, the block before it free */
+    assert_invariant_report(h, hc, orig | 1u, orig, 3);
+}
+
+/*
+ * The end marker ("used, 16 bytes", PF set exactly when the last block is
+ * free) with a wrong PF bit, free bit or size: I10 at the marker, which
+ * expects 0x12 after a free last block and 0x10 after a used one. The
+ * marker's offset is the control structure's end word.
+ */
+static void test_bad_end_marker(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 64); /* the rest of the pool, free, is the last block */
+    assert_non_null(a);
+    assert_control_words(h);
+    unsigned char *end = region + ct_get32(region + CTRL_END);
+    assert_int_equal(ct_get32(end), 0x12u);
+    static const uint32_t after_free[] = {0x10u, 0x13u, 0x11u, 0x32u, 0x16u, 0x0u, 0xffffffffu};
+    for (size_t i = 0; i < sizeof after_free / sizeof after_free[0]; i++)
+        assert_invariant_report(h, end, after_free[i], 0x12u, 10);
+
+    multi_heap_info_t info;
+    multi_heap_get_info(h, &info);
+    unsigned char *rest = multi_heap_malloc(h, info.largest_free_block); /* all of it: the last block is used */
+    assert_non_null(rest);
+    assert_int_equal(multi_heap_free_size(h), 0);
+    assert_int_equal(ct_get32(end), 0x10u);
+    static const uint32_t after_used[] = {0x12u, 0x11u, 0x13u, 0x14u, 0x20u, 0x0u};
+    for (size_t i = 0; i < sizeof after_used / sizeof after_used[0]; i++)
+        assert_invariant_report(h, end, after_used[i], 0x10u, 10);
+    multi_heap_free(h, rest);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * free_bytes, the engine's count of free bytes, a few bytes too high or too
+ * low: I7 at the counter, which expects the sum of the sizes of the free
+ * blocks the walk found. A block freed after the low point keeps min_free
+ * below every value written, so min_free (the other I7 report) stays quiet.
+ */
+static void test_free_bytes_wrong(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 1000);
+    unsigned char *g = multi_heap_malloc(h, 16);
+    assert_non_null(g);
+    multi_heap_free(h, a); /* free_bytes rises above min_free */
+    assert_control_words(h);
+    unsigned char *at = region + CTRL_FREE_BYTES;
+    uint32_t orig = ct_get32(at);
+    assert_true(ct_get32(region + CTRL_MIN_FREE) + 1000u <= orig);
+    static const int32_t deltas[] = {4, 16, 1, -4, -16, -1};
+    for (size_t i = 0; i < sizeof deltas / sizeof deltas[0]; i++)
+        assert_invariant_report(h, at, orig + (uint32_t)deltas[i], orig, 7);
+}
+
+/*
+ * min_free, the low-water mark, above free_bytes: I7 at min_free, which
+ * expects (at most) free_bytes, the value the report names. free_bytes
+ * itself is right, so this is the only report.
+ */
+static void test_min_free_above_free_bytes(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 1000);
+    unsigned char *g = multi_heap_malloc(h, 16);
+    assert_non_null(g);
+    multi_heap_free(h, a);
+    assert_control_words(h);
+    unsigned char *at = region + CTRL_MIN_FREE;
+    uint32_t free_bytes = ct_get32(region + CTRL_FREE_BYTES);
+    assert_true(ct_get32(at) < free_bytes);
+    static const uint32_t bad[] = {1, 4, 1000};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_invariant_report(h, at, free_bytes + bad[i], free_bytes, 7);
+    assert_invariant_report(h, at, 0xffffffffu, free_bytes, 7);
+}
+
+/*
+ * pair_bitmap, the summary word with one bit per pair of classes, wrong for
+ * one pair: the bit of a pair holding a free block cleared (pair 0: a block
+ * of 60 bytes; the pair of the rest of the pool), or the bit of an empty
+ * pair set. I6 at pair_bitmap, which expects that one bit flipped back. The
+ * pairs' own bitmap words and lists are right, so nothing else is reported.
+ */
+static void test_pair_bit_wrong(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned rows;
+    (void)first_header(h, &rows);
+    unsigned pairs = (rows * 16u + 31u) / 32u;
+    unsigned char *a = multi_heap_malloc(h, 60 - CT_BLOCK_HEADER - ct_poison_overhead(4)); /* block 60: class 15 */
+    unsigned char *g = multi_heap_malloc(h, 16);
+    assert_non_null(g);
+    assert_int_equal(ct_get32(ct_header_of(a)) & ~3u, 60u);
+    multi_heap_free(h, a);
+    assert_control_words(h);
+    unsigned char *at = region + CTRL_PAIR_BITMAP;
+    uint32_t orig = ct_get32(at);
+    assert_int_equal(orig & 1u, 1u);      /* pair 0 holds the 60-byte block */
+    assert_true(orig != 1u);              /* another pair holds the rest of the pool */
+    assert_true(orig != (1u << pairs) - 1u); /* and some pair is empty */
+    for (unsigned k = 0; k < pairs; k++)
+        assert_invariant_report(h, at, orig ^ (1u << k), orig, 6);
+}
+
+/*
+ * A free block found in the list of another class: the list head of class 15
+ * (block size 60) set to the block of 100 bytes (class 25), then class 25's
+ * head set to the 60-byte block, then the next link of the 60-byte block,
+ * alone in its list, set to the 100-byte block (a write into freed memory).
+ * I5 at the header of the block met in the wrong list, which expects the
+ * list's class and got its own, each as first-level << 8 | second-level
+ * (class 15: 0x00f, class 25: 0x109). A head set so keeps the bitmaps and
+ * prev links right and the listed count equal to the free blocks (one block
+ * listed twice, one not at all): the only report. The next link is also
+ * reported for the entry's prev link (I5) and the count (I6), after it.
+ */
+static void test_listed_in_wrong_class(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 60 - CT_BLOCK_HEADER - ct_poison_overhead(4)); /* block 60: class 15 */
+    unsigned char *g1 = multi_heap_malloc(h, 16);
+    unsigned char *c = multi_heap_malloc(h, 100 - CT_BLOCK_HEADER - ct_poison_overhead(4)); /* block 100: class 25 */
+    unsigned char *g2 = multi_heap_malloc(h, 16);
+    assert_non_null(g1);
+    assert_non_null(g2);
+    unsigned char *ha = ct_header_of(a), *hc = ct_header_of(c);
+    assert_int_equal(ct_get32(ha) & ~3u, 60u);
+    assert_int_equal(ct_get32(hc) & ~3u, 100u);
+    multi_heap_free(h, a);
+    multi_heap_free(h, c);
+    uint32_t off_a = (uint32_t)(ha - region), off_c = (uint32_t)(hc - region);
+    unsigned char *head15 = CLASS_HEAD_AT(15u), *head25 = CLASS_HEAD_AT(25u);
+    assert_int_equal(ct_get32(head15), off_a); /* each alone in its list */
+    assert_int_equal(ct_get32(head25), off_c);
+    assert_int_equal(ct_get32(ha + 4), 0);
+
+    ct_put32(head15, off_c);
+    assert_first_report(h, hc, CLASS_CODE(15u), CLASS_CODE(25u), 5);
+    ct_put32(head15, off_a);
+    assert_true(multi_heap_check(h, false));
+
+    ct_put32(head25, off_a);
+    assert_first_report(h, ha, CLASS_CODE(25u), CLASS_CODE(15u), 5);
+    ct_put32(head25, off_c);
+    assert_true(multi_heap_check(h, false));
+
+    ct_put32(ha + 4, off_c);
+    assert_first_report(h, hc, CLASS_CODE(15u), CLASS_CODE(25u), 5);
+    ct_put32(ha + 4, 0);
+    assert_true(multi_heap_check(h, false));
 }
 
 /* A size that points far outside the region: check stays inside it. */
@@ -550,6 +787,12 @@ int main(void)
         cmocka_unit_test(test_misaligned_list_link),
         cmocka_unit_test(test_class_bit_cleared),
         cmocka_unit_test(test_bits_after_last_class),
+        cmocka_unit_test(test_free_after_free),
+        cmocka_unit_test(test_bad_end_marker),
+        cmocka_unit_test(test_free_bytes_wrong),
+        cmocka_unit_test(test_min_free_above_free_bytes),
+        cmocka_unit_test(test_pair_bit_wrong),
+        cmocka_unit_test(test_listed_in_wrong_class),
         cmocka_unit_test(test_check_is_thread_safe),
 #if CT_POISONING
         cmocka_unit_test(test_each_tail_byte),
