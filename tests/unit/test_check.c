@@ -419,8 +419,11 @@ static void test_min_free_above_free_bytes(void **state)
  * pair_bitmap, the summary word with one bit per pair of classes, wrong for
  * one pair: the bit of a pair holding a free block cleared (pair 0: a block
  * of 60 bytes; the pair of the rest of the pool), or the bit of an empty
- * pair set. I6 at pair_bitmap, which expects that one bit flipped back. The
- * pairs' own bitmap words and lists are right, so nothing else is reported.
+ * pair set; then several bits at once, and a bit above the last pair. I6 at
+ * pair_bitmap, once, expecting the whole word as the pairs' bitmaps say it
+ * must read (until 2026-11-26 each wrong bit was a report of its own whose
+ * expected value flipped only that bit of the corrupt word). The pairs' own
+ * bitmap words and lists are right, so nothing else is reported.
  */
 static void test_pair_bit_wrong(void **state)
 {
@@ -442,6 +445,11 @@ static void test_pair_bit_wrong(void **state)
     assert_true(orig != (1u << pairs) - 1u); /* and some pair is empty */
     for (unsigned k = 0; k < pairs; k++)
         assert_invariant_report(h, at, orig ^ (1u << k), orig, 6);
+    /* several bits wrong at once, and bits above the last pair: one report,
+     * the whole right word expected */
+    assert_invariant_report(h, at, orig ^ ((1u << pairs) - 1u), orig, 6);
+    for (unsigned k = pairs; k < 32u; k += 7)
+        assert_invariant_report(h, at, orig | 1u << k, orig, 6);
 }
 
 /*
