@@ -1466,6 +1466,22 @@ static void test_libc_policy(void **state)
     heap_caps_free(p);
     assert_null(heap_caps_malloc_default(64u * KIB)); /* PSRAM could, but is not used */
     assert_int_equal(cf_cb.calls, 1);
+    /* ... and so do aligned allocation and realloc: internal RAM or nothing */
+    p = heap_caps_aligned_alloc_default(64, 100);
+    assert_in_heap(p, OFF_DRAM_S);
+    assert_int_equal((uintptr_t)p % 64u, 0);
+    assert_null(heap_caps_aligned_alloc_default(64, 64u * KIB));
+    assert_null(heap_caps_aligned_alloc_default(3, 100));
+    ct_stamp(p, 100);
+    uint32_t tok0 = ct_token(p);
+    assert_null(heap_caps_realloc_default(p, 64u * KIB)); /* PSRAM could: p stays */
+    void *r = heap_caps_realloc_default(p, 3000);
+    assert_non_null(r);
+    assert_true(capheap_heap_find(r) != heap_at(OFF_SPIRAM));
+    assert_true(heap_caps_get_allocated_size(r) >= 3000);
+    assert_true(ct_stamp_ok_token(r, 100, tok0));
+    assert_null(heap_caps_realloc_default(r, 0)); /* frees */
+    assert_int_equal(cf_cb.calls, 3);
 
     heap_caps_malloc_extmem_enable(4096);
     p = heap_caps_malloc_default(4096); /* <= limit: internal */
