@@ -8,8 +8,9 @@
  * current abort handler (capheap/port.h). A report whose address is NULL
  * names no memory: it is a usage error that cannot be returned as an error
  * code (heap_caps_init() called twice, say), printed as
- *     <what> (esp_err_t 0x<found>) The last report is kept so that a
- * test that intercepted the abort can assert on what was found.
+ *     <what> (esp_err_t 0x<found>)
+ * and no block is described before its abort. The last report is kept so
+ * that a test that intercepted the abort can assert on what was found.
  */
 #ifndef CAPHEAP_REPORT_H
 #define CAPHEAP_REPORT_H
