@@ -494,7 +494,7 @@ CE_WALKER bool ce_check_step(const ce_heap_t *h, ce_check_cursor_t *cur, uint32_
                  CE_FAULT_BAD_HEADER);
         if (!cur->changed && free_sum != h->free_bytes)
             fail(&c, 7, &h->free_bytes, free_sum, h->free_bytes, CE_FAULT_BAD_HEADER);
-        if (h->min_free > h->free_bytes)
+        else if (h->min_free > h->free_bytes) /* (a wrong free_bytes would make it look wrong) */
             fail(&c, 7, &h->min_free, h->free_bytes, h->min_free, CE_FAULT_BAD_HEADER);
         cur->phase = 2;
     }
