@@ -95,7 +95,11 @@ CE_WALKER ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap
     const void *at = p;
     uint32_t expected = 0, found = 0;
     unsigned inv = 0;
-    if (off < h->first + CE_HDR || off >= h->end) {
+    /* The end the fast path trusts (first + data_span + 16), not the end
+     * word, which only walks read: a walk bounded by a corrupt end word would
+     * read past the region (the check reports such a word, I12). */
+    uint32_t end = h->first + h->data_span + CE_MIN_BLOCK;
+    if (off < h->first + CE_HDR || off >= end) {
         kind = CE_FAULT_OUTSIDE; /* expected: the first data offset; found: p's offset */
         expected = h->first + CE_HDR;
         found = (uint32_t)off;
@@ -104,7 +108,7 @@ CE_WALKER ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap
         uint32_t target = (uint32_t)off - CE_HDR;
         /* limit: the end, or once p's block is found, its successor (the walk
          * stops at the block after that one) */
-        uint32_t limit = h->end;
+        uint32_t limit = end;
         /* the footer the block before b must have if it is free (FOOT_MARK,
          * never 0), else 0: whether it is free and where, in one value */
         uint32_t prev_foot = 0;
@@ -121,7 +125,7 @@ CE_WALKER ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap
                     break;
                 }
             }
-            if (b == h->end) {
+            if (b == end) {
                 /* the end marker reads "used, 16 bytes", PF as the block before (I10) */
                 uint32_t end_hdr = CE_MIN_BLOCK | (prev_foot != 0 ? F_PREV_FREE : 0u);
                 if (hdr != end_hdr) {
@@ -136,10 +140,10 @@ CE_WALKER ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap
             if (b > limit)
                 break; /* nothing wrong after all: kind CE_OK */
             s = SIZE_OF(hdr);
-            if (s < CE_MIN_BLOCK || (s & a) || s > h->end - b) {
+            if (s < CE_MIN_BLOCK || (s & a) || s > end - b) {
                 kind = CE_FAULT_BAD_HEADER; /* the walk cannot pass this header */
                 at = word(h, b);
-                expected = (h->end - b) & ~a;
+                expected = (end - b) & ~a;
                 found = hdr;
                 inv = 1;
                 break;
@@ -345,8 +349,38 @@ size_t ce_largest_request(const ce_heap_t *h)
 
 /* ---- walk and check ---------------------------------------------------- */
 
+/* I12: the control structure's fixed words agree, as ce_create wrote them:
+ * the magic; the first block right after the rows (fl_count, align_mask);
+ * the end marker where the fast path's span ends (first + data_span + 16)
+ * and inside the region; the largest request the span holds. Every walk asks
+ * first: bounded by a corrupt end word or row count, a walk would read past
+ * the region. Returns the word that is wrong, with what it should read (NULL:
+ * none). */
+static const uint32_t *control_fault(const ce_heap_t *h, uint32_t *expected)
+{
+    uint32_t end = h->first + h->data_span + CE_MIN_BLOCK;
+    if (h->magic != CE_MAGIC) {
+        *expected = CE_MAGIC;
+        return &h->magic;
+    }
+    if ((*expected = first_block((uintptr_t)h, h->align_mask, h->fl_count)) != h->first)
+        return &h->first;
+    if ((*expected = end) != h->end)
+        return &h->end;
+    if (h->region_bytes < CE_HDR || end > h->region_bytes - CE_HDR) {
+        *expected = end + CE_HDR; /* at least */
+        return &h->region_bytes;
+    }
+    if ((*expected = h->data_span + CE_MIN_BLOCK - CE_HDR) != h->max_request)
+        return &h->max_request;
+    return NULL;
+}
+
 CE_WALKER void ce_walk(const ce_heap_t *h, ce_walk_cb cb, void *user)
 {
+    uint32_t ignored;
+    if (control_fault(h, &ignored) != NULL)
+        return; /* walks nothing: the check says why */
     uint32_t b = h->first;
     while (b < h->end) {
         uint32_t hdr = HDR(h, b);
@@ -407,9 +441,11 @@ CE_WALKER bool ce_check_step(const ce_heap_t *h, ce_check_cursor_t *cur, uint32_
     uint32_t hop_budget = budget > UINT32_MAX / CE_CHECK_HOPS_PER_UNIT ? UINT32_MAX
                                                                         : budget * CE_CHECK_HOPS_PER_UNIT;
     *done = false;
-    if (h->magic != CE_MAGIC) {
-        fail(&c, 12, &h->magic, CE_MAGIC, h->magic, CE_FAULT_BAD_HEADER);
-        goto finish;
+    uint32_t control_want;
+    const uint32_t *bad = control_fault(h, &control_want);
+    if (bad != NULL) {
+        fail(&c, 12, bad, control_want, *bad, CE_FAULT_BAD_HEADER);
+        goto finish; /* nothing else can be read safely */
     }
     if (cur->phase == 0) {
         memset(cur, 0, sizeof *cur);

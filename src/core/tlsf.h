@@ -325,7 +325,8 @@ ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap_report_t 
 size_t ce_largest_request(const ce_heap_t *h);
 
 /* Walk blocks in address order: data pointer, capacity, used. Stops when cb returns false.
- * Stops silently at a corrupt header (run ce_check to find out). */
+ * Stops silently at a corrupt header, and walks nothing when the control
+ * structure's fixed words disagree (I12; run ce_check to find out). */
 typedef bool (*ce_walk_cb)(void *data, size_t capacity, bool used, void *user);
 void ce_walk(const ce_heap_t *h, ce_walk_cb cb, void *user);
 

@@ -25,6 +25,8 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -539,6 +541,128 @@ static void test_check_never_leaves_region(void **state)
 }
 
 /*
+ * The control structure's fixed words (I12: docs/design.md), each made
+ * wrong in turn in a heap that fills its region up to an inaccessible page:
+ * the end word moved past the region's end (a walk bounded by it would read
+ * the guard page and crash the test), the first block, the region size, the
+ * largest request, the magic, the row count and the alignment bytes. Each is
+ * the check's first and only report, at the word that is wrong (the row count
+ * and the alignment at the first block's word, which they place), and every
+ * walk (multi_heap_walk, dump, get_info, find_containing_block) reads nothing
+ * rather than read past the region; a double free's description still names
+ * the double free. Until 2026-11-26 the check tested only the magic: an end
+ * word moved by 64 bytes made check, walk, dump, get_info and a double free's
+ * description read past the region.
+ */
+#define CTRL_MAGIC 8u
+#define CTRL_MAX_REQUEST 28u
+#define CTRL_DATA_SPAN 32u
+#define CTRL_REGION_BYTES 36u
+#define CTRL_ALIGN_MASK 40u
+#define CTRL_FL_COUNT 41u
+
+static bool count_block(void *block, size_t size, int used, void *user)
+{
+    (void)block;
+    (void)size;
+    (void)used;
+    (*(size_t *)user)++;
+    return true;
+}
+
+/* What the first block's offset must be for a heap at a page start with
+ * alignment mask a and rows rows (docs/design.md: 48 bytes, 68 per row, a
+ * zero word, then the first header placed so that its data is aligned). */
+static uint32_t first_for(uint32_t a, uint32_t rows)
+{
+    return ((48u + 68u * rows + 4u + 4u + a) & ~a) - 4u;
+}
+
+static void test_control_words_wrong(void **state)
+{
+    (void)state;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = 2 * page;
+    unsigned char *m = mmap(NULL, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(mprotect(m + bytes, page, PROT_NONE), 0);
+    multi_heap_handle_t h = multi_heap_register(m, bytes);
+    assert_non_null(h);
+    unsigned char *a = multi_heap_malloc(h, 100), *b = multi_heap_malloc(h, 200);
+    assert_non_null(b);
+    multi_heap_free(h, a);
+    size_t blocks = 0;
+    multi_heap_walk(h, count_block, &blocks);
+    assert_true(blocks >= 3);
+    uint32_t first = ct_get32(m + 12), end = ct_get32(m + 16), span = ct_get32(m + CTRL_DATA_SPAN);
+    uint32_t align_rows = ct_get32(m + CTRL_ALIGN_MASK); /* align_mask, fl_count, check token */
+    uint32_t amask = align_rows & 0xffu, rows = (align_rows >> 8) & 0xffu;
+    assert_int_equal(end, first + span + 16u);
+    assert_true(end + 4u <= bytes);
+    assert_int_equal(first, first_for(amask, rows));
+    struct {
+        uint32_t off, bad, at, expected, found; /* at: the word reported */
+    } cases[] = {
+        {16, end + 64u, 16, end, end + 64u},          /* past the region: the guard page */
+        {16, end + 4u, 16, end, end + 4u},
+        {16, end - 16u, 16, end, end - 16u},
+        {12, first + 4u, 12, first, first + 4u},
+        {CTRL_REGION_BYTES, end, CTRL_REGION_BYTES, end + 4u, end}, /* too small for the end marker */
+        {CTRL_MAX_REQUEST, span + 28u, CTRL_MAX_REQUEST, span + 12u, span + 28u},
+        {CTRL_MAGIC, 0xCA9EA9u ^ 1u, CTRL_MAGIC, 0xCA9EA9u, 0xCA9EA9u ^ 1u},
+        {CTRL_ALIGN_MASK, (align_rows & ~0xff00u) | 200u << 8, 12, first_for(amask, 200), first},
+        {CTRL_ALIGN_MASK, (align_rows & ~0xffu) | (amask == 15u ? 3u : 15u), 12,
+         first_for(amask == 15u ? 3u : 15u, rows), first},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned char *w = m + cases[i].off;
+        uint32_t orig = ct_get32(w);
+        ct_put32(w, cases[i].bad);
+        if (cases[i].expected != cases[i].found) { /* else the change is not a fault of that word */
+            assert_first_report(h, m + cases[i].at, cases[i].expected, cases[i].found, 12);
+            assert_int_equal(ct_capture_lines(), 1);
+        }
+        blocks = 0;
+        multi_heap_walk(h, count_block, &blocks);
+        assert_int_equal(blocks, 0);
+        multi_heap_info_t info;
+        multi_heap_get_info(h, &info);
+        assert_int_equal(info.total_blocks, 0);
+        ct_capture_begin();
+        multi_heap_dump(h);
+        ct_capture_end();
+        assert_null(multi_heap_find_containing_block(h, b));
+        ct_put32(w, orig);
+        assert_true(multi_heap_check(h, false));
+    }
+    /* A double free's description walks the blocks too: up to the end the
+     * fast path uses (first + data_span + 16), not the end word. */
+    ct_put32(m + 16, end + 64u);
+    bool aborted;
+    capheap_clear_last_report();
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, multi_heap_free(h, a));
+    ct_capture_end();
+    assert_true(aborted);
+    assert_string_equal(capheap_last_report().what, "Double free");
+    assert_ptr_equal(capheap_last_report().address, a);
+    /* and a pointer between the end marker and the moved end is outside */
+    unsigned char *beyond = m + end + 8u + ct_poison_head(4);
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, multi_heap_free(h, beyond));
+    ct_capture_end();
+    ct_put32(m + 16, end);
+    assert_true(aborted);
+    assert_string_equal(capheap_last_report().what, "Pointer outside heap");
+    assert_ptr_equal(capheap_last_report().address, beyond);
+    blocks = 0;
+    multi_heap_walk(h, count_block, &blocks);
+    assert_true(blocks >= 3);
+    multi_heap_free(h, b);
+    assert_true(multi_heap_check(h, false));
+    assert_int_equal(munmap(m, bytes + page), 0);
+}
+
+/*
  * The byte after the requested size: detected with poisoning (bad tail),
  * without poisoning it lands in the block's own slack and is harmless.
  */
@@ -805,6 +929,7 @@ int main(void)
         cmocka_unit_test(test_smashed_used_header),
         cmocka_unit_test(test_smashed_free_block),
         cmocka_unit_test(test_check_never_leaves_region),
+        cmocka_unit_test(test_control_words_wrong),
         cmocka_unit_test(test_one_byte_past_the_end),
         cmocka_unit_test(test_misaligned_list_link),
         cmocka_unit_test(test_class_bit_cleared),
