@@ -274,6 +274,16 @@ static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size
     size_t need = size + hidden;                   /* size <= SIZE_MAX / 2 */
     size_t cap = (need + unit - 1u) & ~(unit - 1u); /* the block's capacity: need rounded to the heap */
     bool inverted = a->kind == CAPHEAP_ALIAS_INVERTED;
+    /* Inverted, the image is a whole number of units (so that lo + hidden
+     * keeps the heap's alignment) inside the block: cap bytes. A block's
+     * usable size is a multiple of 4 but, above 4-byte alignment, 4 short of
+     * a multiple of the unit (its 4-byte header sits in front of aligned
+     * data), so ask for unit - 4 bytes more: the whole units in the block
+     * then hold cap. (Asked for need alone, a block could be smaller than
+     * cap, and the user's bytes reached below the block's start, over its
+     * header: fuzz_caps found it with an 8-aligned heap on ESP32's window.) */
+    if (inverted)
+        need = cap + unit - 4u;
     uintptr_t base = inverted ? a->iram_low + a->dram_high : a->iram_low - a->dram_low;
     if (align > unit && (base & (align - 1u)) != 0)
         return NULL; /* the alias moves addresses by a non-multiple of the alignment */
@@ -376,8 +386,16 @@ size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps, size_t ro
         return 0;
     size_t a = alignment > h->align ? alignment : h->align;
     size_t r = capheap_heap_largest_request(mh, a);
-    if (h->alias != 0 && (caps & MALLOC_CAP_EXEC))
-        r = r > ch_hidden(h) ? r - ch_hidden(h) : 0; /* the hidden word */
+#if CAPHEAP_EXEC_HEAP
+    if (h->alias != 0 && (caps & MALLOC_CAP_EXEC)) {
+        /* alias_alloc's request: the hidden word, and on an inverted window
+         * whole units of image, unit - 4 bytes short of the block */
+        size_t unit = h->align;
+        if (alias_window(h)->kind == CAPHEAP_ALIAS_INVERTED)
+            r = r + 4u >= unit ? (r + 4u - unit) & ~(unit - 1u) : 0;
+        r = r > ch_hidden(h) ? r - ch_hidden(h) : 0;
+    }
+#endif
     if (round > 1u)
         r &= ~(round - 1u); /* the hardware step rounds sizes up to its alignment */
     return r;

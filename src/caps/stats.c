@@ -261,7 +261,13 @@ size_t heap_caps_get_containing_block_size(void *ptr)
         return 0;
     void *block = multi_heap_find_containing_block(h->heap, p);
     size_t n = block != NULL ? multi_heap_get_allocated_size(h->heap, block) : 0;
-    return alias ? (n > ch_hidden(h) ? n - ch_hidden(h) : 0) : n; /* an EXEC block: its user bytes */
+#if CAPHEAP_EXEC_HEAP
+    if (alias && n != 0) /* an EXEC block: what heap_caps_get_allocated_size() says of its pointer */
+        return ch_alias_bytes(h, ch_alias_user(h, block, n), block, n);
+#else
+    (void)alias;
+#endif
+    return n;
 }
 
 /* ---- error names and checks ----------------------------------------------------- */
