@@ -132,8 +132,11 @@ static int g_trace = -1;
 /*
  * capheap_would_fit() and the largest-block figures must agree with the
  * allocator both ways ("true iff the request would succeed"). Building with
- * -DFZ_TOLERATE_KNOWN=1 relaxes this where capheap is known to disagree, to
- * fuzz past those bugs while they are being fixed (fuzz/README.md lists them):
+ * -DFZ_TOLERATE_KNOWN=1 relaxes this where capheap disagreed when this
+ * target was written, to fuzz past such bugs while they are being fixed.
+ * All five are fixed (K4 for 8- and 16-aligned heaps on inverted windows
+ * only on 2026-11-26: corpus file esp32-exec-inverted-align8-runtime); CI
+ * fuzzes with the flag off:
  *   K1  heaps aligned to more than 4: largest/would_fit under-report by up to
  *       the alignment (only "fits => succeeds" is checked, not "largest + 1 fails");
  *   K2  EXEC requests aligned to more than 4 through an IRAM alias: would_fit
