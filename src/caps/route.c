@@ -395,6 +395,8 @@ size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps, size_t ro
             r = r + 4u >= unit ? (r + 4u - unit) & ~(unit - 1u) : 0;
         r = r > ch_hidden(h) ? r - ch_hidden(h) : 0;
     }
+#else
+    (void)caps; /* no EXEC heaps, no hidden word */
 #endif
     if (round > 1u)
         r &= ~(round - 1u); /* the hardware step rounds sizes up to its alignment */
