@@ -59,9 +59,10 @@
 
 /* The O(blocks) walks read headers wherever a corrupt size sends them, which
  * under ASan may be a poisoned payload or padding (debug/sanitize.h): they
- * are not instrumented. They never leave the region (each header's size is
- * checked against the end before it is followed), which the fuzzers check
- * in builds without ASan poisoning. */
+ * are not instrumented, nor is ce_largest_request() (a corrupt list head may
+ * name any word of the pool). They never leave the region (each header's size is
+ * checked against the end before it is followed), which fuzz_misuse checks
+ * with guard pages on both sides of the region. */
 #if CE_ASAN
 #define CE_WALKER __attribute__((no_sanitize_address))
 #else
@@ -255,7 +256,7 @@ ce_heap_t *ce_create(void *mem, size_t bytes, size_t align)
 
     ce_heap_t *h = (ce_heap_t *)mem;
     memset(h, 0, control_bytes(fl_count));
-    h->magic = CE_MAGIC;
+    h->magic = CE_MAGIC | a << 24; /* with a copy of the alignment (I12) */
     uint32_t end = first + s;
     h->first = first;
     h->end = end;
@@ -335,16 +336,28 @@ void *ce_memalign(ce_heap_t *h, size_t size, size_t align, size_t offset)
 #endif
 }
 
-size_t ce_largest_request(const ce_heap_t *h)
+static const uint32_t *control_fault(const ce_heap_t *h, uint32_t *expected);
+
+CE_WALKER size_t ce_largest_request(const ce_heap_t *h)
 {
-    if (h->pair_bitmap == 0)
+    uint32_t ignored;
+    if (h->pair_bitmap == 0 || control_fault(h, &ignored) != NULL)
         return 0;
-    uint32_t k = fls32(h->pair_bitmap);
-    uint32_t c = (k << 5) + fls32(PAIR_BITMAP(h, k));
     /* Exactly what take_fit can reach: the head of the top class. Any
      * request up to it succeeds; one byte more maps to this class or above
-     * and finds nothing. */
-    return SIZE_OF(HDR(h, HEAD(h, c))) - CE_HDR;
+     * and finds nothing. A reader of corrupt rows (bitmaps naming a class
+     * past the rows, a wild head, a smashed header) answers 0 and stays in
+     * the control structure and the pool: the check reports them. */
+    uint32_t classes = (uint32_t)h->fl_count * CE_SL_COUNT;
+    uint32_t k = fls32(h->pair_bitmap);
+    if (k >= (classes + 31u) >> 5 || PAIR_BITMAP(h, k) == 0)
+        return 0;
+    uint32_t c = (k << 5) + fls32(PAIR_BITMAP(h, k));
+    uint32_t b = c < classes ? HEAD(h, c) : 1u;
+    if ((b & 3u) != 0 || b - h->first > h->data_span)
+        return 0;
+    uint32_t s = SIZE_OF(HDR(h, b));
+    return s < CE_MIN_BLOCK || s - CE_HDR > h->max_request ? 0 : s - CE_HDR;
 }
 
 /* ---- walk and check ---------------------------------------------------- */
@@ -352,15 +365,17 @@ size_t ce_largest_request(const ce_heap_t *h)
 /* I12: the control structure's fixed words agree, as ce_create wrote them:
  * the magic; the first block right after the rows (fl_count, align_mask);
  * the end marker where the fast path's span ends (first + data_span + 16)
- * and inside the region; the largest request the span holds. Every walk asks
+ * and inside the region; the largest request the span holds; the magic's
+ * copy of align_mask. Every walk asks
  * first: bounded by a corrupt end word or row count, a walk would read past
  * the region. Returns the word that is wrong, with what it should read (NULL:
  * none). */
 static const uint32_t *control_fault(const ce_heap_t *h, uint32_t *expected)
 {
     uint32_t end = h->first + h->data_span + CE_MIN_BLOCK;
-    if (h->magic != CE_MAGIC) {
-        *expected = CE_MAGIC;
+    uint32_t magic = CE_MAGIC | (uint32_t)h->align_mask << 24;
+    if ((h->magic & CE_MAGIC_MASK) != CE_MAGIC) {
+        *expected = magic;
         return &h->magic;
     }
     if ((*expected = first_block((uintptr_t)h, h->align_mask, h->fl_count)) != h->first)
@@ -373,6 +388,11 @@ static const uint32_t *control_fault(const ce_heap_t *h, uint32_t *expected)
     }
     if ((*expected = h->data_span + CE_MIN_BLOCK - CE_HDR) != h->max_request)
         return &h->max_request;
+    /* The alignment mask: a change the first block's place does not show
+     * (15 -> 7 where the first data pointer is 16-aligned) disagrees with
+     * the magic's copy. */
+    if ((*expected = magic) != h->magic)
+        return &h->magic;
     return NULL;
 }
 

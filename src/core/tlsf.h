@@ -53,7 +53,7 @@ typedef struct ce_heap {
      * 4-aligned like the rest (a region may start at any 4-aligned address).
      * Read and write it with ce_owner() / ce_set_owner(). */
     uint32_t owner[2];
-    uint32_t magic;       /* CE_MAGIC while the heap is alive */
+    uint32_t magic;       /* CE_MAGIC | align_mask << 24 while the heap is alive */
     uint32_t first;       /* offset of the first block's header */
     uint32_t end;         /* offset of the end marker: a header that reads "used, 16 bytes" */
     uint32_t free_bytes;  /* sum of the sizes of all free blocks (I7) */
@@ -69,7 +69,10 @@ typedef struct ce_heap {
     uint32_t rows[];      /* pairs of CE_PAIR_WORDS, then one zero word (see tlsf.c) */
 } ce_heap_t;
 
+/* The magic word: CE_MAGIC in its low 24 bits, align_mask in its top byte (a
+ * copy the check compares, I12). */
 #define CE_MAGIC 0xCA9EA9u
+#define CE_MAGIC_MASK 0xFFFFFFu
 
 /* The owner slot holds a pointer. Where a pointer is one 32-bit word it is
  * owner[0] (a plain load: some -Os targets would call memcpy); else memcpy

@@ -471,6 +471,59 @@ static void test_pair_bit_wrong(void **state)
 }
 
 /*
+ * get_info's largest_free_block (and capheap_heap_largest_request) read one
+ * list head, the top class's. Rows that send that read elsewhere make it
+ * answer 0 without reading outside the control structure and the pool, and
+ * the check reports them (fuzz_misuse found both: a summary bit above the
+ * last pair read a "bitmap" and a head from the pool, and a head naming a
+ * word past the region was read there).
+ */
+static void test_largest_with_bad_rows(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned rows;
+    (void)first_header(h, &rows);
+    unsigned pairs = (rows * 16u + 31u) / 32u;
+    multi_heap_info_t info;
+    multi_heap_get_info(h, &info);
+    size_t largest = info.largest_free_block;
+    assert_true(largest > 1000u);
+
+    unsigned char *summary = region + CTRL_PAIR_BITMAP;
+    uint32_t orig = ct_get32(summary);
+    uint32_t k = 31u - (uint32_t)__builtin_clz(orig);
+    unsigned char *bitmap = PAIR_AT(k);
+    uint32_t bits = ct_get32(bitmap);
+    uint32_t top = 32u * k + 31u - (uint32_t)__builtin_clz(bits);
+    unsigned char *head = CLASS_HEAD_AT(top);
+    uint32_t head_orig = ct_get32(head);
+    struct {
+        unsigned char *at;
+        uint32_t bad;
+    } cases[] = {
+        {summary, orig | 1u << pairs},              /* a pair past the rows */
+        {bitmap, bits | 1u << 31},                  /* a class past the rows (odd rows) or an empty one */
+        {head, REGION_BYTES + 64u},                 /* past the region */
+        {head, head_orig + 2u},                     /* off the word */
+        {head, 8u},                                 /* the control structure */
+        {head, 0x80000000u},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint32_t was = ct_get32(cases[i].at);
+        ct_put32(cases[i].at, cases[i].bad);
+        multi_heap_get_info(h, &info);
+        assert_int_equal(info.largest_free_block, 0);
+        assert_int_equal(capheap_heap_largest_request(h, 1), 0);
+        assert_check_fails(h);
+        ct_put32(cases[i].at, was);
+        assert_true(multi_heap_check(h, false));
+    }
+    multi_heap_get_info(h, &info);
+    assert_int_equal(info.largest_free_block, largest);
+}
+
+/*
  * A free block found in the list of another class: the list head of class 15
  * (block size 60) set to the block of 100 bytes (class 25), then class 25's
  * head set to the 60-byte block, then the next link of the 60-byte block,
@@ -594,6 +647,9 @@ static void test_control_words_wrong(void **state)
     uint32_t first = ct_get32(m + CTRL_FIRST), end = ct_get32(m + CTRL_END), span = ct_get32(m + CTRL_DATA_SPAN);
     uint32_t align_rows = ct_get32(m + CTRL_ALIGN_MASK); /* align_mask, fl_count, check token */
     uint32_t amask = align_rows & 0xffu, rows = (align_rows >> 8) & 0xffu;
+    uint32_t magic = ct_get32(m + CTRL_MAGIC);
+    assert_int_equal(magic, 0xCA9EA9u | amask << 24);
+    bool same_first = first_for(amask ^ 4u, rows) == first;
     assert_int_equal(end, first + span + 16u);
     assert_true(end + 4u <= bytes);
     assert_int_equal(first, first_for(amask, rows));
@@ -606,7 +662,14 @@ static void test_control_words_wrong(void **state)
         {CTRL_FIRST, first + 4u, CTRL_FIRST, first, first + 4u},
         {CTRL_REGION_BYTES, end, CTRL_REGION_BYTES, end + 4u, end}, /* too small for the end marker */
         {CTRL_MAX_REQUEST, span + 28u, CTRL_MAX_REQUEST, span + 12u, span + 28u},
-        {CTRL_MAGIC, 0xCA9EA9u ^ 1u, CTRL_MAGIC, 0xCA9EA9u, 0xCA9EA9u ^ 1u},
+        {CTRL_MAGIC, magic ^ 1u, CTRL_MAGIC, magic, magic ^ 1u},
+        /* the magic's top byte repeats align_mask: a mask that still gives the same
+         * first block (3 -> 7 or 15 -> 7 where that offset is aligned) disagrees with it */
+        {CTRL_MAGIC, magic ^ 0x04000000u, CTRL_MAGIC, magic, magic ^ 0x04000000u},
+        /* 3 <-> 7: the first block moves or not, depending on the row count */
+        {CTRL_ALIGN_MASK, align_rows ^ 4u, same_first ? CTRL_MAGIC : CTRL_FIRST,
+         same_first ? (magic & 0xFFFFFFu) | (amask ^ 4u) << 24 : first_for(amask ^ 4u, rows),
+         same_first ? magic : first},
         {CTRL_ALIGN_MASK, (align_rows & ~0xff00u) | 200u << 8, CTRL_FIRST, first_for(amask, 200), first},
         {CTRL_ALIGN_MASK, (align_rows & ~0xffu) | (amask == 15u ? 3u : 15u), CTRL_FIRST,
          first_for(amask == 15u ? 3u : 15u, rows), first},
@@ -931,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_free_bytes_wrong),
         cmocka_unit_test(test_min_free_above_free_bytes),
         cmocka_unit_test(test_pair_bit_wrong),
+        cmocka_unit_test(test_largest_with_bad_rows),
         cmocka_unit_test(test_listed_in_wrong_class),
         cmocka_unit_test(test_check_is_thread_safe),
 #if CT_POISONING
