@@ -822,16 +822,20 @@ size_t heap_caps_get_allocated_size(void *ptr)
  * has the caps, else a new block from the caps' heaps, copied, and the old freed. */
 static void *realloc_base(void *ptr, size_t size, uint32_t caps)
 {
-    request_t q;
-    prepare(&q, size, 0, caps);
-    if (q.bad != CAPHEAP_FIT_OK)
-        return NULL;
+    /* ptr is checked before any answer and before a new block exists: a
+     * pointer in no heap (owner) or not a block's (multi_heap_realloc in
+     * place, else the size query) is reported, also when the request cannot
+     * be served (caps no heap has, too large: ESP-IDF returns NULL for those
+     * without looking at ptr's block), and a rejected pointer leaves no new
+     * block behind when the abort handler returns by longjmp. */
     void *user = ptr;
     bool alias;
     ch_heap_t *h = owner(&ptr, &alias);
     if (h == NULL)
         return NULL;
-    if (!alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
+    request_t q;
+    prepare(&q, size, 0, caps);
+    if (q.bad == CAPHEAP_FIT_OK && !alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
         CH_EVENT_REALLOC_BEGIN(user);
         void *p = realloc_in(h, ptr, q.size);
         if (p != NULL) {
@@ -840,10 +844,10 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
         }
         CH_EVENT_REALLOC_CANCEL(user);
     }
-    void *p = alloc_request(&q);
+    size_t old = multi_heap_get_allocated_size(h->heap, ptr); /* before a new block exists */
+    void *p = q.bad == CAPHEAP_FIT_OK ? alloc_request(&q) : NULL;
     if (p == NULL)
         return NULL;
-    size_t old = multi_heap_get_allocated_size(h->heap, ptr);
 #if CAPHEAP_EXEC_HEAP
     if (alias)
         old = ch_alias_bytes(h, user, ptr, old);

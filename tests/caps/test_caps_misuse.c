@@ -5,7 +5,8 @@
  *    heaps, the stack);
  *  - heap_caps_realloc() of such a foreign pointer;
  *  - a double free through heap_caps_free(), in a start-up and a runtime heap;
- *  - an interior pointer;
+ *  - an interior pointer, also to heap_caps_realloc when the block would
+ *    move or the request cannot be served;
  *  - an IRAM-alias pointer whose hidden word points outside every heap.
  * Each case expects a "CORRUPT HEAP" line naming the address (captured) and the
  * abort (CT_CATCH_ABORT, tests/support), and afterwards every heap is intact
@@ -220,6 +221,51 @@ static void test_interior_pointer(void **state)
     assert_true(heap_caps_check_integrity_all(true));
 }
 
+/*
+ * realloc of an interior pointer when no in-place step is tried: caps its
+ * heap lacks (the block would move to the SPIRAM heap), caps no heap has, a
+ * size above every heap. Reported each time, and no new block is left behind
+ * (until 2026-11-26 the move allocated its new block first, so a longjmp out
+ * of the report left it allocated, and the other two returned NULL without
+ * looking at the pointer; fuzz_caps_misuse found both).
+ */
+static void test_realloc_interior_pointer_elsewhere(void **state)
+{
+    (void)state;
+    boot();
+    bystanders_t b;
+    bystanders_make(&b);
+    unsigned char *p = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
+    assert_non_null(p);
+    ct_stamp(p, 200);
+    size_t free0 = heap_caps_get_free_size(0);
+    multi_heap_info_t i0, i1;
+    heap_caps_get_info(&i0, 0);
+    struct {
+        size_t size;
+        uint32_t caps;
+    } cases[] = {{64, MALLOC_CAP_SPIRAM}, {64, MALLOC_CAP_RTCRAM}, {1u << 30, MALLOC_CAP_8BIT}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        EXPECT_ABORT((void)heap_caps_realloc(p + 8, cases[i].size, cases[i].caps));
+        assert_report_names(p + 8);
+        assert_true(heap_caps_check_integrity_all(true));
+        assert_int_equal(heap_caps_get_free_size(0), free0);
+        heap_caps_get_info(&i1, 0);
+        assert_int_equal(i1.allocated_blocks, i0.allocated_blocks);
+    }
+    /* a valid pointer with the same requests: moved, and NULL twice */
+    uint32_t token = ct_token(p);
+    unsigned char *q = heap_caps_realloc(p, 64, MALLOC_CAP_SPIRAM);
+    assert_non_null(q);
+    assert_true(ct_stamp_ok_token(q, 64, token));
+    assert_null(heap_caps_realloc(q, 64, MALLOC_CAP_RTCRAM));
+    assert_null(heap_caps_realloc(q, 1u << 30, MALLOC_CAP_8BIT));
+    assert_true(ct_stamp_ok_token(q, 64, token));
+    heap_caps_free(q);
+    bystanders_check_and_free(&b);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 static void test_bad_alias_pointer(void **state)
 {
     (void)state;
@@ -253,7 +299,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_free_foreign_pointer), T(test_realloc_foreign_pointer), T(test_double_free),
-        T(test_interior_pointer),     T(test_bad_alias_pointer),
+        T(test_interior_pointer),     T(test_realloc_interior_pointer_elsewhere), T(test_bad_alias_pointer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
