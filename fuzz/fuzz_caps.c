@@ -80,6 +80,7 @@
  *     pool was carved out of a block); shutdown/reset leaves no heap.
  * A corruption report from capheap aborts through the port: also a crash.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -94,6 +95,8 @@
 #include "capheap/chip.h"
 #include "capheap/config.h"
 #include "capheap/heap.h"
+#include "capheap/port.h"
+#include "capheap/report.h"
 #include "capheap/sim.h"
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
@@ -151,6 +154,14 @@ static int g_trace = -1;
  */
 #ifndef FZ_TOLERATE_KNOWN
 #define FZ_TOLERATE_KNOWN 0
+#endif
+
+/* Built with -DFZ_CAPS_MISUSE=1 this file is fuzz_caps_misuse: one more
+ * operation, 25, hands a bad pointer to heap_caps_free, aligned_free,
+ * realloc or get_allocated_size (op_bad_pointer). Without it the operations
+ * and the meaning of every corpus file stay as they are. */
+#ifndef FZ_CAPS_MISUSE
+#define FZ_CAPS_MISUSE 0
 #endif
 
 static bool g_known_k2; /* the current operation made a K2 request */
@@ -268,6 +279,8 @@ static struct {
     bool monitor;
     unsigned raw_adds;
     bool sim;
+    uint8_t *freed[8];   /* the last pointers freed (FZ_CAPS_MISUSE: double frees) */
+    unsigned n_freed;
 } st;
 
 /* The failure callbacks: what the last request reported. */
@@ -508,12 +521,18 @@ static void take(fz_blk_t *s, void *ptr, size_t size, uint32_t caps, size_t alig
 }
 
 /* Put a fresh block in slot s, freeing what was there. */
+static void remember_freed(uint8_t *p)
+{
+    st.freed[st.n_freed++ % 8u] = p;
+}
+
 static void release(fz_blk_t *s)
 {
     if (s->p == NULL)
         return;
     verify(s, "before free");
     heap_caps_free(s->p);
+    remember_freed(s->p);
     s->p = NULL;
     st.live--;
 }
@@ -1004,6 +1023,8 @@ static void realloc_result(fz_blk_t *s, const fz_blk_t *old, void *q, size_t n, 
         return;
     }
     verify_at(old, q, n < old->size ? n : old->size, "after realloc");
+    if (q != old->p)
+        remember_freed(old->p);
     take(s, q, n, caps, 0, -1, fn);
 }
 
@@ -1048,6 +1069,7 @@ static void op_free(fz_blk_t *s, uint8_t how)
         heap_caps_aligned_free(s->p);
     else
         heap_caps_free(s->p);
+    remember_freed(s->p);
     s->p = NULL;
     st.live--;
 }
@@ -1480,6 +1502,142 @@ static void op_check(fz_in_t *in)
     FZ_REQUIRE(heap_caps_check_integrity(caps, false), "check_integrity(0x%x)", (unsigned)caps);
 }
 
+/* ---- bad pointers (fuzz_caps_misuse) --------------------------------------------------- */
+
+#if FZ_CAPS_MISUSE
+static jmp_buf g_jump;
+static bool g_armed;
+static size_t g_printed;
+
+/* The port's abort after a report: back to the operation that expected it. */
+static void on_abort(const char *reason)
+{
+    if (!g_armed) {
+        fprintf(stderr, "fuzz_caps: unexpected abort: %s\n", reason ? reason : "(null)");
+        abort();
+    }
+    g_armed = false;
+    longjmp(g_jump, 1);
+}
+
+static void count_text(const char *text, size_t len)
+{
+    (void)text;
+    g_printed += len;
+}
+
+static bool is_live(const void *p)
+{
+    for (unsigned i = 0; i < FZ_SLOTS; i++)
+        if (st.slot[i].p != NULL && st.slot[i].p == p)
+            return true;
+    return false;
+}
+
+/* The pointer a bad-pointer operation names (NULL: none this time). */
+static uint8_t *in_bad_pointer(fz_in_t *in)
+{
+    uint8_t kind = in_u8(in);
+    const fz_blk_t *b = &st.slot[in_u8(in) % FZ_SLOTS];
+    capheap_heap_desc_t d;
+    size_t n = capheap_heap_count();
+    bool heap = n != 0 && capheap_heap_get(in_u8(in) % n, &d) && d.heap != NULL;
+    switch (kind % 6u) {
+    case 0: /* around a heap's start or end */
+        if (!heap)
+            return NULL;
+        return (uint8_t *)((kind & 0x80u) ? d.end : d.start) + (int8_t)in_u8(in);
+    case 1: /* anywhere in a heap */
+        if (!heap)
+            return NULL;
+        return (uint8_t *)d.start + in_u32(in) % (uint32_t)(d.end - d.start);
+    case 2: /* into a live block or just in front of it, any alignment */
+        return b->p == NULL ? NULL : b->p + (int8_t)in_u8(in);
+    case 3: /* into a live block at a multiple of 4 */
+        return b->p == NULL ? NULL : b->p + 4u * (in_u8(in) % 64u + 1u);
+    case 4: /* freed before: a double free, or a use after a merge */
+        return st.freed[in_u8(in) % 8u];
+    default: /* in no heap: the fuzzer's own data */
+        return (kind & 0x80u) ? (uint8_t *)&g_not_heap : (uint8_t *)&cb + (kind & 15u);
+    }
+}
+
+/*
+ * A pointer that is not a live block's, handed to heap_caps_free,
+ * heap_caps_aligned_free, heap_caps_realloc or heap_caps_get_allocated_size:
+ * a report that names it, and nothing changes: every heap
+ * passes its check, the free size, block count and every live block's stamps
+ * are as before. Certain outside every heap, off 4-byte alignment, and with
+ * poisoning anywhere; without poisoning an aligned pointer into a heap whose
+ * bytes in front pass for a used block (docs/design.md) is taken, so such a
+ * pointer is first asked its size and not freed if it passes. So are IRAM
+ * alias pointers, whose hidden word is trusted as ESP-IDF trusts it.
+ */
+static void op_bad_pointer(fz_in_t *in)
+{
+    uint8_t *p = in_bad_pointer(in);
+    uint8_t call = (uint8_t)(in_u8(in) % 4u);
+    size_t n = (size_t)in_u8(in) * 16u + 1u;
+    if (p == NULL || is_live(p))
+        return;
+    bool alias = in_alias_window(p);
+    bool in_heap = capheap_heap_find(p) >= 0;
+    bool certain = !alias && (!in_heap || ((uintptr_t)p & 3u) != 0 || !CAPHEAP_POISONING_NONE);
+    FZ_TRACE("bad pointer %p (call %u, %s heap%s)\n", (void *)p, call, in_heap ? "in a" : "in no",
+             alias ? ", IRAM alias" : "");
+    size_t free0 = heap_caps_get_free_size(0);
+    multi_heap_info_t i0;
+    heap_caps_get_info(&i0, 0);
+    capheap_write_fn old_writer = capheap_set_writer(count_text);
+    if (!certain && call != 3) {
+        g_armed = true;
+        if (setjmp(g_jump) == 0) {
+            (void)heap_caps_get_allocated_size(p);
+            g_armed = false;
+            FZ_TRACE("  passes for a block: not freed\n");
+            capheap_set_writer(old_writer);
+            return;
+        }
+        certain = !alias;
+    }
+    capheap_clear_last_report();
+    g_printed = 0;
+    volatile bool reported = false;
+    void *volatile result = NULL;
+    g_armed = true;
+    if (setjmp(g_jump) == 0) {
+        switch (call) {
+        case 0: heap_caps_free(p); break;
+        case 1: heap_caps_aligned_free(p); break;
+        case 2: result = heap_caps_realloc(p, n, MALLOC_CAP_8BIT); break;
+        default: (void)heap_caps_get_allocated_size(p); break;
+        }
+        g_armed = false;
+    } else {
+        reported = true;
+    }
+    capheap_set_writer(old_writer);
+    capheap_report_t r = capheap_last_report();
+    if (certain) {
+        FZ_REQUIRE(reported, "call %u with bad pointer %p (size %zu) was not reported (returned %p)", call, (void *)p,
+                   n, result);
+        FZ_REQUIRE(r.what != NULL && g_printed > 0, "call %u with %p: an abort without a printed report", call,
+                   (void *)p);
+        FZ_REQUIRE(r.address == p, "call %u with %p: \"%s\" names %p", call, (void *)p, r.what, r.address);
+    }
+    FZ_REQUIRE(heap_caps_check_integrity_all(false), "a heap is damaged after call %u with bad pointer %p", call,
+               (void *)p);
+    multi_heap_info_t i1;
+    heap_caps_get_info(&i1, 0);
+    FZ_REQUIRE(heap_caps_get_free_size(0) == free0 && i1.allocated_blocks == i0.allocated_blocks,
+               "call %u with bad pointer %p changed the heaps: free %zu -> %zu, blocks %zu -> %zu", call, (void *)p,
+               free0, heap_caps_get_free_size(0), i0.allocated_blocks, i1.allocated_blocks);
+    for (unsigned i = 0; i < FZ_SLOTS; i++)
+        if (st.slot[i].p != NULL)
+            verify(&st.slot[i], "after a bad pointer");
+}
+#endif
+
 /* ---- the target ------------------------------------------------------------------------ */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -1522,6 +1680,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (unsigned r = 0; r < count; r++)
             raw_region(&in);
     }
+#if FZ_CAPS_MISUSE
+    capheap_set_abort_handler(on_abort);
+#endif
     FZ_REQUIRE(heap_caps_register_failed_alloc_callback(on_failed) == ESP_OK, "register callback");
     FZ_REQUIRE(capheap_register_failed_alloc_callback(on_failed_ext, &cb) == ESP_OK, "register extended callback");
 
@@ -1531,7 +1692,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     st.base_free = heap_caps_get_free_size(0);
 
     for (unsigned ops = 0; ops < FZ_MAX_OPS && in.i < in.n; ops++) {
-        uint8_t op = (uint8_t)(in_u8(&in) % 25u);
+        uint8_t op = (uint8_t)(in_u8(&in) % (25u + FZ_CAPS_MISUSE));
         fz_blk_t *s = &st.slot[in_u8(&in) % FZ_SLOTS];
         g_known_k2 = false;
         FZ_TRACE("op %u: %u, slot %u\n", ops, op, (unsigned)(s - st.slot));
@@ -1555,7 +1716,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 21: op_sizes(&in, s); break;
         case 22: op_add(&in, s); break;
         case 23: op_nonos(); break;
-        default: op_check(&in); break;
+        case 24: op_check(&in); break;
+#if FZ_CAPS_MISUSE
+        default: op_bad_pointer(&in); break;
+#endif
         }
         if (ops % FZ_CHECK_EVERY == FZ_CHECK_EVERY - 1u)
             FZ_REQUIRE(heap_caps_check_integrity_all(false), "check_integrity_all after op %u (%u)", ops, op);
