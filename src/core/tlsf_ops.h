@@ -614,10 +614,18 @@ CE_INLINE bool neighbours_ok(const ce_heap_t *h, uint32_t b, uint32_t hdr, uint3
     }
     uint32_t ns = 0;
     if (nh & F_FREE) {
-        ns = nh & ~F_FREE; /* inside the pool: ce_free_start checked it */
-        /* The end marker never reads free (I10); if it does, its "footer"
-         * would lie past the region: not read. */
-        if (b + s == h->end || CE_PEEK(&FOOTER(h, b + s, ns)) != FOOT_MARK(b + s))
+        ns = nh & ~F_FREE;
+        /* The successor must end by the end marker before its footer is
+         * read. ce_free_start's size test says so, except when our block ends
+         * in the pool's last 16 bytes (b + s in end - 12 .. end - 4, where no
+         * block fits: its room - s wraps), which a forged header can claim:
+         * its "footer" lay anywhere (fuzz_caps_misuse, corpus file
+         * next-header-in-last-16-bytes). The sum is 32-bit and the footer
+         * read at it, so a wrapped ns stays in the region too; ne - 1 also
+         * refuses ne = 0. The end marker never reads free (I10); if it does,
+         * ne lies past it and is refused. */
+        uint32_t ne = b + s + ns;
+        if (ne - 1u >= h->end || CE_PEEK(word(h, ne) - 1) != FOOT_MARK(b + s))
             return false;
     }
     *pbp = pb;

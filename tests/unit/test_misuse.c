@@ -712,6 +712,46 @@ static void test_free_last_block_with_free_end_marker(void **state)
 }
 
 /*
+ * An interior pointer whose four bytes in front forge a used header that ends
+ * 4, 8 or 12 bytes before the end marker, where no block fits, and the word
+ * there reads "free, 1 GiB". ce_free_start's size test wraps for such a block
+ * and passed that "successor"; its footer was then read 1 GiB past the heap
+ * (a crash, with or without poisoning: the canaries are checked after).
+ * fuzz_caps_misuse found it. Now the successor must end by the end marker
+ * before its footer is read: reported as an interior pointer, nothing changed.
+ */
+static void test_free_interior_header_ending_in_last_16_bytes(void **state)
+{
+    (void)state;
+    for (uint32_t tail = 4; tail <= 12; tail += 4) {
+        multi_heap_handle_t h = fresh_a();
+        unsigned char *a = multi_heap_malloc(h, 64);
+        unsigned char *p = malloc_last_block(h);
+        assert_non_null(a);
+        ct_stamp(a, 64);
+        unsigned char *hp = ct_header_of(p);
+        unsigned char *end = hp + (ct_get32(hp) & ~3u);
+        unsigned char *fake = p + 60;                          /* the forged header */
+        unsigned char *q = fake + CT_BLOCK_HEADER + ct_poison_head(4); /* its user pointer */
+        unsigned char *next = end - tail;                      /* where its size ends */
+        uint32_t fake_was = ct_get32(fake), next_was = ct_get32(next);
+        ct_put32(fake, (uint32_t)(next - fake));               /* used, PF clear */
+        ct_put32(next, 0x40000001u);                           /* free, 1 GiB */
+        size_t before = multi_heap_free_size(h);
+        capheap_report_t r = expect_abort_free(h, q);
+        assert_string_equal(r.what, "Interior pointer");
+        assert_names(&r, q);
+        ct_put32(fake, fake_was);
+        ct_put32(next, next_was);
+        assert_unchanged(h, before);
+        assert_true(ct_stamp_ok(a, 64));
+        multi_heap_free(h, p);
+        multi_heap_free(h, a);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+
+/*
  * A used block followed by a free block whose footer was overwritten (a write
  * after free into its last word): freeing the used block would merge with the
  * free one, so the footer must name it first (docs/design.md, "Cheap checks":
@@ -1100,6 +1140,7 @@ int main(void)
         cmocka_unit_test(test_double_free_before_large_block),
         cmocka_unit_test(test_free_with_size_past_the_end),
         cmocka_unit_test(test_free_last_block_with_free_end_marker),
+        cmocka_unit_test(test_free_interior_header_ending_in_last_16_bytes),
         cmocka_unit_test(test_free_before_free_block_with_bad_footer),
         cmocka_unit_test(test_free_with_forged_free_predecessor),
         cmocka_unit_test(test_free_misaligned_forged_block),
