@@ -1526,10 +1526,28 @@ static void count_text(const char *text, size_t len)
     g_printed += len;
 }
 
+/* The DRAM block behind an EXEC block handed out through an IRAM alias: the
+ * window's DRAM start plus the offset in the hidden word in front of the
+ * alias pointer (route.c, ch_unalias). A valid block pointer too, though
+ * the user never got it. */
+static const void *alias_backing(const fz_blk_t *b)
+{
+    const capheap_chip_t *chip = capheap_caps_chip();
+    uintptr_t v = (uintptr_t)b->p;
+    const capheap_alias_t *w[2] = {&chip->diram, &chip->rtc};
+    for (int k = 0; k < 2; k++)
+        if (w[k]->kind != CAPHEAP_ALIAS_NONE && v >= (uintptr_t)w[k]->iram_low + 4u && v < (uintptr_t)w[k]->iram_high) {
+            uint32_t off;
+            memcpy(&off, b->p - 4, sizeof off);
+            return (const void *)((uintptr_t)w[k]->dram_low + off);
+        }
+    return NULL;
+}
+
 static bool is_live(const void *p)
 {
     for (unsigned i = 0; i < FZ_SLOTS; i++)
-        if (st.slot[i].p != NULL && st.slot[i].p == p)
+        if (st.slot[i].p != NULL && (st.slot[i].p == p || (st.slot[i].alias && alias_backing(&st.slot[i]) == p)))
             return true;
     return false;
 }
