@@ -80,7 +80,6 @@
  *     pool was carved out of a block); shutdown/reset leaves no heap.
  * A corruption report from capheap aborts through the port: also a crash.
  */
-#include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -1505,26 +1504,7 @@ static void op_check(fz_in_t *in)
 /* ---- bad pointers (fuzz_caps_misuse) --------------------------------------------------- */
 
 #if FZ_CAPS_MISUSE
-static jmp_buf g_jump;
-static bool g_armed;
-static size_t g_printed;
-
-/* The port's abort after a report: back to the operation that expected it. */
-static void on_abort(const char *reason)
-{
-    if (!g_armed) {
-        fprintf(stderr, "fuzz_caps: unexpected abort: %s\n", reason ? reason : "(null)");
-        abort();
-    }
-    g_armed = false;
-    longjmp(g_jump, 1);
-}
-
-static void count_text(const char *text, size_t len)
-{
-    (void)text;
-    g_printed += len;
-}
+#include "fuzz_catch.h"
 
 /* The DRAM block behind an EXEC block handed out through an IRAM alias: the
  * window's DRAM start plus the offset in the hidden word in front of the
@@ -1606,7 +1586,7 @@ static void op_bad_pointer(fz_in_t *in)
     size_t free0 = heap_caps_get_free_size(0);
     multi_heap_info_t i0;
     heap_caps_get_info(&i0, 0);
-    capheap_write_fn old_writer = capheap_set_writer(count_text);
+    capheap_write_fn old_writer = capheap_set_writer(fz_count_text);
     if (!certain && call != 3) {
         g_armed = true;
         if (setjmp(g_jump) == 0) {
@@ -1699,7 +1679,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             raw_region(&in);
     }
 #if FZ_CAPS_MISUSE
-    capheap_set_abort_handler(on_abort);
+    capheap_set_abort_handler(fz_on_abort);
 #endif
     FZ_REQUIRE(heap_caps_register_failed_alloc_callback(on_failed) == ESP_OK, "register callback");
     FZ_REQUIRE(capheap_register_failed_alloc_callback(on_failed_ext, &cb) == ESP_OK, "register extended callback");

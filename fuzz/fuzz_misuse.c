@@ -41,7 +41,6 @@
  * a report from capheap outside the places it is expected also aborts.
  */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
-#include <setjmp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,6 +50,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz_catch.h"
 #include "fuzz_input.h"
 #include "capheap/check.h"
 #include "capheap/config.h"
@@ -151,28 +151,6 @@ static void map_region(void)
     FZ_REQUIRE(mprotect(m, page, PROT_NONE) == 0 && mprotect(m + page + g_span, page, PROT_NONE) == 0,
                "mprotect");
     g_low = m + page;
-}
-
-/* ---- reports: expected ones are caught, others abort ---------------------- */
-
-static jmp_buf g_jump;
-static bool g_armed;
-static size_t g_printed;
-
-static void on_abort(const char *reason)
-{
-    if (!g_armed) {
-        fprintf(stderr, "fuzz_misuse: unexpected abort: %s\n", reason ? reason : "(null)");
-        abort();
-    }
-    g_armed = false;
-    longjmp(g_jump, 1);
-}
-
-static void count_text(const char *text, size_t len)
-{
-    (void)text;
-    g_printed += len;
 }
 
 /* ---- the shadow ---------------------------------------------------------- */
@@ -463,8 +441,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_trace = getenv("FUZZ_MISUSE_TRACE") != NULL;
     uint8_t *start = (cfg & 0x20u) ? g_low + g_span - region : g_low;
     TRACE("region %zu at %p, alignment %zu\n", region, (void *)start, heap_align);
-    capheap_set_abort_handler(on_abort);
-    capheap_set_writer(count_text);
+    capheap_set_abort_handler(fz_on_abort);
+    capheap_set_writer(fz_count_text);
     g_armed = false;
 
     /* The same bytes under every run, whatever the previous input left there: a run
