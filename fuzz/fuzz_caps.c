@@ -1565,6 +1565,17 @@ static uint8_t *in_bad_pointer(fz_in_t *in)
     }
 }
 
+/* Call number call of a bad-pointer operation; realloc's result. */
+static void *bad_call(unsigned call, void *p, size_t n)
+{
+    switch (call) {
+    case 0: heap_caps_free(p); return NULL;
+    case 1: heap_caps_aligned_free(p); return NULL;
+    case 2: return heap_caps_realloc(p, n, MALLOC_CAP_8BIT);
+    default: return (void *)(uintptr_t)heap_caps_get_allocated_size(p);
+    }
+}
+
 /*
  * A pointer that is not a live block's, handed to heap_caps_free,
  * heap_caps_aligned_free, heap_caps_realloc or heap_caps_get_allocated_size:
@@ -1592,33 +1603,18 @@ static void op_bad_pointer(fz_in_t *in)
     multi_heap_info_t i0;
     heap_caps_get_info(&i0, 0);
     capheap_write_fn old_writer = capheap_set_writer(fz_count_text);
+    bool reported;
     if (!certain && call != 3) {
-        g_armed = true;
-        if (setjmp(g_jump) == 0) {
-            (void)heap_caps_get_allocated_size(p);
-            g_armed = false;
+        FZ_CATCH(reported, (void)heap_caps_get_allocated_size(p));
+        if (!reported) {
             FZ_TRACE("  passes for a block: not freed\n");
             capheap_set_writer(old_writer);
             return;
         }
         certain = !alias;
     }
-    capheap_clear_last_report();
-    g_printed = 0;
-    volatile bool reported = false;
     void *volatile result = NULL;
-    g_armed = true;
-    if (setjmp(g_jump) == 0) {
-        switch (call) {
-        case 0: heap_caps_free(p); break;
-        case 1: heap_caps_aligned_free(p); break;
-        case 2: result = heap_caps_realloc(p, n, MALLOC_CAP_8BIT); break;
-        default: (void)heap_caps_get_allocated_size(p); break;
-        }
-        g_armed = false;
-    } else {
-        reported = true;
-    }
+    FZ_CATCH(reported, result = bad_call(call, p, n));
     capheap_set_writer(old_writer);
     capheap_report_t r = capheap_last_report();
     if (certain) {

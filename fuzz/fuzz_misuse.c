@@ -216,6 +216,18 @@ static uint8_t *bad_pointer(fz_in_t *in, const fz_blk_t *slots, uint8_t *const *
     }
 }
 
+/* Call number call of a bad-pointer operation; its result (a size as a pointer). */
+static void *bad_call(multi_heap_handle_t h, unsigned call, void *p, size_t n)
+{
+    switch (call) {
+    case 0: multi_heap_free(h, p); return NULL;
+    case 1: multi_heap_aligned_free(h, p); return NULL;
+    case 2: return multi_heap_realloc(h, p, n);
+    case 3: return (void *)(uintptr_t)multi_heap_get_allocated_size(h, p);
+    default: return (void *)(uintptr_t)multi_heap_get_full_block_size(h, p);
+    }
+}
+
 /* The lowest data pointer of the heap: below it lies the control structure. */
 static bool first_block_cb(void *block_ptr, size_t block_size, int block_used, void *user)
 {
@@ -246,37 +258,21 @@ static void bad_pointer_op(fz_in_t *in, multi_heap_handle_t h, const fz_blk_t *s
      * (docs/design.md: "very likely, not certain"); a stale free-list link
      * the user never overwrote does, so such a pointer may be let through. */
     bool certain = !CAPHEAP_POISONING_NONE || p < pool || p >= start + region || (uintptr_t)p % heap_align != 0;
+    bool reported;
     if (!certain && call < 3) {
         /* Ask the size first (the same checks as free's, changing nothing): if p
          * passes them, free and realloc would take it as a block (and under
          * ASan write into poisoned bytes); if not, they must report it. */
-        g_armed = true;
-        if (setjmp(g_jump) == 0) {
-            (void)multi_heap_get_full_block_size(h, p);
-            g_armed = false;
+        FZ_CATCH(reported, (void)multi_heap_get_full_block_size(h, p));
+        if (!reported) {
             TRACE("  passes for a block (no poisoning): not freed\n");
             return;
         }
         certain = true;
     }
     raw_copy(g_before, start, region);
-    capheap_clear_last_report();
-    g_printed = 0;
-    volatile bool reported = false;
     void *volatile result = NULL;
-    g_armed = true;
-    if (setjmp(g_jump) == 0) {
-        switch (call) {
-        case 0: multi_heap_free(h, p); break;
-        case 1: multi_heap_aligned_free(h, p); break;
-        case 2: result = multi_heap_realloc(h, p, n); break;
-        case 3: result = (void *)(uintptr_t)multi_heap_get_allocated_size(h, p); break;
-        default: result = (void *)(uintptr_t)multi_heap_get_full_block_size(h, p); break;
-        }
-        g_armed = false;
-    } else {
-        reported = true;
-    }
+    FZ_CATCH(reported, result = bad_call(h, call, p, n));
     capheap_report_t r = capheap_last_report();
     if (!reported) {
         FZ_REQUIRE(!certain, "call %u with bad pointer %p (region %p + %zu, pool from %p) was not reported (returned %p)",
@@ -411,7 +407,7 @@ static void read_damaged(fz_in_t *in, multi_heap_handle_t h, uint8_t *start, siz
     multi_heap_walk(h, collect_used, &u);
     for (size_t i = 0; i < u.n; i++) {
         FZ_REQUIRE(u.users[i] != NULL, "a used block of the walk has no containing block");
-        multi_heap_free(h, u.users[i]); /* a report aborts: g_armed is false */
+        multi_heap_free(h, u.users[i]); /* outside FZ_CATCH a report aborts */
     }
     FZ_REQUIRE(multi_heap_check(h, true), "check after freeing the blocks of a heap that passed it");
     multi_heap_get_info(h, &info);
@@ -443,7 +439,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     TRACE("region %zu at %p, alignment %zu\n", region, (void *)start, heap_align);
     capheap_set_abort_handler(fz_on_abort);
     capheap_set_writer(fz_count_text);
-    g_armed = false;
 
     /* The same bytes under every run, whatever the previous input left there: a run
      * replays alone, and a bad pointer only ever meets stale bytes of this run's own
