@@ -24,7 +24,9 @@
  * The fast readers (malloc and free in speed builds) do not take the registry
  * lock: they read by_addr/addr, the route cache and dflt[] with relaxed atomic
  * loads, then validate what they found against the immutable descriptor
- * (heap contains the pointer; heap has the caps). A reader that races with a
+ * (heap contains the pointer; heap has the caps), whose fields they read
+ * only after an acquire load that saw it published (its handle, or a route
+ * entry's key). A reader that races with a
  * registration can therefore only be slowed down (a failed lookup or
  * allocation asks again under the lock), never misled. order[] is read only
  * under the lock (or copied under it: stats.c), because a registration

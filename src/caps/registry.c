@@ -175,7 +175,11 @@ static ch_heap_t *search(uintptr_t p)
     for (size_t step = CH_LOAD(ch_g.step); step != 0; step >>= 1)
         lo += CH_LOAD(ch_g.addr[lo + step]) <= p ? step : 0;
     ch_heap_t *h = &ch_g.heaps[CH_LOAD(ch_g.by_addr[lo]) % CAPHEAP_MAX_HEAPS];
-    return p - h->start < h->span ? h : NULL;
+    /* by_addr is rebuilt in place (ch_reindex): read during a registration
+     * it may name the new heap. Its handle, released last, orders the
+     * descriptor's fields before the reads of start and span (C11; and
+     * ThreadSanitizer checks it). */
+    return CH_ACQUIRE(h->heap) != NULL && p - h->start < h->span ? h : NULL;
 }
 
 ch_heap_t *ch_find_slow(uintptr_t p)

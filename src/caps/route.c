@@ -147,9 +147,16 @@ size_t ch_candidates(uint32_t caps, uint8_t *list)
         list[i] = CH_LOAD(r->idx[i]) % CAPHEAP_MAX_HEAPS;
     /* A refill of the entry for another mask (route()) may have run during
      * the copy: the key is still caps only if it did not. Else the list
-     * under the lock, without the cache. */
+     * under the lock, without the cache. The fence keeps the copy before
+     * the key's second read; the read is an acquire too: a copy torn by a
+     * refill for the same mask (after a registration emptied the entry)
+     * may hold the new heap's index, and the refill's release of the key
+     * is then what orders the new descriptor's fields before this
+     * thread's reads of them. (The fence alone does so in C11, but
+     * ThreadSanitizer does not model fences: CI's threads test saw the
+     * read of h->all as a race.) On x86 it is a plain load. */
     CH_FENCE_ACQUIRE();
-    if (CH_UNLIKELY(CH_LOAD(r->caps) != caps))
+    if (CH_UNLIKELY(CH_ACQUIRE(r->caps) != caps))
         n = ch_lock_compute(caps, list);
     return n;
 }
