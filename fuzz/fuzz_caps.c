@@ -1305,6 +1305,14 @@ static void op_largest(fz_in_t *in)
     memset(&probe, 0, sizeof probe);
     size_t L = heap_caps_get_largest_free_block(caps);
     FZ_REQUIRE(L <= size_max(), "largest %zu above HEAP_SIZE_MAX %zu", L, size_max());
+    /* One byte more first: L describes this state, and the probe below
+     * changes it (its malloc takes a class's head and its free files the
+     * block behind a larger one, so a larger block may lead the list after;
+     * a failed malloc changes nothing). */
+    if (!FZ_TOLERATE_KNOWN && L < size_max()) {
+        void *p = heap_caps_malloc(L + 1, caps);
+        FZ_REQUIRE(p == NULL, "largest(0x%x) = %zu but malloc(%zu) succeeded", (unsigned)caps, L, L + 1);
+    }
     if (L > 0) {
         capheap_fit_t why;
         FZ_REQUIRE(fits(L, caps, 0, &why), "largest(0x%x) = %zu but would_fit says no (%d)", (unsigned)caps, L,
@@ -1316,13 +1324,14 @@ static void op_largest(fz_in_t *in)
         verify(&probe, "largest probe");
         heap_caps_free(p);
     }
-    if (!FZ_TOLERATE_KNOWN && L < size_max()) {
-        void *p = heap_caps_malloc(L + 1, caps);
-        FZ_REQUIRE(p == NULL, "largest(0x%x) = %zu but malloc(%zu) succeeded", (unsigned)caps, L, L + 1);
-    }
     if (!valid_align(align) || k2_request(caps, align))
         return;
     size_t La = capheap_get_largest_free_block_aligned(caps, align);
+    if (!FZ_TOLERATE_KNOWN && La < size_max()) { /* before the probe, as above */
+        void *p = heap_caps_aligned_alloc(align, La + 1, caps);
+        FZ_REQUIRE(p == NULL, "largest(0x%x, align %zu) = %zu but aligned_alloc(%zu) succeeded", (unsigned)caps,
+                   align, La, La + 1);
+    }
     if (La > (FZ_TOLERATE_KNOWN ? 8u : 0u)) {
         void *p = heap_caps_aligned_alloc(align, La, caps);
         FZ_REQUIRE(p != NULL, "largest(0x%x, align %zu) = %zu but aligned_alloc of it failed", (unsigned)caps, align,
@@ -1330,11 +1339,6 @@ static void op_largest(fz_in_t *in)
         probe.p = NULL;
         take(&probe, p, La, caps, align, -1, "largest aligned probe");
         heap_caps_free(p);
-    }
-    if (!FZ_TOLERATE_KNOWN && La < size_max()) {
-        void *p = heap_caps_aligned_alloc(align, La + 1, caps);
-        FZ_REQUIRE(p == NULL, "largest(0x%x, align %zu) = %zu but aligned_alloc(%zu) succeeded", (unsigned)caps,
-                   align, La, La + 1);
     }
 }
 
