@@ -72,7 +72,9 @@
  *     alignments), with the request's size, caps and function name, and the
  *     extended callback's reason equals the dry run's;
  *   - heap_caps_get_largest_free_block(caps) (and the aligned variant) is exact:
- *     that size succeeds, one more byte fails;
+ *     one more byte fails, then that size succeeds (in this order: allocating
+ *     and freeing the probe may reorder a class list, so the figure must be
+ *     read again after it);
  *   - info/walk/stats agree with each other and count the live blocks exactly;
  *     the monitor's start/stop codes; allocated size == containing block size;
  *   - heap_caps_check_integrity_all() every FZ_CHECK_EVERY operations and at the
