@@ -104,6 +104,8 @@ void esp_heap_trace_free_hook(void *ptr);
  * Install the callback called when an allocation fails (spec 2.8). A second
  * call replaces the first. capheap: NULL removes it (ESP-IDF rejects NULL with
  * ESP_ERR_INVALID_ARG, so its callback can never be removed). Returns ESP_OK.
+ * The callback runs in the failing call's thread with no heap or registry
+ * lock held, so it may use the heap: print its state, check it, allocate.
  */
 esp_err_t heap_caps_register_failed_alloc_callback(esp_alloc_failed_hook_t callback);
 

@@ -105,7 +105,8 @@ const char *capheap_fit_reason_text(capheap_fit_reason_t reason);
 typedef void (*capheap_alloc_failed_fn)(size_t size, uint32_t caps, const char *function_name,
                                         const capheap_fit_t *why, void *user);
 
-/** Install (or, with NULL, remove) the extended callback. It runs after the ESP-IDF callback. Returns ESP_OK. */
+/** Install (or, with NULL, remove) the extended callback. It runs after the ESP-IDF callback, like
+ *  it with no heap or registry lock held (it may use the heap). Returns ESP_OK. */
 esp_err_t capheap_register_failed_alloc_callback(capheap_alloc_failed_fn callback, void *user);
 
 /* ---- the heap list -------------------------------------------------------- */

@@ -14,7 +14,8 @@
  * RTCRAM 6K, DRAM 8K, IRAM 16K, DRAM 24K.
  *
  * Covered: edge cases of every allocation entry point and which ones call the
- * failure callback (spec 2.8, capheap deviations from the headers), the
+ * failure callback (spec 2.8, capheap deviations from the headers) and that the
+ * callback may use the heap itself (no lock is held when it runs), the
  * request adjustment (chips.md 0.3: DMA_DESC_*, SPIRAM|DMA, CACHE_ALIGNED,
  * SIMD, size rounding), the EXEC rules and the D/IRAM alias (linear and
  * inverted), capheap_would_fit() reasons, the honest largest free block (plain
@@ -27,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h> /* alarm */
 
 #include <cmocka.h>
 
@@ -788,6 +790,100 @@ static void test_failure_callback(void **state)
     assert_null(heap_caps_malloc(10, none));
     assert_int_equal(cf_cb.calls, 0);
     assert_int_equal(cf_cb.ext_calls, 0);
+}
+
+/* A failure callback that uses the heap itself, as a firmware's does (ESP-IDF's
+ * examples print the heap info there): statistics, a walk, an integrity check,
+ * an allocation and its free. Every failing path calls it with no heap or
+ * registry lock held, or this test deadlocks (the host's locks are not
+ * recursive) or the callback's own allocation fails. */
+static struct {
+    unsigned calls;
+    unsigned blocks_walked;
+    bool allocated;
+    bool intact;
+} reenter;
+
+static bool count_block(walker_heap_into_t heap, walker_block_info_t block, void *user)
+{
+    (void)heap;
+    (void)block;
+    (void)user;
+    reenter.blocks_walked++;
+    return true;
+}
+
+static void reentering_cb(size_t size, uint32_t caps, const char *fn)
+{
+    (void)size;
+    (void)caps;
+    (void)fn;
+    reenter.calls++;
+    multi_heap_info_t info;
+    heap_caps_get_info(&info, MALLOC_CAP_8BIT);
+    (void)heap_caps_get_free_size(MALLOC_CAP_8BIT);
+    (void)heap_caps_get_largest_free_block(MALLOC_CAP_8BIT);
+    (void)heap_caps_get_minimum_free_size(MALLOC_CAP_8BIT);
+    heap_caps_walk_all(count_block, NULL);
+    reenter.intact = heap_caps_check_integrity_all(false);
+    void *p = heap_caps_malloc(32, MALLOC_CAP_8BIT);
+    reenter.allocated = p != NULL;
+    heap_caps_free(p);
+}
+
+static void reentering_ext_cb(size_t size, uint32_t caps, const char *fn, const capheap_fit_t *why,
+                              void *user)
+{
+    (void)why;
+    (void)user;
+    reentering_cb(size, caps, fn);
+}
+
+static void test_failure_callback_reenters(void **state)
+{
+    (void)state;
+    alarm(60); /* a deadlock ends the program (SIGALRM) instead of waiting for ctest's timeout */
+    api_boot(true);
+    assert_int_equal(heap_caps_register_failed_alloc_callback(reentering_cb), ESP_OK);
+    assert_int_equal(capheap_register_failed_alloc_callback(reentering_ext_cb, NULL), ESP_OK);
+    const uint32_t none = MALLOC_CAP_RETENTION;
+    const size_t huge = 400u * KIB; /* below HEAP_SIZE_MAX, above every heap */
+    void *old = heap_caps_malloc(100, MALLOC_CAP_8BIT);
+    assert_non_null(old);
+    memset(old, 0x5A, 100);
+    unsigned n = 0;
+#define FAILS(call)                                                                                \
+    do {                                                                                           \
+        memset(&reenter, 0, sizeof reenter);                                                       \
+        assert_null(call);                                                                         \
+        assert_int_equal(reenter.calls, 2); /* ESP-IDF's callback and the extended one */          \
+        assert_true(reenter.allocated);                                                            \
+        assert_true(reenter.intact);                                                               \
+        assert_true(reenter.blocks_walked > 0);                                                    \
+        n++;                                                                                       \
+    } while (0)
+    FAILS(heap_caps_malloc(10, none));                      /* no heap has the caps */
+    FAILS(heap_caps_malloc(huge, MALLOC_CAP_8BIT));         /* candidates, all too small */
+    FAILS(heap_caps_malloc(huge, MALLOC_CAP_DEFAULT));      /* the MALLOC_CAP_DEFAULT fast path */
+    FAILS(heap_caps_calloc(2, huge / 2u, MALLOC_CAP_8BIT));
+    FAILS(heap_caps_aligned_alloc(64, huge, MALLOC_CAP_8BIT));
+    FAILS(heap_caps_aligned_calloc(64, 2, huge / 2u, MALLOC_CAP_8BIT));
+    FAILS(heap_caps_realloc(old, huge, MALLOC_CAP_8BIT));    /* the old block's heap is asked first */
+    FAILS(heap_caps_realloc(old, 200, none));               /* no heap for the new caps */
+    FAILS(heap_caps_malloc_prefer(huge, 2, MALLOC_CAP_SPIRAM, MALLOC_CAP_8BIT));
+    FAILS(heap_caps_realloc_prefer(old, huge, 2, MALLOC_CAP_SPIRAM, MALLOC_CAP_8BIT));
+    FAILS(heap_caps_calloc_prefer(2, huge / 2u, 1, MALLOC_CAP_8BIT));
+    FAILS(heap_caps_malloc_default(huge));
+    FAILS(heap_caps_realloc_default(old, huge));
+    FAILS(heap_caps_aligned_alloc_default(64, huge));
+#undef FAILS
+    assert_int_equal(n, 14);
+    /* the failed reallocs left the block as it was */
+    for (size_t i = 0; i < 100; i++)
+        assert_int_equal(((unsigned char *)old)[i], 0x5A);
+    heap_caps_free(old);
+    assert_true(heap_caps_check_integrity_all(true));
+    alarm(0);
 }
 
 /* ---- capheap_would_fit ------------------------------------------------------ */
@@ -1847,6 +1943,7 @@ int main(void)
         T(test_diram_alias_inverted),
         T(test_diram_alias_wide_heaps),
         T(test_failure_callback),
+        T(test_failure_callback_reenters),
         T(test_would_fit_reasons),
         T(test_largest_free_block_is_honest),
         T(test_statistics),
