@@ -9,13 +9,15 @@
  *   - an in-place realloc: one alloc call with the new size, no free;
  *   - a realloc that moves: alloc(new) then free(old);
  *   - calloc: one alloc call, made before zeroing;
- *   - failures, size 0 and free(NULL): no call.
+ *   - failures, size 0 and free(NULL): no call;
+ *   - the hooks run with no lock held: they ask the heap about the block.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h> /* alarm */
 
 #include <cmocka.h>
 
@@ -44,6 +46,10 @@ void esp_heap_trace_alloc_hook(void *ptr, size_t size, uint32_t caps)
         return;
     assert_true(ncalls < MAX_CALLS);
     calls[ncalls++] = (call_t){'a', ptr, size, caps, ((unsigned char *)ptr)[size / 2] == 0};
+    /* A hook may ask the heap about the block (a profiler records its real
+     * size): the hook runs with no lock held, or this deadlocks. */
+    assert_true(heap_caps_get_allocated_size(ptr) >= size);
+    assert_true(heap_caps_get_free_size(caps) > 0 || heap_caps_get_total_size(caps) > 0);
 }
 
 void esp_heap_trace_free_hook(void *ptr)
@@ -52,6 +58,7 @@ void esp_heap_trace_free_hook(void *ptr)
         return;
     assert_true(ncalls < MAX_CALLS);
     calls[ncalls++] = (call_t){'f', ptr, 0, 0, false};
+    assert_true(heap_caps_get_free_size(MALLOC_CAP_8BIT) > 0); /* no lock held here either */
 }
 
 static void log_begin(void)
@@ -276,6 +283,7 @@ static void test_nothing_for_failures(void **state)
 
 int main(void)
 {
+    alarm(120); /* a hook run under a lock deadlocks: end the program instead of waiting */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_malloc_and_free),
         cmocka_unit_test(test_calloc_aligned_prefer_default),
