@@ -112,7 +112,8 @@
 typedef struct {
     uintptr_t start;           /* region bounds [start, start + span) */
     /* span for free()'s page cache (ch_cached): 0 while another heap is
-     * nested inside this one (set by ch_reindex, read unlocked). */
+     * nested inside this one, and for a heap at address 0 (set by
+     * ch_reindex, read unlocked). */
     uintptr_t fspan;
     multi_heap_handle_t heap;  /* NULL until registered (start-up stack regions) */
     uint32_t all;              /* caps[0] | caps[1] | caps[2] */
@@ -215,7 +216,8 @@ ch_heap_t *ch_find_slow(uintptr_t p);
 
 #if !CH_COMPACT
 /* The heap of p from free()'s page cache, or NULL (not cached: NULL and IRAM
- * alias pointers never are, their pages are in no heap). */
+ * alias pointers never are: their pages are in no heap, or in a heap at
+ * address 0, which is never cached, ch_reindex). */
 static inline ch_heap_t *ch_cached(uintptr_t p)
 {
     /* the descriptor was published before the entry */

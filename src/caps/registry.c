@@ -152,7 +152,11 @@ static void ch_reindex(void)
     CH_STORE(ch_g.step, (uint8_t)(padded / 2));
     for (size_t i = 0; i < ch_g.n; i++) {
         ch_heap_t *h = &ch_g.heaps[i];
-        uintptr_t fspan = h->span;
+        /* A heap at address 0 (instruction TCM) is never cached either: its
+         * first page holds NULL, which free and realloc must see as NULL,
+         * and the fast paths do not test for it. Its pointers take the
+         * binary search, which does. */
+        uintptr_t fspan = h->start != 0 ? h->span : 0;
         for (size_t j = 0; j < ch_g.n; j++)
             if (j != i && ch_g.heaps[j].start >= h->start && ch_g.heaps[j].end <= h->end)
                 fspan = 0; /* hosts a nested heap */

@@ -795,7 +795,8 @@ static CH_NOINLINE void free_slow(void *ptr)
 void heap_caps_free(void *ptr)
 {
     /* Fast path: the pointer's page is in free()'s cache (NULL and IRAM alias
-     * pointers never are: their pages are in no heap). */
+     * pointers never are: their pages are in no heap, or in a heap at address
+     * 0, which is never cached). */
     ch_heap_t *h = ch_cached((uintptr_t)ptr);
     if (CH_LIKELY(h != NULL)) {
         CH_EVENT_FREE(ptr); /* reported before the block can be reused */

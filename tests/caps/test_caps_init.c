@@ -22,18 +22,22 @@
  *    disjoint accepted), a region too small, all descriptors in use, the
  *    exported heap_caps_check_add_region_allowed() (start 0 included);
  *  - heap_caps_add_region(): the caps of the chip region containing start,
- *    ESP_ERR_NOT_FOUND elsewhere.
+ *    ESP_ERR_NOT_FOUND elsewhere;
+ *  - a heap at address 0 (where page 0 can be mapped): free(NULL) and
+ *    realloc(NULL, n) stay NULL's after blocks in page 0 were freed.
  *
  *  - soc_get_available_memory_regions() and its max count, which describe the
  *    chip capheap_caps_init() was given (carved, not coalesced, table order);
  *  - heap_caps_init() on a host build without a selected chip, and after
  *    capheap_caps_init(): reported, then the port's abort.
  */
+#define _GNU_SOURCE /* MAP_FIXED_NOREPLACE, MAP_ANONYMOUS */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -899,6 +903,56 @@ static void test_refused_reservations_write_nothing(void **state)
     }
 }
 
+/* A heap at address 0 (instruction TCM on Cortex-M7 parts, compat.md 23): its
+ * first page holds NULL, and free's page cache must never answer for it, or
+ * heap_caps_free(NULL) and heap_caps_realloc(NULL, n, caps) reach the heap
+ * as a foreign pointer and abort (an audit found that: the cache then held
+ * the heap for page 0 after any free of a block there). Needs page 0 mapped:
+ * root, or vm.mmap_min_addr 0; skipped otherwise. */
+static void test_heap_at_address_zero(void **state)
+{
+    (void)state;
+    const size_t len = 64u * KIB;
+    void *zero = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                      -1, 0);
+    if (zero != NULL) {
+        if (zero != MAP_FAILED)
+            munmap(zero, len); /* the kernel placed it elsewhere: no page 0 here */
+        print_message("      page 0 cannot be mapped here (not root, vm.mmap_min_addr): skipped\n");
+        skip();
+    }
+    const uint32_t caps[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT, 0, 0};
+    assert_int_equal(heap_caps_add_region_with_caps(caps, 0, (intptr_t)len), ESP_OK);
+    const size_t free0 = heap_caps_get_free_size(MALLOC_CAP_DEFAULT);
+    heap_caps_free(NULL); /* nothing cached yet */
+    /* blocks in page 0, each freed: free's lookup has now seen page 0 */
+    void *first = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
+    assert_non_null(first);
+    assert_true((uintptr_t)first < 4096u);
+    void *second = heap_caps_malloc(32, MALLOC_CAP_DEFAULT);
+    assert_non_null(second);
+    heap_caps_free(first);
+    assert_int_equal(heap_caps_get_allocated_size(second), 32);
+    /* NULL stays NULL on every path */
+    for (int round = 0; round < 3; round++) {
+        heap_caps_free(NULL);
+        void *p = heap_caps_realloc(NULL, 16, MALLOC_CAP_DEFAULT);
+        assert_non_null(p);
+        assert_true((uintptr_t)p < len);
+        heap_caps_free(p);
+        assert_null(heap_caps_realloc(NULL, 0, MALLOC_CAP_DEFAULT));
+        assert_int_equal(heap_caps_get_allocated_size(NULL), 0);
+        heap_caps_free(second);
+        second = heap_caps_malloc(48, MALLOC_CAP_DEFAULT);
+        assert_non_null(second);
+    }
+    heap_caps_free(second);
+    assert_true(heap_caps_check_integrity_all(true));
+    assert_int_equal(heap_caps_get_free_size(MALLOC_CAP_DEFAULT), free0); /* every block came back */
+    capheap_caps_reset();
+    munmap(NULL, len);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, cf_setup, cf_teardown)
 
 int main(void)
@@ -921,6 +975,7 @@ int main(void)
         T(test_refused_reservations_write_nothing),
         T(test_chip_parameters_and_reset),
         T(test_carving_and_add_region_edges),
+        T(test_heap_at_address_zero),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
