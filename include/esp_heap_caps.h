@@ -90,9 +90,12 @@ typedef bool (*heap_caps_walker_cb_t)(walker_heap_into_t heap_info, walker_block
  * Hooks (build option CAPHEAP_USE_HOOKS): define them in your program and
  * heap_caps calls them. alloc: after every successful allocation, with the
  * user pointer and the size and caps after adjustment (an in-place realloc
- * calls it once with the new size; calloc before zeroing). free: after the
- * block went back, not for NULL. They run inside the allocation path (any
- * thread, possibly an ISR on a target): keep them short, never allocate.
+ * calls it once with the new size; calloc before zeroing). free: just
+ * before the block goes back (ESP-IDF: just after; docs/compat.md 36), not
+ * for NULL. They run inside the allocation path (any thread, possibly an ISR
+ * on a target) with no heap lock held, so they may query the heap (the
+ * block's size, say); keep them short, and never allocate (the hooks would
+ * recurse).
  */
 void esp_heap_trace_alloc_hook(void *ptr, size_t size, uint32_t caps);
 void esp_heap_trace_free_hook(void *ptr);
@@ -112,9 +115,12 @@ esp_err_t heap_caps_register_failed_alloc_callback(esp_alloc_failed_hook_t callb
 /* ---- allocation ---------------------------------------------------------- */
 
 /**
- * malloc from a heap with all of caps. Returns NULL iff size is 0 (no
- * callback), no heap has every bit of caps, or none has room (callback). Blocks
- * are aligned to the heap's alignment (4 on chips), more for DMA / SIMD /
+ * malloc from a heap with all of caps (after the request's adjustment: spec
+ * 2.6, chips.md 0.3). Returns NULL for size 0 (no callback); and, calling the
+ * failure callback, when caps is 0 or has MALLOC_CAP_INVALID, EXEC comes with
+ * 8BIT or DMA, size is above the chip's HEAP_SIZE_MAX, no heap has every bit
+ * of caps, or none has room. capheap_would_fit() says which. Blocks are
+ * aligned to the heap's alignment (4 on chips), more for DMA / SIMD /
  * CACHE_ALIGNED by the chip's rules. O(H) candidates tried, each O(1).
  */
 void *heap_caps_malloc(size_t size, uint32_t caps);
@@ -145,7 +151,9 @@ void heap_caps_aligned_free(void *ptr);
 /** heap_caps_aligned_alloc() of n*size zeroed bytes; overflow: NULL, no callback. */
 void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t caps);
 
-/** Try each of num caps masks (uint32_t varargs) in order; the callback gets the last one. */
+/** Try each of num caps masks (uint32_t varargs) in order; the callback gets the last one (num 0:
+ *  MALLOC_CAP_DEFAULT). realloc_prefer with size 0 frees ptr when num > 0; with num 0 it does
+ *  nothing and returns NULL (ESP-IDF's loop runs no round). */
 void *heap_caps_malloc_prefer(size_t size, size_t num, ...);
 void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...);
 void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...);

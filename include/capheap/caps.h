@@ -60,7 +60,8 @@ typedef struct {
 esp_err_t capheap_caps_add_region(const uint32_t caps[SOC_MEMORY_TYPE_NO_PRIOS], intptr_t start, intptr_t end,
                                   const capheap_region_options_t *options);
 
-/** Largest size s for which heap_caps_aligned_alloc(alignment, s, caps) succeeds now. 0 if none. */
+/** Largest size s for which heap_caps_aligned_alloc(alignment, s, caps) succeeds now; alignment 0:
+ *  for which heap_caps_malloc(s, caps) does (heap_caps_aligned_alloc refuses alignment 0). 0 if none. */
 size_t capheap_get_largest_free_block_aligned(uint32_t caps, size_t alignment);
 
 /** Turn the extmem malloc policy off (malloc uses DEFAULT|INTERNAL only), as before heap_caps_malloc_extmem_enable(). */

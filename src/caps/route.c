@@ -214,9 +214,11 @@ static void prepare(request_t *q, size_t size, size_t align, uint32_t caps)
         return;
     q->bad = CAPHEAP_FIT_TOO_LARGE;
     uint32_t hw = caps & CH_HW_CAPS;
-    /* The virtual caps go, with a chip or without: descriptors become DMA. */
+    /* The caps changes apply with a chip or without: descriptors become DMA,
+     * SPIRAM drops DMA (after that: SPIRAM with a descriptor cap drops it too). */
     caps |= (caps >> 14 | caps >> 15) & MALLOC_CAP_DMA; /* ahb_dma, axi_dma */
     caps &= ~(MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI | MALLOC_CAP_CACHE_ALIGNED);
+    caps &= ~((caps >> 7) & MALLOC_CAP_DMA); /* spiram_dma */
     if (hw != 0 && chip != NULL) {
         /* chips.md 0.3: any of these caps aligns to the cache line in front of
          * the memory the request targets (external with SPIRAM, else internal). */
@@ -225,7 +227,6 @@ static void prepare(request_t *q, size_t size, size_t align, uint32_t caps)
             a = max_sz(a, chip->dma_desc_axi_alignment);
         if (hw << 11 >= 1u << 31) /* SIMD (simd_bit) */
             a = max_sz(a, chip->simd_alignment);
-        caps &= ~((caps >> 7) & MALLOC_CAP_DMA); /* SPIRAM drops DMA */
         if (a > 1 && (a & (a - 1u)) == 0) {
             if (size > SIZE_MAX - a)
                 return;
@@ -826,6 +827,28 @@ size_t heap_caps_get_allocated_size(void *ptr)
     return n;
 }
 
+#if CAPHEAP_EXEC_HEAP
+/* Copy n bytes out of the EXEC block at the IRAM alias src with 32-bit
+ * loads only: instruction RAM faults on byte loads (ESP32: LoadStoreError),
+ * and memcpy may read a tail, or all of it, a byte at a time. src is
+ * word-aligned and the block's bytes are a multiple of 4 (EXEC implies
+ * 32BIT), so the last word read lies inside it; dst gets exactly n bytes
+ * (it may be a smaller request, with a poisoning canary right after). */
+static void copy_from_iram(void *dst, const void *src, size_t n)
+{
+    const volatile uint32_t *s = src; /* volatile: no byte loads, no memcpy call */
+    unsigned char *d = dst;
+    for (; n >= 4u; n -= 4u, d += 4) {
+        uint32_t w = *s++;
+        memcpy(d, &w, 4u);
+    }
+    if (n != 0) {
+        uint32_t w = *s;
+        memcpy(d, &w, n);
+    }
+}
+#endif
+
 /* realloc with caps: in place (or moved inside ptr's heap) when that heap
  * has the caps, else a new block from the caps' heaps, copied, and the old freed. */
 static void *realloc_base(void *ptr, size_t size, uint32_t caps)
@@ -856,11 +879,14 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
     void *p = q.bad == CAPHEAP_FIT_OK ? alloc_request(&q) : NULL;
     if (p == NULL)
         return NULL;
+    size_t n = old < size ? old : size;
 #if CAPHEAP_EXEC_HEAP
-    if (alias)
-        old = ch_alias_bytes(h, user, ptr, old);
+    if (alias) {
+        n = ch_alias_bytes(h, user, ptr, old);
+        copy_from_iram(p, user, n < size ? n : size);
+    } else
 #endif
-    memcpy(p, user, old < size ? old : size);
+        memcpy(p, user, n);
     heap_caps_free(user);
     return p;
 }
@@ -955,7 +981,9 @@ void *heap_caps_malloc_prefer(size_t size, size_t num, ...)
 
 void *heap_caps_realloc_prefer(void *ptr, size_t size, size_t num, ...)
 {
-    if (ptr != NULL && size == 0) {
+    /* Size 0 frees in the first round, as ESP-IDF's loop does; with num 0
+     * there is no round: NULL, ptr still the caller's, no callback. */
+    if (ptr != NULL && size == 0 && num != 0) {
         heap_caps_free(ptr);
         return NULL;
     }

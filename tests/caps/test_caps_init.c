@@ -23,6 +23,7 @@
  *    exported heap_caps_check_add_region_allowed() (start 0 included);
  *  - heap_caps_add_region(): the caps of the chip region containing start,
  *    ESP_ERR_NOT_FOUND elsewhere;
+ *  - the request's caps changes without a chip (SPIRAM|DMA, descriptor caps);
  *  - a heap at address 0 (where page 0 can be mapped): free(NULL) and
  *    realloc(NULL, n) stay NULL's after blocks in page 0 were freed.
  *
@@ -903,6 +904,31 @@ static void test_refused_reservations_write_nothing(void **state)
     }
 }
 
+/* Without a chip (runtime regions only) the request's caps change as with
+ * one (chips.md 0.3): SPIRAM|DMA loses DMA, descriptor caps become DMA. Only
+ * the alignment needs the chip's cache lines. */
+static void test_caps_changes_without_chip(void **state)
+{
+    (void)state;
+    const uint32_t psram[3] = {MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT};
+    const uint32_t dram[3] = {MALLOC_CAP_INTERNAL | MALLOC_CAP_DMA | MALLOC_CAP_8BIT, 0, 0};
+    assert_int_equal(heap_caps_add_region_with_caps(psram, cf_at(0), cf_at(16 * KIB)), ESP_OK);
+    void *p = heap_caps_malloc(100, MALLOC_CAP_SPIRAM | MALLOC_CAP_DMA);
+    assert_non_null(p);
+    assert_int_equal(capheap_heap_find(p), 0);
+    capheap_fit_t fit;
+    assert_true(capheap_would_fit(100, MALLOC_CAP_SPIRAM | MALLOC_CAP_DMA_DESC_AHB, 0, &fit));
+    assert_int_equal(fit.caps, MALLOC_CAP_SPIRAM);
+    assert_null(heap_caps_malloc(100, MALLOC_CAP_DMA)); /* no DMA heap yet */
+    assert_int_equal(heap_caps_add_region_with_caps(dram, cf_at(32 * KIB), cf_at(48 * KIB)), ESP_OK);
+    void *d = heap_caps_malloc(100, MALLOC_CAP_DMA_DESC_AHB);
+    assert_non_null(d);
+    assert_int_equal(capheap_heap_find(d), 0); /* the newest runtime heap: the DRAM one */
+    heap_caps_free(d);
+    heap_caps_free(p);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 /* A heap at address 0 (instruction TCM on Cortex-M7 parts, compat.md 23): its
  * first page holds NULL, and free's page cache must never answer for it, or
  * heap_caps_free(NULL) and heap_caps_realloc(NULL, n, caps) reach the heap
@@ -975,6 +1001,7 @@ int main(void)
         T(test_refused_reservations_write_nothing),
         T(test_chip_parameters_and_reset),
         T(test_carving_and_add_region_edges),
+        T(test_caps_changes_without_chip),
         T(test_heap_at_address_zero),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
