@@ -21,7 +21,11 @@
  *    middle of a block, a smashed canary) is reported through
  *    capheap_report_corruption() (capheap/report.h): a "CORRUPT HEAP" line
  *    naming the address, the expected and the found value, then the port's
- *    abort. Never silent corruption.
+ *    abort; a rejected pointer changes nothing. One limit: without poisoning,
+ *    a pointer into the middle of a block whose preceding bytes happen to
+ *    form a consistent header and neighbour (bytes the program wrote, or a
+ *    stale free-list link) passes the O(1) checks; with poisoning the canary
+ *    head cannot be forged that way (docs/design.md, "Cheap checks").
  *  - Poisoning (none / light / comprehensive) is chosen when capheap is built
  *    (CMake option CAPHEAP_POISONING; capheap/config.h tells which).
  */
@@ -78,15 +82,22 @@ void multi_heap_set_lock(multi_heap_handle_t heap, void *lock);
  * the largest size this search satisfies, so a request up to it never fails.
  * The block's capacity is round_up(size + 4, A) - 4 for a heap of
  * alignment A (A = 4: size rounded up to 4), at least 12 bytes, and never
- * rounded to a size class; it can be up to 12 bytes more when the free block
- * found is less than 16 bytes larger than needed. O(1).
+ * rounded to a size class; with poisoning or task tracking, whose P bytes
+ * per block (capheap_heap_poison_overhead()) lie around the user's, it is
+ * round_up(size + P + 4, A) - 4 - P, the whole block at least 16 bytes. It
+ * can be up to 12 bytes more when the free block found is less than 16
+ * bytes larger than needed. O(1).
  */
 void *multi_heap_malloc(multi_heap_handle_t heap, size_t size);
 
 /**
  * aligned_alloc(): size bytes at an address that is a multiple of alignment.
  * Returns NULL iff heap is NULL, size is 0, alignment is 0 or not a power of
- * two, or no free block can hold the request. O(1).
+ * two, or the O(1) search finds no block for the request with room to align
+ * it: above the heap's own alignment it asks for size + alignment + 12 bytes,
+ * so a free block that happens to be aligned already may not be found for a
+ * request near its size. capheap_heap_largest_request() gives the exact
+ * largest size that succeeds. O(1).
  */
 void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t alignment);
 
@@ -97,7 +108,9 @@ void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t ali
  * a multiple of min(alignment, the heap's alignment): the pointer is always
  * aligned to the heap and to nothing more, so pointer + offset could not be
  * aligned. (4-aligned heaps: never; a 16-aligned heap with offset 4: NULL for
- * alignment 8 and up, served for alignment 4.) O(1).
+ * alignment 8 and up, served for alignment 4.) An alignment above the heap's
+ * with an offset larger than the heap's largest possible request is refused
+ * too (NULL), rather than reduced modulo the alignment. O(1).
  */
 void *multi_heap_aligned_alloc_offs(multi_heap_handle_t heap, size_t size, size_t alignment,
                                     size_t offset);

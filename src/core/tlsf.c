@@ -618,12 +618,29 @@ CE_WALKER bool ce_check_step(const ce_heap_t *h, ce_check_cursor_t *cur, uint32_
                     fail(&c, 5, prev ? word(h, prev + 4u) : &HEAD(h, cl), 0, e, CE_FAULT_BAD_HEADER);
                     goto finish;
                 }
-                uint32_t ec = (uint32_t)class_of(SIZE_OF(HDR(h, e)));
+                uint32_t es = SIZE_OF(HDR(h, e));
+                uint32_t ec = (uint32_t)class_of(es);
                 if (ec != cl)
                     fail(&c, 5, word(h, e), ((cl >> 4) << 8) | (cl & 15u), ((ec >> 4) << 8) | (ec & 15u),
                          CE_FAULT_BAD_HEADER);
                 if (PREV(h, e) != prev)
                     fail(&c, 5, word(h, e + 8u), prev, PREV(h, e), CE_FAULT_BAD_HEADER);
+                /* A real free block, not words that look like one (inside a used
+                 * block's data, say): it ends inside the pool, its footer names
+                 * it (I4) and the block after it has PF set (I2). An entry forged
+                 * in place of a real block kept the count of I6, and malloc then
+                 * handed out memory of a live block (an audit found it). */
+                if (es < CE_MIN_BLOCK || es > h->end - e) {
+                    fail(&c, 1, word(h, e), (h->end - e) & ~(uint32_t)h->align_mask, HDR(h, e),
+                         CE_FAULT_BAD_HEADER);
+                    goto finish; /* its footer lies outside the pool */
+                }
+                if (*word(h, e + es - 4u) != FOOT_MARK(e))
+                    fail(&c, 4, word(h, e + es - 4u), FOOT_MARK(e), *word(h, e + es - 4u),
+                         CE_FAULT_BAD_NEIGHBOUR);
+                else if (!(HDR(h, e + es) & F_PREV_FREE))
+                    fail(&c, 2, word(h, e + es), HDR(h, e + es) | F_PREV_FREE, HDR(h, e + es),
+                         CE_FAULT_BAD_NEIGHBOUR);
             }
         }
         if (!cur->changed && cur->listed != cur->free_count)

@@ -784,6 +784,24 @@ static MH_COLD void reject_locked(ce_heap_t *h, void *p)
     void *raw = raw_of(h, p);
     capheap_report_t r;
     ce_fault_kind_t kind = ce_diagnose(h, raw, &r);
+#if POISON_ENABLED
+    /* ce_diagnose places raw, the engine's pointer, which lies head bytes
+     * before p: p itself can lie past raw's block, in the next block's header
+     * or poisoning head, or at or past the end marker (one past the region,
+     * the common case: it read "Double free" of the last block). Then the
+     * block p lies in is named: an interior pointer of it, or outside the
+     * heap past the last block (an audit found both). */
+    if (kind == CE_FAULT_DOUBLE_FREE || kind == CE_FAULT_INTERIOR) {
+        uint32_t a = r.expected - CE_HDR; /* raw's block (its data offset was expected) */
+        uint32_t next = a + SIZE_OF(HDR(h, a));
+        if ((uintptr_t)p - (uintptr_t)h >= next) {
+            bool past = next >= h->first + h->data_span + CE_MIN_BLOCK; /* the end marker */
+            kind = past ? CE_FAULT_OUTSIDE : CE_FAULT_INTERIOR;
+            r.expected = (past ? h->first : next) + CE_HDR;
+            r.invariant = 1;
+        }
+    }
+#endif
     /* Nothing found: "Corrupt heap" at raw, all numbers 0 (as ce_diagnose leaves them). */
     r.what = fault_text(kind);
 #if POISON_ENABLED

@@ -572,6 +572,59 @@ static void test_listed_in_wrong_class(void **state)
     assert_true(multi_heap_check(h, false));
 }
 
+/*
+ * A list entry that is no block: three words inside a used block's data made
+ * to look like a free block of class 15 (header, links), and the class head
+ * pointed at them instead of at the real free block of that class. The count
+ * of I6 still matches (one entry for one block), so the check must ask more
+ * of each entry, as the walk does of each free block: its footer names it
+ * (I4) and the next block has PF set (I2). Before this (an audit found it) the
+ * check passed, and the next malloc of that class handed out the middle of the
+ * live block.
+ */
+static void test_forged_list_entry(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 60 - CT_BLOCK_HEADER - ct_poison_overhead(4)); /* block 60: class 15 */
+    unsigned char *g1 = multi_heap_malloc(h, 16);
+    unsigned char *u = multi_heap_malloc(h, 200);
+    unsigned char *g2 = multi_heap_malloc(h, 16);
+    assert_non_null(a);
+    assert_non_null(g1);
+    assert_non_null(u);
+    assert_non_null(g2);
+    unsigned char *ha = ct_header_of(a);
+    assert_int_equal(ct_get32(ha) & ~3u, 60u);
+    multi_heap_free(h, a);
+    unsigned char *head15 = CLASS_HEAD_AT(15u);
+    uint32_t off_a = (uint32_t)(ha - region);
+    assert_int_equal(ct_get32(head15), off_a);
+
+    memset(u, 0, 200);
+    unsigned char *f = u + 16; /* the forged block: 60 bytes inside u's data */
+    uint32_t off_f = (uint32_t)(f - region);
+    ct_put32(f, 60u | 1u); /* free, 60 bytes */
+    ct_put32(f + 4, 0);    /* next */
+    ct_put32(f + 8, 0);    /* prev */
+    ct_put32(head15, off_f);
+    /* its footer slot holds 0, not off_f | 3 */
+    assert_first_report(h, f + 56, off_f | 3u, 0, 4);
+    /* with a forged footer too: the word after it is no header with PF set */
+    ct_put32(f + 56, off_f | 3u);
+    assert_first_report(h, f + 60, 2u, 0, 2);
+    /* sized past the pool's end: I1 at the entry, and the check reads nothing there */
+    ct_put32(f, 0x7ffffff0u | 1u);
+    assert_false(multi_heap_check(h, false));
+    ct_put32(f, 60u | 1u);
+
+    ct_put32(head15, off_a);
+    memset(u, 0, 200);
+    assert_true(multi_heap_check(h, false));
+    multi_heap_free(h, u);
+    assert_true(multi_heap_check(h, false));
+}
+
 /* A size that points far outside the region: check stays inside it. */
 static void test_check_never_leaves_region(void **state)
 {
@@ -1020,6 +1073,7 @@ int main(void)
         cmocka_unit_test(test_pair_bit_wrong),
         cmocka_unit_test(test_largest_with_bad_rows),
         cmocka_unit_test(test_listed_in_wrong_class),
+        cmocka_unit_test(test_forged_list_entry),
         cmocka_unit_test(test_check_is_thread_safe),
 #if CT_POISONING
         cmocka_unit_test(test_each_tail_byte),

@@ -268,10 +268,103 @@ static void test_free_outside_heap(void **state)
         memset(elsewhere, 0, sizeof elsewhere); /* zeros look like nothing valid */
         capheap_report_t r = expect_abort_free(h, outside[i]);
         assert_names(&r, outside[i]);
+        /* in every mode: with poisoning the engine's pointer (head bytes
+         * before) of one past the region lay in the last free block, and this
+         * read "Double free" until an audit found it */
+        assert_string_equal(r.what, "Pointer outside heap");
         assert_unchanged(h, before);
     }
     assert_true(ct_stamp_ok(live, 64));
     multi_heap_free(h, live);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * The size queries check their pointer as free does, in every mode (ESP-IDF
+ * returns whatever the bytes in front say without poisoning): a freed block,
+ * an interior pointer and a pointer outside the heap are reported, and the
+ * heap is unchanged.
+ */
+static capheap_report_t expect_abort_size(multi_heap_handle_t h, void *p, bool full)
+{
+    bool aborted;
+    capheap_clear_last_report();
+    ct_capture_begin();
+    if (full) {
+        CT_CATCH_ABORT(aborted, (void)multi_heap_get_full_block_size(h, p));
+    } else {
+        CT_CATCH_ABORT(aborted, (void)multi_heap_get_allocated_size(h, p));
+    }
+    ct_capture_end();
+    if (!aborted) {
+        fail_msg("%s(%p) was not reported", full ? "get_full_block_size" : "get_allocated_size", p);
+    }
+    assert_true(ct_capture_contains("CORRUPT HEAP: "));
+    capheap_report_t r = capheap_last_report();
+    assert_non_null(r.what);
+    assert_names(&r, p);
+    return r;
+}
+
+static void test_size_queries_check_the_pointer(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *a = multi_heap_malloc(h, 64);
+    unsigned char *b = multi_heap_malloc(h, 64);
+    unsigned char *c = multi_heap_malloc(h, 64);
+    assert_non_null(c);
+    memset(b, 0, 64);
+    multi_heap_free(h, a);
+    size_t before = multi_heap_free_size(h);
+    for (int full = 0; full < 2; full++) {
+        capheap_report_t r = expect_abort_size(h, a, full != 0);
+        assert_string_equal(r.what, "Double free");
+        assert_unchanged(h, before);
+        r = expect_abort_size(h, b + 8, full != 0);
+        assert_string_equal(r.what, "Interior pointer");
+        assert_unchanged(h, before);
+        r = expect_abort_size(h, elsewhere + 64, full != 0);
+        assert_string_equal(r.what, "Pointer outside heap");
+        assert_unchanged(h, before);
+    }
+    /* and a live block's figures are unchanged by all that */
+    assert_true(multi_heap_get_allocated_size(h, b) >= 64);
+    assert_int_equal(multi_heap_get_full_block_size(h, b),
+                     multi_heap_get_allocated_size(h, b) + capheap_heap_poison_overhead(h));
+    multi_heap_free(h, b);
+    multi_heap_free(h, c);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * A pointer just before a block's data pointer (its header, and with
+ * poisoning its canary head) is an interior pointer. With poisoning it lies
+ * in that block's head, and the block named (expected: its user pointer's
+ * offset) is that block; without poisoning it is the block's header word,
+ * which the engine reads as a data pointer of the block before (whose last
+ * word precedes it), and that one is named.
+ */
+static void test_free_just_before_a_block(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh_a();
+    unsigned char *a = multi_heap_malloc(h, 40);
+    unsigned char *b = multi_heap_malloc(h, 40);
+    assert_non_null(a);
+    assert_non_null(b);
+    size_t before = multi_heap_free_size(h);
+    for (size_t back = 1; back <= 4; back++) {
+        capheap_report_t r = expect_abort_free(h, b - back);
+        assert_string_equal(r.what, "Interior pointer");
+        assert_names(&r, b - back);
+        const unsigned char *named = ct_poison_head(4) != 0 ? b : a;
+        assert_int_equal(r.expected, (uint32_t)(named - region_a));
+        assert_int_equal(r.found, (uint32_t)(b - back - region_a));
+        assert_unchanged(h, before);
+    }
+    multi_heap_free(h, b);
+    multi_heap_free(h, a);
     assert_true(multi_heap_check(h, false));
 }
 
@@ -1128,6 +1221,8 @@ int main(void)
         cmocka_unit_test(test_free_outside_heap),
         cmocka_unit_test(test_free_outside_heap_with_fake_header),
         cmocka_unit_test(test_free_at_the_pool_edges),
+        cmocka_unit_test(test_free_just_before_a_block),
+        cmocka_unit_test(test_size_queries_check_the_pointer),
         cmocka_unit_test(test_free_misaligned_pointer),
         cmocka_unit_test(test_free_interior_pointer),
         cmocka_unit_test(test_free_interior_fake_free_header),
