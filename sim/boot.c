@@ -219,7 +219,22 @@ static unsigned long chip_addr(intptr_t host)
     return (unsigned long)((uintptr_t)host - (uintptr_t)sim.map.offset);
 }
 
-/* Step 4's log: "heap_init: At 3FC9D3A8 len 0004C368 (304 KiB): RAM", in address order. */
+/* The chip-table row holding the chip address a, or region_count. */
+static size_t row_of(const capheap_chip_t *chip, unsigned long a)
+{
+    size_t i = 0;
+    for (; i < chip->region_count; i++) {
+        const soc_memory_region_t *r = &chip->regions[i];
+        if (a - (unsigned long)(uintptr_t)r->start < (unsigned long)r->size)
+            break;
+    }
+    return i;
+}
+
+/* Step 4's log: "heap_init: At 3FC9D3A8 len 0004C368 (304 KiB): RAM", in the
+ * order ESP-IDF prints it: the chip table's rows in table order, the pieces
+ * of one row in address order (spec 2.3 step 4; the S2 and P4 list a row of
+ * low addresses last). */
 static void print_boot_log(const capheap_chip_t *chip, size_t psram_bytes)
 {
     intptr_t off = sim.map.offset;
@@ -241,23 +256,39 @@ static void print_boot_log(const capheap_chip_t *chip, size_t psram_bytes)
                        (unsigned long)chip->diram.iram_low);
     capheap_printf("heap_init: Initializing. RAM available for dynamic allocation:\n");
     size_t n = capheap_heap_count();
-    intptr_t last = 0;
+    size_t last_row = 0;
+    unsigned long last = 0;
     bool first = true;
-    for (size_t printed = 0; printed < n; printed++) { /* O(H^2) selection by address, once per boot */
+    for (size_t printed = 0; printed < n; printed++) { /* O(H^2 R) selection, once per boot */
         capheap_heap_desc_t best = {0}, d;
+        size_t best_row = 0;
         bool have = false;
-        for (size_t i = 0; i < n; i++)
-            if (capheap_heap_get(i, &d) && !d.runtime && (first || chip_addr(d.start) > chip_addr(last)) &&
-                (!have || chip_addr(d.start) < chip_addr(best.start))) {
+        for (size_t i = 0; i < n; i++) {
+            if (!capheap_heap_get(i, &d) || d.runtime)
+                continue;
+            size_t row = row_of(chip, chip_addr(d.start));
+            unsigned long a = chip_addr(d.start);
+            bool after = first || row > last_row || (row == last_row && a > last);
+            if (after && (!have || row < best_row || (row == best_row && a < chip_addr(best.start)))) {
                 best = d;
+                best_row = row;
                 have = true;
             }
+        }
         if (!have)
             break;
         size_t len = (size_t)((uintptr_t)best.end - (uintptr_t)best.start);
+        /* Not registered: a start-up stack region until heap_caps_enable_nonos_stack_heaps(),
+         * or a piece too small to hold a heap (listed all the same, as ESP-IDF does). */
+        const char *note = "";
+        if (best.heap == NULL)
+            note = best_row < chip->region_count && chip->regions[best_row].startup_stack
+                       ? " (start-up stack, deferred)"
+                       : " (too small for a heap: not registered)";
         capheap_printf("heap_init: At %08lX len %08lX (%zu KiB): %s%s\n", chip_addr(best.start), (unsigned long)len,
-                       len / 1024u, best.name ? best.name : "?", best.heap ? "" : " (start-up stack, deferred)");
-        last = best.start;
+                       len / 1024u, best.name ? best.name : "?", note);
+        last_row = best_row;
+        last = chip_addr(best.start);
         first = false;
     }
     if (psram_bytes > 0)
@@ -314,7 +345,7 @@ esp_err_t capheap_sim_boot(const capheap_chip_t *chip, const capheap_sim_options
     if (o.poisoning != -1 && o.poisoning != build_poisoning())
         return ESP_ERR_NOT_SUPPORTED;
     if (chip->region_count > SIM_MAX_REGIONS || chip->reserved_count > SIM_MAX_RESERVED ||
-        chip->regions == NULL || chip->types == NULL)
+        chip->regions == NULL || chip->types == NULL || (chip->reserved == NULL && chip->reserved_count > 0))
         return ESP_ERR_INVALID_ARG;
     size_t iram = o.iram_text_bytes == CAPHEAP_SIM_REFERENCE ? chip->image.iram_text_size : o.iram_text_bytes;
     size_t data = o.static_data_bytes == CAPHEAP_SIM_REFERENCE ? chip->image.data_size : o.static_data_bytes;

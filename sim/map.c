@@ -208,7 +208,9 @@ static esp_err_t map_at_offset(const segment_t *seg, size_t count, const window_
     if (top > tail)
         (void)munmap((void *)tail, (size_t)(top - tail));
     mappings[mapping_count++] = (mapping_t){(void *)host_lo, span};
-    /* heap_caps compares addresses as intptr_t: the span must not straddle the sign change. */
+    /* capheap compares addresses as uintptr_t, but ESP-IDF's API carries them as intptr_t
+     * (heap_caps_add_region, soc_reserved_region_t), and a firmware's own start < end on
+     * those would misorder a span that straddles the sign change: refuse one. */
     if ((intptr_t)host_lo > (intptr_t)(tail - 1u)) {
         capheap_sim_unmap();
         return ESP_ERR_NO_MEM;

@@ -33,7 +33,11 @@ extern "C" {
  * own their memory: the start-up heaps are carved around them as around a
  * reservation.
  * ESP_ERR_INVALID_STATE: already initialised (capheap_caps_reset() first).
- * ESP_ERR_INVALID_ARG: chip NULL, reserved NULL with count > 0, a reservation with start > end.
+ * ESP_ERR_INVALID_ARG: chip NULL; a chip table the start-up cannot use (regions, types or its
+ * reserved array NULL with a count above 0, a row whose type index is not below type_count,
+ * heap_alignment other than 0, 4, 8 or 16); reserved NULL with count > 0; a reservation with
+ * start > end. (heap_caps_init() on a target trusts the table compiled in: the tests boot
+ * every built-in table through this function.)
  * ESP_FAIL: two reservations overlap, or one overlaps a heap added before init.
  * ESP_ERR_NO_MEM: more heaps than CAPHEAP_MAX_HEAPS.
  * On any error nothing changes (heaps added before init stay).

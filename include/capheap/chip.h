@@ -103,7 +103,9 @@ typedef struct capheap_chip {
     capheap_alias_t rtc;     /**< RTC fast memory alias (ESP32, S2), else kind NONE */
 #endif
 
-    size_t heap_size_max;    /**< HEAP_SIZE_MAX: largest request (and startup heap) */
+    size_t heap_size_max;    /**< HEAP_SIZE_MAX: largest request (start-up heaps are not checked
+                                  against it at run time, compat.md 40; the tests check every
+                                  built-in table) */
     uint8_t heap_alignment;  /**< natural block alignment of the chip's heaps: 4 (or 8) */
     uint8_t cache_line_internal; /**< data-cache line in front of internal RAM, 0: uncached (all ESP but P4) */
     uint8_t cache_line_external; /**< data-cache line in front of external RAM, 0: none */

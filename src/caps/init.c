@@ -97,7 +97,11 @@ void heap_caps_init(void)
     if (chip != NULL) {
         const soc_reserved_region_t *res;
         size_t n = firmware_reserved(&res);
+#if CAPHEAP_CHIP_SELECTED
+        err = ch_caps_init(chip, res, n); /* the table compiled in: tests/caps/test_chips.c checks it */
+#else
         err = capheap_caps_init(chip, res, n);
+#endif
         what = err == ESP_ERR_INVALID_STATE ? "heap_caps_init: called twice"
                                             : "heap_caps_init: invalid memory map or reservations";
     }

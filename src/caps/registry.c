@@ -507,7 +507,7 @@ static void store(carve_t *c, uintptr_t s, uintptr_t e, const soc_memory_region_
     o->start = (intptr_t)s;
     o->size = (size_t)(e - s);
     o->type = r->type;
-    o->iram_address = 0;
+    o->iram_address = r->iram_address; /* the row's, as ESP-IDF copies it (a hole punch does not adjust it) */
     o->startup_stack = r->startup_stack;
 }
 
@@ -591,16 +591,40 @@ typedef char ch_alias_pair_t[sizeof(ch_alias_t) == sizeof(capheap_alias_t) &&
                                  : -1];
 #endif
 
+/* Can the start-up use this table? Its arrays exist where it counts rows,
+ * every row names one of its types, and its heap alignment is one
+ * capheap_heap_register() takes (0: 4). A table that fails gives
+ * ESP_ERR_INVALID_ARG, not heaps that all fail to register. */
+static bool table_ok(const capheap_chip_t *chip)
+{
+    if ((chip->regions == NULL && chip->region_count > 0) || (chip->types == NULL && chip->type_count > 0) ||
+        (chip->reserved == NULL && chip->reserved_count > 0))
+        return false;
+    size_t a = chip->heap_alignment;
+    if (a != 0 && a != 4 && a != 8 && a != 16)
+        return false;
+    for (size_t i = 0; i < chip->region_count; i++)
+        if (chip->regions[i].type >= chip->type_count)
+            return false;
+    return true;
+}
+
 esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *reserved,
                             size_t count)
 {
-    if (chip == NULL || (reserved == NULL && count > 0) ||
-        (chip->reserved == NULL && chip->reserved_count > 0))
+    if (chip == NULL || !table_ok(chip))
         return ESP_ERR_INVALID_ARG;
-    const soc_memory_region_t *row = chip->regions; /* a row pointer, counted down (carve_all) */
-    for (size_t n = chip->region_count; n-- > 0; row++)
-        if (row->type >= chip->type_count)
-            return ESP_ERR_INVALID_ARG;
+    return ch_caps_init(chip, reserved, count);
+}
+
+/* capheap_caps_init() after the table's checks: heap_caps_init() on a target
+ * comes here directly with the table compiled in, which tests/caps/test_chips.c
+ * checks (every built-in table) at build time rather than every firmware at
+ * every boot. The firmware's reservations are checked here (and by the carving). */
+esp_err_t ch_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *reserved, size_t count)
+{
+    if (reserved == NULL && count > 0)
+        return ESP_ERR_INVALID_ARG;
     esp_err_t err = ESP_ERR_INVALID_STATE;
     ch_lock();
     if (ch_g.chip == NULL) {

@@ -148,6 +148,22 @@ static void test_carving(void **state)
         assert_int_equal(one_region(r, 2), ESP_OK);
         expect_heaps((intptr_t[]){cf_at(lo + 3000), cf_at(hi - 3000)}, 1);
     }
+    /* a piece of 17 bytes up to one too small for a heap is kept and listed, as
+     * ESP-IDF lists it, but no heap is registered there: ever (it is no
+     * start-up stack region, which enabling would register) */
+    {
+        soc_reserved_region_t r[] = {R(lo + 40, hi)};
+        assert_int_equal(one_region(r, 1), ESP_OK);
+        assert_int_equal(capheap_heap_count(), 1);
+        d = cf_desc(0);
+        assert_int_equal(d.start, cf_at(lo));
+        assert_int_equal(d.end, cf_at(lo + 40));
+        assert_null(d.heap);
+        heap_caps_enable_nonos_stack_heaps();
+        assert_null(cf_desc(0).heap);
+        assert_int_equal(heap_caps_get_total_size(0), 0);
+        assert_null(heap_caps_malloc(8, MALLOC_CAP_8BIT));
+    }
     /* adjacent reservations do not overlap */
     {
         soc_reserved_region_t r[] = {R(lo, lo + 100), R(lo + 100, lo + 200)};
@@ -355,6 +371,40 @@ static void test_init_state_and_arguments(void **state)
     assert_ptr_equal(capheap_caps_chip(), NULL);
     assert_int_equal(capheap_caps_init(NULL, NULL, 0), ESP_ERR_INVALID_ARG);
     assert_int_equal(capheap_caps_init(cf_chip_finish(), NULL, 1), ESP_ERR_INVALID_ARG);
+    /* A table the start-up cannot use is refused, not half used: a heap
+     * alignment capheap_heap_register() does not take (every heap failed to
+     * register, and init said ESP_OK: an audit found it), arrays missing where
+     * the table counts rows, a row naming no type. */
+    capheap_chip_t bad = *cf_chip_finish();
+    static const unsigned alignments[] = {1, 2, 3, 12, 32, 64};
+    for (size_t i = 0; i < sizeof alignments / sizeof alignments[0]; i++) {
+        bad.heap_alignment = alignments[i];
+        assert_int_equal(capheap_caps_init(&bad, NULL, 0), ESP_ERR_INVALID_ARG);
+    }
+    bad = *cf_chip_finish();
+    bad.regions = NULL;
+    assert_int_equal(capheap_caps_init(&bad, NULL, 0), ESP_ERR_INVALID_ARG);
+    bad = *cf_chip_finish();
+    bad.types = NULL;
+    assert_int_equal(capheap_caps_init(&bad, NULL, 0), ESP_ERR_INVALID_ARG);
+    bad = *cf_chip_finish();
+    bad.reserved_count = 1; /* reserved NULL */
+    assert_int_equal(capheap_caps_init(&bad, NULL, 0), ESP_ERR_INVALID_ARG);
+    bad = *cf_chip_finish();
+    bad.type_count = 0; /* the row's type 0 is no type now */
+    assert_int_equal(capheap_caps_init(&bad, NULL, 0), ESP_ERR_INVALID_ARG);
+    assert_int_equal(capheap_heap_count(), 0);
+    assert_ptr_equal(capheap_caps_chip(), NULL);
+    for (unsigned a = 0; a <= 16; a = a == 0 ? 4 : a * 2) { /* 0 (= 4), 4, 8, 16 */
+        bad = *cf_chip_finish();
+        bad.heap_alignment = a;
+        assert_int_equal(capheap_caps_init(&bad, NULL, 0), ESP_OK);
+        void *q = heap_caps_malloc(100, MALLOC_CAP_8BIT);
+        assert_non_null(q);
+        assert_int_equal((uintptr_t)q % (a == 0 ? 4 : a), 0);
+        heap_caps_free(q);
+        capheap_caps_reset();
+    }
     assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
     void *p = heap_caps_malloc(100, MALLOC_CAP_8BIT);
     assert_non_null(p);
@@ -651,7 +701,9 @@ static void test_available_regions(void **state)
     size_t u = cf_chip_type("STACK", 0, CAPS_A0, 0);
     cf_chip_region(cf_at(4 * KIB), 8 * KIB, t, false);  /* [4K, 12K) */
     cf_chip_region(cf_at(12 * KIB), 4 * KIB, t, false); /* [12K, 16K): adjacent, same type */
-    cf_chip_region(cf_at(32 * KIB), 8 * KIB, u, true);  /* [32K, 40K), start-up stack */
+    size_t r32 = cf_chip_region(cf_at(32 * KIB), 8 * KIB, u, true); /* [32K, 40K), start-up stack */
+    cf_chip.regions[0].iram_address = 0x40080000; /* each piece keeps its row's, unadjusted (ESP-IDF) */
+    cf_chip.regions[r32].iram_address = 0x400A0000;
     cf_chip_reserve(cf_at(4 * KIB), cf_at(4 * KIB + 256));
     soc_reserved_region_t extra[] = {R(8 * KIB, 8 * KIB + 99), R(36 * KIB, 44 * KIB)};
     assert_int_equal(cf_chip_init(extra, 2), ESP_OK);
@@ -661,11 +713,12 @@ static void test_available_regions(void **state)
     const struct {
         size_t start, size, type;
         bool stack;
+        intptr_t iram;
     } want[] = {
-        {4 * KIB + 256, 4 * KIB - 256, 0, false},
-        {8 * KIB + 100, 4 * KIB - 100, 0, false},
-        {12 * KIB, 4 * KIB, 0, false},
-        {32 * KIB, 4 * KIB, 1, true},
+        {4 * KIB + 256, 4 * KIB - 256, 0, false, 0x40080000},
+        {8 * KIB + 100, 4 * KIB - 100, 0, false, 0x40080000},
+        {12 * KIB, 4 * KIB, 0, false, 0},
+        {32 * KIB, 4 * KIB, 1, true, 0x400A0000},
     };
     assert_int_equal(n, 4);
     for (size_t i = 0; i < n; i++) {
@@ -675,6 +728,7 @@ static void test_available_regions(void **state)
         }
         assert_int_equal(out[i].type, want[i].type == 0 ? t : u);
         assert_int_equal(out[i].startup_stack, want[i].stack);
+        assert_int_equal(out[i].iram_address, want[i].iram);
     }
     /* the heaps: the two RAM pieces that touch are one heap */
     int k = cf_index_of_start(cf_at(8 * KIB + 100));
