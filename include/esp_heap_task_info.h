@@ -137,9 +137,10 @@ typedef struct {
 
 /**
  * Legacy interface: totals per task and capability class, and optionally the
- * blocks of some tasks. Every tracked block counts in the totals of its task,
- * in the first class i whose (heap caps & mask[i]) == caps[i] (none: it counts
- * nowhere, but its task still gets a totals entry). The *num_totals entries
+ * blocks of some tasks. The heaps scanned are those of some class i, (heap
+ * caps & mask[i]) == caps[i]; every tracked block in them counts in the totals
+ * of its task, in the first such class (a heap of no class is not scanned: its
+ * blocks are not counted or listed, as ESP-IDF). The *num_totals entries
  * already in totals are zeroed (all four classes) and keep their order; new
  * tasks are appended while max_totals allows. If blocks is not NULL, up to
  * max_blocks blocks of the tasks in tasks (every task if tasks is NULL) are

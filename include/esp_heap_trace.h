@@ -1,6 +1,8 @@
 /*
- * esp_heap_trace.h - ESP-IDF's heap tracing API (standalone mode), names and
- * types byte for byte.
+ * esp_heap_trace.h - ESP-IDF's heap tracing API (standalone mode): ESP-IDF's
+ * names, types and fields (heap_trace_record_t carries 16 bytes of links for
+ * capheap's hash map at its end, docs/tracing.md: size buffers in records,
+ * not bytes).
  *
  * Tracing records every allocation and free that goes through heap_caps
  * (plain malloc included when the libc policy routes it there) into a buffer
@@ -23,6 +25,7 @@
  * States and transitions (every call not listed returns ESP_ERR_INVALID_STATE):
  *
  *     (no buffer) --init(buf,n)--> STOPPED --start(mode)--> STARTED
+ *     (no buffer) --init(NULL, 0)--> (no buffer)   STOPPED --init(buf,n)--> STOPPED
  *     STOPPED, STARTED, PAUSED --start--> STARTED (records and counters cleared)
  *     STARTED --stop--> STOPPED        PAUSED --stop--> STOPPED
  *     STARTED --alloc_pause--> PAUSED  STOPPED --alloc_pause--> PAUSED

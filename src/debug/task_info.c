@@ -1006,6 +1006,15 @@ static void tt_info_one(void *ctx, unsigned slot, unsigned heap, void *addr, siz
     tt_info_t *x = ctx;
     heap_task_info_params_t *p = x->p;
     tt_task_t *t = &tt.task[slot];
+    /* The heap's class: the first whose (caps & mask) == caps. A heap of no
+     * class is not scanned (spec 1.5): its blocks are neither counted nor
+     * listed, and give their task no totals entry (an audit found them listed). */
+    uint32_t heap_caps = ch_g.heaps[heap].all;
+    size_t c = 0;
+    while (c < NUM_HEAP_TASK_CAPS && (heap_caps & (uint32_t)p->mask[c]) != (uint32_t)p->caps[c])
+        c++;
+    if (c == NUM_HEAP_TASK_CAPS)
+        return;
     if (p->totals != NULL && p->num_totals != NULL) {
         if (t->scratch == TT_NONE) {
             for (size_t i = 0; i < x->n_totals && t->scratch == TT_NONE; i++)
@@ -1019,13 +1028,8 @@ static void tt_info_one(void *ctx, unsigned slot, unsigned heap, void *addr, siz
             }
         }
         if (t->scratch != TT_NONE) {
-            uint32_t heap_caps = ch_g.heaps[heap].all;
-            for (size_t c = 0; c < NUM_HEAP_TASK_CAPS; c++)
-                if ((heap_caps & (uint32_t)p->mask[c]) == (uint32_t)p->caps[c]) {
-                    p->totals[t->scratch].size[c] += size;
-                    p->totals[t->scratch].count[c]++;
-                    break;
-                }
+            p->totals[t->scratch].size[c] += size;
+            p->totals[t->scratch].count[c]++;
         }
     }
     if (p->blocks != NULL && x->written < p->max_blocks) {
@@ -1094,12 +1098,18 @@ static void *tt_array_alloc(size_t n, size_t each)
     return best != NULL ? multi_heap_aligned_alloc(best, n * each, TT_ARRAY_ALIGN) : NULL;
 }
 
-/* Back through heap_caps_free (it finds the heap); the block's owner word
- * is 0 (multi_heap's own), so the free counts as an unknown free, which is
- * harmless. */
+/* Back to its heap straight through multi_heap too: through heap_caps_free
+ * the user's free hook and the trace saw frees of blocks they never saw
+ * allocated (an audit found it), and tracking counted unknown frees. A
+ * pointer in no heap goes to heap_caps_free, which reports it. */
 static void tt_array_free(void *p)
 {
-    if (p != NULL)
+    if (p == NULL)
+        return;
+    const ch_heap_t *h = ch_find((uintptr_t)p); /* a descriptor: no index a registration could shift */
+    if (h != NULL)
+        multi_heap_free(h->heap, p);
+    else
         heap_caps_free(p);
 }
 

@@ -45,7 +45,7 @@
  * (one pass); elsewhere how many to skip is learned (own_hint), so a walk
  * asks for only a few frames beyond what it returns.
  *
- * Locking. One lock (the port's: a mutex on the host, the firmware's lock
+ * Locking. One lock (a spinlock of its own on the host, the firmware's lock
  * hooks on bare metal) guards everything; the recording path holds it for a
  * few dozen instructions. The state is read once without the lock to keep
  * the untraced case cheap, and checked again under it. The dump copies one
@@ -360,17 +360,22 @@ static void retire_stale(uint32_t *link)
  * the old address under the heap's lock, and reports its free afterwards
  * (ch_trace_realloc_end): in between, another thread may be given that
  * address, and its allocation reach the trace first. ch_trace_alloc then
- * finds the old block's record, retires it as stale, and marks the in-flight
- * entry; the realloc's late free sees the mark and leaves the newer record
- * alone (before, it removed it: a live block missing from the trace). A
- * realloc that finds the table full goes without (the old behaviour). The
- * entries are written under the trace lock; `flying` lets the common case
- * (no realloc in flight) skip the lock.
+ * marks the in-flight entry (and retires the old block's record as stale,
+ * if it has one); the realloc's late free sees the mark and leaves the newer
+ * record alone (before, it removed it: a live block missing from the trace).
+ * The mark is made for every traced allocation at that address, also when
+ * the old block had no record (allocated before the start, while paused, or
+ * evicted): an audit found the late free removing the new record then. No
+ * other allocation can be given the address while the realloc holds it, so
+ * the mark is never wrong. A realloc that finds the table full goes without
+ * (the old behaviour). The entries are written under the trace lock;
+ * `flying` lets the common case (no realloc in flight) skip the lock.
  */
 #define INFLIGHT 16
 static struct {
     void *addr;
-    bool superseded;
+    bool superseded; /* an allocation at addr was traced after the release */
+    bool retired;    /* ... and retired the old block's record (the late free's hit) */
 } inflight[INFLIGHT];
 static uint32_t flying;
 
@@ -384,6 +389,7 @@ void ch_trace_realloc_begin(void *old)
         if (inflight[i].addr == NULL) {
             inflight[i].addr = old;
             inflight[i].superseded = false;
+            inflight[i].retired = false;
             STORE(flying, flying + 1u);
             break;
         }
@@ -394,31 +400,40 @@ bool ch_trace_realloc_end(void *old)
 {
     if (LOAD(flying) == 0 || old == NULL)
         return false;
-    bool superseded = false;
+    bool superseded = false, retired = false;
     TRACE_LOCK();
     for (size_t i = 0; i < INFLIGHT; i++)
         if (inflight[i].addr == old) {
             superseded = inflight[i].superseded;
+            retired = inflight[i].retired;
             inflight[i].addr = NULL;
             STORE(flying, flying - 1u);
             break;
         }
     if (superseded && (T.state == ST_STARTED || T.state == ST_PAUSED)) {
-        T.total_frees++; /* the free found its record: the one ch_trace_alloc retired */
-        T.hits++;
+        /* the free happened: it found its record (the one ch_trace_alloc
+         * retired), or there was none, as ch_trace_free would have found */
+        T.total_frees++;
+        if (retired)
+            T.hits++;
+        else
+            T.misses++;
     }
     TRACE_UNLOCK();
     return superseded;
 }
 
-/* Under the trace lock: an allocation at ptr found a stale record there. */
-static void supersede(const void *ptr)
+/* Under the trace lock: an allocation at ptr is being traced; retired: it
+ * found a stale record there. */
+static void supersede(const void *ptr, bool retired)
 {
     if (flying == 0)
         return;
     for (size_t i = 0; i < INFLIGHT; i++)
-        if (inflight[i].addr == ptr)
+        if (inflight[i].addr == ptr) {
             inflight[i].superseded = true;
+            inflight[i].retired |= retired; /* a later allocation there (after a free) finds none */
+        }
 }
 
 /* ---- the hooks --------------------------------------------------------------- */
@@ -440,10 +455,9 @@ void ch_trace_alloc(void *ptr, size_t size, uint32_t caps)
     if (T.state == ST_STARTED) {
         uint32_t *head = bucket_head(ptr);
         uint32_t *stale = find_in(head, ptr);
-        if (stale != NULL) {
-            supersede(ptr);
+        supersede(ptr, stale != NULL);
+        if (stale != NULL)
             retire_stale(stale);
-        }
         uint32_t r = T.unused;
         if (r != NIL) {
             T.unused = REC(r).links.next;
