@@ -398,10 +398,14 @@ static uint32_t adjusted_caps(uint32_t caps)
         if (caps & MALLOC_CAP_SPIRAM)
             caps &= ~(uint32_t)MALLOC_CAP_DMA;
         caps &= ~(uint32_t)MALLOC_CAP_CACHE_ALIGNED;
-    } else if (caps & FZ_HW_VIRTUAL) {
+    } else {
+        /* Without a chip the caps change all the same (route.c's prepare): only the
+         * alignment needs the chip. */
         if (caps & (MALLOC_CAP_DMA_DESC_AHB | MALLOC_CAP_DMA_DESC_AXI))
             caps |= MALLOC_CAP_DMA;
         caps &= ~(uint32_t)FZ_HW_VIRTUAL;
+        if (caps & MALLOC_CAP_SPIRAM)
+            caps &= ~(uint32_t)MALLOC_CAP_DMA;
     }
     if (caps & MALLOC_CAP_EXEC)
         caps |= MALLOC_CAP_32BIT;
