@@ -68,6 +68,7 @@
 #define _GNU_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE under -std=c11 */
 #endif
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -179,9 +180,11 @@ static bool add_region(size_t need, size_t want)
         return false;
     if (want < need || want > REGION_LIMIT)
         want = need;
+    int saved = errno; /* a refused larger mapping before one that works leaves no ENOMEM behind */
     for (;;) {
         void *mem = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (mem != MAP_FAILED) {
+            errno = saved;
             capheap_region_options_t opts = {.alignment = CAPHEAP_PRELOAD_ALIGN, .name = "preload"};
             intptr_t start = (intptr_t)mem;
             esp_err_t err = capheap_caps_add_region(preload_caps, start, start + (intptr_t)want, &opts);
