@@ -9,7 +9,9 @@ set(CMAKE_SYSTEM_PROCESSOR arm)
 set(CMAKE_C_COMPILER arm-none-eabi-gcc)
 set(CMAKE_AR arm-none-eabi-ar CACHE FILEPATH "Archiver")
 set(CMAKE_RANLIB arm-none-eabi-ranlib CACHE FILEPATH "Ranlib")
-set(CMAKE_C_FLAGS_INIT "-mcpu=cortex-m4 -mthumb")
+# Each function and object in its own section, so that a firmware linked with --gc-sections
+# pays only for what it calls (docs/porting.md).
+set(CMAKE_C_FLAGS_INIT "-mcpu=cortex-m4 -mthumb -ffunction-sections -fdata-sections")
 # No startup code or linker script here: compiler checks build a static library.
 set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)
 

@@ -10,7 +10,9 @@ set(CMAKE_SYSTEM_PROCESSOR riscv32)
 set(CMAKE_C_COMPILER riscv64-unknown-elf-gcc)
 set(CMAKE_AR riscv64-unknown-elf-ar CACHE FILEPATH "Archiver")
 set(CMAKE_RANLIB riscv64-unknown-elf-ranlib CACHE FILEPATH "Ranlib")
-set(CMAKE_C_FLAGS_INIT "-march=rv32imc_zicsr -mabi=ilp32 --specs=picolibc.specs")
+# Each function and object in its own section, so that a firmware linked with --gc-sections
+# pays only for what it calls (docs/porting.md).
+set(CMAKE_C_FLAGS_INIT "-march=rv32imc_zicsr -mabi=ilp32 --specs=picolibc.specs -ffunction-sections -fdata-sections")
 set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)
 
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)

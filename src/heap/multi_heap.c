@@ -792,8 +792,10 @@ static MH_COLD void reject_locked(ce_heap_t *h, void *p)
      * block p lies in is named: an interior pointer of it, or outside the
      * heap past the last block (an audit found both). */
     if (kind == CE_FAULT_DOUBLE_FREE || kind == CE_FAULT_INTERIOR) {
-        uint32_t a = r.expected - CE_HDR; /* raw's block (its data offset was expected) */
-        uint32_t next = a + SIZE_OF(HDR(h, a));
+        /* raw's block ends where its successor starts: its data offset was expected
+         * (ce_block_capacity: the -Os build's multi_heap.c sees no header macros) */
+        const void *adata = (const char *)h + r.expected;
+        uint32_t next = r.expected + (uint32_t)ce_block_capacity(adata);
         if ((uintptr_t)p - (uintptr_t)h >= next) {
             bool past = next >= h->first + h->data_span + CE_MIN_BLOCK; /* the end marker */
             kind = past ? CE_FAULT_OUTSIDE : CE_FAULT_INTERIOR;
