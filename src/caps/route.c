@@ -867,13 +867,13 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
     request_t q;
     prepare(&q, size, 0, caps);
     if (q.bad == CAPHEAP_FIT_OK && !alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
-        CH_EVENT_REALLOC_BEGIN(user);
+        CH_REALLOC_BEGIN(tok, user);
         void *p = realloc_in(h, ptr, q.size);
         if (p != NULL) {
-            CH_EVENT_REALLOC(user, p, q.size, q.caps);
+            CH_EVENT_REALLOC(user, tok, p, q.size, q.caps);
             return p;
         }
-        CH_EVENT_REALLOC_CANCEL(user);
+        CH_EVENT_REALLOC_CANCEL(tok);
     }
     size_t old = multi_heap_get_allocated_size(h->heap, ptr); /* before a new block exists */
     void *p = q.bad == CAPHEAP_FIT_OK ? alloc_request(&q) : NULL;
@@ -946,13 +946,13 @@ void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps)
     if (CH_LIKELY(plain_caps(caps) && size - 1u < ch_size_max)) {
         ch_heap_t *h = ch_cached((uintptr_t)ptr);
         if (CH_LIKELY(h != NULL && (h->all & caps) == caps)) {
-            CH_EVENT_REALLOC_BEGIN(ptr);
+            CH_REALLOC_BEGIN(tok, ptr);
             void *p = realloc_in_locked(h, ptr, size);
             if (CH_UNLIKELY(p == NULL)) {
-                CH_EVENT_REALLOC_CANCEL(ptr);
+                CH_EVENT_REALLOC_CANCEL(tok);
                 return realloc_out(ptr, size, caps);
             }
-            CH_EVENT_REALLOC(ptr, p, size, caps);
+            CH_EVENT_REALLOC(ptr, tok, p, size, caps);
             return p;
         }
     }

@@ -42,7 +42,7 @@ void capheap_debug_free(void *ptr);
 /* Everything but task tracking. */
 void capheap_debug_alloc_counted(void *ptr, size_t size, uint32_t caps);
 void capheap_debug_free_counted(void *ptr);
-void capheap_debug_realloc(void *old_ptr, void *new_ptr, size_t size, uint32_t caps);
+void capheap_debug_realloc(void *old_ptr, unsigned token, void *new_ptr, size_t size, uint32_t caps);
 /* Consumers (each defined only when its option is on). */
 void ch_trace_alloc(void *ptr, size_t size, uint32_t caps); /* src/debug/trace.c */
 void ch_trace_free(void *ptr);
@@ -57,28 +57,31 @@ void ch_trace_fork_child(void);
 #define CH_DEBUG_FREE(p) ((void)(p))
 #endif
 
-/* Around a realloc inside a heap (tracing only, trace.c says why): BEGIN
- * before the heap may release the old block, CANCEL when no CH_EVENT_REALLOC
- * follows (the realloc failed, or moves the block out through free's events). */
+/* Around a realloc inside a heap (tracing only, trace.c says why):
+ * CH_REALLOC_BEGIN(tok, old) declares tok and opens an in-flight entry for
+ * old before the heap may release it; CH_EVENT_REALLOC(old, tok, ...) closes
+ * it with the late free, CH_EVENT_REALLOC_CANCEL(tok) when no
+ * CH_EVENT_REALLOC follows (the realloc failed, or moves the block out
+ * through free's events). */
 #if CAPHEAP_TRACING
-#include <stdbool.h>
-void ch_trace_realloc_begin(void *old_ptr);
-bool ch_trace_realloc_end(void *old_ptr); /* true: the old record was retired meanwhile */
-#define CH_EVENT_REALLOC_BEGIN(old) ch_trace_realloc_begin(old)
-#define CH_EVENT_REALLOC_CANCEL(old) ((void)ch_trace_realloc_end(old))
+unsigned ch_trace_realloc_begin(void *old_ptr); /* the entry's token; 0: none */
+void ch_trace_realloc_cancel(unsigned token);
+void ch_trace_realloc_free(void *old_ptr, unsigned token); /* the late free, the entry released */
+#define CH_REALLOC_BEGIN(tok, old) unsigned tok = ch_trace_realloc_begin(old)
+#define CH_EVENT_REALLOC_CANCEL(tok) ch_trace_realloc_cancel(tok)
 #else
-#define CH_EVENT_REALLOC_BEGIN(old) ((void)(old))
-#define CH_EVENT_REALLOC_CANCEL(old) ((void)(old))
+#define CH_REALLOC_BEGIN(tok, old) const unsigned tok = 0
+#define CH_EVENT_REALLOC_CANCEL(tok) ((void)(tok))
 #endif
 
 #if CH_EVENTS
 #define CH_EVENT_ALLOC(p, size, caps) capheap_debug_alloc_counted((p), (size), (caps))
 #define CH_EVENT_FREE(p) capheap_debug_free_counted(p)
-#define CH_EVENT_REALLOC(old, p, size, caps) capheap_debug_realloc((old), (p), (size), (caps))
+#define CH_EVENT_REALLOC(old, tok, p, size, caps) capheap_debug_realloc((old), (tok), (p), (size), (caps))
 #else
 #define CH_EVENT_ALLOC(p, size, caps) ((void)0)
 #define CH_EVENT_FREE(p) ((void)(p))
-#define CH_EVENT_REALLOC(old, p, size, caps) ((void)(old))
+#define CH_EVENT_REALLOC(old, tok, p, size, caps) ((void)(old), (void)(tok))
 #endif
 
 #if CAPHEAP_TASK_TRACKING

@@ -69,13 +69,13 @@ void capheap_debug_free(void *ptr)
  * place); the user's hook sees one allocation with the new size, as ESP-IDF
  * calls it for an in-place realloc. Task tracking is not told: reallocs
  * account for it with the owner words (route.c). */
-void capheap_debug_realloc(void *old_ptr, void *new_ptr, size_t size, uint32_t caps)
+void capheap_debug_realloc(void *old_ptr, unsigned token, void *new_ptr, size_t size, uint32_t caps)
 {
 #if CAPHEAP_TRACING
-    if (!ch_trace_realloc_end(old_ptr)) /* else its record went when the address was reused */
-        ch_trace_free(old_ptr);
+    ch_trace_realloc_free(old_ptr, token); /* token: ch_trace_realloc_begin's (debug_hooks.h) */
     ch_trace_alloc(new_ptr, size, caps);
 #endif
+    (void)token;
 #if CAPHEAP_USE_HOOKS
     if (esp_heap_trace_alloc_hook != NULL)
         esp_heap_trace_alloc_hook(new_ptr, size, caps);

@@ -358,18 +358,29 @@ static void retire_stale(uint32_t *link)
 /*
  * Reallocs in flight. A realloc that moves a block inside its heap releases
  * the old address under the heap's lock, and reports its free afterwards
- * (ch_trace_realloc_end): in between, another thread may be given that
+ * (ch_trace_realloc_free): in between, another thread may be given that
  * address, and its allocation reach the trace first. ch_trace_alloc then
  * marks the in-flight entry (and retires the old block's record as stale,
  * if it has one); the realloc's late free sees the mark and leaves the newer
  * record alone (before, it removed it: a live block missing from the trace).
  * The mark is made for every traced allocation at that address, also when
  * the old block had no record (allocated before the start, while paused, or
- * evicted): an audit found the late free removing the new record then. No
- * other allocation can be given the address while the realloc holds it, so
- * the mark is never wrong. A realloc that finds the table full goes without
- * (the old behaviour). The entries are written under the trace lock;
- * `flying` lets the common case (no realloc in flight) skip the lock.
+ * evicted): an audit found the late free removing the new record then.
+ *
+ * Two rules keep the late free exact (a TSan soak of the threaded test found
+ * both broken, one miss in about four runs):
+ * 1. The entry is named by the token ch_trace_realloc_begin returned, not by
+ *    the address: two entries can hold one address (a realloc moved a away,
+ *    another thread was given a and reallocs it in turn), and the first
+ *    match was not always the caller's.
+ * 2. Releasing the entry and freeing the old record is one step under the
+ *    trace lock: between the two, another thread given the address could
+ *    trace its allocation, and the late free then removed that record.
+ * An allocation marks only the entries not marked yet: an earlier entry for
+ * its address was marked by the allocation that reused it first. A realloc
+ * that finds the table full gets token 0 and a plain late free (the old
+ * behaviour). The entries are written under the trace lock; `flying` lets
+ * the common case (no realloc in flight) skip the table.
  */
 #define INFLIGHT 16
 static struct {
@@ -379,48 +390,50 @@ static struct {
 } inflight[INFLIGHT];
 static uint32_t flying;
 
-void ch_trace_realloc_begin(void *old)
+unsigned ch_trace_realloc_begin(void *old)
 {
     int state = LOAD(T.state);
     if ((state != ST_STARTED && state != ST_PAUSED) || old == NULL)
-        return;
+        return 0;
+    unsigned token = 0;
     TRACE_LOCK();
-    for (size_t i = 0; i < INFLIGHT; i++)
+    for (unsigned i = 0; i < INFLIGHT; i++)
         if (inflight[i].addr == NULL) {
             inflight[i].addr = old;
             inflight[i].superseded = false;
             inflight[i].retired = false;
             STORE(flying, flying + 1u);
+            token = i + 1u;
             break;
         }
     TRACE_UNLOCK();
+    return token;
 }
 
-bool ch_trace_realloc_end(void *old)
+/* Under the trace lock: release token's entry; true if it was marked, with
+ * *retired. A token from before a fork or from no table (0) holds nothing. */
+static bool inflight_release(unsigned token, bool *retired)
 {
-    if (LOAD(flying) == 0 || old == NULL)
+    *retired = false;
+    if (token == 0 || token > INFLIGHT || inflight[token - 1u].addr == NULL)
         return false;
-    bool superseded = false, retired = false;
-    TRACE_LOCK();
-    for (size_t i = 0; i < INFLIGHT; i++)
-        if (inflight[i].addr == old) {
-            superseded = inflight[i].superseded;
-            retired = inflight[i].retired;
-            inflight[i].addr = NULL;
-            STORE(flying, flying - 1u);
-            break;
-        }
-    if (superseded && (T.state == ST_STARTED || T.state == ST_PAUSED)) {
-        /* the free happened: it found its record (the one ch_trace_alloc
-         * retired), or there was none, as ch_trace_free would have found */
-        T.total_frees++;
-        if (retired)
-            T.hits++;
-        else
-            T.misses++;
-    }
-    TRACE_UNLOCK();
+    bool superseded = inflight[token - 1u].superseded;
+    *retired = inflight[token - 1u].retired;
+    inflight[token - 1u].addr = NULL;
+    STORE(flying, flying - 1u);
     return superseded;
+}
+
+void ch_trace_realloc_cancel(unsigned token)
+{
+    if (token == 0)
+        return;
+    bool retired;
+    TRACE_LOCK();
+    /* The block was never released, so nothing can have been traced at its
+     * address meanwhile: the entry goes, and nothing is counted. */
+    (void)inflight_release(token, &retired);
+    TRACE_UNLOCK();
 }
 
 /* Under the trace lock: an allocation at ptr is being traced; retired: it
@@ -430,9 +443,9 @@ static void supersede(const void *ptr, bool retired)
     if (flying == 0)
         return;
     for (size_t i = 0; i < INFLIGHT; i++)
-        if (inflight[i].addr == ptr) {
+        if (inflight[i].addr == ptr && !inflight[i].superseded) {
             inflight[i].superseded = true;
-            inflight[i].retired |= retired; /* a later allocation there (after a free) finds none */
+            inflight[i].retired = retired;
         }
 }
 
@@ -486,45 +499,75 @@ void ch_trace_alloc(void *ptr, size_t size, uint32_t caps)
     GUARD_LEAVE();
 }
 
-void ch_trace_free(void *ptr)
+/* Under the trace lock, tracing started or paused: the free of ptr. */
+static void free_locked(void *ptr, void *const *stack, bool all)
 {
-    int state = LOAD(T.state);
-    if ((state != ST_STARTED && state != ST_PAUSED) || ptr == NULL)
-        return;
-    if (!GUARD_ENTER()) {
-        GUARD_LEAVE();
+    T.total_frees++;
+    uint32_t *link = find_link(ptr);
+    if (link == NULL) {
+        T.misses++;
         return;
     }
+    uint32_t r = *link;
+    T.hits++;
+    *link = REC(r).links.hash_next;
+    if (T.mode == HEAP_TRACE_LEAKS) {
+        list_unlink(r);
+        release(r);
+    } else {
+        REC(r).freed = true;
+#if DEPTH > 0
+        if (all)
+            memcpy(REC(r).freed_by, stack, sizeof REC(r).freed_by);
+#endif
+    }
+    (void)stack;
+    (void)all;
+    T.changes++;
+}
+
+/* The free of ptr; token: the realloc's in-flight entry whose late free this
+ * is (0: a plain free). The entry is released in the same hold of the lock. */
+static void trace_free(void *ptr, unsigned token)
+{
+    int state = LOAD(T.state);
+    bool tracing = (state == ST_STARTED || state == ST_PAUSED) && ptr != NULL;
+    if (!tracing && token == 0)
+        return;
+    bool guarded = GUARD_ENTER();
     void *stack[DEPTH > 0 ? DEPTH : 1];
     bool all = LOAD(T.mode) == HEAP_TRACE_ALL; /* LEAKS mode has no use for freed_by */
-    if (all)
+    if (guarded && tracing && all)
         (void)capture(stack);
 
     TRACE_LOCK();
-    if (T.state == ST_STARTED || T.state == ST_PAUSED) {
-        T.total_frees++;
-        uint32_t *link = find_link(ptr);
-        if (link == NULL) {
-            T.misses++;
+    bool retired;
+    bool superseded = inflight_release(token, &retired);
+    if (guarded && tracing && (T.state == ST_STARTED || T.state == ST_PAUSED)) {
+        if (!superseded) {
+            free_locked(ptr, stack, all);
         } else {
-            uint32_t r = *link;
-            T.hits++;
-            *link = REC(r).links.hash_next;
-            if (T.mode == HEAP_TRACE_LEAKS) {
-                list_unlink(r);
-                release(r);
-            } else {
-                REC(r).freed = true;
-#if DEPTH > 0
-                if (all)
-                    memcpy(REC(r).freed_by, stack, sizeof REC(r).freed_by);
-#endif
-            }
-            T.changes++;
+            /* the free happened: it found its record (the one ch_trace_alloc
+             * retired), or there was none, as free_locked would have found */
+            T.total_frees++;
+            if (retired)
+                T.hits++;
+            else
+                T.misses++;
         }
     }
     TRACE_UNLOCK();
     GUARD_LEAVE();
+}
+
+void ch_trace_free(void *ptr)
+{
+    trace_free(ptr, 0);
+}
+
+void ch_trace_realloc_free(void *old, unsigned token)
+{
+    trace_free(old, token);
 }
 
 /* ---- the API ---------------------------------------------------------------------- */

@@ -456,10 +456,11 @@ static void check_call_site(alloc_fn fn, void *site, const char *what)
 
 /* The library's event entry points (src/debug/debug_hooks.h), to replay one
  * interleaving of two threads deterministically. */
-void ch_trace_realloc_begin(void *old_ptr);
-bool ch_trace_realloc_end(void *old_ptr);
+unsigned ch_trace_realloc_begin(void *old_ptr);
+void ch_trace_realloc_cancel(unsigned token);
 void ch_trace_alloc(void *ptr, size_t size, uint32_t caps);
-void capheap_debug_realloc(void *old_ptr, void *new_ptr, size_t size, uint32_t caps);
+void ch_trace_free(void *ptr);
+void capheap_debug_realloc(void *old_ptr, unsigned token, void *new_ptr, size_t size, uint32_t caps);
 
 /* A realloc moves block a inside its heap; before its events reach the trace,
  * another thread is given a's address (a block b == a). The realloc's late
@@ -475,9 +476,10 @@ static void test_realloc_racing_reuse(void **state)
     void *elsewhere = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
     assert_int_equal(heap_trace_get_count(), 2);
 
-    ch_trace_realloc_begin(a);                                 /* thread 1: realloc(a) starts */
+    unsigned t1 = ch_trace_realloc_begin(a);                   /* thread 1: realloc(a) starts */
+    assert_int_not_equal(t1, 0);
     ch_trace_alloc(a, 24, MALLOC_CAP_INTERNAL);                /* thread 2: malloc got a's address */
-    capheap_debug_realloc(a, elsewhere, 200, MALLOC_CAP_INTERNAL); /* thread 1's events, late */
+    capheap_debug_realloc(a, t1, elsewhere, 200, MALLOC_CAP_INTERNAL); /* thread 1's events, late */
     /* live: thread 2's block at a, and the realloc's block */
     assert_int_equal(heap_trace_get_count(), 2);
     bool have_a = false;
@@ -491,15 +493,15 @@ static void test_realloc_racing_reuse(void **state)
     assert_int_equal(s.total_hashmap_miss, 0);
 
     /* Without a reuse in between the pair is a plain free and allocation. */
-    ch_trace_realloc_begin(a);
-    capheap_debug_realloc(a, a, 24, MALLOC_CAP_INTERNAL);
+    capheap_debug_realloc(a, ch_trace_realloc_begin(a), a, 24, MALLOC_CAP_INTERNAL);
     assert_int_equal(heap_trace_get_count(), 2);
     assert_int_equal(summary().total_frees, 2);
-    /* A cancelled realloc leaves nothing behind: a later reuse of the address is no realloc's. */
-    ch_trace_realloc_begin(a);
-    assert_false(ch_trace_realloc_end(a));
+    /* A cancelled realloc leaves nothing behind: a later reuse of the address
+     * is no realloc's, and counts no free. */
+    ch_trace_realloc_cancel(ch_trace_realloc_begin(a));
     ch_trace_alloc(a, 24, MALLOC_CAP_INTERNAL); /* retires a's record as stale, as before */
-    assert_false(ch_trace_realloc_end(a));
+    assert_int_equal(summary().total_frees, 2);
+    assert_int_equal(heap_trace_get_count(), 2);
     heap_trace_stop();
     heap_caps_free(a);
     heap_caps_free(elsewhere);
@@ -511,9 +513,9 @@ static void test_realloc_racing_reuse(void **state)
     void *other = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
     trace_begin(CAP, HEAP_TRACE_LEAKS);
     assert_int_equal(heap_trace_get_count(), 0);
-    ch_trace_realloc_begin(b);
+    unsigned tb = ch_trace_realloc_begin(b);
     ch_trace_alloc(b, 24, MALLOC_CAP_INTERNAL);                  /* thread 2 got b's address */
-    capheap_debug_realloc(b, other, 200, MALLOC_CAP_INTERNAL);    /* thread 1's events, late */
+    capheap_debug_realloc(b, tb, other, 200, MALLOC_CAP_INTERNAL); /* thread 1's events, late */
     assert_int_equal(heap_trace_get_count(), 2);
     have_a = false;
     for (size_t i = 0; i < 2; i++) {
@@ -527,6 +529,51 @@ static void test_realloc_racing_reuse(void **state)
     heap_trace_stop();
     heap_caps_free(b);
     heap_caps_free(other);
+}
+
+/* Two reallocs in flight at one address: thread 1's realloc moved a away,
+ * thread 2 was given a and reallocs it in turn, its entry in a lower slot of
+ * the table. Thread 1's late free must close its own entry (marked: a was
+ * reused) and leave thread 2's record alone; thread 2's realloc then fails
+ * and its block keeps its record. Before entries were named by token, the
+ * late free took the first entry holding a, thread 2's, and removed thread
+ * 2's live record (a TSan soak of test_threads saw such misses). */
+static void test_realloc_two_in_flight_one_address(void **state)
+{
+    (void)state;
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
+    void *a = heap_caps_malloc(24, MALLOC_CAP_INTERNAL);
+    void *z = heap_caps_malloc(40, MALLOC_CAP_INTERNAL);
+    void *elsewhere = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
+    assert_int_equal(heap_trace_get_count(), 3);
+
+    unsigned tz = ch_trace_realloc_begin(z); /* a third thread's realloc takes the first slot */
+    unsigned t1 = ch_trace_realloc_begin(a); /* thread 1: realloc(a) starts */
+    ch_trace_realloc_cancel(tz);             /* the first slot is free again */
+    ch_trace_alloc(a, 24, MALLOC_CAP_INTERNAL); /* thread 2: malloc got a's address */
+    unsigned t2 = ch_trace_realloc_begin(a);    /* thread 2: realloc(a) starts */
+    assert_int_not_equal(t2, t1);
+    capheap_debug_realloc(a, t1, elsewhere, 200, MALLOC_CAP_INTERNAL); /* thread 1's events, late */
+    ch_trace_realloc_cancel(t2); /* thread 2's realloc failed: a is still its block */
+
+    /* live: thread 2's a, z, and the realloc's block */
+    assert_int_equal(heap_trace_get_count(), 3);
+    bool have_a = false;
+    for (size_t i = 0; i < 3; i++)
+        have_a = have_a || get(i).address == a;
+    assert_true(have_a);
+    heap_trace_summary_t s = summary();
+    assert_int_equal(s.total_frees, 1); /* thread 1's old a: its record was retired, a hit */
+    assert_int_equal(s.total_hashmap_hits, 1);
+    assert_int_equal(s.total_hashmap_miss, 0);
+    ch_trace_free(a); /* thread 2 frees a: its record is there */
+    s = summary();
+    assert_int_equal(s.total_hashmap_miss, 0);
+    assert_int_equal(heap_trace_get_count(), 2);
+    heap_trace_stop();
+    heap_caps_free(a);
+    heap_caps_free(z);
+    heap_caps_free(elsewhere);
 }
 
 static void test_caller_stack(void **state)
@@ -994,10 +1041,10 @@ static void test_realloc_in_flight_across_resume(void **state)
     void *a = heap_caps_malloc(24, MALLOC_CAP_INTERNAL);
     void *elsewhere = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
     assert_int_equal(heap_trace_alloc_pause(), ESP_OK);
-    ch_trace_realloc_begin(a);                  /* thread 1: realloc(a) starts, paused */
+    unsigned t1 = ch_trace_realloc_begin(a);    /* thread 1: realloc(a) starts, paused */
     assert_int_equal(heap_trace_resume(), ESP_OK);
     ch_trace_alloc(a, 24, MALLOC_CAP_INTERNAL); /* thread 2: malloc got a's address */
-    capheap_debug_realloc(a, elsewhere, 200, MALLOC_CAP_INTERNAL); /* thread 1's events, late */
+    capheap_debug_realloc(a, t1, elsewhere, 200, MALLOC_CAP_INTERNAL); /* thread 1's events, late */
     assert_int_equal(heap_trace_get_count(), 2);
     bool have_a = get(0).address == a || get(1).address == a;
     assert_true(have_a);
@@ -1049,6 +1096,7 @@ int main(void)
         cmocka_unit_test(test_without_buffer),
         cmocka_unit_test(test_init_arguments),
         cmocka_unit_test(test_realloc_racing_reuse),
+        cmocka_unit_test(test_realloc_two_in_flight_one_address),
         cmocka_unit_test(test_init_while_running_and_release),
         cmocka_unit_test(test_state_machine),
         cmocka_unit_test(test_leaks_mode),
