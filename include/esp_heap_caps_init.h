@@ -38,8 +38,9 @@ esp_err_t heap_caps_add_region(intptr_t start, intptr_t end);
 
 /**
  * Register [start, end) as a heap with caps[0..2] (priorities 0..2).
- * ESP_ERR_INVALID_ARG: caps NULL, end <= start. (A start that is not 4-aligned
- * is rounded up, as ESP-IDF's multi_heap_register does.)
+ * ESP_ERR_INVALID_ARG: caps NULL, end <= start. A start that is not 4-aligned
+ * is rounded up (capheap; ESP-IDF's multi_heap_register refuses it, and the
+ * call returns ESP_ERR_INVALID_SIZE there: docs/compat.md 41).
  * ESP_FAIL: the range straddles the start or end of a listed heap, or equals one
  * (nesting inside a heap, adjacency and disjoint ranges are allowed), or lies
  * inside a start-up stack region not yet enabled (capheap; docs/compat.md 30b).

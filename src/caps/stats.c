@@ -297,24 +297,58 @@ esp_err_t capheap_esp_error_check(esp_err_t rc, const char *file, int line, cons
 
 const char *esp_err_to_name(esp_err_t code)
 {
-    switch (code) {
-    case ESP_OK:
+    if (code == ESP_OK)
         return "ESP_OK";
-    case ESP_FAIL:
+    if (code == ESP_FAIL)
         return "ESP_FAIL";
-    case ESP_ERR_NO_MEM:
-        return "ESP_ERR_NO_MEM";
-    case ESP_ERR_INVALID_ARG:
-        return "ESP_ERR_INVALID_ARG";
-    case ESP_ERR_INVALID_STATE:
-        return "ESP_ERR_INVALID_STATE";
-    case ESP_ERR_INVALID_SIZE:
-        return "ESP_ERR_INVALID_SIZE";
-    case ESP_ERR_NOT_FOUND:
-        return "ESP_ERR_NOT_FOUND";
-    case ESP_ERR_NOT_SUPPORTED:
-        return "ESP_ERR_NOT_SUPPORTED";
-    default:
+    if (code < ESP_ERR_NO_MEM || code > ESP_ERR_NOT_ALLOWED)
         return "UNKNOWN ERROR";
+    static const char *const names[] = {
+        "ESP_ERR_NO_MEM",          "ESP_ERR_INVALID_ARG",      "ESP_ERR_INVALID_STATE",
+        "ESP_ERR_INVALID_SIZE",    "ESP_ERR_NOT_FOUND",        "ESP_ERR_NOT_SUPPORTED",
+        "ESP_ERR_TIMEOUT",         "ESP_ERR_INVALID_RESPONSE", "ESP_ERR_INVALID_CRC",
+        "ESP_ERR_INVALID_VERSION", "ESP_ERR_INVALID_MAC",      "ESP_ERR_NOT_FINISHED",
+        "ESP_ERR_NOT_ALLOWED"};
+    return names[code - ESP_ERR_NO_MEM];
+}
+
+/* v in base (10 or 16) appended at at; returns the end. */
+static char *put_unsigned(char *at, unsigned v, unsigned base)
+{
+    char digits[3 * sizeof v + 1];
+    char *d = digits + sizeof digits;
+    do {
+        unsigned k = v % base;
+        *--d = (char)(k < 10u ? '0' + k : 'a' + (k - 10u));
+        v /= base;
+    } while (v != 0);
+    size_t n = (size_t)(digits + sizeof digits - d);
+    memcpy(at, d, n);
+    return at + n;
+}
+
+const char *esp_err_to_name_r(esp_err_t code, char *buf, size_t buflen)
+{
+    if (buf == NULL || buflen == 0)
+        return buf;
+    const char *name = esp_err_to_name(code);
+    char text[48]; /* "UNKNOWN ERROR 0x", 8 hex digits, "(-", 10 digits, ")" */
+    if (code != ESP_OK && code != ESP_FAIL && (code < ESP_ERR_NO_MEM || code > ESP_ERR_NOT_ALLOWED)) {
+        char *p = text;
+        memcpy(p, "UNKNOWN ERROR 0x", 16);
+        p = put_unsigned(p + 16, (unsigned)code, 16u); /* as printf's %x of an int */
+        *p++ = '(';
+        if (code < 0)
+            *p++ = '-';
+        p = put_unsigned(p, code < 0 ? 0u - (unsigned)code : (unsigned)code, 10u);
+        *p++ = ')';
+        *p = '\0';
+        name = text;
     }
+    size_t len = strlen(name);
+    if (len >= buflen)
+        len = buflen - 1u;
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    return buf;
 }

@@ -23,6 +23,7 @@
  * dump, walk, allocated and containing-block sizes, realloc moving between
  * heaps, the prefer variants, calloc, the libc policy and esp_err_to_name().
  */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1709,8 +1710,44 @@ static void test_esp_err_to_name(void **state)
     assert_string_equal(esp_err_to_name(ESP_ERR_INVALID_SIZE), "ESP_ERR_INVALID_SIZE");
     assert_string_equal(esp_err_to_name(ESP_ERR_NOT_FOUND), "ESP_ERR_NOT_FOUND");
     assert_string_equal(esp_err_to_name(ESP_ERR_NOT_SUPPORTED), "ESP_ERR_NOT_SUPPORTED");
+    assert_string_equal(esp_err_to_name(ESP_ERR_TIMEOUT), "ESP_ERR_TIMEOUT");
+    assert_string_equal(esp_err_to_name(ESP_ERR_INVALID_RESPONSE), "ESP_ERR_INVALID_RESPONSE");
+    assert_string_equal(esp_err_to_name(ESP_ERR_INVALID_CRC), "ESP_ERR_INVALID_CRC");
+    assert_string_equal(esp_err_to_name(ESP_ERR_INVALID_VERSION), "ESP_ERR_INVALID_VERSION");
+    assert_string_equal(esp_err_to_name(ESP_ERR_INVALID_MAC), "ESP_ERR_INVALID_MAC");
+    assert_string_equal(esp_err_to_name(ESP_ERR_NOT_FINISHED), "ESP_ERR_NOT_FINISHED");
+    assert_string_equal(esp_err_to_name(ESP_ERR_NOT_ALLOWED), "ESP_ERR_NOT_ALLOWED");
+    assert_int_equal(ESP_ERR_TIMEOUT, 0x107); /* ESP-IDF's values */
+    assert_int_equal(ESP_ERR_NOT_ALLOWED, 0x10D);
+    assert_int_equal(ESP_ERR_WIFI_BASE, 0x3000);
+    assert_string_equal(esp_err_to_name(0x100), "UNKNOWN ERROR");
+    assert_string_equal(esp_err_to_name(0x10E), "UNKNOWN ERROR");
+    assert_string_equal(esp_err_to_name(ESP_ERR_WIFI_BASE), "UNKNOWN ERROR");
     assert_string_equal(esp_err_to_name(12345), "UNKNOWN ERROR");
     assert_string_equal(esp_err_to_name(-7), "UNKNOWN ERROR");
+}
+
+static void test_esp_err_to_name_r(void **state)
+{
+    (void)state;
+    char buf[64];
+    memset(buf, 'x', sizeof buf);
+    assert_ptr_equal(esp_err_to_name_r(ESP_ERR_NO_MEM, buf, sizeof buf), buf);
+    assert_string_equal(buf, "ESP_ERR_NO_MEM");
+    assert_string_equal(esp_err_to_name_r(ESP_OK, buf, sizeof buf), "ESP_OK");
+    assert_string_equal(esp_err_to_name_r(ESP_ERR_NOT_ALLOWED, buf, sizeof buf), "ESP_ERR_NOT_ALLOWED");
+    assert_string_equal(esp_err_to_name_r(12345, buf, sizeof buf), "UNKNOWN ERROR 0x3039(12345)");
+    assert_string_equal(esp_err_to_name_r(-7, buf, sizeof buf), "UNKNOWN ERROR 0xfffffff9(-7)");
+    assert_string_equal(esp_err_to_name_r(INT_MIN, buf, sizeof buf), "UNKNOWN ERROR 0x80000000(-2147483648)");
+    /* cut to fit, always terminated; nothing written past buflen */
+    memset(buf, 'x', sizeof buf);
+    assert_string_equal(esp_err_to_name_r(ESP_ERR_NO_MEM, buf, 8), "ESP_ERR");
+    assert_int_equal(buf[8], 'x');
+    assert_string_equal(esp_err_to_name_r(ESP_ERR_NO_MEM, buf, 1), "");
+    buf[0] = 'x';
+    assert_ptr_equal(esp_err_to_name_r(ESP_ERR_NO_MEM, buf, 0), buf);
+    assert_int_equal(buf[0], 'x');
+    assert_null(esp_err_to_name_r(ESP_ERR_NO_MEM, NULL, 16));
 }
 
 /* ---- paths the fast paths do not take ---------------------------------------------- */
@@ -1981,6 +2018,7 @@ int main(void)
         T(test_calloc_and_aligned),
         T(test_libc_policy),
         T(test_esp_err_to_name),
+        T(test_esp_err_to_name_r),
         T(test_diram_alias_wide_alignment),
         T(test_failed_init_forgets_alias_window),
         T(test_realloc_caps_checked_on_slow_path),

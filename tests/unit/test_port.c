@@ -3,7 +3,8 @@
  * formatting (compared with the C library's snprintf for every supported
  * conversion), the 160-byte cut, the replaceable writer and abort handler,
  * the host port's stderr writer and abort(), and capheap_report_corruption()
- * with capheap_last_report(); the host port's task handles and names.
+ * with capheap_last_report(); the host port's task handles and names; and
+ * capheap/config.h's ESP-IDF names (CONFIG_HEAP_*) against the build's options.
  */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include <inttypes.h>
@@ -678,9 +679,61 @@ static void test_host_critical_section(void **state)
 }
 #endif
 
+/* Ported code tests ESP-IDF's Kconfig symbols with #if and #ifdef: each must
+ * say what the build's own option says (docs/config.md). */
+static void test_config_esp_idf_names(void **state)
+{
+    (void)state;
+    int disabled = 0, light = 0, comprehensive = 0, poisoning = 0, slow = 0;
+#ifdef CONFIG_HEAP_POISONING_DISABLED
+    disabled = CONFIG_HEAP_POISONING_DISABLED;
+#endif
+#ifdef CONFIG_HEAP_POISONING_LIGHT
+    light = CONFIG_HEAP_POISONING_LIGHT;
+#endif
+#ifdef CONFIG_HEAP_POISONING_COMPREHENSIVE
+    comprehensive = CONFIG_HEAP_POISONING_COMPREHENSIVE;
+#endif
+#ifdef MULTI_HEAP_POISONING
+    poisoning = 1;
+#endif
+#ifdef MULTI_HEAP_POISONING_SLOW
+    slow = 1;
+#endif
+    assert_int_equal(disabled + light + comprehensive, 1);
+    assert_int_equal(disabled, CAPHEAP_POISONING_NONE);
+    assert_int_equal(light, CAPHEAP_POISONING_LIGHT);
+    assert_int_equal(comprehensive, CAPHEAP_POISONING_COMPREHENSIVE);
+    assert_int_equal(poisoning, !CAPHEAP_POISONING_NONE);
+    assert_int_equal(slow, CAPHEAP_POISONING_COMPREHENSIVE);
+
+    int exec = 0, tracing = 0, hooks = 0, tracking = 0, abort_fail = 0;
+#ifdef CONFIG_HEAP_HAS_EXEC_HEAP
+    exec = CONFIG_HEAP_HAS_EXEC_HEAP;
+#endif
+#ifdef CONFIG_HEAP_TRACING
+    tracing = CONFIG_HEAP_TRACING;
+#endif
+#ifdef CONFIG_HEAP_USE_HOOKS
+    hooks = CONFIG_HEAP_USE_HOOKS;
+#endif
+#ifdef CONFIG_HEAP_TASK_TRACKING
+    tracking = CONFIG_HEAP_TASK_TRACKING;
+#endif
+#ifdef CONFIG_HEAP_ABORT_WHEN_ALLOCATION_FAILS
+    abort_fail = CONFIG_HEAP_ABORT_WHEN_ALLOCATION_FAILS;
+#endif
+    assert_int_equal(exec, CAPHEAP_EXEC_HEAP);
+    assert_int_equal(tracing, CAPHEAP_TRACING);
+    assert_int_equal(hooks, CAPHEAP_USE_HOOKS);
+    assert_int_equal(tracking, CAPHEAP_TASK_TRACKING);
+    assert_int_equal(abort_fail, CAPHEAP_ABORT_WHEN_ALLOCATION_FAILS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_esp_idf_names),
         cmocka_unit_test(test_printf_integers),
         cmocka_unit_test(test_printf_width_and_zero),
         cmocka_unit_test(test_printf_char_width),
