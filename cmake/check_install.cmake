@@ -88,6 +88,7 @@ run("configuring tests/install with find_package(capheap)"
     "-DEXPECT_POISONING=${POISONING}" "-DEXPECT_SHARED=${SHARED}" "-DC_STANDARD=${C_STANDARD}")
 run("building tests/install" "${CMAKE_COMMAND}" --build "${_bin}")
 run_consumer("find_package, capheap::capheap" "${_bin}/consumer_static")
+run_consumer("find_package, capheap::capheap_sim_libc" "${_bin}/consumer_sim_libc")
 if(SHARED)
   run_consumer("find_package, capheap::capheap_shared" "${_bin}/consumer_shared")
   find_program(_ldd ldd)

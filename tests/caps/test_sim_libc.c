@@ -1,0 +1,265 @@
+/*
+ * test_sim_libc.c - capheap_sim_libc (sim/libc/wrap.c): with a simulated chip
+ * booted, the malloc family called from this program's own code is served by
+ * heap_caps' _default policy, as ESP-IDF's libc does; before the boot, and for
+ * blocks the C library made, the host allocator keeps them. The program is
+ * linked with capheap::capheap_sim_libc (GNU ld --wrap), so the plain names
+ * below are the wrapped ones.
+ */
+#define _GNU_SOURCE /* strndup, memalign, malloc_usable_size */
+#include <errno.h>
+#include <malloc.h>
+#include <setjmp.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "capheap/caps.h"
+#include "capheap/chip.h"
+#include "capheap/config.h"
+#include "capheap/sim.h"
+#include "esp_heap_caps.h"
+#if CAPHEAP_TRACING
+#include "esp_heap_trace.h"
+#endif
+
+/* A result stored here escapes: clang may otherwise drop an allocation whose
+ * result is only compared with NULL, and assume it succeeded. */
+static void *volatile kept;
+
+/* The heap's caps (all priorities), or 0 for a pointer in no heap. */
+static uint32_t heap_caps_of(const void *p)
+{
+    capheap_heap_desc_t d;
+    int i = capheap_heap_find(p);
+    if (i < 0 || !capheap_heap_get((size_t)i, &d))
+        return 0;
+    return d.caps[0] | d.caps[1] | d.caps[2];
+}
+
+static void boot(const char *chip, size_t psram)
+{
+    capheap_sim_options_t o = CAPHEAP_SIM_OPTIONS_DEFAULT;
+    o.quiet = true;
+    o.psram_bytes = psram;
+    assert_int_equal(capheap_sim_boot(capheap_chip_find(chip), &o), ESP_OK);
+}
+
+static int shutdown_sim(void **state)
+{
+    (void)state;
+    if (capheap_sim_chip() != NULL)
+        assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+    return 0;
+}
+
+/* No chip booted: the host allocator, in every function. */
+static void test_host_allocator_before_boot(void **state)
+{
+    (void)state;
+    assert_null(capheap_sim_chip());
+    void *p = malloc(100);
+    assert_non_null(p);
+    assert_int_equal(capheap_heap_find(p), -1);
+    assert_true(malloc_usable_size(p) >= 100);
+    p = realloc(p, 5000);
+    assert_non_null(p);
+    assert_int_equal(capheap_heap_find(p), -1);
+    free(p);
+    char *s = strdup("host");
+    assert_string_equal(s, "host");
+    assert_int_equal(capheap_heap_find(s), -1);
+    free(s);
+    void *a = NULL;
+    assert_int_equal(posix_memalign(&a, 64, 10), 0);
+    assert_int_equal((uintptr_t)a % 64, 0);
+    assert_int_equal(capheap_heap_find(a), -1);
+    free(a);
+}
+
+/* Booted: malloc is heap_caps_malloc_default (internal RAM up to the extmem
+ * limit, PSRAM above), and the chip's statistics move with it. */
+static void test_malloc_family_in_the_chip(void **state)
+{
+    (void)state;
+    boot("esp32s3", 2 * 1024 * 1024);
+    size_t internal = heap_caps_get_free_size(MALLOC_CAP_INTERNAL);
+    void *small = malloc(200);
+    assert_non_null(small);
+    assert_true((heap_caps_of(small) & MALLOC_CAP_INTERNAL) != 0);
+    assert_true(heap_caps_get_free_size(MALLOC_CAP_INTERNAL) < internal);
+    assert_int_equal(malloc_usable_size(small), heap_caps_get_allocated_size(small));
+    void *big = malloc(64 * 1024); /* above the S3's 16 KiB limit: PSRAM first */
+    assert_non_null(big);
+    assert_true((heap_caps_of(big) & MALLOC_CAP_SPIRAM) != 0);
+
+    unsigned char *z = calloc(50, 4);
+    assert_non_null(z);
+    assert_true(heap_caps_of(z) != 0);
+    for (size_t i = 0; i < 200; i++)
+        assert_int_equal(z[i], 0);
+    errno = 0;
+    volatile size_t half = SIZE_MAX / 2; /* not a constant: no compile-time warning */
+    kept = calloc(half, 3);              /* the product overflows */
+    assert_null(kept);
+    assert_int_equal(errno, ENOMEM);
+
+    memset(small, 0x5a, 200);
+    unsigned char *r = realloc(small, 3000);
+    assert_non_null(r);
+    assert_true(heap_caps_of(r) != 0);
+    for (size_t i = 0; i < 200; i++)
+        assert_int_equal(r[i], 0x5a);
+    assert_null(realloc(r, 0)); /* ESP-IDF: frees, NULL */
+
+    void *m = memalign(256, 100);
+    assert_non_null(m);
+    assert_int_equal((uintptr_t)m % 256, 0);
+    assert_true(heap_caps_of(m) != 0);
+    void *al = aligned_alloc(64, 128);
+    assert_non_null(al);
+    assert_true(heap_caps_of(al) != 0);
+    void *pm = NULL;
+    assert_int_equal(posix_memalign(&pm, 32, 40), 0);
+    assert_true(heap_caps_of(pm) != 0);
+    assert_int_equal(posix_memalign(&pm, 24, 40), EINVAL);
+
+    char *s = strdup("firmware");
+    assert_string_equal(s, "firmware");
+    assert_true(heap_caps_of(s) != 0);
+    char *n = strndup("firmware", 4);
+    assert_string_equal(n, "firm");
+    assert_true(heap_caps_of(n) != 0);
+
+    free(big);
+    free(z);
+    free(m);
+    free(al);
+    free(pm);
+    free(s);
+    free(n);
+    free(NULL);
+    assert_int_equal(heap_caps_get_free_size(MALLOC_CAP_INTERNAL), internal);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+/* The chip's memory runs out where the firmware's would. */
+static void test_out_of_memory_is_the_chips(void **state)
+{
+    (void)state;
+    boot("esp32c3", 0);
+    size_t largest = heap_caps_get_largest_free_block(MALLOC_CAP_DEFAULT);
+    kept = malloc(heap_caps_get_total_size(MALLOC_CAP_DEFAULT) + 1);
+    assert_null(kept);
+    void *p = malloc(largest);
+    assert_non_null(p);
+    free(p);
+}
+
+/* Blocks cross: free() takes heap_caps blocks (ESP-IDF's own caps tests do
+ * free(heap_caps_malloc(...))), heap_caps_free takes malloc's, and a block the
+ * host allocator made before the boot is still the host's to free. */
+static void test_blocks_cross_between_the_apis(void **state)
+{
+    (void)state;
+    void *before = malloc(64);
+    assert_non_null(before);
+    boot("esp32s3", 0);
+    size_t free0 = heap_caps_get_free_size(MALLOC_CAP_8BIT);
+    void *dma = heap_caps_malloc(1600, MALLOC_CAP_DMA);
+    assert_non_null(dma);
+    free(dma);
+    void *p32 = heap_caps_malloc(100, MALLOC_CAP_32BIT);
+    p32 = realloc(p32, 400);
+    assert_non_null(p32);
+    free(p32);
+    void *m = malloc(48);
+    assert_non_null(m);
+    heap_caps_free(m);
+    assert_int_equal(heap_caps_get_free_size(MALLOC_CAP_8BIT), free0);
+    before = realloc(before, 128); /* still the host's block */
+    assert_non_null(before);
+    assert_int_equal(capheap_heap_find(before), -1);
+    free(before);
+    char *host = NULL; /* made inside the C library: the host's */
+    assert_true(asprintf(&host, "%d", 42) > 0);
+    assert_int_equal(capheap_heap_find(host), -1);
+    free(host);
+}
+
+/* An EXEC block's IRAM alias pointer goes back through heap_caps too: on the
+ * ESP32, once the IRAM heap is full, EXEC requests are served from D/IRAM
+ * through its alias window (an address in no heap's range). */
+static void test_free_takes_an_iram_alias(void **state)
+{
+    (void)state;
+#if CAPHEAP_EXEC_HEAP
+    boot("esp32", 0);
+    size_t free0 = heap_caps_get_free_size(MALLOC_CAP_8BIT);
+    size_t exec0 = heap_caps_get_free_size(MALLOC_CAP_EXEC);
+    void *blocks[400];
+    size_t n = 0;
+    bool alias = false;
+    while (n < sizeof blocks / sizeof blocks[0] && !alias) {
+        void *p = heap_caps_malloc(2048, MALLOC_CAP_EXEC);
+        if (p == NULL)
+            break;
+        blocks[n++] = p;
+        alias = capheap_heap_find(p) < 0;
+    }
+    assert_true(alias);
+    while (n > 0)
+        free(blocks[--n]);
+    assert_int_equal(heap_caps_get_free_size(MALLOC_CAP_EXEC), exec0);
+    assert_int_equal(heap_caps_get_free_size(MALLOC_CAP_8BIT), free0);
+#else
+    skip();
+#endif
+}
+
+/* A leak hunt over code that calls malloc sees its blocks (spec 4.1). */
+static void test_tracing_sees_malloc(void **state)
+{
+    (void)state;
+#if CAPHEAP_TRACING
+    boot("esp32s3", 0);
+    static heap_trace_record_t records[16];
+    assert_int_equal(heap_trace_init_standalone(records, 16), ESP_OK);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
+    void *kept = malloc(40);
+    char *dup = strdup("leak");
+    free(malloc(10));
+    assert_int_equal(heap_trace_stop(), ESP_OK);
+    assert_int_equal(heap_trace_get_count(), 2);
+    heap_trace_record_t r;
+    assert_int_equal(heap_trace_get(0, &r), ESP_OK);
+    assert_ptr_equal(r.address, kept);
+    assert_int_equal(r.size, 40);
+    assert_int_equal(heap_trace_get(1, &r), ESP_OK);
+    assert_ptr_equal(r.address, dup);
+    free(kept);
+    free(dup);
+    assert_int_equal(heap_trace_init_standalone(NULL, 0), ESP_OK);
+#else
+    skip();
+#endif
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_host_allocator_before_boot, shutdown_sim),
+        cmocka_unit_test_teardown(test_malloc_family_in_the_chip, shutdown_sim),
+        cmocka_unit_test_teardown(test_out_of_memory_is_the_chips, shutdown_sim),
+        cmocka_unit_test_teardown(test_blocks_cross_between_the_apis, shutdown_sim),
+        cmocka_unit_test_teardown(test_free_takes_an_iram_alias, shutdown_sim),
+        cmocka_unit_test_teardown(test_tracing_sees_malloc, shutdown_sim),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
