@@ -30,6 +30,7 @@
 #include "capheap/sim.h"
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
+#include "soc/soc_memory_layout.h" /* esp_memory_utils.h, as ported code includes it */
 #include "support.h"
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -1436,6 +1437,97 @@ static void test_foreign_heaps_left_alone(void **state)
     capheap_caps_reset();
 }
 
+/* esp_memory_utils.h on a booted chip: answers from the (translated) chip
+ * table and the heaps added at run time (the header says how each counts). */
+static void test_memory_utils(void **state)
+{
+    (void)state;
+    static uint32_t host_static[64];
+    uint32_t on_stack = 0;
+    /* No chip: nothing is the chip's, only alignment is known. */
+    assert_false(esp_ptr_dma_capable(host_static));
+    assert_false(esp_ptr_internal(&on_stack));
+    assert_false(esp_ptr_byte_accessible(host_static));
+    assert_true(esp_ptr_word_aligned(host_static));
+    assert_false(esp_ptr_word_aligned((const char *)host_static + 2));
+
+    capheap_sim_options_t o = quiet_options();
+    o.psram_bytes = 2u << 20;
+    assert_int_equal(capheap_sim_boot(chip_s3(), &o), ESP_OK);
+    const capheap_chip_t *c = capheap_caps_chip(); /* host addresses */
+    void *dma = heap_caps_malloc(64, MALLOC_CAP_DMA);
+    void *ext = heap_caps_malloc(64, MALLOC_CAP_SPIRAM);
+    void *rtc = heap_caps_malloc(64, MALLOC_CAP_RTCRAM);
+    assert_non_null(dma);
+    assert_non_null(ext);
+    assert_non_null(rtc);
+    assert_true(esp_ptr_dma_capable(dma));
+    assert_true(esp_ptr_internal(dma));
+    assert_false(esp_ptr_external_ram(dma));
+    assert_true(esp_ptr_byte_accessible(dma));
+    assert_false(esp_ptr_dma_capable(ext)); /* the S3 registers PSRAM without DMA (chips.md 0.4) */
+    assert_false(esp_ptr_internal(ext));
+    assert_true(esp_ptr_external_ram(ext));
+    assert_true(esp_ptr_byte_accessible(ext));
+    assert_true(esp_ptr_internal(rtc));
+    assert_false(esp_ptr_dma_capable(rtc));
+    assert_false(esp_ptr_external_ram(rtc));
+    /* The external RAM window counts, also where no heap lies. */
+    assert_true(esp_ptr_external_ram((const void *)(c->extram.window_start + 16)));
+    assert_false(esp_ptr_external_ram((const void *)(c->extram.window_start + (intptr_t)c->extram.window_size)));
+    /* Host memory is no part of the chip. */
+    assert_false(esp_ptr_dma_capable(host_static));
+    assert_false(esp_ptr_internal(&on_stack));
+    assert_false(esp_ptr_executable(host_static));
+    /* Every row counts with its type's caps, the parts reserved for static data
+     * and the ROM included (a static DMA buffer is DMA-capable on the chip). */
+    for (size_t i = 0; i < c->region_count; i++) {
+        const soc_memory_region_t *r = &c->regions[i];
+        const uint32_t *t = c->types[r->type].caps;
+        uint32_t all = t[0] | t[1] | t[2];
+        const void *first = (const void *)r->start, *last = (const void *)(r->start + (intptr_t)r->size - 1);
+        assert_int_equal(esp_ptr_dma_capable(first), (all & MALLOC_CAP_DMA) != 0);
+        assert_int_equal(esp_ptr_dma_capable(last), (all & MALLOC_CAP_DMA) != 0);
+        assert_int_equal(esp_ptr_internal(first), (all & MALLOC_CAP_INTERNAL) != 0);
+        assert_int_equal(esp_ptr_external_ram(first), (all & MALLOC_CAP_SPIRAM) != 0); /* the window's row */
+    }
+    /* D/IRAM: the DMA block's DRAM address and its IRAM alias. */
+    assert_true(esp_ptr_in_diram_dram(dma));
+    assert_false(esp_ptr_in_diram_iram(dma));
+    void *i = esp_ptr_diram_dram_to_iram(dma);
+    assert_true(esp_ptr_in_diram_iram(i));
+    assert_int_equal((uintptr_t)i - (uintptr_t)c->diram.iram_low, (uintptr_t)dma - (uintptr_t)c->diram.dram_low);
+    assert_ptr_equal(esp_ptr_diram_iram_to_dram(i), dma);
+    assert_true(esp_ptr_executable(i));
+    assert_true(esp_ptr_internal(i));
+    assert_ptr_equal(esp_ptr_diram_dram_to_iram(ext), ext); /* not in the window: itself */
+    assert_ptr_equal(esp_ptr_diram_iram_to_dram(dma), dma);
+    heap_caps_free(dma);
+    heap_caps_free(ext);
+    heap_caps_free(rtc);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* ESP32: the inverted window, ESP-IDF's formula (word order reversed). */
+    assert_int_equal(capheap_sim_boot(chip_esp32(), &o), ESP_OK);
+    c = capheap_caps_chip();
+    const void *d0 = (const void *)c->diram.dram_low;
+    assert_ptr_equal(esp_ptr_diram_dram_to_iram(d0), (void *)(c->diram.iram_high - 4));
+    assert_ptr_equal(esp_ptr_diram_iram_to_dram((const void *)(c->diram.iram_high - 4)), d0);
+    const void *d = (const void *)(c->diram.dram_low + 0x100);
+    assert_ptr_equal(esp_ptr_diram_iram_to_dram(esp_ptr_diram_dram_to_iram(d)), d);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
+    /* A heap added at run time counts with its caps, with no chip started. */
+    const uint32_t caps[3] = {MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL | MALLOC_CAP_8BIT, 0, 0};
+    assert_int_equal(heap_caps_add_region_with_caps(caps, (intptr_t)host_static,
+                                                    (intptr_t)(host_static + 64)), ESP_OK);
+    assert_true(esp_ptr_dma_capable(&host_static[10]));
+    assert_true(esp_ptr_internal(&host_static[10]));
+    assert_false(esp_ptr_external_ram(&host_static[10]));
+    assert_false(esp_ptr_dma_capable(&on_stack));
+    capheap_caps_reset();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1460,6 +1552,7 @@ int main(void)
         cmocka_unit_test_teardown(test_psram_policy_and_pool_chunks, teardown),
         cmocka_unit_test_teardown(test_iram_text_in_the_window, teardown),
         cmocka_unit_test_teardown(test_foreign_heaps_left_alone, teardown),
+        cmocka_unit_test_teardown(test_memory_utils, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
