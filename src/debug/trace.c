@@ -85,9 +85,13 @@ enum { ST_STOPPED, ST_STARTED, ST_PAUSED };
 #if defined(__GNUC__)
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define ACQUIRE(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define RELEASE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
 #else
 #define LOAD(x) (x) /* single-core bare metal: a plain access is atomic */
 #define STORE(x, v) ((x) = (v))
+#define ACQUIRE(x) (x)
+#define RELEASE(x, v) ((x) = (v))
 #endif
 
 #if CAPHEAP_PORT_HOST
@@ -131,6 +135,7 @@ static struct {
     uint32_t count, high_water;
     int state;             /* ST_*: written under the lock, read anywhere */
     bool started_once;     /* a start since the last init: lists valid, mode set */
+    uint32_t epoch;        /* bumped by every start and resume (a realloc's late free checks it) */
     bool overflowed;
     heap_trace_mode_t mode;
     size_t total_allocations, total_frees;
@@ -138,7 +143,7 @@ static struct {
     uint32_t changes;      /* bumped by every change of the records (dump, cursor) */
     uint32_t cursor_index, cursor_record, cursor_changes; /* heap_trace_get's cursor */
     bool cursor_valid;
-} T = {NULL, 0, 0, NIL, NIL, NIL, 0, 0, ST_STOPPED, false, false, HEAP_TRACE_ALL, 0, 0, 0, 0, 0, 0, 0, 0, false};
+} T = {NULL, 0, 0, NIL, NIL, NIL, 0, 0, ST_STOPPED, false, 0, false, HEAP_TRACE_ALL, 0, 0, 0, 0, 0, 0, 0, 0, false};
 
 /* ---- which return addresses are the library's ------------------------------- */
 
@@ -377,11 +382,21 @@ static void retire_stale(uint32_t *link)
  *    trace lock: between the two, another thread given the address could
  *    trace its allocation, and the late free then removed that record.
  * An allocation marks only the entries not marked yet: an earlier entry for
- * its address was marked by the allocation that reused it first. A realloc
- * that finds the table full gets token 0 and a plain late free (the old
- * behaviour). The entries are written under the trace lock; `flying` lets
- * the common case (no realloc in flight) skip the table.
+ * its address was marked by the allocation that reused it first. The
+ * entries are written under the trace lock; `flying` lets the common case
+ * (no realloc in flight) skip the table.
+ *
+ * A realloc that begins while tracing is stopped (no entry: nothing to mark
+ * then, and no lock taken) or finds the table full gets an epoch token
+ * instead: the count of starts and resumes. If the trace was started or
+ * resumed before its late free, the old address may have been given to
+ * another thread and traced meanwhile, with nothing to mark: the late free
+ * is dropped, and the old block's record, if it had one (a resume keeps the
+ * records), stays until an allocation at that address retires it. Else the
+ * late free is a plain free (the concurrency audit that found the start
+ * case saw the plain free remove the new record).
  */
+#define EPOCH_TOKEN 0x80000000u /* a token with this bit is an epoch, not an entry */
 #define INFLIGHT 16
 static struct {
     void *addr;
@@ -392,10 +407,14 @@ static uint32_t flying;
 
 unsigned ch_trace_realloc_begin(void *old)
 {
-    int state = LOAD(T.state);
-    if ((state != ST_STARTED && state != ST_PAUSED) || old == NULL)
+    if (old == NULL)
         return 0;
-    unsigned token = 0;
+    /* the epoch before the state: a start's new epoch is stored after its
+     * state (release), so a begin that sees it sees the trace started */
+    unsigned token = EPOCH_TOKEN | (ACQUIRE(T.epoch) & ~EPOCH_TOKEN);
+    int state = LOAD(T.state);
+    if (state != ST_STARTED && state != ST_PAUSED)
+        return token;
     TRACE_LOCK();
     for (unsigned i = 0; i < INFLIGHT; i++)
         if (inflight[i].addr == NULL) {
@@ -411,7 +430,7 @@ unsigned ch_trace_realloc_begin(void *old)
 }
 
 /* Under the trace lock: release token's entry; true if it was marked, with
- * *retired. A token from before a fork or from no table (0) holds nothing. */
+ * *retired. A token from before a fork, an epoch token or 0 holds nothing. */
 static bool inflight_release(unsigned token, bool *retired)
 {
     *retired = false;
@@ -426,7 +445,7 @@ static bool inflight_release(unsigned token, bool *retired)
 
 void ch_trace_realloc_cancel(unsigned token)
 {
-    if (token == 0)
+    if (token == 0 || (token & EPOCH_TOKEN) != 0)
         return;
     bool retired;
     TRACE_LOCK();
@@ -543,7 +562,9 @@ static void trace_free(void *ptr, unsigned token)
     TRACE_LOCK();
     bool retired;
     bool superseded = inflight_release(token, &retired);
-    if (guarded && tracing && (T.state == ST_STARTED || T.state == ST_PAUSED)) {
+    /* an epoch token from before a start or resume: the address may be another block's now */
+    bool stale = (token & EPOCH_TOKEN) != 0 && (token & ~EPOCH_TOKEN) != (T.epoch & ~EPOCH_TOKEN);
+    if (guarded && tracing && !stale && (T.state == ST_STARTED || T.state == ST_PAUSED)) {
         if (!superseded) {
             free_locked(ptr, stack, all);
         } else {
@@ -621,6 +642,7 @@ esp_err_t heap_trace_start(heap_trace_mode_t mode)
         STORE(T.mode, mode);
         T.started_once = true;
         STORE(T.state, ST_STARTED);
+        RELEASE(T.epoch, T.epoch + 1u); /* after the state: ch_trace_realloc_begin */
     }
     TRACE_UNLOCK();
     return err;
@@ -631,10 +653,13 @@ static esp_err_t transition(unsigned from_mask, int to)
 {
     esp_err_t err = ESP_OK;
     TRACE_LOCK();
-    if (!T.started_once || (from_mask & (1u << T.state)) == 0)
+    if (!T.started_once || (from_mask & (1u << T.state)) == 0) {
         err = ESP_ERR_INVALID_STATE;
-    else
+    } else {
         STORE(T.state, to);
+        if (to == ST_STARTED)
+            RELEASE(T.epoch, T.epoch + 1u); /* resumed: allocations are traced again */
+    }
     TRACE_UNLOCK();
     return err;
 }

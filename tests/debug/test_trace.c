@@ -576,6 +576,52 @@ static void test_realloc_two_in_flight_one_address(void **state)
     heap_caps_free(elsewhere);
 }
 
+/* A realloc that begins while the trace is stopped has no in-flight entry.
+ * If the trace is started (or resumed) before its late events, the old
+ * address may have been given to another thread and traced meanwhile: the
+ * late free must not remove that record (a concurrency audit replayed this
+ * with all three: LEAKS and ALL via start, LEAKS via resume). */
+static void test_realloc_across_start(void **state)
+{
+    (void)state;
+    for (int scenario = 0; scenario < 3; scenario++) {
+        heap_trace_mode_t mode = scenario == 1 ? HEAP_TRACE_ALL : HEAP_TRACE_LEAKS;
+        bool via_resume = scenario == 2;
+        trace_reset();
+        assert_int_equal(heap_trace_init_standalone(records, CAP), ESP_OK);
+        void *a = heap_caps_malloc(24, MALLOC_CAP_INTERNAL);
+        void *elsewhere = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
+        if (via_resume) { /* started once, then stopped: a resume keeps the records */
+            assert_int_equal(heap_trace_start(mode), ESP_OK);
+            assert_int_equal(heap_trace_stop(), ESP_OK);
+        }
+        unsigned t1 = ch_trace_realloc_begin(a); /* thread 1: realloc(a) begins, trace stopped */
+        if (via_resume) /* thread 3 */
+            assert_int_equal(heap_trace_resume(), ESP_OK);
+        else
+            assert_int_equal(heap_trace_start(mode), ESP_OK);
+        ch_trace_alloc(a, 24, MALLOC_CAP_INTERNAL);                        /* thread 2 got a's address */
+        capheap_debug_realloc(a, t1, elsewhere, 200, MALLOC_CAP_INTERNAL); /* thread 1's events, late */
+        bool have_a = false;
+        size_t n = heap_trace_get_count();
+        for (size_t i = 0; i < n; i++) {
+            heap_trace_record_t r = get(i);
+            have_a = have_a || (r.address == a && !r.freed);
+        }
+        if (!have_a)
+            fail_msg("scenario %d: thread 2's live block at a lost its record", scenario);
+        /* Without a start in between, the late free is a plain free. */
+        unsigned t2 = ch_trace_realloc_begin(elsewhere);
+        capheap_debug_realloc(elsewhere, t2, elsewhere, 200, MALLOC_CAP_INTERNAL);
+        heap_trace_summary_t s = summary();
+        assert_int_equal(s.total_hashmap_miss, 0);
+        assert_true(s.total_hashmap_hits >= 1);
+        heap_trace_stop();
+        heap_caps_free(a);
+        heap_caps_free(elsewhere);
+    }
+}
+
 static void test_caller_stack(void **state)
 {
     (void)state;
@@ -1097,6 +1143,7 @@ int main(void)
         cmocka_unit_test(test_init_arguments),
         cmocka_unit_test(test_realloc_racing_reuse),
         cmocka_unit_test(test_realloc_two_in_flight_one_address),
+        cmocka_unit_test(test_realloc_across_start),
         cmocka_unit_test(test_init_while_running_and_release),
         cmocka_unit_test(test_state_machine),
         cmocka_unit_test(test_leaks_mode),
