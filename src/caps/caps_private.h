@@ -136,6 +136,11 @@ typedef struct {
 
 typedef struct {
     uint32_t caps;                 /* key (CH_ROUTE_EMPTY: none); written last, with release */
+    /* Odd while a refill rewrites the list: a reader's copy is whole only if
+     * it saw the same even count before and after (a sequence lock; the key
+     * alone misses a refill for another mask and back, which leaves the key
+     * as it was and the copy torn). */
+    uint32_t seq;
     uint8_t n;
     uint8_t idx[CAPHEAP_MAX_HEAPS];
 } ch_route_t;
@@ -180,6 +185,9 @@ typedef struct {
      * descriptors (ch_find_slow) and compute candidates per request. */
     uint8_t n_addr;            /* entries of by_addr / addr */
     uint8_t step;              /* half of the padded size of addr[] (a power of two; 0: one entry) */
+    /* Odd while ch_reindex rebuilds addr[] and by_addr[] in place; a lookup
+     * that saw it odd or changed takes the locked scan (a sequence lock). */
+    uint32_t index_gen;
 #endif
     bool started;              /* enable_nonos_stack_heaps() ran (runtime heaps start with minimum 0) */
     bool alias_any;            /* some heap hands out IRAM aliases: free must translate */

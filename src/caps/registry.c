@@ -137,6 +137,15 @@ static void publish(void)
 /* Rebuild order/by_addr (and dflt), empty the route and page caches (under ch_lock). */
 static void ch_reindex(void)
 {
+    /* Readers search addr[] and by_addr[] without the lock: mark the rebuild
+     * (odd), so that one reading the two half-rebuilt takes the locked scan.
+     * Read half-rebuilt, by_addr[] could name a host heap for a pointer of
+     * the heap nested in it, which passes the bounds check: a valid free
+     * was reported as an interior pointer while a heap was being added (a
+     * concurrency audit reproduced it). */
+    uint32_t gen = ch_g.index_gen;
+    CH_STORE(ch_g.index_gen, gen + 1u);
+    CH_FENCE_RELEASE(); /* the odd count before any store of the rebuild */
     size_t n_addr = 0;
     for (uint8_t i = 0; i < ch_g.n; i++) {
         insert_sorted(ch_g.order, i, i, before);
@@ -150,6 +159,7 @@ static void ch_reindex(void)
         CH_STORE(ch_g.addr[i], i < n_addr ? ch_g.heaps[ch_g.by_addr[i]].start : UINTPTR_MAX);
     CH_STORE(ch_g.n_addr, (uint8_t)n_addr);
     CH_STORE(ch_g.step, (uint8_t)(padded / 2));
+    CH_RELEASE(ch_g.index_gen, gen + 2u); /* the index is whole again */
     for (size_t i = 0; i < ch_g.n; i++) {
         ch_heap_t *h = &ch_g.heaps[i];
         /* A heap at address 0 (instruction TCM) is never cached either: its
@@ -173,16 +183,24 @@ static void ch_reindex(void)
  * power of two) for the last start <= p, checked against its descriptor. */
 static ch_heap_t *search(uintptr_t p)
 {
+    /* A sequence lock: the index read while ch_reindex rebuilds it (the count
+     * odd, or changed by the end) is not trusted; NULL sends the caller to
+     * the locked scan. */
+    uint32_t gen = CH_ACQUIRE(ch_g.index_gen);
+    if (gen & 1u)
+        return NULL;
     size_t lo = 0;
     if (p < CH_LOAD(ch_g.addr[0]))
         return NULL;
     for (size_t step = CH_LOAD(ch_g.step); step != 0; step >>= 1)
         lo += CH_LOAD(ch_g.addr[lo + step]) <= p ? step : 0;
     ch_heap_t *h = &ch_g.heaps[CH_LOAD(ch_g.by_addr[lo]) % CAPHEAP_MAX_HEAPS];
-    /* by_addr is rebuilt in place (ch_reindex): read during a registration
-     * it may name the new heap. Its handle, released last, orders the
-     * descriptor's fields before the reads of start and span (C11; and
-     * ThreadSanitizer checks it). */
+    CH_FENCE_ACQUIRE(); /* the index reads before the second read of the count */
+    if (CH_LOAD(ch_g.index_gen) != gen)
+        return NULL;
+    /* A heap listed in a whole index may still be the one being registered:
+     * its handle, released last, orders the descriptor's fields before the
+     * reads of start and span (C11; and ThreadSanitizer checks it). */
     return CH_ACQUIRE(h->heap) != NULL && p - h->start < h->span ? h : NULL;
 }
 

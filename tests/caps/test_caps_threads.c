@@ -12,7 +12,10 @@
  * to its value at registration, and every heap is intact.
  *
  * A second test races readers (malloc, the size sums) against a burst of
- * registrations, round after round.
+ * registrations, round after round; a third, the lookup of a block of a
+ * heap nested in another against registrations that reorder the address
+ * index; a fourth, a request walking its candidate list while another
+ * thread refills the route-cache entry it shares with another mask.
  *
  * A third forks while two threads allocate, with capheap_caps_lock_all,
  * _unlock_all and _unlock_all_child as the pthread_atfork handlers (what
@@ -403,6 +406,171 @@ static void test_registration_races(void **state)
     assert_true(atomic_load(&race_sums) > 0);
 }
 
+/* ---- a nested heap's blocks while the address index is rebuilt -------------- */
+
+/* Heap N is a block of heap H registered as a heap of its own (as the DMA
+ * pool is); its blocks lie inside H's bounds. A reader asks for the size of a
+ * block of N (whose page slot another block keeps evicting, so the lookup
+ * searches the address index) while the main thread registers heaps below
+ * all others, each of which rebuilds the index in place. A lookup that read
+ * the index half-rebuilt could name H, whose bounds hold the pointer too:
+ * multi_heap then reported a valid pointer as interior and aborted (a
+ * concurrency audit; registry.c's index_gen now sends such a reader to the
+ * locked scan). Such a report aborts this program. */
+#define NEST_ROUNDS 400
+#define NEST_LOW 48 /* heaps registered below the others, per round */
+
+static atomic_int nest_stop;
+static void *nest_p, *nest_x;
+static atomic_ulong nest_lookups;
+
+static void *nest_reader(void *unused)
+{
+    (void)unused;
+    size_t want = heap_caps_get_allocated_size(nest_p);
+    while (!atomic_load_explicit(&nest_stop, memory_order_relaxed) && !atomic_load(&failed)) {
+        size_t got = heap_caps_get_allocated_size(nest_p);
+        (void)heap_caps_get_allocated_size(nest_x); /* takes nest_p's page slot */
+        if (got != want) {
+            fail_in_thread("a block of the nested heap read %zu bytes, %zu before", got, want);
+            break;
+        }
+        atomic_fetch_add_explicit(&nest_lookups, 1, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+static void test_nested_lookup_during_registration(void **state)
+{
+    (void)state;
+    const uint32_t ch[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_32BIT | MALLOC_CAP_INTERNAL, 0, 0};
+    const uint32_t cn[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_32BIT | MALLOC_CAP_SPIRAM, 0, 0};
+    const uint32_t cx[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_32BIT | MALLOC_CAP_DMA, 0, 0};
+    size_t low = NEST_LOW < CAPHEAP_MAX_HEAPS - 3 ? NEST_LOW : CAPHEAP_MAX_HEAPS - 3;
+    atomic_store(&failed, 0);
+    atomic_store(&nest_lookups, 0);
+    for (int round = 0; round < NEST_ROUNDS && !atomic_load(&failed); round++) {
+        intptr_t h = cf_at(512 * KIB); /* H: [512 KiB, +256 KiB) of the arena, X above it */
+        assert_int_equal(capheap_caps_add_region(ch, h, h + 256 * KIB, NULL), ESP_OK);
+        unsigned char *blk = heap_caps_malloc(64 * KIB, ch[0]);
+        assert_non_null(blk);
+        assert_int_equal(capheap_caps_add_region(cn, (intptr_t)blk, (intptr_t)(blk + 64 * KIB), NULL), ESP_OK);
+        assert_int_equal(capheap_caps_add_region(cx, h + 256 * KIB, h + 512 * KIB, NULL), ESP_OK);
+        nest_p = heap_caps_malloc(64, MALLOC_CAP_SPIRAM); /* a block of N */
+        nest_x = heap_caps_malloc(64, MALLOC_CAP_DMA);
+        assert_non_null(nest_p);
+        assert_non_null(nest_x);
+        atomic_store(&nest_stop, 0);
+        pthread_t r;
+        assert_int_equal(pthread_create(&r, NULL, nest_reader, NULL), 0);
+        for (size_t k = 0; k < low && !atomic_load(&failed); k++) { /* each below all the others */
+            intptr_t s = h - (intptr_t)((k + 1) * 8 * KIB);
+            assert_int_equal(capheap_caps_add_region(ch, s, s + 8 * KIB, NULL), ESP_OK);
+        }
+        atomic_store(&nest_stop, 1);
+        pthread_join(r, NULL);
+        assert_true(heap_caps_check_integrity_all(true));
+        capheap_caps_reset();
+    }
+    if (atomic_load(&failed)) {
+        fail_msg("%s", failure);
+    }
+    print_message("%lu lookups of a nested heap's block during registrations\n",
+                  (unsigned long)atomic_load(&nest_lookups));
+    assert_true(atomic_load(&nest_lookups) > 0);
+}
+
+/* ---- a route entry refilled for another mask while a request walks it ------ */
+
+/* Masks X = 8BIT and Y = PID7 share a route-cache entry (route.c slot()).
+ * Heaps: A = {X|Y} (registered last: first for both), B = {X, Y}, C = {Y, X};
+ * X's order is [A, B, C], Y's [A, C, B]. A is kept full except for free
+ * 960-byte blocks, so a 975-byte X request passes A's unlocked peek, fails
+ * under A's lock, and belongs in B. Another thread only makes requests no heap
+ * can serve, X and Y by turns, each refilling the shared entry and changing
+ * no heap. A block from C means the request walked Y's list under X's key:
+ * before the walk took a whole copy of the list (ch_candidates), 0.05% of the
+ * requests did (a concurrency audit). */
+#define TEAR_X MALLOC_CAP_8BIT
+#define TEAR_Y MALLOC_CAP_PID7
+#define TEAR_REQUESTS 300000
+
+static atomic_int tear_stop;
+static unsigned char *tear_b, *tear_c;
+
+static bool tear_in(const void *p, const unsigned char *lo)
+{
+    return (const unsigned char *)p >= lo && (const unsigned char *)p < lo + 256 * KIB;
+}
+
+static void *tear_refiller(void *unused)
+{
+    (void)unused;
+    for (unsigned long i = 0; !atomic_load_explicit(&tear_stop, memory_order_relaxed); i++)
+        (void)heap_caps_malloc(600 * KIB, (i & 1u) ? TEAR_X : TEAR_Y); /* fails: larger than any heap */
+    return NULL;
+}
+
+static void test_route_refill_race(void **state)
+{
+    (void)state;
+    const uint32_t cb[3] = {TEAR_X, TEAR_Y, 0}, cc[3] = {TEAR_Y, TEAR_X, 0}, ca[3] = {TEAR_X | TEAR_Y, 0, 0};
+    tear_b = cf_arena;
+    tear_c = cf_arena + 256 * KIB;
+    unsigned char *a = cf_arena + 512 * KIB;
+    assert_int_equal(capheap_caps_add_region(cb, (intptr_t)tear_b, (intptr_t)(tear_b + 256 * KIB), NULL), ESP_OK);
+    assert_int_equal(capheap_caps_add_region(cc, (intptr_t)tear_c, (intptr_t)(tear_c + 256 * KIB), NULL), ESP_OK);
+    assert_int_equal(capheap_caps_add_region(ca, (intptr_t)a, (intptr_t)(a + 256 * KIB), NULL), ESP_OK);
+    /* A: 960-byte blocks with 16-byte separators, the rest in 16-byte blocks;
+     * then the 960-byte ones freed */
+    static void *big[400];
+    size_t nb = 0;
+    for (;;) {
+        void *p = heap_caps_malloc(960, TEAR_X | TEAR_Y);
+        if (!tear_in(p, a)) {
+            heap_caps_free(p);
+            break;
+        }
+        big[nb++] = p;
+        void *sep = heap_caps_malloc(16, TEAR_X | TEAR_Y);
+        if (!tear_in(sep, a)) {
+            heap_caps_free(sep);
+            break;
+        }
+    }
+    for (;;) {
+        void *sep = heap_caps_malloc(16, TEAR_X | TEAR_Y);
+        if (!tear_in(sep, a)) {
+            heap_caps_free(sep);
+            break;
+        }
+    }
+    for (size_t i = 0; i < nb; i++)
+        heap_caps_free(big[i]);
+    void *probe = heap_caps_malloc(975, TEAR_X);
+    assert_true(tear_in(probe, tear_b)); /* alone, the request lands in B */
+    heap_caps_free(probe);
+
+    atomic_store(&tear_stop, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, tear_refiller, NULL), 0);
+    unsigned long in_b = 0, wrong = 0;
+    for (unsigned long i = 0; i < TEAR_REQUESTS; i++) {
+        void *p = heap_caps_malloc(975, TEAR_X);
+        if (tear_in(p, tear_b))
+            in_b++;
+        else
+            wrong++;
+        heap_caps_free(p);
+    }
+    atomic_store(&tear_stop, 1);
+    pthread_join(t, NULL);
+    print_message("%lu X requests during refills: %lu from B, %lu elsewhere\n", (unsigned long)TEAR_REQUESTS, in_b,
+                  wrong);
+    assert_int_equal(wrong, 0);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 /* ---- fork while busy ------------------------------------------------------ */
 
 #define FORKS 40
@@ -516,6 +684,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_threads, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_registration_races, cf_setup, cf_teardown),
+        cmocka_unit_test_setup_teardown(test_nested_lookup_during_registration, cf_setup, cf_teardown),
+        cmocka_unit_test_setup_teardown(test_route_refill_race, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_fork_while_busy, cf_setup, cf_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
