@@ -135,8 +135,14 @@ size_t capheap_heap_count(void);
  */
 bool capheap_heap_get(size_t i, capheap_heap_desc_t *out);
 
-/** Index (as capheap_heap_get) of the registered heap containing ptr, or -1. O(log H). */
+/** Index (as capheap_heap_get) of the registered heap containing ptr, or -1. O(log H).
+ * The index of a heap changes when a heap is added: to read the heap of a pointer
+ * while other threads may register heaps, use capheap_heap_find_desc. */
 int capheap_heap_find(const void *ptr);
+
+/** Copy the registered heap containing ptr into *out in one step (the innermost one
+ * where heaps are nested); false if none does (or out is NULL). O(log H). */
+bool capheap_heap_find_desc(const void *ptr, capheap_heap_desc_t *out);
 
 /**
  * Take every heap's lock and the registry lock, in a fixed order (and release

@@ -84,6 +84,9 @@ const char *capheap_fit_reason_text(capheap_fit_reason_t reason)
 
 /* ---- the extended failure callback --------------------------------------------- */
 
+/* The callback and its user pointer, a pair: written and read under the
+ * registry lock, so a failure never calls one registration's callback with
+ * another's pointer (a concurrency audit saw that with plain stores). */
 static capheap_alloc_failed_fn failed_xcb;
 static void *failed_xuser;
 
@@ -91,7 +94,10 @@ static void *failed_xuser;
  * firmware that never registers one does not link the dry run. */
 static void failed_ext(size_t size, uint32_t caps, size_t align, const char *fn)
 {
+    ch_lock();
     capheap_alloc_failed_fn cb = failed_xcb;
+    void *user = failed_xuser;
+    ch_unlock(); /* the callback runs with no lock held (compat.md 36) */
     if (cb != NULL) {
         capheap_fit_t why;
         if (align == CH_NO_CAPS_GIVEN) {
@@ -100,14 +106,16 @@ static void failed_ext(size_t size, uint32_t caps, size_t align, const char *fn)
         } else {
             (void)capheap_would_fit(size, caps, align, &why);
         }
-        cb(size, caps, fn, &why, failed_xuser);
+        cb(size, caps, fn, &why, user);
     }
 }
 
 esp_err_t capheap_register_failed_alloc_callback(capheap_alloc_failed_fn callback, void *user)
 {
+    ch_lock();
     failed_xuser = user;
     failed_xcb = callback;
-    ch_failed_ext = callback != NULL ? failed_ext : NULL;
+    ch_unlock();
+    CH_STORE(ch_failed_ext, callback != NULL ? failed_ext : NULL);
     return ESP_OK;
 }

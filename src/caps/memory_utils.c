@@ -4,8 +4,8 @@
  * registered at run time (the header says how each counts).
  *
  * Readers take no lock, as the allocation paths do (caps_private.h): the chip
- * table is constant once started, and capheap_heap_find / capheap_heap_get
- * read the registry the way free does.
+ * table is constant once started, and capheap_heap_find_desc reads the
+ * registry the way free does.
  */
 #include <stdint.h>
 
@@ -32,8 +32,7 @@ static uint32_t caps_at(const void *p)
         }
     }
     capheap_heap_desc_t d;
-    int k = capheap_heap_find(p);
-    if (k >= 0 && capheap_heap_get((size_t)k, &d) && d.runtime)
+    if (capheap_heap_find_desc(p, &d) && d.runtime)
         caps |= d.caps[0] | d.caps[1] | d.caps[2];
     return caps;
 }

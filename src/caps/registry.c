@@ -734,23 +734,39 @@ size_t capheap_heap_count(void)
     return CH_ACQUIRE(ch_g.n);
 }
 
+static void fill_desc(const ch_heap_t *h, capheap_heap_desc_t *out)
+{
+    out->name = h->name;
+    out->start = (intptr_t)h->start;
+    out->end = (intptr_t)h->end;
+    memcpy(out->caps, h->caps, sizeof out->caps);
+    out->heap = h->heap;
+    out->runtime = h->runtime;
+}
+
 bool capheap_heap_get(size_t i, capheap_heap_desc_t *out)
 {
     if (out == NULL)
         return false;
     ch_lock();
     bool ok = i < ch_g.n;
-    if (ok) {
-        const ch_heap_t *h = &ch_g.heaps[ch_g.order[i]];
-        out->name = h->name;
-        out->start = (intptr_t)h->start;
-        out->end = (intptr_t)h->end;
-        memcpy(out->caps, h->caps, sizeof out->caps);
-        out->heap = h->heap;
-        out->runtime = h->runtime;
-    }
+    if (ok)
+        fill_desc(&ch_g.heaps[ch_g.order[i]], out);
     ch_unlock();
     return ok;
+}
+
+bool capheap_heap_find_desc(const void *ptr, capheap_heap_desc_t *out)
+{
+    if (out == NULL)
+        return false;
+    const ch_heap_t *h = ch_find((uintptr_t)ptr); /* a descriptor never moves */
+    if (h == NULL)
+        return false;
+    ch_lock(); /* its fields are complete: it was found registered */
+    fill_desc(h, out);
+    ch_unlock();
+    return true;
 }
 
 size_t ch_order(uint8_t *list)

@@ -470,10 +470,10 @@ void (*ch_failed_ext)(size_t size, uint32_t caps, size_t align, const char *fn);
  * result is NULL, so that a caller may end in a tail call. */
 static void *failed(size_t size, uint32_t caps, const char *fn, size_t align)
 {
-    esp_alloc_failed_hook_t cb = failed_cb;
+    esp_alloc_failed_hook_t cb = CH_LOAD(failed_cb); /* atomic: registered from any thread */
     if (cb != NULL)
         cb(size, caps, fn);
-    void (*ext)(size_t, uint32_t, size_t, const char *) = ch_failed_ext;
+    void (*ext)(size_t, uint32_t, size_t, const char *) = CH_LOAD(ch_failed_ext);
     if (ext != NULL)
         ext(size, caps, align, fn);
 #if CAPHEAP_ABORT_WHEN_ALLOCATION_FAILS
@@ -1039,22 +1039,24 @@ void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...)
 #define CH_INTERNAL (MALLOC_CAP_DEFAULT | MALLOC_CAP_INTERNAL)
 #define CH_EXTERNAL (MALLOC_CAP_DEFAULT | MALLOC_CAP_SPIRAM)
 
+/* The policy is set from one thread while others allocate: the limit is
+ * stored before the switch (release), and read after it (acquire). */
 void heap_caps_malloc_extmem_enable(size_t limit)
 {
-    extmem_limit = limit;
-    extmem_on = true;
+    CH_STORE(extmem_limit, limit);
+    CH_RELEASE(extmem_on, true);
 }
 
 void capheap_malloc_extmem_disable(void)
 {
-    extmem_on = false;
+    CH_STORE(extmem_on, false);
 }
 
 void *heap_caps_malloc_default(size_t size)
 {
-    if (!extmem_on)
+    if (!CH_ACQUIRE(extmem_on))
         return heap_caps_malloc(size, CH_INTERNAL);
-    void *p = alloc_base(size, 0, size <= extmem_limit ? CH_INTERNAL : CH_EXTERNAL);
+    void *p = alloc_base(size, 0, size <= CH_LOAD(extmem_limit) ? CH_INTERNAL : CH_EXTERNAL);
     if (p == NULL)
         p = alloc_base(size, 0, MALLOC_CAP_DEFAULT);
     if (p == NULL && size != 0)
@@ -1064,7 +1066,7 @@ void *heap_caps_malloc_default(size_t size)
 
 void *heap_caps_realloc_default(void *ptr, size_t size)
 {
-    if (!extmem_on)
+    if (!CH_ACQUIRE(extmem_on))
         return heap_caps_realloc(ptr, size, CH_INTERNAL);
     if (size == 0) {
         heap_caps_free(ptr);
@@ -1072,7 +1074,7 @@ void *heap_caps_realloc_default(void *ptr, size_t size)
     }
     /* ESP-IDF's two tries (realloc_base, which allocates for ptr NULL), and
      * its failure report under this function's name either way */
-    uint32_t caps = size <= extmem_limit ? CH_INTERNAL : CH_EXTERNAL;
+    uint32_t caps = size <= CH_LOAD(extmem_limit) ? CH_INTERNAL : CH_EXTERNAL;
     void *p = NULL;
     for (int i = 0; i < 2 && p == NULL; i++, caps = MALLOC_CAP_DEFAULT)
         p = ptr == NULL ? alloc_base(size, 0, caps) : realloc_base(ptr, size, caps);
@@ -1083,11 +1085,11 @@ void *heap_caps_realloc_default(void *ptr, size_t size)
 
 void *heap_caps_aligned_alloc_default(size_t alignment, size_t size)
 {
-    if (!extmem_on)
+    if (!CH_ACQUIRE(extmem_on))
         return heap_caps_aligned_alloc(alignment, size, CH_INTERNAL);
     if (alignment == 0 || (alignment & (alignment - 1u)) != 0 || size == 0)
         return NULL;
-    void *p = alloc_base(size, alignment, size <= extmem_limit ? CH_INTERNAL : CH_EXTERNAL);
+    void *p = alloc_base(size, alignment, size <= CH_LOAD(extmem_limit) ? CH_INTERNAL : CH_EXTERNAL);
     if (p == NULL)
         p = alloc_base(size, alignment, MALLOC_CAP_DEFAULT);
     if (p == NULL)
@@ -1099,6 +1101,6 @@ void *heap_caps_aligned_alloc_default(size_t alignment, size_t size)
 
 esp_err_t heap_caps_register_failed_alloc_callback(esp_alloc_failed_hook_t callback)
 {
-    failed_cb = callback;
+    CH_STORE(failed_cb, callback);
     return ESP_OK;
 }

@@ -65,9 +65,8 @@ static void print_one(const char *label, const look_t *l, int k, size_t head)
 
 void capheap_describe_block(const void *address)
 {
-    int i = capheap_heap_find(address);
-    capheap_heap_desc_t d;
-    if (i < 0 || !capheap_heap_get((size_t)i, &d) || d.heap == NULL)
+    capheap_heap_desc_t d; /* in one step: a heap added meanwhile shifts the positions */
+    if (!capheap_heap_find_desc(address, &d) || d.heap == NULL)
         return;
     look_t l = {(uintptr_t)address, 0, {NULL, NULL, NULL}, {0, 0, 0}, {false, false, false}};
     multi_heap_walk(d.heap, look, &l);

@@ -751,9 +751,8 @@ esp_err_t heap_trace_summary(heap_trace_summary_t *summary)
 /* MALLOC_CAP_INTERNAL / MALLOC_CAP_SPIRAM of the heap holding p (0 if none). */
 static uint32_t memory_kind(const void *p)
 {
-    capheap_heap_desc_t d;
-    int i = capheap_heap_find(p);
-    if (i < 0 || !capheap_heap_get((size_t)i, &d))
+    capheap_heap_desc_t d; /* in one step: a heap added meanwhile shifts the positions */
+    if (!capheap_heap_find_desc(p, &d))
         return 0;
     uint32_t all = 0;
     for (size_t k = 0; k < SOC_MEMORY_TYPE_NO_PRIOS; k++)

@@ -270,6 +270,19 @@ static void test_sorted_order_and_ties(void **state)
     /* so DEFAULT (prio 0 only in RAM) goes to the 2K RAM heap first */
     void *p = heap_caps_malloc(64, MALLOC_CAP_DEFAULT);
     assert_int_equal(capheap_heap_find(p), 1);
+    /* capheap_heap_find_desc: the same heap, copied in one step */
+    capheap_heap_desc_t want = cf_desc(1), got;
+    memset(&got, 0, sizeof got);
+    assert_true(capheap_heap_find_desc(p, &got));
+    assert_int_equal(got.start, want.start);
+    assert_int_equal(got.end, want.end);
+    assert_ptr_equal(got.heap, want.heap);
+    assert_string_equal(got.name, "RAM");
+    assert_memory_equal(got.caps, want.caps, sizeof got.caps);
+    assert_false(got.runtime);
+    assert_false(capheap_heap_find_desc(p, NULL));
+    assert_false(capheap_heap_find_desc(&got, &got)); /* a pointer in no heap */
+    assert_false(capheap_heap_find_desc(NULL, &got));
     heap_caps_free(p);
     /* and 32BIT to the first FAST heap (prio 0) */
     p = heap_caps_malloc(64, MALLOC_CAP_32BIT);
@@ -633,6 +646,10 @@ static void test_add_region_overlap_rule(void **state)
     assert_non_null(p);
     assert_true(cf_inside(p, 64, bs, be));
     assert_int_equal(capheap_heap_find(p), 0);
+    capheap_heap_desc_t inner;
+    assert_true(capheap_heap_find_desc(p, &inner)); /* the innermost heap */
+    assert_int_equal(inner.start, bs);
+    assert_true(inner.runtime);
     assert_int_equal(heap_caps_get_allocated_size(p) >= 64, true);
     heap_caps_free(p);
     /* a block from the outer heap is still found in the outer heap */

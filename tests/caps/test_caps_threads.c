@@ -15,7 +15,8 @@
  * registrations, round after round; a third, the lookup of a block of a
  * heap nested in another against registrations that reorder the address
  * index; a fourth, a request walking its candidate list while another
- * thread refills the route-cache entry it shares with another mask.
+ * thread refills the route-cache entry it shares with another mask; a
+ * fifth, failures while the extended failure callback is re-registered.
  *
  * A third forks while two threads allocate, with capheap_caps_lock_all,
  * _unlock_all and _unlock_all_child as the pthread_atfork handlers (what
@@ -571,6 +572,64 @@ static void test_route_refill_race(void **state)
     assert_true(heap_caps_check_integrity_all(true));
 }
 
+/* ---- the extended failure callback re-registered during failures ------------ */
+
+/* capheap_register_failed_alloc_callback(cb, user) sets a pair: a failure
+ * must call a callback with its own registration's user pointer. With plain
+ * stores and loads, 5 of 20 calls got the other one (a concurrency audit);
+ * the pair is now written and read under the registry lock. */
+#define FLIP_FAILURES 100000
+
+static int flip_tag1 = 1, flip_tag2 = 2;
+static atomic_ulong flip_calls, flip_mismatches;
+static atomic_int flip_stop;
+
+static void flip_cb1(size_t size, uint32_t caps, const char *fn, const capheap_fit_t *why, void *user)
+{
+    (void)size, (void)caps, (void)fn, (void)why;
+    atomic_fetch_add(&flip_calls, 1);
+    if (user != &flip_tag1)
+        atomic_fetch_add(&flip_mismatches, 1);
+}
+
+static void flip_cb2(size_t size, uint32_t caps, const char *fn, const capheap_fit_t *why, void *user)
+{
+    (void)size, (void)caps, (void)fn, (void)why;
+    atomic_fetch_add(&flip_calls, 1);
+    if (user != &flip_tag2)
+        atomic_fetch_add(&flip_mismatches, 1);
+}
+
+static void *flipper(void *unused)
+{
+    (void)unused;
+    while (!atomic_load_explicit(&flip_stop, memory_order_relaxed)) {
+        (void)capheap_register_failed_alloc_callback(flip_cb1, &flip_tag1);
+        (void)capheap_register_failed_alloc_callback(flip_cb2, &flip_tag2);
+    }
+    return NULL;
+}
+
+static void test_failure_callback_pair(void **state)
+{
+    (void)state;
+    const uint32_t caps[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_32BIT | MALLOC_CAP_INTERNAL, 0, 0};
+    assert_int_equal(capheap_caps_add_region(caps, cf_at(0), cf_at(64 * KIB), NULL), ESP_OK);
+    assert_int_equal(capheap_register_failed_alloc_callback(flip_cb1, &flip_tag1), ESP_OK);
+    atomic_store(&flip_calls, 0);
+    atomic_store(&flip_mismatches, 0);
+    atomic_store(&flip_stop, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, flipper, NULL), 0);
+    for (unsigned long i = 0; i < FLIP_FAILURES; i++)
+        assert_null(heap_caps_malloc(128 * KIB, MALLOC_CAP_8BIT)); /* larger than the heap */
+    atomic_store(&flip_stop, 1);
+    pthread_join(t, NULL);
+    assert_int_equal(capheap_register_failed_alloc_callback(NULL, NULL), ESP_OK);
+    assert_int_equal(atomic_load(&flip_calls), FLIP_FAILURES);
+    assert_int_equal(atomic_load(&flip_mismatches), 0);
+}
+
 /* ---- fork while busy ------------------------------------------------------ */
 
 #define FORKS 40
@@ -686,6 +745,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registration_races, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_nested_lookup_during_registration, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_route_refill_race, cf_setup, cf_teardown),
+        cmocka_unit_test_setup_teardown(test_failure_callback_pair, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_fork_while_busy, cf_setup, cf_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -37,8 +37,7 @@ static void *volatile kept;
 static uint32_t heap_caps_of(const void *p)
 {
     capheap_heap_desc_t d;
-    int i = capheap_heap_find(p);
-    if (i < 0 || !capheap_heap_get((size_t)i, &d))
+    if (!capheap_heap_find_desc(p, &d))
         return 0;
     return d.caps[0] | d.caps[1] | d.caps[2];
 }
