@@ -519,7 +519,7 @@ void ch_trace_alloc(void *ptr, size_t size, uint32_t caps)
 }
 
 /* Under the trace lock, tracing started or paused: the free of ptr. */
-static void free_locked(void *ptr, void *const *stack, bool all)
+static inline void free_locked(void *ptr, void *const *stack, bool all)
 {
     T.total_frees++;
     uint32_t *link = find_link(ptr);
@@ -545,17 +545,38 @@ static void free_locked(void *ptr, void *const *stack, bool all)
     T.changes++;
 }
 
-/* The free of ptr; token: the realloc's in-flight entry whose late free this
- * is (0: a plain free). The entry is released in the same hold of the lock. */
-static void trace_free(void *ptr, unsigned token)
+void ch_trace_free(void *ptr)
 {
     int state = LOAD(T.state);
-    bool tracing = (state == ST_STARTED || state == ST_PAUSED) && ptr != NULL;
-    if (!tracing && token == 0)
+    if ((state != ST_STARTED && state != ST_PAUSED) || ptr == NULL)
         return;
-    bool guarded = GUARD_ENTER();
+    if (!GUARD_ENTER()) {
+        GUARD_LEAVE();
+        return;
+    }
     void *stack[DEPTH > 0 ? DEPTH : 1];
     bool all = LOAD(T.mode) == HEAP_TRACE_ALL; /* LEAKS mode has no use for freed_by */
+    if (all)
+        (void)capture(stack);
+    TRACE_LOCK();
+    if (T.state == ST_STARTED || T.state == ST_PAUSED)
+        free_locked(ptr, stack, all);
+    TRACE_UNLOCK();
+    GUARD_LEAVE();
+}
+
+/* A realloc's late free of old; token: ch_trace_realloc_begin's. The entry
+ * is released and the free applied in one hold of the lock (the file's
+ * "Reallocs in flight" says why). */
+void ch_trace_realloc_free(void *old, unsigned token)
+{
+    int state = LOAD(T.state);
+    bool tracing = (state == ST_STARTED || state == ST_PAUSED) && old != NULL;
+    if (!tracing && (token == 0 || (token & EPOCH_TOKEN) != 0))
+        return; /* no entry to release */
+    bool guarded = GUARD_ENTER();
+    void *stack[DEPTH > 0 ? DEPTH : 1];
+    bool all = LOAD(T.mode) == HEAP_TRACE_ALL;
     if (guarded && tracing && all)
         (void)capture(stack);
 
@@ -566,7 +587,7 @@ static void trace_free(void *ptr, unsigned token)
     bool stale = (token & EPOCH_TOKEN) != 0 && (token & ~EPOCH_TOKEN) != (T.epoch & ~EPOCH_TOKEN);
     if (guarded && tracing && !stale && (T.state == ST_STARTED || T.state == ST_PAUSED)) {
         if (!superseded) {
-            free_locked(ptr, stack, all);
+            free_locked(old, stack, all);
         } else {
             /* the free happened: it found its record (the one ch_trace_alloc
              * retired), or there was none, as free_locked would have found */
@@ -579,16 +600,6 @@ static void trace_free(void *ptr, unsigned token)
     }
     TRACE_UNLOCK();
     GUARD_LEAVE();
-}
-
-void ch_trace_free(void *ptr)
-{
-    trace_free(ptr, 0);
-}
-
-void ch_trace_realloc_free(void *old, unsigned token)
-{
-    trace_free(old, token);
 }
 
 /* ---- the API ---------------------------------------------------------------------- */
