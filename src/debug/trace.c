@@ -148,6 +148,28 @@ static struct {
 /* ---- which return addresses are the library's ------------------------------- */
 
 static uintptr_t own_lo, own_hi;
+#if CAPHEAP_PORT_HOST && defined(__GNUC__)
+/* sim/libc/wrap.c's functions that can be on the stack of an allocation
+ * (own_range_init): the wrappers and the policy functions they call, as weak
+ * references (0 in a program that does not link it). */
+#define CH_WEAK __attribute__((weak))
+extern void *__wrap_malloc(size_t size) CH_WEAK;
+extern void __wrap_free(void *ptr) CH_WEAK;
+extern void *__wrap_calloc(size_t n, size_t size) CH_WEAK;
+extern void *__wrap_realloc(void *ptr, size_t size) CH_WEAK;
+extern void *__wrap_memalign(size_t alignment, size_t size) CH_WEAK;
+extern void *__wrap_aligned_alloc(size_t alignment, size_t size) CH_WEAK;
+extern int __wrap_posix_memalign(void **out, size_t alignment, size_t size) CH_WEAK;
+extern char *__wrap_strdup(const char *s) CH_WEAK;
+extern char *__wrap_strndup(const char *s, size_t n) CH_WEAK;
+extern void *capheap_simlibc_malloc(size_t size) CH_WEAK;
+extern void capheap_simlibc_free(void *ptr) CH_WEAK;
+extern void *capheap_simlibc_calloc(size_t n, size_t size) CH_WEAK;
+extern void *capheap_simlibc_realloc(void *ptr, size_t size) CH_WEAK;
+extern void *capheap_simlibc_memalign(size_t alignment, size_t size) CH_WEAK;
+extern void *capheap_simlibc_aligned_alloc(size_t alignment, size_t size) CH_WEAK;
+extern int capheap_simlibc_posix_memalign(void **out, size_t alignment, size_t size) CH_WEAK;
+#endif
 #if DEPTH > 0 && !CAPHEAP_HOST_FP_WALK
 static unsigned own_hint = 2; /* own frames (after capture's) on the deepest path so far, <= OWN_FRAMES_MAX */
 #endif
@@ -187,6 +209,29 @@ static void own_range_init(void)
         lo = entry[i] < lo ? entry[i] : lo;
         hi = entry[i] > hi ? entry[i] : hi;
     }
+#if CAPHEAP_PORT_HOST && defined(__GNUC__)
+    /* capheap::capheap_sim_libc (sim/libc/wrap.c), when the program links it:
+     * its wrappers of the program's malloc calls are the library's frames
+     * too. Weak: they are 0 in a program without it. The archive comes just
+     * before capheap's on the link line (it depends on it), so the range
+     * grows over that object only. */
+    const uintptr_t wrap[] = {
+        (uintptr_t)&__wrap_malloc,          (uintptr_t)&__wrap_free,
+        (uintptr_t)&__wrap_calloc,          (uintptr_t)&__wrap_realloc,
+        (uintptr_t)&__wrap_memalign,        (uintptr_t)&__wrap_aligned_alloc,
+        (uintptr_t)&__wrap_posix_memalign,  (uintptr_t)&__wrap_strdup,
+        (uintptr_t)&__wrap_strndup,         (uintptr_t)&capheap_simlibc_malloc,
+        (uintptr_t)&capheap_simlibc_free,   (uintptr_t)&capheap_simlibc_calloc,
+        (uintptr_t)&capheap_simlibc_realloc, (uintptr_t)&capheap_simlibc_memalign,
+        (uintptr_t)&capheap_simlibc_aligned_alloc, (uintptr_t)&capheap_simlibc_posix_memalign,
+    };
+    for (size_t i = 0; i < sizeof wrap / sizeof wrap[0]; i++) {
+        if (wrap[i] != 0) {
+            lo = wrap[i] < lo ? wrap[i] : lo;
+            hi = wrap[i] > hi ? wrap[i] : hi;
+        }
+    }
+#endif
     own_lo = lo;
     own_hi = hi + OWN_TAIL_BYTES;
 }

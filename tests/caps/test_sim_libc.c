@@ -222,7 +222,31 @@ static void test_free_takes_an_iram_alias(void **state)
 #endif
 }
 
-/* A leak hunt over code that calls malloc sees its blocks (spec 4.1). */
+#if CAPHEAP_TRACING
+#if defined(__clang__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE __attribute__((noinline, noclone))
+#endif
+static NOINLINE void *probe(void)
+{
+    return __builtin_return_address(0);
+}
+
+static void *volatile sink;
+
+/* The program's own code calling malloc: the trace must name it as the caller. */
+static NOINLINE void *user_malloc(void)
+{
+    sink = probe();
+    void *p = malloc(40);
+    sink = probe();
+    return p;
+}
+#endif
+
+/* A leak hunt over code that calls malloc sees its blocks (spec 4.1), with
+ * the caller in the program, not in the wrapper. */
 static void test_tracing_sees_malloc(void **state)
 {
     (void)state;
@@ -231,7 +255,7 @@ static void test_tracing_sees_malloc(void **state)
     static heap_trace_record_t records[16];
     assert_int_equal(heap_trace_init_standalone(records, 16), ESP_OK);
     assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
-    void *kept = malloc(40);
+    void *kept = user_malloc();
     char *dup = strdup("leak");
     free(malloc(10));
     assert_int_equal(heap_trace_stop(), ESP_OK);
@@ -240,6 +264,11 @@ static void test_tracing_sees_malloc(void **state)
     assert_int_equal(heap_trace_get(0, &r), ESP_OK);
     assert_ptr_equal(r.address, kept);
     assert_int_equal(r.size, 40);
+#if CAPHEAP_TRACE_STACK_DEPTH > 0
+    uintptr_t site = (uintptr_t)r.alloced_by[0], lo = (uintptr_t)user_malloc, hi = (uintptr_t)sink + 64u;
+    if (site < lo || site >= hi)
+        fail_msg("alloced_by[0] = %p, expected in user_malloc [%p, %p)", r.alloced_by[0], (void *)lo, (void *)hi);
+#endif
     assert_int_equal(heap_trace_get(1, &r), ESP_OK);
     assert_ptr_equal(r.address, dup);
     free(kept);
