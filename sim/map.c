@@ -168,11 +168,30 @@ static bool map_segment(const segment_t *s, const window_t *windows, uintptr_t a
     return true;
 }
 
+/* What the last unmap gave back, until the next map: a block of the chip
+ * freed after the shutdown is then named for what it is (capheap_sim_libc)
+ * instead of reaching the host allocator, which crashes reading its header.
+ * Forgotten when the next chip is mapped. */
+static mapping_t unmapped[SIM_MAX_SEGMENTS + 1];
+static size_t unmapped_count;
+
 void capheap_sim_unmap(void)
 {
-    for (size_t i = 0; i < mapping_count; i++)
+    for (size_t i = 0; i < mapping_count; i++) {
         (void)munmap(mappings[i].addr, mappings[i].len);
+        unmapped[i] = mappings[i];
+    }
+    if (mapping_count != 0)
+        unmapped_count = mapping_count;
     mapping_count = 0;
+}
+
+bool capheap_sim_was_mapped(const void *p)
+{
+    for (size_t i = 0; i < unmapped_count; i++)
+        if ((uintptr_t)p - (uintptr_t)unmapped[i].addr < unmapped[i].len)
+            return true;
+    return false;
 }
 
 static void close_windows(window_t *windows, size_t n)
@@ -234,6 +253,7 @@ esp_err_t capheap_sim_map(const capheap_chip_t *chip, intptr_t psram_start, size
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     memset(out, 0, sizeof *out);
     out->forced = force_offset;
+    unmapped_count = 0; /* a new chip may live where the last one did */
 
     /* 1. Regions (and PSRAM) widened to pages. */
     for (size_t i = 0; i < chip->region_count; i++) {

@@ -45,4 +45,9 @@ esp_err_t capheap_sim_map(const capheap_chip_t *chip, intptr_t psram_start, size
 /** Undo capheap_sim_map() (harmless when nothing is mapped). */
 void capheap_sim_unmap(void);
 
+/** p lies in host memory the last capheap_sim_unmap() gave back, and no chip has
+ * been mapped since. The host may map other things there meanwhile: ask only about
+ * pointers that are not in a live heap. */
+bool capheap_sim_was_mapped(const void *p);
+
 #endif /* CAPHEAP_SIM_MAP_H */

@@ -21,18 +21,29 @@
  * anywhere else, the host allocator (a block the C library made, or one made
  * before the boot). So blocks of both kinds can be freed with free() at any
  * time, except that blocks in the simulated chip must be freed before
- * capheap_sim_shutdown() unmaps it.
+ * capheap_sim_shutdown() unmaps it: one freed after is reported (and the
+ * program aborted through the port) instead of crashing the host allocator.
+ *
+ * getline and getdelim grow the caller's buffer with realloc inside the C
+ * library, which would hand a chip block to the host allocator: they are
+ * wrapped too, and grow a chip buffer here (a host buffer stays the host's).
  */
+#define _GNU_SOURCE /* getdelim, reallocarray's overflow rule */
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/types.h>
 
 #define CAPHEAP_LIBC_PREFIX capheap_simlibc_
 #include "../../src/caps/libc.c"
 
+#include "../sim_map.h"
 #include "capheap/caps.h"
 #include "capheap/chip.h"
+#include "capheap/report.h"
 #include "capheap/sim.h"
 
 /* The host allocator (GNU ld's --wrap names). */
@@ -44,6 +55,9 @@ void *__real_memalign(size_t alignment, size_t size);
 void *__real_aligned_alloc(size_t alignment, size_t size);
 int __real_posix_memalign(void **out, size_t alignment, size_t size);
 size_t __real_malloc_usable_size(void *ptr);
+void *__real_reallocarray(void *ptr, size_t n, size_t size);
+ssize_t __real_getdelim(char **line, size_t *n, int delim, FILE *stream);
+ssize_t __real_getline(char **line, size_t *n, FILE *stream);
 
 void *__wrap_malloc(size_t size);
 void __wrap_free(void *ptr);
@@ -55,6 +69,9 @@ int __wrap_posix_memalign(void **out, size_t alignment, size_t size);
 size_t __wrap_malloc_usable_size(void *ptr);
 char *__wrap_strdup(const char *s);
 char *__wrap_strndup(const char *s, size_t n);
+void *__wrap_reallocarray(void *ptr, size_t n, size_t size);
+ssize_t __wrap_getdelim(char **line, size_t *n, int delim, FILE *stream);
+ssize_t __wrap_getline(char **line, size_t *n, FILE *stream);
 
 /* New blocks come from the simulated chip while one is booted. */
 static bool booted(void)
@@ -76,6 +93,18 @@ static bool ours(const void *ptr)
     return chip != NULL && (in_alias(&chip->diram, (uintptr_t)ptr) || in_alias(&chip->rtc, (uintptr_t)ptr));
 }
 
+/* ptr is neither heap_caps' nor the host's: it lies in the chip a shutdown
+ * unmapped. The host allocator would crash reading its header: say so, and
+ * abort through the port (capheap/report.h). */
+static bool after_shutdown(const void *ptr, const char *what)
+{
+    if (!capheap_sim_was_mapped(ptr))
+        return false;
+    capheap_report_t r = {what, ptr, 0, 0, 0};
+    capheap_report_corruption(&r, true, true);
+    return true; /* the abort handler returned (tests) */
+}
+
 void *__wrap_malloc(size_t size)
 {
     return booted() ? capheap_simlibc_malloc(size) : __real_malloc(size);
@@ -87,7 +116,7 @@ void __wrap_free(void *ptr)
         return;
     if (ours(ptr))
         capheap_simlibc_free(ptr);
-    else
+    else if (!after_shutdown(ptr, "free() of a block of the simulated chip after capheap_sim_shutdown()"))
         __real_free(ptr);
 }
 
@@ -102,7 +131,20 @@ void *__wrap_realloc(void *ptr, size_t size)
         return __wrap_malloc(size);
     /* A block stays with the allocator that made it (realloc(p, 0) frees it
      * there: ESP-IDF's answer for a heap_caps block, NULL). */
-    return ours(ptr) ? capheap_simlibc_realloc(ptr, size) : __real_realloc(ptr, size);
+    if (ours(ptr))
+        return capheap_simlibc_realloc(ptr, size);
+    if (after_shutdown(ptr, "realloc() of a block of the simulated chip after capheap_sim_shutdown()"))
+        return NULL;
+    return __real_realloc(ptr, size);
+}
+
+void *__wrap_reallocarray(void *ptr, size_t n, size_t size)
+{
+    if (size != 0 && n > SIZE_MAX / size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __wrap_realloc(ptr, n * size);
 }
 
 void *__wrap_memalign(size_t alignment, size_t size)
@@ -125,7 +167,11 @@ size_t __wrap_malloc_usable_size(void *ptr)
 {
     if (ptr == NULL)
         return 0;
-    return ours(ptr) ? capheap_simlibc_malloc_usable_size(ptr) : __real_malloc_usable_size(ptr);
+    if (ours(ptr))
+        return capheap_simlibc_malloc_usable_size(ptr);
+    if (after_shutdown(ptr, "malloc_usable_size() of a block of the simulated chip after capheap_sim_shutdown()"))
+        return 0;
+    return __real_malloc_usable_size(ptr);
 }
 
 /* newlib's strdup and strndup allocate through its malloc, so on ESP-IDF their
@@ -146,4 +192,53 @@ char *__wrap_strndup(const char *s, size_t n)
 char *__wrap_strdup(const char *s)
 {
     return __wrap_strndup(s, SIZE_MAX);
+}
+
+/* getdelim for a buffer of the chip (or a new one while booted): POSIX's
+ * contract, the buffer grown through __wrap_realloc. A host buffer, or a new
+ * one with no chip booted, is the C library's. */
+ssize_t __wrap_getdelim(char **line, size_t *n, int delim, FILE *stream)
+{
+    if (line == NULL || n == NULL || stream == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (*line != NULL ? !ours(*line) : !booted())
+        return __real_getdelim(line, n, delim, stream);
+    if (*line == NULL)
+        *n = 0;
+    size_t len = 0;
+    int c = 0;
+    flockfile(stream);
+    while ((c = getc_unlocked(stream)) != EOF) {
+        if (len + 2u > *n) { /* the character and the terminating NUL */
+            size_t want = *n < 120u ? 120u : *n * 2u;
+            char *grown = __wrap_realloc(*line, want);
+            if (grown == NULL) {
+                funlockfile(stream);
+                errno = ENOMEM;
+                return -1;
+            }
+            *line = grown;
+            *n = want;
+        }
+        (*line)[len++] = (char)c;
+        if (c == delim)
+            break;
+    }
+    funlockfile(stream);
+    if (len == 0) {
+        if (*line == NULL && (*line = __wrap_malloc(1)) != NULL)
+            *n = 1;
+        if (*line != NULL)
+            (*line)[0] = '\0';
+        return -1; /* end of file (or an error: the stream says which) */
+    }
+    (*line)[len] = '\0';
+    return (ssize_t)len;
+}
+
+ssize_t __wrap_getline(char **line, size_t *n, FILE *stream)
+{
+    return __wrap_getdelim(line, n, '\n', stream);
 }

@@ -149,6 +149,8 @@ static struct {
 
 static uintptr_t own_lo, own_hi;
 #if CAPHEAP_PORT_HOST && defined(__GNUC__)
+#include <stdio.h>     /* FILE, for the getline wrappers' declarations */
+#include <sys/types.h> /* ssize_t */
 /* sim/libc/wrap.c's functions that can be on the stack of an allocation
  * (own_range_init): the wrappers and the policy functions they call, as weak
  * references (0 in a program that does not link it). */
@@ -162,6 +164,9 @@ extern void *__wrap_aligned_alloc(size_t alignment, size_t size) CH_WEAK;
 extern int __wrap_posix_memalign(void **out, size_t alignment, size_t size) CH_WEAK;
 extern char *__wrap_strdup(const char *s) CH_WEAK;
 extern char *__wrap_strndup(const char *s, size_t n) CH_WEAK;
+extern void *__wrap_reallocarray(void *ptr, size_t n, size_t size) CH_WEAK;
+extern ssize_t __wrap_getdelim(char **line, size_t *n, int delim, FILE *stream) CH_WEAK;
+extern ssize_t __wrap_getline(char **line, size_t *n, FILE *stream) CH_WEAK;
 extern void *capheap_simlibc_malloc(size_t size) CH_WEAK;
 extern void capheap_simlibc_free(void *ptr) CH_WEAK;
 extern void *capheap_simlibc_calloc(size_t n, size_t size) CH_WEAK;
@@ -221,6 +226,8 @@ static void own_range_init(void)
         (uintptr_t)&__wrap_memalign,        (uintptr_t)&__wrap_aligned_alloc,
         (uintptr_t)&__wrap_posix_memalign,  (uintptr_t)&__wrap_strdup,
         (uintptr_t)&__wrap_strndup,         (uintptr_t)&capheap_simlibc_malloc,
+        (uintptr_t)&__wrap_reallocarray,    (uintptr_t)&__wrap_getdelim,
+        (uintptr_t)&__wrap_getline,
         (uintptr_t)&capheap_simlibc_free,   (uintptr_t)&capheap_simlibc_calloc,
         (uintptr_t)&capheap_simlibc_realloc, (uintptr_t)&capheap_simlibc_memalign,
         (uintptr_t)&capheap_simlibc_aligned_alloc, (uintptr_t)&capheap_simlibc_posix_memalign,

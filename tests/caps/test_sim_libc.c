@@ -6,7 +6,7 @@
  * linked with capheap::capheap_sim_libc (GNU ld --wrap), so the plain names
  * below are the wrapped ones.
  */
-#define _GNU_SOURCE /* strndup, memalign, malloc_usable_size */
+#define _GNU_SOURCE /* strndup, memalign, malloc_usable_size, reallocarray, fmemopen */
 #include <errno.h>
 #include <malloc.h>
 #include <setjmp.h>
@@ -23,8 +23,10 @@
 #include "capheap/caps.h"
 #include "capheap/chip.h"
 #include "capheap/config.h"
+#include "capheap/report.h"
 #include "capheap/sim.h"
 #include "esp_heap_caps.h"
+#include "support.h"
 #if CAPHEAP_TRACING
 #include "esp_heap_trace.h"
 #endif
@@ -192,6 +194,108 @@ static void test_blocks_cross_between_the_apis(void **state)
     free(host);
 }
 
+/* reallocarray checks the product, then is realloc (a chip block stays in the chip). */
+static void test_reallocarray(void **state)
+{
+    (void)state;
+    boot("esp32s3", 0);
+    unsigned char *p = reallocarray(NULL, 10, 8);
+    assert_non_null(p);
+    assert_true(heap_caps_of(p) != 0);
+    memset(p, 0x33, 80);
+    unsigned char *q = reallocarray(p, 100, 8);
+    assert_non_null(q);
+    assert_true(heap_caps_of(q) != 0);
+    for (size_t i = 0; i < 80; i++)
+        assert_int_equal(q[i], 0x33);
+    errno = 0;
+    volatile size_t huge = SIZE_MAX / 4;  /* not constants: no compile-time warnings */
+    unsigned char *volatile still = q;
+    kept = reallocarray(q, huge, 8); /* the product overflows: q stays */
+    assert_null(kept);
+    assert_int_equal(errno, ENOMEM);
+    assert_int_equal(still[79], 0x33);
+    free(still);
+}
+
+/* getline and getdelim grow a chip buffer in the chip (in the C library they
+ * would realloc it with the host allocator, which aborts); a host buffer
+ * stays the host's. */
+static void test_getline_and_getdelim(void **state)
+{
+    (void)state;
+    static char text[6000];
+    memset(text, 'x', sizeof text);
+    memcpy(text, "first\n", 6);
+    text[sizeof text - 2] = '\n';
+    text[sizeof text - 1] = '\0';
+    FILE *f = fmemopen(text, strlen(text), "r");
+    assert_non_null(f);
+    char *host = NULL;
+    size_t host_n = 0;
+    assert_int_equal(getline(&host, &host_n, f), 6); /* no chip: the C library's own */
+    assert_int_equal(capheap_heap_find(host), -1);
+    rewind(f);
+
+    boot("esp32s3", 2 * 1024 * 1024);
+    char *line = NULL;
+    size_t n = 0;
+    assert_int_equal(getline(&line, &n, f), 6);
+    assert_string_equal(line, "first\n");
+    assert_true(heap_caps_of(line) != 0);
+    assert_true(n >= 7);
+    ssize_t long_len = getline(&line, &n, f); /* grows past 5,000 bytes, in the chip */
+    assert_int_equal(long_len, (ssize_t)sizeof text - 1 - 6);
+    assert_int_equal(strlen(line), (size_t)long_len);
+    assert_int_equal(line[long_len - 1], '\n');
+    assert_true(heap_caps_of(line) != 0);
+    assert_int_equal(getline(&line, &n, f), -1); /* end of file */
+    rewind(f);
+    assert_int_equal(getdelim(&line, &n, 'x', f), 7); /* "first\nx" */
+    assert_string_equal(line, "first\nx");
+    rewind(f);
+    assert_int_equal(getline(&host, &host_n, f), 6); /* a host buffer stays the host's */
+    assert_int_equal(capheap_heap_find(host), -1);
+    errno = 0;
+    assert_int_equal(getline(NULL, &n, f), -1);
+    assert_int_equal(errno, EINVAL);
+    fclose(f);
+    free(line);
+    free(host);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+/* A chip block used after capheap_sim_shutdown() unmapped it: reported by
+ * name and aborted through the port, where the host allocator would crash
+ * reading its header. */
+static void test_after_shutdown_is_reported(void **state)
+{
+    (void)state;
+    boot("esp32c3", 0);
+    void *p = malloc(64);
+    assert_non_null(p);
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+    bool aborted = false;
+    CT_CATCH_ABORT(aborted, free(p));
+    assert_true(aborted);
+    assert_ptr_equal(capheap_last_report().address, p);
+    assert_non_null(strstr(capheap_last_report().what, "free() of a block of the simulated chip after"));
+    CT_CATCH_ABORT(aborted, kept = realloc(p, 128));
+    assert_true(aborted);
+    assert_non_null(strstr(capheap_last_report().what, "realloc()"));
+    CT_CATCH_ABORT(aborted, (void)malloc_usable_size(p));
+    assert_true(aborted);
+    /* a host block is still the host's */
+    void *h = malloc(32);
+    assert_int_equal(capheap_heap_find(h), -1);
+    free(h);
+    /* once a chip is mapped again, the old ranges are forgotten */
+    boot("esp32c3", 0);
+    void *q = malloc(64);
+    assert_non_null(q);
+    free(q);
+}
+
 /* An EXEC block's IRAM alias pointer goes back through heap_caps too: on the
  * ESP32, once the IRAM heap is full, EXEC requests are served from D/IRAM
  * through its alias window (an address in no heap's range). */
@@ -286,6 +390,9 @@ int main(void)
         cmocka_unit_test_teardown(test_malloc_family_in_the_chip, shutdown_sim),
         cmocka_unit_test_teardown(test_out_of_memory_is_the_chips, shutdown_sim),
         cmocka_unit_test_teardown(test_blocks_cross_between_the_apis, shutdown_sim),
+        cmocka_unit_test_teardown(test_reallocarray, shutdown_sim),
+        cmocka_unit_test_teardown(test_getline_and_getdelim, shutdown_sim),
+        cmocka_unit_test_teardown(test_after_shutdown_is_reported, shutdown_sim),
         cmocka_unit_test_teardown(test_free_takes_an_iram_alias, shutdown_sim),
         cmocka_unit_test_teardown(test_tracing_sees_malloc, shutdown_sim),
     };
