@@ -16,9 +16,10 @@
  * So an address in static data or a stack counts with the region it lies in,
  * as on the chip. Before any chip is started only the heaps added at run time
  * count. Addresses the table does not describe (ROM, flash mappings,
- * peripherals, the part of an instruction bus that is cache) are in nothing:
- * esp_ptr_executable() is false for code in flash, unlike ESP-IDF
- * (docs/compat.md 43). Each call is O(regions + log heaps); none allocates.
+ * peripherals, IRAM that holds only code) are in nothing (docs/compat.md 43).
+ * esp_ptr_executable() and ESP-IDF's other bus questions are not provided:
+ * the table's caps say what a heap may hand out, not which bus can fetch from
+ * an address. Each call is O(regions + log heaps); none allocates.
  *
  * Included by soc/soc_memory_layout.h, as in ESP-IDF.
  */
@@ -46,10 +47,6 @@ bool esp_ptr_external_ram(const void *p);
 /** p can be read and written a byte at a time: a region or heap with
  * MALLOC_CAP_8BIT, or external RAM. */
 bool esp_ptr_byte_accessible(const void *p);
-
-/** p lies in executable RAM: a region or heap with MALLOC_CAP_EXEC, or an IRAM
- * alias window of the chip. */
-bool esp_ptr_executable(const void *p);
 
 /** p is a multiple of 4. */
 bool esp_ptr_word_aligned(const void *p);

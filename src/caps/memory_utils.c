@@ -88,11 +88,6 @@ bool esp_ptr_byte_accessible(const void *p)
     return (caps_at(p) & MALLOC_CAP_8BIT) != 0 || esp_ptr_external_ram(p);
 }
 
-bool esp_ptr_executable(const void *p)
-{
-    return (caps_at(p) & MALLOC_CAP_EXEC) != 0 || in_iram_alias(p);
-}
-
 bool esp_ptr_word_aligned(const void *p)
 {
     return ((uintptr_t)p & 3u) == 0;

@@ -1478,7 +1478,6 @@ static void test_memory_utils(void **state)
     /* Host memory is no part of the chip. */
     assert_false(esp_ptr_dma_capable(host_static));
     assert_false(esp_ptr_internal(&on_stack));
-    assert_false(esp_ptr_executable(host_static));
     /* Every row counts with its type's caps, the parts reserved for static data
      * and the ROM included (a static DMA buffer is DMA-capable on the chip). */
     for (size_t i = 0; i < c->region_count; i++) {
@@ -1498,7 +1497,6 @@ static void test_memory_utils(void **state)
     assert_true(esp_ptr_in_diram_iram(i));
     assert_int_equal((uintptr_t)i - (uintptr_t)c->diram.iram_low, (uintptr_t)dma - (uintptr_t)c->diram.dram_low);
     assert_ptr_equal(esp_ptr_diram_iram_to_dram(i), dma);
-    assert_true(esp_ptr_executable(i));
     assert_true(esp_ptr_internal(i));
     assert_ptr_equal(esp_ptr_diram_dram_to_iram(ext), ext); /* not in the window: itself */
     assert_ptr_equal(esp_ptr_diram_iram_to_dram(dma), dma);
