@@ -240,6 +240,37 @@ static void test_heap_size_max_bounds_every_path(void **state)
     assert_true(heap_caps_check_integrity_all(true));
 }
 
+/* Spec 2.6 step 4: a 32BIT request's size is rounded up to a multiple of 4,
+ * so the whole last word is the caller's (IRAM is written a word at a time).
+ * Poisoning builds check it: the tail canary lies past the rounded size,
+ * whichever path serves the request (plain 32BIT caps look like the fast
+ * paths' caps; heap_caps_realloc has a fast path too). */
+static void test_32bit_rounds_size(void **state)
+{
+    (void)state;
+    api_boot(true);
+    static const uint32_t caps[] = {MALLOC_CAP_32BIT, MALLOC_CAP_32BIT | MALLOC_CAP_INTERNAL,
+                                    MALLOC_CAP_32BIT | MALLOC_CAP_8BIT};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+        for (size_t n = 1; n <= 13; n += 2) {
+            size_t rounded = (n + 3u) & ~(size_t)3u;
+            unsigned char *p = heap_caps_malloc(n, caps[c]);
+            assert_non_null(p);
+            assert_true(heap_caps_get_allocated_size(p) >= rounded);
+            memset(p, 0x5A, rounded);
+            assert_true(heap_caps_check_integrity_all(true));
+            size_t m = n + 8u;
+            size_t mr = (m + 3u) & ~(size_t)3u;
+            unsigned char *q = heap_caps_realloc(p, m, caps[c]);
+            assert_non_null(q);
+            memset(q, 0xA5, mr);
+            assert_true(heap_caps_check_integrity_all(true));
+            heap_caps_free(q);
+        }
+    }
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 static void test_request_adjustment(void **state)
 {
     (void)state;
@@ -950,9 +981,14 @@ static void test_would_fit_reasons(void **state)
     assert_false(capheap_would_fit(64, 1u << 29, 4096, &f));
     assert_int_equal(f.reason, CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE);
     assert_int_equal(f.candidates, 1);
+    /* largest_block is the biggest request at this alignment: none here */
+    assert_int_equal(f.largest_block, 0);
+    assert_int_equal(f.largest_block, capheap_get_largest_free_block_aligned(1u << 29, 4096));
     assert_null(heap_caps_aligned_alloc(4096, 64, 1u << 29));
     assert_int_equal(cf_cb.why.reason, CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE);
     assert_true(capheap_would_fit(64, 1u << 29, 256, &f));
+    assert_int_equal(f.largest_block, capheap_get_largest_free_block_aligned(1u << 29, 256));
+    assert_true(f.largest_block < capheap_get_largest_free_block_aligned(1u << 29, 0));
     void *p = heap_caps_aligned_alloc(256, 64, 1u << 29);
     assert_non_null(p);
     assert_int_equal((uintptr_t)p % 256u, 0);
@@ -1132,11 +1168,40 @@ static void test_statistics(void **state)
         heap_caps_free(p[i]);
     }
     check_stats(0);
-    /* print_heap_info prints something for each matching heap */
+    /* print_heap_info prints each matching heap's figures (spec 1.2: start, len,
+     * free, allocated, min_free; largest_free_block, alloc_blocks, free_blocks,
+     * total_blocks), as multi_heap_get_info gives them */
+    void *live = heap_caps_malloc(300, MALLOC_CAP_8BIT);
+    assert_non_null(live);
     ct_capture_begin();
     heap_caps_print_heap_info(MALLOC_CAP_8BIT);
     ct_capture_end();
     assert_true(ct_capture_len() > 0);
+    size_t lines = 0;
+    for (const char *at = strstr(ct_capture_text(), "  At 0x"); at != NULL; at = strstr(at + 1, "  At 0x")) {
+        unsigned long start;
+        size_t len, fr, al, mn, lg, ab, fb, tb;
+        assert_int_equal(sscanf(at, "  At 0x%lx len %zu free %zu allocated %zu min_free %zu\n"
+                                    "    largest_free_block %zu alloc_blocks %zu free_blocks %zu total_blocks %zu",
+                                &start, &len, &fr, &al, &mn, &lg, &ab, &fb, &tb),
+                         9);
+        int k = cf_index_of_start((intptr_t)start);
+        assert_true(k >= 0);
+        capheap_heap_desc_t d = cf_desc((size_t)k);
+        multi_heap_info_t hi;
+        multi_heap_get_info(d.heap, &hi);
+        assert_int_equal(len, (size_t)(d.end - d.start));
+        assert_int_equal(fr, hi.total_free_bytes);
+        assert_int_equal(al, hi.total_allocated_bytes);
+        assert_int_equal(mn, hi.minimum_free_bytes);
+        assert_int_equal(lg, hi.largest_free_block);
+        assert_int_equal(ab, hi.allocated_blocks);
+        assert_int_equal(fb, hi.free_blocks);
+        assert_int_equal(tb, hi.total_blocks);
+        lines++;
+    }
+    assert_int_equal(lines, sums_over(MALLOC_CAP_8BIT).heaps);
+    heap_caps_free(live);
 }
 
 /* Per-heap minima (list order) before a window opens. */
@@ -1312,6 +1377,7 @@ typedef struct {
     intptr_t last_start;
     bool stop_first;
     bool in_bounds;
+    bool bounds_exact; /* heap.start / heap.end are the region's bounds (capheap_heap_get) */
 } walk_t;
 
 static bool walker(walker_heap_into_t heap, walker_block_info_t block, void *user)
@@ -1326,6 +1392,10 @@ static bool walker(walker_heap_into_t heap, walker_block_info_t block, void *use
         w->in_bounds = false;
     }
     w->used += block.used;
+    capheap_heap_desc_t d;
+    if (!capheap_heap_find_desc(block.ptr, &d) || d.start != heap.start || d.end != heap.end) {
+        w->bounds_exact = false;
+    }
     return !w->stop_first;
 }
 
@@ -1368,25 +1438,26 @@ static void test_check_dump_walk(void **state)
     assert_int_equal(ct_capture_count("Showing data for heap"), 0);
 
     /* walk: every block of every matching heap, in bounds */
-    walk_t w = {0, 0, 0, 0, false, true};
+    walk_t w = {0, 0, 0, 0, false, true, true};
     heap_caps_walk_all(walker, &w);
     assert_int_equal(w.heaps, 5);
     assert_int_equal(w.used, 3);
     assert_true(w.in_bounds);
+    assert_true(w.bounds_exact); /* spec 1.1: the region bounds, metadata included */
     multi_heap_info_t info;
     heap_caps_get_info(&info, 0);
     assert_int_equal(w.calls, info.total_blocks);
-    walk_t w2 = {0, 0, 0, 0, false, true};
+    walk_t w2 = {0, 0, 0, 0, false, true, true};
     heap_caps_walk(MALLOC_CAP_INVALID, walker, &w2);
     assert_int_equal(w2.calls, w.calls);
-    walk_t w3 = {0, 0, 0, 0, false, true};
+    walk_t w3 = {0, 0, 0, 0, false, true, true};
     heap_caps_walk(0, walker, &w3);
     assert_int_equal(w3.calls, w.calls);
-    walk_t w4 = {0, 0, 0, 0, false, true};
+    walk_t w4 = {0, 0, 0, 0, false, true, true};
     heap_caps_walk(MALLOC_CAP_DMA, walker, &w4);
     assert_int_equal(w4.heaps, 2);
     /* returning false stops only the current heap */
-    walk_t w5 = {0, 0, 0, 0, true, true};
+    walk_t w5 = {0, 0, 0, 0, true, true, true};
     heap_caps_walk_all(walker, &w5);
     assert_int_equal(w5.calls, 5);
     assert_int_equal(w5.heaps, 5);
@@ -1543,6 +1614,10 @@ static void test_prefer(void **state)
     assert_int_equal(cf_cb.size, SIZE_MAX);
     assert_int_equal(cf_cb.caps, MALLOC_CAP_8BIT);
     assert_string_equal(cf_cb.function, "heap_caps_calloc_prefer");
+    /* a zero product: NULL without the callback (docs/compat.md 21) */
+    assert_null(heap_caps_calloc_prefer(0, 16, 2, MALLOC_CAP_RTCRAM, MALLOC_CAP_8BIT));
+    assert_null(heap_caps_calloc_prefer(16, 0, 1, MALLOC_CAP_8BIT));
+    assert_int_equal(cf_cb.calls, 2);
     heap_caps_free(c);
     heap_caps_free(q);
     assert_true(heap_caps_check_integrity_all(true));
@@ -1628,6 +1703,17 @@ static void test_libc_policy(void **state)
     assert_int_equal(cf_cb.calls, 3);
 
     heap_caps_malloc_extmem_enable(4096);
+    /* size 0 with the policy on: NULL and no callback (ESP-IDF: r == NULL && size > 0); realloc to 0 frees */
+    unsigned calls = cf_cb.calls;
+    assert_null(heap_caps_malloc_default(0));
+    assert_null(heap_caps_aligned_alloc_default(64, 0));
+    assert_int_equal(cf_cb.calls, calls);
+    size_t free_all = heap_caps_get_free_size(0);
+    p = heap_caps_malloc_default(100);
+    assert_non_null(p);
+    assert_null(heap_caps_realloc_default(p, 0));
+    assert_int_equal(heap_caps_get_free_size(0), free_all);
+    assert_int_equal(cf_cb.calls, calls);
     p = heap_caps_malloc_default(4096); /* <= limit: internal */
     assert_in_heap(p, OFF_DRAM_S);
     void *q = heap_caps_malloc_default(4097); /* > limit: PSRAM */
@@ -1998,6 +2084,7 @@ int main(void)
         T(test_malloc_edge_cases),
         T(test_heap_size_max_bounds_every_path),
         T(test_request_adjustment),
+        T(test_32bit_rounds_size),
         T(test_heap_list_order),
         T(test_routing_examples),
         T(test_diram_alias_linear),

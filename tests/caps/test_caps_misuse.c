@@ -30,9 +30,12 @@
 #define ALIAS_BYTES (16u * KIB)
 static _Alignas(16) unsigned char iram_window[ALIAS_BYTES];
 static _Alignas(16) unsigned char elsewhere[256];
+/* an IRAM window with 16 bytes of ours in front of it (test_alias_window_start) */
+static _Alignas(16) unsigned char iram_padded[16u + ALIAS_BYTES];
 
-/* Two start-up heaps (one D/IRAM with a linear alias), one runtime heap. */
-static void boot(void)
+/* Two start-up heaps (one D/IRAM with a linear alias whose IRAM window starts
+ * at iram), one runtime heap. */
+static void boot_window(unsigned char *iram)
 {
     cf_chip_begin("misuse");
     size_t tdram = cf_chip_type("DRAM", MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT, MALLOC_CAP_INTERNAL, 0);
@@ -43,11 +46,16 @@ static void boot(void)
     cf_chip.chip.diram.kind = CAPHEAP_ALIAS_LINEAR;
     cf_chip.chip.diram.dram_low = cf_at(64u * KIB);
     cf_chip.chip.diram.dram_high = cf_at(64u * KIB + ALIAS_BYTES);
-    cf_chip.chip.diram.iram_low = (intptr_t)(uintptr_t)iram_window;
-    cf_chip.chip.diram.iram_high = (intptr_t)(uintptr_t)(iram_window + ALIAS_BYTES);
+    cf_chip.chip.diram.iram_low = (intptr_t)(uintptr_t)iram;
+    cf_chip.chip.diram.iram_high = (intptr_t)(uintptr_t)(iram + ALIAS_BYTES);
     assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
     const uint32_t caps[3] = {MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT, 0, MALLOC_CAP_8BIT};
     assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(128u * KIB), cf_at(160u * KIB)), ESP_OK);
+}
+
+static void boot(void)
+{
+    boot_window(iram_window);
 }
 
 /* Live blocks that must survive every misuse. */
@@ -293,6 +301,40 @@ static void test_bad_alias_pointer(void **state)
     bystanders_check_and_free(&b);
 }
 
+/* The first bytes of an IRAM window are no alias pointer: an EXEC block's
+ * alias pointer has its hidden word (the block's DRAM offset) in the 4 bytes
+ * before it, inside the window. A pointer below iram_low + 4 is a pointer in
+ * no heap, reported as such (naming it); the 4 bytes in front of the window,
+ * which belong to no heap, are never read as a hidden word (here they name
+ * a live EXEC block, which must stay live). */
+static void test_alias_window_start(void **state)
+{
+    (void)state;
+    if (!CAPHEAP_EXEC_HEAP) {
+        skip(); /* built without EXEC heaps: no alias windows */
+    }
+    unsigned char *iram = iram_padded + 16;
+    boot_window(iram);
+    bystanders_t b;
+    bystanders_make(&b);
+    unsigned char *x = heap_caps_malloc(64, MALLOC_CAP_EXEC);
+    assert_non_null(x);
+    assert_true(cf_inside(x, 64, (intptr_t)(uintptr_t)iram, (intptr_t)(uintptr_t)(iram + ALIAS_BYTES)));
+    ct_stamp(x, 64);
+    memcpy(iram - 4, x - 4, 4); /* x's hidden word, just in front of the window */
+    size_t free0 = heap_caps_get_free_size(0);
+    for (size_t k = 0; k < 4; k++) {
+        EXPECT_ABORT(heap_caps_free(iram + k));
+        assert_report_names(iram + k);
+        assert_true(ct_capture_contains("outside heap"));
+        assert_int_equal(heap_caps_get_free_size(0), free0);
+    }
+    assert_true(ct_stamp_ok(x, 64));
+    heap_caps_free(x);
+    assert_true(heap_caps_check_integrity_all(true));
+    bystanders_check_and_free(&b);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, cf_setup, cf_teardown)
 
 int main(void)
@@ -300,6 +342,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_free_foreign_pointer), T(test_realloc_foreign_pointer), T(test_double_free),
         T(test_interior_pointer),     T(test_realloc_interior_pointer_elsewhere), T(test_bad_alias_pointer),
+        T(test_alias_window_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

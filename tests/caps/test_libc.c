@@ -73,6 +73,18 @@ static void test_default_policy(void **state)
     assert_true(heap_caps_check_integrity_all(true));
 }
 
+static unsigned failed_calls;
+static size_t failed_size;
+static const char *failed_fn;
+
+static void on_failed(size_t size, uint32_t caps, const char *fn)
+{
+    (void)caps;
+    failed_calls++;
+    failed_size = size;
+    failed_fn = fn;
+}
+
 static void test_zeroed(void **state)
 {
     (void)state;
@@ -84,6 +96,20 @@ static void test_zeroed(void **state)
     errno = 0;
     assert_null(capheap_libc_calloc(SIZE_MAX / 2, 3));
     assert_int_equal(errno, ENOMEM);
+    /* A product that does not overflow (SIZE_MAX itself) is a request like any
+     * other, as in ESP-IDF's glue: heap_caps_malloc_default fails it and calls
+     * the failure callback with that size; an overflowing one calls nothing. */
+    failed_calls = 0;
+    assert_int_equal(heap_caps_register_failed_alloc_callback(on_failed), ESP_OK);
+    assert_null(capheap_libc_calloc(SIZE_MAX, 1));
+    assert_int_equal(failed_calls, 1);
+    assert_int_equal(failed_size, SIZE_MAX);
+    assert_string_equal(failed_fn, "heap_caps_malloc_default");
+    assert_null(capheap_libc_calloc(1, SIZE_MAX));
+    assert_int_equal(failed_calls, 2);
+    assert_int_equal(failed_size, SIZE_MAX);
+    assert_null(capheap_libc_calloc(SIZE_MAX / 2 + 1, 2));
+    assert_int_equal(failed_calls, 2);
 }
 
 static void test_memalign(void **state)

@@ -625,6 +625,90 @@ static void test_forged_list_entry(void **state)
     assert_true(multi_heap_check(h, false));
 }
 
+/*
+ * A free block taken out of its list, its class left consistent (head 0, bit
+ * clear): every list and bitmap agrees with itself, but the lists hold one
+ * block fewer than the walk found free (I6: every free block listed exactly
+ * once; docs/checks.md, end: entries listed = free blocks walked). Malloc
+ * would never find the block again.
+ */
+static void test_free_block_in_no_list(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned rows;
+    (void)first_header(h, &rows);
+    unsigned char *a = multi_heap_malloc(h, 60 - CT_BLOCK_HEADER - ct_poison_overhead(4)); /* block 60: class 15 */
+    unsigned char *g1 = multi_heap_malloc(h, 16);
+    unsigned char *c = multi_heap_malloc(h, 100 - CT_BLOCK_HEADER - ct_poison_overhead(4)); /* block 100: class 25 */
+    unsigned char *g2 = multi_heap_malloc(h, 16);
+    assert_non_null(g1);
+    assert_non_null(g2);
+    assert_int_equal(ct_get32(ct_header_of(a)) & ~3u, 60u);
+    multi_heap_free(h, a);
+    multi_heap_free(h, c);
+    multi_heap_info_t info;
+    multi_heap_get_info(h, &info);
+    unsigned char *bitmap = region + 48; /* pair 0: classes 15 and 25 both set, so the pair stays listed */
+    unsigned char *head15 = CLASS_HEAD_AT(15u);
+    uint32_t orig_bits = ct_get32(bitmap), orig_head = ct_get32(head15);
+    assert_int_equal(orig_head, (uint32_t)(ct_header_of(a) - region));
+    ct_put32(bitmap, orig_bits & ~(1u << 15));
+    ct_put32(head15, 0);
+    char want[96];
+    snprintf(want, sizeof want, "Expected 0x%08zx got 0x%08zx (invariant I6", info.free_blocks, info.free_blocks - 1u);
+    ct_capture_begin();
+    bool ok = multi_heap_check(h, true);
+    ct_capture_end();
+    assert_false(ok);
+    if (!ct_capture_contains(want)) {
+        fail_msg("no report containing \"%s\":\n%s", want, ct_capture_text());
+    }
+    ct_put32(bitmap, orig_bits);
+    ct_put32(head15, orig_head);
+    assert_true(multi_heap_check(h, false));
+}
+
+/*
+ * The walk checks every free block's footer where it meets the block
+ * (docs/checks.md: walk, I4, block-local, in address order), not only when
+ * the lists reach it: a smashed footer is the first report even when a block
+ * further on is damaged too (here a used block's PF bit set after a used
+ * block, I2).
+ */
+static void test_free_footer_in_address_order(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    unsigned char *a = multi_heap_malloc(h, 64);
+    unsigned char *b = multi_heap_malloc(h, 64);
+    unsigned char *c = multi_heap_malloc(h, 64);
+    unsigned char *d = multi_heap_malloc(h, 64);
+    assert_non_null(a);
+    assert_non_null(c);
+    assert_non_null(d);
+    multi_heap_free(h, b);
+    unsigned char *hb = ct_header_of(b);
+    uint32_t size_b = ct_get32(hb) & ~3u;
+    uint32_t off_b = (uint32_t)(hb - region);
+    unsigned char *foot = hb + size_b - 4u;
+    assert_int_equal(ct_get32(foot), off_b | 3u);
+    unsigned char *hd = ct_header_of(d);
+    uint32_t orig_d = ct_get32(hd);
+    assert_int_equal(orig_d & 2u, 0);
+    ct_put32(foot, 0x5A5A5A58u);
+    ct_put32(hd, orig_d | 2u);
+    assert_first_report(h, foot, off_b | 3u, 0x5A5A5A58u, 4);
+    ct_put32(hd, orig_d);
+    assert_first_report(h, foot, off_b | 3u, 0x5A5A5A58u, 4);
+    ct_put32(foot, off_b | 3u);
+    assert_true(multi_heap_check(h, false));
+    multi_heap_free(h, a);
+    multi_heap_free(h, c);
+    multi_heap_free(h, d);
+    assert_true(multi_heap_check(h, false));
+}
+
 /* A size that points far outside the region: check stays inside it. */
 static void test_check_never_leaves_region(void **state)
 {
@@ -1065,6 +1149,7 @@ int main(void)
         cmocka_unit_test(test_one_byte_past_the_end),
         cmocka_unit_test(test_misaligned_list_link),
         cmocka_unit_test(test_class_bit_cleared),
+        cmocka_unit_test(test_free_block_in_no_list),
         cmocka_unit_test(test_bits_after_last_class),
         cmocka_unit_test(test_free_after_free),
         cmocka_unit_test(test_bad_end_marker),
@@ -1074,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_largest_with_bad_rows),
         cmocka_unit_test(test_listed_in_wrong_class),
         cmocka_unit_test(test_forged_list_entry),
+        cmocka_unit_test(test_free_footer_in_address_order),
         cmocka_unit_test(test_check_is_thread_safe),
 #if CT_POISONING
         cmocka_unit_test(test_each_tail_byte),

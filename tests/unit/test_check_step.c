@@ -341,6 +341,156 @@ static void test_interleaved_same_thread(void **state)
     assert_true(multi_heap_check(h, true));
 }
 
+/* One pass of capheap_heap_check_step with the given budgets (the last one
+ * repeated), with a change of the heap (malloc and free) before step
+ * change_at (0: none). Returns the steps taken. */
+static size_t heap_pass(multi_heap_handle_t h, capheap_check_cursor_t *cur, const size_t *budgets, size_t nb,
+                        size_t change_at, bool *all_ok)
+{
+    bool done = false;
+    size_t steps = 0;
+    *all_ok = true;
+    while (!done) {
+        if (change_at != 0 && steps == change_at) {
+            void *q = multi_heap_malloc(h, 24);
+            assert_non_null(q);
+            multi_heap_free(h, q);
+        }
+        size_t budget = budgets[steps < nb ? steps : nb - 1];
+        *all_ok = capheap_heap_check_step(h, cur, budget, false, &done) && *all_ok;
+        assert_true(++steps < 100000);
+    }
+    return steps;
+}
+
+/* The single-heap cursor's statistics (check.h): passes, clean_passes (no
+ * change during the pass), changes (steps that found the heap changed),
+ * errors (steps that found corruption) and max_step_blocks (the most any call
+ * checked, not the last call's count). */
+static void test_heap_cursor_statistics(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = populate();
+    capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+    bool ok;
+    static const size_t one[] = {1};
+    static const size_t three_then_one[] = {3, 1};
+    /* a quiet pass of 1-block steps */
+    assert_true(heap_pass(h, &cur, one, 1, 0, &ok) > 3);
+    assert_true(ok);
+    assert_int_equal(cur.passes, 1);
+    assert_int_equal(cur.clean_passes, 1);
+    assert_int_equal(cur.changes, 0);
+    assert_int_equal(cur.errors, 0);
+    assert_int_equal(cur.max_step_blocks, 1);
+    /* a first step of 3 blocks, then 1-block steps: the most is 3 */
+    (void)heap_pass(h, &cur, three_then_one, 2, 0, &ok);
+    assert_true(ok);
+    assert_int_equal(cur.last_step_blocks, 1);
+    assert_int_equal(cur.max_step_blocks, 3);
+    assert_int_equal(cur.passes, 2);
+    assert_int_equal(cur.clean_passes, 2);
+    /* a change in the middle of a pass: counted once, the pass is not clean */
+    (void)heap_pass(h, &cur, one, 1, 2, &ok);
+    assert_true(ok);
+    assert_int_equal(cur.passes, 3);
+    assert_int_equal(cur.clean_passes, 2);
+    assert_int_equal(cur.changes, 1);
+    assert_int_equal(cur.errors, 0);
+    /* the next quiet pass is clean again */
+    (void)heap_pass(h, &cur, one, 1, 0, &ok);
+    assert_int_equal(cur.passes, 4);
+    assert_int_equal(cur.clean_passes, 3);
+    /* corruption: each step that finds it counts as an error */
+    blocks_t bs;
+    collect(h, &bs);
+    size_t k = 1;
+    while (k < bs.n && !(bs.b[k].used && bs.b[k - 1].used))
+        k++;
+    assert_true(k < bs.n); /* a used block after a used one */
+    unsigned char *hdr = bs.b[k].data - 4;
+    uint32_t orig = get32(hdr);
+    assert_int_equal(orig & 2u, 0);
+    put32(hdr, orig | 2u); /* PF set after a used block (I2) */
+    static const size_t all[] = {1000};
+    (void)heap_pass(h, &cur, all, 1, 0, &ok);
+    assert_false(ok);
+    assert_int_equal(cur.errors, 1);
+    put32(hdr, orig);
+    (void)heap_pass(h, &cur, one, 1, 0, &ok);
+    assert_true(ok);
+    assert_int_equal(cur.errors, 1);
+    assert_true(multi_heap_check(h, true));
+}
+
+/* Every pass sees a change made between two of its steps, however many
+ * passes ran before it: the tokens that tell passes apart (one 16-bit
+ * counter for all heaps) never take the value a change leaves (0), also
+ * where the counter wraps. */
+static void test_change_seen_in_every_pass(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = populate();
+    for (unsigned i = 0; i < 65536u + 2u; i++) {
+        capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+        bool done = false;
+        assert_true(capheap_heap_check_step(h, &cur, 1, true, &done));
+        assert_false(done);
+        void *q = multi_heap_malloc(h, 24);
+        assert_non_null(q);
+        multi_heap_free(h, q);
+        assert_true(capheap_heap_check_step(h, &cur, 1, true, &done));
+        if (cur.changes != 1) {
+            fail_msg("pass %u: the change was not seen (changes %u)", i, (unsigned)cur.changes);
+        }
+    }
+}
+
+/* A busy heap cannot hold a pass in one class list for ever (docs/checks.md:
+ * after a change a class list restarts from its head at most twice per class
+ * and pass, then the pass goes on with the next class). A heap with one long
+ * list (class 15: 12 free blocks of 60 bytes) and a change before every
+ * 1-block step: the walk checks a block per step, the pairs take a step, and
+ * the long list three more (two restarts, then the step that moves on and
+ * finishes the short tail list), so the pass ends within blocks + 1 + 3 steps. */
+static void test_busy_list_bounded(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = multi_heap_register(region, REGION_BYTES);
+    assert_non_null(h);
+    void *p[24];
+    for (int i = 0; i < 24; i++) {
+        p[i] = multi_heap_malloc(h, 60 - CT_BLOCK_HEADER - ct_poison_overhead(4)); /* blocks of 60: class 15 */
+        assert_non_null(p[i]);
+    }
+    void *rest = multi_heap_malloc(h, multi_heap_free_size(h) - 400);
+    assert_non_null(rest); /* what is left: one free block of about 400 bytes after it */
+    for (int i = 0; i < 24; i += 2)
+        multi_heap_free(h, p[i]);
+    blocks_t bs;
+    collect(h, &bs);
+    size_t free_blocks = 0;
+    for (size_t i = 0; i < bs.n; i++)
+        free_blocks += !bs.b[i].used;
+    assert_int_equal(free_blocks, 13);
+    capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+    bool done = false;
+    size_t steps = 0;
+    while (!done) {
+        void *q = multi_heap_malloc(h, 100); /* a change every step (from the last free block, given back) */
+        assert_non_null(q);
+        multi_heap_free(h, q);
+        assert_true(capheap_heap_check_step(h, &cur, 1, true, &done));
+        assert_true(++steps < 10000);
+    }
+    print_message("busy pass: %zu steps, %zu blocks\n", steps, bs.n);
+    assert_true(steps <= bs.n + 1u + 3u);
+    for (int i = 1; i < 24; i += 2)
+        multi_heap_free(h, p[i]);
+    multi_heap_free(h, rest);
+    assert_true(multi_heap_check(h, true));
+}
+
 /* ---- another thread allocating on a locked heap ---------------------------- */
 
 static atomic_bool stop_worker;
@@ -614,6 +764,9 @@ int main(void)
         cmocka_unit_test(test_counters_and_bitmaps),
         cmocka_unit_test(test_canary_and_fill),
         cmocka_unit_test(test_interleaved_same_thread),
+        cmocka_unit_test(test_heap_cursor_statistics),
+        cmocka_unit_test(test_change_seen_in_every_pass),
+        cmocka_unit_test(test_busy_list_bounded),
         cmocka_unit_test(test_thread),
         cmocka_unit_test(test_all_heaps),
         cmocka_unit_test_teardown(test_all_heaps_budget, sim_down),

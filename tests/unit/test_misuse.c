@@ -354,7 +354,8 @@ static void test_free_just_before_a_block(void **state)
     assert_non_null(a);
     assert_non_null(b);
     size_t before = multi_heap_free_size(h);
-    for (size_t back = 1; back <= 4; back++) {
+    /* every byte of b's header word and (with poisoning) of its canary head */
+    for (size_t back = 1; back <= 4u + ct_poison_head(4); back++) {
         capheap_report_t r = expect_abort_free(h, b - back);
         assert_string_equal(r.what, "Interior pointer");
         assert_names(&r, b - back);
