@@ -27,6 +27,8 @@
  * getline and getdelim grow the caller's buffer with realloc inside the C
  * library, which would hand a chip block to the host allocator: they are
  * wrapped too, and grow a chip buffer here (a host buffer stays the host's).
+ * With optimisation glibc's <stdio.h> makes getline an inline call of
+ * __getdelim: that name is wrapped as well.
  */
 #define _GNU_SOURCE /* getdelim, reallocarray's overflow rule */
 #include <errno.h>
@@ -57,7 +59,6 @@ int __real_posix_memalign(void **out, size_t alignment, size_t size);
 size_t __real_malloc_usable_size(void *ptr);
 void *__real_reallocarray(void *ptr, size_t n, size_t size);
 ssize_t __real_getdelim(char **line, size_t *n, int delim, FILE *stream);
-ssize_t __real_getline(char **line, size_t *n, FILE *stream);
 
 void *__wrap_malloc(size_t size);
 void __wrap_free(void *ptr);
@@ -72,6 +73,7 @@ char *__wrap_strndup(const char *s, size_t n);
 void *__wrap_reallocarray(void *ptr, size_t n, size_t size);
 ssize_t __wrap_getdelim(char **line, size_t *n, int delim, FILE *stream);
 ssize_t __wrap_getline(char **line, size_t *n, FILE *stream);
+ssize_t __wrap___getdelim(char **line, size_t *n, int delim, FILE *stream);
 
 /* New blocks come from the simulated chip while one is booted. */
 static bool booted(void)
@@ -241,4 +243,10 @@ ssize_t __wrap_getdelim(char **line, size_t *n, int delim, FILE *stream)
 ssize_t __wrap_getline(char **line, size_t *n, FILE *stream)
 {
     return __wrap_getdelim(line, n, '\n', stream);
+}
+
+/* glibc's inline getline (<bits/stdio.h>, optimised builds) calls this name. */
+ssize_t __wrap___getdelim(char **line, size_t *n, int delim, FILE *stream)
+{
+    return __wrap_getdelim(line, n, delim, stream);
 }

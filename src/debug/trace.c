@@ -167,6 +167,7 @@ extern char *__wrap_strndup(const char *s, size_t n) CH_WEAK;
 extern void *__wrap_reallocarray(void *ptr, size_t n, size_t size) CH_WEAK;
 extern ssize_t __wrap_getdelim(char **line, size_t *n, int delim, FILE *stream) CH_WEAK;
 extern ssize_t __wrap_getline(char **line, size_t *n, FILE *stream) CH_WEAK;
+extern ssize_t __wrap___getdelim(char **line, size_t *n, int delim, FILE *stream) CH_WEAK;
 extern void *capheap_simlibc_malloc(size_t size) CH_WEAK;
 extern void capheap_simlibc_free(void *ptr) CH_WEAK;
 extern void *capheap_simlibc_calloc(size_t n, size_t size) CH_WEAK;
@@ -227,7 +228,7 @@ static void own_range_init(void)
         (uintptr_t)&__wrap_posix_memalign,  (uintptr_t)&__wrap_strdup,
         (uintptr_t)&__wrap_strndup,         (uintptr_t)&capheap_simlibc_malloc,
         (uintptr_t)&__wrap_reallocarray,    (uintptr_t)&__wrap_getdelim,
-        (uintptr_t)&__wrap_getline,
+        (uintptr_t)&__wrap_getline,         (uintptr_t)&__wrap___getdelim,
         (uintptr_t)&capheap_simlibc_free,   (uintptr_t)&capheap_simlibc_calloc,
         (uintptr_t)&capheap_simlibc_realloc, (uintptr_t)&capheap_simlibc_memalign,
         (uintptr_t)&capheap_simlibc_aligned_alloc, (uintptr_t)&capheap_simlibc_posix_memalign,
