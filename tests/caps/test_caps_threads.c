@@ -463,7 +463,11 @@ static void test_nested_lookup_during_registration(void **state)
         assert_non_null(nest_x);
         atomic_store(&nest_stop, 0);
         pthread_t r;
+        unsigned long l0 = atomic_load(&nest_lookups);
         assert_int_equal(pthread_create(&r, NULL, nest_reader, NULL), 0);
+        while (atomic_load(&nest_lookups) == l0 && !atomic_load(&failed)) {
+            sched_yield(); /* the reader is running before the first registration */
+        }
         for (size_t k = 0; k < low && !atomic_load(&failed); k++) { /* each below all the others */
             intptr_t s = h - (intptr_t)((k + 1) * 8 * KIB);
             assert_int_equal(capheap_caps_add_region(ch, s, s + 8 * KIB, NULL), ESP_OK);
