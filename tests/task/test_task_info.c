@@ -1476,6 +1476,104 @@ static void test_task_table_full(void **state)
     free(th);
 }
 
+/* The task table's hash map (open addressing, backward-shift removal) under
+ * churn. Threads start one at a time, each leaves one to three blocks and
+ * exits; the main thread frees those blocks in random order, and a dead task
+ * leaves the map with its last block (without CAPHEAP_TRACK_DELETED_TASKS),
+ * which moves the entries probed past it back. Host handles are consecutive
+ * numbers, which Fibonacci hashing spreads without a collision while tasks
+ * come and go in order; here the live set is a random subset of them, so
+ * homes collide and removals shift entries, as a firmware's TCB addresses
+ * do. After every step each recorded task's figures are the model's, and a
+ * task that owns nothing any more is gone. */
+typedef struct {
+    void *handle;
+    void *block[3];
+    size_t n, usage;
+} leaver_t;
+
+static void *leave_blocks(void *arg)
+{
+    leaver_t *d = arg;
+    d->handle = capheap_port_current_task();
+    for (size_t i = 0; i < d->n; i++)
+        d->block[i] = heap_caps_malloc(16 + 8 * ((size_t)(uintptr_t)d->handle % 23u) + 40 * i, MALLOC_CAP_DEFAULT);
+    return NULL;
+}
+
+static void test_task_map_churn(void **state)
+{
+    (void)state;
+    boot_s3(0);
+    capheap_task_tracking_stats_t st;
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    size_t base = st.tasks, room = st.max_tasks - base - 1; /* the main thread may join */
+    size_t blocks = st.blocks, live = 0;
+    enum { STEPS = 1500 };
+    leaver_t *set = calloc(room, sizeof *set);
+    assert_non_null(set);
+    void *gone[8] = {NULL};
+    size_t n = 0, n_gone = 0, removed = 0;
+    ct_rng_t r;
+    ct_rng_init(&r, ct_seed("test_task_map_churn"));
+    for (unsigned step = 0; step < STEPS; step++) {
+        if (n == 0 || (n < room && ct_rng_below(&r, 2) == 0)) {
+            leaver_t *d = &set[n++];
+            memset(d, 0, sizeof *d);
+            d->n = (size_t)ct_rng_range(&r, 1, 3);
+            pthread_t th;
+            assert_int_equal(pthread_create(&th, NULL, leave_blocks, d), 0);
+            pthread_join(th, NULL);
+            live += d->n;
+            for (size_t i = 0; i < d->n; i++) {
+                assert_non_null(d->block[i]);
+                d->usage += heap_caps_get_allocated_size(d->block[i]);
+            }
+        } else {
+            size_t k = (size_t)ct_rng_below(&r, n);
+            leaver_t *d = &set[k];
+            size_t i = (size_t)ct_rng_below(&r, d->n);
+            d->usage -= heap_caps_get_allocated_size(d->block[i]);
+            heap_caps_free(d->block[i]);
+            live--;
+            d->block[i] = d->block[--d->n];
+            if (d->n == 0) {
+                gone[n_gone++ % 8] = d->handle;
+                set[k] = set[--n];
+                removed++;
+            }
+        }
+        for (size_t k = 0; k < n; k++) {
+            task_stat_t t = task_stat_of(set[k].handle);
+            assert_false(t.is_alive);
+            assert_int_equal(t.overall_current_usage, set[k].usage);
+        }
+        heap_single_task_stat_t s;
+        for (size_t g = 0; g < 8 && g < n_gone; g++) {
+            memset(&s, 0, sizeof s);
+            esp_err_t e = heap_caps_get_single_task_stat(&s, gone[g]);
+            if (CAPHEAP_TRACK_DELETED_TASKS_VALUE) /* kept until its slot is wanted */
+                assert_true(e == ESP_FAIL || (e == ESP_OK && s.stat.overall_current_usage == 0));
+            else
+                assert_int_equal(e, ESP_FAIL);
+        }
+        assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+        assert_int_equal(st.untracked_task_blocks, 0);
+        assert_int_equal(st.blocks, blocks + live);
+        if (!CAPHEAP_TRACK_DELETED_TASKS_VALUE)
+            assert_in_range(st.tasks, base + n, base + n + 1); /* + the main thread's, once it has one */
+    }
+    assert_true(removed > STEPS / 8);
+    while (n > 0) {
+        leaver_t *d = &set[--n];
+        while (d->n > 0)
+            heap_caps_free(d->block[--d->n]);
+    }
+    assert_int_equal(capheap_task_tracking_get_stats(&st), ESP_OK);
+    assert_int_equal(st.blocks, blocks);
+    free(set);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Task deletion, names, reset                                                */
 /* ------------------------------------------------------------------------ */
@@ -1860,6 +1958,7 @@ int main(void)
         cmocka_unit_test_teardown(test_per_task_info_order_and_bounds, teardown),
         cmocka_unit_test_teardown(test_many_blocks, teardown),
         cmocka_unit_test_teardown(test_task_table_full, teardown),
+        cmocka_unit_test_teardown(test_task_map_churn, teardown),
         cmocka_unit_test_teardown(test_model_custom, teardown),
         cmocka_unit_test_teardown(test_model_s3, teardown),
         cmocka_unit_test_teardown(test_concurrent_balance, teardown),
