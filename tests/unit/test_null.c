@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "capheap/check.h"
 #include "support.h"
 
 static _Alignas(16) unsigned char region[8192];
@@ -58,6 +59,12 @@ static void test_queries_return_zero(void **state)
     assert_null(multi_heap_find_containing_block(NULL, NULL));
     assert_int_equal(capheap_heap_alignment(NULL), 0);
     assert_int_equal(capheap_heap_overhead(NULL), 0);
+    assert_int_equal(capheap_heap_largest_request(NULL, 4), 0);
+    capheap_check_cursor_t cur;
+    capheap_check_cursor_init(&cur);
+    bool done = true;
+    assert_false(capheap_heap_check_step(NULL, &cur, 10, false, &done));
+    assert_false(done); /* not a finished pass */
 
     multi_heap_info_t info;
     memset(&info, 0x5a, sizeof info);

@@ -106,6 +106,10 @@ static void test_alignment_option_zero_means_four(void **state)
     multi_heap_handle_t h = capheap_heap_register(region, 4096, &o);
     assert_fresh_heap(h, region, 4096, 4);
     assert_int_equal(capheap_heap_min_region_size(0), capheap_heap_min_region_size(4));
+    /* ...but a query's alignment 0 is not a power of two: no size (heap.h) */
+    assert_true(capheap_heap_largest_request(h, 4) > 0);
+    assert_int_equal(capheap_heap_largest_request(h, 0), 0);
+    assert_int_equal(capheap_heap_largest_request(h, 12), 0);
 }
 
 static void test_bad_alignment_options(void **state)
@@ -116,6 +120,7 @@ static void test_bad_alignment_options(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         capheap_heap_options_t o = {.alignment = bad[i]};
         assert_null(capheap_heap_register(region, 4096, &o));
+        assert_int_equal(capheap_heap_min_region_size(bad[i]), 0); /* no such heap: no size */
     }
 }
 
