@@ -250,6 +250,14 @@ static void test_getline_and_getdelim(void **state)
     assert_int_equal(line[long_len - 1], '\n');
     assert_true(heap_caps_of(line) != 0);
     assert_int_equal(getline(&line, &n, f), -1); /* end of file */
+    char *fresh = NULL;
+    size_t fresh_n = 0;
+    assert_int_equal(getline(&fresh, &fresh_n, f), -1); /* at end of file, a new buffer */
+    assert_non_null(fresh); /* an empty string in the chip, for the caller to free */
+    assert_true(heap_caps_of(fresh) != 0);
+    assert_int_equal(fresh[0], '\0');
+    assert_true(fresh_n >= 1);
+    free(fresh);
     rewind(f);
     assert_int_equal(getdelim(&line, &n, 'x', f), 7); /* "first\nx" */
     assert_string_equal(line, "first\nx");
@@ -262,6 +270,32 @@ static void test_getline_and_getdelim(void **state)
     fclose(f);
     free(line);
     free(host);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+/* A line longer than the chip can hold: -1 with ENOMEM, and the buffer grown
+ * so far is still the caller's, in the chip, to free (POSIX). */
+static void test_getline_out_of_memory(void **state)
+{
+    (void)state;
+    static char text[1024 * 1024]; /* no newline: one line of 1 MiB - 1 */
+    memset(text, 'y', sizeof text - 1);
+    FILE *f = fmemopen(text, sizeof text - 1, "r");
+    assert_non_null(f);
+    boot("esp32c3", 0);
+    size_t before = heap_caps_get_free_size(MALLOC_CAP_DEFAULT);
+    char *line = NULL;
+    size_t n = 0;
+    errno = 0;
+    assert_int_equal(getline(&line, &n, f), -1);
+    assert_int_equal(errno, ENOMEM);
+    assert_non_null(line);
+    assert_true(heap_caps_of(line) != 0);
+    assert_true(n >= 120 && n < sizeof text);
+    assert_int_equal(heap_caps_get_allocated_size(line) >= n, true);
+    free(line);
+    fclose(f);
+    assert_int_equal(heap_caps_get_free_size(MALLOC_CAP_DEFAULT), before);
     assert_true(heap_caps_check_integrity_all(true));
 }
 
@@ -392,6 +426,7 @@ int main(void)
         cmocka_unit_test_teardown(test_blocks_cross_between_the_apis, shutdown_sim),
         cmocka_unit_test_teardown(test_reallocarray, shutdown_sim),
         cmocka_unit_test_teardown(test_getline_and_getdelim, shutdown_sim),
+        cmocka_unit_test_teardown(test_getline_out_of_memory, shutdown_sim),
         cmocka_unit_test_teardown(test_after_shutdown_is_reported, shutdown_sim),
         cmocka_unit_test_teardown(test_free_takes_an_iram_alias, shutdown_sim),
         cmocka_unit_test_teardown(test_tracing_sees_malloc, shutdown_sim),
