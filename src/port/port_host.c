@@ -313,15 +313,19 @@ __attribute__((noinline, no_sanitize_address)) size_t capheap_host_backtrace_bey
 
 __attribute__((noinline)) size_t capheap_port_backtrace(void **frames, size_t depth, size_t skip)
 {
+    /* backtrace()'s first entry is our own position, its second our
+     * caller's: where we return to. Neither is part of the answer, which
+     * starts at the caller's own return address (as the frame-pointer walk's
+     * does). */
     void *buf[CH_BT_MAX];
-    if (depth == 0 || skip >= CH_BT_MAX - 1u)
+    if (depth == 0 || skip >= CH_BT_MAX - 2u)
         return 0;
-    size_t want = depth + skip + 1u; /* +1: our own position */
+    size_t want = depth + skip + 2u;
     if (want > CH_BT_MAX)
         want = CH_BT_MAX;
     int got = backtrace(buf, (int)want);
     size_t n = 0;
-    for (size_t i = skip + 1u; i < (size_t)(got > 0 ? got : 0) && n < depth; i++)
+    for (size_t i = skip + 2u; i < (size_t)(got > 0 ? got : 0) && n < depth; i++)
         frames[n++] = buf[i];
     return n;
 }

@@ -645,6 +645,77 @@ static void test_host_task_handles_and_names(void **state)
     assert_string_equal(named.name, "cam-worker");
 }
 
+/* capheap_port_backtrace (capheap/port.h): frames[0] is where its caller
+ * will return to, skip drops further callers, depth bounds what it writes.
+ * Both host unwinders (the frame-pointer walk of -O0 builds, glibc's
+ * backtrace() otherwise) answer the same. The functions are called through
+ * volatile pointers, so that no clone or inlined copy stands in for them. */
+typedef struct {
+    void *frames[8];
+    size_t depth, skip, n;
+    void *leaf_ra, *mid_ra; /* their own return addresses, from the compiler */
+} bt_probe_t;
+
+static __attribute__((noinline)) void bt_leaf(bt_probe_t *p)
+{
+    p->n = capheap_port_backtrace(p->frames, p->depth, p->skip);
+    p->leaf_ra = __builtin_return_address(0);
+    __asm__ volatile("" ::: "memory"); /* no tail call: the leaf keeps its frame */
+}
+
+static void (*volatile bt_leaf_fn)(bt_probe_t *) = bt_leaf;
+
+static __attribute__((noinline)) void bt_mid(bt_probe_t *p)
+{
+    bt_leaf_fn(p);
+    p->mid_ra = __builtin_return_address(0);
+    __asm__ volatile("" ::: "memory");
+}
+
+static void (*volatile bt_mid_fn)(bt_probe_t *) = bt_mid;
+
+#define BT_UNTOUCHED ((void *)(uintptr_t)0x5a5a)
+
+static bt_probe_t bt_run(size_t depth, size_t skip)
+{
+    bt_probe_t p;
+    memset(&p, 0, sizeof p);
+    for (size_t i = 0; i < 8; i++)
+        p.frames[i] = BT_UNTOUCHED;
+    p.depth = depth;
+    p.skip = skip;
+    bt_mid_fn(&p);
+    return p;
+}
+
+static void test_host_backtrace(void **state)
+{
+    (void)state;
+    bt_probe_t p = bt_run(8, 0);
+    assert_true(p.n >= 3); /* into bt_mid, into bt_run, into this test, and beyond */
+    assert_ptr_equal(p.frames[0], p.leaf_ra);
+    assert_ptr_equal(p.frames[1], p.mid_ra);
+    for (size_t i = p.n; i < 8; i++)
+        assert_ptr_equal(p.frames[i], BT_UNTOUCHED);
+
+    bt_probe_t one = bt_run(8, 1); /* the leaf's caller dropped */
+    assert_true(one.n >= 2);
+    assert_ptr_equal(one.frames[0], one.mid_ra);
+
+    bt_probe_t two = bt_run(1, 0);
+    assert_int_equal(two.n, 1);
+    assert_ptr_equal(two.frames[0], two.leaf_ra);
+    assert_ptr_equal(two.frames[1], BT_UNTOUCHED);
+
+    bt_probe_t none = bt_run(0, 0);
+    assert_int_equal(none.n, 0);
+    assert_ptr_equal(none.frames[0], BT_UNTOUCHED);
+
+    bt_probe_t far = bt_run(8, 100000); /* more callers skipped than there are */
+    assert_int_equal(far.n, 0);
+    assert_ptr_equal(far.frames[0], BT_UNTOUCHED);
+}
+
 /* The critical section (capheap/port.h; the library calls it only on CPUs
  * without atomic read-modify-write, tests/target runs those): on the host a
  * process-wide mutex, so two threads' unlocked read-modify-writes inside it
@@ -759,6 +830,7 @@ int main(void)
 #if CAPHEAP_PORT_HOST
         cmocka_unit_test(test_host_task_handles_and_names),
         cmocka_unit_test(test_host_critical_section),
+        cmocka_unit_test(test_host_backtrace),
 #endif
     };
     return cmocka_run_group_tests_name("port", tests, NULL, NULL);
