@@ -1,7 +1,8 @@
 # capheap: a thin wrapper over CMake (the real build is CMakeLists.txt).
 #
-#   make demo    configure, build and run examples/demo (boots a simulated ESP32-S3 with 8 MiB
-#                PSRAM, allocates like a camera + Wi-Fi firmware, prints heap info and the check)
+#   make demo    install cmake and gcc if missing (scripts/deps.sh --demo), build and run
+#                examples/demo (boots a simulated ESP32-S3 with 8 MiB PSRAM, allocates like a
+#                camera + Wi-Fi firmware, prints heap info and the check)
 #   make test    install missing Debian packages (scripts/deps.sh), build, run every test (ctest)
 #   make bench   install missing packages (scripts/deps.sh --bench: mimalloc, jemalloc), Release
 #                build (-O2 -DNDEBUG) and the benchmark table (bench/run.sh)
@@ -44,7 +45,11 @@ configure:
 build: configure
 	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS)
 
-demo: configure
+# The demo needs only a compiler and cmake: deps.sh --demo installs those (as root) or
+# prints the line that would.
+demo:
+	bash scripts/deps.sh --demo
+	$(MAKE) --no-print-directory configure
 	$(CMAKE) --build $(BUILD_DIR) -j $(JOBS) --target demo
 	$(BUILD_DIR)/examples/demo
 

@@ -46,7 +46,7 @@ typedef struct {
 /*
  * An ESP-IDF firmware's own table (port/<chip>/memory_layout.c) defines these;
  * heap_caps_init() uses them when the build selects no built-in chip
- * (CAPHEAP_CHIP empty) and they exist (docs/adding-a-chip.md).
+ * (CAPHEAP_CHIP empty) and they exist (docs/porting.md, "heap_caps on a target").
  */
 extern const soc_memory_type_desc_t soc_memory_types[];
 extern const size_t soc_memory_type_count;

@@ -50,7 +50,7 @@ typedef struct multi_heap_info *multi_heap_handle_t;
  * ESP chip, on 32- and 64-bit builds alike (so a heap behaves identically on
  * both). For 8- or 16-byte alignment use capheap_heap_register()
  * (capheap/heap.h). The control structure is sized from the region: small
- * regions pay little (see docs/design.md, "Control structure").
+ * regions pay little (see docs/design.md, "The control structure is sized from the region").
  *
  * Returns the handle, or NULL iff start is NULL, start is not 4-byte aligned,
  * size is above UINT32_MAX (offsets are 32-bit: register a larger region as

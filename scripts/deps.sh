@@ -7,6 +7,7 @@
 #                            their C libraries (newlib and picolibc), QEMU for the target tests,
 #                            and the i386 cmocka for the -m32 test build
 #   scripts/deps.sh --bench  also what `make bench` compares with: libmimalloc-dev, libjemalloc-dev
+#   scripts/deps.sh --demo   only what `make demo` needs: cmake make gcc
 #   scripts/deps.sh --check  only report; never install (combines with --ci and --bench)
 #
 # Missing packages are installed with apt-get when running as root (non-interactive);
@@ -14,6 +15,8 @@
 set -euo pipefail
 
 # python3 and sqlite3: real programs run under libcapheap_malloc.so (tests/preload).
+# `make demo` builds the library and one example, nothing else.
+DEMO_PACKAGES=(cmake make gcc)
 BASE_PACKAGES=(cmake make gcc clang libcmocka-dev gcc-multilib libclang-rt-14-dev pkg-config valgrind
     python3 sqlite3)
 # picolibc-arm-none-eabi, qemu-system-arm and qemu-system-misc (riscv32): tests/target runs test
@@ -29,11 +32,13 @@ BENCH_PACKAGES=(libmimalloc-dev libjemalloc-dev)
 
 ci=0
 bench=0
+demo=0
 check_only=0
 for arg in "$@"; do
     case "$arg" in
         --ci) ci=1 ;;
         --bench) bench=1 ;;
+        --demo) demo=1 ;;
         --check) check_only=1 ;;
         -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "deps.sh: unknown argument '$arg'" >&2; exit 2 ;;
@@ -53,6 +58,9 @@ is_installed() {
 }
 
 wanted=("${BASE_PACKAGES[@]}")
+if [ "$demo" = 1 ]; then
+    wanted=("${DEMO_PACKAGES[@]}")
+fi
 if [ "$ci" = 1 ]; then
     wanted+=("${CI_PACKAGES[@]}" "${CI_I386_PACKAGES[@]}")
 fi

@@ -90,6 +90,7 @@ void capheap_printf(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)))
 #endif
     ;
+/** capheap_printf() with a va_list. */
 void capheap_vprintf(const char *fmt, va_list ap);
 
 /**
