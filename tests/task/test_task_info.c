@@ -1111,6 +1111,16 @@ static void test_per_task_info(void **state)
     for (int i = 1; i < 4; i++)
         assert_true((uintptr_t)blocks[i - 1].address < (uintptr_t)blocks[i].address);
 
+    /* Asked again with the three entries kept: each known task is found in
+     * its own entry, which is zeroed and counted afresh (not added to), in
+     * the same order; nothing is appended. */
+    heap_task_totals_t first[3];
+    memcpy(first, totals, sizeof first);
+    totals[1].size[0] = totals[2].size[1] = 999999; /* stale values: zeroed first */
+    assert_int_equal(heap_caps_get_per_task_info(&p), 4);
+    assert_int_equal(num_totals, 3);
+    assert_memory_equal(totals, first, sizeof first);
+
     /* Blocks of one task only, and a block array that is too small. */
     TaskHandle_t only[1] = {other[2]};
     p.tasks = only;
