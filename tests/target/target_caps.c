@@ -9,7 +9,9 @@
  *    definitions: the text sink (stdout plus a capture buffer), abort
  *    (longjmp back to an armed test, else print and exit(3)), the lock pair
  *    (a counting recursive lock that records the objects it is given) and the
- *    current task. The tests prove these overrides are the ones linked:
+ *    current task and its name (NULL: a port that cannot name tasks, so task
+ *    tracking names them after their handles). The tests prove these
+ *    overrides are the ones linked:
  *    reports arrive in the capture buffer, misuse reaches our abort, every
  *    allocation and free takes our lock, balanced after every public call,
  *    and nests it when the caller already holds it. On bare metal heap_caps
@@ -51,6 +53,7 @@
 #include "capheap/report.h"
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
+#include "esp_heap_task_info.h"
 #include "multi_heap.h"
 
 /* ---- checks ----------------------------------------------------------------- */
@@ -223,6 +226,17 @@ void *capheap_port_current_task(void)
 {
     task_calls++;
     return &fake_task;
+}
+
+/* A port that cannot name its tasks (capheap/port.h): task tracking then
+ * names a task after its handle, "task-" and the handle in hex. */
+static unsigned long name_calls;
+
+const char *capheap_port_task_name(void *task)
+{
+    (void)task;
+    name_calls++;
+    return NULL;
 }
 
 /* ---- regions -------------------------------------------------------------------- */
@@ -868,6 +882,13 @@ int main(int argc, char **argv)
 
 #if CAPHEAP_TASK_TRACKING
     CHECK(task_calls > 0, "task tracking asks our current-task hook");
+    CHECK(name_calls > 0, "task tracking asks our task-name hook");
+    heap_single_task_stat_t ts;
+    memset(&ts, 0, sizeof ts);
+    CHECK_EQ(heap_caps_get_single_task_stat(&ts, &fake_task), ESP_OK, "our task is tracked");
+    char want[configMAX_TASK_NAME_LEN];
+    snprintf(want, sizeof want, "task-%" PRIxPTR, (uintptr_t)&fake_task);
+    CHECK(strcmp(ts.stat.name, want) == 0, "a task the port cannot name is named after its handle");
 #elif !CAPHEAP_TRACING
     CHECK_EQ(task_calls, 0, "without task tracking or tracing the current-task hook is never called");
 #endif
