@@ -117,7 +117,7 @@ typedef struct {
     uintptr_t fspan;
     multi_heap_handle_t heap;  /* NULL until registered (start-up stack regions) */
     uint32_t all;              /* caps[0] | caps[1] | caps[2] */
-    uintptr_t span;
+    uintptr_t span;            /* end - start; speed builds: 0 until registered */
     uintptr_t end;
     uint32_t caps[CH_PRIOS];
     const char *name;

@@ -55,7 +55,11 @@ void ch_unlock(void)
 
 static size_t span(const ch_heap_t *h)
 {
-    return (size_t)(h->end - h->start);
+#if CH_COMPACT
+    return h->span; /* set with the bounds (new_descriptor) */
+#else
+    return (size_t)(h->end - h->start); /* h->span is 0 until the heap is registered */
+#endif
 }
 
 /* Does heap a come before heap b in ESP-IDF's list? Only asked for a newer
@@ -261,7 +265,9 @@ static bool register_heap(ch_heap_t *h, size_t alignment)
     multi_heap_handle_t heap = capheap_heap_register((void *)s, (size_t)(h->end - s), &o);
     if (heap == NULL)
         return false;
+#if !CH_COMPACT
     h->span = h->end - h->start; /* non-zero only once registered: the page cache needs no handle check */
+#endif
     attach_lock(h, heap);
     CH_RELEASE(h->heap, heap); /* last: a reader that sees the handle sees its lock (a start-up-stack
                                 * region is listed before it is registered) */
@@ -291,14 +297,18 @@ static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start,
     /* The fields one by one (a reused slot may hold a dropped descriptor): a
      * memset call would keep the arguments in saved registers across it.
      * Left as they are: the host lock (attach_lock() initialises it); align,
-     * and in compact builds span, read only once the heap is registered
-     * (register_heap() sets them); runtime, false in every slot not counted
+     * read only once the heap is registered (register_heap() sets it); runtime, false in every slot not counted
      * (only a counted heap is made runtime, and a dropped descriptor is a
      * start-up heap or one that failed to register); alias, alias_of()'s
      * below, and never set without EXEC heaps (0 since start-up). */
     ch_heap_t *h = &ch_g.heaps[n];
     h->start = start;
-#if !CH_COMPACT
+#if CH_COMPACT
+    /* Set with the bounds: the search order (before) reads it, and lookups
+     * only once the heap is registered (ch_find_slow). Stored here, not
+     * computed in register_heap() and before(): -16 B on Cortex-M4 and RV32IMC. */
+    h->span = end - start;
+#else
     h->fspan = 0; /* compact builds have no page cache: nothing writes or reads it there */
     h->span = 0;  /* the address index and the page cache read it without the handle */
 #endif
