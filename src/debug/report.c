@@ -91,6 +91,11 @@ void capheap_report_set_epilogue(void (*fn)(const void *address))
     report_epilogue = fn;
 }
 
+/* The kinds' texts (port_private.h); the first is also the text of a report
+ * that names no what. */
+const char capheap_fault_texts[] = "Corrupt heap\0Pointer outside heap\0Double free\0Interior pointer\0"
+                                   "Smashed header\0Bad neighbour";
+
 /* Room for the fixed words, a 16-digit address, two 8-digit values, the invariant. */
 #define LINE_BYTES 200
 
@@ -137,7 +142,10 @@ void capheap_report_corruption(const capheap_report_t *report, bool print, bool 
             v = &values[2];
         }
         char digits[3 * sizeof(uintptr_t) + 1]; /* 2 per byte in hex, and the 10 of a decimal unsigned */
-        const char *s = "";
+        /* No field yet: the NUL ending usage[], not a "" literal (a string of
+         * its own that the linker merges into another: make size counted it
+         * as that one, 18 B on Cortex-M4). */
+        const char *s = &usage[sizeof usage - 1u];
         char text[LINE_BYTES];
         size_t len = 0;
         for (;;) {
@@ -150,7 +158,7 @@ void capheap_report_corruption(const capheap_report_t *report, bool print, bool 
                     break;
                 if (c < '\n') { /* a field: \1 to \10 */
                     if (c == '\1') {
-                        s = report->what != NULL ? report->what : "Corrupt heap";
+                        s = report->what != NULL ? report->what : capheap_fault_texts;
                     } else if (c == '\4') {
                         if (report->invariant == 0)
                             while (*t++ != ')') {

@@ -39,6 +39,7 @@
 #include "heap/heap_private.h"
 #include "heap/poison.h"
 #include "debug/sanitize.h"
+#include "port/port_private.h"
 
 static inline ce_heap_t *E(multi_heap_handle_t heap)
 {
@@ -121,14 +122,11 @@ static inline void lock_w(ce_heap_t *h)
 
 /* ---- reports ----------------------------------------------------------- */
 
-/* The texts of ce_diagnose()'s kinds in ce_fault_kind_t order, one string (no
- * pointer table): the text of kind k follows the k-th NUL. Kind CE_OK is
- * "Corrupt heap". */
+/* The text of ce_diagnose()'s kind (capheap_fault_texts, port_private.h: the
+ * text of kind k follows the k-th NUL). Kind CE_OK is "Corrupt heap". */
 static const char *fault_text(ce_fault_kind_t kind)
 {
-    static const char texts[] = "Corrupt heap\0Pointer outside heap\0Double free\0Interior pointer\0"
-                                "Smashed header\0Bad neighbour";
-    const char *t = texts;
+    const char *t = capheap_fault_texts;
     for (unsigned k = (unsigned)kind; k != 0; k--)
         while (*t++ != '\0') {
         }

@@ -17,6 +17,13 @@ void capheap_port_abort_now(const char *reason);
 /* Hand text to the current sink (the test's, or capheap_port_write). */
 void capheap_write(const char *text, size_t len);
 
+/* The texts of the engine's fault kinds (ce_fault_kind_t, core/tlsf.h), one
+ * string in kind order, each after the previous one's NUL: "Corrupt heap"
+ * (CE_OK), "Pointer outside heap", "Double free", "Interior pointer",
+ * "Smashed header", "Bad neighbour". In report.c, whose reports without a
+ * what say the first: one copy of it (-13 B). */
+extern const char capheap_fault_texts[];
+
 #if CAPHEAP_PORT_HOST
 /* True once the calling thread's capheap destructor ran (thread exit): what it
  * allocates from later destructors belongs to a deleted task (task_info.c). */
