@@ -882,7 +882,7 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
         CH_EVENT_REALLOC_CANCEL(tok);
     }
     size_t old = multi_heap_get_allocated_size(h->heap, ptr); /* before a new block exists */
-    void *p = q.bad == CAPHEAP_FIT_OK ? alloc_request(&q) : NULL;
+    void *p = alloc_request(&q); /* NULL for a request that may not go on */
     if (p == NULL)
         return NULL;
     size_t n = old < size ? old : size;
