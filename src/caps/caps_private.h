@@ -110,7 +110,11 @@
  *  sets the fields one by one and says why it leaves the others: a new field
  *  is set there too, or joins that list with its reason. */
 typedef struct {
-    uintptr_t start;           /* region bounds [start, start + span) */
+    /* Region bounds [start, end), first and in this order: the start-up
+     * carving reads a descriptor's two words as it reads a reservation's
+     * (registry.c: the heaps added before start-up, in place). */
+    uintptr_t start;
+    uintptr_t end;
     /* span for free()'s page cache (ch_cached): 0 while another heap is
      * nested inside this one, and for a heap at address 0 (set by
      * ch_reindex, read unlocked). */
@@ -118,7 +122,6 @@ typedef struct {
     multi_heap_handle_t heap;  /* NULL until registered (start-up stack regions) */
     uint32_t all;              /* caps[0] | caps[1] | caps[2] */
     uintptr_t span;            /* end - start; speed builds: 0 until registered */
-    uintptr_t end;
     uint32_t caps[CH_PRIOS];
     const char *name;
     uint8_t alias;             /* EXEC requests get an IRAM alias pointer (ch_alias_t index + 1) */

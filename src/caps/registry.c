@@ -448,8 +448,13 @@ typedef void piece_fn(carve_t *c, uintptr_t s, uintptr_t e, const soc_memory_reg
 struct carve {
     const capheap_chip_t *chip;
     /* the chip's reservations, the firmware's, and (start-up only) the
-     * heaps registered before it, which no start-up heap may overlap */
-    const soc_reserved_region_t *res[3];
+     * heaps registered before it, which no start-up heap may overlap: list
+     * l has n_res[l] entries from res[l], stride[l] bytes apart, each
+     * starting with two words, start and end (a soc_reserved_region_t, or
+     * a descriptor: ch_heap_t begins with its bounds). The heaps are read
+     * in place, not copied into an array of reservations (-22 B on Cortex-M4). */
+    const char *res[3];
+    size_t stride[3];
     size_t n_res[3];
     piece_fn *piece;
     /* coalesce: the pending piece, its bounds and key(): 0 when none is pending */
@@ -460,12 +465,19 @@ struct carve {
     size_t n_out;
 };
 
-/* A reservation's bounds rounded outwards to 4 bytes in b[0], b[1]; false if
- * it is invalid (start > end). An invalid or empty one ends at 0 (b[1] = 0):
- * it overlaps nothing. */
-static bool bounds(const soc_reserved_region_t *x, uintptr_t b[2])
+/* Entry i of list l: its start and end (as unsigned words: the signed
+ * intptr_t of a reservation may be read so, C11 6.5p7). */
+static const uintptr_t *entry(const carve_t *c, size_t l, size_t i)
 {
-    uintptr_t s = (uintptr_t)x->start, e = (uintptr_t)x->end;
+    return (const uintptr_t *)(const void *)(c->res[l] + i * c->stride[l]);
+}
+
+/* A reservation's bounds x[0], x[1] rounded outwards to 4 bytes in b[0],
+ * b[1]; false if it is invalid (start > end). An invalid or empty one ends
+ * at 0 (b[1] = 0): it overlaps nothing. */
+static bool bounds(const uintptr_t *x, uintptr_t b[2])
+{
+    uintptr_t s = x[0], e = x[1];
     b[0] = s & ~(uintptr_t)3u;
     b[1] = (e + 3u) & ~(uintptr_t)3u;
     if (s > e || b[0] >= b[1])
@@ -485,7 +497,7 @@ static size_t overlapping(const carve_t *c, uintptr_t s, uintptr_t e, uintptr_t 
     for (size_t l = 3; l-- > 0;)
         for (size_t i = c->n_res[l]; i-- > 0;) { /* indexes: a list may be NULL, 0 long */
             uintptr_t b[2];
-            (void)bounds(&c->res[l][i], b);
+            (void)bounds(entry(c, l, i), b);
             if (b[0] < e && b[1] > s) {
                 count++;
                 if (b[0] < low[0]) {
@@ -572,7 +584,7 @@ static esp_err_t check_reservations(const carve_t *c)
     for (size_t l = 0; l < 2; l++)
         for (size_t i = 0; i < c->n_res[l]; i++) {
             uintptr_t x[2], low[2];
-            if (!bounds(&c->res[l][i], x))
+            if (!bounds(entry(c, l, i), x))
                 return ESP_ERR_INVALID_ARG;
             if (overlapping(c, x[0], x[1], low) > 1) /* one is x itself */
                 return ESP_FAIL;
@@ -600,7 +612,8 @@ size_t ch_carve(const capheap_chip_t *chip, const soc_reserved_region_t *extra, 
                 soc_memory_region_t *out, esp_err_t *err)
 {
     carve_t c = {.chip = chip,
-                 .res = {chip->reserved, extra, NULL},
+                 .res = {(const char *)chip->reserved, (const char *)extra, NULL},
+                 .stride = {sizeof(soc_reserved_region_t), sizeof(soc_reserved_region_t), 0},
                  .n_res = {chip->reserved_count, n_extra, 0},
                  .piece = out != NULL ? store : coalesce, /* out NULL: the start-up heaps */
                  .out = out};
@@ -664,18 +677,15 @@ esp_err_t ch_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *
 #if CAPHEAP_EXEC_HEAP
         memcpy(ch_g.alias, &chip->diram, sizeof ch_g.alias);
 #endif
-        /* Heaps added before init own their memory: the start-up heaps are
-         * carved around them, as around a reservation. */
-        soc_reserved_region_t held[CAPHEAP_MAX_HEAPS], *r = held;
-        for (const ch_heap_t *h = ch_g.heaps; r < held + n0; r++, h++) {
-            r->start = (intptr_t)h->start;
-            r->end = (intptr_t)h->end;
-        }
         carve_t c; /* only what coalesce() and flush() read: no array */
         c.chip = chip;
-        c.res[0] = chip->reserved;
-        c.res[1] = reserved;
-        c.res[2] = held;
+        c.res[0] = (const char *)chip->reserved;
+        c.res[1] = (const char *)reserved;
+        /* Heaps added before init own their memory: the start-up heaps are
+         * carved around them, as around a reservation. */
+        c.res[2] = (const char *)ch_g.heaps;
+        c.stride[0] = c.stride[1] = sizeof(soc_reserved_region_t);
+        c.stride[2] = sizeof(ch_heap_t);
         c.n_res[0] = chip->reserved_count;
         c.n_res[1] = count;
         c.n_res[2] = n0;
