@@ -257,12 +257,11 @@ static bool register_heap(ch_heap_t *h, size_t alignment)
         s = alignment;
     if (s >= h->end)
         return false;
-    capheap_heap_options_t o = {alignment};
     /* Set before the call, so that alignment need not live across it: only a
      * registered heap's alignment is ever read (a failure leaves a heap that
      * is never used, or registered again with its alignment then). */
     h->align = (uint8_t)alignment;
-    multi_heap_handle_t heap = capheap_heap_register((void *)s, (size_t)(h->end - s), &o);
+    multi_heap_handle_t heap = capheap_heap_register_aligned((void *)s, (size_t)(h->end - s), alignment);
     if (heap == NULL)
         return false;
 #if !CH_COMPACT

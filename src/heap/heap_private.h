@@ -102,6 +102,11 @@ static inline void *capheap_heap_lock_object(multi_heap_handle_t heap)
     return ce_owner((const ce_heap_t *)(const void *)heap);
 }
 
+/* capheap_heap_register() at alignment align (4, 8 or 16; others are
+ * refused), for heap_caps, which has it at hand: no options structure in
+ * memory for the call (-18 B on Cortex-M4). */
+multi_heap_handle_t capheap_heap_register_aligned(void *start, size_t size, size_t align);
+
 #if !defined(__OPTIMIZE_SIZE__)
 /* multi_heap_free and _realloc's locked halves, for heap_caps' fast paths
  * (speed builds): the heap has a lock (heap_caps attaches one before it

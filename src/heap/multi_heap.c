@@ -482,10 +482,10 @@ static size_t smallest_block(size_t align)
 #endif
 }
 
-multi_heap_handle_t capheap_heap_register(void *start, size_t size,
-                                          const capheap_heap_options_t *options)
+/* Registration at alignment align (capheap_heap_register() less the
+ * options): the public function and heap_caps' (heap_private.h) inline it. */
+CE_INLINE multi_heap_handle_t register_body(void *start, size_t size, size_t align)
 {
-    size_t align = (options == NULL || options->alignment == 0) ? 4 : options->alignment;
     /* The sanitizers' view of a region the engine will write (not of a size
      * ce_create refuses: a wrong 64-bit size would mark memory that is not the
      * region's, and cost ASan a shadow of size / 8 bytes). */
@@ -523,6 +523,17 @@ multi_heap_handle_t capheap_heap_register(void *start, size_t size,
     VALGRIND_CREATE_MEMPOOL(h, 0, 0);
 #endif
     return (multi_heap_handle_t)(void *)h;
+}
+
+multi_heap_handle_t capheap_heap_register(void *start, size_t size,
+                                          const capheap_heap_options_t *options)
+{
+    return register_body(start, size, (options == NULL || options->alignment == 0) ? 4 : options->alignment);
+}
+
+multi_heap_handle_t capheap_heap_register_aligned(void *start, size_t size, size_t align)
+{
+    return register_body(start, size, align);
 }
 
 void capheap_sanitizer_release(void *start, size_t size)
