@@ -242,9 +242,9 @@ static void attach_lock(ch_heap_t *h, multi_heap_handle_t heap)
 {
 #if CAPHEAP_PORT_HOST
     capheap_lock_init(&h->lock);
-    multi_heap_set_lock(heap, &h->lock);
+    capheap_heap_attach_lock(heap, &h->lock);
 #else
-    multi_heap_set_lock(heap, h); /* the port's hooks get the descriptor */
+    capheap_heap_attach_lock(heap, h); /* the port's hooks get the descriptor */
 #endif
 }
 

@@ -102,6 +102,14 @@ static inline void *capheap_heap_lock_object(multi_heap_handle_t heap)
     return ce_owner((const ce_heap_t *)(const void *)heap);
 }
 
+/* multi_heap_set_lock() for a heap that exists (heap_caps attaches a lock
+ * right after registering the heap): the store itself, no call (-12 B on
+ * Cortex-M4). */
+static inline void capheap_heap_attach_lock(multi_heap_handle_t heap, void *lock_object)
+{
+    ce_set_owner((ce_heap_t *)(void *)heap, lock_object);
+}
+
 /* capheap_heap_register() at alignment align (4, 8 or 16; others are
  * refused), for heap_caps, which has it at hand: no options structure in
  * memory for the call (-18 B on Cortex-M4). */
