@@ -709,8 +709,8 @@ static inline void free_in_locked(const ch_heap_t *h, void *p)
 }
 #endif
 #else
-#define realloc_in(h, p, size) multi_heap_realloc((h)->heap, (p), (size))
-#define realloc_in_locked(h, p, size) capheap_heap_realloc_locked((h)->heap, (p), (size))
+#define realloc_in(h, p, size) capheap_heap_realloc_locked((h)->heap, (p), (size))
+#define realloc_in_locked realloc_in
 #define free_in_locked(h, p) capheap_heap_free_locked((h)->heap, (p))
 #endif
 

@@ -115,14 +115,16 @@ static inline void capheap_heap_attach_lock(multi_heap_handle_t heap, void *lock
  * memory for the call (-18 B on Cortex-M4). */
 multi_heap_handle_t capheap_heap_register_aligned(void *start, size_t size, size_t align);
 
-#if !defined(__OPTIMIZE_SIZE__)
-/* multi_heap_free and _realloc's locked halves, for heap_caps' fast paths
- * (speed builds): the heap has a lock (heap_caps attaches one before it
- * publishes a heap), p is not NULL and size not 0, so the public functions'
- * checks for those cases are skipped. (heap_caps allocates through the two
- * halves below.) */
-void capheap_heap_free_locked(multi_heap_handle_t heap, void *p);
+/* multi_heap_realloc's locked half, for heap_caps (every build): the heap
+ * has a lock (heap_caps attaches one before it publishes a heap), p is not
+ * NULL and size not 0, so the public function's checks for those cases are
+ * skipped. */
 void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size);
+
+#if !defined(__OPTIMIZE_SIZE__)
+/* multi_heap_free's locked half, as above, for heap_caps' fast paths (speed
+ * builds). (heap_caps allocates through the two halves below.) */
+void capheap_heap_free_locked(multi_heap_handle_t heap, void *p);
 
 /* heap_caps' malloc from a heap it may pass over (speed builds; heap as
  * above, size not 0), in two halves. capheap_heap_fit() (below) reads the

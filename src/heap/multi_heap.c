@@ -46,12 +46,16 @@ static inline ce_heap_t *E(multi_heap_handle_t heap)
     return (ce_heap_t *)(void *)heap;
 }
 
+/* MH_BODY: inlined wherever it is called, optimising for size too (one
+ * copy per API function: realloc_locked_as() says why). */
 #if defined(__GNUC__)
 #define MH_NOINLINE __attribute__((noinline))
 #define MH_COLD __attribute__((noinline, cold))
+#define MH_BODY static inline __attribute__((always_inline))
 #else
 #define MH_NOINLINE
 #define MH_COLD
+#define MH_BODY static inline
 #endif
 
 /* Optimising for size, one copy of each body is enough: the API functions
@@ -980,7 +984,7 @@ void multi_heap_aligned_free(multi_heap_handle_t heap, void *p)
  * that cannot stay is copied (it could not grow: its whole capacity fits)
  * and freed like any valid block (ce_free() merges it as the speed build's
  * ce_realloc() does). */
-static inline void *engine_realloc(ce_heap_t *h, void *raw, size_t n)
+MH_BODY void *engine_realloc(ce_heap_t *h, void *raw, size_t n)
 {
     if (ce_resize(h, raw, n))
         return raw;
@@ -1002,7 +1006,7 @@ static inline void *engine_realloc(ce_heap_t *h, void *raw, size_t n)
 /* realloc of a non-NULL p to size > 0. *ok is false iff p was rejected.
  * With task tracking, *was gets p's owner word and usable size once p is
  * accepted, before anything changes. */
-CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_OWNER(capheap_owned_t *was))
+MH_BODY void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_OWNER(capheap_owned_t *was))
 {
     size_t n = engine_size(h, size);
 #if POISON_ENABLED
@@ -1075,7 +1079,7 @@ CE_INLINE void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_O
 #endif
 }
 
-CE_INLINE void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok WITH_OWNER(capheap_owned_t *was))
+MH_BODY void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok WITH_OWNER(capheap_owned_t *was))
 {
 #if CE_SAN
     if (!accepted(h, p)) {
@@ -1115,8 +1119,12 @@ CE_INLINE void *realloc_owner(ce_heap_t *h, void *p, size_t size, bool *ok, bool
 
 /* realloc under the lock (p not NULL, size not 0); with usable, the new
  * block's usable size read under it too (capheap_heap_realloc_owned). With
- * task tracking, the owner word as realloc_owner() says (usable not NULL). */
-CE_INLINE void *realloc_locked_as(ce_heap_t *h, void *p, size_t size,
+ * task tracking, the owner word as realloc_owner() says (usable not NULL).
+ * Inlined in every build, with the steps it calls: optimising for size,
+ * gcc would keep one copy out of line for multi_heap_realloc() and
+ * capheap_heap_realloc_locked(), and each image pay a call inside realloc
+ * (+12 B on Cortex-M4): a firmware links one of the two, as a rule. */
+MH_BODY void *realloc_locked_as(ce_heap_t *h, void *p, size_t size,
                                   size_t *usable WITH_OWNER(bool carry, uint32_t owner, capheap_owned_t *old))
 {
     bool ok;
@@ -1138,7 +1146,15 @@ CE_INLINE void *realloc_locked_as(ce_heap_t *h, void *p, size_t size,
     return q;
 }
 
+/* External in every build: heap_caps' realloc (heap_private.h). In
+ * size-optimised builds multi_heap_realloc() inlines the body itself rather
+ * than call this: a firmware that reallocates through heap_caps links this
+ * one, without the public function's tests for NULL and size 0. */
+#if defined(__OPTIMIZE_SIZE__)
+void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size)
+#else
 MH_LOCKED void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size)
+#endif
 {
     return realloc_locked_as(E(heap), p, size, NO_USABLE WITH_OWNER(true, 0, NO_OLD));
 }
@@ -1155,7 +1171,11 @@ void *multi_heap_realloc(multi_heap_handle_t heap, void *p, size_t size)
     }
     ce_heap_t *h = E(heap);
     if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL)
+#if defined(__OPTIMIZE_SIZE__)
+        return realloc_locked_as(h, p, size, NO_USABLE WITH_OWNER(true, 0, NO_OLD)); /* (see above) */
+#else
         return capheap_heap_realloc_locked(heap, p, size);
+#endif
     bool ok;
 #if CAPHEAP_TASK_TRACKING
     void *q = realloc_owner(h, p, size, &ok, true, 0, NO_USABLE, NO_OLD);
