@@ -685,7 +685,7 @@ void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t
 /* ---- free, realloc, sizes ---------------------------------------------------- */
 
 /* multi_heap's realloc of the block p of heap h, and multi_heap's locked
- * halves of realloc and free (speed builds: h has a lock, p is not NULL),
+ * halves of realloc and free (h has a lock, p is not NULL),
  * with task tracking told: the old block's owner word and size come back
  * from under the heap's lock (debug_hooks.h). */
 #if CAPHEAP_TASK_TRACKING
@@ -713,6 +713,9 @@ static inline void free_in_locked(const ch_heap_t *h, void *p)
 #define realloc_in_locked realloc_in
 #define free_in_locked(h, p) capheap_heap_free_locked((h)->heap, (p))
 #endif
+/* multi_heap_free() less its tests for NULL (the slow path: task tracking
+ * hears of the free through CH_DEBUG_FREE). */
+#define free_in(h, p) capheap_heap_free_locked((h)->heap, (p))
 
 #if CAPHEAP_EXEC_HEAP
 void *ch_alias_direct(void *p, bool *was_alias)
@@ -794,7 +797,7 @@ static CH_NOINLINE void free_slow(void *ptr)
     ch_heap_t *h = owner(&ptr, &alias);
     if (h != NULL) {
         CH_DEBUG_FREE(user); /* before the block can be reused (spec 4.1: ESP-IDF records first) */
-        multi_heap_free(h->heap, ptr);
+        free_in(h, ptr);
     }
 }
 

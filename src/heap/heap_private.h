@@ -118,13 +118,14 @@ multi_heap_handle_t capheap_heap_register_aligned(void *start, size_t size, size
 /* multi_heap_realloc's locked half, for heap_caps (every build): the heap
  * has a lock (heap_caps attaches one before it publishes a heap), p is not
  * NULL and size not 0, so the public function's checks for those cases are
- * skipped. */
+ * skipped. (Speed builds' fast paths also allocate through the two halves
+ * further below.) */
 void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size);
+/* multi_heap_free's locked half, as above. */
+void capheap_heap_free_locked(multi_heap_handle_t heap, void *p);
 
 #if !defined(__OPTIMIZE_SIZE__)
-/* multi_heap_free's locked half, as above, for heap_caps' fast paths (speed
- * builds). (heap_caps allocates through the two halves below.) */
-void capheap_heap_free_locked(multi_heap_handle_t heap, void *p);
+/* (heap_caps allocates through the two halves below.) */
 
 /* heap_caps' malloc from a heap it may pass over (speed builds; heap as
  * above, size not 0), in two halves. capheap_heap_fit() (below) reads the

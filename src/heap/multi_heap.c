@@ -870,7 +870,7 @@ CE_INLINE unsigned block_checked(const ce_heap_t *h, const void *p, uint32_t *b,
 
 /* Returns false (nothing changed) if p is not a live block of h. With task
  * tracking, *was (if asked) gets p's owner word and usable size. */
-CE_INLINE bool free_body(ce_heap_t *h, void *p WITH_OWNER(capheap_owned_t *was))
+MH_BODY bool free_body(ce_heap_t *h, void *p WITH_OWNER(capheap_owned_t *was))
 {
 #if POISON_ENABLED || CE_SAN || (CAPHEAP_TASK_TRACKING && !MH_OWNER_FUSED)
     if (!accepted(h, p))
@@ -910,17 +910,29 @@ CE_INLINE bool free_body(ce_heap_t *h, void *p WITH_OWNER(capheap_owned_t *was))
 #endif
 }
 
-MH_LOCKED void capheap_heap_free_locked(multi_heap_handle_t heap, void *p)
+/* free under the lock (p not NULL). */
+MH_BODY void free_locked_as(ce_heap_t *h, void *p)
 {
-#if CAPHEAP_TASK_TRACKING && defined(__OPTIMIZE_SIZE__)
-    (void)capheap_heap_free_owned(heap, p); /* one free body in size-optimised builds */
-#else
-    ce_heap_t *h = E(heap);
     lock_w(h);
     if (free_body(h, p WITH_OWNER(NULL)))
         unlock(h);
     else
         reject_locked(h, p);
+}
+
+/* External in every build: heap_caps' free (heap_private.h). Optimising for
+ * size multi_heap_free() inlines the body itself, as multi_heap_realloc()
+ * does (capheap_heap_realloc_locked). */
+#if defined(__OPTIMIZE_SIZE__)
+void capheap_heap_free_locked(multi_heap_handle_t heap, void *p)
+#else
+MH_LOCKED void capheap_heap_free_locked(multi_heap_handle_t heap, void *p)
+#endif
+{
+#if CAPHEAP_TASK_TRACKING && defined(__OPTIMIZE_SIZE__)
+    (void)capheap_heap_free_owned(heap, p); /* one free body in size-optimised builds */
+#else
+    free_locked_as(E(heap), p);
 #endif
 }
 
@@ -952,7 +964,11 @@ MH_NOINLINE void multi_heap_free(multi_heap_handle_t heap, void *p) /* as multi_
         return;
     ce_heap_t *h = E(heap);
     if (MH_ALWAYS_LOCKED || ce_owner(h) != NULL) {
+#if defined(__OPTIMIZE_SIZE__) && !CAPHEAP_TASK_TRACKING
+        free_locked_as(h, p); /* (capheap_heap_free_locked says why) */
+#else
         capheap_heap_free_locked(heap, p);
+#endif
         return;
     }
 #if !MH_SPLIT_FREE
