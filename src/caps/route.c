@@ -380,8 +380,9 @@ static void *try_heap(ch_heap_t *h, const request_t *q)
         /* One call: multi_heap_malloc() is the aligned allocation at
          * alignment 1 (in these builds both are the engine's ce_memalign),
          * and ce_memalign takes any alignment up to the heap's (h->align) as
-         * 1: only 0 (the heap's own) needs replacing, not a compare with it. */
-        p = multi_heap_aligned_alloc(mh, q->size, q->align != 0 ? q->align : 1u);
+         * 1: only 0 (the heap's own) needs replacing, not a compare with it.
+         * Through multi_heap's entry for heaps that exist: no NULL test. */
+        p = capheap_heap_aligned_alloc_in(mh, q->size, q->align != 0 ? q->align : 1u);
 #else
         if (q->align <= h->align)
         p = multi_heap_malloc(mh, q->size);

@@ -124,6 +124,12 @@ void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size
 /* multi_heap_free's locked half, as above. */
 void capheap_heap_free_locked(multi_heap_handle_t heap, void *p);
 
+#if defined(__OPTIMIZE_SIZE__)
+/* multi_heap_aligned_alloc() for a heap that exists (heap as above; any
+ * alignment, 1 for malloc): heap_caps' allocations in size-optimised builds. */
+void *capheap_heap_aligned_alloc_in(multi_heap_handle_t heap, size_t size, size_t alignment);
+#endif
+
 #if !defined(__OPTIMIZE_SIZE__)
 /* (heap_caps allocates through the two halves below.) */
 

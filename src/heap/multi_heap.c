@@ -774,6 +774,20 @@ void *multi_heap_aligned_alloc(multi_heap_handle_t heap, size_t size, size_t ali
     return multi_heap_aligned_alloc_offs(heap, size, alignment, 0);
 }
 
+#if defined(__OPTIMIZE_SIZE__)
+/* heap_caps' allocation (heap_private.h): multi_heap_aligned_alloc() for a
+ * heap that exists, so without its NULL test and offset arithmetic. */
+void *capheap_heap_aligned_alloc_in(multi_heap_handle_t heap, size_t size, size_t alignment)
+{
+#if POISON_ENABLED
+    size_t offset = head_bytes(E(heap)); /* multi_heap_aligned_alloc_offs' at offset 0 */
+#else
+    size_t offset = 0;
+#endif
+    return aligned_locked(E(heap), size, alignment, offset WITH_OWNER(0, NO_USABLE));
+}
+#endif
+
 /* Is p a live block of h, canaries intact? Under the lock; changes nothing. */
 CE_INLINE bool accepted(const ce_heap_t *h, void *p)
 {
