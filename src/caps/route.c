@@ -312,7 +312,7 @@ static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size
         /* The image covers the whole block, also a tail the engine did not
          * split off: the user may use all of heap_caps_get_allocated_size(),
          * and the block's size alone says where the image starts (alias_user). */
-        cap = multi_heap_get_allocated_size(mh, d) & ~(unit - 1u);
+        cap = capheap_heap_allocated_size_in(mh, d) & ~(unit - 1u);
     }
     uintptr_t dv = (uintptr_t)d;
     uintptr_t lo = inverted ? base - (dv + cap) : a->iram_low + (dv - a->dram_low);
@@ -827,7 +827,7 @@ size_t heap_caps_get_allocated_size(void *ptr)
     ch_heap_t *h = owner(&ptr, &alias);
     if (h == NULL)
         return 0;
-    size_t n = multi_heap_get_allocated_size(h->heap, ptr);
+    size_t n = capheap_heap_allocated_size_in(h->heap, ptr);
 #if CAPHEAP_EXEC_HEAP
     if (alias)
         return ch_alias_bytes(h, user, ptr, n);
@@ -885,7 +885,7 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
         }
         CH_EVENT_REALLOC_CANCEL(tok);
     }
-    size_t old = multi_heap_get_allocated_size(h->heap, ptr); /* before a new block exists */
+    size_t old = capheap_heap_allocated_size_in(h->heap, ptr); /* before a new block exists */
     void *p = alloc_request(&q); /* NULL for a request that may not go on */
     if (p == NULL)
         return NULL;

@@ -123,6 +123,8 @@ multi_heap_handle_t capheap_heap_register_aligned(void *start, size_t size, size
 void *capheap_heap_realloc_locked(multi_heap_handle_t heap, void *p, size_t size);
 /* multi_heap_free's locked half, as above. */
 void capheap_heap_free_locked(multi_heap_handle_t heap, void *p);
+/* multi_heap_get_allocated_size() of a non-NULL p in a heap that exists. */
+size_t capheap_heap_allocated_size_in(multi_heap_handle_t heap, void *p);
 
 #if defined(__OPTIMIZE_SIZE__)
 /* multi_heap_aligned_alloc() for a heap that exists (heap as above; any

@@ -1267,11 +1267,9 @@ capheap_owned_t capheap_heap_free_owned(multi_heap_handle_t heap, void *p)
 
 /* ---- per-block queries ------------------------------------------------- */
 
-size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
+/* The full block size of a non-NULL p (0, reported, if p is no live block). */
+MH_BODY size_t full_block_size(ce_heap_t *h, void *p)
 {
-    if (heap == NULL || p == NULL)
-        return 0;
-    ce_heap_t *h = E(heap);
     lock(h);
     if (!accepted(h, p)) {
         reject_locked(h, p);
@@ -1287,6 +1285,24 @@ size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
     CE_SAN_UNPOISON(p, user_bytes(h, cap));
     unlock(h);
     return cap;
+}
+
+size_t multi_heap_get_full_block_size(multi_heap_handle_t heap, void *p)
+{
+    if (heap == NULL || p == NULL)
+        return 0;
+    return full_block_size(E(heap), p);
+}
+
+/* heap_caps' (heap_private.h): multi_heap_get_allocated_size() less its
+ * NULL tests, with its own copy of the body (as capheap_heap_realloc_locked). */
+size_t capheap_heap_allocated_size_in(multi_heap_handle_t heap, void *p)
+{
+#if MH_BLOCK_EXTRA
+    return user_bytes(E(heap), full_block_size(E(heap), p));
+#else
+    return full_block_size(E(heap), p);
+#endif
 }
 
 size_t multi_heap_get_allocated_size(multi_heap_handle_t heap, void *p)
