@@ -631,7 +631,7 @@ CE_INLINE capheap_owned_t owned_of(const ce_heap_t *h, const void *raw, size_t c
 /* Allocation under the lock: size user bytes, ce_memalign(alignment,
  * offset), offset in engine terms (already word-rounded, poison head
  * included). */
-CE_INLINE void *aligned_body(ce_heap_t *h, size_t size, size_t alignment,
+MH_BODY void *aligned_body(ce_heap_t *h, size_t size, size_t alignment,
                              size_t offset WITH_OWNER(uint32_t owner, size_t *usable))
 {
     size_t n = engine_size(h, size);
@@ -784,7 +784,7 @@ void *capheap_heap_aligned_alloc_in(multi_heap_handle_t heap, size_t size, size_
 #else
     size_t offset = 0;
 #endif
-    return aligned_locked(E(heap), size, alignment, offset WITH_OWNER(0, NO_USABLE));
+    return aligned_body(E(heap), size, alignment, offset WITH_OWNER(0, NO_USABLE)); /* its own copy */
 }
 #endif
 
