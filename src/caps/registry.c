@@ -99,18 +99,20 @@ static void ch_reindex(void)
 /* Compact builds: no address index, one pass over the descriptors, O(H) and
  * no lock (a descriptor is complete before ch_g.n counts it, and its span
  * before its handle is published). Heaps are nested or apart, never partly
- * overlapping (heap_caps_check_add_region_allowed), so the smallest heap
- * holding p is the innermost one, the heap the speed builds' index finds. */
+ * overlapping, and a heap is only ever added inside an older one, never
+ * around it (heap_caps_check_add_region_allowed refuses a region that
+ * contains a heap; the start-up heaps are carved around the heaps added
+ * before them; no heap goes into a start-up stack region not yet
+ * registered): of the heaps holding p, the newest is the innermost one (the
+ * smallest), the heap the speed builds' index finds. So the search keeps
+ * the last one it meets, with no span to compare (-8 B on Cortex-M4). */
 ch_heap_t *ch_find_slow(uintptr_t p)
 {
     ch_heap_t *best = NULL;
-    uintptr_t least = UINTPTR_MAX;
     ch_heap_t *c = ch_g.heaps;
     for (size_t n = CH_ACQUIRE(ch_g.n); n-- > 0; c++) { /* counted down: no index besides c */
-        if (CH_ACQUIRE(c->heap) != NULL && p - c->start < c->span && c->span <= least) {
+        if (CH_ACQUIRE(c->heap) != NULL && p - c->start < c->span)
             best = c;
-            least = c->span;
-        }
     }
     return best;
 }
