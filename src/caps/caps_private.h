@@ -122,12 +122,14 @@ typedef struct {
     multi_heap_handle_t heap;  /* NULL until registered (start-up stack regions) */
     uint32_t all;              /* caps[0] | caps[1] | caps[2] */
     uintptr_t span;            /* end - start; speed builds: 0 until registered */
-    uint32_t caps[CH_PRIOS];
-    const char *name;
+    /* The bytes before the arrays: Thumb-2's short byte loads and stores
+     * reach 31 bytes from the descriptor (-4 B on Cortex-M4). */
     uint8_t alias;             /* EXEC requests get an IRAM alias pointer (ch_alias_t index + 1) */
     uint8_t align;             /* the heap's block alignment */
     bool runtime;
     uint8_t index;             /* its slot in ch_g.heaps (task tracking's cells are per slot) */
+    uint32_t caps[CH_PRIOS];
+    const char *name;
 #if CAPHEAP_PORT_HOST
     capheap_lock_t lock;
 #endif
