@@ -224,8 +224,9 @@ extern size_t ch_size_max;
 void ch_lock(void);
 void ch_unlock(void);
 
-/* capheap_caps_init() without the chip table's checks (registry.c): for a
- * table compiled in, which the tests check. */
+/* capheap_caps_init() without the checks of its arguments (registry.c): for
+ * a table compiled in, which the tests check, and reservations that are an
+ * array or NULL with a count of 0. */
 esp_err_t ch_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *reserved, size_t count);
 
 /* The registered heap containing p (innermost for nested heaps), or NULL. O(log H). */

@@ -654,19 +654,19 @@ static bool table_ok(const capheap_chip_t *chip)
 esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *reserved,
                             size_t count)
 {
-    if (chip == NULL || !table_ok(chip))
+    if (chip == NULL || !table_ok(chip) || (reserved == NULL && count > 0))
         return ESP_ERR_INVALID_ARG;
     return ch_caps_init(chip, reserved, count);
 }
 
-/* capheap_caps_init() after the table's checks: heap_caps_init() on a target
- * comes here directly with the table compiled in, which tests/caps/test_chips.c
- * checks (every built-in table) at build time rather than every firmware at
- * every boot. The firmware's reservations are checked here (and by the carving). */
+/* capheap_caps_init() after the checks of its arguments: heap_caps_init() on
+ * a target comes here directly with the table compiled in, which
+ * tests/caps/test_chips.c checks (every built-in table) at build time rather
+ * than every firmware at every boot, and with the firmware's reservations
+ * from the linker, an array or NULL with a count of 0 (init.c). Their bounds
+ * are checked here, by the carving. */
 esp_err_t ch_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *reserved, size_t count)
 {
-    if (reserved == NULL && count > 0)
-        return ESP_ERR_INVALID_ARG;
     esp_err_t err = ESP_ERR_INVALID_STATE;
     ch_lock();
     if (ch_g.chip == NULL) {
