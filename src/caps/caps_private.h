@@ -39,6 +39,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "capheap/caps.h"
 #include "capheap/config.h"
@@ -287,8 +288,17 @@ request_t ch_prepare(size_t size, size_t align, uint32_t caps);
  * the lock), or computed under the lock in compact builds. */
 size_t ch_candidates(uint32_t caps, uint8_t *list);
 /* A copy of order[] (ch_g.n entries, returned) into list[CAPHEAP_MAX_HEAPS],
- * taken under the registry lock: the lock-free readers' view of the order. */
-size_t ch_order(uint8_t *list);
+ * taken under the registry lock: the lock-free readers' view of the order.
+ * Inline: a few instructions around the copy, which compact builds make on
+ * every allocation (-20 B there: no function of its own). */
+CH_INLINE size_t ch_order(uint8_t *list)
+{
+    ch_lock();
+    size_t n = ch_g.n;
+    memcpy(list, ch_g.order, n);
+    ch_unlock();
+    return n;
+}
 /* h's position in the list order (capheap_heap_get()), under the registry lock; -1 if unlisted. */
 int ch_position(const ch_heap_t *h);
 

@@ -790,14 +790,6 @@ bool capheap_heap_find_desc(const void *ptr, capheap_heap_desc_t *out)
     return true;
 }
 
-size_t ch_order(uint8_t *list)
-{
-    ch_lock();
-    size_t n = ch_g.n;
-    memcpy(list, ch_g.order, n);
-    ch_unlock();
-    return n;
-}
 
 int ch_position(const ch_heap_t *h)
 {
