@@ -36,20 +36,22 @@ ch_state_t ch_g;
 size_t ch_size_max = SIZE_MAX / 2;
 
 #if CAPHEAP_PORT_HOST
-static capheap_lock_t registry_lock = {PTHREAD_MUTEX_INITIALIZER};
+capheap_lock_t ch_registry_lock = {PTHREAD_MUTEX_INITIALIZER};
 #else
-static int registry_lock;
+int ch_registry_lock;
 #endif
 
+#if CH_LOCK_CALLS /* (caps_private.h) */
 void ch_lock(void)
 {
-    capheap_port_lock_acquire(&registry_lock);
+    capheap_port_lock_acquire(&ch_registry_lock);
 }
 
 void ch_unlock(void)
 {
-    capheap_port_lock_release(&registry_lock);
+    capheap_port_lock_release(&ch_registry_lock);
 }
+#endif
 
 /* ---- indexes ------------------------------------------------------------- */
 
@@ -857,7 +859,7 @@ void capheap_caps_unlock_all_child(void)
     ch_trace_fork_child();
 #endif
     capheap_lock_t fresh = {PTHREAD_MUTEX_INITIALIZER};
-    registry_lock = fresh;
+    ch_registry_lock = fresh;
 #else
     capheap_caps_unlock_all();
 #endif
