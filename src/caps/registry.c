@@ -305,6 +305,11 @@ static ch_heap_t *new_descriptor(const uint32_t caps[CH_PRIOS], uintptr_t start,
      * start-up heap or one that failed to register); alias, alias_of()'s
      * below, and never set without EXEC heaps (0 since start-up). */
     ch_heap_t *h = &ch_g.heaps[n];
+#if defined(__GNUC__)
+    /* One register for the stores and the result, as report.c's set_last:
+     * gcc would compute the address twice (-4 B on Cortex-M4). */
+    __asm__("" : "+r"(h));
+#endif
     h->start = start;
 #if CH_COMPACT
     /* Set with the bounds: the search order (before) reads it, and lookups
