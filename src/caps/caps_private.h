@@ -331,8 +331,15 @@ int ch_position(const ch_heap_t *h);
 void ch_route_default(void);
 #endif
 
-/* Called on a failed allocation when an extended callback is installed (fit.c). */
-extern void (*ch_failed_ext)(size_t size, uint32_t caps, size_t align, const char *fn);
+/* What a failed allocation calls (route.c): ESP-IDF's callback
+ * (heap_caps_register_failed_alloc_callback), and the extended one's caller
+ * when an extended callback is installed (fit.c). Side by side: failed()
+ * reads both from one address (-12 B on Cortex-M4). */
+typedef struct {
+    esp_alloc_failed_hook_t cb;
+    void (*ext)(size_t size, uint32_t caps, size_t align, const char *fn);
+} ch_failed_hooks_t;
+extern ch_failed_hooks_t ch_failed_hooks;
 
 /* Largest request heap h serves at alignment (0: the heap's own), for caps,
  * rounded down to round when the request's size is rounded (0: not). */

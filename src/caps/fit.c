@@ -90,7 +90,7 @@ const char *capheap_fit_reason_text(capheap_fit_reason_t reason)
 static capheap_alloc_failed_fn failed_xcb;
 static void *failed_xuser;
 
-/* Installed in ch_failed_ext only while an extended callback is registered, so a
+/* Installed in ch_failed_hooks.ext only while an extended callback is registered, so a
  * firmware that never registers one does not link the dry run. */
 static void failed_ext(size_t size, uint32_t caps, size_t align, const char *fn)
 {
@@ -116,6 +116,6 @@ esp_err_t capheap_register_failed_alloc_callback(capheap_alloc_failed_fn callbac
     failed_xuser = user;
     failed_xcb = callback;
     ch_unlock();
-    CH_STORE(ch_failed_ext, callback != NULL ? failed_ext : NULL);
+    CH_STORE(ch_failed_hooks.ext, callback != NULL ? failed_ext : NULL);
     return ESP_OK;
 }

@@ -38,14 +38,13 @@
 #include "heap/heap_private.h"
 #include "port/port_private.h"
 
-static esp_alloc_failed_hook_t failed_cb;
 static bool extmem_on;
 static size_t extmem_limit;
 
 void ch_reset_policy(void)
 {
-    failed_cb = NULL;
-    ch_failed_ext = NULL;
+    ch_failed_hooks.cb = NULL;
+    ch_failed_hooks.ext = NULL;
     extmem_on = false;
     extmem_limit = 0;
 }
@@ -464,17 +463,21 @@ static void *alloc_request(const request_t *q)
 #endif
 }
 
-void (*ch_failed_ext)(size_t size, uint32_t caps, size_t align, const char *fn);
+ch_failed_hooks_t ch_failed_hooks;
 
 /* A failed allocation (spec 2.8): ESP-IDF's callback, then the extended one.
  * The arguments come in the ESP-IDF hook's order (its call moves none); the
  * result is NULL, so that a caller may end in a tail call. */
 static void *failed(size_t size, uint32_t caps, const char *fn, size_t align)
 {
-    esp_alloc_failed_hook_t cb = CH_LOAD(failed_cb); /* atomic: registered from any thread */
+    ch_failed_hooks_t *hooks = &ch_failed_hooks;
+#if defined(__GNUC__)
+    __asm__("" : "+r"(hooks)); /* one address for both loads, kept across the call */
+#endif
+    esp_alloc_failed_hook_t cb = CH_LOAD(hooks->cb); /* atomic: registered from any thread */
     if (cb != NULL)
         cb(size, caps, fn);
-    void (*ext)(size_t, uint32_t, size_t, const char *) = CH_LOAD(ch_failed_ext);
+    void (*ext)(size_t, uint32_t, size_t, const char *) = CH_LOAD(hooks->ext);
     if (ext != NULL)
         ext(size, caps, align, fn);
 #if CAPHEAP_ABORT_WHEN_ALLOCATION_FAILS
@@ -1105,6 +1108,6 @@ void *heap_caps_aligned_alloc_default(size_t alignment, size_t size)
 
 esp_err_t heap_caps_register_failed_alloc_callback(esp_alloc_failed_hook_t callback)
 {
-    CH_STORE(failed_cb, callback);
+    CH_STORE(ch_failed_hooks.cb, callback);
     return ESP_OK;
 }
