@@ -924,6 +924,7 @@ MH_BODY bool free_body(ce_heap_t *h, void *p WITH_OWNER(capheap_owned_t *was))
 #endif
 }
 
+#if !(CAPHEAP_TASK_TRACKING && defined(__OPTIMIZE_SIZE__)) /* (there free goes through free_owned) */
 /* free under the lock (p not NULL). */
 MH_BODY void free_locked_as(ce_heap_t *h, void *p)
 {
@@ -933,6 +934,7 @@ MH_BODY void free_locked_as(ce_heap_t *h, void *p)
     else
         reject_locked(h, p);
 }
+#endif
 
 /* External in every build: heap_caps' free (heap_private.h). Optimising for
  * size multi_heap_free() inlines the body itself, as multi_heap_realloc()
