@@ -311,21 +311,33 @@ __attribute__((noinline, no_sanitize_address)) size_t capheap_host_backtrace_bey
 
 #include <execinfo.h>
 
+/* Entries backtrace() may list before our caller's position, which is one of them. */
+#define CH_BT_LEAD 3u
+
 __attribute__((noinline)) size_t capheap_port_backtrace(void **frames, size_t depth, size_t skip)
 {
-    /* backtrace()'s first entry is our own position, its second our
-     * caller's: where we return to. Neither is part of the answer, which
-     * starts at the caller's own return address (as the frame-pointer walk's
-     * does). */
+    /* The answer starts after our caller's position (where we return to),
+     * at the caller's own return address, as the frame-pointer walk's does.
+     * glibc's backtrace() lists our own position first and then the
+     * caller's; ASan's interceptor of it puts its own frame in front: so
+     * the caller's is looked for among the first entries, not counted. */
     void *buf[CH_BT_MAX];
-    if (depth == 0 || skip >= CH_BT_MAX - 2u)
+    if (depth == 0 || skip >= CH_BT_MAX - CH_BT_LEAD)
         return 0;
-    size_t want = depth + skip + 2u;
+    size_t want = depth + skip + CH_BT_LEAD;
     if (want > CH_BT_MAX)
         want = CH_BT_MAX;
     int got = backtrace(buf, (int)want);
+    size_t have = got > 0 ? (size_t)got : 0;
+    void *back = __builtin_return_address(0);
+    size_t first = 2; /* not found (cannot happen with either): glibc's layout */
+    for (size_t i = 0; i < CH_BT_LEAD && i < have; i++)
+        if (buf[i] == back) {
+            first = i + 1u;
+            break;
+        }
     size_t n = 0;
-    for (size_t i = skip + 2u; i < (size_t)(got > 0 ? got : 0) && n < depth; i++)
+    for (size_t i = first + skip; i < have && n < depth; i++)
         frames[n++] = buf[i];
     return n;
 }
