@@ -58,6 +58,9 @@
 #include "esp_heap_trace.h"
 
 #include <string.h>
+#if CAPHEAP_TRACING && CAPHEAP_LIBC_MALLOC
+#include <stdlib.h> /* own_range_init() takes the addresses of malloc, free, realloc, calloc */
+#endif
 
 #include "capheap/caps.h"
 #include "capheap/port.h"
