@@ -324,7 +324,7 @@ static void tt_copy_name(char *out, const char *name, void *task)
 {
     size_t n = 0;
     if (name != NULL) {
-        while (name[n] != '\0' && n < configMAX_TASK_NAME_LEN - 1u) {
+        while (n < configMAX_TASK_NAME_LEN - 1u && name[n] != '\0') {
             out[n] = name[n];
             n++;
         }
