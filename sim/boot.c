@@ -325,7 +325,7 @@ static esp_err_t fail(esp_err_t err, bool heaps_built)
 {
     if (heaps_built)
         capheap_caps_reset();
-    capheap_sim_unmap();
+    capheap_sim_unmap(false);
     memset(&sim, 0, sizeof sim);
     return err;
 }
@@ -408,7 +408,7 @@ esp_err_t capheap_sim_shutdown(void)
     if (!sim.booted)
         return ESP_ERR_INVALID_STATE;
     capheap_caps_reset();
-    capheap_sim_unmap();
+    capheap_sim_unmap(true);
     memset(&sim, 0, sizeof sim);
     return ESP_OK;
 }

@@ -171,19 +171,46 @@ static bool map_segment(const segment_t *s, const window_t *windows, uintptr_t a
 /* What the last unmap gave back, until the next map: a block of the chip
  * freed after the shutdown is then named for what it is (capheap_sim_libc)
  * instead of reaching the host allocator, which crashes reading its header.
- * Forgotten when the next chip is mapped. */
+ * The ranges stay reserved (PROT_NONE, no memory behind them) until the next
+ * map releases them: were they given back to the kernel, the host's own
+ * mmap (glibc's large blocks, thread stacks) could land there, and a valid
+ * free of such a host block would be reported as a chip block's. */
 static mapping_t unmapped[SIM_MAX_SEGMENTS + 1];
 static size_t unmapped_count;
 
-void capheap_sim_unmap(void)
+/* hold: keep each range reserved and remember it (the shutdown); else give
+ * it back (a failed attempt inside capheap_sim_map). */
+static void unmap_all(bool hold)
 {
     for (size_t i = 0; i < mapping_count; i++) {
-        (void)munmap(mappings[i].addr, mappings[i].len);
-        unmapped[i] = mappings[i];
+        if (!hold || mmap(mappings[i].addr, mappings[i].len, PROT_NONE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED) {
+            (void)munmap(mappings[i].addr, mappings[i].len);
+            if (hold) /* given back after all: the host may reuse it, do not claim it */
+                mappings[i].len = 0;
+        }
+        if (hold)
+            unmapped[i] = mappings[i];
     }
-    if (mapping_count != 0)
+    if (hold && mapping_count != 0)
         unmapped_count = mapping_count;
     mapping_count = 0;
+}
+
+/* Give back the ranges the last shutdown held. */
+static void release_held(void)
+{
+    for (size_t i = 0; i < unmapped_count; i++)
+        if (unmapped[i].len != 0)
+            (void)munmap(unmapped[i].addr, unmapped[i].len);
+    unmapped_count = 0;
+}
+
+void capheap_sim_unmap(bool hold)
+{
+    if (!hold)
+        release_held();
+    unmap_all(hold);
 }
 
 bool capheap_sim_was_mapped(const void *p)
@@ -231,13 +258,13 @@ static esp_err_t map_at_offset(const segment_t *seg, size_t count, const window_
      * (heap_caps_add_region, soc_reserved_region_t), and a firmware's own start < end on
      * those would misorder a span that straddles the sign change: refuse one. */
     if ((intptr_t)host_lo > (intptr_t)(tail - 1u)) {
-        capheap_sim_unmap();
+        unmap_all(false);
         return ESP_ERR_NO_MEM;
     }
     uintptr_t off = host_lo - lo;
     for (size_t i = 0; i < count; i++)
         if (!map_segment(&seg[i], windows, seg[i].start + off, true)) {
-            capheap_sim_unmap();
+            unmap_all(false);
             return ESP_ERR_NO_MEM;
         }
     *offset = off;
@@ -253,7 +280,7 @@ esp_err_t capheap_sim_map(const capheap_chip_t *chip, intptr_t psram_start, size
     const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
     memset(out, 0, sizeof *out);
     out->forced = force_offset;
-    unmapped_count = 0; /* a new chip may live where the last one did */
+    release_held(); /* a new chip may live where the last one did */
 
     /* 1. Regions (and PSRAM) widened to pages. */
     for (size_t i = 0; i < chip->region_count; i++) {
@@ -341,7 +368,7 @@ esp_err_t capheap_sim_map(const capheap_chip_t *chip, intptr_t psram_start, size
         for (size_t i = 0; i < count && placed; i++)
             placed = seg[i].start != 0 && map_segment(&seg[i], windows, seg[i].start, false);
         if (!placed)
-            capheap_sim_unmap();
+            unmap_all(false);
     }
     esp_err_t err = ESP_OK;
     uintptr_t off = 0;

@@ -42,12 +42,16 @@ typedef struct {
 esp_err_t capheap_sim_map(const capheap_chip_t *chip, intptr_t psram_start, size_t psram_bytes,
                           bool force_offset, capheap_sim_map_result_t *out);
 
-/** Undo capheap_sim_map() (harmless when nothing is mapped). */
-void capheap_sim_unmap(void);
+/** Undo capheap_sim_map() (harmless when nothing is mapped). hold (the shutdown): the memory
+ * is given back but its address ranges stay reserved (PROT_NONE) until the next
+ * capheap_sim_map(), so that the host cannot place its own mappings where
+ * capheap_sim_was_mapped() answers true; else (a failed boot, which gave out no block)
+ * everything is given back, held ranges of an earlier shutdown included. */
+void capheap_sim_unmap(bool hold);
 
 /** p lies in host memory the last capheap_sim_unmap() gave back, and no chip has
- * been mapped since. The host may map other things there meanwhile: ask only about
- * pointers that are not in a live heap. */
+ * been mapped since (the ranges are held until then: nothing of the host's lies there).
+ * Ask only about pointers that are not in a live heap. */
 bool capheap_sim_was_mapped(const void *p);
 
 #endif /* CAPHEAP_SIM_MAP_H */

@@ -72,7 +72,9 @@ typedef struct {
  */
 esp_err_t capheap_sim_boot(const capheap_chip_t *chip, const capheap_sim_options_t *options);
 
-/** Forget every heap and unmap the chip. ESP_ERR_INVALID_STATE if nothing is booted. */
+/** Forget every heap and give the chip's memory back. Its address ranges stay reserved
+ *  (PROT_NONE) until the next boot, so that no host mapping lands where a stale chip
+ *  pointer points (docs/simulator.md). ESP_ERR_INVALID_STATE if nothing is booted. */
 esp_err_t capheap_sim_shutdown(void);
 
 /** The booted chip, or NULL. */
