@@ -22,7 +22,7 @@ BASE_PACKAGES=(cmake make gcc clang libcmocka-dev gcc-multilib libclang-rt-14-de
 # picolibc-arm-none-eabi, qemu-system-arm and qemu-system-misc (riscv32): tests/target runs test
 # programs on emulated Cortex-M and RV32 cores (scripts/target-test.sh).
 CI_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf
-    picolibc-arm-none-eabi qemu-system-arm qemu-system-misc)
+    picolibc-arm-none-eabi qemu-system-arm qemu-system-misc cppcheck)
 # The -m32 build links the tests against the 32-bit cmocka (needs the i386 architecture).
 CI_I386_PACKAGES=(libcmocka-dev:i386)
 # The bench's peers (bench/CMakeLists.txt builds bench_mimalloc and bench_jemalloc only when
