@@ -644,6 +644,36 @@ typedef char ch_alias_pair_t[sizeof(ch_alias_t) == sizeof(capheap_alias_t) &&
  * every row names one of its types, and its heap alignment is one
  * capheap_heap_register() takes (0: 4). A table that fails gives
  * ESP_ERR_INVALID_ARG, not heaps that all fail to register. */
+/* Does one of the n reservations at r hold all of [s, e)? */
+static bool reserved_whole(const soc_reserved_region_t *r, size_t n, uintptr_t s, uintptr_t e)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((uintptr_t)r[i].start <= s && e <= (uintptr_t)r[i].end)
+            return true;
+    return false;
+}
+
+/* No two rows share memory that would become heap memory: where two rows
+ * overlap, one reservation (the chip's or the firmware's) holds all of the
+ * overlap (ESP-IDF's S3 table has its D-cache row inside the reserved
+ * external-RAM window). Else both rows would become heaps handing out the same
+ * bytes. O(rows^2 x reservations), once, at start-up; heap_caps_init() with a
+ * table compiled in skips it (the tests check every built-in table). */
+static bool rows_apart(const capheap_chip_t *chip, const soc_reserved_region_t *reserved, size_t count)
+{
+    for (size_t i = 0; i < chip->region_count; i++)
+        for (size_t j = 0; j < i; j++) {
+            const soc_memory_region_t *a = &chip->regions[i], *b = &chip->regions[j];
+            uintptr_t s = (uintptr_t)(a->start > b->start ? a->start : b->start);
+            uintptr_t ea = (uintptr_t)a->start + a->size, eb = (uintptr_t)b->start + b->size;
+            uintptr_t e = ea < eb ? ea : eb;
+            if (s < e && !reserved_whole(chip->reserved, chip->reserved_count, s, e) &&
+                !reserved_whole(reserved, count, s, e))
+                return false;
+        }
+    return true;
+}
+
 static bool table_ok(const capheap_chip_t *chip)
 {
     if ((chip->regions == NULL && chip->region_count > 0) || (chip->types == NULL && chip->type_count > 0) ||
@@ -661,7 +691,7 @@ static bool table_ok(const capheap_chip_t *chip)
 esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *reserved,
                             size_t count)
 {
-    if (chip == NULL || !table_ok(chip) || (reserved == NULL && count > 0))
+    if (chip == NULL || !table_ok(chip) || (reserved == NULL && count > 0) || !rows_apart(chip, reserved, count))
         return ESP_ERR_INVALID_ARG;
     return ch_caps_init(chip, reserved, count);
 }

@@ -460,6 +460,49 @@ static bool heaps_apart_or_nested(void)
  * them, and both handed out the same bytes). A runtime heap that a chip or
  * firmware reservation overlaps makes the reservations inconsistent: ESP_FAIL,
  * and nothing changes. */
+/* Rows that overlap (a chip table that breaks the rule of docs/adding-a-chip.md)
+ * would become two heaps over the same bytes, and the heap a pointer belongs to
+ * would depend on the build's lookup: refused, unless one reservation holds the
+ * whole overlap (the S3's D-cache row inside its reserved external-RAM window),
+ * the chip's or the firmware's. Nothing changes on a refusal. */
+static void test_overlapping_rows(void **state)
+{
+    (void)state;
+    cf_chip_begin("overlap");
+    size_t t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    cf_chip_region(cf_at(16 * KIB), 8 * KIB, t, false); /* [16K, 24K) */
+    cf_chip_region(cf_at(0), 64 * KIB, t, false);       /* [0, 64K): around the first */
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_ERR_INVALID_ARG);
+    assert_int_equal(capheap_heap_count(), 0);
+    assert_null(capheap_caps_chip());
+    /* a reservation that holds only part of the overlap: still refused */
+    soc_reserved_region_t part[] = {R(16 * KIB, 20 * KIB)};
+    assert_int_equal(cf_chip_init(part, 1), ESP_ERR_INVALID_ARG);
+    /* rows that overlap at their edges only */
+    cf_chip_begin("edges");
+    t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    cf_chip_region(cf_at(0), 16 * KIB, t, false);        /* [0, 16K) */
+    cf_chip_region(cf_at(12 * KIB), 16 * KIB, t, false); /* [12K, 28K) */
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_ERR_INVALID_ARG);
+    soc_reserved_region_t edge[] = {R(12 * KIB, 16 * KIB)}; /* the firmware's reservation holds it */
+    assert_int_equal(cf_chip_init(edge, 1), ESP_OK);
+    assert_int_equal(capheap_heap_count(), 2); /* [0, 12K) and [16K, 28K) */
+    assert_true(heap_caps_check_integrity_all(true));
+    capheap_caps_reset();
+    /* the chip's own reservation holds the inner row: accepted, one heap around it */
+    cf_chip_begin("window");
+    t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    cf_chip_region(cf_at(0), 64 * KIB, t, false);
+    cf_chip_region(cf_at(16 * KIB), 8 * KIB, t, false);
+    cf_chip_reserve(cf_at(16 * KIB), cf_at(24 * KIB));
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    void *p = heap_caps_malloc(100, MALLOC_CAP_8BIT);
+    assert_non_null(p);
+    assert_true((uintptr_t)p < (uintptr_t)cf_at(16 * KIB) || (uintptr_t)p >= (uintptr_t)cf_at(24 * KIB));
+    heap_caps_free(p);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 static void test_init_after_runtime_regions(void **state)
 {
     (void)state;
@@ -1060,6 +1103,7 @@ int main(void)
         T(test_sorted_order_and_ties),
         T(test_startup_stack_regions),
         T(test_init_state_and_arguments),
+        T(test_overlapping_rows),
         T(test_init_after_runtime_regions),
         T(test_too_many_heaps),
         T(test_add_region_errors),
