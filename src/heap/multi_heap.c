@@ -1065,7 +1065,10 @@ MH_BODY void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_OWN
             size_t end = (load32((uint8_t *)raw + cap) & F_FREE) ? cap : cap - 4u;
             if (end > old_cap + 12u && !fill_intact((uint8_t *)raw + old_cap + 4u, end - old_cap))
                 return NULL; /* not reached: the report aborts */
-            memset((uint8_t *)raw + old_cap, POISON_MALLOC_FILL, cap - old_cap);
+            /* From the old owner word on (task tracking: the block's last
+             * word until now, padding or user bytes from here on; its new
+             * one is written at the new end) */
+            memset((uint8_t *)raw + old_cap - MH_OWNER_BYTES, POISON_MALLOC_FILL, cap - old_cap + MH_OWNER_BYTES);
         }
         if (size > old)
             memset((uint8_t *)p + old, POISON_MALLOC_FILL, size - old); /* the old tail canary */

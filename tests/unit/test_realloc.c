@@ -466,9 +466,10 @@ static void test_random_reallocs(void **state)
  * Comprehensive poisoning, growing in place into a free successor
  * (docs/design.md, "realloc"): the bytes the block gains are refilled as a
  * new allocation's (0xCE), so past the old contents every byte of the block
- * but the new tail canary reads 0xCE: the new user bytes (where the old tail
- * canary was too) and the padding after the new canary (where the
- * successor's header, links and free fill were).
+ * but the new tail canary (and with task tracking the new owner word, the
+ * block's last) reads 0xCE: the new user bytes (where the old tail canary
+ * was too) and the padding after the new canary (where the successor's
+ * header, links and free fill were, and the old owner word).
  */
 static void test_grow_in_place_fills_new_bytes(void **state)
 {
@@ -487,7 +488,7 @@ static void test_grow_in_place_fills_new_bytes(void **state)
             }
         }
         assert_int_equal(ct_get32(q + n), CT_TAIL_CANARY);
-        for (unsigned char *x = q + n + 4; x < raw + cap; x++) {
+        for (unsigned char *x = q + n + 4; x < raw + cap - CT_OWNER_BYTES; x++) { /* not the new owner word */
             if (ct_peek8(x) != CT_MALLOC_FILL) {
                 fail_msg("realloc to %zu: padding byte %td of %zu reads 0x%02x", n, x - raw, cap, ct_peek8(x));
             }
