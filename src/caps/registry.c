@@ -640,10 +640,6 @@ typedef char ch_alias_pair_t[sizeof(ch_alias_t) == sizeof(capheap_alias_t) &&
                                  : -1];
 #endif
 
-/* Can the start-up use this table? Its arrays exist where it counts rows,
- * every row names one of its types, and its heap alignment is one
- * capheap_heap_register() takes (0: 4). A table that fails gives
- * ESP_ERR_INVALID_ARG, not heaps that all fail to register. */
 /* Does one of the n reservations at r hold all of [s, e)? */
 static bool reserved_whole(const soc_reserved_region_t *r, size_t n, uintptr_t s, uintptr_t e)
 {
@@ -674,6 +670,10 @@ static bool rows_apart(const capheap_chip_t *chip, const soc_reserved_region_t *
     return true;
 }
 
+/* Can the start-up use this table? Its arrays exist where it counts rows,
+ * every row names one of its types, and its heap alignment is one
+ * capheap_heap_register() takes (0: 4). A table that fails gives
+ * ESP_ERR_INVALID_ARG, not heaps that all fail to register. */
 static bool table_ok(const capheap_chip_t *chip)
 {
     if ((chip->regions == NULL && chip->region_count > 0) || (chip->types == NULL && chip->type_count > 0) ||
