@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # scripts/deps.sh - make sure the Debian packages capheap's build needs are installed.
 #
-#   scripts/deps.sh          what `make test` needs: cmake gcc clang libcmocka-dev gcc-multilib
+#   scripts/deps.sh          what `make test` needs: cmake gcc g++ clang libcmocka-dev gcc-multilib
 #                            libclang-rt-14-dev pkg-config valgrind python3 sqlite3
 #   scripts/deps.sh --ci     also what .ci/run needs: the Cortex-M4 and RV32 cross compilers with
 #                            their C libraries (newlib and picolibc), QEMU for the target tests,
-#                            and the i386 cmocka for the -m32 test build
+#                            and the i386 cmocka and g++-multilib for the -m32 test build
 #   scripts/deps.sh --bench  also what `make bench` compares with: libmimalloc-dev, libjemalloc-dev
 #   scripts/deps.sh --demo   only what `make demo` needs: cmake make gcc
 #   scripts/deps.sh --check  only report; never install (combines with --ci and --bench)
@@ -15,14 +15,15 @@
 set -euo pipefail
 
 # python3 and sqlite3: real programs run under libcapheap_malloc.so (tests/preload).
-# `make demo` builds the library and one example, nothing else.
+# `make demo` builds the library and one example, nothing else. g++: capheap_sim_cxx (operator
+# new in the simulator) and its test; g++-multilib: the same in the -m32 build.
 DEMO_PACKAGES=(cmake make gcc)
-BASE_PACKAGES=(cmake make gcc clang libcmocka-dev gcc-multilib libclang-rt-14-dev pkg-config valgrind
+BASE_PACKAGES=(cmake make gcc g++ clang libcmocka-dev gcc-multilib libclang-rt-14-dev pkg-config valgrind
     python3 sqlite3)
 # picolibc-arm-none-eabi, qemu-system-arm and qemu-system-misc (riscv32): tests/target runs test
 # programs on emulated Cortex-M and RV32 cores (scripts/target-test.sh).
 CI_PACKAGES=(gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf
-    picolibc-arm-none-eabi qemu-system-arm qemu-system-misc cppcheck)
+    picolibc-arm-none-eabi qemu-system-arm qemu-system-misc cppcheck g++-multilib)
 # The -m32 build links the tests against the 32-bit cmocka (needs the i386 architecture).
 CI_I386_PACKAGES=(libcmocka-dev:i386)
 # The bench's peers (bench/CMakeLists.txt builds bench_mimalloc and bench_jemalloc only when

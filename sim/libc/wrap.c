@@ -29,6 +29,10 @@
  * wrapped too, and grow a chip buffer here (a host buffer stays the host's).
  * With optimisation glibc's <stdio.h> makes getline an inline call of
  * __getdelim: that name is wrapped as well.
+ *
+ * A C++ program that also links capheap_sim_cxx (sim/libcxx/new.cpp) has its
+ * operator new and delete served through __wrap_malloc, __wrap_memalign and
+ * capheap_sim_delete (wrap.h).
  */
 #define _GNU_SOURCE /* getdelim, reallocarray's overflow rule */
 #include <errno.h>
@@ -47,6 +51,7 @@
 #include "capheap/chip.h"
 #include "capheap/report.h"
 #include "capheap/sim.h"
+#include "wrap.h"
 
 /* The host allocator (GNU ld's --wrap names). */
 void *__real_malloc(size_t size);
@@ -60,11 +65,9 @@ size_t __real_malloc_usable_size(void *ptr);
 void *__real_reallocarray(void *ptr, size_t n, size_t size);
 ssize_t __real_getdelim(char **line, size_t *n, int delim, FILE *stream);
 
-void *__wrap_malloc(size_t size);
 void __wrap_free(void *ptr);
 void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *ptr, size_t size);
-void *__wrap_memalign(size_t alignment, size_t size);
 void *__wrap_aligned_alloc(size_t alignment, size_t size);
 int __wrap_posix_memalign(void **out, size_t alignment, size_t size);
 size_t __wrap_malloc_usable_size(void *ptr);
@@ -112,14 +115,26 @@ void *__wrap_malloc(size_t size)
     return booted() ? capheap_simlibc_malloc(size) : __real_malloc(size);
 }
 
-void __wrap_free(void *ptr)
+/* free() and operator delete: ptr goes back to the allocator that made it;
+ * what names the call in the report of a chip block freed after the shutdown. */
+static void release(void *ptr, const char *what)
 {
     if (ptr == NULL)
         return;
     if (ours(ptr))
         capheap_simlibc_free(ptr);
-    else if (!after_shutdown(ptr, "free() of a block of the simulated chip after capheap_sim_shutdown()"))
+    else if (!after_shutdown(ptr, what))
         __real_free(ptr);
+}
+
+void __wrap_free(void *ptr)
+{
+    release(ptr, "free() of a block of the simulated chip after capheap_sim_shutdown()");
+}
+
+void capheap_sim_delete(void *ptr)
+{
+    release(ptr, "operator delete of a block of the simulated chip after capheap_sim_shutdown()");
 }
 
 void *__wrap_calloc(size_t n, size_t size)

@@ -178,6 +178,9 @@ extern void *capheap_simlibc_realloc(void *ptr, size_t size) CH_WEAK;
 extern void *capheap_simlibc_memalign(size_t alignment, size_t size) CH_WEAK;
 extern void *capheap_simlibc_aligned_alloc(size_t alignment, size_t size) CH_WEAK;
 extern int capheap_simlibc_posix_memalign(void **out, size_t alignment, size_t size) CH_WEAK;
+extern void capheap_sim_delete(void *ptr) CH_WEAK;
+/* sim/libcxx/new.cpp's (operator new and delete): its lowest function. */
+extern uintptr_t capheap_sim_cxx_lowest(void) CH_WEAK;
 #endif
 #if DEPTH > 0 && !CAPHEAP_HOST_FP_WALK
 static unsigned own_hint = 2; /* own frames (after capture's) on the deepest path so far, <= OWN_FRAMES_MAX */
@@ -221,9 +224,11 @@ static void own_range_init(void)
 #if CAPHEAP_PORT_HOST && defined(__GNUC__)
     /* capheap::capheap_sim_libc (sim/libc/wrap.c), when the program links it:
      * its wrappers of the program's malloc calls are the library's frames
-     * too. Weak: they are 0 in a program without it. The archive comes just
-     * before capheap's on the link line (it depends on it), so the range
-     * grows over that object only. */
+     * too, and so are capheap::capheap_sim_cxx's operator new and delete
+     * (sim/libcxx/new.cpp).
+     * Weak: they are 0 in a program without them. Each archive comes just
+     * before the one it depends on on the link line (sim_cxx, sim_libc,
+     * capheap), so the range grows over those objects only. */
     const uintptr_t wrap[] = {
         (uintptr_t)&__wrap_malloc,          (uintptr_t)&__wrap_free,
         (uintptr_t)&__wrap_calloc,          (uintptr_t)&__wrap_realloc,
@@ -235,6 +240,8 @@ static void own_range_init(void)
         (uintptr_t)&capheap_simlibc_free,   (uintptr_t)&capheap_simlibc_calloc,
         (uintptr_t)&capheap_simlibc_realloc, (uintptr_t)&capheap_simlibc_memalign,
         (uintptr_t)&capheap_simlibc_aligned_alloc, (uintptr_t)&capheap_simlibc_posix_memalign,
+        (uintptr_t)&capheap_sim_delete,
+        &capheap_sim_cxx_lowest != NULL ? capheap_sim_cxx_lowest() : 0,
     };
     for (size_t i = 0; i < sizeof wrap / sizeof wrap[0]; i++) {
         if (wrap[i] != 0) {
