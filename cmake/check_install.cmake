@@ -3,7 +3,8 @@
 #
 #   cmake -DBUILD_DIR=<capheap build> -DSOURCE_DIR=<tests/install> -DWORK_DIR=<scratch>
 #         -DC_COMPILER=<cc> [-DC_FLAGS="<flags>"] -DPOISONING=<NONE|LIGHT|COMPREHENSIVE>
-#         -DSHARED=<0|1> [-DPKG_CONFIG=<pkg-config>] [-DC_STANDARD=<99|11>] -P check_install.cmake
+#         -DSHARED=<0|1> [-DPKG_CONFIG=<pkg-config>] [-DC_STANDARD=<99|11>]
+#         [-DCXX_COMPILER=<c++>] -P check_install.cmake
 #
 # Run as the ctest install_consumer (tests/CMakeLists.txt). In order:
 #   1. `cmake --install BUILD_DIR --prefix WORK_DIR/prefix`, and the files a user looks for
@@ -12,7 +13,8 @@
 #   2. tests/install configured against that prefix alone (CMAKE_PREFIX_PATH): find_package
 #      (capheap 0.1) gives capheap::capheap (and capheap::capheap_shared when SHARED) and the
 #      build's poisoning mode; consumer_static (and consumer_shared) built and run, and
-#      consumer_shared loads libcapheap.so from the prefix;
+#      consumer_shared loads libcapheap.so from the prefix; with CXX_COMPILER (the build made
+#      capheap_sim_cxx), consumer_sim_cxx too, a C++ program linked with capheap::capheap_sim_cxx;
 #   3. with PKG_CONFIG: consumer.c compiled with `pkg-config --cflags --libs capheap` (the
 #      shared library when SHARED, else the archive) and with `--static` flags against the
 #      archive, and both run.
@@ -82,13 +84,21 @@ get_filename_component(_libdir "${_archive}" DIRECTORY)
 
 # 2. find_package(capheap)
 set(_bin "${WORK_DIR}/consumer")
+set(_cxx_args "")
+if(CXX_COMPILER)
+  set(_cxx_args "-DEXPECT_SIM_CXX=ON" "-DCMAKE_CXX_COMPILER=${CXX_COMPILER}" "-DCMAKE_CXX_FLAGS=${C_FLAGS}")
+endif()
 run("configuring tests/install with find_package(capheap)"
     "${CMAKE_COMMAND}" -S "${SOURCE_DIR}" -B "${_bin}" "-DCMAKE_PREFIX_PATH=${_prefix}"
     "-DCMAKE_C_COMPILER=${C_COMPILER}" "-DCMAKE_C_FLAGS=${C_FLAGS}"
-    "-DEXPECT_POISONING=${POISONING}" "-DEXPECT_SHARED=${SHARED}" "-DC_STANDARD=${C_STANDARD}")
+    "-DEXPECT_POISONING=${POISONING}" "-DEXPECT_SHARED=${SHARED}" "-DC_STANDARD=${C_STANDARD}"
+    ${_cxx_args})
 run("building tests/install" "${CMAKE_COMMAND}" --build "${_bin}")
 run_consumer("find_package, capheap::capheap" "${_bin}/consumer_static")
 run_consumer("find_package, capheap::capheap_sim_libc" "${_bin}/consumer_sim_libc")
+if(CXX_COMPILER)
+  run_consumer("find_package, capheap::capheap_sim_cxx" "${_bin}/consumer_sim_cxx")
+endif()
 if(SHARED)
   run_consumer("find_package, capheap::capheap_shared" "${_bin}/consumer_shared")
   find_program(_ldd ldd)
