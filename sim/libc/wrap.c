@@ -43,7 +43,10 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "wrap.h"
+
 #define CAPHEAP_LIBC_PREFIX capheap_simlibc_
+#define CAPHEAP_LIBC_SECTION CAPHEAP_SIM_TEXT
 #include "../../src/caps/libc.c"
 
 #include "../sim_map.h"
@@ -51,7 +54,6 @@
 #include "capheap/chip.h"
 #include "capheap/report.h"
 #include "capheap/sim.h"
-#include "wrap.h"
 
 /* The host allocator (GNU ld's --wrap names). */
 void *__real_malloc(size_t size);
@@ -79,18 +81,18 @@ ssize_t __wrap_getline(char **line, size_t *n, FILE *stream);
 ssize_t __wrap___getdelim(char **line, size_t *n, int delim, FILE *stream);
 
 /* New blocks come from the simulated chip while one is booted. */
-static bool booted(void)
+CAPHEAP_SIM_TEXT static bool booted(void)
 {
     return capheap_sim_chip() != NULL;
 }
 
-static bool in_alias(const capheap_alias_t *a, uintptr_t p)
+CAPHEAP_SIM_TEXT static bool in_alias(const capheap_alias_t *a, uintptr_t p)
 {
     return a->kind != CAPHEAP_ALIAS_NONE && p >= (uintptr_t)a->iram_low && p < (uintptr_t)a->iram_high;
 }
 
 /* Is ptr heap_caps' (a heap's address, or an EXEC block's IRAM alias)? */
-static bool ours(const void *ptr)
+CAPHEAP_SIM_TEXT static bool ours(const void *ptr)
 {
     if (capheap_heap_find(ptr) >= 0)
         return true;
@@ -101,7 +103,7 @@ static bool ours(const void *ptr)
 /* ptr is neither heap_caps' nor the host's: it lies in the chip a shutdown
  * unmapped. The host allocator would crash reading its header: say so, and
  * abort through the port (capheap/report.h). */
-static bool after_shutdown(const void *ptr, const char *what)
+CAPHEAP_SIM_TEXT static bool after_shutdown(const void *ptr, const char *what)
 {
     if (!capheap_sim_was_mapped(ptr))
         return false;
@@ -110,14 +112,14 @@ static bool after_shutdown(const void *ptr, const char *what)
     return true; /* the abort handler returned (tests) */
 }
 
-void *__wrap_malloc(size_t size)
+CAPHEAP_SIM_TEXT void *__wrap_malloc(size_t size)
 {
     return booted() ? capheap_simlibc_malloc(size) : __real_malloc(size);
 }
 
 /* free() and operator delete: ptr goes back to the allocator that made it;
  * what names the call in the report of a chip block freed after the shutdown. */
-static void release(void *ptr, const char *what)
+CAPHEAP_SIM_TEXT static void release(void *ptr, const char *what)
 {
     if (ptr == NULL)
         return;
@@ -127,22 +129,22 @@ static void release(void *ptr, const char *what)
         __real_free(ptr);
 }
 
-void __wrap_free(void *ptr)
+CAPHEAP_SIM_TEXT void __wrap_free(void *ptr)
 {
     release(ptr, "free() of a block of the simulated chip after capheap_sim_shutdown()");
 }
 
-void capheap_sim_delete(void *ptr)
+CAPHEAP_SIM_TEXT void capheap_sim_delete(void *ptr)
 {
     release(ptr, "operator delete of a block of the simulated chip after capheap_sim_shutdown()");
 }
 
-void *__wrap_calloc(size_t n, size_t size)
+CAPHEAP_SIM_TEXT void *__wrap_calloc(size_t n, size_t size)
 {
     return booted() ? capheap_simlibc_calloc(n, size) : __real_calloc(n, size);
 }
 
-void *__wrap_realloc(void *ptr, size_t size)
+CAPHEAP_SIM_TEXT void *__wrap_realloc(void *ptr, size_t size)
 {
     if (ptr == NULL)
         return __wrap_malloc(size);
@@ -155,7 +157,7 @@ void *__wrap_realloc(void *ptr, size_t size)
     return __real_realloc(ptr, size);
 }
 
-void *__wrap_reallocarray(void *ptr, size_t n, size_t size)
+CAPHEAP_SIM_TEXT void *__wrap_reallocarray(void *ptr, size_t n, size_t size)
 {
     if (size != 0 && n > SIZE_MAX / size) {
         errno = ENOMEM;
@@ -164,23 +166,23 @@ void *__wrap_reallocarray(void *ptr, size_t n, size_t size)
     return __wrap_realloc(ptr, n * size);
 }
 
-void *__wrap_memalign(size_t alignment, size_t size)
+CAPHEAP_SIM_TEXT void *__wrap_memalign(size_t alignment, size_t size)
 {
     return booted() ? capheap_simlibc_memalign(alignment, size) : __real_memalign(alignment, size);
 }
 
-void *__wrap_aligned_alloc(size_t alignment, size_t size)
+CAPHEAP_SIM_TEXT void *__wrap_aligned_alloc(size_t alignment, size_t size)
 {
     return booted() ? capheap_simlibc_aligned_alloc(alignment, size) : __real_aligned_alloc(alignment, size);
 }
 
-int __wrap_posix_memalign(void **out, size_t alignment, size_t size)
+CAPHEAP_SIM_TEXT int __wrap_posix_memalign(void **out, size_t alignment, size_t size)
 {
     return booted() ? capheap_simlibc_posix_memalign(out, alignment, size)
                     : __real_posix_memalign(out, alignment, size);
 }
 
-size_t __wrap_malloc_usable_size(void *ptr)
+CAPHEAP_SIM_TEXT size_t __wrap_malloc_usable_size(void *ptr)
 {
     if (ptr == NULL)
         return 0;
@@ -193,7 +195,7 @@ size_t __wrap_malloc_usable_size(void *ptr)
 
 /* newlib's strdup and strndup allocate through its malloc, so on ESP-IDF their
  * blocks come from heap_caps too; glibc's call its own, so they are made here. */
-char *__wrap_strndup(const char *s, size_t n)
+CAPHEAP_SIM_TEXT char *__wrap_strndup(const char *s, size_t n)
 {
     size_t len = 0;
     while (len < n && s[len] != '\0')
@@ -206,7 +208,7 @@ char *__wrap_strndup(const char *s, size_t n)
     return d;
 }
 
-char *__wrap_strdup(const char *s)
+CAPHEAP_SIM_TEXT char *__wrap_strdup(const char *s)
 {
     return __wrap_strndup(s, SIZE_MAX);
 }
@@ -214,7 +216,7 @@ char *__wrap_strdup(const char *s)
 /* getdelim for a buffer of the chip (or a new one while booted): POSIX's
  * contract, the buffer grown through __wrap_realloc. A host buffer, or a new
  * one with no chip booted, is the C library's. */
-ssize_t __wrap_getdelim(char **line, size_t *n, int delim, FILE *stream)
+CAPHEAP_SIM_TEXT ssize_t __wrap_getdelim(char **line, size_t *n, int delim, FILE *stream)
 {
     if (line == NULL || n == NULL || stream == NULL) {
         errno = EINVAL;
@@ -255,13 +257,13 @@ ssize_t __wrap_getdelim(char **line, size_t *n, int delim, FILE *stream)
     return (ssize_t)len;
 }
 
-ssize_t __wrap_getline(char **line, size_t *n, FILE *stream)
+CAPHEAP_SIM_TEXT ssize_t __wrap_getline(char **line, size_t *n, FILE *stream)
 {
     return __wrap_getdelim(line, n, '\n', stream);
 }
 
 /* glibc's inline getline (<bits/stdio.h>, optimised builds) calls this name. */
-ssize_t __wrap___getdelim(char **line, size_t *n, int delim, FILE *stream)
+CAPHEAP_SIM_TEXT ssize_t __wrap___getdelim(char **line, size_t *n, int delim, FILE *stream)
 {
     return __wrap_getdelim(line, n, delim, stream);
 }

@@ -8,6 +8,13 @@
 
 #include <stddef.h>
 
+/* Every function of sim/libc and sim/libcxx is placed in this section: the
+ * linker gathers it from both objects into one range, bounded by its
+ * __start_capheap_sim_text and __stop_capheap_sim_text symbols, which heap
+ * tracing counts as the library's frames (src/debug/trace.c) wherever the two
+ * archives land on the link line, other static libraries between them. */
+#define CAPHEAP_SIM_TEXT __attribute__((section("capheap_sim_text")))
+
 #ifdef __cplusplus
 extern "C" {
 #endif

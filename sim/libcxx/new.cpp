@@ -18,7 +18,8 @@
  * The functions are the replaceable ones, so they serve the C++ library's own
  * allocations too (std::string's buffers inside libstdc++.so, for instance),
  * as on the chip: a block made in one place and freed in another always
- * reaches the allocator that made it.
+ * reaches the allocator that made it. Each is in wrap.c's section
+ * (CAPHEAP_SIM_TEXT), so heap tracing counts them as the library's frames.
  *
  * Failure is the standard's: the new handler is called while there is one,
  * then std::bad_alloc is thrown (the nothrow forms return nullptr). ESP-IDF's
@@ -27,7 +28,6 @@
  * asks for 1, as libstdc++ does, since ESP-IDF's malloc(0) is NULL.
  */
 #include <cstddef>
-#include <cstdint>
 #include <new>
 
 #include "../libc/wrap.h"
@@ -36,7 +36,7 @@ namespace {
 
 /* size bytes at the default alignment (alignment 0) or at alignment (a power
  * of two, [basic.align]), with the standard's new-handler loop. */
-void *allocate(std::size_t size, std::size_t alignment)
+CAPHEAP_SIM_TEXT void *allocate(std::size_t size, std::size_t alignment)
 {
     if (size == 0)
         size = 1;
@@ -51,7 +51,7 @@ void *allocate(std::size_t size, std::size_t alignment)
     }
 }
 
-void *allocate_nothrow(std::size_t size, std::size_t alignment) noexcept
+CAPHEAP_SIM_TEXT void *allocate_nothrow(std::size_t size, std::size_t alignment) noexcept
 {
     try {
         return allocate(size, alignment);
@@ -60,140 +60,118 @@ void *allocate_nothrow(std::size_t size, std::size_t alignment) noexcept
     }
 }
 
-std::size_t alignment_of(std::align_val_t alignment)
+CAPHEAP_SIM_TEXT std::size_t alignment_of(std::align_val_t alignment)
 {
     return static_cast<std::size_t>(alignment);
 }
 
 } // namespace
 
-void *operator new(std::size_t size)
+CAPHEAP_SIM_TEXT void *operator new(std::size_t size)
 {
     return allocate(size, 0);
 }
 
-void *operator new[](std::size_t size)
+CAPHEAP_SIM_TEXT void *operator new[](std::size_t size)
 {
     return allocate(size, 0);
 }
 
-void *operator new(std::size_t size, const std::nothrow_t &) noexcept
+CAPHEAP_SIM_TEXT void *operator new(std::size_t size, const std::nothrow_t &) noexcept
 {
     return allocate_nothrow(size, 0);
 }
 
-void *operator new[](std::size_t size, const std::nothrow_t &) noexcept
+CAPHEAP_SIM_TEXT void *operator new[](std::size_t size, const std::nothrow_t &) noexcept
 {
     return allocate_nothrow(size, 0);
 }
 
-void *operator new(std::size_t size, std::align_val_t alignment)
+CAPHEAP_SIM_TEXT void *operator new(std::size_t size, std::align_val_t alignment)
 {
     return allocate(size, alignment_of(alignment));
 }
 
-void *operator new[](std::size_t size, std::align_val_t alignment)
+CAPHEAP_SIM_TEXT void *operator new[](std::size_t size, std::align_val_t alignment)
 {
     return allocate(size, alignment_of(alignment));
 }
 
-void *operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t &) noexcept
+CAPHEAP_SIM_TEXT void *operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t &) noexcept
 {
     return allocate_nothrow(size, alignment_of(alignment));
 }
 
-void *operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t &) noexcept
+CAPHEAP_SIM_TEXT void *operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t &) noexcept
 {
     return allocate_nothrow(size, alignment_of(alignment));
 }
 
 /* Every delete frees by address: heap_caps frees aligned blocks with plain
  * free (spec 1.1), so the size and alignment arguments are not needed. */
-void operator delete(void *p) noexcept
+CAPHEAP_SIM_TEXT void operator delete(void *p) noexcept
 {
     capheap_sim_delete(p);
 }
 
-void operator delete[](void *p) noexcept
+CAPHEAP_SIM_TEXT void operator delete[](void *p) noexcept
 {
     capheap_sim_delete(p);
 }
 
-void operator delete(void *p, const std::nothrow_t &) noexcept
+CAPHEAP_SIM_TEXT void operator delete(void *p, const std::nothrow_t &) noexcept
 {
     capheap_sim_delete(p);
 }
 
-void operator delete[](void *p, const std::nothrow_t &) noexcept
+CAPHEAP_SIM_TEXT void operator delete[](void *p, const std::nothrow_t &) noexcept
 {
     capheap_sim_delete(p);
 }
 
-void operator delete(void *p, std::size_t) noexcept
+CAPHEAP_SIM_TEXT void operator delete(void *p, std::size_t) noexcept
 {
     capheap_sim_delete(p);
 }
 
-void operator delete[](void *p, std::size_t) noexcept
+CAPHEAP_SIM_TEXT void operator delete[](void *p, std::size_t) noexcept
 {
     capheap_sim_delete(p);
 }
 
-void operator delete(void *p, std::align_val_t) noexcept
+CAPHEAP_SIM_TEXT void operator delete(void *p, std::align_val_t) noexcept
 {
     capheap_sim_delete(p);
 }
 
-void operator delete[](void *p, std::align_val_t) noexcept
+CAPHEAP_SIM_TEXT void operator delete[](void *p, std::align_val_t) noexcept
 {
     capheap_sim_delete(p);
 }
 
-void operator delete(void *p, std::size_t, std::align_val_t) noexcept
+CAPHEAP_SIM_TEXT void operator delete(void *p, std::size_t, std::align_val_t) noexcept
 {
     capheap_sim_delete(p);
 }
 
-void operator delete[](void *p, std::size_t, std::align_val_t) noexcept
+CAPHEAP_SIM_TEXT void operator delete[](void *p, std::size_t, std::align_val_t) noexcept
 {
     capheap_sim_delete(p);
 }
 
-void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept
+CAPHEAP_SIM_TEXT void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept
 {
     capheap_sim_delete(p);
 }
 
-void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept
+CAPHEAP_SIM_TEXT void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept
 {
     capheap_sim_delete(p);
 }
 
-/* The lowest address of this file's allocation functions, for heap tracing,
- * which counts the frames from there up to capheap's own as the library's
- * (src/debug/trace.c, own_range_init). CMake's capheap_sim_cxx links with
- * --undefined=capheap_sim_cxx_lowest, so that this object replaces the
- * allocation functions even when the program's own code never names
- * operator new (std::string's buffers are allocated inside libstdc++.so). */
-extern "C" std::uintptr_t capheap_sim_cxx_lowest(void);
-extern "C" std::uintptr_t capheap_sim_cxx_lowest(void)
-{
-    using alloc_fn = void *(*)(std::size_t);
-    using aligned_fn = void *(*)(std::size_t, std::align_val_t);
-    using delete_fn = void (*)(void *) noexcept;
-    const std::uintptr_t fns[] = {
-        reinterpret_cast<std::uintptr_t>(static_cast<alloc_fn>(&::operator new)),
-        reinterpret_cast<std::uintptr_t>(static_cast<alloc_fn>(&::operator new[])),
-        reinterpret_cast<std::uintptr_t>(static_cast<aligned_fn>(&::operator new)),
-        reinterpret_cast<std::uintptr_t>(static_cast<aligned_fn>(&::operator new[])),
-        reinterpret_cast<std::uintptr_t>(static_cast<delete_fn>(&::operator delete)),
-        reinterpret_cast<std::uintptr_t>(static_cast<delete_fn>(&::operator delete[])),
-        reinterpret_cast<std::uintptr_t>(&allocate),
-        reinterpret_cast<std::uintptr_t>(&allocate_nothrow),
-        reinterpret_cast<std::uintptr_t>(&capheap_sim_cxx_lowest),
-    };
-    std::uintptr_t lowest = fns[0];
-    for (std::uintptr_t f : fns)
-        lowest = f < lowest ? f : lowest;
-    return lowest;
-}
+/* CMake's capheap_sim_cxx links with --undefined=capheap_sim_cxx_linked, so
+ * that this object replaces the allocation functions even when the program's
+ * own code never names operator new (std::string's buffers are allocated
+ * inside libstdc++.so). */
+extern "C" void capheap_sim_cxx_linked(void);
+extern "C" CAPHEAP_SIM_TEXT void capheap_sim_cxx_linked(void) {}

@@ -21,6 +21,12 @@
 
 #include "esp_heap_caps.h"
 
+/* An attribute for every function (the simulator's copy puts them in its
+ * own section, sim/libc/wrap.h). */
+#ifndef CAPHEAP_LIBC_SECTION
+#define CAPHEAP_LIBC_SECTION
+#endif
+
 #ifdef CAPHEAP_LIBC_PREFIX
 #define CH_PASTE2(a, b) a##b
 #define CH_PASTE(a, b) CH_PASTE2(a, b)
@@ -38,17 +44,17 @@ void *LIBC(aligned_alloc)(size_t alignment, size_t size);
 int LIBC(posix_memalign)(void **out, size_t alignment, size_t size);
 size_t LIBC(malloc_usable_size)(void *ptr);
 
-void *LIBC(malloc)(size_t size)
+CAPHEAP_LIBC_SECTION void *LIBC(malloc)(size_t size)
 {
     return heap_caps_malloc_default(size);
 }
 
-void LIBC(free)(void *ptr)
+CAPHEAP_LIBC_SECTION void LIBC(free)(void *ptr)
 {
     heap_caps_free(ptr);
 }
 
-void *LIBC(calloc)(size_t n, size_t size)
+CAPHEAP_LIBC_SECTION void *LIBC(calloc)(size_t n, size_t size)
 {
     if (size != 0 && n > SIZE_MAX / size) {
         errno = ENOMEM;
@@ -60,22 +66,22 @@ void *LIBC(calloc)(size_t n, size_t size)
     return p;
 }
 
-void *LIBC(realloc)(void *ptr, size_t size)
+CAPHEAP_LIBC_SECTION void *LIBC(realloc)(void *ptr, size_t size)
 {
     return heap_caps_realloc_default(ptr, size);
 }
 
-void *LIBC(memalign)(size_t alignment, size_t size)
+CAPHEAP_LIBC_SECTION void *LIBC(memalign)(size_t alignment, size_t size)
 {
     return heap_caps_aligned_alloc_default(alignment, size);
 }
 
-void *LIBC(aligned_alloc)(size_t alignment, size_t size)
+CAPHEAP_LIBC_SECTION void *LIBC(aligned_alloc)(size_t alignment, size_t size)
 {
     return heap_caps_aligned_alloc_default(alignment, size);
 }
 
-int LIBC(posix_memalign)(void **out, size_t alignment, size_t size)
+CAPHEAP_LIBC_SECTION int LIBC(posix_memalign)(void **out, size_t alignment, size_t size)
 {
     if (out == NULL || alignment == 0 || (alignment & (alignment - 1u)) != 0 ||
         alignment % sizeof(void *) != 0)
@@ -91,7 +97,7 @@ int LIBC(posix_memalign)(void **out, size_t alignment, size_t size)
     return 0;
 }
 
-size_t LIBC(malloc_usable_size)(void *ptr)
+CAPHEAP_LIBC_SECTION size_t LIBC(malloc_usable_size)(void *ptr)
 {
     return heap_caps_get_allocated_size(ptr);
 }
@@ -120,37 +126,37 @@ void *LIBC(_realloc_r)(struct _reent *r, void *ptr, size_t size);
 void *LIBC(_memalign_r)(struct _reent *r, size_t alignment, size_t size);
 size_t LIBC(_malloc_usable_size_r)(struct _reent *r, void *ptr);
 
-void *LIBC(_malloc_r)(struct _reent *r, size_t size)
+CAPHEAP_LIBC_SECTION void *LIBC(_malloc_r)(struct _reent *r, size_t size)
 {
     (void)r;
     return LIBC(malloc)(size);
 }
 
-void LIBC(_free_r)(struct _reent *r, void *ptr)
+CAPHEAP_LIBC_SECTION void LIBC(_free_r)(struct _reent *r, void *ptr)
 {
     (void)r;
     LIBC(free)(ptr);
 }
 
-void *LIBC(_calloc_r)(struct _reent *r, size_t n, size_t size)
+CAPHEAP_LIBC_SECTION void *LIBC(_calloc_r)(struct _reent *r, size_t n, size_t size)
 {
     (void)r;
     return LIBC(calloc)(n, size);
 }
 
-void *LIBC(_realloc_r)(struct _reent *r, void *ptr, size_t size)
+CAPHEAP_LIBC_SECTION void *LIBC(_realloc_r)(struct _reent *r, void *ptr, size_t size)
 {
     (void)r;
     return LIBC(realloc)(ptr, size);
 }
 
-void *LIBC(_memalign_r)(struct _reent *r, size_t alignment, size_t size)
+CAPHEAP_LIBC_SECTION void *LIBC(_memalign_r)(struct _reent *r, size_t alignment, size_t size)
 {
     (void)r;
     return LIBC(memalign)(alignment, size);
 }
 
-size_t LIBC(_malloc_usable_size_r)(struct _reent *r, void *ptr)
+CAPHEAP_LIBC_SECTION size_t LIBC(_malloc_usable_size_r)(struct _reent *r, void *ptr)
 {
     (void)r;
     return LIBC(malloc_usable_size)(ptr);

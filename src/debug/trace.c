@@ -39,8 +39,11 @@
  * belongs to capheap when its return address lies in the range spanned by
  * the entry points of heap_caps, the debug hooks, this file and the port
  * (computed once; the library's objects are contiguous in a link, static or
- * shared). So alloced_by[0] is the user's call site whatever path (fast path,
- * slow path, calloc, realloc that moves, prefer variants) led to the hook.
+ * shared), or in the section that holds the simulator's malloc and operator
+ * new wrappers (sim/libc/wrap.h), which may lie elsewhere in the link, with a
+ * user's static libraries in between. So alloced_by[0] is the user's call site
+ * whatever path (fast path, slow path, calloc, realloc that moves, prefer
+ * variants) led to the hook.
  * On the host with frame pointers the walk itself passes over those frames
  * (one pass); elsewhere how many to skip is learned (own_hint), so a walk
  * asks for only a few frames beyond what it returns.
@@ -150,37 +153,15 @@ static struct {
 
 /* ---- which return addresses are the library's ------------------------------- */
 
-static uintptr_t own_lo, own_hi;
+/* [0]: capheap's archive; [1]: the simulator's wrappers (sim/libc, sim/libcxx),
+ * wherever they lie in the link (empty without them). */
+static capheap_code_span_t own[2];
 #if CAPHEAP_PORT_HOST && defined(__GNUC__)
-#include <stdio.h>     /* FILE, for the getline wrappers' declarations */
-#include <sys/types.h> /* ssize_t */
-/* sim/libc/wrap.c's functions that can be on the stack of an allocation
- * (own_range_init): the wrappers and the policy functions they call, as weak
- * references (0 in a program that does not link it). */
-#define CH_WEAK __attribute__((weak))
-extern void *__wrap_malloc(size_t size) CH_WEAK;
-extern void __wrap_free(void *ptr) CH_WEAK;
-extern void *__wrap_calloc(size_t n, size_t size) CH_WEAK;
-extern void *__wrap_realloc(void *ptr, size_t size) CH_WEAK;
-extern void *__wrap_memalign(size_t alignment, size_t size) CH_WEAK;
-extern void *__wrap_aligned_alloc(size_t alignment, size_t size) CH_WEAK;
-extern int __wrap_posix_memalign(void **out, size_t alignment, size_t size) CH_WEAK;
-extern char *__wrap_strdup(const char *s) CH_WEAK;
-extern char *__wrap_strndup(const char *s, size_t n) CH_WEAK;
-extern void *__wrap_reallocarray(void *ptr, size_t n, size_t size) CH_WEAK;
-extern ssize_t __wrap_getdelim(char **line, size_t *n, int delim, FILE *stream) CH_WEAK;
-extern ssize_t __wrap_getline(char **line, size_t *n, FILE *stream) CH_WEAK;
-extern ssize_t __wrap___getdelim(char **line, size_t *n, int delim, FILE *stream) CH_WEAK;
-extern void *capheap_simlibc_malloc(size_t size) CH_WEAK;
-extern void capheap_simlibc_free(void *ptr) CH_WEAK;
-extern void *capheap_simlibc_calloc(size_t n, size_t size) CH_WEAK;
-extern void *capheap_simlibc_realloc(void *ptr, size_t size) CH_WEAK;
-extern void *capheap_simlibc_memalign(size_t alignment, size_t size) CH_WEAK;
-extern void *capheap_simlibc_aligned_alloc(size_t alignment, size_t size) CH_WEAK;
-extern int capheap_simlibc_posix_memalign(void **out, size_t alignment, size_t size) CH_WEAK;
-extern void capheap_sim_delete(void *ptr) CH_WEAK;
-/* sim/libcxx/new.cpp's (operator new and delete): its lowest function. */
-extern uintptr_t capheap_sim_cxx_lowest(void) CH_WEAK;
+/* The linker's bounds of the section that holds every function of
+ * capheap_sim_libc and capheap_sim_cxx (CAPHEAP_SIM_TEXT, sim/libc/wrap.h):
+ * weak, 0 in a program that links neither. */
+extern const char __start_capheap_sim_text[] __attribute__((weak));
+extern const char __stop_capheap_sim_text[] __attribute__((weak));
 #endif
 #if DEPTH > 0 && !CAPHEAP_HOST_FP_WALK
 static unsigned own_hint = 2; /* own frames (after capture's) on the deepest path so far, <= OWN_FRAMES_MAX */
@@ -190,7 +171,7 @@ static size_t capture(void **out);
 
 static void own_range_init(void)
 {
-    if (own_hi != 0)
+    if (own[0].span != 0)
         return;
     /* Every object that can be on the stack when the port's unwinder runs, by
      * functions that include its first one (route.c begins with
@@ -222,42 +203,20 @@ static void own_range_init(void)
         hi = entry[i] > hi ? entry[i] : hi;
     }
 #if CAPHEAP_PORT_HOST && defined(__GNUC__)
-    /* capheap::capheap_sim_libc (sim/libc/wrap.c), when the program links it:
-     * its wrappers of the program's malloc calls are the library's frames
-     * too, and so are capheap::capheap_sim_cxx's operator new and delete
-     * (sim/libcxx/new.cpp).
-     * Weak: they are 0 in a program without them. Each archive comes just
-     * before the one it depends on on the link line (sim_cxx, sim_libc,
-     * capheap), so the range grows over those objects only. */
-    const uintptr_t wrap[] = {
-        (uintptr_t)&__wrap_malloc,          (uintptr_t)&__wrap_free,
-        (uintptr_t)&__wrap_calloc,          (uintptr_t)&__wrap_realloc,
-        (uintptr_t)&__wrap_memalign,        (uintptr_t)&__wrap_aligned_alloc,
-        (uintptr_t)&__wrap_posix_memalign,  (uintptr_t)&__wrap_strdup,
-        (uintptr_t)&__wrap_strndup,         (uintptr_t)&capheap_simlibc_malloc,
-        (uintptr_t)&__wrap_reallocarray,    (uintptr_t)&__wrap_getdelim,
-        (uintptr_t)&__wrap_getline,         (uintptr_t)&__wrap___getdelim,
-        (uintptr_t)&capheap_simlibc_free,   (uintptr_t)&capheap_simlibc_calloc,
-        (uintptr_t)&capheap_simlibc_realloc, (uintptr_t)&capheap_simlibc_memalign,
-        (uintptr_t)&capheap_simlibc_aligned_alloc, (uintptr_t)&capheap_simlibc_posix_memalign,
-        (uintptr_t)&capheap_sim_delete,
-        &capheap_sim_cxx_lowest != NULL ? capheap_sim_cxx_lowest() : 0,
-    };
-    for (size_t i = 0; i < sizeof wrap / sizeof wrap[0]; i++) {
-        if (wrap[i] != 0) {
-            lo = wrap[i] < lo ? wrap[i] : lo;
-            hi = wrap[i] > hi ? wrap[i] : hi;
-        }
+    uintptr_t sim_lo = (uintptr_t)__start_capheap_sim_text, sim_hi = (uintptr_t)__stop_capheap_sim_text;
+    if (sim_lo != 0 && sim_hi > sim_lo) {
+        own[1].lo = sim_lo;
+        own[1].span = sim_hi - sim_lo;
     }
 #endif
-    own_lo = lo;
-    own_hi = hi + OWN_TAIL_BYTES;
+    own[0].lo = lo;
+    own[0].span = hi + OWN_TAIL_BYTES - lo;
 }
 
 #if DEPTH > 0 && !CAPHEAP_HOST_FP_WALK /* else the walk tests the range itself */
 static inline bool own_frame(const void *ret)
 {
-    return (uintptr_t)ret - own_lo < own_hi - own_lo;
+    return capheap_in_code(own, (uintptr_t)ret);
 }
 #endif
 
@@ -271,7 +230,7 @@ static size_t capture(void **out)
 {
 #if DEPTH > 0 && CAPHEAP_HOST_FP_WALK
     /* The host's frame walk passes over our frames itself: one pass. */
-    size_t k = capheap_host_backtrace_beyond(__builtin_frame_address(0), out, DEPTH, own_lo, own_hi, OWN_FRAMES_MAX);
+    size_t k = capheap_host_backtrace_beyond(__builtin_frame_address(0), out, DEPTH, own, OWN_FRAMES_MAX);
     for (size_t i = k; i < DEPTH; i++)
         out[i] = NULL;
     return k;

@@ -247,13 +247,13 @@ static inline int stack_bounds(uintptr_t *lo, uintptr_t *hi)
 }
 
 /* The walk from the frame record at fp: skip records, then the leading ones
- * whose return address lies in [own_lo, own_lo + own_span) (at most max_own:
- * more is a walk gone astray), then up to depth return addresses into
+ * whose return address lies in own's spans (if own; at most max_own: more
+ * is a walk gone astray), then up to depth return addresses into
  * frames. Records only go up the stack: each next one must lie above the
  * current one, below the top, aligned, so the walk ends (it cannot fault) at
  * the first frame without a frame pointer or at the thread's first frame. */
 static inline __attribute__((always_inline, no_sanitize_address)) size_t
-fp_walk(uintptr_t fp, void **frames, size_t depth, size_t skip, uintptr_t own_lo, uintptr_t own_span, size_t max_own)
+fp_walk(uintptr_t fp, void **frames, size_t depth, size_t skip, const capheap_code_span_t *own, size_t max_own)
 {
     uintptr_t lo, hi;
     if (depth == 0 || !stack_bounds(&lo, &hi))
@@ -263,10 +263,10 @@ fp_walk(uintptr_t fp, void **frames, size_t depth, size_t skip, uintptr_t own_lo
         return 0;
 #define CH_NEXT_OK(next, fp) ((next) - (fp) - 1u < top - (fp) - 1u && ((next) & (sizeof(void *) - 1u)) == 0)
     const uintptr_t *record = (const uintptr_t *)fp;
-    for (size_t own = 0; skip > 0 || record[1] - own_lo < own_span;) {
+    for (size_t passed = 0; skip > 0 || (own != NULL && capheap_in_code(own, record[1]));) {
         if (skip > 0)
             skip--;
-        else if (own++ == max_own)
+        else if (passed++ == max_own)
             return 0;
         uintptr_t next = record[0];
         if (!CH_NEXT_OK(next, fp))
@@ -295,16 +295,17 @@ __attribute__((noinline, no_sanitize_address)) size_t capheap_port_backtrace(voi
     /* Our own record first: its return address is the caller's position,
      * which is not part of the answer (frames[0] is the caller's return
      * address). */
-    return fp_walk((uintptr_t)__builtin_frame_address(0), frames, depth, skip + 1u, 0, 0, 0);
+    return fp_walk((uintptr_t)__builtin_frame_address(0), frames, depth, skip + 1u, NULL, 0);
 }
 
 /* For the tracer (port_private.h): from the record at frame (the caller's
  * own), the library's leading frames passed over in the same walk. */
 __attribute__((noinline, no_sanitize_address)) size_t capheap_host_backtrace_beyond(const void *frame, void **frames,
-                                                                                    size_t depth, uintptr_t own_lo,
-                                                                                    uintptr_t own_hi, size_t max_own)
+                                                                                    size_t depth,
+                                                                                    const capheap_code_span_t own[2],
+                                                                                    size_t max_own)
 {
-    return fp_walk((uintptr_t)frame, frames, depth, 0, own_lo, own_hi - own_lo, max_own);
+    return fp_walk((uintptr_t)frame, frames, depth, 0, own, max_own);
 }
 
 #else /* DWARF unwinding through the C library */

@@ -50,6 +50,18 @@ static inline void *capheap_current_task_known(void)
 }
 #endif
 
+/* The library's code, for heap tracing's stacks: return addresses in
+ * [lo, lo + span) of either span are its frames (capheap's archive, and the
+ * simulator's libc and C++ wrappers, which may lie elsewhere in a link). */
+typedef struct {
+    uintptr_t lo, span;
+} capheap_code_span_t;
+
+static inline bool capheap_in_code(const capheap_code_span_t own[2], uintptr_t ret)
+{
+    return ret - own[0].lo < own[0].span || ret - own[1].lo < own[1].span;
+}
+
 /* Stack walking by frame pointers on the host (port_host.c): built with
  * frame pointers kept (unoptimised, or CAPHEAP_TRACE_FRAME_POINTERS, which
  * tracing builds define), on the architectures whose frame records it knows,
@@ -61,10 +73,10 @@ static inline void *capheap_current_task_known(void)
 #include <stdint.h>
 /* capheap_port_backtrace() from the frame record at frame (the caller's
  * __builtin_frame_address(0)) that passes over the library's own leading
- * frames (return addresses in [own_lo, own_hi), at most max_own) in the same
+ * frames (return addresses in own's spans, at most max_own) in the same
  * walk. */
-size_t capheap_host_backtrace_beyond(const void *frame, void **frames, size_t depth, uintptr_t own_lo,
-                                     uintptr_t own_hi, size_t max_own);
+size_t capheap_host_backtrace_beyond(const void *frame, void **frames, size_t depth,
+                                     const capheap_code_span_t own[2], size_t max_own);
 #else
 #define CAPHEAP_HOST_FP_WALK 0
 #endif

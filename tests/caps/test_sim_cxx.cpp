@@ -29,6 +29,7 @@ extern "C" { /* Debian's cmocka.h declares its functions without C linkage for C
 #include "capheap/report.h"
 #include "capheap/sim.h"
 #include "esp_heap_caps.h"
+#include "sim_cxx_userlib.h"
 #include "support.h"
 #if CAPHEAP_TRACING
 #include "esp_heap_trace.h"
@@ -317,6 +318,16 @@ NOINLINE void *probe()
 
 void *volatile sink;
 
+/* site must lie in the function at fn, before after + 64 (an address in it
+ * past the call). */
+void expect_site(void *site, void *fn, void *after, const char *name)
+{
+    uintptr_t s = reinterpret_cast<uintptr_t>(site), lo = reinterpret_cast<uintptr_t>(fn);
+    uintptr_t hi = reinterpret_cast<uintptr_t>(after) + 64u;
+    if (s < lo || s >= hi)
+        fail_msg("alloced_by[0] = %p, expected in %s [%p, %p)", site, name, fn, reinterpret_cast<void *>(hi));
+}
+
 /* The program's own code calling new: the trace must name it as the caller. */
 NOINLINE int *user_new()
 {
@@ -338,19 +349,22 @@ void test_tracing_sees_new(void **)
     assert_int_equal(heap_trace_start(HEAP_TRACE_LEAKS), ESP_OK);
     int *leak = user_new();
     delete new int(1);
+    int *lib_leak = sim_userlib_new(); /* from a static library between the simulator's archives */
     assert_int_equal(heap_trace_stop(), ESP_OK);
-    assert_int_equal(heap_trace_get_count(), 1);
+    assert_int_equal(heap_trace_get_count(), 2);
     heap_trace_record_t r;
     assert_int_equal(heap_trace_get(0, &r), ESP_OK);
     assert_ptr_equal(r.address, leak);
     assert_int_equal(r.size, 10 * sizeof(int));
 #if CAPHEAP_TRACE_STACK_DEPTH > 0
-    uintptr_t site = reinterpret_cast<uintptr_t>(r.alloced_by[0]);
-    uintptr_t lo = reinterpret_cast<uintptr_t>(&user_new), hi = reinterpret_cast<uintptr_t>(sink) + 64u;
-    if (site < lo || site >= hi)
-        fail_msg("alloced_by[0] = %p, expected in user_new [%p, %p)", r.alloced_by[0], reinterpret_cast<void *>(lo),
-                 reinterpret_cast<void *>(hi));
+    expect_site(r.alloced_by[0], reinterpret_cast<void *>(&user_new), sink, "user_new");
 #endif
+    assert_int_equal(heap_trace_get(1, &r), ESP_OK);
+    assert_ptr_equal(r.address, lib_leak);
+#if CAPHEAP_TRACE_STACK_DEPTH > 0
+    expect_site(r.alloced_by[0], reinterpret_cast<void *>(&sim_userlib_new), sim_userlib_after, "sim_userlib_new");
+#endif
+    delete[] lib_leak;
     delete[] leak;
     assert_int_equal(heap_trace_init_standalone(nullptr, 0), ESP_OK);
 #else

@@ -1,0 +1,28 @@
+/*
+ * sim_cxx_userlib.cpp - a user's static library for test_sim_cxx.cpp. The test
+ * links it between capheap_sim_cxx and capheap_sim_libc on the link line (as
+ * CMake does for target_link_libraries(app capheap::capheap_sim_cxx mylib)),
+ * so that heap tracing must tell its code from the simulator's wrappers
+ * around it.
+ */
+#include "sim_cxx_userlib.h"
+
+#if defined(__clang__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE __attribute__((noinline, noclone))
+#endif
+
+void *volatile sim_userlib_after;
+
+static NOINLINE void *probe()
+{
+    return __builtin_return_address(0);
+}
+
+NOINLINE int *sim_userlib_new(void)
+{
+    int *p = new int[6];
+    sim_userlib_after = probe(); /* an address in this function after the new */
+    return p;
+}
