@@ -213,12 +213,6 @@ static void own_range_init(void)
     own[0].span = hi + OWN_TAIL_BYTES - lo;
 }
 
-#if DEPTH > 0 && !CAPHEAP_HOST_FP_WALK /* else the walk tests the range itself */
-static inline bool own_frame(const void *ret)
-{
-    return capheap_in_code(own, (uintptr_t)ret);
-}
-#endif
 
 /* The caller's stack, the library's frames dropped: DEPTH entries, NULL-padded.
  * Never inlined, so that its own return address (into a hook) is always the
@@ -241,7 +235,7 @@ static size_t capture(void **out)
     for (;;) {
         n = capheap_port_backtrace(raw, want, 1);
         first = 0;
-        while (first < n && own_frame(raw[first]))
+        while (first < n && capheap_in_code(own, (uintptr_t)raw[first]))
             first++;
         if (first > hint)
             STORE(own_hint, (unsigned)(first < OWN_FRAMES_MAX ? first : OWN_FRAMES_MAX));
