@@ -32,7 +32,9 @@
  *
  * A C++ program that also links capheap_sim_cxx (sim/libcxx/new.cpp) has its
  * operator new and delete served through __wrap_malloc, __wrap_memalign and
- * capheap_sim_delete (wrap.h).
+ * capheap_sim_delete (wrap.h). Every function here, the policy's copy
+ * included, is in the section CAPHEAP_SIM_TEXT names, so that heap tracing
+ * knows their frames as the library's.
  */
 #define _GNU_SOURCE /* getdelim, reallocarray's overflow rule */
 #include <errno.h>
