@@ -4,7 +4,9 @@
  * capheap_sim_boot() does on a Linux host what a chip's ROM, linker and
  * start-up code do on silicon, in ESP-IDF's order (spec 0, chips.md 0.4):
  *
- *   1. check the options against the chip (sizes, poisoning of this build);
+ *   1. check the options against the chip (sizes, poisoning of this build,
+ *      the heap alignment, which replaces the table's in the copy step 3
+ *      hands to heap_caps);
  *   2. compute the firmware image's reservations from the chip's image model:
  *        IRAM text   [iram_text_start, +iram_text_bytes) and, where it lies in
  *                    the D/IRAM window, the same bytes seen from the DRAM side;
@@ -344,6 +346,8 @@ esp_err_t capheap_sim_boot(const capheap_chip_t *chip, const capheap_sim_options
         return ESP_ERR_INVALID_ARG;
     if (o.poisoning != -1 && o.poisoning != build_poisoning())
         return ESP_ERR_NOT_SUPPORTED;
+    if (o.heap_alignment != 0 && o.heap_alignment != 4 && o.heap_alignment != 8 && o.heap_alignment != 16)
+        return ESP_ERR_INVALID_ARG;
     if (chip->region_count > SIM_MAX_REGIONS || chip->reserved_count > SIM_MAX_RESERVED ||
         chip->regions == NULL || chip->types == NULL || (chip->reserved == NULL && chip->reserved_count > 0))
         return ESP_ERR_INVALID_ARG;
@@ -371,6 +375,12 @@ esp_err_t capheap_sim_boot(const capheap_chip_t *chip, const capheap_sim_options
     if (err != ESP_OK)
         return fail(err, false);
     const capheap_chip_t *host_chip = translate(chip, sim.map.offset);
+    if (o.heap_alignment != 0 && o.heap_alignment != host_chip->heap_alignment) {
+        if (host_chip != &sim.shifted)
+            sim.shifted = *chip; /* at its own addresses: only the alignment changes */
+        sim.shifted.heap_alignment = (uint8_t)o.heap_alignment;
+        host_chip = &sim.shifted;
+    }
 
     /* Step 4. */
     err = capheap_caps_init(host_chip, sim.image, sim.image_count);

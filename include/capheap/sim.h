@@ -44,16 +44,21 @@ typedef struct {
     bool defer_nonos_stack_heaps; /**< leave heap_caps_enable_nonos_stack_heaps() to the caller */
     bool quiet;                 /**< no boot log */
     int poisoning;              /**< -1: as built; else must equal the build's mode (0 none, 1 light, 2 comprehensive) */
+    /** 0: the chip's block alignment (4 on the ESP32 family); 4, 8 or 16: every heap's
+     *  instead. On a 64-bit host, objects that hold pointers want 8 (16 for any type,
+     *  alignof(max_align_t)); sizes and out-of-memory points then differ from the chip's. */
+    unsigned heap_alignment;
 } capheap_sim_options_t;
 
 #define CAPHEAP_SIM_OPTIONS_DEFAULT                                                                \
-    {CAPHEAP_SIM_REFERENCE, CAPHEAP_SIM_REFERENCE, 0, 16384, 32768, false, false, -1}
+    {CAPHEAP_SIM_REFERENCE, CAPHEAP_SIM_REFERENCE, 0, 16384, 32768, false, false, -1, 0}
 
 /**
  * Boot chip (options NULL: defaults). ESP_OK, or (docs/simulator.md lists every condition):
  * ESP_ERR_INVALID_STATE  a chip is already booted (shut it down first), or heap_caps was
  *                        already initialised outside the simulator;
- * ESP_ERR_INVALID_ARG    chip NULL, poisoning outside -1..2, or sizes that do not fit the chip
+ * ESP_ERR_INVALID_ARG    chip NULL, poisoning outside -1..2, heap_alignment not 0, 4, 8 or 16,
+ *                        or sizes that do not fit the chip
  *                        (static data past its RAM or into a reservation, IRAM text past
  *                        D/IRAM or on a chip with image.iram_text_start 0, PSRAM on a chip
  *                        without external RAM, above max or past the window,

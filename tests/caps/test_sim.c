@@ -27,6 +27,7 @@
 
 #include "capheap/caps.h"
 #include "capheap/chip.h"
+#include "capheap/heap.h"
 #include "capheap/sim.h"
 #include "esp_heap_caps.h"
 #include "esp_heap_caps_init.h"
@@ -1316,6 +1317,49 @@ static void test_option_edges(void **state)
 
 /* With PSRAM: extmem_always_internal is the malloc policy's limit, and the DMA
  * pool comes in several chunks when no single block is big enough. */
+/* heap_alignment: every heap of the chip (start-up, PSRAM, DMA pool) at the
+ * alignment asked for instead of the table's 4, so that a 64-bit host's
+ * pointer-holding objects are aligned; 0 keeps the chip's; anything but 0, 4,
+ * 8 or 16 is refused. */
+static void test_heap_alignment_option(void **state)
+{
+    (void)state;
+    const capheap_chip_t *s3 = chip_s3();
+    capheap_sim_options_t o = quiet_options(), bad = o;
+    bad.heap_alignment = 12;
+    assert_boot_refused(s3, &bad, ESP_ERR_INVALID_ARG);
+    bad.heap_alignment = 2;
+    assert_boot_refused(s3, &bad, ESP_ERR_INVALID_ARG);
+
+    static const unsigned aligns[] = {0, 4, 8, 16};
+    for (size_t a = 0; a < sizeof aligns / sizeof aligns[0]; a++) {
+        capheap_sim_options_t opt = o;
+        opt.heap_alignment = aligns[a];
+        opt.psram_bytes = MIB; /* the PSRAM heap and the DMA pool too */
+        assert_int_equal(capheap_sim_boot(s3, &opt), ESP_OK);
+        size_t want = aligns[a] != 0 ? aligns[a] : s3->heap_alignment;
+        assert_int_equal(capheap_caps_chip()->heap_alignment, want);
+        assert_ptr_equal(capheap_sim_chip(), s3); /* the caller's table is untouched */
+        assert_int_equal(s3->heap_alignment, 4);
+        assert_true(capheap_heap_count() >= 5);
+        for (size_t i = 0; i < capheap_heap_count(); i++) {
+            capheap_heap_desc_t d;
+            assert_true(capheap_heap_get(i, &d));
+            assert_int_equal(capheap_heap_alignment(d.heap), want);
+        }
+        void *p[64];
+        for (size_t i = 0; i < 64; i++) {
+            p[i] = heap_caps_malloc(1 + i * 7, i % 2 ? MALLOC_CAP_DEFAULT : MALLOC_CAP_SPIRAM);
+            assert_non_null(p[i]);
+            assert_int_equal((uintptr_t)p[i] % want, 0);
+        }
+        for (size_t i = 0; i < 64; i++)
+            heap_caps_free(p[i]);
+        assert_true(heap_caps_check_integrity_all(true));
+        assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+    }
+}
+
 static void test_psram_policy_and_pool_chunks(void **state)
 {
     (void)state;
@@ -1551,6 +1595,7 @@ int main(void)
         cmocka_unit_test_teardown(test_iram_text_in_the_window, teardown),
         cmocka_unit_test_teardown(test_foreign_heaps_left_alone, teardown),
         cmocka_unit_test_teardown(test_memory_utils, teardown),
+        cmocka_unit_test_teardown(test_heap_alignment_option, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -166,6 +166,28 @@ void test_aligned_new(void **)
     assert_int_equal(default_free(), before);
 }
 
+/* With the boot's heap_alignment at the host's alignof(max_align_t), objects
+ * that hold pointers (or need 16 bytes) are aligned for the host: what a
+ * 64-bit host program under UndefinedBehaviorSanitizer wants. */
+void test_host_alignment_option(void **)
+{
+    capheap_sim_options_t o = CAPHEAP_SIM_OPTIONS_DEFAULT;
+    o.quiet = true;
+    o.heap_alignment = alignof(std::max_align_t);
+    assert_int_equal(capheap_sim_boot(capheap_chip_find("esp32s3"), &o), ESP_OK);
+    std::vector<std::string *> v;
+    for (size_t i = 0; i < 50; i++) {
+        v.push_back(new std::string(i * 3, 'a'));
+        assert_true(in_chip(v.back()));
+        assert_int_equal(reinterpret_cast<uintptr_t>(v.back()) % alignof(std::max_align_t), 0);
+    }
+    long double *ld = new long double(1.5L);
+    assert_int_equal(reinterpret_cast<uintptr_t>(ld) % alignof(long double), 0);
+    delete ld;
+    for (std::string *s : v)
+        delete s;
+}
+
 /* Every delete form gives the block back; new of 0 bytes is a unique block. */
 void test_every_delete_form(void **)
 {
@@ -382,6 +404,7 @@ int main(void)
         cmocka_unit_test_teardown(test_library_allocations_in_the_chip, shutdown_sim),
         cmocka_unit_test_teardown(test_aligned_new, shutdown_sim),
         cmocka_unit_test_teardown(test_every_delete_form, shutdown_sim),
+        cmocka_unit_test_teardown(test_host_alignment_option, shutdown_sim),
         cmocka_unit_test_teardown(test_failure_throws_bad_alloc, shutdown_sim),
         cmocka_unit_test_teardown(test_new_handler_is_called, shutdown_sim),
         cmocka_unit_test_teardown(test_blocks_go_back_where_they_came_from, shutdown_sim),

@@ -5,6 +5,8 @@
  * simulator"). Prints one line and exits 0 when every step gave what the docs promise,
  * 1 otherwise.
  */
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <new>
@@ -36,6 +38,7 @@ int main()
 
     capheap_sim_options_t opt = CAPHEAP_SIM_OPTIONS_DEFAULT;
     opt.quiet = true;
+    opt.heap_alignment = alignof(std::max_align_t); /* the host's objects, not the chip's 4 bytes */
     expect(capheap_sim_boot(&capheap_chip_esp32s3, &opt) == ESP_OK, "capheap_sim_boot(ESP32-S3)");
     size_t before = heap_caps_get_free_size(MALLOC_CAP_INTERNAL);
     {
@@ -44,6 +47,8 @@ int main()
         auto s = std::make_unique<std::string>(200, 's');
         expect(capheap_heap_find(s.get()) >= 0 && capheap_heap_find(s->data()) >= 0,
                "a string and its characters in the chip");
+        expect(reinterpret_cast<std::uintptr_t>(s.get()) % alignof(std::max_align_t) == 0,
+               "the string at the host's alignment");
         expect(heap_caps_get_free_size(MALLOC_CAP_INTERNAL) < before, "the chip's free size went down");
         bool thrown = false;
         try {
