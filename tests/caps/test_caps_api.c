@@ -648,6 +648,48 @@ static void test_diram_alias_inverted(void **state)
     alias_case(CAPHEAP_ALIAS_INVERTED, 4);
 }
 
+/* heap_caps_check_integrity_addr() and heap_caps_get_containing_block_size()
+ * take IRAM alias addresses (ch_alias_direct). On an inverted window words
+ * come in reverse order: the first IRAM word is the last DRAM word
+ * (dram_high - 4) and the last IRAM word the first DRAM word (dram_low).
+ * Here the D/IRAM heap covers the whole DRAM window and nothing follows it,
+ * so both edges are in that heap. A mutation test caught nothing here before: in route.c, ch_alias_direct:
+ * `(a->iram_high - w) - 4u + (v & 3u)` -> `(a->iram_high - w) + (v & 3u)`
+ * maps iram_low to dram_high, in no heap. */
+static void test_diram_alias_inverted_window_edges(void **state)
+{
+    (void)state;
+    if (!CAPHEAP_EXEC_HEAP)
+        skip();
+    cf_chip_begin("alias");
+    size_t tdiram = cf_chip_type("D/IRAM", 0, MALLOC_CAP_DMA | MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL |
+                                              MALLOC_CAP_DEFAULT,
+                                 MALLOC_CAP_32BIT | MALLOC_CAP_EXEC);
+    cf_chip_region(cf_at(0), ALIAS_BYTES, tdiram, false);
+    cf_chip.chip.diram.kind = CAPHEAP_ALIAS_INVERTED;
+    cf_chip.chip.diram.dram_low = cf_at(0);
+    cf_chip.chip.diram.dram_high = cf_at(ALIAS_BYTES);
+    cf_chip.chip.diram.iram_low = (intptr_t)(uintptr_t)iram_window;
+    cf_chip.chip.diram.iram_high = (intptr_t)(uintptr_t)(iram_window + ALIAS_BYTES);
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    assert_int_equal(capheap_heap_find((void *)cf_at(ALIAS_BYTES)), -1); /* nothing past the window */
+    const intptr_t ilo = cf_chip.chip.diram.iram_low, ihi = cf_chip.chip.diram.iram_high;
+    for (intptr_t k = 0; k < 4; k++) {
+        /* the first IRAM word: the last DRAM word, inside the heap */
+        assert_true(heap_caps_check_integrity_addr(ilo + k, true));
+        /* the last IRAM word: the first DRAM word, inside the heap */
+        assert_true(heap_caps_check_integrity_addr(ihi - 4 + k, true));
+    }
+    assert_false(heap_caps_check_integrity_addr(ihi, false)); /* past the window: DRAM-side, no heap */
+    /* an EXEC block's last byte, asked through its alias, is inside that block */
+    unsigned char *x = heap_caps_malloc(100, MALLOC_CAP_EXEC);
+    assert_non_null(x);
+    assert_true(cf_inside(x, 100, ilo, ihi));
+    size_t u = heap_caps_get_allocated_size(x);
+    assert_int_equal(heap_caps_get_containing_block_size(x + u - 1u), u);
+    heap_caps_free(x);
+}
+
 /* The same with 8- and 16-aligned heaps, where the hidden word is padded to
  * the alignment and an inverted window's image is a whole number of units:
  * heap_caps_get_containing_block_size() once counted the 4 bytes of a block
@@ -658,6 +700,65 @@ static void test_diram_alias_wide_heaps(void **state)
     for (uint8_t al = 8; al <= 16; al = (uint8_t)(al * 2u)) {
         alias_case(CAPHEAP_ALIAS_LINEAR, al);
         alias_case(CAPHEAP_ALIAS_INVERTED, al);
+    }
+}
+
+/* An aligned EXEC request served through an inverted D/IRAM window: the image
+ * is placed from the capacity alias_alloc asked for (cap), because the engine
+ * aligned d + cap - hidden. If the aligned block comes back with a tail the
+ * engine did not split off, the image must not be re-measured from the block's
+ * usable size (that moves the user pointer by the tail and loses the
+ * alignment). A mutation test caught nothing here before: in route.c, `if (inverted && align <= unit)` -> `if (inverted)`.
+ * Holes of many sizes are made so that some aligned requests take a block with
+ * an unsplit tail. */
+static _Alignas(4096) unsigned char inv_window[ALIAS_BYTES]; /* every alignment below divides the alias offset */
+
+static void test_diram_alias_inverted_aligned_tail(void **state)
+{
+    (void)state;
+    if (!CAPHEAP_EXEC_HEAP)
+        skip();
+    for (uint8_t heap_alignment = 4; heap_alignment <= 16; heap_alignment = (uint8_t)(heap_alignment * 2u)) {
+        capheap_caps_reset();
+        cf_chip_begin("alias");
+        size_t tdiram = cf_chip_type("D/IRAM", 0, MALLOC_CAP_DMA | MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL |
+                                                  MALLOC_CAP_DEFAULT,
+                                     MALLOC_CAP_32BIT | MALLOC_CAP_EXEC);
+        cf_chip_region(cf_at(0), ALIAS_BYTES, tdiram, false);
+        cf_chip.chip.heap_alignment = heap_alignment;
+        cf_chip.chip.diram.kind = CAPHEAP_ALIAS_INVERTED;
+        cf_chip.chip.diram.dram_low = cf_at(0);
+        cf_chip.chip.diram.dram_high = cf_at(ALIAS_BYTES);
+        cf_chip.chip.diram.iram_low = (intptr_t)(uintptr_t)inv_window;
+        cf_chip.chip.diram.iram_high = (intptr_t)(uintptr_t)(inv_window + ALIAS_BYTES);
+        assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+        const intptr_t ilo = cf_chip.chip.diram.iram_low, ihi = cf_chip.chip.diram.iram_high;
+        size_t free0 = heap_caps_get_free_size(0);
+        for (size_t al = 2u * heap_alignment; al <= 64; al *= 2) {
+            for (size_t hole = 64; hole <= 256; hole += 4) {
+                for (size_t less = 0; less <= 32; less += 4) {
+                    /* a hole of `hole` bytes between two live blocks, then an
+                     * aligned request a little smaller than it */
+                    void *a = heap_caps_malloc(hole, MALLOC_CAP_8BIT);
+                    void *guard = heap_caps_malloc(16, MALLOC_CAP_8BIT);
+                    assert_non_null(a);
+                    assert_non_null(guard);
+                    heap_caps_free(a);
+                    size_t n = hole - less - 16u;
+                    unsigned char *x = heap_caps_aligned_alloc(al, n, MALLOC_CAP_EXEC);
+                    assert_non_null(x);
+                    assert_true(cf_inside(x, n, ilo, ihi));
+                    if ((uintptr_t)x % al != 0)
+                        fail_msg("%u-aligned heap, hole %zu: EXEC aligned_alloc(%zu, %zu) = %p, not %zu-aligned",
+                                 heap_alignment, hole, al, n, (void *)x, al);
+                    assert_true(heap_caps_get_allocated_size(x) >= n);
+                    heap_caps_free(x);
+                    heap_caps_free(guard);
+                    assert_true(heap_caps_check_integrity_all(true));
+                    assert_int_equal(heap_caps_get_free_size(0), free0);
+                }
+            }
+        }
     }
 }
 
@@ -1836,6 +1937,28 @@ static void test_esp_err_to_name_r(void **state)
     assert_null(esp_err_to_name_r(ESP_ERR_NO_MEM, NULL, 16));
 }
 
+/* A name exactly buflen characters long must still be cut to buflen - 1 and
+ * terminated inside the buffer: mutant stats.c `len >= buflen` -> `len > buflen`
+ * copies all 14 characters and writes the terminator at buf[buflen]. */
+static void test_esp_err_to_name_r_exact_fit(void **state)
+{
+    (void)state;
+    char buf[32];
+    const size_t n = strlen("ESP_ERR_NO_MEM"); /* 14 */
+    memset(buf, 'x', sizeof buf);
+    assert_ptr_equal(esp_err_to_name_r(ESP_ERR_NO_MEM, buf, n), buf);
+    assert_string_equal(buf, "ESP_ERR_NO_ME");
+    assert_int_equal(buf[n], 'x'); /* nothing written at buf[buflen] */
+    /* one more byte: the whole name fits */
+    memset(buf, 'x', sizeof buf);
+    assert_string_equal(esp_err_to_name_r(ESP_ERR_NO_MEM, buf, n + 1u), "ESP_ERR_NO_MEM");
+    assert_int_equal(buf[n + 1u], 'x');
+    /* the same boundary for a generated text: "UNKNOWN ERROR 0x3039(12345)" is 27 */
+    memset(buf, 'x', sizeof buf);
+    assert_string_equal(esp_err_to_name_r(12345, buf, 27), "UNKNOWN ERROR 0x3039(12345");
+    assert_int_equal(buf[27], 'x');
+}
+
 /* ---- paths the fast paths do not take ---------------------------------------------- */
 
 /* heap_caps_realloc with caps that need the request adjustment (DMA here) is
@@ -2037,6 +2160,51 @@ static void test_libc_policy_limits(void **state)
     assert_true(heap_caps_check_integrity_all(true));
 }
 
+/* With the extmem policy on, heap_caps_aligned_alloc_default() tries the
+ * policy's choice (INTERNAL at or below the limit, SPIRAM above), then any
+ * MALLOC_CAP_DEFAULT heap, as heap_caps_malloc_default() does. Here the
+ * request is below the limit but no internal heap can hold it: PSRAM serves
+ * it through the second try. A mutation test caught nothing here before: in route.c, the fallback
+ * `p = alloc_base(size, alignment, MALLOC_CAP_DEFAULT);` dropped -> NULL. */
+static void test_aligned_default_falls_back(void **state)
+{
+    (void)state;
+    api_boot(true);
+    heap_caps_malloc_extmem_enable(64u * KIB);
+    unsigned calls = cf_cb.calls;
+    void *p = heap_caps_aligned_alloc_default(64, 40u * KIB); /* <= limit, larger than any internal heap */
+    assert_in_heap(p, OFF_SPIRAM);
+    assert_int_equal((uintptr_t)p % 64u, 0);
+    assert_int_equal(cf_cb.calls, calls); /* served: no failure report */
+    heap_caps_free(p);
+    /* the same for the plain form (already pinned elsewhere; kept for symmetry) */
+    p = heap_caps_malloc_default(40u * KIB);
+    assert_in_heap(p, OFF_SPIRAM);
+    heap_caps_free(p);
+}
+
+/* capheap_caps_reset() forgets "the callbacks and the policy: back to the
+ * state before init" (capheap/caps.h). After a reset the libc policy is off
+ * again: heap_caps_malloc_default() uses DEFAULT|INTERNAL only. Mutant
+ * route.c ch_reset_policy(): `extmem_on = false;` dropped keeps the policy
+ * of the previous run, and a request above its limit goes to PSRAM. */
+static void test_reset_forgets_extmem_policy(void **state)
+{
+    (void)state;
+    api_boot(true);
+    heap_caps_malloc_extmem_enable(16);
+    void *q = heap_caps_malloc_default(100); /* > limit: PSRAM */
+    assert_in_heap(q, OFF_SPIRAM);
+    heap_caps_free(q);
+
+    capheap_caps_reset();
+    api_boot(true);
+    void *p = heap_caps_malloc_default(100); /* policy off: internal RAM */
+    assert_in_heap(p, OFF_DRAM_S);
+    heap_caps_free(p);
+    assert_null(heap_caps_malloc_default(64u * KIB)); /* PSRAM could, but is not used */
+}
+
 /* A start-up refused half-way (more heaps than descriptors) forgets the
  * chip's D/IRAM alias window with the chip: a heap added at run time before
  * the next start-up, inside that window and with EXEC caps, is a plain heap
@@ -2089,7 +2257,9 @@ int main(void)
         T(test_routing_examples),
         T(test_diram_alias_linear),
         T(test_diram_alias_inverted),
+        T(test_diram_alias_inverted_window_edges),
         T(test_diram_alias_wide_heaps),
+        T(test_diram_alias_inverted_aligned_tail),
         T(test_failure_callback),
         T(test_failure_callback_reenters),
         T(test_would_fit_reasons),
@@ -2106,6 +2276,7 @@ int main(void)
         T(test_libc_policy),
         T(test_esp_err_to_name),
         T(test_esp_err_to_name_r),
+        T(test_esp_err_to_name_r_exact_fit),
         T(test_diram_alias_wide_alignment),
         T(test_failed_init_forgets_alias_window),
         T(test_realloc_caps_checked_on_slow_path),
@@ -2114,6 +2285,8 @@ int main(void)
         T(test_calloc_product_wraps_to_zero),
         T(test_hw_rounding_cannot_wrap),
         T(test_libc_policy_limits),
+        T(test_aligned_default_falls_back),
+        T(test_reset_forgets_extmem_policy),
         T(test_would_fit_alignment_edge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -639,6 +639,61 @@ static void test_add_region_errors(void **state)
     assert_true((uintptr_t)d.heap % 4u == 0);
 }
 
+/* A region whose start is not 4-aligned is registered from the rounded start,
+ * but the heap's bounds stay the region's (capheap_heap_get: start, end), and
+ * lookups by address (capheap_heap_find, heap_caps_check_integrity_addr) cover
+ * all of [start, end). A mutation test caught nothing here before: in registry.c, (speed builds) register_heap:
+ * `h->span = h->end - h->start` -> `h->end - s` drops the last bytes of the
+ * region from the address index. */
+static void test_unaligned_region_lookup_to_end(void **state)
+{
+    (void)state;
+    const uint32_t caps[3] = {CAPS_A0, 0, 0};
+    const intptr_t s = cf_at(64 * KIB + 2), e = cf_at(72 * KIB);
+    assert_int_equal(heap_caps_add_region_with_caps(caps, s, e), ESP_OK);
+    capheap_heap_desc_t d;
+    assert_true(capheap_heap_get(0, &d));
+    assert_int_equal(d.start, s);
+    assert_int_equal(d.end, e);
+    for (intptr_t k = 1; k <= 4; k++) {
+        assert_int_equal(capheap_heap_find((void *)(e - k)), 0);
+        assert_true(heap_caps_check_integrity_addr(e - k, true));
+    }
+    assert_int_equal(capheap_heap_find((void *)s), 0);
+    assert_int_equal(capheap_heap_find((void *)e), -1);
+    assert_false(heap_caps_check_integrity_addr(e, false));
+}
+
+/* capheap_region_options_t: "Zero-initialise, set what you need"; a name of 0
+ * means the chip type with these caps, else "Custom". Options that set only
+ * the alignment must not leave the heap nameless. A mutation test caught nothing here before: in registry.c,
+ * `options != NULL && options->name != NULL ? options->name : type_name(all)`
+ * -> `options != NULL ? options->name : type_name(all)` lists it with name NULL. */
+static void test_add_region_options_without_name(void **state)
+{
+    (void)state;
+    capheap_region_options_t opt = {0};
+    opt.alignment = 8; /* no name */
+    const uint32_t custom[3] = {1u << 29, 0, 0};
+    assert_int_equal(capheap_caps_add_region(custom, cf_at(0), cf_at(8 * KIB), &opt), ESP_OK);
+    assert_non_null(cf_desc(0).name);
+    assert_string_equal(cf_desc(0).name, "Custom");
+    assert_int_equal(capheap_heap_alignment(cf_desc(0).heap), 8);
+
+    /* with a chip: the name of the chip type whose caps these are */
+    capheap_caps_reset();
+    cf_chip_begin("named");
+    (void)cf_chip_type("RAM", CAPS_A0, CAPS_A1, 0);
+    cf_chip_region(cf_at(0), 8 * KIB, 0, false);
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    const uint32_t ram[3] = {CAPS_A0, CAPS_A1, 0};
+    capheap_region_options_t opt2 = {0};
+    opt2.alignment = 16;
+    assert_int_equal(capheap_caps_add_region(ram, cf_at(16 * KIB), cf_at(24 * KIB), &opt2), ESP_OK);
+    assert_non_null(cf_desc(0).name); /* the newest runtime heap comes first */
+    assert_string_equal(cf_desc(0).name, "RAM");
+}
+
 static void test_add_region_overlap_rule(void **state)
 {
     (void)state;
@@ -886,6 +941,41 @@ static void test_failed_init_leaves_no_stale_heap(void **state)
     assert_true(heap_caps_check_integrity_all(true));
 }
 
+/* A start-up that ran out of descriptors leaves registered multi_heap handles
+ * in the slots it gave up (ch_g.n is rolled back, the handles are not). The
+ * minimum-free monitor must save only the counted heaps: a slot past ch_g.n is
+ * "no heap yet" (SIZE_MAX), so a runtime heap that takes that slot during the
+ * window keeps its own low-water mark at stop. A mutation test caught nothing here before: in stats.c,
+ * `i < ch_g.n ? ch_g.heaps[i].heap : NULL` -> `ch_g.heaps[i].heap` resets the
+ * dead heap (writing into memory the caller got back) and at stop restores its
+ * small minimum onto the new 64 KiB heap. */
+static void test_monitor_ignores_dropped_slots(void **state)
+{
+    (void)state;
+    const size_t piece = 1024, base = 256 * KIB;
+    cf_chip_begin("many");
+    size_t t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    for (size_t i = 0; i < CAPHEAP_MAX_HEAPS + 1u; i++)
+        cf_chip_region(cf_at(base + i * 2u * piece), piece, t, false); /* gaps: no coalescing */
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_ERR_NO_MEM); /* slots 0.. hold dropped 1 KiB heaps */
+    assert_int_equal(capheap_heap_count(), 0);
+
+    assert_int_equal(heap_caps_monitor_local_minimum_free_size_start(), ESP_OK);
+    const uint32_t caps[3] = {MALLOC_CAP_SPIRAM, 0, 0};
+    assert_int_equal(heap_caps_add_region_with_caps(caps, cf_at(0), cf_at(64 * KIB)), ESP_OK); /* slot 0 */
+    size_t free0 = heap_caps_get_free_size(MALLOC_CAP_SPIRAM);
+    assert_true(free0 > 60 * KIB);
+    void *p = heap_caps_malloc(1000, MALLOC_CAP_SPIRAM);
+    assert_non_null(p);
+    heap_caps_free(p);
+    size_t min_in_window = heap_caps_get_minimum_free_size(MALLOC_CAP_SPIRAM);
+    assert_true(min_in_window >= free0 - 1100u);
+    assert_int_equal(heap_caps_monitor_local_minimum_free_size_stop(), ESP_OK);
+    /* the new heap had no minimum before the window: it keeps the window's */
+    assert_int_equal(heap_caps_get_minimum_free_size(MALLOC_CAP_SPIRAM), min_in_window);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 /* The chip's heap alignment holds for the start-up heaps as for runtime
  * ones (chips.md: heap_alignment); and capheap_caps_reset() forgets the
  * chip's HEAP_SIZE_MAX with the chip: SIZE_MAX / 2 again (caps_private.h). */
@@ -922,6 +1012,37 @@ static void test_chip_parameters_and_reset(void **state)
     p = heap_caps_malloc(3 * KIB, MALLOC_CAP_8BIT);
     assert_non_null(p);
     heap_caps_free(p);
+}
+
+/* A start-up-stack region is registered late, by
+ * heap_caps_enable_nonos_stack_heaps(); it gets the chip's heap alignment like
+ * every other heap (chips.md: heap_alignment). A mutation test caught nothing here before: in registry.c,
+ * `register_heap(h, chip_alignment())` -> `register_heap(h, 4u)` makes that
+ * heap 4-aligned on a 16-aligned chip. */
+static void test_stack_heaps_take_chip_alignment(void **state)
+{
+    (void)state;
+    cf_chip_begin("wide stack");
+    size_t t = cf_chip_type("RAM", CAPS_A0, 0, 0);
+    size_t s = cf_chip_type("STACK", MALLOC_CAP_SPIRAM, 0, 0); /* caps only the stack heap has */
+    cf_chip_region(cf_at(0), 8 * KIB, t, false);
+    cf_chip_region(cf_at(16 * KIB), 8 * KIB, s, true);
+    cf_chip.chip.heap_alignment = 16;
+    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    assert_null(heap_caps_malloc(16, MALLOC_CAP_SPIRAM)); /* not yet registered */
+    heap_caps_enable_nonos_stack_heaps();
+    int k = cf_index_of_start(cf_at(16 * KIB));
+    assert_true(k >= 0);
+    assert_non_null(cf_desc((size_t)k).heap);
+    assert_int_equal(capheap_heap_alignment(cf_desc((size_t)k).heap), 16);
+    for (size_t n = 1; n < 200; n += 11) {
+        void *p = heap_caps_malloc(n, MALLOC_CAP_SPIRAM);
+        assert_non_null(p);
+        assert_int_equal(capheap_heap_find(p), k);
+        assert_int_equal((uintptr_t)p % 16u, 0);
+        heap_caps_free(p);
+    }
+    assert_true(heap_caps_check_integrity_all(true));
 }
 
 /* Edges of the start-up carving and of heap_caps_add_region():
@@ -1107,14 +1228,18 @@ int main(void)
         T(test_init_after_runtime_regions),
         T(test_too_many_heaps),
         T(test_add_region_errors),
+        T(test_unaligned_region_lookup_to_end),
+        T(test_add_region_options_without_name),
         T(test_add_region_overlap_rule),
         T(test_add_region_without_caps),
         T(test_available_regions),
         T(test_heap_caps_init_aborts),
         T(test_failed_init_changes_nothing),
         T(test_failed_init_leaves_no_stale_heap),
+        T(test_monitor_ignores_dropped_slots),
         T(test_refused_reservations_write_nothing),
         T(test_chip_parameters_and_reset),
+        T(test_stack_heaps_take_chip_alignment),
         T(test_carving_and_add_region_edges),
         T(test_caps_changes_without_chip),
         T(test_heap_at_address_zero),
