@@ -463,26 +463,36 @@ static void test_routing_examples(void **state)
 #define ALIAS_BYTES (16u * KIB)
 static _Alignas(16) unsigned char iram_window[ALIAS_BYTES];
 
-static void alias_case(capheap_alias_kind_t kind, uint8_t heap_alignment)
+/* A chip whose D/IRAM heap (DMA-capable at priority 0, EXEC at 2) covers
+ * the whole DRAM side of a kind alias window onto window; with dram, a plain
+ * DRAM heap after it (else nothing follows the window). Started up. */
+static void alias_chip(capheap_alias_kind_t kind, uint8_t heap_alignment, unsigned char *window, bool dram)
 {
-    if (!CAPHEAP_EXEC_HEAP) {
-        skip(); /* built without EXEC heaps: no alias code */
-    }
     capheap_caps_reset();
     cf_chip_begin("alias");
     size_t tdiram = cf_chip_type("D/IRAM", 0, MALLOC_CAP_DMA | MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL |
                                               MALLOC_CAP_DEFAULT,
                                  MALLOC_CAP_32BIT | MALLOC_CAP_EXEC);
-    size_t tdram = cf_chip_type("DRAM", MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT, MALLOC_CAP_INTERNAL, 0);
     cf_chip_region(cf_at(0), ALIAS_BYTES, tdiram, false);
-    cf_chip_region(cf_at(64u * KIB), 8u * KIB, tdram, false);
+    if (dram) {
+        size_t tdram = cf_chip_type("DRAM", MALLOC_CAP_8BIT | MALLOC_CAP_DEFAULT, MALLOC_CAP_INTERNAL, 0);
+        cf_chip_region(cf_at(64u * KIB), 8u * KIB, tdram, false);
+    }
     cf_chip.chip.heap_alignment = heap_alignment;
     cf_chip.chip.diram.kind = kind;
     cf_chip.chip.diram.dram_low = cf_at(0);
     cf_chip.chip.diram.dram_high = cf_at(ALIAS_BYTES);
-    cf_chip.chip.diram.iram_low = (intptr_t)(uintptr_t)iram_window;
-    cf_chip.chip.diram.iram_high = (intptr_t)(uintptr_t)(iram_window + ALIAS_BYTES);
+    cf_chip.chip.diram.iram_low = (intptr_t)(uintptr_t)window;
+    cf_chip.chip.diram.iram_high = (intptr_t)(uintptr_t)(window + ALIAS_BYTES);
     assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+}
+
+static void alias_case(capheap_alias_kind_t kind, uint8_t heap_alignment)
+{
+    if (!CAPHEAP_EXEC_HEAP) {
+        skip(); /* built without EXEC heaps: no alias code */
+    }
+    alias_chip(kind, heap_alignment, iram_window, true);
     const intptr_t ilo = cf_chip.chip.diram.iram_low, ihi = cf_chip.chip.diram.iram_high;
     const intptr_t dlo = cf_chip.chip.diram.dram_low, dhi = cf_chip.chip.diram.dram_high;
     size_t free0 = heap_caps_get_free_size(0);
@@ -661,17 +671,7 @@ static void test_diram_alias_inverted_window_edges(void **state)
     (void)state;
     if (!CAPHEAP_EXEC_HEAP)
         skip();
-    cf_chip_begin("alias");
-    size_t tdiram = cf_chip_type("D/IRAM", 0, MALLOC_CAP_DMA | MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL |
-                                              MALLOC_CAP_DEFAULT,
-                                 MALLOC_CAP_32BIT | MALLOC_CAP_EXEC);
-    cf_chip_region(cf_at(0), ALIAS_BYTES, tdiram, false);
-    cf_chip.chip.diram.kind = CAPHEAP_ALIAS_INVERTED;
-    cf_chip.chip.diram.dram_low = cf_at(0);
-    cf_chip.chip.diram.dram_high = cf_at(ALIAS_BYTES);
-    cf_chip.chip.diram.iram_low = (intptr_t)(uintptr_t)iram_window;
-    cf_chip.chip.diram.iram_high = (intptr_t)(uintptr_t)(iram_window + ALIAS_BYTES);
-    assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+    alias_chip(CAPHEAP_ALIAS_INVERTED, 4, iram_window, false);
     assert_int_equal(capheap_heap_find((void *)cf_at(ALIAS_BYTES)), -1); /* nothing past the window */
     const intptr_t ilo = cf_chip.chip.diram.iram_low, ihi = cf_chip.chip.diram.iram_high;
     for (intptr_t k = 0; k < 4; k++) {
@@ -719,19 +719,7 @@ static void test_diram_alias_inverted_aligned_tail(void **state)
     if (!CAPHEAP_EXEC_HEAP)
         skip();
     for (uint8_t heap_alignment = 4; heap_alignment <= 16; heap_alignment = (uint8_t)(heap_alignment * 2u)) {
-        capheap_caps_reset();
-        cf_chip_begin("alias");
-        size_t tdiram = cf_chip_type("D/IRAM", 0, MALLOC_CAP_DMA | MALLOC_CAP_8BIT | MALLOC_CAP_INTERNAL |
-                                                  MALLOC_CAP_DEFAULT,
-                                     MALLOC_CAP_32BIT | MALLOC_CAP_EXEC);
-        cf_chip_region(cf_at(0), ALIAS_BYTES, tdiram, false);
-        cf_chip.chip.heap_alignment = heap_alignment;
-        cf_chip.chip.diram.kind = CAPHEAP_ALIAS_INVERTED;
-        cf_chip.chip.diram.dram_low = cf_at(0);
-        cf_chip.chip.diram.dram_high = cf_at(ALIAS_BYTES);
-        cf_chip.chip.diram.iram_low = (intptr_t)(uintptr_t)inv_window;
-        cf_chip.chip.diram.iram_high = (intptr_t)(uintptr_t)(inv_window + ALIAS_BYTES);
-        assert_int_equal(cf_chip_init(NULL, 0), ESP_OK);
+        alias_chip(CAPHEAP_ALIAS_INVERTED, heap_alignment, inv_window, false);
         const intptr_t ilo = cf_chip.chip.diram.iram_low, ihi = cf_chip.chip.diram.iram_high;
         size_t free0 = heap_caps_get_free_size(0);
         for (size_t al = 2u * heap_alignment; al <= 64; al *= 2) {
