@@ -213,7 +213,6 @@ static void own_range_init(void)
     own[0].span = hi + OWN_TAIL_BYTES - lo;
 }
 
-
 /* The caller's stack, the library's frames dropped: DEPTH entries, NULL-padded.
  * Never inlined, so that its own return address (into a hook) is always the
  * first frame and can be skipped without looking at it. */
