@@ -2165,6 +2165,16 @@ static void test_aligned_default_falls_back(void **state)
     assert_int_equal((uintptr_t)p % 64u, 0);
     assert_int_equal(cf_cb.calls, calls); /* served: no failure report */
     heap_caps_free(p);
+    /* an alignment that is not a power of two (or 0) is refused, with the
+     * policy on (at once, before any heap is asked) as off */
+    for (int on = 1; on >= 0; on--) {
+        if (!on)
+            capheap_malloc_extmem_disable();
+        assert_null(heap_caps_aligned_alloc_default(24, 100));
+        assert_null(heap_caps_aligned_alloc_default(0, 100));
+        assert_null(heap_caps_aligned_alloc_default(12, 40u * KIB));
+    }
+    heap_caps_malloc_extmem_enable(64u * KIB);
     /* the same for the plain form (already pinned elsewhere; kept for symmetry) */
     p = heap_caps_malloc_default(40u * KIB);
     assert_in_heap(p, OFF_SPIRAM);
