@@ -7,22 +7,13 @@
  */
 #include "sim_cxx_userlib.h"
 
-#if defined(__clang__)
-#define NOINLINE __attribute__((noinline))
-#else
-#define NOINLINE __attribute__((noinline, noclone))
-#endif
+#include "support.h"
 
 void *volatile sim_userlib_after;
 
-static NOINLINE void *probe()
-{
-    return __builtin_return_address(0);
-}
-
-NOINLINE int *sim_userlib_new(void)
+CT_NOINLINE int *sim_userlib_new(void)
 {
     int *p = new int[6];
-    sim_userlib_after = probe(); /* an address in this function after the new */
+    sim_userlib_after = ct_call_site(); /* an address in this function after the new */
     return p;
 }

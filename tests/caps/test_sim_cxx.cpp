@@ -328,16 +328,6 @@ void test_delete_after_shutdown_is_reported(void **)
 }
 
 #if CAPHEAP_TRACING
-#if defined(__clang__)
-#define NOINLINE __attribute__((noinline))
-#else
-#define NOINLINE __attribute__((noinline, noclone))
-#endif
-NOINLINE void *probe()
-{
-    return __builtin_return_address(0);
-}
-
 void *volatile sink;
 
 /* site must lie in the function at fn, before after + 64 (an address in it
@@ -351,11 +341,11 @@ void expect_site(void *site, void *fn, void *after, const char *name)
 }
 
 /* The program's own code calling new: the trace must name it as the caller. */
-NOINLINE int *user_new()
+CT_NOINLINE int *user_new()
 {
-    sink = probe();
+    sink = ct_call_site();
     int *p = new int[10];
-    sink = probe();
+    sink = ct_call_site();
     return p;
 }
 #endif

@@ -393,24 +393,14 @@ static void test_free_takes_an_iram_alias(void **state)
 }
 
 #if CAPHEAP_TRACING
-#if defined(__clang__)
-#define NOINLINE __attribute__((noinline))
-#else
-#define NOINLINE __attribute__((noinline, noclone))
-#endif
-static NOINLINE void *probe(void)
-{
-    return __builtin_return_address(0);
-}
-
 static void *volatile sink;
 
 /* The program's own code calling malloc: the trace must name it as the caller. */
-static NOINLINE void *user_malloc(void)
+static CT_NOINLINE void *user_malloc(void)
 {
-    sink = probe();
+    sink = ct_call_site();
     void *p = malloc(40);
-    sink = probe();
+    sink = ct_call_site();
     return p;
 }
 #endif

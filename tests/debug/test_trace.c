@@ -394,59 +394,46 @@ static void test_realloc_events(void **state)
 
 /* The caller stack: alloced_by[0] is the call site in the function that called heap_caps. */
 #if DEPTH > 0
-#if defined(__clang__)
-#define NOINLINE __attribute__((noinline)) /* clang clones nothing it would not also inline */
-#elif defined(__GNUC__)
-#define NOINLINE __attribute__((noinline, noclone))
-#else
-#define NOINLINE
-#endif
-
-static NOINLINE void *probe(void)
-{
-    return __builtin_return_address(0);
-}
-
 static void *volatile sink;
 
 typedef void *(*alloc_fn)(void);
-static NOINLINE void *call_malloc(void)
+static CT_NOINLINE void *call_malloc(void)
 {
-    sink = probe();
+    sink = ct_call_site();
     void *p = heap_caps_malloc(64, MALLOC_CAP_DEFAULT);
-    sink = probe();
+    sink = ct_call_site();
     return p;
 }
-static NOINLINE void *call_malloc_slow(void)
+static CT_NOINLINE void *call_malloc_slow(void)
 {
-    sink = probe();
+    sink = ct_call_site();
     void *p = heap_caps_malloc(64, MALLOC_CAP_DMA | MALLOC_CAP_8BIT);
-    sink = probe();
+    sink = ct_call_site();
     return p;
 }
-static NOINLINE void *call_calloc(void)
+static CT_NOINLINE void *call_calloc(void)
 {
-    sink = probe();
+    sink = ct_call_site();
     void *p = heap_caps_calloc(4, 8, MALLOC_CAP_DEFAULT);
-    sink = probe();
+    sink = ct_call_site();
     return p;
 }
-static NOINLINE void *call_default(void)
+static CT_NOINLINE void *call_default(void)
 {
-    sink = probe();
+    sink = ct_call_site();
     void *p = heap_caps_malloc_default(32);
-    sink = probe();
+    sink = ct_call_site();
     return p;
 }
-static NOINLINE void *call_prefer(void)
+static CT_NOINLINE void *call_prefer(void)
 {
-    sink = probe();
+    sink = ct_call_site();
     void *p = heap_caps_malloc_prefer(32, 2, MALLOC_CAP_SPIRAM, MALLOC_CAP_DEFAULT);
-    sink = probe();
+    sink = ct_call_site();
     return p;
 }
 
-/* Where the caller of fn lies: from fn's first byte to a little past its last probe. */
+/* Where the caller of fn lies: from fn's first byte to a little past its last ct_call_site(). */
 static void check_call_site(alloc_fn fn, void *site, const char *what)
 {
     uintptr_t lo = (uintptr_t)fn, hi = (uintptr_t)sink + 64u, at = (uintptr_t)site;

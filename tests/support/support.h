@@ -7,7 +7,7 @@
  * Nothing here allocates from a capheap heap, and nothing is thread-safe:
  * call it from the test's main thread.
  *
- * Five groups, each prefixed ct_ ("capheap test"):
+ * Six groups, each prefixed ct_ ("capheap test"):
  *
  *  1. Abort catching. capheap ends every misuse report in the abort handler
  *     (capheap/port.h). CT_CATCH_ABORT runs a statement with a handler
@@ -45,6 +45,11 @@
  *  5. Heap facts. Expected block capacities for the build's poisoning mode,
  *     a walk summary (counts, sums, tiling, address order), and the
  *     "largest_free_block is honest" probe.
+ *
+ *  6. Call sites. ct_call_site() returns the address its caller resumes at
+ *     (a position inside the caller, just after the call), and CT_NOINLINE
+ *     keeps a function a real frame of its own: heap-tracing tests bound the
+ *     call site they expect with them.
  */
 #ifndef CAPHEAP_TEST_SUPPORT_H
 #define CAPHEAP_TEST_SUPPORT_H
@@ -269,6 +274,24 @@ void ct_walk_summary(multi_heap_handle_t h, ct_walk_summary_t *out);
  * honest; *largest_out (may be NULL) receives L.
  */
 bool ct_largest_is_honest(multi_heap_handle_t h, size_t *largest_out);
+
+/* ------------------------------------------------------------------------ */
+/* 6. Call sites                                                             */
+/* ------------------------------------------------------------------------ */
+
+/** Never inlined, nor cloned into a copy elsewhere (clang clones nothing it
+ *  would not also inline), so the function is a frame of its own. */
+#if defined(__clang__)
+#define CT_NOINLINE __attribute__((noinline))
+#elif defined(__GNUC__)
+#define CT_NOINLINE __attribute__((noinline, noclone))
+#else
+#define CT_NOINLINE
+#endif
+
+/** The address the caller resumes at after this call: a position inside the
+ *  caller (its return address, read in a function that is never inlined). */
+void *ct_call_site(void);
 
 #ifdef __cplusplus
 }
