@@ -330,14 +330,12 @@ void test_delete_after_shutdown_is_reported(void **)
 #if CAPHEAP_TRACING
 void *volatile sink;
 
-/* site must lie in the function at fn, before after + 64 (an address in it
- * past the call). */
+/* site must lie in the function at fn (after: a ct_call_site() it made). */
 void expect_site(void *site, void *fn, void *after, const char *name)
 {
-    uintptr_t s = reinterpret_cast<uintptr_t>(site), lo = reinterpret_cast<uintptr_t>(fn);
-    uintptr_t hi = reinterpret_cast<uintptr_t>(after) + 64u;
-    if (s < lo || s >= hi)
-        fail_msg("alloced_by[0] = %p, expected in %s [%p, %p)", site, name, fn, reinterpret_cast<void *>(hi));
+    if (!ct_site_within(reinterpret_cast<uintptr_t>(site), reinterpret_cast<uintptr_t>(fn),
+                        reinterpret_cast<uintptr_t>(after)))
+        fail_msg("alloced_by[0] = %p, expected in %s from %p", site, name, fn);
 }
 
 /* The program's own code calling new: the trace must name it as the caller. */

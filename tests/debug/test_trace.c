@@ -433,12 +433,11 @@ static CT_NOINLINE void *call_prefer(void)
     return p;
 }
 
-/* Where the caller of fn lies: from fn's first byte to a little past its last ct_call_site(). */
+/* site must lie in fn, which just ran (sink: its last ct_call_site()). */
 static void check_call_site(alloc_fn fn, void *site, const char *what)
 {
-    uintptr_t lo = (uintptr_t)fn, hi = (uintptr_t)sink + 64u, at = (uintptr_t)site;
-    if (at < lo || at >= hi)
-        fail_msg("%s: alloced_by[0] = %p, expected in [%p, %p)", what, site, (void *)lo, (void *)hi);
+    if (!ct_site_within((uintptr_t)site, (uintptr_t)fn, (uintptr_t)sink))
+        fail_msg("%s: alloced_by[0] = %p, expected in the function at %p", what, site, (void *)(uintptr_t)fn);
 }
 
 /* The library's event entry points (src/debug/debug_hooks.h), to replay one

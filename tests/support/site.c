@@ -13,3 +13,12 @@ CT_NOINLINE void *ct_call_site(void)
 {
     return __builtin_return_address(0);
 }
+
+/* Bytes of the function past the call that marked after: the rest of the
+ * function after its last ct_call_site(), a few instructions. */
+#define CT_SITE_SLACK 64u
+
+bool ct_site_within(uintptr_t site, uintptr_t fn, uintptr_t after)
+{
+    return site >= fn && site < after + CT_SITE_SLACK;
+}

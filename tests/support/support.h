@@ -49,7 +49,7 @@
  *  6. Call sites. ct_call_site() returns the address its caller resumes at
  *     (a position inside the caller, just after the call), and CT_NOINLINE
  *     keeps a function a real frame of its own: heap-tracing tests bound the
- *     call site they expect with them.
+ *     call site they expect with them (ct_site_within).
  */
 #ifndef CAPHEAP_TEST_SUPPORT_H
 #define CAPHEAP_TEST_SUPPORT_H
@@ -292,6 +292,11 @@ bool ct_largest_is_honest(multi_heap_handle_t h, size_t *largest_out);
 /** The address the caller resumes at after this call: a position inside the
  *  caller (its return address, read in a function that is never inlined). */
 void *ct_call_site(void);
+
+/** Is site (a trace record's alloced_by[0]) in the function that starts at fn?
+ *  after is what a ct_call_site() made in that function after its allocation
+ *  returned; the bound allows for a few instructions past it. */
+bool ct_site_within(uintptr_t site, uintptr_t fn, uintptr_t after);
 
 #ifdef __cplusplus
 }
