@@ -128,9 +128,10 @@ static void print_reason(const capheap_fit_t *why)
         printf(" (%zu B asked", why->size);
         if (why->alignment != 0)
             printf(", alignment %zu", why->alignment);
-        printf(", caps %s: the largest block of the %zu heap%s with them is %zu B)",
+        /* free bytes beside the largest block: exhaustion, or fragmentation */
+        printf(", caps %s: the largest block of the %zu heap%s with them is %zu B, of %zu B free there)",
                tool_caps_text(why->caps, c, sizeof c), why->candidates, why->candidates == 1 ? "" : "s",
-               why->largest_block);
+               why->largest_block, heap_caps_get_free_size(why->caps));
     }
     else if (why->reason == CAPHEAP_FIT_NO_HEAP_WITH_CAPS)
         printf(" (caps %s)", tool_caps_text(why->caps, c, sizeof c));
