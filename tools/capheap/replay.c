@@ -33,6 +33,9 @@
 #define ID_MAX 63u       /* longest ID */
 #define LINE_MAX_LEN 1024u /* longest trace line */
 
+/* Where the report goes: stdout, or the stream replay_trace() was given. */
+static FILE *rout;
+
 /* ---- the ID table ---------------------------------------------------------- */
 
 typedef struct {
@@ -122,19 +125,19 @@ static void on_failure(size_t size, uint32_t caps, const char *function_name, co
 static void print_reason(const capheap_fit_t *why)
 {
     char c[TOOL_CAPS_TEXT_MAX];
-    printf("%s", capheap_fit_reason_text(why->reason));
+    fprintf(rout, "%s", capheap_fit_reason_text(why->reason));
     if (why->reason == CAPHEAP_FIT_NO_ROOM || why->reason == CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE)
     {
-        printf(" (%zu B asked", why->size);
+        fprintf(rout, " (%zu B asked", why->size);
         if (why->alignment != 0)
-            printf(", alignment %zu", why->alignment);
+            fprintf(rout, ", alignment %zu", why->alignment);
         /* free bytes beside the largest block: exhaustion, or fragmentation */
-        printf(", caps %s: the largest block of the %zu heap%s with them is %zu B, of %zu B free there)",
+        fprintf(rout, ", caps %s: the largest block of the %zu heap%s with them is %zu B, of %zu B free there)",
                tool_caps_text(why->caps, c, sizeof c), why->candidates, why->candidates == 1 ? "" : "s",
                why->largest_block, heap_caps_get_free_size(why->caps));
     }
     else if (why->reason == CAPHEAP_FIT_NO_HEAP_WITH_CAPS)
-        printf(" (caps %s)", tool_caps_text(why->caps, c, sizeof c));
+        fprintf(rout, " (caps %s)", tool_caps_text(why->caps, c, sizeof c));
 }
 
 /* ---- printing the heaps ----------------------------------------------------- */
@@ -152,7 +155,7 @@ static const struct {
  * i had in use beyond what it had before the replay), that too. */
 static void print_heaps_with(const size_t *peak, size_t count)
 {
-    printf("  %-3s %-14s %-10s %10s %10s %10s %10s%s  %s\n", "#", "name", "address", "size", "free",
+    fprintf(rout, "  %-3s %-14s %-10s %10s %10s %10s %10s%s  %s\n", "#", "name", "address", "size", "free",
            "min free", "largest", peak != NULL ? "  peak used" : "", "caps (priority 0 / 1 / 2)");
     for (size_t i = 0;; i++) {
         capheap_heap_desc_t d;
@@ -164,34 +167,36 @@ static void print_heaps_with(const size_t *peak, size_t count)
         uintptr_t chip_addr = (uintptr_t)(d.start - capheap_sim_offset());
         size_t size = (size_t)(d.end - d.start);
         if (d.heap == NULL) {
-            printf("  %-3zu %-14s 0x%08lx %10zu %10s %10s %10s%s  %s / %s / %s\n", i, d.name,
+            fprintf(rout, "  %-3zu %-14s 0x%08lx %10zu %10s %10s %10s%s  %s / %s / %s\n", i, d.name,
                    (unsigned long)chip_addr, size, "-", "-", "-", peak != NULL ? "           " : "", c[0], c[1],
                    c[2]);
             continue;
         }
         multi_heap_info_t info;
         multi_heap_get_info(d.heap, &info);
-        printf("  %-3zu %-14s 0x%08lx %10zu %10zu %10zu %10zu", i, d.name, (unsigned long)chip_addr, size,
+        fprintf(rout, "  %-3zu %-14s 0x%08lx %10zu %10zu %10zu %10zu", i, d.name, (unsigned long)chip_addr, size,
                info.total_free_bytes, info.minimum_free_bytes, info.largest_free_block);
         if (peak != NULL)
-            printf("  %9zu", i < count ? peak[i] : 0);
-        printf("  %s / %s / %s\n", c[0], c[1], c[2]);
+            fprintf(rout, "  %9zu", i < count ? peak[i] : 0);
+        fprintf(rout, "  %s / %s / %s\n", c[0], c[1], c[2]);
     }
 }
 
 void replay_print_heaps(void)
 {
+    rout = stdout;
     print_heaps_with(NULL, 0);
 }
 
-void replay_print_caps(void)
+/* The caps table on rout. */
+static void print_caps(void)
 {
-    printf("  %-10s %12s %12s %12s %14s\n", "caps", "total", "free", "min free", "largest block");
+    fprintf(rout, "  %-10s %12s %12s %12s %14s\n", "caps", "total", "free", "min free", "largest block");
     for (size_t i = 0; i < CAP_ROWS; i++) {
         size_t total = heap_caps_get_total_size(cap_rows[i].caps);
         if (total == 0)
             continue; /* no heap of this chip has it */
-        printf("  %-10s %12zu %12zu %12zu %14zu\n", cap_rows[i].name, total, heap_caps_get_free_size(cap_rows[i].caps),
+        fprintf(rout, "  %-10s %12zu %12zu %12zu %14zu\n", cap_rows[i].name, total, heap_caps_get_free_size(cap_rows[i].caps),
                heap_caps_get_minimum_free_size(cap_rows[i].caps), heap_caps_get_largest_free_block(cap_rows[i].caps));
     }
 }
@@ -211,19 +216,20 @@ typedef struct {
 
 enum { K_MALLOC, K_CALLOC, K_ALIGNED, K_REALLOC, K_FREE };
 
-/* "name:line: message" on stderr; returns TOOL_EXIT_ERROR. */
+/* "name:line: message" on the options' error stream; returns TOOL_EXIT_ERROR. */
 #if defined(__GNUC__)
 __attribute__((format(printf, 2, 3)))
 #endif
 static int trace_error(const replay_t *r, const char *fmt, ...)
 {
-    fflush(stdout); /* what was replayed so far, then the error */
-    fprintf(stderr, "%s:%lu: ", r->name, r->line);
+    FILE *err = r->opt->errors != NULL ? r->opt->errors : stderr;
+    fflush(rout); /* what was replayed so far, then the error */
+    fprintf(err, "%s:%lu: ", r->name, r->line);
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vfprintf(err, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    fputc('\n', err);
     return TOOL_EXIT_ERROR;
 }
 
@@ -255,13 +261,13 @@ static void note_failure(replay_t *r, const char *text)
     if (r->failures > r->opt->list_failures)
         return;
     if (r->failures == 1)
-        printf("failed allocations:\n");
-    printf("  line %lu: %s: ", r->line, text);
+        fprintf(rout, "failed allocations:\n");
+    fprintf(rout, "  line %lu: %s: ", r->line, text);
     if (failure_seen)
         print_reason(&failure_why);
     else
-        printf("refused (no failure callback: size 0 or an alignment that is not a power of two)");
-    printf("\n");
+        fprintf(rout, "refused (no failure callback: size 0 or an alignment that is not a power of two)");
+    fprintf(rout, "\n");
 }
 
 static bool parse_size_word(const replay_t *r, const char *w, const char *what, size_t *out)
@@ -295,9 +301,9 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
 {
     const char *verb = w[0];
     if (strcmp(verb, "s") == 0) {
-        printf("snapshot at line %lu%s%s: %zu blocks live, %zu B asked for (min free: since the trace began)\n",
+        fprintf(rout, "snapshot at line %lu%s%s: %zu blocks live, %zu B asked for (min free: since the trace began)\n",
                r->line, n > 1 ? ": " : "", n > 1 ? text + (w[1] - w[0]) : "", r->live_blocks, r->live_bytes);
-        replay_print_caps();
+        print_caps();
         return TOOL_EXIT_OK;
     }
     static const struct {
@@ -375,8 +381,7 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
         return TOOL_EXIT_ERROR;
     entry_t *e = table_get(&r->ids, id);
     if (e == NULL) {
-        fprintf(stderr, "%s:%lu: out of host memory for the ID table\n", r->name, r->line);
-        return TOOL_EXIT_ERROR;
+        return trace_error(r, "out of host memory for the ID table");
     }
     if (e->live)
         return trace_error(r, "'%s' is still live (allocated at line %lu): free it first, or use another ID", id,
@@ -436,35 +441,42 @@ static size_t split(char *s, char **w, size_t max)
 
 static void report(const replay_t *r, const size_t *peak, size_t heaps)
 {
-    printf("\n%lu calls: %lu malloc, %lu calloc, %lu aligned, %lu realloc, %lu free",
+    fprintf(rout, "\n%lu calls: %lu malloc, %lu calloc, %lu aligned, %lu realloc, %lu free",
            r->calls[K_MALLOC] + r->calls[K_CALLOC] + r->calls[K_ALIGNED] + r->calls[K_REALLOC] + r->calls[K_FREE],
            r->calls[K_MALLOC], r->calls[K_CALLOC], r->calls[K_ALIGNED], r->calls[K_REALLOC], r->calls[K_FREE]);
     if (r->skipped != 0)
-        printf(" (%lu on blocks the trace never allocated, or freed, skipped)", r->skipped);
-    printf("\n");
+        fprintf(rout, " (%lu on blocks the trace never allocated, or freed, skipped)", r->skipped);
+    fprintf(rout, "\n");
     if (r->failures == 0)
-        printf("every allocation was served\n");
+        fprintf(rout, "every allocation was served\n");
     else
-        printf("%lu allocation%s failed%s\n", r->failures, r->failures == 1 ? "" : "s",
+        fprintf(rout, "%lu allocation%s failed%s\n", r->failures, r->failures == 1 ? "" : "s",
                r->failures > r->opt->list_failures ? " (the first ones are listed above)" : "");
     char a[TOOL_SIZE_TEXT_MAX], b[TOOL_SIZE_TEXT_MAX];
     if (r->peak_line == 0)
-        printf("peak: no block was live at any time\n");
+        fprintf(rout, "peak: no block was live at any time\n");
     else
-        printf("peak: %s asked for and live at line %lu; at the end: %zu blocks live, %s\n",
+        fprintf(rout, "peak: %s asked for and live at line %lu; at the end: %zu blocks live, %s\n",
                tool_size_text(r->peak_bytes, a, sizeof a), r->peak_line, r->live_blocks,
                tool_size_text(r->live_bytes, b, sizeof b));
-    printf("\nheaps, in search order (bytes; min free: the low-water mark since boot; peak used: "
+    fprintf(rout, "\nheaps, in search order (bytes; min free: the low-water mark since boot; peak used: "
            "the most in use at once during the trace, beyond what was in use before it)\n");
     print_heaps_with(peak, heaps);
-    printf("\nby capability (bytes)\n");
-    replay_print_caps();
+    fprintf(rout, "\nby capability (bytes)\n");
+    print_caps();
     bool intact = heap_caps_check_integrity_all(true);
-    printf("\nheap_caps_check_integrity_all: %s\n", intact ? "every heap intact" : "CORRUPTED");
+    fprintf(rout, "\nheap_caps_check_integrity_all: %s\n", intact ? "every heap intact" : "CORRUPTED");
+}
+
+void replay_print_caps(void)
+{
+    rout = stdout;
+    print_caps();
 }
 
 int replay_trace(FILE *in, const char *name, const replay_options_t *options)
 {
+    rout = options->out != NULL ? options->out : stdout;
     replay_t r;
     memset(&r, 0, sizeof r);
     r.name = name;
@@ -476,7 +488,7 @@ int replay_trace(FILE *in, const char *name, const replay_options_t *options)
     size_t heaps = capheap_heap_count();
     size_t *start = calloc(3u * (heaps + 1u), sizeof *start);
     if (r.ids.slots == NULL || start == NULL) {
-        fprintf(stderr, "capheap: out of host memory\n");
+        fprintf(options->errors != NULL ? options->errors : stderr, "capheap: out of host memory\n");
         free(r.ids.slots);
         free(start);
         return TOOL_EXIT_ERROR;
@@ -515,10 +527,8 @@ int replay_trace(FILE *in, const char *name, const replay_options_t *options)
         else
             rc = replay_line(&r, w, n, text + (w[0] - buf));
     }
-    if (rc == TOOL_EXIT_OK && ferror(in)) {
-        fprintf(stderr, "%s: read error\n", name);
-        rc = TOOL_EXIT_ERROR;
-    }
+    if (rc == TOOL_EXIT_OK && ferror(in))
+        rc = trace_error(&r, "read error");
     capheap_register_failed_alloc_callback(NULL, NULL);
     for (size_t i = 0; i < heaps; i++) {
         capheap_heap_desc_t d;

@@ -18,6 +18,8 @@ typedef struct {
     bool ignore_unknown;  /* frees / reallocs of IDs the trace never allocated: counted, skipped */
     bool stop_on_failure; /* stop at the first allocation that fails */
     unsigned list_failures; /* failed calls listed in the report (the rest are counted) */
+    FILE *out;              /* where the report goes (NULL: stdout) */
+    FILE *errors;           /* where trace errors go (NULL: stderr) */
 } replay_options_t;
 
 /* Exit codes of the tool, shared by its commands. */
@@ -26,7 +28,8 @@ typedef struct {
 #define TOOL_EXIT_ERROR 2   /* bad command line or trace, or the chip did not boot */
 
 /* Replay the trace in `in` (named `name` in messages) on the chip booted now;
- * print the report on stdout and trace errors ("name:line: ...") on stderr.
+ * print the report on options->out and trace errors ("name:line: ...") on
+ * options->errors (NULL: stdout, stderr).
  * Returns one of the exit codes above. */
 int replay_trace(FILE *in, const char *name, const replay_options_t *options);
 

@@ -1,0 +1,58 @@
+/*
+ * fuzz_tool_trace.c - the capheap tool's trace replay (tools/capheap/replay.c)
+ * over fuzzed text, on every built-in chip.
+ *
+ * Input: byte 0 picks the chip (low 4 bits, modulo the chip count), whether it
+ * gets PSRAM (bit 4: 1 MiB, or its largest if smaller), and the replay options
+ * (bit 5: --ignore-unknown, bit 6: --stop-on-failure); the rest is the trace.
+ * The corpus (corpus/tool_trace/) is tests/tools/traces/ behind such a byte.
+ *
+ * Properties (a violation aborts): the replay returns one of the tool's three
+ * exit codes; every heap passes its integrity check afterwards; the chip shuts
+ * down (nothing of the replay is left mapped). ASan and UBSan watch the parser
+ * and the ID table. Reports go to /dev/null, trace errors to a scratch stream.
+ */
+#define _POSIX_C_SOURCE 200809L /* fmemopen */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "capheap/chip.h"
+#include "capheap/sim.h"
+#include "esp_heap_caps.h"
+#include "replay.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static FILE *sink;
+    if (sink == NULL && (sink = fopen("/dev/null", "w")) == NULL)
+        abort();
+    if (size < 2)
+        return 0; /* fmemopen wants a non-empty buffer */
+    const capheap_chip_t *chip = capheap_chips[(data[0] & 15u) % capheap_chip_count];
+    capheap_sim_options_t o = CAPHEAP_SIM_OPTIONS_DEFAULT;
+    o.quiet = true;
+    if ((data[0] & 16u) && chip->extram.max_size != 0)
+        o.psram_bytes = chip->extram.max_size < (1u << 20) ? chip->extram.max_size : (1u << 20);
+    if (capheap_sim_boot(chip, &o) != ESP_OK)
+        abort(); /* every built-in chip boots with these options */
+    replay_options_t r = {.ignore_unknown = (data[0] & 32u) != 0,
+                          .stop_on_failure = (data[0] & 64u) != 0,
+                          .list_failures = 10,
+                          .out = sink,
+                          .errors = sink};
+    FILE *in = fmemopen((void *)(uintptr_t)(data + 1), size - 1, "r");
+    if (in == NULL)
+        abort();
+    int rc = replay_trace(in, "fuzz", &r);
+    fclose(in);
+    if (rc != TOOL_EXIT_OK && rc != TOOL_EXIT_FAILED && rc != TOOL_EXIT_ERROR)
+        abort();
+    if (!heap_caps_check_integrity_all(false))
+        abort();
+    if (capheap_sim_shutdown() != ESP_OK)
+        abort();
+    return 0;
+}
