@@ -310,17 +310,17 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
         const char *verb;
         size_t min_words, max_words;
         int kind;
-    } verbs[] = {{"m", 3, 4, K_MALLOC}, {"c", 4, 5, K_CALLOC}, {"a", 4, 5, K_ALIGNED},
-                 {"r", 3, 4, K_REALLOC}, {"f", 2, 2, K_FREE}};
+        const char *usage;
+    } verbs[] = {{"m", 3, 4, K_MALLOC, "ID SIZE [CAPS]"},       {"c", 4, 5, K_CALLOC, "ID COUNT SIZE [CAPS]"},
+                 {"a", 4, 5, K_ALIGNED, "ID ALIGN SIZE [CAPS]"}, {"r", 3, 4, K_REALLOC, "ID SIZE [CAPS]"},
+                 {"f", 2, 2, K_FREE, "ID"}};
     size_t v = 0;
     while (v < sizeof verbs / sizeof verbs[0] && strcmp(verbs[v].verb, verb) != 0)
         v++;
     if (v == sizeof verbs / sizeof verbs[0])
         return trace_error(r, "unknown call '%s' (m, c, a, r, f or s)", verb);
     if (n < verbs[v].min_words || n > verbs[v].max_words)
-        return trace_error(r, "'%s' takes %s", verb,
-                           v == 0 ? "ID SIZE [CAPS]" : v == 1 ? "ID COUNT SIZE [CAPS]" : v == 2 ? "ID ALIGN SIZE [CAPS]"
-                                                  : v == 3 ? "ID SIZE [CAPS]" : "ID");
+        return trace_error(r, "'%s' takes %s", verb, verbs[v].usage);
     int kind = verbs[v].kind;
     const char *id = w[1];
     if (strlen(id) > ID_MAX)
