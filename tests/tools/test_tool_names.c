@@ -171,6 +171,9 @@ static void test_size_text(void **state)
     assert_string_equal(tool_size_text(21u * 1024u, buf, sizeof buf), "21 KiB");
     assert_string_equal(tool_size_text(8u << 20, buf, sizeof buf), "8 MiB");
     assert_string_equal(tool_size_text((8u << 20) + 1u, buf, sizeof buf), "8.0 MiB");
+    assert_string_equal(tool_size_text(1028u * 1024u, buf, sizeof buf), "1028 KiB");   /* exact, not 1.0 MiB */
+    assert_string_equal(tool_size_text(21u * 512u * 1024u, buf, sizeof buf), "10.5 MiB"); /* exact tenths */
+    assert_string_equal(tool_size_text(1000u * 1000u, buf, sizeof buf), "976.6 KiB");
     assert_string_equal(tool_size_text(SIZE_MAX, buf, sizeof buf),
                         SIZE_MAX == UINT32_MAX ? "4096.0 MiB" : "17592186044416.0 MiB");
 }

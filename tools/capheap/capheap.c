@@ -15,6 +15,7 @@
  * exit status 0 means served (fits), 1 failed (does not fit), 2 a usage, trace
  * or boot error.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -104,7 +105,7 @@ static bool size_option(int argc, char **argv, int *i, size_t *out)
 {
     if (*i + 1 >= argc)
         return usage_error("%s needs a value", argv[*i]), false;
-    if (!tool_parse_size(argv[*i + 1], out))
+    if (!tool_parse_size(argv[*i + 1], out) || *out == CAPHEAP_SIM_REFERENCE) /* SIZE_MAX means "the image's" */
         return usage_error("bad size '%s'", argv[*i + 1]), false;
     (*i)++;
     return true;
@@ -157,7 +158,7 @@ static bool parse_args(int argc, char **argv, const char *command, args_t *a)
         } else if (strcmp(command, "replay") == 0 && strcmp(o, "--list") == 0) {
             if (!size_option(argc, argv, &i, &v))
                 return false;
-            a->replay.list_failures = v > 100000u ? 100000u : (unsigned)v;
+            a->replay.list_failures = v > UINT_MAX ? UINT_MAX : (unsigned)v; /* more than there can be: all */
         } else if (o[0] == '-' && o[1] != '\0') {
             return usage_error("unknown option '%s'", o), false;
         } else if (a->positional_count < a->positional_max) {
@@ -232,8 +233,12 @@ static int cmd_fit(const args_t *a)
     printf("  after the chip's adjustment: %zu B", why.size);
     if (why.alignment != 0)
         printf(", alignment %zu", why.alignment);
-    printf(", caps %s; %zu heap%s with these caps\n", tool_caps_text(why.caps, c, sizeof c), why.candidates,
-           why.candidates == 1 ? "" : "s");
+    printf(", caps %s", tool_caps_text(why.caps, c, sizeof c));
+    /* the dry run counts the heaps with the caps only when it gets as far as looking */
+    if (why.reason == CAPHEAP_FIT_OK || why.reason == CAPHEAP_FIT_NO_HEAP_WITH_CAPS ||
+        why.reason == CAPHEAP_FIT_NO_ROOM || why.reason == CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE)
+        printf("; %zu heap%s with these caps", why.candidates, why.candidates == 1 ? "" : "s");
+    printf("\n");
     capheap_heap_desc_t d;
     if (fits && capheap_heap_get((size_t)why.heap_index, &d) && d.heap != NULL) {
         multi_heap_info_t info;
@@ -274,10 +279,15 @@ static int cmd_replay(const args_t *a)
 int main(int argc, char **argv)
 {
     capheap_set_writer(to_stdout); /* the boot log and heap reports, in order with printf's */
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(usage_text, argc < 2 ? stderr : stdout);
-        return argc < 2 ? TOOL_EXIT_ERROR : TOOL_EXIT_OK;
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return TOOL_EXIT_ERROR;
     }
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_text, stdout);
+            return TOOL_EXIT_OK;
+        }
     const char *command = argv[1];
     args_t a;
     memset(&a, 0, sizeof a);

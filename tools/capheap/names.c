@@ -157,14 +157,17 @@ char *tool_caps_text(uint32_t caps, char *buf, size_t len)
 
 char *tool_size_text(size_t bytes, char *buf, size_t len)
 {
-    if (bytes >= 1024u * 1024u && bytes % (1024u * 1024u) == 0)
-        snprintf(buf, len, "%zu MiB", bytes >> 20);
-    else if (bytes >= 1024u * 1024u)
-        snprintf(buf, len, "%.1f MiB", (double)bytes / (1024.0 * 1024.0));
-    else if (bytes >= 1024u && bytes % 1024u == 0)
-        snprintf(buf, len, "%zu KiB", bytes >> 10);
-    else if (bytes >= 1024u)
-        snprintf(buf, len, "%.1f KiB", (double)bytes / 1024.0);
+    const size_t kib = 1024u, mib = 1024u * 1024u;
+    if (bytes >= mib && bytes % mib == 0)
+        snprintf(buf, len, "%zu MiB", bytes / mib);
+    else if (bytes >= mib && bytes % (mib / 2u) != 0 && bytes % kib == 0)
+        snprintf(buf, len, "%zu KiB", bytes / kib); /* exact: 1028 KiB, not 1.0 MiB */
+    else if (bytes >= mib)
+        snprintf(buf, len, "%.1f MiB", (double)bytes / (double)mib); /* 10.5 MiB; above 1 MiB, rounded */
+    else if (bytes >= kib && bytes % kib == 0)
+        snprintf(buf, len, "%zu KiB", bytes / kib);
+    else if (bytes >= kib)
+        snprintf(buf, len, "%.1f KiB", (double)bytes / (double)kib);
     else
         snprintf(buf, len, "%zu B", bytes);
     return buf;

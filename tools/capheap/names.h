@@ -29,8 +29,8 @@ bool tool_parse_caps(const char *word, uint32_t *out, const char **bad);
  * 0x... remainder; 0 as "0") into buf; returns buf. */
 char *tool_caps_text(uint32_t caps, char *buf, size_t len);
 
-/* A size for people: "8 MiB", "21 KiB" or "305 B" (exact multiples get the unit,
- * others "304.9 KiB"); returns buf. */
+/* A size for people: exact where it is short ("8 MiB", "10.5 MiB", "1028 KiB",
+ * "21 KiB", "305 B"), else rounded to a tenth ("304.9 KiB", "8.0 MiB"); returns buf. */
 char *tool_size_text(size_t bytes, char *buf, size_t len);
 
 /* Buffer length that holds any tool_caps_text() / tool_size_text() result. */

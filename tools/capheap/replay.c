@@ -16,13 +16,14 @@
  * is explained by the extended failure callback, which receives the dry-run
  * answer (capheap_would_fit) for the call that failed.
  */
-#define _POSIX_C_SOURCE 200809L /* strtok_r */
+#define _POSIX_C_SOURCE 200809L /* getline, ssize_t, strtok_r */
 #include "replay.h"
 
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "capheap/caps.h"
 #include "capheap/sim.h"
@@ -254,8 +255,9 @@ static void note_live(replay_t *r, long blocks, long long bytes)
     }
 }
 
-/* A failed allocation: counted, listed up to the limit with its reason. */
-static void note_failure(replay_t *r, const char *text)
+/* A failed allocation: counted, listed up to the limit with its reason (own:
+ * the replay's, for a call that failed before reaching heap_caps). */
+static void note_failure(replay_t *r, const char *text, const char *own)
 {
     r->failures++;
     if (r->failures > r->opt->list_failures)
@@ -263,7 +265,9 @@ static void note_failure(replay_t *r, const char *text)
     if (r->failures == 1)
         fprintf(rout, "failed allocations:\n");
     fprintf(rout, "  line %lu: %s: ", r->line, text);
-    if (failure_seen)
+    if (own != NULL)
+        fprintf(rout, "%s", own);
+    else if (failure_seen)
         print_reason(&failure_why);
     else
         fprintf(rout, "refused (no failure callback: size 0 or an alignment that is not a power of two)");
@@ -325,7 +329,6 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
     const char *id = w[1];
     if (strlen(id) > ID_MAX)
         return trace_error(r, "ID '%.63s...' longer than %u characters", id, ID_MAX);
-    r->calls[kind]++;
 
     char hist[48];
     if (kind == K_FREE || kind == K_REALLOC) {
@@ -345,12 +348,13 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
                                id_history(e, hist, sizeof hist));
         }
         failure_seen = false;
+        r->calls[kind]++;
         if (kind == K_FREE) {
             heap_caps_free(e->ptr);
         } else {
             void *q = has_caps ? heap_caps_realloc(e->ptr, size, caps) : heap_caps_realloc_default(e->ptr, size);
             if (q == NULL && size != 0) { /* refused: the old block stays */
-                note_failure(r, text);
+                note_failure(r, text, NULL);
                 return r->opt->stop_on_failure ? TOOL_EXIT_FAILED : TOOL_EXIT_OK;
             }
             if (q != NULL) { /* (realloc of an ID that holds malloc(0)'s NULL: a new block) */
@@ -384,20 +388,26 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
         return trace_error(r, "out of host memory for the ID table");
     }
     if (e->live)
-        return trace_error(r, "'%s' is still live (allocated at line %lu): free it first, or use another ID", id,
-                           e->line);
+        return trace_error(r, "'%s' is still live (allocated or reallocated at line %lu): free it first, or use "
+                              "another ID", id, e->line);
     failure_seen = false;
+    r->calls[kind]++;
     void *p;
     size_t total = size;
+    const char *own = NULL; /* a failure's reason when heap_caps is not asked */
     if (kind == K_CALLOC) {
+        bool overflows = size != 0 && count > SIZE_MAX / size;
+        total = overflows ? SIZE_MAX : count * size;
         if (has_caps) {
             p = heap_caps_calloc(count, size, caps);
+        } else if (overflows) { /* the libc policy's calloc refuses it before its malloc */
+            p = NULL;
+            own = "COUNT x SIZE overflows size_t";
         } else { /* the libc policy's calloc: its malloc, zeroed */
-            p = (size != 0 && count > SIZE_MAX / size) ? NULL : heap_caps_malloc_default(count * size);
+            p = heap_caps_malloc_default(total);
             if (p != NULL)
-                memset(p, 0, count * size);
+                memset(p, 0, total);
         }
-        total = (size != 0 && count > SIZE_MAX / size) ? SIZE_MAX : count * size;
     } else if (kind == K_ALIGNED) {
         p = has_caps ? heap_caps_aligned_alloc(align, size, caps) : heap_caps_aligned_alloc_default(align, size);
     } else {
@@ -411,7 +421,7 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
         return TOOL_EXIT_OK;
     }
     if (p == NULL) {
-        note_failure(r, text);
+        note_failure(r, text, own);
         e->live = false; /* the ID names no block */
         e->failed = true;
         e->line = r->line;
@@ -439,6 +449,25 @@ static size_t split(char *s, char **w, size_t max)
     return n;
 }
 
+/* One line of text (len characters, no line end, no NUL): a comment, a blank
+ * line or a call. Returns an exit code (TOOL_EXIT_OK to go on). */
+static int replay_text_line(replay_t *r, char *line, size_t len)
+{
+    char text[LINE_MAX_LEN + 1]; /* the call as written, without its comment, for messages */
+    memcpy(text, line, len + 1);
+    size_t end = strcspn(text, "#");
+    while (end > 0 && (text[end - 1] == ' ' || text[end - 1] == '\t'))
+        end--;
+    text[end] = '\0';
+    /* Every call takes at most 5 words, so 6 are enough to refuse an extra one;
+     * s takes the rest of the line as its label. */
+    char *w[6];
+    size_t n = split(line, w, 6);
+    if (n == 0)
+        return TOOL_EXIT_OK; /* blank or comment */
+    return replay_line(r, w, n, text + (w[0] - line));
+}
+
 static void report(const replay_t *r, const size_t *peak, size_t heaps)
 {
     fprintf(rout, "\n%lu calls: %lu malloc, %lu calloc, %lu aligned, %lu realloc, %lu free",
@@ -451,7 +480,9 @@ static void report(const replay_t *r, const size_t *peak, size_t heaps)
         fprintf(rout, "every allocation was served\n");
     else
         fprintf(rout, "%lu allocation%s failed%s\n", r->failures, r->failures == 1 ? "" : "s",
-               r->failures > r->opt->list_failures ? " (the first ones are listed above)" : "");
+                r->opt->list_failures == 0                ? " (--list 0: none listed)"
+                : r->failures > r->opt->list_failures ? " (the first ones are listed above)"
+                                                          : "");
     char a[TOOL_SIZE_TEXT_MAX], b[TOOL_SIZE_TEXT_MAX];
     if (r->peak_line == 0)
         fprintf(rout, "peak: no block was live at any time\n");
@@ -503,30 +534,29 @@ int replay_trace(FILE *in, const char *name, const replay_options_t *options)
     }
     capheap_register_failed_alloc_callback(on_failure, NULL);
 
+    /* Whole physical lines (getline): a NUL byte cannot hide the rest of a
+     * line, nor make a new one of it. */
     int rc = TOOL_EXIT_OK;
-    char buf[LINE_MAX_LEN + 2];
-    while (rc == TOOL_EXIT_OK && fgets(buf, sizeof buf, in) != NULL) {
+    char *buf = NULL;
+    size_t buf_size = 0;
+    ssize_t got;
+    while (rc == TOOL_EXIT_OK && (got = getline(&buf, &buf_size, in)) >= 0) {
         r.line++;
-        size_t len = strlen(buf);
-        if (len > LINE_MAX_LEN && buf[len - 1] != '\n') {
-            rc = trace_error(&r, "line longer than %u characters", LINE_MAX_LEN);
-            break;
+        size_t len = (size_t)got;
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+            buf[--len] = '\0'; /* LF or CRLF */
+        if (r.line == 1 && len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) {
+            memmove(buf, buf + 3, len - 2); /* a UTF-8 byte-order mark, and the NUL */
+            len -= 3;
         }
-        char text[LINE_MAX_LEN + 2];
-        memcpy(text, buf, len + 1);
-        size_t end = strcspn(text, "#\r\n"); /* the call as written, for messages */
-        while (end > 0 && (text[end - 1] == ' ' || text[end - 1] == '\t'))
-            end--;
-        text[end] = '\0';
-        char *w[8];
-        size_t n = split(buf, w, 8);
-        if (n == 0)
-            continue; /* blank or comment */
-        if (n == 8)
-            rc = trace_error(&r, "too many words on the line");
+        if (memchr(buf, '\0', len) != NULL)
+            rc = trace_error(&r, "a NUL byte in the line (a trace is text)");
+        else if (len > LINE_MAX_LEN)
+            rc = trace_error(&r, "line longer than %u characters", LINE_MAX_LEN);
         else
-            rc = replay_line(&r, w, n, text + (w[0] - buf));
+            rc = replay_text_line(&r, buf, len);
     }
+    free(buf);
     if (rc == TOOL_EXIT_OK && ferror(in))
         rc = trace_error(&r, "read error");
     capheap_register_failed_alloc_callback(NULL, NULL);
