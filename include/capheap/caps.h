@@ -116,6 +116,24 @@ typedef void (*capheap_alloc_failed_fn)(size_t size, uint32_t caps, const char *
  *  it with no heap or registry lock held (it may use the heap). Returns ESP_OK. */
 esp_err_t capheap_register_failed_alloc_callback(capheap_alloc_failed_fn callback, void *user);
 
+#ifdef CONFIG_HEAP_USE_HOOKS
+/**
+ * The realloc hook (build option CAPHEAP_USE_HOOKS, gcc or clang: a weak
+ * reference). Define it beside ESP-IDF's two hooks (esp_heap_caps.h) and a
+ * realloc that its block's own heap serves, in place (new_ptr == old_ptr) or
+ * moved inside that heap, calls it instead of esp_heap_trace_alloc_hook,
+ * which ESP-IDF calls there with the new block alone: a program that records
+ * every event then sees the old block go, also when it moved. A realloc
+ * served by a new allocation calls the alloc hook for the new block and the
+ * free hook for the old one, as before; failures call nothing. size and caps
+ * are as the alloc hook gets them. It runs after the call, with no heap lock
+ * held; a moved block's old address may meanwhile have gone to another thread
+ * (a recorder that needs one order for all threads takes a lock of its own
+ * in the hooks). Never allocate in it.
+ */
+void capheap_heap_trace_realloc_hook(void *old_ptr, void *new_ptr, size_t size, uint32_t caps);
+#endif
+
 /* ---- the heap list -------------------------------------------------------- */
 
 /** One heap as the registry holds it. */

@@ -20,6 +20,8 @@
 /* Weak references: a program without the hooks links, and the test is one load. */
 extern void esp_heap_trace_alloc_hook(void *ptr, size_t size, uint32_t caps) __attribute__((weak));
 extern void esp_heap_trace_free_hook(void *ptr) __attribute__((weak));
+extern void capheap_heap_trace_realloc_hook(void *old_ptr, void *new_ptr, size_t size, uint32_t caps)
+    __attribute__((weak));
 #endif
 
 /* Tracing, then the user's hook: everything but task tracking. */
@@ -66,9 +68,10 @@ void capheap_debug_free(void *ptr)
 }
 
 /* Tracing sees the old block go and the new one come (same address when in
- * place); the user's hook sees one allocation with the new size, as ESP-IDF
- * calls it for an in-place realloc. Task tracking is not told: reallocs
- * account for it with the owner words (route.c). */
+ * place); the user's realloc hook, where the program defines one, both
+ * addresses (capheap/caps.h), else the alloc hook one allocation with the new
+ * size, as ESP-IDF calls it for a realloc its heap serves. Task tracking is
+ * not told: reallocs account for it with the owner words (route.c). */
 void capheap_debug_realloc(void *old_ptr, unsigned token, void *new_ptr, size_t size, uint32_t caps)
 {
 #if CAPHEAP_TRACING
@@ -77,7 +80,12 @@ void capheap_debug_realloc(void *old_ptr, unsigned token, void *new_ptr, size_t 
 #endif
     (void)token;
 #if CAPHEAP_USE_HOOKS
-    if (esp_heap_trace_alloc_hook != NULL)
+#if defined(__GNUC__)
+    if (capheap_heap_trace_realloc_hook != NULL)
+        capheap_heap_trace_realloc_hook(old_ptr, new_ptr, size, caps);
+    else
+#endif
+        if (esp_heap_trace_alloc_hook != NULL)
         esp_heap_trace_alloc_hook(new_ptr, size, caps);
 #endif
     (void)old_ptr;

@@ -44,8 +44,8 @@ typedef struct {
     void *ptr;           /* the block while live */
     size_t size;         /* bytes the trace asked for */
     bool live;
-    bool failed;         /* not live: its last allocation failed (else it was freed) */
-    unsigned long line;  /* the line that allocated it (live), freed it, or failed */
+    char end;            /* not live: 'f' freed, 'x' its allocation failed, 'r' renamed ("r .. as") */
+    unsigned long line;  /* the line that allocated it (live), or ended it; 0: never used */
 } entry_t;
 
 typedef struct {
@@ -235,13 +235,15 @@ static int trace_error(const replay_t *r, const char *fmt, ...)
 }
 
 /* Where a dead ID's story ended, for messages: "never allocated", "freed at
- * line N" or "its allocation at line N failed". */
+ * line N", "its allocation at line N failed" or "renamed at line N". */
 static const char *id_history(const entry_t *e, char *buf, size_t len)
 {
-    if (e == NULL)
+    if (e == NULL || e->line == 0)
         snprintf(buf, len, "never allocated");
+    else if (e->end == 'x')
+        snprintf(buf, len, "its allocation at line %lu failed", e->line);
     else
-        snprintf(buf, len, e->failed ? "its allocation at line %lu failed" : "freed at line %lu", e->line);
+        snprintf(buf, len, e->end == 'r' ? "renamed at line %lu" : "freed at line %lu", e->line);
     return buf;
 }
 
@@ -316,7 +318,7 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
         int kind;
         const char *usage;
     } verbs[] = {{"m", 3, 4, K_MALLOC, "ID SIZE [CAPS]"},       {"c", 4, 5, K_CALLOC, "ID COUNT SIZE [CAPS]"},
-                 {"a", 4, 5, K_ALIGNED, "ID ALIGN SIZE [CAPS]"}, {"r", 3, 4, K_REALLOC, "ID SIZE [CAPS]"},
+                 {"a", 4, 5, K_ALIGNED, "ID ALIGN SIZE [CAPS]"}, {"r", 3, 6, K_REALLOC, "ID SIZE [CAPS] [as NEWID]"},
                  {"f", 2, 2, K_FREE, "ID"}};
     size_t v = 0;
     while (v < sizeof verbs / sizeof verbs[0] && strcmp(verbs[v].verb, verb) != 0)
@@ -332,7 +334,25 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
 
     char hist[48];
     if (kind == K_FREE || kind == K_REALLOC) {
+        /* r ... as NEWID: the block goes on under another ID (a recorder that names
+         * blocks by address, for a realloc that moved). Its entry first: making it
+         * may grow the table, which moves the entries. */
+        entry_t *renamed = NULL;
+        if (kind == K_REALLOC && n >= 5 && strcmp(w[n - 2], "as") == 0) {
+            if (strlen(w[n - 1]) > ID_MAX)
+                return trace_error(r, "ID '%.63s...' longer than %u characters", w[n - 1], ID_MAX);
+            if ((renamed = table_get(&r->ids, w[n - 1])) == NULL)
+                return trace_error(r, "out of host memory for the ID table");
+            n -= 2;
+        }
+        if (n > 4)
+            return trace_error(r, "'r' takes %s", verbs[v].usage);
         entry_t *e = table_find(&r->ids, id);
+        if (renamed == e)
+            renamed = NULL; /* as itself */
+        if (renamed != NULL && renamed->live)
+            return trace_error(r, "'%s' is still live (allocated or reallocated at line %lu): free it first, or "
+                                  "use another ID", renamed->id, renamed->line);
         size_t size = 0;
         uint32_t caps = 0;
         bool has_caps = false;
@@ -359,6 +379,13 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
             }
             if (q != NULL) { /* (realloc of an ID that holds malloc(0)'s NULL: a new block) */
                 note_live(r, e->ptr == NULL ? 1 : 0, (long long)size - (long long)e->size);
+                if (renamed != NULL) { /* the block goes on under its new ID */
+                    e->live = false;
+                    e->end = 'r';
+                    e->line = r->line;
+                    e = renamed;
+                    e->live = true;
+                }
                 e->ptr = q;
                 e->size = size;
                 e->line = r->line;
@@ -366,7 +393,7 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
             }
         }
         e->live = false; /* free, or realloc to 0 */
-        e->failed = false;
+        e->end = 'f';
         e->line = r->line;
         note_live(r, e->ptr != NULL ? -1 : 0, -(long long)e->size);
         return TOOL_EXIT_OK;
@@ -423,7 +450,7 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
     if (p == NULL) {
         note_failure(r, text, own);
         e->live = false; /* the ID names no block */
-        e->failed = true;
+        e->end = 'x';
         e->line = r->line;
         return r->opt->stop_on_failure ? TOOL_EXIT_FAILED : TOOL_EXIT_OK;
     }
@@ -459,10 +486,10 @@ static int replay_text_line(replay_t *r, char *line, size_t len)
     while (end > 0 && (text[end - 1] == ' ' || text[end - 1] == '\t'))
         end--;
     text[end] = '\0';
-    /* Every call takes at most 5 words, so 6 are enough to refuse an extra one;
+    /* Every call takes at most 6 words, so 7 are enough to refuse an extra one;
      * s takes the rest of the line as its label. */
-    char *w[6];
-    size_t n = split(line, w, 6);
+    char *w[7];
+    size_t n = split(line, w, 7);
     if (n == 0)
         return TOOL_EXIT_OK; /* blank or comment */
     return replay_line(r, w, n, text + (w[0] - line));
