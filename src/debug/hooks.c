@@ -79,13 +79,14 @@ void capheap_debug_realloc(void *old_ptr, unsigned token, void *new_ptr, size_t 
     ch_trace_alloc(new_ptr, size, caps);
 #endif
     (void)token;
-#if CAPHEAP_USE_HOOKS
-#if defined(__GNUC__)
-    if (capheap_heap_trace_realloc_hook != NULL)
+#if CAPHEAP_USE_HOOKS && defined(__GNUC__)
+    if (capheap_heap_trace_realloc_hook != NULL) {
         capheap_heap_trace_realloc_hook(old_ptr, new_ptr, size, caps);
-    else
+        return;
+    }
 #endif
-        if (esp_heap_trace_alloc_hook != NULL)
+#if CAPHEAP_USE_HOOKS
+    if (esp_heap_trace_alloc_hook != NULL)
         esp_heap_trace_alloc_hook(new_ptr, size, caps);
 #endif
     (void)old_ptr;
