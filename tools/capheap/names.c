@@ -157,15 +157,15 @@ char *tool_caps_text(uint32_t caps, char *buf, size_t len)
 
 char *tool_size_text(size_t bytes, char *buf, size_t len)
 {
-    const size_t kib = 1024u, mib = 1024u * 1024u;
-    if (bytes >= mib && bytes % mib == 0)
+    const size_t kib = 1024u, mib = (size_t)1024u * 1024u;
+    if (bytes != 0 && bytes % mib == 0)
         snprintf(buf, len, "%zu MiB", bytes / mib);
-    else if (bytes >= mib && bytes % (mib / 2u) != 0 && bytes % kib == 0)
+    else if (bytes >= mib && bytes % (mib / 2u) == 0)
+        snprintf(buf, len, "%.1f MiB", (double)bytes / (double)mib); /* exact: 10.5 MiB */
+    else if (bytes >= kib && bytes % kib == 0)
         snprintf(buf, len, "%zu KiB", bytes / kib); /* exact: 1028 KiB, not 1.0 MiB */
     else if (bytes >= mib)
-        snprintf(buf, len, "%.1f MiB", (double)bytes / (double)mib); /* 10.5 MiB; above 1 MiB, rounded */
-    else if (bytes >= kib && bytes % kib == 0)
-        snprintf(buf, len, "%zu KiB", bytes / kib);
+        snprintf(buf, len, "%.1f MiB", (double)bytes / (double)mib); /* rounded */
     else if (bytes >= kib)
         snprintf(buf, len, "%.1f KiB", (double)bytes / (double)kib);
     else
