@@ -4,8 +4,8 @@
 #
 # record_trace runs its workload on the simulated ESP32-S3 with 2 MiB PSRAM, writing the trace
 # from its hooks, and prints the heaps' state at the end. `capheap replay esp32s3 TRACE --psram 2M`
-# must then read every line (no trace error), fail the same number of allocations, end with the
-# same blocks live and the same free bytes per capability.
+# must then read every line (no trace error), serve every call (the hooks see no failed call, so
+# a recorded trace has none), end with the same blocks live and the same free bytes per capability.
 foreach(var RECORDER TOOL TRACE)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "record_replay.cmake: ${var} not set")
@@ -23,19 +23,11 @@ foreach(key INTERNAL DMA SPIRAM)
 endforeach()
 string(REGEX MATCH "live ([0-9]+)" _ "${rec}")
 set(live "${CMAKE_MATCH_1}")
-string(REGEX MATCH "failures ([0-9]+)" _ "${rec}")
-set(failures "${CMAKE_MATCH_1}")
 
 execute_process(COMMAND "${TOOL}" replay esp32s3 "${TRACE}" --psram 2M
                 OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
-set(expect "at the end: ${live} blocks live")
-if(failures EQUAL 0)
-  set(want_rc 0)
-  list(APPEND expect "every allocation was served")
-else()
-  set(want_rc 1)
-  list(APPEND expect " ${failures} allocations? failed")
-endif()
+set(expect "at the end: ${live} blocks live" "every allocation was served")
+set(want_rc 0)
 # the caps table's row: total, free, min free, largest
 foreach(key INTERNAL DMA SPIRAM)
   list(APPEND expect "\n  ${key} +[0-9]+ +${free_${key}} ")
@@ -52,4 +44,4 @@ endforeach()
 if(NOT problems STREQUAL "")
   message(FATAL_ERROR "${problems}--- record_trace\n${rec}--- capheap replay\n${out}--- stderr\n${err}")
 endif()
-message(STATUS "replayed to the same heaps: ${live} blocks live, ${failures} failures, free ${free_INTERNAL} / ${free_DMA} / ${free_SPIRAM}")
+message(STATUS "replayed to the same heaps: ${live} blocks live, free ${free_INTERNAL} / ${free_DMA} / ${free_SPIRAM}")

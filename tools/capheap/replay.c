@@ -335,30 +335,23 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
     char hist[48];
     if (kind == K_FREE || kind == K_REALLOC) {
         /* r ... as NEWID: the block goes on under another ID (a recorder that names
-         * blocks by address, for a realloc that moved). Its entry first: making it
-         * may grow the table, which moves the entries. */
-        entry_t *renamed = NULL;
+         * blocks by address, for a realloc that moved). */
+        const char *new_id = NULL;
+        if (kind == K_REALLOC && strcmp(w[n - 1], "as") == 0)
+            return trace_error(r, "'as' needs a NEWID after it");
         if (kind == K_REALLOC && n >= 5 && strcmp(w[n - 2], "as") == 0) {
-            if (strlen(w[n - 1]) > ID_MAX)
-                return trace_error(r, "ID '%.63s...' longer than %u characters", w[n - 1], ID_MAX);
-            if ((renamed = table_get(&r->ids, w[n - 1])) == NULL)
-                return trace_error(r, "out of host memory for the ID table");
+            new_id = w[n - 1];
             n -= 2;
         }
         if (n > 4)
             return trace_error(r, "'r' takes %s", verbs[v].usage);
-        entry_t *e = table_find(&r->ids, id);
-        if (renamed == e)
-            renamed = NULL; /* as itself */
-        if (renamed != NULL && renamed->live)
-            return trace_error(r, "'%s' is still live (allocated or reallocated at line %lu): free it first, or "
-                                  "use another ID", renamed->id, renamed->line);
         size_t size = 0;
         uint32_t caps = 0;
         bool has_caps = false;
         if (kind == K_REALLOC &&
             (!parse_size_word(r, w[2], "size", &size) || !parse_caps_word(r, n > 3 ? w[3] : NULL, &caps, &has_caps)))
             return TOOL_EXIT_ERROR;
+        entry_t *e = table_find(&r->ids, id);
         if (e == NULL || !e->live) {
             if (r->opt->ignore_unknown) {
                 r->skipped++;
@@ -366,6 +359,20 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
             }
             return trace_error(r, "'%s' is not a live block (%s); --ignore-unknown skips such lines", id,
                                id_history(e, hist, sizeof hist));
+        }
+        entry_t *renamed = NULL;
+        if (new_id != NULL && strcmp(new_id, id) != 0) { /* (as itself: no rename) */
+            if (size == 0)
+                return trace_error(r, "'r %s 0' frees the block: there is nothing to name '%s'", id, new_id);
+            if (strlen(new_id) > ID_MAX)
+                return trace_error(r, "ID '%.63s...' longer than %u characters", new_id, ID_MAX);
+            /* making the entry may grow the table, which moves every entry: e again after it */
+            if ((renamed = table_get(&r->ids, new_id)) == NULL)
+                return trace_error(r, "out of host memory for the ID table");
+            e = table_find(&r->ids, id);
+            if (renamed->live)
+                return trace_error(r, "'%s' is still live (allocated or reallocated at line %lu): free it first, "
+                                      "or use another ID", new_id, renamed->line);
         }
         failure_seen = false;
         r->calls[kind]++;
