@@ -96,6 +96,7 @@ typedef struct {
     bool boot_log;
     const char *positional[2]; /* fit: SIZE CAPS; replay: TRACE */
     size_t positional_count, positional_max;
+    const char *positional_missing; /* what the usage error says when some are missing */
     size_t align;
     replay_options_t replay;
 } args_t;
@@ -168,10 +169,7 @@ static bool parse_args(int argc, char **argv, const char *command, args_t *a)
         }
     }
     if (a->positional_count != a->positional_max)
-        return usage_error("%s", strcmp(command, "fit") == 0      ? "fit needs SIZE and CAPS after the chip"
-                                 : strcmp(command, "replay") == 0 ? "replay needs a TRACE file (or -) after the chip"
-                                                                  : "?"),
-               false;
+        return usage_error("%s", a->positional_missing), false;
     return true;
 }
 
@@ -248,8 +246,7 @@ static int cmd_fit(const args_t *a)
                info.total_free_bytes, info.largest_free_block);
     } else {
         printf("  does not fit: %s", capheap_fit_reason_text(why.reason));
-        if (why.reason == CAPHEAP_FIT_NO_ROOM || why.reason == CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE)
-            printf(" (the largest request these heaps serve at this alignment: %zu B)", why.largest_block);
+        replay_print_room(&why);
         printf("\n");
     }
     capheap_sim_shutdown();
@@ -259,19 +256,20 @@ static int cmd_fit(const args_t *a)
 static int cmd_replay(const args_t *a)
 {
     const char *path = a->positional[0];
-    FILE *in = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    bool from_stdin = strcmp(path, "-") == 0;
+    FILE *in = from_stdin ? stdin : fopen(path, "r");
     if (in == NULL) {
         fprintf(stderr, "capheap: cannot read %s\n", path);
         return TOOL_EXIT_ERROR;
     }
     int rc = TOOL_EXIT_ERROR;
     if (boot(a, a->boot_log)) {
-        printf("replay of %s on ", strcmp(path, "-") == 0 ? "standard input" : path);
+        printf("replay of %s on ", from_stdin ? "standard input" : path);
         print_title(a);
-        rc = replay_trace(in, strcmp(path, "-") == 0 ? "<stdin>" : path, &a->replay);
+        rc = replay_trace(in, from_stdin ? "<stdin>" : path, &a->replay);
         capheap_sim_shutdown();
     }
-    if (in != stdin)
+    if (!from_stdin)
         fclose(in);
     return rc;
 }
@@ -302,8 +300,10 @@ int main(int argc, char **argv)
         a.positional_max = 0;
     } else if (strcmp(command, "fit") == 0) {
         a.positional_max = 2;
+        a.positional_missing = "fit needs SIZE and CAPS after the chip";
     } else if (strcmp(command, "replay") == 0) {
         a.positional_max = 1;
+        a.positional_missing = "replay needs a TRACE file (or -) after the chip";
     } else {
         return usage_error("unknown command '%s' (chips, boot, fit or replay)", command);
     }

@@ -123,22 +123,44 @@ static void on_failure(size_t size, uint32_t caps, const char *function_name, co
     failure_why = *why;
 }
 
+/* For a request that found no room: the largest request its candidate heaps
+ * serve at its alignment, beside their free bytes (exhaustion, or fragmentation). */
+static void print_room(const capheap_fit_t *why)
+{
+    fprintf(rout, "the largest request the %zu heap%s with these caps serve%s is %zu B, of %zu B free there",
+            why->candidates, why->candidates == 1 ? "" : "s", why->alignment > 1 ? " at this alignment" : "",
+            why->largest_block, heap_caps_get_free_size(why->caps));
+}
+
+static bool no_room(const capheap_fit_t *why)
+{
+    return why->reason == CAPHEAP_FIT_NO_ROOM || why->reason == CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE;
+}
+
+void replay_print_room(const capheap_fit_t *why)
+{
+    rout = stdout;
+    if (no_room(why)) {
+        fprintf(rout, " (");
+        print_room(why);
+        fprintf(rout, ")");
+    }
+}
+
 static void print_reason(const capheap_fit_t *why)
 {
     char c[TOOL_CAPS_TEXT_MAX];
     fprintf(rout, "%s", capheap_fit_reason_text(why->reason));
-    if (why->reason == CAPHEAP_FIT_NO_ROOM || why->reason == CAPHEAP_FIT_ALIGNMENT_IMPOSSIBLE)
-    {
+    if (no_room(why)) {
         fprintf(rout, " (%zu B asked", why->size);
         if (why->alignment != 0)
             fprintf(rout, ", alignment %zu", why->alignment);
-        /* free bytes beside the largest block: exhaustion, or fragmentation */
-        fprintf(rout, ", caps %s: the largest block of the %zu heap%s with them is %zu B, of %zu B free there)",
-               tool_caps_text(why->caps, c, sizeof c), why->candidates, why->candidates == 1 ? "" : "s",
-               why->largest_block, heap_caps_get_free_size(why->caps));
-    }
-    else if (why->reason == CAPHEAP_FIT_NO_HEAP_WITH_CAPS)
+        fprintf(rout, ", caps %s: ", tool_caps_text(why->caps, c, sizeof c));
+        print_room(why);
+        fprintf(rout, ")");
+    } else if (why->reason == CAPHEAP_FIT_NO_HEAP_WITH_CAPS) {
         fprintf(rout, " (caps %s)", tool_caps_text(why->caps, c, sizeof c));
+    }
 }
 
 /* ---- printing the heaps ----------------------------------------------------- */

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "capheap/caps.h"
+
 typedef struct {
     bool ignore_unknown;  /* frees / reallocs of IDs the trace never allocated: counted, skipped */
     bool stop_on_failure; /* stop at the first allocation that fails */
@@ -36,5 +38,10 @@ int replay_trace(FILE *in, const char *name, const replay_options_t *options);
 /* The heaps and capabilities now, as the report and `capheap boot` print them. */
 void replay_print_heaps(void);
 void replay_print_caps(void);
+
+/* On stdout, for a dry run that found no room (NO_ROOM, ALIGNMENT_IMPOSSIBLE; else
+ * nothing): " (...)" with the largest request the candidates serve beside their free
+ * bytes, as the replay's failure lines say it. */
+void replay_print_room(const capheap_fit_t *why);
 
 #endif /* CAPHEAP_TOOL_REPLAY_H */
