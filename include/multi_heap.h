@@ -25,7 +25,11 @@
  *    a pointer into the middle of a block whose preceding bytes happen to
  *    form a consistent header and neighbour (bytes the program wrote, or a
  *    stale free-list link) passes the O(1) checks; with poisoning the canary
- *    head cannot be forged that way (docs/design.md, "Cheap checks").
+ *    head cannot be forged that way (docs/design.md, "Cheap checks"). The
+ *    same holds for a block of another heap registered inside one of this
+ *    heap's blocks (a pool carved from a malloc): a genuine block, so
+ *    without poisoning it passes; with poisoning its size word carries the
+ *    other heap's tag and it is reported as an interior pointer.
  *  - Poisoning (none / light / comprehensive) is chosen when capheap is built
  *    (CMake option CAPHEAP_POISONING; capheap/config.h tells which).
  */

@@ -158,14 +158,38 @@ static inline void store32(void *p, uint32_t v)
     memcpy(p, &v, sizeof v);
 }
 
+/*
+ * The heap's tag, mixed into every size word it writes (stored = size ^ tag)
+ * and taken out when the word is read. A block of another heap is a genuine
+ * block, canaries included: a heap registered inside one of this heap's
+ * blocks (a pool carved from a malloc) has blocks that pass every O(1) check
+ * of this one, and freeing one here would hand out live memory twice. Its
+ * size word, mixed with the other heap's tag, reads here as a size far
+ * beyond its block (up to a 32-bit coincidence): the block is rejected, and
+ * the diagnosis names the pointer an interior pointer of the pool's block.
+ * Computed from the handle's address (no metadata): an odd multiplier maps
+ * distinct addresses to distinct tags.
+ */
+static inline uint32_t poison_tag(const ce_heap_t *h)
+{
+    uint64_t a = (uint64_t)(uintptr_t)h;
+    return ((uint32_t)a ^ (uint32_t)(a >> 32)) * 0x9E3779B1u;
+}
+
 /* Write head and tail around the user bytes; return the user pointer. */
 static void *poison_wrap(const ce_heap_t *h, void *raw, size_t size)
 {
     uint8_t *user = (uint8_t *)raw + head_bytes(h);
     store32(raw, POISON_HEAD_CANARY);
-    store32((uint8_t *)raw + 4, (uint32_t)size);
+    store32((uint8_t *)raw + 4, (uint32_t)size ^ poison_tag(h));
     store32(user + size, POISON_TAIL_CANARY);
     return user;
+}
+
+/* The size a used block's head records (its size word, tag taken out). */
+static inline uint32_t poison_size(const ce_heap_t *h, const void *raw)
+{
+    return load32((const uint8_t *)raw + 4) ^ poison_tag(h);
 }
 
 /*
@@ -182,7 +206,7 @@ static bool poison_fault(const ce_heap_t *h, const void *raw, size_t cap, caphea
         *r = (capheap_report_t){"Bad head", p, POISON_HEAD_CANARY, head, 13};
         return true;
     }
-    uint32_t size = load32(p + 4);
+    uint32_t size = poison_size(h, raw);
     /* clamped: with the owner word the overhead exceeds the smallest
      * capacity (a forged header's) */
     size_t ov = overhead(h);
@@ -1054,7 +1078,7 @@ MH_BODY void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_OWN
      * bytes it gains are checked as free fill, then filled as new); else a
      * new block, checked as free fill like any malloc, and a copy. ESP-IDF
      * always moves. */
-    size_t old = load32((uint8_t *)raw + 4);
+    size_t old = poison_size(h, raw);
     size_t old_cap = ce_block_capacity(raw);
     if (ce_resize(h, raw, n)) {
         size_t cap = ce_block_capacity(raw);

@@ -969,18 +969,23 @@ static void test_bad_head(void **state)
     }
 }
 
-/* The size word of the head must fit the block. */
+/* The size word of the head must fit the block. It holds the size mixed
+ * with the heap's tag (the same for every block of the heap, not 0). */
 static void test_bad_size_word(void **state)
 {
     (void)state;
     multi_heap_handle_t h = fresh();
     unsigned char *p = multi_heap_malloc(h, 40);
+    unsigned char *q = multi_heap_malloc(h, 1000);
+    assert_non_null(q);
     unsigned char *size_word = p - 4;
     uint32_t orig = ct_get32(size_word);
-    assert_int_equal(orig, 40);
-    static const uint32_t bad[] = {0x7fffffffu, 0xffffffffu, 4096, 41 + 12};
+    uint32_t tag = orig ^ 40u;
+    assert_int_not_equal(tag, 0);
+    assert_int_equal(ct_get32(q - 4) ^ tag, 1000);
+    static const uint32_t bad[] = {0x7fffffffu, 0xffffffffu, 4096, 41 + 12, 40};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ct_put32(size_word, bad[i]);
+        ct_put32(size_word, i + 1 < sizeof bad / sizeof bad[0] ? bad[i] ^ tag : bad[i]);
         assert_check_fails(h);
         ct_put32(size_word, orig);
         assert_true(multi_heap_check(h, false));

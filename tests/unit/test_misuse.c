@@ -1087,6 +1087,65 @@ static void test_free_with_bad_head(void **state)
     multi_heap_free(h, p);
 }
 
+/*
+ * A heap registered inside a block of another (a pool carved from a malloc)
+ * has genuine blocks, canaries included, which pass the outer heap's O(1)
+ * checks. The size word is mixed with the heap's own tag, so the outer heap
+ * rejects a block of the inner one, and its diagnosis names it an interior
+ * pointer of the pool's block: free, realloc and the size queries report it
+ * and change neither heap. The inner block sits between two used blocks and
+ * on the outer heap's alignment (the case the engine's checks cannot tell
+ * from a real block).
+ */
+static void test_free_into_outer_heap(void **state)
+{
+    (void)state;
+    multi_heap_handle_t a = multi_heap_register(region_a, REGION_BYTES);
+    unsigned char *pool = multi_heap_malloc(a, 4096);
+    assert_non_null(pool);
+    multi_heap_handle_t b = multi_heap_register(pool, 4096);
+    assert_non_null(b);
+    unsigned char *b1 = multi_heap_malloc(b, 40);
+    unsigned char *b2 = multi_heap_malloc(b, 100);
+    unsigned char *b3 = multi_heap_malloc(b, 40);
+    assert_non_null(b3);
+    assert_int_equal((uintptr_t)b2 % 4u, 0);
+    ct_stamp(b2, 100);
+    size_t fa = multi_heap_free_size(a), fb = multi_heap_free_size(b);
+    capheap_report_t r = expect_abort_free(a, b2);
+    assert_string_equal(r.what, "Interior pointer");
+    assert_names(&r, b2);
+    assert_unchanged(a, fa);
+    assert_unchanged(b, fb);
+    r = expect_abort_realloc(a, b2, 200);
+    assert_string_equal(r.what, "Interior pointer");
+    assert_names(&r, b2);
+    for (int full = 0; full <= 1; full++) {
+        bool aborted;
+        capheap_clear_last_report();
+        ct_capture_begin();
+        if (full) {
+            CT_CATCH_ABORT(aborted, (void)multi_heap_get_full_block_size(a, b2));
+        } else {
+            CT_CATCH_ABORT(aborted, (void)multi_heap_get_allocated_size(a, b2));
+        }
+        ct_capture_end();
+        assert_true(aborted);
+        assert_true(ct_capture_contains("CORRUPT HEAP: Interior pointer at "));
+        assert_string_equal(capheap_last_report().what, "Interior pointer");
+    }
+    assert_unchanged(a, fa);
+    assert_unchanged(b, fb);
+    assert_true(ct_stamp_ok(b2, 100));
+    /* the inner heap itself takes it back, and the outer one its pool */
+    multi_heap_free(b, b2);
+    multi_heap_free(b, b1);
+    multi_heap_free(b, b3);
+    assert_true(multi_heap_check(b, false));
+    multi_heap_free(a, pool);
+    assert_true(multi_heap_check(a, false));
+}
+
 static void test_realloc_with_bad_tail(void **state)
 {
     (void)state;
@@ -1249,6 +1308,7 @@ int main(void)
 #if CT_POISONING
         cmocka_unit_test(test_free_with_bad_tail),
         cmocka_unit_test(test_free_with_bad_head),
+        cmocka_unit_test(test_free_into_outer_heap),
         cmocka_unit_test(test_realloc_with_bad_tail),
         cmocka_unit_test(test_allocated_size_with_bad_tail),
 #endif
