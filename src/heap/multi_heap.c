@@ -1106,12 +1106,21 @@ MH_BODY void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_OWN
     }
     return q;
 #else
+    /* If the block moves, the old one is freed inside the engine: its head
+     * must not look allocated afterwards (as free_body() leaves it). The
+     * block that results, in place or moved, is wrapped anew; a failure
+     * leaves p as it was. */
+    store32(raw, ~POISON_HEAD_CANARY);
     void *nraw = engine_realloc(h, raw, n);
+    if (nraw == NULL) {
+        store32(raw, POISON_HEAD_CANARY);
+        return NULL;
+    }
 #if CE_ASAN
-    if (nraw != NULL) /* the canaries go anywhere in it; san_realloc_end() sets the final state */
-        CE_SAN_UNPOISON(nraw, ce_block_capacity(nraw));
+    /* the canaries go anywhere in it; san_realloc_end() sets the final state */
+    CE_SAN_UNPOISON(nraw, ce_block_capacity(nraw));
 #endif
-    return nraw == NULL ? NULL : poison_wrap(h, nraw, size);
+    return poison_wrap(h, nraw, size);
 #endif
 #elif MH_OWNER_FUSED
     /* ce_realloc() in its two halves, the owner word read between them */

@@ -329,6 +329,36 @@ static void test_move_keeps_contents(void **state)
     assert_true(multi_heap_check(h, false));
 }
 
+#if CT_POISONING
+/* A realloc that moves frees the old block: its head no longer reads as the
+ * live canary (as after free), whether the old block merges with a free
+ * predecessor, a free successor, or neither. A stale pointer does not look
+ * allocated. */
+static void test_move_retires_old_head(void **state)
+{
+    (void)state;
+    for (int shape = 0; shape < 3; shape++) {
+        multi_heap_handle_t h = fresh(16384);
+        unsigned char *a = multi_heap_malloc(h, 64);
+        unsigned char *p = multi_heap_malloc(h, 32);
+        unsigned char *c = multi_heap_malloc(h, 32);
+        unsigned char *g = multi_heap_malloc(h, 16);
+        assert_non_null(g);
+        if (shape == 0)
+            multi_heap_free(h, a); /* a free predecessor */
+        if (shape == 1)
+            multi_heap_free(h, c); /* a free successor, too small to grow into */
+        unsigned char *head = p - ct_poison_head(4);
+        assert_int_equal(ct_get32(head), CT_HEAD_CANARY);
+        unsigned char *q = multi_heap_realloc(h, p, 2000);
+        assert_non_null(q);
+        assert_ptr_not_equal(q, p);
+        assert_int_not_equal(ct_get32(head), CT_HEAD_CANARY);
+        assert_true(multi_heap_check(h, false));
+    }
+}
+#endif
+
 /* A request that cannot be met leaves the block where and as it was. */
 static void test_failure_leaves_block(void **state)
 {
@@ -548,6 +578,9 @@ int main(void)
         cmocka_unit_test(test_grow_leaves_smallest_remainder),
         cmocka_unit_test(test_grow_into_remainder),
         cmocka_unit_test(test_move_keeps_contents),
+#if CT_POISONING
+        cmocka_unit_test(test_move_retires_old_head),
+#endif
         cmocka_unit_test(test_failure_leaves_block),
         cmocka_unit_test(test_failure_when_full),
         cmocka_unit_test(test_resize_in_full_heap),
