@@ -259,7 +259,10 @@ static bool register_heap(ch_heap_t *h, size_t alignment)
     uintptr_t s = (h->start + 3u) & ~(uintptr_t)3u;
     if (s == 0)
         s = alignment;
-    if (s >= h->end)
+    /* s >= end, counted from the start: a start in the last 3 bytes of the
+     * address space, whose rounding wrapped to 0, is refused too (it once
+     * became a heap over [alignment, end)) */
+    if (s - h->start >= h->end - h->start)
         return false;
     /* Set before the call, so that alignment need not live across it: only a
      * registered heap's alignment is ever read (a failure leaves a heap that

@@ -275,6 +275,15 @@ static inline const ch_alias_t *alias_window(const ch_heap_t *h)
     return &ch_g.alias[h->alias - 1u];
 }
 
+/* What the window adds to a DRAM address (linear: IRAM - DRAM) or subtracts
+ * it from (inverted: their sum). An alignment above the heap's unit survives
+ * the alias only if it divides this: alias_alloc() refuses the others, and
+ * ch_largest() answers 0 for them. */
+static inline uintptr_t alias_base(const ch_alias_t *a)
+{
+    return a->kind == CAPHEAP_ALIAS_INVERTED ? a->iram_low + a->dram_high : a->iram_low - a->dram_low;
+}
+
 /* The EXEC block of spec 2.6's D/IRAM case; NULL if it does not fit or the
  * alignment cannot be met through this alias. */
 static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size, size_t align)
@@ -295,7 +304,7 @@ static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size
      * header: fuzz_caps found it with an 8-aligned heap on ESP32's window.) */
     if (inverted)
         need = cap + unit - 4u;
-    uintptr_t base = inverted ? a->iram_low + a->dram_high : a->iram_low - a->dram_low;
+    uintptr_t base = alias_base(a);
     if (align > unit && (base & (align - 1u)) != 0)
         return NULL; /* the alias moves addresses by a non-multiple of the alignment */
     /* The block's image in IRAM starts at lo: linear, the alias of its first
@@ -403,6 +412,8 @@ size_t ch_largest(const ch_heap_t *h, size_t alignment, uint32_t caps, size_t ro
         /* alias_alloc's request: the hidden word, and on an inverted window
          * whole units of image, unit - 4 bytes short of the block */
         size_t unit = h->align;
+        if (a > unit && (alias_base(alias_window(h)) & (a - 1u)) != 0)
+            return 0; /* alias_alloc() refuses this alignment */
         if (alias_window(h)->kind == CAPHEAP_ALIAS_INVERTED)
             r = r + 4u >= unit ? (r + 4u - unit) & ~(unit - 1u) : 0;
         r = r > ch_hidden(h) ? r - ch_hidden(h) : 0;
