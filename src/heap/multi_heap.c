@@ -518,6 +518,12 @@ CE_INLINE multi_heap_handle_t register_body(void *start, size_t size, size_t ali
      * ce_create refuses: a wrong 64-bit size would mark memory that is not the
      * region's, and cost ASan a shadow of size / 8 bytes). */
     bool annotate = start != NULL && size <= UINT32_MAX;
+#if CE_ASAN || CAPHEAP_VALGRIND
+    /* Nor of a region too small for any heap, refused below: it need not be
+     * memory at all (a region in the last bytes of the address space; ASan
+     * has no shadow for it and stops the program). */
+    annotate = annotate && size >= ce_region_needed(start, align, CE_MIN_BLOCK);
+#endif
     (void)annotate;
 #if CE_ASAN
     if (annotate)
