@@ -614,7 +614,10 @@ CE_WALKER bool ce_check_step(const ce_heap_t *h, ce_check_cursor_t *cur, uint32_
                          CE_FAULT_BAD_HEADER);
                     goto finish; /* a cycle or a stray block: stop */
                 }
-                if (e < h->first || e >= h->end || (e & 3u) || !(HDR(h, e) & F_FREE)) {
+                /* where a block fits (its links, read next, stay in the pool):
+                 * the last words before the end marker may have the free bit
+                 * too (a footer: offset | 3), and its "prev" lies past the region */
+                if (e < h->first || e > h->end - CE_MIN_BLOCK || (e & 3u) || !(HDR(h, e) & F_FREE)) {
                     fail(&c, 5, prev ? word(h, prev + 4u) : &HEAD(h, cl), 0, e, CE_FAULT_BAD_HEADER);
                     goto finish;
                 }

@@ -30,6 +30,7 @@
 
 #include <cmocka.h>
 
+#include "capheap/check.h"
 #include "support.h"
 
 #define REGION_BYTES (16u * 1024u)
@@ -768,6 +769,42 @@ static uint32_t first_for(uint32_t a, uint32_t rows)
     return ((48u + 68u * rows + 4u + 4u + a) & ~a) - 4u;
 }
 
+/* A free-list link naming the footer of the heap's last block (a free
+ * block's last word, offset end - 4, whose free bit is set like a header's):
+ * the check reports the link, and reads nothing past the region (it once
+ * read the "previous" link 8 bytes on, the word after the region: a guard
+ * page here; an audit found it). The same in the incremental check. */
+static void test_list_link_to_last_footer(void **state)
+{
+    (void)state;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = page;
+    unsigned char *m = mmap(NULL, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(mprotect(m + bytes, page, PROT_NONE), 0);
+    multi_heap_handle_t h = multi_heap_register(m, bytes);
+    assert_non_null(h);
+    unsigned char *a = multi_heap_malloc(h, 100), *b = multi_heap_malloc(h, 100);
+    assert_non_null(b);
+    multi_heap_free(h, a); /* a listed free block; the rest after b is free too */
+    uint32_t end = ct_get32(m + CTRL_END);
+    assert_int_equal(end + 4u, bytes); /* the end marker is the region's last word */
+    unsigned char *link = ct_header_of(a) + 4; /* a's "next free" */
+    uint32_t orig = ct_get32(link);
+    ct_put32(link, end - 4u);
+    assert_first_report(h, link, 0, end - 4u, 5);
+    capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+    bool done = false;
+    ct_capture_begin();
+    for (int steps = 0; !done && steps < 1000; steps++)
+        (void)capheap_heap_check_step(h, &cur, 3, true, &done);
+    ct_capture_end();
+    assert_true(done);
+    assert_true(ct_capture_contains("Broken invariant"));
+    ct_put32(link, orig);
+    assert_true(multi_heap_check(h, false));
+    munmap(m, bytes + page);
+}
+
 static void test_control_words_wrong(void **state)
 {
     (void)state;
@@ -1151,6 +1188,7 @@ int main(void)
         cmocka_unit_test(test_smashed_free_block),
         cmocka_unit_test(test_check_never_leaves_region),
         cmocka_unit_test(test_control_words_wrong),
+        cmocka_unit_test(test_list_link_to_last_footer),
         cmocka_unit_test(test_one_byte_past_the_end),
         cmocka_unit_test(test_misaligned_list_link),
         cmocka_unit_test(test_class_bit_cleared),
