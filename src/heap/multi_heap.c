@@ -9,11 +9,10 @@
  *
  * Lock discipline: every function that reads or writes blocks holds the
  * heap's lock (if one is attached) for exactly its own work, and releases it
- * before reporting a rejected pointer, so an abort handler that longjmps
- * (tests) leaves no lock held. (Damaged free fill found while allocating,
- * with comprehensive poisoning, is reported under the lock: the heap itself
- * is corrupt then.) The heap's state is never changed before a fault is detected: a
- * rejected free or realloc leaves the heap as it was.
+ * before reporting a rejected pointer, or damaged free fill found while
+ * allocating (comprehensive poisoning), so an abort handler that longjmps
+ * (tests) leaves no lock held. The heap's state is never changed before a
+ * fault is detected: a rejected free or realloc leaves the heap as it was.
  *
  * Poisoning, when on, wraps each block as poison.h draws it. The engine is
  * asked for size + overhead; free and realloc first let the engine validate
@@ -239,15 +238,19 @@ static bool poison_check_used(const ce_heap_t *h, const void *raw, size_t cap, b
 #if CAPHEAP_POISONING_COMPREHENSIVE
 /* A block just taken from the free lists must still hold the free fill
  * (past its old links, before its old footer slot): else someone wrote to
- * free memory. */
-static bool fill_intact(const void *raw, size_t cap)
+ * free memory. Called under the heap's lock, which is released before the
+ * (fatal) report, as for a rejected pointer: an abort handler that longjmps
+ * leaves no lock held (an audit found it held). */
+static bool fill_intact(const ce_heap_t *h, const void *raw, size_t cap)
 {
     const uint8_t *r = (const uint8_t *)raw;
     for (size_t i = 8; i + 4 < cap; i++) {
         if (r[i] != POISON_FREE_FILL) {
             size_t at = i & ~(size_t)3;
-            report("Invalid data", r + at, 0xFEFEFEFEu, load32(r + at), 9, true, true);
-            return false;
+            capheap_report_t rep = {"Invalid data", r + at, 0xFEFEFEFEu, load32(r + at), 9};
+            unlock(h);
+            capheap_report_corruption(&rep, true, true);
+            return false; /* not reached: the handler does not return */
         }
     }
     return true;
@@ -264,7 +267,7 @@ static void *poison_new(const ce_heap_t *h, void *raw, size_t size)
 #endif
 #if CAPHEAP_POISONING_COMPREHENSIVE
     size_t cap = ce_block_capacity(raw);
-    if (!fill_intact(raw, cap))
+    if (!fill_intact(h, raw, cap))
         return NULL; /* not reached: the report aborts */
     memset(raw, POISON_MALLOC_FILL, cap);
 #endif
@@ -1093,7 +1096,7 @@ MH_BODY void *realloc_work(ce_heap_t *h, void *p, size_t size, bool *ok WITH_OWN
              * after them: up to the new end when the successor was split (its rest, a
              * free block, follows), else up to its footer, the last word. */
             size_t end = (load32((uint8_t *)raw + cap) & F_FREE) ? cap : cap - 4u;
-            if (end > old_cap + 12u && !fill_intact((uint8_t *)raw + old_cap + 4u, end - old_cap))
+            if (end > old_cap + 12u && !fill_intact(h, (uint8_t *)raw + old_cap + 4u, end - old_cap))
                 return NULL; /* not reached: the report aborts */
             /* From the old owner word on (task tracking: the block's last
              * word until now, padding or user bytes from here on; its new

@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
+
 #include "support.h"
 
 #define REGION_BYTES (16u * 1024u)
@@ -1198,11 +1200,33 @@ static void test_allocated_size_with_bad_tail(void **state)
  * bad byte (comprehensive poisoning checks the fill of every block it hands
  * out). The heap is corrupt then, so each byte gets a heap of its own.
  */
+/* Another thread's view of a heap lock: free (trylock succeeds) or held. */
+static void *try_lock_thread(void *arg)
+{
+    capheap_lock_t *lock = arg;
+    int rc = pthread_mutex_trylock(&lock->mutex);
+    if (rc == 0)
+        pthread_mutex_unlock(&lock->mutex);
+    return (void *)(intptr_t)rc;
+}
+
+static bool lock_is_free(capheap_lock_t *lock)
+{
+    pthread_t t;
+    void *rc = NULL;
+    assert_int_equal(pthread_create(&t, NULL, try_lock_thread, lock), 0);
+    assert_int_equal(pthread_join(t, &rc), 0);
+    return rc == NULL;
+}
+
 static void test_malloc_finds_write_into_free_fill(void **state)
 {
     (void)state;
+    static capheap_lock_t lock;
+    assert_int_equal(capheap_lock_init(&lock), 0);
     for (volatile uint32_t i = 12;; i++) { /* volatile: read after CT_CATCH_ABORT's longjmp */
         multi_heap_handle_t h = fresh_a();
+        multi_heap_set_lock(h, &lock); /* the report comes after the lock is released */
         unsigned char *a = multi_heap_malloc(h, 40);
         unsigned char *b = multi_heap_malloc(h, 40);
         unsigned char *c = multi_heap_malloc(h, 40);
@@ -1212,6 +1236,7 @@ static void test_malloc_finds_write_into_free_fill(void **state)
         unsigned char *hb = ct_header_of(b);
         uint32_t size = ct_get32(hb) & ~3u;
         if (i >= size - 4u) {
+            multi_heap_set_lock(h, NULL);
             break; /* the footer slot */
         }
         assert_int_equal(ct_peek8(hb + i), CT_FREE_FILL);
@@ -1227,7 +1252,10 @@ static void test_malloc_finds_write_into_free_fill(void **state)
         capheap_report_t r = capheap_last_report();
         assert_string_equal(r.what, "Invalid data");
         assert_ptr_equal(r.address, hb + (i & ~3u));
+        assert_true(lock_is_free(&lock)); /* the abort handler longjmped: no lock left held */
+        multi_heap_set_lock(h, NULL);
     }
+    capheap_lock_destroy(&lock);
 }
 #endif
 
