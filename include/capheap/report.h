@@ -61,7 +61,10 @@ void capheap_clear_last_report(void);
  *     block 0x3fc9e010: used, 100 bytes, ccount 0x0012f0a4, caller 0x55d0c1:0x55d0e8, task "wifi"
  *     before 0x3fc9df80: used, 136 bytes, task "main"
  *     after 0x3fc9e078: free, 4020 bytes
- * heap_caps prints this after every fatal corruption report and after each
+ * When the walk cannot reach the address (a smashed header stops it: the
+ * common overflow into the next block), it says "no block of heap <name>
+ * contains <address>" and names the last block it walked as "before": the
+ * block that ran over, most often. heap_caps prints this after every fatal corruption report and after each
  * failing heap_caps_check_integrity*(print = true). O(blocks of that heap);
  * takes the heap's lock for the walk, and the tracers' locks only if free.
  */

@@ -163,21 +163,28 @@ void ch_reset_monitor(void)
 
 /* ---- integrity, dump, walk -------------------------------------------------- */
 
+/* multi_heap_check() of one heap; a failure it printed is followed by whose
+ * block it is (after the check's lock), for every heap_caps_check_integrity*. */
+static bool check_heap(const ch_heap_t *h, bool print_errors)
+{
+    capheap_clear_last_report();
+    if (multi_heap_check(h->heap, print_errors))
+        return true;
+    capheap_report_t r = capheap_last_report();
+    if (print_errors && r.address != NULL)
+        capheap_describe_block(r.address);
+    return false;
+}
+
 bool heap_caps_check_integrity(uint32_t caps, bool print_errors)
 {
     bool ok = true;
     uint32_t sel = ch_selector(caps);
     list_t i;
     list_heaps(&i);
-    for (ch_heap_t *h; (h = next(&i, sel)) != NULL;) {
-        capheap_clear_last_report();
-        if (!multi_heap_check(h->heap, print_errors)) {
+    for (ch_heap_t *h; (h = next(&i, sel)) != NULL;)
+        if (!check_heap(h, print_errors))
             ok = false;
-            capheap_report_t r = capheap_last_report();
-            if (print_errors && r.address != NULL)
-                capheap_describe_block(r.address); /* whose block it is (after the check's lock) */
-        }
-    }
     return ok;
 }
 
@@ -195,7 +202,7 @@ bool heap_caps_check_integrity_addr(intptr_t addr, bool print_errors)
         p = ch_alias_direct(p, &alias);
 #endif
     ch_heap_t *h = ch_find((uintptr_t)p);
-    return h != NULL && multi_heap_check(h->heap, print_errors);
+    return h != NULL && check_heap(h, print_errors);
 }
 
 void heap_caps_dump(uint32_t caps)

@@ -73,6 +73,12 @@ void capheap_describe_block(const void *address)
     size_t head = capheap_heap_user_offset(d.heap); /* the poison head in front of the user's bytes */
     if (l.state == 0) {
         capheap_printf("  no block of heap %s contains %p\n", d.name, address);
+        /* The walk stopped at a header it cannot pass (or ran out of blocks)
+         * before the address: a header smashed by the block in front of it,
+         * most often. That block, the last one walked, and its owner are what
+         * the reader needs (an audit found this case described by nothing). */
+        if (l.blk[0] != NULL && l.target >= (uintptr_t)l.blk[0] + l.cap[0])
+            print_one("before", &l, 0, head);
         return;
     }
     print_one("block", &l, 1, head);
