@@ -1737,8 +1737,8 @@ CE_STATIC_ASSERT(sizeof(ce_check_cursor_t) <= sizeof(((capheap_check_cursor_t *)
 #define CHECK_FLAG_CHANGED 2u /* the heap changed during this pass */
 #define CHECK_FLAGS_HEAP 0xFFu /* bits above: the all-heaps form's (src/debug/check_step.c) */
 
-/* Tokens tell check passes apart; 0 is "changed". Unique per pass as far as
- * 65535 passes in flight on one heap go. The counter is shared by all heaps,
+/* Tokens mark a heap's state between changes; 0 is "changed". A new token
+ * differs from the 65535 before it. The counter is shared by all heaps,
  * whose locks differ, so it needs an atomic add; a CPU without one (RV32IMC,
  * Armv6-M: gcc would call __atomic_fetch_add_4, which no bare-metal C library
  * has) takes the port's critical section (capheap/port.h). */
@@ -1787,33 +1787,43 @@ bool capheap_heap_check_step(multi_heap_handle_t heap, capheap_check_cursor_t *c
     bool pass_done = false;
     uint32_t units = 0;
     lock(h);
+    /* A heap without a lock gets the sentinel for the rest of the pass, so
+     * that its changes go through lock_w(). Attached by a pass already under
+     * way, it was taken away by another pass that ended: changes made since
+     * were not recorded, so this is a change, for every pass on the heap. */
+    bool attach = false;
+#if !MH_ALWAYS_LOCKED
+    if (ce_owner(h) == NULL) {
+        ce_set_owner(h, CHECK_SENTINEL);
+        attach = true;
+    }
+#endif
     bool changed = false;
     if (cc.phase == 0 || !(cursor->flags_ & CHECK_FLAG_STARTED)) {
         memset(&cc, 0, sizeof cc);
-        cursor->token_ = next_token();
         cursor->flags_ = (uint16_t)((cursor->flags_ & ~CHECK_FLAGS_HEAP) | CHECK_FLAG_STARTED);
     } else {
-        changed = h->check_token != cursor->token_;
+        changed = attach || h->check_token != cursor->token_;
     }
-    /* A heap without a lock gets the sentinel for the rest of the pass, so
-     * that its changes go through lock_w(). */
-#if !MH_ALWAYS_LOCKED
-    if (ce_owner(h) == NULL)
-        ce_set_owner(h, CHECK_SENTINEL);
-#endif
+    /* The token changes only with the heap: a change leaves 0, which the
+     * first step to see it replaces with a new token. A step on an unchanged
+     * heap leaves it alone, so passes that run side by side see a quiet heap
+     * as quiet (when each wrote its own token, each saw the other's step as
+     * a change and, resynchronising from the first block, two passes on a
+     * big heap never ended: an audit found it). */
+    if (attach || h->check_token == 0)
+        h->check_token = next_token();
+    cursor->token_ = h->check_token;
 #if POISON_ENABLED
     bool ok = ce_check_step(h, &cc, budget, changed, check_report_cb, check_used_cb, &c, &pass_done, &units);
 #else
     bool ok = ce_check_step(h, &cc, budget, changed, check_report_cb, NULL, &c, &pass_done, &units);
 #endif
-    h->check_token = cursor->token_;
 #if !MH_ALWAYS_LOCKED
-    if (pass_done) {
-        /* Only the pass whose token is current takes the sentinel away: a
-         * second pass on this heap saw its token replaced and re-attaches it. */
-        if (ce_owner(h) == CHECK_SENTINEL)
-            ce_set_owner(h, NULL);
-    }
+    /* A pass that ends takes the sentinel away; another pass still under way
+     * attaches it again at its next step, and counts that as a change. */
+    if (pass_done && ce_owner(h) == CHECK_SENTINEL)
+        ce_set_owner(h, NULL);
 #endif
     unlock(h);
     memcpy(cursor->priv_, &cc, sizeof cc);

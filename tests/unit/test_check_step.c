@@ -446,6 +446,88 @@ static void test_change_seen_in_every_pass(void **state)
     }
 }
 
+/* Two passes side by side on a quiet heap (two tasks each running the
+ * periodic check, say) see it quiet: both end, both clean, no change seen.
+ * (When each step wrote its own pass's token, each pass saw the other's
+ * steps as changes and restarted from the first block; past 32 x budget
+ * blocks neither ever ended. An audit found it.) A heap with a lock: no
+ * sentinel comes and goes. */
+static void test_two_passes_side_by_side(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = populate();
+    capheap_lock_t lock;
+    assert_int_equal(capheap_lock_init(&lock), 0);
+    multi_heap_set_lock(h, &lock);
+    blocks_t bs;
+    collect(h, &bs);
+    assert_true(bs.n > 40); /* more than one step's hops (32 x 1) */
+    capheap_check_cursor_t a = CAPHEAP_CHECK_CURSOR_INIT, b = CAPHEAP_CHECK_CURSOR_INIT;
+    size_t steps = 0;
+    ct_capture_begin();
+    while (a.passes == 0 || b.passes == 0) {
+        if (a.passes == 0)
+            assert_true(capheap_heap_check_step(h, &a, 1, true, NULL));
+        if (b.passes == 0)
+            assert_true(capheap_heap_check_step(h, &b, 1, true, NULL));
+        assert_true(++steps < 10u * bs.n);
+    }
+    ct_capture_end();
+    assert_int_equal(ct_capture_len(), 0);
+    assert_int_equal(a.clean_passes, 1);
+    assert_int_equal(b.clean_passes, 1);
+    assert_int_equal(a.changes, 0);
+    assert_int_equal(b.changes, 0);
+    multi_heap_set_lock(h, NULL);
+    capheap_lock_destroy(&lock);
+}
+
+/* On a heap without a lock, the pass that ends first takes the sentinel
+ * lock away; a change made then goes through the unlocked paths, which
+ * record nothing. The other pass, still under way, attaches the sentinel
+ * again at its next step and counts a change: it resynchronises, reports
+ * nothing, and its pass is not clean. */
+static void test_pass_after_other_pass_ended(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = populate();
+    capheap_check_cursor_t a = CAPHEAP_CHECK_CURSOR_INIT, b = CAPHEAP_CHECK_CURSOR_INIT;
+    ct_capture_begin();
+    for (int i = 0; i < 20; i++) { /* both under way */
+        assert_true(capheap_heap_check_step(h, &a, 1, true, NULL));
+        assert_true(capheap_heap_check_step(h, &b, 1, true, NULL));
+    }
+    assert_int_equal(a.passes + b.passes, 0);
+    bool done = false;
+    while (!done)
+        assert_true(capheap_heap_check_step(h, &a, 1000, true, &done));
+    assert_int_equal(a.clean_passes, 1);
+    /* the blocks around b's position change while nobody records it */
+    blocks_t bs;
+    collect(h, &bs);
+    for (size_t k = 0; k < bs.n; k++)
+        if (bs.b[k].used && k % 2 == 0)
+            multi_heap_free(h, bs.b[k].data + ct_poison_head(4));
+    void *q = multi_heap_malloc(h, 700);
+    assert_non_null(q);
+    assert_int_equal(b.changes, 0);
+    done = false;
+    for (size_t steps = 0; !done; steps++) {
+        assert_true(capheap_heap_check_step(h, &b, 1, true, &done));
+        assert_true(steps < 10000);
+    }
+    ct_capture_end();
+    assert_int_equal(ct_capture_len(), 0);
+    assert_true(b.changes >= 1);
+    assert_int_equal(b.passes, 1);
+    assert_int_equal(b.clean_passes, 0);
+    done = false;
+    while (!done)
+        assert_true(capheap_heap_check_step(h, &b, 3, true, &done));
+    assert_int_equal(b.clean_passes, 1);
+    assert_true(multi_heap_check(h, true));
+}
+
 /* A busy heap cannot hold a pass in one class list for ever (docs/checks.md:
  * after a change a class list restarts from its head at most twice per class
  * and pass, then the pass goes on with the next class). A heap with one long
@@ -821,6 +903,8 @@ int main(void)
         cmocka_unit_test(test_interleaved_same_thread),
         cmocka_unit_test(test_heap_cursor_statistics),
         cmocka_unit_test(test_change_seen_in_every_pass),
+        cmocka_unit_test(test_two_passes_side_by_side),
+        cmocka_unit_test(test_pass_after_other_pass_ended),
         cmocka_unit_test(test_busy_list_bounded),
         cmocka_unit_test(test_thread),
         cmocka_unit_test(test_all_heaps),
