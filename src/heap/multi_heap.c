@@ -1174,17 +1174,25 @@ MH_BODY void *realloc_body(ce_heap_t *h, void *p, size_t size, bool *ok WITH_OWN
 }
 
 #if CAPHEAP_TASK_TRACKING
-/* realloc_body, then the owner word of the result: p's own with carry (the
- * public API), else owner. *usable gets the new usable size, *old p's word
- * and size before the call; 0 and {0, 0} when NULL is returned (failed or
- * rejected). */
+/* realloc_body, then the owner word of the result: with carry (the public
+ * API), p's own if the usable size stayed the same, else 0; without, owner.
+ * The tracker charged the old usable size to p's owner, and a free credits
+ * the block's usable size then: a word carried across a resize the tracker
+ * never hears of would credit what was never charged (an audit saw a task's
+ * usage wrap below 0). Unowned, the block's charge stays with its task and
+ * its free counts as unknown (docs/task-tracking.md). *usable gets the new
+ * usable size, *old p's word and size before the call; 0 and {0, 0} when
+ * NULL is returned (failed or rejected). */
 CE_INLINE void *realloc_owner(ce_heap_t *h, void *p, size_t size, bool *ok, bool carry, uint32_t owner,
                               size_t *usable, capheap_owned_t *old)
 {
     capheap_owned_t was = {0, 0};
     void *q = realloc_body(h, p, size, ok, &was);
     if (q != NULL) {
-        new_owner(h, raw_of(h, q), carry ? was.owner : owner, usable);
+        void *raw = raw_of(h, q);
+        if (carry)
+            owner = ce_block_capacity(raw) - overhead(h) == was.usable ? was.owner : 0u;
+        new_owner(h, raw, owner, usable);
     } else {
         *usable = 0;
         was.usable = was.owner = 0;

@@ -43,6 +43,7 @@
 #include "capheap/task_info.h"
 #include "esp_heap_caps.h"
 #include "esp_heap_task_info.h"
+#include "multi_heap.h"
 #include "support.h"
 
 #include "heap/heap_private.h" /* the owner word, for the between-updates test */
@@ -690,6 +691,39 @@ static const heap_stat_t *heap_named(const heap_single_task_stat_t *s, const cha
         if (strcmp(s->stat.heap_stat[i].name, name) == 0)
             return &s->stat.heap_stat[i];
     return NULL;
+}
+
+/* A heap_caps block resized through multi_heap's own API (the handle from
+ * capheap_heap_get): the tracker hears nothing of it, so the block loses its
+ * owner once its usable size changes. Its charge stays with the task and its
+ * free counts as unknown: usage never drops below what the task's other
+ * blocks hold (it once wrapped below 0: the free credited the new size). */
+static void test_multi_heap_realloc_of_a_caps_block(void **state)
+{
+    (void)state;
+    boot_custom();
+    void *keep = heap_caps_malloc(40, CAP_A);
+    assert_non_null(keep);
+    heap_single_task_stat_t s;
+    assert_int_equal(my_stat(&s), ESP_OK);
+    size_t k = s.stat.overall_current_usage;
+    void *p = heap_caps_malloc(100, CAP_A);
+    assert_non_null(p);
+    size_t a = heap_caps_get_allocated_size(p);
+    capheap_heap_desc_t d;
+    assert_true(capheap_heap_find_desc(p, &d));
+    void *q = multi_heap_realloc(d.heap, p, 2000);
+    assert_non_null(q);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, k + a); /* unchanged: nobody told */
+    capheap_task_tracking_stats_t before, after;
+    capheap_task_tracking_get_stats(&before);
+    heap_caps_free(q);
+    capheap_task_tracking_get_stats(&after);
+    assert_int_equal(after.unknown_frees, before.unknown_frees + 1u);
+    assert_int_equal(my_stat(&s), ESP_OK);
+    assert_int_equal(s.stat.overall_current_usage, k + a); /* the stale charge, not a wrap */
+    heap_caps_free(keep);
 }
 
 static void test_realloc_between_heaps(void **state)
@@ -1950,6 +1984,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_and_handles),
         cmocka_unit_test_teardown(test_realloc_between_heaps, teardown),
+        cmocka_unit_test_teardown(test_multi_heap_realloc_of_a_caps_block, teardown),
         cmocka_unit_test_teardown(test_nested_heap, teardown),
         cmocka_unit_test_teardown(test_query_between_updates, teardown),
         cmocka_unit_test_teardown(test_exec_alias, teardown),

@@ -9,7 +9,8 @@
  *     multi_heap_get_allocated_size's, 0 on failure;
  *   - the public API writes 0 (malloc, aligned_alloc, aligned_alloc_offs, and
  *     the speed builds' locked variants), multi_heap_realloc carries
- *     the word over in place and when the block moves;
+ *     the word over while the usable size stays the same (in place or moved)
+ *     and writes 0 when it changes;
  *   - capheap_heap_realloc_owned in place (grow, shrink), moved and failing:
  *     the old word and size, the new word, the new size;
  *   - capheap_heap_free_owned without and with free neighbours;
@@ -359,7 +360,11 @@ static void test_realloc_owned(void **state)
     }
 }
 
-/* multi_heap_realloc (and the private locked variant) carry the word. */
+/* multi_heap_realloc (and the private locked variant) carry the word while
+ * the block's usable size stays what its owner was charged, and write 0 (no
+ * owner) once it changes: the tracker hears nothing of these reallocs, and
+ * a free that credited the new size against the old charge once drove a
+ * task's usage below 0 (an audit found it). */
 static void test_public_realloc_carries(void **state)
 {
     (void)state;
@@ -382,9 +387,11 @@ static void test_public_realloc_carries(void **state)
             void *w = multi_heap_malloc(h, 64);
             assert_non_null(w);
             multi_heap_free(h, z); /* w's predecessor is free: w can grow... */
-            void *r[4] = {x, NULL, NULL, NULL};
-            size_t sizes[4] = {0, 1000, 30, 8};
-            for (int step = 1; step < 4; step++) {
+            /* the same usable size (x stays, its owner kept), then sizes that
+             * change it: moved (y follows x), shrunk in place twice */
+            void *r[5] = {x, NULL, NULL, NULL, NULL};
+            size_t sizes[5] = {0, u, 1000, 30, 8};
+            for (int step = 1; step < 5; step++) {
 #if !defined(__OPTIMIZE_SIZE__)
                 if (variant == 1)
                     r[step] = capheap_heap_realloc_locked(h, r[step - 1], sizes[step]);
@@ -392,20 +399,25 @@ static void test_public_realloc_carries(void **state)
 #endif
                     r[step] = multi_heap_realloc(h, r[step - 1], sizes[step]);
                 assert_non_null(r[step]);
-                assert_owner(h, r[step], tag(10));
+                assert_owner(h, r[step], step == 1 ? tag(10) : 0);
             }
-            assert_true(r[1] != x); /* moved (y follows x) */
-            assert_ptr_equal(r[2], r[1]); /* shrunk in place */
-            assert_ptr_equal(r[3], r[1]);
+            assert_ptr_equal(r[1], x);    /* the same usable size: in place, owner kept */
+            assert_true(r[2] != x);       /* moved (y follows x) */
+            assert_ptr_equal(r[3], r[2]); /* shrunk in place */
+            assert_ptr_equal(r[4], r[2]);
             /* grow in place into a free successor: w after its free predecessor's space */
             assert_owned(capheap_heap_swap_owner(h, w, tag(12)), 0, multi_heap_get_allocated_size(h, w));
-            void *w2 = multi_heap_realloc(h, w, 20);
+            size_t uw = multi_heap_get_allocated_size(h, w);
+            void *w1 = multi_heap_realloc(h, w, uw); /* the same usable size: carried */
+            assert_ptr_equal(w1, w);
+            assert_owner(h, w1, tag(12));
+            void *w2 = multi_heap_realloc(h, w1, 20);
             assert_ptr_equal(w2, w);
-            assert_owner(h, w2, tag(12));
+            assert_owner(h, w2, 0);
             void *w3 = multi_heap_realloc(h, w2, 600);
             assert_non_null(w3);
-            assert_owner(h, w3, tag(12));
-            multi_heap_free(h, r[3]);
+            assert_owner(h, w3, 0);
+            multi_heap_free(h, r[4]);
             multi_heap_free(h, y);
             multi_heap_free(h, w3);
             assert_int_equal(multi_heap_free_size(h), free0);
