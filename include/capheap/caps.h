@@ -127,9 +127,11 @@ esp_err_t capheap_register_failed_alloc_callback(capheap_alloc_failed_fn callbac
  * served by a new allocation calls the alloc hook for the new block and the
  * free hook for the old one, as before; failures call nothing. size and caps
  * are as the alloc hook gets them. It runs after the call, with no heap lock
- * held; a moved block's old address may meanwhile have gone to another thread
- * (a recorder that needs one order for all threads takes a lock of its own
- * in the hooks). Never allocate in it.
+ * held. A block moved inside its heap was freed there before the hook runs,
+ * so another thread may be given the old address, and its hooks run, first:
+ * a lock in the hooks cannot order that, and a recording of several threads
+ * may show the old address allocated again before the realloc that freed it
+ * (record one thread, or expect the replay to stop there). Never allocate in it.
  */
 void capheap_heap_trace_realloc_hook(void *old_ptr, void *new_ptr, size_t size, uint32_t caps);
 #endif
