@@ -460,6 +460,15 @@ static void fail(checker_t *c, unsigned inv, const void *addr, uint32_t expected
  * class). A pass that saw a change compares no totals: free_sum, free_count
  * and listed mix two states of the heap.
  */
+/* A block offset's share of a set's fingerprint (a sum of these, in any
+ * order): the free blocks the walk finds against the entries the lists
+ * hold. Equal counts with unequal sums mean different sets. */
+static inline uint32_t print_of(uint32_t b)
+{
+    uint32_t x = b * 0x9E3779B1u;
+    return x ^ (x >> 15);
+}
+
 CE_WALKER bool ce_check_step(const ce_heap_t *h, ce_check_cursor_t *cur, uint32_t budget, bool changed,
                    ce_report_cb report, ce_used_cb used_cb, void *user, bool *done, uint32_t *units_out)
 {
@@ -543,6 +552,7 @@ CE_WALKER bool ce_check_step(const ce_heap_t *h, ce_check_cursor_t *cur, uint32_
 #endif
                 free_sum += s;
                 free_count++;
+                cur->free_print += print_of(b);
             } else if (used_cb != NULL && !used_cb(data_of(h, b), s - CE_HDR, user)) {
                 c.ok = false; /* the callback reported it */
             }
@@ -638,6 +648,7 @@ CE_WALKER bool ce_check_step(const ce_heap_t *h, ce_check_cursor_t *cur, uint32_
                          CE_FAULT_BAD_HEADER);
                     goto finish; /* its footer lies outside the pool */
                 }
+                cur->list_print += print_of(e);
                 if (*word(h, e + es - 4u) != FOOT_MARK(e))
                     fail(&c, 4, word(h, e + es - 4u), FOOT_MARK(e), *word(h, e + es - 4u),
                          CE_FAULT_BAD_NEIGHBOUR);
@@ -648,6 +659,11 @@ CE_WALKER bool ce_check_step(const ce_heap_t *h, ce_check_cursor_t *cur, uint32_
         }
         if (!cur->changed && cur->listed != cur->free_count)
             fail(&c, 6, &h->pair_bitmap, cur->free_count, cur->listed, CE_FAULT_BAD_HEADER);
+        else if (!cur->changed && cur->list_print != cur->free_print)
+            /* as many entries as free blocks, but not the same ones: words
+             * inside a used block forged into a free block (footer and
+             * successor included) and listed in place of a real one (I5) */
+            fail(&c, 5, &h->pair_bitmap, cur->free_print, cur->list_print, CE_FAULT_BAD_HEADER);
         /* I11: the bits of the classes after the last one (the zero word after
          * the last pair, or the upper half of the last pair's bitmap) are zero. */
         {

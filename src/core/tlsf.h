@@ -365,6 +365,8 @@ typedef struct {
     uint32_t prev;       /* lists: the entry before it (0: entry is the head) */
     uint32_t free_sum;   /* walk: sum and count of the free blocks seen (I7, I6) */
     uint32_t free_count;
+    uint32_t free_print; /* walk: sum of ce_print() of the free blocks' offsets */
+    uint32_t list_print; /* lists: the same over the entries */
     uint32_t listed;     /* lists: entries seen in this pass */
     uint32_t class_listed; /* entries seen in the current class since it (re)started */
     uint8_t prev_free;   /* walk: the block before pos is free */

@@ -614,6 +614,25 @@ static void test_forged_list_entry(void **state)
     /* with a forged footer too: the word after it is no header with PF set */
     ct_put32(f + 56, off_f | 3u);
     assert_first_report(h, f + 60, 2u, 0, 2);
+    /* and with that word forged too (a used "header" with PF set): every
+     * word the entry checks read agrees, and the count of entries is the
+     * count of free blocks. The set is not the same: the fingerprint of the
+     * entries is not that of the free blocks the walk found (I5; an audit
+     * showed malloc then handing out memory of the live block u). */
+    ct_put32(f + 60, 16u | 2u);
+    {
+        capheap_check_cursor_t cur = CAPHEAP_CHECK_CURSOR_INIT;
+        bool done = false, ok = true;
+        ct_capture_begin();
+        bool whole = multi_heap_check(h, true);
+        while (!done)
+            ok = capheap_heap_check_step(h, &cur, 2, true, &done) && ok;
+        ct_capture_end();
+        assert_false(whole);
+        assert_false(ok);
+        assert_true(ct_capture_contains("(invariant I5, docs/design.md)"));
+    }
+    ct_put32(f + 60, 0);
     /* sized past the pool's end: I1 at the entry, and the check reads nothing there */
     ct_put32(f, 0x7ffffff0u | 1u);
     assert_false(multi_heap_check(h, false));
