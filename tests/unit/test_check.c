@@ -788,6 +788,28 @@ static uint32_t first_for(uint32_t a, uint32_t rows)
     return ((48u + 68u * rows + 4u + 4u + a) & ~a) - 4u;
 }
 
+/* A heap over `pages` pages mapped right before a PROT_NONE page: a free
+ * block *a (100 bytes asked), a used block *b of size_b, then the free rest.
+ * The caller unmaps *bytes_out + one page. */
+static multi_heap_handle_t guarded_heap(size_t pages, size_t size_b, unsigned char **m_out, size_t *bytes_out,
+                                        unsigned char **a_out, unsigned char **b_out)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = pages * page;
+    unsigned char *m = mmap(NULL, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(m != MAP_FAILED);
+    assert_int_equal(mprotect(m + bytes, page, PROT_NONE), 0);
+    multi_heap_handle_t h = multi_heap_register(m, bytes);
+    assert_non_null(h);
+    unsigned char *a = multi_heap_malloc(h, 100), *b = multi_heap_malloc(h, size_b);
+    assert_non_null(b);
+    multi_heap_free(h, a);
+    *m_out = m;
+    *bytes_out = bytes;
+    *a_out = a;
+    *b_out = b;
+    return h;
+}
+
 /* A free-list link naming the footer of the heap's last block (a free
  * block's last word, offset end - 4, whose free bit is set like a header's):
  * the check reports the link, and reads nothing past the region (it once
@@ -796,15 +818,9 @@ static uint32_t first_for(uint32_t a, uint32_t rows)
 static void test_list_link_to_last_footer(void **state)
 {
     (void)state;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = page;
-    unsigned char *m = mmap(NULL, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(m != MAP_FAILED);
-    assert_int_equal(mprotect(m + bytes, page, PROT_NONE), 0);
-    multi_heap_handle_t h = multi_heap_register(m, bytes);
-    assert_non_null(h);
-    unsigned char *a = multi_heap_malloc(h, 100), *b = multi_heap_malloc(h, 100);
-    assert_non_null(b);
-    multi_heap_free(h, a); /* a listed free block; the rest after b is free too */
+    unsigned char *m, *a, *b;
+    size_t bytes, page = (size_t)sysconf(_SC_PAGESIZE);
+    multi_heap_handle_t h = guarded_heap(1, 100, &m, &bytes, &a, &b);
     uint32_t end = ct_get32(m + CTRL_END);
     assert_int_equal(end + 4u, bytes); /* the end marker is the region's last word */
     unsigned char *link = ct_header_of(a) + 4; /* a's "next free" */
@@ -827,15 +843,9 @@ static void test_list_link_to_last_footer(void **state)
 static void test_control_words_wrong(void **state)
 {
     (void)state;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = 2 * page;
-    unsigned char *m = mmap(NULL, bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    assert_true(m != MAP_FAILED);
-    assert_int_equal(mprotect(m + bytes, page, PROT_NONE), 0);
-    multi_heap_handle_t h = multi_heap_register(m, bytes);
-    assert_non_null(h);
-    unsigned char *a = multi_heap_malloc(h, 100), *b = multi_heap_malloc(h, 200);
-    assert_non_null(b);
-    multi_heap_free(h, a);
+    unsigned char *m, *a, *b;
+    size_t bytes, page = (size_t)sysconf(_SC_PAGESIZE);
+    multi_heap_handle_t h = guarded_heap(2, 200, &m, &bytes, &a, &b);
     assert_true(walked_blocks(h) >= 3);
     uint32_t first = ct_get32(m + CTRL_FIRST), end = ct_get32(m + CTRL_END), span = ct_get32(m + CTRL_DATA_SPAN);
     uint32_t align_rows = ct_get32(m + CTRL_ALIGN_MASK); /* align_mask, fl_count, check token */
