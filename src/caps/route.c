@@ -900,9 +900,12 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
         CH_EVENT_REALLOC_CANCEL(tok);
     }
     size_t old = capheap_heap_allocated_size_in(h->heap, ptr); /* before a new block exists */
+    CH_MOVE_BEGIN(mtok, user); /* a full LEAKS trace then frees user's record first */
     void *p = alloc_request(&q); /* NULL for a request that may not go on */
-    if (p == NULL)
+    if (p == NULL) {
+        CH_MOVE_END(mtok, user);
         return NULL;
+    }
     size_t n = old < size ? old : size;
 #if CAPHEAP_EXEC_HEAP
     if (alias) {
@@ -912,6 +915,7 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
 #endif
         memcpy(p, user, n);
     heap_caps_free(user);
+    CH_MOVE_END(mtok, user);
     return p;
 }
 
@@ -929,9 +933,12 @@ static CH_NOINLINE void *realloc_out(void *ptr, size_t size, uint32_t caps)
     ch_heap_t *h = ch_find((uintptr_t)ptr);
     if (CH_UNLIKELY(h == NULL))
         return realloc_slow(ptr, size, caps); /* not reached: heaps are never removed */
+    CH_MOVE_BEGIN(mtok, ptr); /* a full LEAKS trace then frees ptr's record first */
     void *p = alloc_plain(size, caps);
-    if (p == NULL && (p = alloc_named("heap_caps_realloc", size, 0, caps)) == NULL)
+    if (p == NULL && (p = alloc_named("heap_caps_realloc", size, 0, caps)) == NULL) {
+        CH_MOVE_END(mtok, ptr);
         return NULL;
+    }
     CH_EVENT_FREE(ptr); /* heap_caps_free's order: before the block can be reused */
 #if CAPHEAP_TASK_TRACKING
     capheap_owned_t o = capheap_heap_move_out(h->heap, ptr, p, size);
@@ -939,6 +946,7 @@ static CH_NOINLINE void *realloc_out(void *ptr, size_t size, uint32_t caps)
 #else
     capheap_heap_move_out(h->heap, ptr, p, size);
 #endif
+    CH_MOVE_END(mtok, ptr);
     return p;
 }
 #endif

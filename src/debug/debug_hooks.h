@@ -69,9 +69,15 @@ void ch_trace_realloc_cancel(unsigned token);
 void ch_trace_realloc_free(void *old_ptr, unsigned token); /* the late free, the entry released */
 #define CH_REALLOC_BEGIN(tok, old) unsigned tok = ch_trace_realloc_begin(old)
 #define CH_EVENT_REALLOC_CANCEL(tok) ch_trace_realloc_cancel(tok)
+unsigned ch_trace_move_begin(void *old_ptr); /* a move out of the heap: trace.c */
+void ch_trace_move_end(void *old_ptr, unsigned token);
+#define CH_MOVE_BEGIN(tok, old) unsigned tok = ch_trace_move_begin(old)
+#define CH_MOVE_END(tok, old) ch_trace_move_end((old), (tok))
 #else
 #define CH_REALLOC_BEGIN(tok, old) const unsigned tok = 0
 #define CH_EVENT_REALLOC_CANCEL(tok) ((void)(tok))
+#define CH_MOVE_BEGIN(tok, old) const unsigned tok = 0
+#define CH_MOVE_END(tok, old) ((void)(tok))
 #endif
 
 #if CH_EVENTS

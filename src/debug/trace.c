@@ -417,6 +417,9 @@ static struct {
     void *addr;
     bool superseded; /* an allocation at addr was traced after the release */
     bool retired;    /* ... and retired the old block's record (the late free's hit) */
+    bool moving;     /* a move out of the block's heap (ch_trace_move_begin), by task mover */
+    bool applied;    /* ... whose free the mover's own allocation applied early */
+    void *mover;
 } inflight[INFLIGHT];
 static uint32_t flying;
 
@@ -436,6 +439,8 @@ unsigned ch_trace_realloc_begin(void *old)
             inflight[i].addr = old;
             inflight[i].superseded = false;
             inflight[i].retired = false;
+            inflight[i].moving = false;
+            inflight[i].applied = false;
             STORE(flying, flying + 1u);
             token = i + 1u;
             break;
@@ -483,6 +488,86 @@ static void supersede(const void *ptr, bool retired)
         }
 }
 
+/* ---- moves out of a heap ------------------------------------------------------- */
+
+/*
+ * A realloc that moves a block out of its heap allocates the new block
+ * before it frees the old one (the hooks see them in that order). In LEAKS
+ * mode on a full buffer the new block's record would evict the oldest
+ * record, a live block's, although no more blocks are live than before
+ * (an audit found it; ESP-IDF records the free first). So the move is
+ * announced: when the mover's own allocation finds the buffer full, it
+ * applies the old block's free first, into the slot it then takes, and the
+ * move's later free of the old block is not applied again. Only the
+ * mover's allocation (the same task) may apply it: another's could come
+ * before a failure that keeps the old block. The entries share the
+ * in-flight table; a move that finds it full is traced as before.
+ */
+static inline void free_locked(void *ptr, void *const *stack, bool all);
+
+unsigned ch_trace_move_begin(void *old)
+{
+    if (old == NULL || LOAD(T.state) != ST_STARTED || LOAD(T.mode) != HEAP_TRACE_LEAKS)
+        return 0;
+    unsigned token = 0;
+    void *task = capheap_port_current_task();
+    TRACE_LOCK();
+    for (unsigned i = 0; i < INFLIGHT; i++)
+        if (inflight[i].addr == NULL) {
+            inflight[i].addr = old;
+            inflight[i].superseded = false;
+            inflight[i].retired = false;
+            inflight[i].moving = true;
+            inflight[i].applied = false;
+            inflight[i].mover = task;
+            STORE(flying, flying + 1u);
+            token = i + 1u;
+            break;
+        }
+    TRACE_UNLOCK();
+    return token;
+}
+
+/* After the move's free of the old block, or after its allocation failed.
+ * (The entry is checked to be this move's: a start in between empties the
+ * table, and another move may have taken the slot since.) */
+void ch_trace_move_end(void *old, unsigned token)
+{
+    if (token == 0 || token > INFLIGHT)
+        return;
+    TRACE_LOCK();
+    if (inflight[token - 1u].addr == old && inflight[token - 1u].moving &&
+        inflight[token - 1u].mover == capheap_port_current_task()) {
+        inflight[token - 1u].addr = NULL;
+        STORE(flying, flying - 1u);
+    }
+    TRACE_UNLOCK();
+}
+
+/* Under the trace lock, LEAKS mode, the buffer full: apply the free of a
+ * block the calling task is moving, if it has a record; true if it did. */
+static bool apply_move_locked(void)
+{
+    void *task = capheap_port_current_task();
+    for (unsigned i = 0; i < INFLIGHT; i++)
+        if (inflight[i].addr != NULL && inflight[i].moving && !inflight[i].applied && inflight[i].mover == task &&
+            find_link(inflight[i].addr) != NULL) {
+            free_locked(inflight[i].addr, NULL, false);
+            inflight[i].applied = true;
+            return true;
+        }
+    return false;
+}
+
+/* Under the trace lock: is ptr's free already applied by its move? */
+static bool move_applied_locked(const void *ptr)
+{
+    for (unsigned i = 0; i < INFLIGHT; i++)
+        if (inflight[i].addr == ptr && inflight[i].moving && inflight[i].applied)
+            return true;
+    return false;
+}
+
 /* ---- the hooks --------------------------------------------------------------- */
 
 void ch_trace_alloc(void *ptr, size_t size, uint32_t caps)
@@ -505,6 +590,8 @@ void ch_trace_alloc(void *ptr, size_t size, uint32_t caps)
         supersede(ptr, stale != NULL);
         if (stale != NULL)
             retire_stale(stale);
+        if (T.unused == NIL && flying != 0 && T.mode == HEAP_TRACE_LEAKS)
+            (void)apply_move_locked(); /* a slot for it, if this task is moving a block */
         uint32_t r = T.unused;
         if (r != NIL) {
             T.unused = REC(r).links.next;
@@ -574,7 +661,7 @@ void ch_trace_free(void *ptr)
     if (all)
         (void)capture(stack);
     TRACE_LOCK();
-    if (T.state == ST_STARTED || T.state == ST_PAUSED)
+    if ((T.state == ST_STARTED || T.state == ST_PAUSED) && (flying == 0 || !move_applied_locked(ptr)))
         free_locked(ptr, stack, all);
     TRACE_UNLOCK();
     GUARD_LEAVE();

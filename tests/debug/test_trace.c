@@ -24,6 +24,7 @@
 #include "capheap/sim.h"
 #include "esp_heap_caps.h"
 #include "esp_heap_trace.h"
+#include "esp_memory_utils.h"
 #include "support.h"
 
 #define DEPTH CONFIG_HEAP_TRACING_STACK_DEPTH
@@ -305,6 +306,44 @@ static void test_stop_records_nothing(void **state)
     }
     heap_caps_free(b);
     heap_caps_free(c);
+}
+
+/* A buffer with room for exactly the blocks alive at once (what
+ * docs/tracing.md asks for, LEAKS): a realloc that moves a block out of its
+ * heap (to other caps, realloc_base; too big for it, the fast path's move)
+ * allocates the new block before it frees the old one, yet no record is
+ * lost and nothing overflows: the mover's allocation applies the old
+ * block's free first (an audit saw the oldest live record evicted), and the
+ * move's own free of it is not counted twice. */
+static void test_move_on_a_full_buffer(void **state)
+{
+    (void)state;
+    for (int path = 0; path < 2; path++) {
+        trace_begin(2, HEAP_TRACE_LEAKS);
+        void *a = heap_caps_malloc(40, MALLOC_CAP_INTERNAL);
+        void *b = heap_caps_malloc(50, MALLOC_CAP_INTERNAL);
+        assert_non_null(b);
+        void *b2 = path == 0 ? heap_caps_realloc(b, 60, MALLOC_CAP_SPIRAM)
+                             : heap_caps_realloc(b, 500000, MALLOC_CAP_DEFAULT); /* only PSRAM has room */
+        assert_non_null(b2);
+        assert_true(esp_ptr_external_ram(b2));
+        heap_trace_summary_t s = summary();
+        assert_int_equal(s.count, 2);
+        assert_int_equal(s.has_overflowed, 0);
+        assert_int_equal(s.total_allocations, 3);
+        assert_int_equal(s.total_frees, 1);
+        assert_ptr_equal(get(0).address, a); /* the oldest is still there */
+        assert_ptr_equal(get(1).address, b2);
+        /* a failing move keeps the old block and its record */
+        assert_null(heap_caps_realloc(a, 64u << 20, MALLOC_CAP_DEFAULT));
+        s = summary();
+        assert_int_equal(s.count, 2);
+        assert_int_equal(s.total_frees, 1);
+        assert_ptr_equal(get(0).address, a);
+        heap_caps_free(a);
+        heap_caps_free(b2);
+        assert_int_equal(summary().count, 0);
+    }
 }
 
 static void test_overflow_and_high_water_mark(void **state)
@@ -1137,6 +1176,7 @@ int main(void)
         cmocka_unit_test(test_pause_records_frees_only),
         cmocka_unit_test(test_stop_records_nothing),
         cmocka_unit_test(test_overflow_and_high_water_mark),
+        cmocka_unit_test(test_move_on_a_full_buffer),
         cmocka_unit_test(test_realloc_events),
 #if DEPTH > 0
         cmocka_unit_test(test_caller_stack),
