@@ -368,6 +368,7 @@ typedef struct {
     uint32_t free_print; /* walk: sum of ce_print() of the free blocks' offsets */
     uint32_t list_print; /* lists: the same over the entries */
     uint32_t listed;     /* lists: entries seen in this pass */
+    uint32_t seen_free;  /* the heap's free_bytes after the last step (multi_heap.c's, not the engine's) */
     uint32_t class_listed; /* entries seen in the current class since it (re)started */
     uint8_t prev_free;   /* walk: the block before pos is free */
     uint8_t changed;     /* the heap changed during this pass: totals are not compared */

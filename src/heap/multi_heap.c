@@ -250,7 +250,8 @@ static bool fill_intact(const ce_heap_t *h, const void *raw, size_t cap)
             capheap_report_t rep = {"Invalid data", r + at, 0xFEFEFEFEu, load32(r + at), 9};
             unlock(h);
             capheap_report_corruption(&rep, true, true);
-            return false; /* not reached: the handler does not return */
+            lock(h); /* not reached (the handler does not return); if it did, the caller's unlock stays balanced */
+            return false;
         }
     }
     return true;
@@ -1746,7 +1747,7 @@ CE_STATIC_ASSERT(sizeof(ce_check_cursor_t) <= sizeof(((capheap_check_cursor_t *)
 #define CHECK_FLAGS_HEAP 0xFFu /* bits above: the all-heaps form's (src/debug/check_step.c) */
 
 /* Tokens mark a heap's state between changes; 0 is "changed". A new token
- * differs from the 65535 before it. The counter is shared by all heaps,
+ * differs from the 65534 before it. The counter is shared by all heaps,
  * whose locks differ, so it needs an atomic add; a CPU without one (RV32IMC,
  * Armv6-M: gcc would call __atomic_fetch_add_4, which no bare-metal C library
  * has) takes the port's critical section (capheap/port.h). */
@@ -1758,15 +1759,18 @@ CE_STATIC_ASSERT(sizeof(ce_check_cursor_t) <= sizeof(((capheap_check_cursor_t *)
 static uint16_t next_token(void)
 {
     static unsigned counter;
+    unsigned t;
+    do { /* 0 is "changed": drawn again, not mapped to 1 (which gave 1 twice in a row) */
 #if MH_ATOMIC_ADD
-    unsigned t = __atomic_add_fetch(&counter, 1u, __ATOMIC_RELAXED);
+        t = __atomic_add_fetch(&counter, 1u, __ATOMIC_RELAXED);
 #else
-    uint32_t state = capheap_port_critical_enter();
-    unsigned t = ++counter;
-    capheap_port_critical_exit(state);
+        uint32_t state = capheap_port_critical_enter();
+        t = ++counter;
+        capheap_port_critical_exit(state);
 #endif
-    t &= 0xFFFFu;
-    return (uint16_t)(t == 0 ? 1u : t);
+        t &= 0xFFFFu;
+    } while (t == 0);
+    return (uint16_t)t;
 }
 
 void capheap_check_cursor_init(capheap_check_cursor_t *cursor)
@@ -1811,7 +1815,11 @@ bool capheap_heap_check_step(multi_heap_handle_t heap, capheap_check_cursor_t *c
         memset(&cc, 0, sizeof cc);
         cursor->flags_ = (uint16_t)((cursor->flags_ & ~CHECK_FLAGS_HEAP) | CHECK_FLAG_STARTED);
     } else {
-        changed = attach || h->check_token != cursor->token_;
+        /* free_bytes too: a token is 16 bits, and a pass paused while 65535
+         * others were drawn could find its own again after a change (a
+         * review found it); a change that also leaves free_bytes as it was
+         * is needed to hide from both */
+        changed = attach || h->check_token != cursor->token_ || h->free_bytes != cc.seen_free;
     }
     /* The token changes only with the heap: a change leaves 0, which the
      * first step to see it replaces with a new token. A step on an unchanged
@@ -1827,6 +1835,7 @@ bool capheap_heap_check_step(multi_heap_handle_t heap, capheap_check_cursor_t *c
 #else
     bool ok = ce_check_step(h, &cc, budget, changed, check_report_cb, NULL, &c, &pass_done, &units);
 #endif
+    cc.seen_free = h->free_bytes; /* (a pass that ended starts afresh: unused) */
 #if !MH_ALWAYS_LOCKED
     /* A pass that ends takes the sentinel away; another pass still under way
      * attaches it again at its next step, and counts that as a change. */

@@ -446,6 +446,32 @@ static void test_change_seen_in_every_pass(void **state)
     }
 }
 
+/* The tokens a heap gets when a step finds it changed come from one 16-bit
+ * counter for all heaps, skipping 0 ("changed"): across its wrap, two
+ * tokens in a row are never equal. (0 was mapped to 1, so 0x10000 and
+ * 0x10001 both gave 1: a pass holding the first missed a change marked with
+ * the second and reported a sound heap as corrupt; a review found it.) A
+ * white-box test: the cursor's private token_ is the heap's after a step. */
+static void test_tokens_across_the_wrap(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = populate();
+    capheap_check_cursor_t c = CAPHEAP_CHECK_CURSOR_INIT;
+    bool done = false;
+    uint16_t last = 0;
+    for (unsigned i = 0; i < 65536u * 2u + 8u; i++) {
+        void *x = multi_heap_malloc(h, 16); /* a change: the next step draws a token */
+        assert_non_null(x);
+        multi_heap_free(h, x);
+        assert_true(capheap_heap_check_step(h, &c, 1, false, &done));
+        assert_int_not_equal(c.token_, 0);
+        if (c.token_ == last) {
+            fail_msg("step %u: token %u twice in a row", i, (unsigned)last);
+        }
+        last = c.token_;
+    }
+}
+
 /* Two passes side by side on a quiet heap (two tasks each running the
  * periodic check, say) see it quiet: both end, both clean, no change seen.
  * (When each step wrote its own pass's token, each pass saw the other's
@@ -903,6 +929,7 @@ int main(void)
         cmocka_unit_test(test_interleaved_same_thread),
         cmocka_unit_test(test_heap_cursor_statistics),
         cmocka_unit_test(test_change_seen_in_every_pass),
+        cmocka_unit_test(test_tokens_across_the_wrap),
         cmocka_unit_test(test_two_passes_side_by_side),
         cmocka_unit_test(test_pass_after_other_pass_ended),
         cmocka_unit_test(test_busy_list_bounded),
