@@ -746,9 +746,11 @@ static void test_recursion(void)
     CHECK_BALANCED();
 }
 
-/* A check pass's token comes from a counter all heaps share
- * (multi_heap.c, next_token): one atomic add per pass where the CPU has
- * one, else one critical section per pass (this build's compiler says which). */
+/* A check step that finds the heap changed takes a new token from a counter
+ * all heaps share (multi_heap.c, next_token): an atomic add where the CPU
+ * has one, else a critical section (this build's compiler says which). A
+ * change before each of three passes: one token each; a pass over a heap
+ * that did not change since: none. */
 static void test_check_token(void)
 {
 #if defined(__GCC_ATOMIC_INT_LOCK_FREE) && __GCC_ATOMIC_INT_LOCK_FREE == 2
@@ -756,8 +758,14 @@ static void test_check_token(void)
 #else
     const unsigned long per_pass = 1;
 #endif
-    unsigned long before = crit_enters;
-    for (unsigned pass = 0; pass < 3; pass++) {
+    unsigned long counted = 0;
+    for (unsigned pass = 0; pass < 4; pass++) {
+        if (pass < 3) {
+            void *p = heap_caps_malloc(24, MALLOC_CAP_DMA); /* a change */
+            CHECK(p != NULL, "malloc before a check pass");
+            heap_caps_free(p);
+        }
+        unsigned long before = crit_enters;
         capheap_check_cursor_t cursor;
         capheap_check_cursor_init(&cursor);
         bool done = false;
@@ -765,8 +773,9 @@ static void test_check_token(void)
         while (!done && steps++ < 1000u)
             CHECK(capheap_heap_check_step(DRAM->heap, &cursor, 4, false, &done), "check step on a sound heap");
         CHECK(done, "a check pass over the DMA heap ends");
+        counted += crit_enters - before;
     }
-    CHECK_EQ(crit_enters - before, 3u * per_pass, "critical sections per check pass (none with an atomic add)");
+    CHECK_EQ(counted, 3u * per_pass, "critical sections per changed heap's check pass (none with an atomic add)");
     CHECK(crit_enters == crit_exits && !crit_inside, "critical sections balanced");
     CHECK_BALANCED();
 }
