@@ -354,7 +354,7 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
     if (strlen(id) > ID_MAX)
         return trace_error(r, "ID '%.63s...' longer than %u characters", id, ID_MAX);
 
-    char hist[48];
+    char hist[64]; /* the longest history with a 20-digit line number fits */
     if (kind == K_FREE || kind == K_REALLOC) {
         /* r ... as NEWID: the block goes on under another ID (a recorder that names
          * blocks by address, for a realloc that moved). */
