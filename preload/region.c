@@ -7,7 +7,8 @@
  *
  * A preloaded malloc is called before anything else in the process has run:
  * the dynamic loader and libc allocate while relocating, before constructors
- * and before main. So there is no constructor here, no dlsym, no stdio, and no
+ * and before main. So nothing here depends on a constructor (one registers
+ * the fork handlers early, below), and there is no dlsym, no stdio, and no
  * allocation inside the allocator. The first call finds no heap (generation
  * 0), takes the growth mutex and maps the first region; every later call pays
  * one load of the generation counter on top of heap_caps.
@@ -55,9 +56,14 @@
  *
  * FORK
  *
- * pthread_atfork handlers, registered once after the first region exists
- * (never under our mutex: pthread_atfork may allocate, and allocating takes
- * the mutex when it grows): prepare takes the growth mutex, then every heap
+ * pthread_atfork handlers, registered once: by this library's constructor,
+ * or after the first region exists if a malloc comes first (never under our
+ * mutex: pthread_atfork may allocate, and allocating takes the mutex when it
+ * grows). Early, because handlers run in an order set by registration: a
+ * program's handler registered before ours would have its prepare run after
+ * ours took every lock, and its child handler before ours re-initialised
+ * them, so one that allocates deadlocked fork (an audit found it; glibc's
+ * malloc allows it). prepare takes the growth mutex, then every heap
  * lock and the registry lock (capheap_caps_lock_all), so no thread is inside
  * the allocator at the moment of the fork; the parent releases them in reverse
  * order; the child re-initialises them (capheap_caps_unlock_all_child, and a
@@ -245,9 +251,20 @@ bool capheap_preload_grow(size_t size, size_t alignment, unsigned seen)
     }
     (void)pthread_mutex_unlock(&grow_mutex);
 
-    /* Once, outside the mutex, after the first region exists: pthread_atfork
-     * may allocate (that allocation then finds a heap). */
+    /* Once, outside the mutex, after the first region exists (unless the
+     * constructor below came first): pthread_atfork may allocate (that
+     * allocation then finds a heap). */
     if (retry && !atomic_flag_test_and_set(&atfork_registered))
         (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
     return retry;
+}
+
+/* The fork handlers before any of the program's (FORK above): a preloaded
+ * library's constructors run before the program's. pthread_atfork may
+ * allocate; that allocation maps the first region and, the flag already
+ * set, registers nothing. */
+__attribute__((constructor)) static void register_fork_handlers_early(void)
+{
+    if (!atomic_flag_test_and_set(&atfork_registered))
+        (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
