@@ -423,6 +423,28 @@ static struct {
 } inflight[INFLIGHT];
 static uint32_t flying;
 
+/* A free entry of the table for old (moving: a move out of its heap by task
+ * mover), under the trace lock: its token, or fallback if the table is full. */
+static unsigned inflight_take(void *old, bool moving, void *mover, unsigned fallback)
+{
+    unsigned token = fallback;
+    TRACE_LOCK();
+    for (unsigned i = 0; i < INFLIGHT; i++)
+        if (inflight[i].addr == NULL) {
+            inflight[i].addr = old;
+            inflight[i].superseded = false;
+            inflight[i].retired = false;
+            inflight[i].moving = moving;
+            inflight[i].applied = false;
+            inflight[i].mover = mover;
+            STORE(flying, flying + 1u);
+            token = i + 1u;
+            break;
+        }
+    TRACE_UNLOCK();
+    return token;
+}
+
 unsigned ch_trace_realloc_begin(void *old)
 {
     if (old == NULL)
@@ -433,20 +455,7 @@ unsigned ch_trace_realloc_begin(void *old)
     int state = LOAD(T.state);
     if (state != ST_STARTED && state != ST_PAUSED)
         return token;
-    TRACE_LOCK();
-    for (unsigned i = 0; i < INFLIGHT; i++)
-        if (inflight[i].addr == NULL) {
-            inflight[i].addr = old;
-            inflight[i].superseded = false;
-            inflight[i].retired = false;
-            inflight[i].moving = false;
-            inflight[i].applied = false;
-            STORE(flying, flying + 1u);
-            token = i + 1u;
-            break;
-        }
-    TRACE_UNLOCK();
-    return token;
+    return inflight_take(old, false, NULL, token);
 }
 
 /* Under the trace lock: release token's entry; true if it was marked, with
@@ -509,23 +518,7 @@ unsigned ch_trace_move_begin(void *old)
 {
     if (old == NULL || LOAD(T.state) != ST_STARTED || LOAD(T.mode) != HEAP_TRACE_LEAKS)
         return 0;
-    unsigned token = 0;
-    void *task = capheap_port_current_task();
-    TRACE_LOCK();
-    for (unsigned i = 0; i < INFLIGHT; i++)
-        if (inflight[i].addr == NULL) {
-            inflight[i].addr = old;
-            inflight[i].superseded = false;
-            inflight[i].retired = false;
-            inflight[i].moving = true;
-            inflight[i].applied = false;
-            inflight[i].mover = task;
-            STORE(flying, flying + 1u);
-            token = i + 1u;
-            break;
-        }
-    TRACE_UNLOCK();
-    return token;
+    return inflight_take(old, true, capheap_port_current_task(), 0);
 }
 
 /* After the move's free of the old block, or after its allocation failed.
