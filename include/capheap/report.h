@@ -3,8 +3,12 @@
  *
  * Every detected problem (bad canary, double free, foreign or interior
  * pointer, broken invariant) is printed as one line
- *     CORRUPT HEAP: <what> at <address>. Expected 0x<expected> got 0x<found>
- * through the port's allocation-free printer; fatal ones then call the
+ *     CORRUPT HEAP: <what> at <address>. Expected 0x<expected> got 0x<found> (invariant I<n>, docs/design.md)
+ * through the port's allocation-free printer. A report that names no
+ * invariant (0: a pointer in no heap, a block freed after the simulator's
+ * shutdown) has no values either, and is printed as
+ *     CORRUPT HEAP: <what> at <address>.
+ * Fatal ones then call the
  * current abort handler (capheap/port.h). A report whose address is NULL
  * names no memory: it is a usage error that cannot be returned as an error
  * code (heap_caps_init() called twice, say), printed as

@@ -123,13 +123,15 @@ void capheap_report_corruption(const capheap_report_t *report, bool print, bool 
     set_last(report);
     if (print) {
         /* One template for the whole line; a control character stands for a field:
-         * \1 what; \4 leaves out the invariant suffix, up to its ')', when the
-         * invariant is 0; the others are numbers for format_number(), in this order:
-         * the address (\2: hexadecimal), expected and found (\10: 8 hex digits), the
-         * invariant (\3: decimal). A field is a string s that is copied before the
-         * template goes on. */
+         * \1 what; \4 leaves out the rest up to the invariant suffix's ')' when the
+         * invariant is 0: a report that breaks no invariant carries no values (a
+         * pointer in no heap: an audit found "Expected 0x00000000 got 0x00000000"
+         * printed for it); the others are numbers for format_number(), in this
+         * order: the address (\2: hexadecimal), expected and found (\10: 8 hex
+         * digits), the invariant (\3: decimal). A field is a string s that is
+         * copied before the template goes on. */
         static const char line[] =
-            "CORRUPT HEAP: \1 at 0x\2. Expected 0x\10 got 0x\10\4 (invariant I\3, docs/design.md)\n";
+            "CORRUPT HEAP: \1 at 0x\2.\4 Expected 0x\10 got 0x\10 (invariant I\3, docs/design.md)\n";
         /* A report that names no memory is a usage error, not corruption
          * (heap_caps_init called twice, say): what, and found as an esp_err_t. */
         static const char usage[] = "\1 (esp_err_t 0x\2)\n";

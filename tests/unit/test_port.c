@@ -397,13 +397,13 @@ static void test_set_abort_handler(void **state)
     assert_true(capheap_set_abort_handler(first) == my_abort);
 }
 
-/* The report line: "CORRUPT HEAP: <what> at <address>. Expected 0x<e> got 0x<f>". */
+/* The report line: "CORRUPT HEAP: <what> at <address>. Expected 0x<e> got 0x<f> (...)". */
 static void test_report_line_format(void **state)
 {
     (void)state;
     static int object;
     capheap_report_t r = {.what = "Bad tail", .address = &object, .expected = CT_TAIL_CANARY,
-                          .found = 0xbaad5687u, .invariant = 0};
+                          .found = 0xbaad5687u, .invariant = 13}; /* multi_heap's canary reports name I13 */
     ct_capture_begin();
     capheap_report_corruption(&r, true, false);
     ct_capture_end();
@@ -420,7 +420,7 @@ static void test_report_line_format(void **state)
 
     /* Small values are printed as hexadecimal too. */
     capheap_report_t s = {.what = "Invalid data", .address = &object, .expected = 0xfe,
-                          .found = 0x42, .invariant = 0};
+                          .found = 0x42, .invariant = 9};
     ct_capture_begin();
     capheap_report_corruption(&s, true, false);
     ct_capture_end();
@@ -442,8 +442,9 @@ static void count_epilogue(const void *address)
 }
 
 /* The line's exact form (capheap/report.h, docs/compat.md): expected and found
- * as 0x%08x, and " (invariant In, docs/design.md)" appended only when the
- * report names an invariant. */
+ * as 0x%08x followed by " (invariant In, docs/design.md)" when the report
+ * names an invariant; without one (a pointer in no heap) neither, as the
+ * values then carry nothing. */
 static void test_report_invariant_suffix(void **state)
 {
     (void)state;
@@ -453,8 +454,7 @@ static void test_report_invariant_suffix(void **state)
     ct_capture_begin();
     capheap_report_corruption(&r, true, false);
     ct_capture_end();
-    snprintf(want, sizeof want, "CORRUPT HEAP: Broken invariant at 0x2000. Expected 0x000000fe got 0x00000042\n");
-    assert_string_equal(ct_capture_text(), want);
+    assert_string_equal(ct_capture_text(), "CORRUPT HEAP: Broken invariant at 0x2000.\n");
     r.invariant = 7;
     ct_capture_begin();
     capheap_report_corruption(&r, true, false);
