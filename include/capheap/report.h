@@ -69,7 +69,8 @@ void capheap_clear_last_report(void);
  * common overflow into the next block), it says "no block of heap <name>
  * contains <address>" and names the last block it walked as "before": the
  * block that ran over, most often. heap_caps prints this after every fatal corruption report and after each
- * failing heap_caps_check_integrity*(print = true). O(blocks of that heap);
+ * failing heap_caps_check_integrity*(print = true), for the check's first finding in each heap (later
+ * ones are often its consequences). O(blocks of that heap);
  * takes the heap's lock for the walk, and the tracers' locks only if free.
  */
 void capheap_describe_block(const void *address);

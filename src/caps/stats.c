@@ -164,15 +164,18 @@ void ch_reset_monitor(void)
 /* ---- integrity, dump, walk -------------------------------------------------- */
 
 /* multi_heap_check() of one heap; a failure it printed is followed by whose
- * block it is (after the check's lock), for every heap_caps_check_integrity*. */
+ * block its first finding names (after the check's lock), for every
+ * heap_caps_check_integrity*. The first, not the last: later findings are
+ * often consequences (a smashed footer, then the free-byte counter it
+ * throws off, which names the heap's control, no block; an audit noted the
+ * description following the last). */
 static bool check_heap(const ch_heap_t *h, bool print_errors)
 {
-    capheap_clear_last_report();
-    if (multi_heap_check(h->heap, print_errors))
+    capheap_report_t first;
+    if (capheap_heap_check_first(h->heap, print_errors, &first))
         return true;
-    capheap_report_t r = capheap_last_report();
-    if (print_errors && r.address != NULL)
-        capheap_describe_block(r.address);
+    if (print_errors && first.address != NULL)
+        capheap_describe_block(first.address);
     return false;
 }
 

@@ -115,6 +115,11 @@ static inline void capheap_heap_attach_lock(multi_heap_handle_t heap, void *lock
  * memory for the call (-18 B on Cortex-M4). */
 multi_heap_handle_t capheap_heap_register_aligned(void *start, size_t size, size_t align);
 
+/* multi_heap_check() that also gives its first finding in *first (what NULL
+ * if none): the one heap_caps describes, the root cause more often than the
+ * last (a smashed footer is found before the counters it throws off). */
+bool capheap_heap_check_first(multi_heap_handle_t heap, bool print_errors, capheap_report_t *first);
+
 /* multi_heap_realloc's locked half, for heap_caps (every build): the heap
  * has a lock (heap_caps attaches one before it publishes a heap), p is not
  * NULL and size not 0, so the public function's checks for those cases are

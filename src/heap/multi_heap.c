@@ -136,13 +136,6 @@ static const char *fault_text(ce_fault_kind_t kind)
     return t;
 }
 
-static void report(const char *what, const void *addr, uint32_t expected, uint32_t found,
-                   unsigned invariant, bool print, bool fatal)
-{
-    capheap_report_t r = {what, addr, expected, found, invariant};
-    capheap_report_corruption(&r, print, fatal);
-}
-
 /* ---- poisoning --------------------------------------------------------- */
 
 #if POISON_ENABLED
@@ -194,8 +187,8 @@ static inline uint32_t poison_size(const ce_heap_t *h, const void *raw)
 /*
  * The first fault of one used block's canaries (raw = engine data pointer,
  * cap = engine capacity), described in *r; false if they are intact.
- * Reports nothing: poison_check_used() does, the owner word's quiet readers
- * do not.
+ * Reports nothing: the check reports it (check_used_cb), the owner word's
+ * quiet readers do not.
  */
 static bool poison_fault(const ce_heap_t *h, const void *raw, size_t cap, capheap_report_t *r)
 {
@@ -220,18 +213,6 @@ static bool poison_fault(const ce_heap_t *h, const void *raw, size_t cap, caphea
         *r = (capheap_report_t){"Bad tail", tail, POISON_TAIL_CANARY, t, 13};
         return true;
     }
-    return false;
-}
-
-/* Check one used block's canaries: true if intact; otherwise report (fatal
- * or not). */
-static bool poison_check_used(const ce_heap_t *h, const void *raw, size_t cap, bool print,
-                              bool fatal)
-{
-    capheap_report_t r;
-    if (!poison_fault(h, raw, cap, &r))
-        return true;
-    capheap_report_corruption(&r, print, fatal);
     return false;
 }
 
@@ -1704,29 +1685,43 @@ void *multi_heap_find_containing_block(multi_heap_handle_t heap, void *ptr)
 typedef struct {
     const ce_heap_t *h;
     bool print;
+    capheap_report_t *first; /* the check's first finding (what NULL until one) */
 } check_ctx_t;
+
+/* Each finding of the check: printed (or not), and the first one kept. */
+static void check_found(const check_ctx_t *c, const capheap_report_t *r)
+{
+    if (c->first->what == NULL)
+        *c->first = *r;
+    capheap_report_corruption(r, c->print, false);
+}
 
 static void check_report_cb(const ce_fault_t *f, void *user)
 {
-    const check_ctx_t *c = user;
-    report(f->invariant == 9 ? "Invalid data" : "Broken invariant", f->address, f->expected, f->found,
-           f->invariant, c->print, false);
+    capheap_report_t r = {f->invariant == 9 ? "Invalid data" : "Broken invariant", f->address, f->expected,
+                          f->found, f->invariant};
+    check_found(user, &r);
 }
 
 #if POISON_ENABLED
 static bool check_used_cb(void *data, size_t capacity, void *user)
 {
     const check_ctx_t *c = user;
-    return poison_check_used(c->h, data, capacity, c->print, false);
+    capheap_report_t r;
+    if (!poison_fault(c->h, data, capacity, &r))
+        return true;
+    check_found(c, &r);
+    return false;
 }
 #endif
 
-bool multi_heap_check(multi_heap_handle_t heap, bool print_errors)
+bool capheap_heap_check_first(multi_heap_handle_t heap, bool print_errors, capheap_report_t *first)
 {
+    *first = (capheap_report_t){NULL, NULL, 0, 0, 0};
     if (heap == NULL)
         return false;
     ce_heap_t *h = E(heap);
-    check_ctx_t c = {h, print_errors};
+    check_ctx_t c = {h, print_errors, first};
     lock(h);
 #if POISON_ENABLED
     bool ok = ce_check(h, check_report_cb, check_used_cb, &c);
@@ -1735,6 +1730,12 @@ bool multi_heap_check(multi_heap_handle_t heap, bool print_errors)
 #endif
     unlock(h);
     return ok;
+}
+
+bool multi_heap_check(multi_heap_handle_t heap, bool print_errors)
+{
+    capheap_report_t first;
+    return capheap_heap_check_first(heap, print_errors, &first);
 }
 
 /* ---- check in steps (capheap/check.h, docs/checks.md) ------------------- */
@@ -1795,7 +1796,8 @@ bool capheap_heap_check_step(multi_heap_handle_t heap, capheap_check_cursor_t *c
         cursor->heap = heap;
     }
     uint32_t budget = max_blocks > UINT32_MAX ? UINT32_MAX : (uint32_t)max_blocks;
-    check_ctx_t c = {h, print};
+    capheap_report_t first = {NULL, NULL, 0, 0, 0}; /* a step's: the caller reads the last report */
+    check_ctx_t c = {h, print, &first};
     bool pass_done = false;
     uint32_t units = 0;
     lock(h);

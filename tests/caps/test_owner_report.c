@@ -159,11 +159,58 @@ static void test_check_names_the_block(void **state)
     teardown_heap();
 }
 
+/* Several findings in one check: the description names the block of the
+ * first (the root cause, more often than the last), not of the last (it
+ * followed the last report until an audit noted it). Two free blocks with
+ * smashed footers: the walk finds the lower one first. */
+static void test_check_names_the_first_finding(void **state)
+{
+    (void)state;
+    setup_heap();
+    void *blocks[5];
+    for (size_t i = 0; i < 5; i++) {
+        blocks[i] = heap_caps_malloc(48, MALLOC_CAP_DEFAULT);
+        assert_non_null(blocks[i]);
+    }
+    void *f1 = blocks[1], *f2 = blocks[3];
+    heap_caps_free(f2); /* in this order the list walk, after the physical one, */
+    heap_caps_free(f1); /* finds f1's footer again first and f2's last */
+    /* a free block's footer is the word before its successor's header */
+    unsigned char *foot1 = (unsigned char *)blocks[2] - ct_poison_head(4) - 8;
+    unsigned char *foot2 = (unsigned char *)blocks[4] - ct_poison_head(4) - 8;
+    uint32_t saved1 = ct_get32(foot1), saved2 = ct_get32(foot2);
+    ct_put32(foot1, saved1 ^ 0x5a5a0000u);
+    ct_put32(foot2, saved2 ^ 0x5a5a0000u);
+    capheap_clear_last_report();
+    ct_capture_begin();
+    bool ok = heap_caps_check_integrity_all(true);
+    ct_capture_end();
+    assert_false(ok);
+    assert_true(capheap_last_report().address == foot2); /* found again by the list walk: f2 last */
+    assert_int_equal(ct_capture_lines() >= 2, 1);
+    assert_true(has_line("block", f1, "free"));
+    assert_false(has_line("block", f2, "free"));
+    /* heap_caps_check_integrity(caps) and _addr go through the same helper */
+    ct_capture_begin();
+    ok = heap_caps_check_integrity(MALLOC_CAP_DEFAULT, true);
+    ct_capture_end();
+    assert_false(ok);
+    assert_true(has_line("block", f1, "free"));
+    ct_put32(foot1, saved1);
+    ct_put32(foot2, saved2);
+    assert_true(heap_caps_check_integrity_all(true));
+    heap_caps_free(blocks[0]);
+    heap_caps_free(blocks[2]);
+    heap_caps_free(blocks[4]);
+    teardown_heap();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_double_free_names_neighbours),
         cmocka_unit_test(test_check_names_the_block),
+        cmocka_unit_test(test_check_names_the_first_finding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
