@@ -104,7 +104,7 @@ CE_WALKER ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap
         kind = CE_FAULT_OUTSIDE; /* expected: the first data offset; found: p's offset */
         expected = h->first + CE_HDR;
         found = (uint32_t)off;
-        inv = 1;
+        inv = CE_INV_POINTER;
     } else {
         uint32_t target = (uint32_t)off - CE_HDR;
         /* limit: the end, or once p's block is found, its successor (the walk
@@ -162,10 +162,10 @@ CE_WALKER ce_fault_kind_t ce_diagnose(const ce_heap_t *h, const void *p, capheap
             if (target - b < s) { /* p lies in this block (blocks after it have b > target) */
                 if ((hdr & F_FREE) && !((uintptr_t)p & a)) {
                     kind = CE_FAULT_DOUBLE_FREE; /* p lies in a free block, aligned like data */
-                    inv = 2;
+                    inv = CE_INV_POINTER;
                 } else if (target != b) { /* a misaligned p is never a block's data pointer */
                     kind = CE_FAULT_INTERIOR; /* p points into a block */
-                    inv = 1;
+                    inv = CE_INV_POINTER;
                 }
                 if (kind != CE_OK) { /* both name p (at), the block's data offset and p's */
                     expected = b + CE_HDR;

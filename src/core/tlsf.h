@@ -277,6 +277,10 @@ static inline uint32_t ce_fit(const ce_heap_t *h, size_t size)
 }
 #endif
 
+/* The invariant a rejected pointer's report cites (docs/design.md, I21): a
+ * pointer given back is the data pointer of a used block of the heap. */
+#define CE_INV_POINTER 21u
+
 /* What a validation found. ce_diagnose() names kinds up to CE_FAULT_BAD_NEIGHBOUR
  * (multi_heap.c has a text for each, in this order); the rest are the check's only. */
 typedef enum {

@@ -842,7 +842,7 @@ static MH_COLD void reject_locked(ce_heap_t *h, void *p)
             bool past = next >= h->first + h->data_span + CE_MIN_BLOCK; /* the end marker */
             kind = past ? CE_FAULT_OUTSIDE : CE_FAULT_INTERIOR;
             r.expected = (past ? h->first : next) + CE_HDR;
-            r.invariant = 1;
+            r.invariant = CE_INV_POINTER;
         }
     }
 #endif
