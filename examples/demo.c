@@ -97,6 +97,8 @@ int main(void)
         return 1;
     }
     print_table("== 2. Before the application runs");
+    printf("  (minimum free already trails free by 32 KiB: the internal DMA pool the boot keeps back\n"
+           "   when it adds PSRAM is a heap added after start-up, which counts 0 in the minimum, as on ESP-IDF)\n");
 
     printf("\n== 3. The application allocates by capability\n");
     printf("  (heap_caps picks the heap: caps priority first, then the smallest heap that has them;\n"

@@ -16,9 +16,10 @@ set -euo pipefail
 
 # python3 and sqlite3: real programs run under libcapheap_malloc.so (tests/preload).
 # `make demo` builds the library and one example, nothing else. g++: capheap_sim_cxx (operator
-# new in the simulator) and its test; g++-multilib: the same in the -m32 build.
-DEMO_PACKAGES=(cmake make gcc)
-BASE_PACKAGES=(cmake make gcc g++ clang libcmocka-dev gcc-multilib libclang-rt-14-dev pkg-config valgrind
+# new in the simulator) and its test; g++-multilib: the same in the -m32 build. libc6-dev: the C
+# library's headers and start files, which gcc only recommends (installs here skip recommends).
+DEMO_PACKAGES=(cmake make gcc libc6-dev)
+BASE_PACKAGES=(cmake make gcc libc6-dev g++ clang libcmocka-dev gcc-multilib libclang-rt-14-dev pkg-config valgrind
     python3 sqlite3)
 # picolibc-arm-none-eabi, qemu-system-arm and qemu-system-misc (riscv32): tests/target runs test
 # programs on emulated Cortex-M and RV32 cores (scripts/target-test.sh).
