@@ -74,7 +74,8 @@ size_t soc_get_available_memory_region_max_count(void);
  * Fill out[] (room for soc_get_available_memory_region_max_count() entries)
  * with the selected chip's regions minus every reservation, in table order
  * (spec 2.2). Returns the count. Aborts through the port on overlapping
- * reservations, as ESP-IDF does.
+ * reservations, as ESP-IDF does, and on a reservation whose start lies above
+ * its end.
  */
 size_t soc_get_available_memory_regions(soc_memory_region_t *out);
 

@@ -35,14 +35,18 @@ extern "C" {
  * ESP_ERR_INVALID_STATE: already initialised (capheap_caps_reset() first).
  * ESP_ERR_INVALID_ARG: chip NULL; a chip table the start-up cannot use (regions, types or its
  * reserved array NULL with a count above 0, a row whose type index is not below type_count,
- * heap_alignment other than 0, 4, 8 or 16; two rows that overlap where no one reservation, the
+ * a row that ends at the top of the address space or wraps past it, heap_alignment other than
+ * 0, 4, 8 or 16; two rows that overlap where no one reservation, the
  * chip's or the firmware's, holds the whole overlap: both would become heaps over the same
  * bytes); reserved NULL with count > 0; a reservation with start > end. (heap_caps_init() on a
  * target trusts the table compiled in: the tests boot every built-in table through this
  * function.)
  * ESP_FAIL: two reservations overlap, or one overlaps a heap added before init.
  * ESP_ERR_NO_MEM: more heaps than CAPHEAP_MAX_HEAPS.
- * On any error nothing changes (heaps added before init stay).
+ * On any error the registry is as it was (heaps added before init stay). The regions' bytes
+ * are untouched too, except after ESP_ERR_NO_MEM, which is found while the heaps are made: the
+ * heaps made until then wrote their control structures (and, in ASan or valgrind builds, have
+ * their marks removed again).
  */
 esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *reserved, size_t count);
 

@@ -138,6 +138,8 @@ size_t soc_get_available_memory_regions(soc_memory_region_t *out)
     esp_err_t err;
     size_t count = ch_carve(chip, res, n, out, &err);
     if (err != ESP_OK)
-        init_failed("soc_get_available_memory_regions: overlapping reservations", err);
+        init_failed(err == ESP_FAIL ? "soc_get_available_memory_regions: overlapping reservations"
+                                    : "soc_get_available_memory_regions: a reservation ends before it starts",
+                    err);
     return count;
 }

@@ -663,8 +663,12 @@ static bool rows_apart(const capheap_chip_t *chip, const soc_reserved_region_t *
     for (size_t i = 0; i < chip->region_count; i++)
         for (size_t j = 0; j < i; j++) {
             const soc_memory_region_t *a = &chip->regions[i], *b = &chip->regions[j];
-            uintptr_t s = (uintptr_t)(a->start > b->start ? a->start : b->start);
-            uintptr_t ea = (uintptr_t)a->start + a->size, eb = (uintptr_t)b->start + b->size;
+            /* as addresses: a start in the upper half is a negative intptr_t
+             * (a row at 0x80000000 on a 32-bit target overlapped every row
+             * below it; a test of a row in the last page found it) */
+            uintptr_t sa = (uintptr_t)a->start, sb = (uintptr_t)b->start;
+            uintptr_t s = sa > sb ? sa : sb;
+            uintptr_t ea = sa + a->size, eb = sb + b->size;
             uintptr_t e = ea < eb ? ea : eb;
             if (s < e && !reserved_whole(chip->reserved, chip->reserved_count, s, e) &&
                 !reserved_whole(reserved, count, s, e))
@@ -685,10 +689,24 @@ static bool table_ok(const capheap_chip_t *chip)
     size_t a = chip->heap_alignment;
     if (a != 0 && a != 4 && a != 8 && a != 16)
         return false;
-    for (size_t i = 0; i < chip->region_count; i++)
-        if (chip->regions[i].type >= chip->type_count)
+    for (size_t i = 0; i < chip->region_count; i++) {
+        const soc_memory_region_t *r = &chip->regions[i];
+        /* a row that ends at the top of the address space, or wraps past it,
+         * has no end the carving can compare (it vanished, with ESP_OK: an
+         * audit found it; the simulator refuses such a row too) */
+        if (r->type >= chip->type_count || (r->size != 0 && (uintptr_t)r->start + r->size <= (uintptr_t)r->start))
             return false;
+    }
     return true;
+}
+
+/* A registered heap's memory back to its owner without the sanitizers'
+ * marks, from the heap's handle (its memory starts there: a heap at address
+ * 0 starts at its alignment, and capheap_sanitizer_release() takes no NULL;
+ * an audit found such a heap's marks left on after a reset). */
+static void release_marks(const ch_heap_t *h)
+{
+    capheap_sanitizer_release((void *)h->heap, (size_t)(h->end - (uintptr_t)h->heap));
 }
 
 esp_err_t capheap_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *reserved,
@@ -743,8 +761,14 @@ esp_err_t ch_caps_init(const capheap_chip_t *chip, const soc_reserved_region_t *
         } else {
 #if CAPHEAP_PORT_HOST
             for (size_t i = n0; i < ch_g.n; i++)
-                if (ch_g.heaps[i].heap != NULL)
+                if (ch_g.heaps[i].heap != NULL) {
                     capheap_lock_destroy(&ch_g.heaps[i].lock);
+                    /* ESP_ERR_NO_MEM part-way: the heaps made so far are
+                     * dropped, and their memory goes back without the
+                     * sanitizers' marks (an audit found them left on: a
+                     * reset cannot reach slots past n) */
+                    release_marks(&ch_g.heaps[i]);
+                }
 #endif
             ch_g.n = n0;
             ch_g.chip = NULL;
@@ -769,7 +793,7 @@ void capheap_caps_reset(void)
 #endif
         /* The memory goes back to its owner (the simulator unmaps it, a test
          * reuses its buffer): no sanitizer marks may stay on it. */
-        capheap_sanitizer_release((void *)h->start, (size_t)(h->end - h->start));
+        release_marks(h);
     }
     memset(&ch_g, 0, sizeof ch_g);
     ch_size_max = SIZE_MAX / 2;
