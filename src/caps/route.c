@@ -813,6 +813,7 @@ static CH_NOINLINE void free_slow(void *ptr)
     if (h != NULL) {
         CH_DEBUG_FREE(user); /* before the block can be reused (spec 4.1: ESP-IDF records first) */
         free_in(h, ptr);
+        CH_FREE_DONE();
     }
 }
 
@@ -826,6 +827,7 @@ void heap_caps_free(void *ptr)
     if (CH_LIKELY(h != NULL)) {
         CH_EVENT_FREE(ptr); /* reported before the block can be reused */
         free_in_locked(h, ptr);
+        CH_FREE_DONE();
         return;
     }
     free_slow(ptr);
@@ -946,6 +948,7 @@ static CH_NOINLINE void *realloc_out(void *ptr, size_t size, uint32_t caps)
 #else
     capheap_heap_move_out(h->heap, ptr, p, size);
 #endif
+    CH_FREE_DONE();
     CH_MOVE_END(mtok, ptr);
     return p;
 }

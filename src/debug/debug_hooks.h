@@ -68,6 +68,17 @@ unsigned ch_trace_realloc_begin(void *old_ptr); /* the entry's token; 0: none */
 void ch_trace_realloc_cancel(unsigned token);
 void ch_trace_realloc_free(void *old_ptr, unsigned token); /* the late free, the entry released */
 #define CH_REALLOC_BEGIN(tok, old) unsigned tok = ch_trace_realloc_begin(old)
+/* After a free the heap accepted: the tracer's copy of the record that free
+ * released is forgotten (trace.c, just_freed: only a free the heap rejects
+ * is described from it; a later block at that address is another's). On the
+ * host one thread-local store, inline (every traced free pays it). */
+#if CAPHEAP_PORT_HOST && defined(__GNUC__)
+extern __thread const void *ch_trace_freed_address __attribute__((tls_model("initial-exec")));
+#define CH_FREE_DONE() ((void)(ch_trace_freed_address = NULL))
+#else
+void ch_trace_free_done(void);
+#define CH_FREE_DONE() ch_trace_free_done()
+#endif
 #define CH_EVENT_REALLOC_CANCEL(tok) ch_trace_realloc_cancel(tok)
 unsigned ch_trace_move_begin(void *old_ptr); /* a move out of the heap: trace.c */
 void ch_trace_move_end(void *old_ptr, unsigned token);
@@ -75,6 +86,7 @@ void ch_trace_move_end(void *old_ptr, unsigned token);
 #define CH_MOVE_END(tok, old) ch_trace_move_end((old), (tok))
 #else
 #define CH_REALLOC_BEGIN(tok, old) const unsigned tok = 0
+#define CH_FREE_DONE() ((void)0)
 #define CH_EVENT_REALLOC_CANCEL(tok) ((void)(tok))
 #define CH_MOVE_BEGIN(tok, old) const unsigned tok = 0
 #define CH_MOVE_END(tok, old) ((void)(tok))

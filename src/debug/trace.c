@@ -512,7 +512,7 @@ static void supersede(const void *ptr, bool retired)
  * before a failure that keeps the old block. The entries share the
  * in-flight table; a move that finds it full is traced as before.
  */
-static inline void free_locked(void *ptr, void *const *stack, bool all);
+static inline void free_locked(void *ptr, void *const *stack, bool all, bool keep);
 
 unsigned ch_trace_move_begin(void *old)
 {
@@ -545,7 +545,7 @@ static bool apply_move_locked(void)
     for (unsigned i = 0; i < INFLIGHT; i++)
         if (inflight[i].addr != NULL && inflight[i].moving && !inflight[i].applied && inflight[i].mover == task &&
             find_link(inflight[i].addr) != NULL) {
-            free_locked(inflight[i].addr, NULL, false);
+            free_locked(inflight[i].addr, NULL, false, true); /* the mover is this task */
             inflight[i].applied = true;
             return true;
         }
@@ -613,8 +613,38 @@ void ch_trace_alloc(void *ptr, size_t size, uint32_t caps)
     GUARD_LEAVE();
 }
 
-/* Under the trace lock, tracing started or paused: the free of ptr. */
-static inline void free_locked(void *ptr, void *const *stack, bool all)
+/*
+ * What the record the calling thread's last traced free found said of its
+ * block, for ch_trace_describe(): the free is recorded before the heap checks
+ * the block (ESP-IDF's order), so a free the heap then rejects (a tail canary
+ * overwritten: an overflow found at free) is described after its record went,
+ * and the allocation's time stamp and callers would be missing from the one
+ * report that most needs them. Host: per thread, so the report's own free is
+ * the one kept; bare metal: the last free's. A copy, not the slot's index: a
+ * released slot keeps no address to check it by.
+ */
+typedef struct {
+    uint32_t ccount;
+#if DEPTH > 0
+    void *alloced_by[DEPTH];
+#endif
+} just_freed_t;
+/* The block's address apart (debug_hooks.h: heap_caps clears it inline) */
+#if CAPHEAP_PORT_HOST && defined(__GNUC__)
+static __thread just_freed_t just_freed __attribute__((tls_model("initial-exec")));
+__thread const void *ch_trace_freed_address __attribute__((tls_model("initial-exec")));
+#elif CAPHEAP_PORT_HOST
+static _Thread_local just_freed_t just_freed;
+static _Thread_local const void *ch_trace_freed_address;
+#else
+static just_freed_t just_freed;
+static const void *ch_trace_freed_address;
+#endif
+
+/* Under the trace lock, tracing started or paused: the free of ptr; with
+ * keep, a copy of the record it releases (just_freed: a plain free's, whose
+ * heap checks the block after this). */
+static inline void free_locked(void *ptr, void *const *stack, bool all, bool keep)
 {
     T.total_frees++;
     uint32_t *link = find_link(ptr);
@@ -624,6 +654,13 @@ static inline void free_locked(void *ptr, void *const *stack, bool all)
     }
     uint32_t r = *link;
     T.hits++;
+    if (keep) {
+        ch_trace_freed_address = ptr;
+        just_freed.ccount = REC(r).ccount;
+#if DEPTH > 0
+        memcpy(just_freed.alloced_by, REC(r).alloced_by, sizeof just_freed.alloced_by);
+#endif
+    }
     *link = REC(r).links.hash_next;
     if (T.mode == HEAP_TRACE_LEAKS) {
         list_unlink(r);
@@ -655,10 +692,17 @@ void ch_trace_free(void *ptr)
         (void)capture(stack);
     TRACE_LOCK();
     if ((T.state == ST_STARTED || T.state == ST_PAUSED) && (flying == 0 || !move_applied_locked(ptr)))
-        free_locked(ptr, stack, all);
+        free_locked(ptr, stack, all, true);
     TRACE_UNLOCK();
     GUARD_LEAVE();
 }
+
+#if !(CAPHEAP_PORT_HOST && defined(__GNUC__))
+void ch_trace_free_done(void)
+{
+    ch_trace_freed_address = NULL;
+}
+#endif
 
 /* A realloc's late free of old; token: ch_trace_realloc_begin's. The entry
  * is released and the free applied in one hold of the lock (the file's
@@ -682,7 +726,7 @@ void ch_trace_realloc_free(void *old, unsigned token)
     bool stale = (token & EPOCH_TOKEN) != 0 && (token & ~EPOCH_TOKEN) != (T.epoch & ~EPOCH_TOKEN);
     if (guarded && tracing && !stale && (T.state == ST_STARTED || T.state == ST_PAUSED)) {
         if (!superseded) {
-            free_locked(old, stack, all);
+            free_locked(old, stack, all, false); /* the heap checked old before it moved it */
         } else {
             /* the free happened: it found its record (the one ch_trace_alloc
              * retired), or there was none, as free_locked would have found */
@@ -987,10 +1031,17 @@ void ch_trace_describe(const void *p)
     TRACE_LOCK();
 #endif
     uint32_t *link = T.bucket_shift < 32u || T.capacity != 0 ? find_link(p) : NULL;
-    heap_trace_record_t rec;
+    just_freed_t rec;
     bool found = link != NULL;
-    if (found)
-        rec = REC(*link);
+    if (found) {
+        rec.ccount = REC(*link).ccount;
+#if DEPTH > 0
+        memcpy(rec.alloced_by, REC(*link).alloced_by, sizeof rec.alloced_by);
+#endif
+    } else if (ch_trace_freed_address == p && p != NULL) {
+        found = true; /* the block whose free this thread recorded last: a rejected free's */
+        rec = just_freed;
+    }
     TRACE_UNLOCK();
     if (!found)
         return;

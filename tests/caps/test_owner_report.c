@@ -205,12 +205,88 @@ static void test_check_names_the_first_finding(void **state)
     teardown_heap();
 }
 
+#if CT_POISONING
+/* An overflow found at free (poisoning's tail canary): the block is still
+ * the program's, so its description names what the trackers know of it. Its
+ * trace record was already released by then (the free is recorded first, in
+ * ESP-IDF's order): the description names it all the same, from the copy the
+ * tracer keeps of the record each thread's free released last (it printed no
+ * time stamp and no caller before). */
+static void test_overflow_found_at_free_names_the_allocation(void **state)
+{
+    (void)state;
+    setup_heap();
+    void *a = heap_caps_malloc(40, MALLOC_CAP_DEFAULT);
+    unsigned char *b = heap_caps_malloc(100, MALLOC_CAP_DEFAULT);
+    assert_non_null(a);
+    assert_non_null(b);
+    b[100] ^= 0x5a; /* one byte past the request: the tail canary */
+    bool aborted;
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, heap_caps_free(b));
+    if (!AUTOMATIC)
+        capheap_describe_block(b);
+    ct_capture_end();
+    assert_true(aborted);
+    assert_true(ct_capture_contains("CORRUPT HEAP: Bad tail"));
+    assert_true(has_line("block", b, "used"));
+#if CAPHEAP_TRACING
+    char want[128];
+    snprintf(want, sizeof want, "  block %s: used, ", addr_text(b - ct_poison_head(4)));
+    const char *line = strstr(ct_capture_text(), want);
+    assert_non_null(line);
+    const char *end = strchr(line, '\n');
+    assert_non_null(end);
+    const char *cc = strstr(line, "ccount 0x");
+    if (cc == NULL || cc > end) {
+        fail_msg("the block's line names no allocation:\n%s", ct_capture_text());
+    }
+#if CAPHEAP_TRACE_STACK_DEPTH > 0
+    const char *caller = strstr(line, "caller 0x");
+    assert_true(caller != NULL && caller < end);
+#endif
+#endif
+    b[100] ^= 0x5a;
+    heap_caps_free(b);
+#if CAPHEAP_TRACING
+    /* An accepted free leaves no copy behind: a block allocated at that
+     * address untraced (tracing stopped) is described without a record, not
+     * with the freed one's. */
+    unsigned char *c = heap_caps_malloc(100, MALLOC_CAP_DEFAULT);
+    assert_ptr_equal(c, b); /* the free block's own class head: the same address */
+    heap_caps_free(c);
+    assert_int_equal(heap_trace_stop(), ESP_OK);
+    c = heap_caps_malloc(100, MALLOC_CAP_DEFAULT);
+    assert_ptr_equal(c, b);
+    ct_capture_begin();
+    capheap_describe_block(c);
+    ct_capture_end();
+    assert_true(has_line("block", c, "used"));
+    line = strstr(ct_capture_text(), want); /* the same block line as above */
+    assert_non_null(line);
+    end = strchr(line, '\n');
+    cc = strstr(line, "ccount");
+    if (cc != NULL && cc < end) {
+        fail_msg("an untraced block described with a freed block's record:\n%s", ct_capture_text());
+    }
+    heap_caps_free(c);
+    assert_int_equal(heap_trace_start(HEAP_TRACE_ALL), ESP_OK);
+#endif
+    heap_caps_free(a);
+    assert_true(heap_caps_check_integrity_all(true));
+    teardown_heap();
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_double_free_names_neighbours),
         cmocka_unit_test(test_check_names_the_block),
         cmocka_unit_test(test_check_names_the_first_finding),
+#if CT_POISONING
+        cmocka_unit_test(test_overflow_found_at_free_names_the_allocation),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
