@@ -25,7 +25,8 @@
  * policy makes (DEFAULT|INTERNAL) matches every region at priority 0, and
  * heap_caps tries the newest region first (runtime heaps, newest first: spec
  * 2.5). MAP_NORESERVE plus the engine touching only the pages it writes
- * headers into means a large region costs address space, not memory. Regions
+ * headers into means a large region costs address space, not memory (except
+ * under strict overcommit, which charges it in full: docs/preload.md). Regions
  * are never unmapped: heap_caps has no way to remove a heap (spec 2.5), so
  * freed memory returns to the region, not to the kernel.
  *
