@@ -118,41 +118,66 @@ void heap_caps_print_heap_info(uint32_t caps)
 
 /* ---- local minimum monitor -------------------------------------------------- */
 
+/* The window's state, under a lock of its own: the heaps' locks are taken
+ * with it held, never with the registry lock held. A walk callback runs
+ * under its heap's lock and may ask for statistics, which take the registry
+ * lock: a monitor that reset the heaps' minima under the registry lock
+ * deadlocked with it (an audit's probe hung within a second). */
 static bool monitor_on;
 static size_t monitor_saved[CAPHEAP_MAX_HEAPS];
+#if CAPHEAP_PORT_HOST
+static capheap_lock_t monitor_lock = {PTHREAD_MUTEX_INITIALIZER};
+#else
+static int monitor_lock; /* the firmware's lock hooks receive its address */
+#endif
+
+/* The registered heaps by slot (NULL: none), read under the registry lock;
+ * their number. Descriptors never move and heaps are never removed (only by
+ * capheap_caps_reset()), so the handles stay valid after the lock. */
+static size_t heap_slots(multi_heap_handle_t *slots)
+{
+    ch_lock();
+    size_t n = ch_g.n;
+    for (size_t i = 0; i < n; i++)
+        slots[i] = CH_ACQUIRE(ch_g.heaps[i].heap);
+    ch_unlock();
+    return n;
+}
 
 esp_err_t heap_caps_monitor_local_minimum_free_size_start(void)
 {
     esp_err_t err = ESP_FAIL;
-    ch_lock();
+    capheap_port_lock_acquire(&monitor_lock);
     if (!monitor_on) {
+        multi_heap_handle_t slots[CAPHEAP_MAX_HEAPS];
+        size_t n = heap_slots(slots);
         /* Every slot: a heap registered during the window (a runtime region,
          * a start-up-stack heap) finds SIZE_MAX at stop and keeps its own minimum. */
         for (size_t i = 0; i < CAPHEAP_MAX_HEAPS; i++) {
-            multi_heap_handle_t mh = i < ch_g.n ? ch_g.heaps[i].heap : NULL;
+            multi_heap_handle_t mh = i < n ? slots[i] : NULL;
             monitor_saved[i] = mh != NULL ? multi_heap_reset_minimum_free_bytes(mh) : SIZE_MAX;
         }
         monitor_on = true;
         err = ESP_OK;
     }
-    ch_unlock();
+    capheap_port_lock_release(&monitor_lock);
     return err;
 }
 
 esp_err_t heap_caps_monitor_local_minimum_free_size_stop(void)
 {
     esp_err_t err = ESP_FAIL;
-    ch_lock();
+    capheap_port_lock_acquire(&monitor_lock);
     if (monitor_on) {
-        for (size_t i = 0; i < ch_g.n; i++) {
-            multi_heap_handle_t mh = ch_g.heaps[i].heap;
-            if (mh != NULL && monitor_saved[i] != SIZE_MAX)
-                multi_heap_restore_minimum_free_bytes(mh, monitor_saved[i]);
-        }
+        multi_heap_handle_t slots[CAPHEAP_MAX_HEAPS];
+        size_t n = heap_slots(slots);
+        for (size_t i = 0; i < n; i++)
+            if (slots[i] != NULL && monitor_saved[i] != SIZE_MAX)
+                multi_heap_restore_minimum_free_bytes(slots[i], monitor_saved[i]);
         monitor_on = false;
         err = ESP_OK;
     }
-    ch_unlock();
+    capheap_port_lock_release(&monitor_lock);
     return err;
 }
 

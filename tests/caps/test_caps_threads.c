@@ -16,7 +16,9 @@
  * heap nested in another against registrations that reorder the address
  * index; a fourth, a request walking its candidate list while another
  * thread refills the route-cache entry it shares with another mask; a
- * fifth, failures while the extended failure callback is re-registered.
+ * fifth, failures while the extended failure callback is re-registered; a
+ * sixth, a walk whose callback asks for the free size while another thread
+ * opens and closes minimum-free monitor windows.
  *
  * A third forks while two threads allocate, with capheap_caps_lock_all,
  * _unlock_all and _unlock_all_child as the pthread_atfork handlers (what
@@ -634,6 +636,76 @@ static void test_failure_callback_pair(void **state)
     assert_int_equal(atomic_load(&flip_mismatches), 0);
 }
 
+/* ---- a walk that asks for statistics, against the monitor ------------------ */
+
+/* A walk callback runs under the walked heap's lock and may ask for the free
+ * size (which takes the registry lock, briefly); the minimum-free monitor
+ * took the registry lock and then each heap's: the two deadlocked (an
+ * audit's probe, within a second). Both threads must make progress; a hang
+ * fails by the alarm in a child process, so that this process can report it. */
+#define WALK_ROUNDS 300
+#define MONITOR_WINDOWS 20000
+
+static atomic_int walk_stop;
+static atomic_ulong monitor_count;
+
+static bool walk_asks_size(walker_heap_into_t heap, walker_block_info_t block, void *user)
+{
+    (void)heap, (void)block;
+    *(size_t *)user += heap_caps_get_free_size(MALLOC_CAP_8BIT) != 0;
+    return true;
+}
+
+static void *monitor_windows(void *unused)
+{
+    (void)unused;
+    while (!atomic_load(&walk_stop)) {
+        (void)heap_caps_monitor_local_minimum_free_size_start();
+        (void)heap_caps_monitor_local_minimum_free_size_stop();
+        atomic_fetch_add(&monitor_count, 1);
+    }
+    return NULL;
+}
+
+static int walk_and_monitor(void)
+{
+    alarm(10);
+    pthread_t t;
+    if (pthread_create(&t, NULL, monitor_windows, NULL) != 0)
+        return 2;
+    size_t asked = 0;
+    void *p[8];
+    for (int i = 0; i < 8; i++)
+        p[i] = heap_caps_malloc(64u + (size_t)i * 32u, MALLOC_CAP_DEFAULT);
+    /* both sides busy for a while: the walks overlap many windows */
+    for (int r = 0; r < WALK_ROUNDS || atomic_load(&monitor_count) < MONITOR_WINDOWS; r++)
+        heap_caps_walk_all(walk_asks_size, &asked);
+    atomic_store(&walk_stop, 1);
+    pthread_join(t, NULL);
+    for (int i = 0; i < 8; i++)
+        heap_caps_free(p[i]);
+    return asked >= WALK_ROUNDS && heap_caps_check_integrity_all(true) ? 0 : 3;
+}
+
+static void test_walk_callback_against_monitor(void **state)
+{
+    (void)state;
+    threads_chip();
+    atomic_store(&walk_stop, 0);
+    atomic_store(&monitor_count, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(walk_and_monitor());
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        fail_msg("walk and monitor: %s %d (SIGALRM 14: a deadlock)", WIFSIGNALED(status) ? "signal" : "exit status",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    }
+}
+
 /* ---- fork while busy ------------------------------------------------------ */
 
 #define FORKS 40
@@ -750,6 +822,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nested_lookup_during_registration, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_route_refill_race, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_failure_callback_pair, cf_setup, cf_teardown),
+        cmocka_unit_test_setup_teardown(test_walk_callback_against_monitor, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_fork_while_busy, cf_setup, cf_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
