@@ -326,6 +326,16 @@ static void *alias_alloc(const ch_heap_t *h, multi_heap_handle_t mh, size_t size
     uintptr_t lo = inverted ? base - (dv + cap) : a->iram_low + (dv - a->dram_low);
     uint32_t off = (uint32_t)(dv - a->dram_low);
     memcpy((void *)(lo + hidden - 4u), &off, sizeof off);
+    if (inverted) {
+        /* An aligned block's tail past the image: ch_alias_user() tries the
+         * larger images' words first, and one may still hold off, written
+         * there by an earlier block at d (an audit saw the containing-block
+         * size name a pointer the program never got). Those words lie in
+         * the block's tail, in front of the image: none may match now. */
+        uint32_t no = ~off;
+        for (size_t c = capheap_heap_allocated_size_in(mh, d) & ~(unit - 1u); c > cap; c -= unit)
+            memcpy((void *)(base - (dv + c) + hidden - 4u), &no, sizeof no);
+    }
     return (void *)(lo + hidden);
 }
 
