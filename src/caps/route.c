@@ -902,7 +902,16 @@ static void *realloc_base(void *ptr, size_t size, uint32_t caps)
         return NULL;
     request_t q;
     prepare(&q, size, 0, caps);
-    if (q.bad == CAPHEAP_FIT_OK && !alias && q.align <= h->align && (h->all & q.caps) == q.caps) {
+    bool stay = !alias; /* an alias block moves (spec 2.7) */
+#if CAPHEAP_EXEC_HEAP
+    /* An EXEC request from a D/IRAM heap is served through the IRAM alias,
+     * as malloc serves it: a block given out on the DRAM side moves too
+     * (ESP-IDF resized it in place and returned a DRAM address, which does
+     * not execute; an audit found it, docs/compat.md 26). */
+    if (h->alias != 0 && (q.caps & MALLOC_CAP_EXEC))
+        stay = false;
+#endif
+    if (q.bad == CAPHEAP_FIT_OK && stay && q.align <= h->align && (h->all & q.caps) == q.caps) {
         CH_REALLOC_BEGIN(tok, user);
         void *p = realloc_in(h, ptr, q.size);
         if (p != NULL) {

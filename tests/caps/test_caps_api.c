@@ -690,6 +690,44 @@ static void test_diram_alias_inverted_window_edges(void **state)
     heap_caps_free(x);
 }
 
+/* heap_caps_realloc(p, n, MALLOC_CAP_EXEC) of a block the D/IRAM heap gave
+ * out on its DRAM side (a plain 8BIT malloc) returns an instruction address,
+ * as heap_caps_malloc(n, MALLOC_CAP_EXEC) from that heap does, with the
+ * user's bytes (an audit found ESP-IDF's rule kept: resized in place, a DRAM
+ * address that does not execute; compat.md 26). Without EXEC the block
+ * stays on the DRAM side. Both window kinds. */
+static void test_diram_exec_realloc_of_a_dram_block(void **state)
+{
+    (void)state;
+    if (!CAPHEAP_EXEC_HEAP)
+        skip();
+    for (int kind = 0; kind < 2; kind++) {
+        alias_chip(kind == 0 ? CAPHEAP_ALIAS_LINEAR : CAPHEAP_ALIAS_INVERTED, 4, iram_window, false);
+        const intptr_t ilo = cf_chip.chip.diram.iram_low, ihi = cf_chip.chip.diram.iram_high;
+        const intptr_t dlo = cf_chip.chip.diram.dram_low, dhi = cf_chip.chip.diram.dram_high;
+        unsigned char *p = heap_caps_malloc(64, MALLOC_CAP_8BIT);
+        assert_non_null(p);
+        assert_true(cf_inside(p, 64, dlo, dhi)); /* the DRAM side */
+        for (size_t i = 0; i < 64; i++)
+            p[i] = (unsigned char)(i * 7u + 3u);
+        unsigned char *q = heap_caps_realloc(p, 80, MALLOC_CAP_8BIT);
+        assert_non_null(q);
+        assert_true(cf_inside(q, 80, dlo, dhi)); /* no EXEC asked: stays a data address */
+        unsigned char *x = heap_caps_realloc(q, 96, MALLOC_CAP_EXEC);
+        assert_non_null(x);
+        if (!cf_inside(x, 96, ilo, ihi)) {
+            fail_msg("window kind %d: EXEC realloc of a DRAM block returned %p, not an instruction address", kind,
+                     (void *)x);
+        }
+        uint32_t w[16]; /* read back with word loads, as instruction memory needs */
+        memcpy(w, x, sizeof w);
+        for (size_t i = 0; i < 64; i++)
+            assert_int_equal(((const unsigned char *)w)[i], (unsigned char)(i * 7u + 3u));
+        heap_caps_free(x);
+        assert_true(heap_caps_check_integrity_all(true));
+    }
+}
+
 /* An alignment the window does not keep (it moves addresses by 32 mod 64,
  * linear and inverted): heap_caps_aligned_alloc refuses 64 for EXEC (compat.md
  * 26), and the honest figures say so too: the dry run answers "alignment
@@ -2295,6 +2333,7 @@ int main(void)
         T(test_diram_alias_inverted_window_edges),
         T(test_diram_alias_wide_heaps),
         T(test_diram_alias_alignment_not_kept),
+        T(test_diram_exec_realloc_of_a_dram_block),
         T(test_diram_alias_inverted_aligned_tail),
         T(test_failure_callback),
         T(test_failure_callback_reenters),
