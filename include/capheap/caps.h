@@ -100,7 +100,9 @@ typedef struct {
     uint32_t caps;        /**< the caps after adjustment */
     size_t candidates;    /**< heaps that have the caps */
     int heap_index;       /**< CAPHEAP_FIT_OK: the heap (capheap_heap_get()), else -1 */
-    size_t largest_block; /**< the biggest request any candidate could serve at this alignment */
+    size_t largest_block; /**< the biggest request a candidate could serve at this alignment: every
+                               candidate when it does not fit; when it fits, the candidates asked up to
+                               the serving heap (the search stops there) */
 } capheap_fit_t;
 
 /** Fill *answer for heap_caps_aligned_alloc(alignment, size, caps) (alignment 0 = plain malloc)
