@@ -23,12 +23,16 @@
  * dump, walk, allocated and containing-block sizes, realloc moving between
  * heaps, the prefer variants, calloc, the libc policy and esp_err_to_name().
  */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
+#include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h> /* alarm */
 
 #include <cmocka.h>
@@ -1007,14 +1011,42 @@ static void test_failure_callback(void **state)
 /* A failure callback that uses the heap itself, as a firmware's does (ESP-IDF's
  * examples print the heap info there): statistics, a walk, an integrity check,
  * an allocation and its free. Every failing path calls it with no heap or
- * registry lock held, or this test deadlocks (the host's locks are not
- * recursive) or the callback's own allocation fails. */
+ * registry lock held. The registry lock is not recursive: held, this test
+ * deadlocks (alarm). The heap locks are (port.h), so the callback's own calls
+ * would pass under them: another thread takes every heap's lock and the
+ * registry's (heap_caps_get_free_size(0)) while the callback waits for it, up
+ * to 2 s (an audit made the callback run under every heap's lock and this
+ * test passed before). */
 static struct {
     unsigned calls;
     unsigned blocks_walked;
     bool allocated;
     bool intact;
+    bool locks_free; /* another thread took every lock while the callback ran */
+    bool started;    /* the other thread exists */
+    bool joined;     /* ... and was joined in the callback (else later, in FAILS) */
+    pthread_t prober;
 } reenter;
+
+static void *take_every_lock(void *unused)
+{
+    (void)unused;
+    (void)heap_caps_get_free_size(0); /* each heap's lock in turn, and the registry's */
+    return NULL;
+}
+
+/* Called inside the callback: can another thread take every lock now? */
+static void probe_locks(void)
+{
+    reenter.started = pthread_create(&reenter.prober, NULL, take_every_lock, NULL) == 0;
+    if (!reenter.started)
+        return; /* locks_free stays false: the test fails, naming the callback */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    reenter.joined = pthread_timedjoin_np(reenter.prober, NULL, &until) == 0;
+    reenter.locks_free = reenter.joined;
+}
 
 static bool count_block(walker_heap_into_t heap, walker_block_info_t block, void *user)
 {
@@ -1041,6 +1073,8 @@ static void reentering_cb(size_t size, uint32_t caps, const char *fn)
     void *p = heap_caps_malloc(32, MALLOC_CAP_8BIT);
     reenter.allocated = p != NULL;
     heap_caps_free(p);
+    if (reenter.calls == 1)
+        probe_locks(); /* once per failure: it costs a thread */
 }
 
 static void reentering_ext_cb(size_t size, uint32_t caps, const char *fn, const capheap_fit_t *why,
@@ -1068,6 +1102,10 @@ static void test_failure_callback_reenters(void **state)
     do {                                                                                           \
         memset(&reenter, 0, sizeof reenter);                                                       \
         assert_null(call);                                                                         \
+        if (reenter.started && !reenter.joined)                                                    \
+            pthread_join(reenter.prober, NULL); /* it ran once the locks were released */          \
+        if (!reenter.locks_free)                                                                   \
+            fail_msg("%s: the failure callback ran with a heap lock held", #call);                 \
         assert_int_equal(reenter.calls, 2); /* ESP-IDF's callback and the extended one */          \
         assert_true(reenter.allocated);                                                            \
         assert_true(reenter.intact);                                                               \

@@ -10,7 +10,8 @@
  *   - a realloc that moves: alloc(new) then free(old);
  *   - calloc: one alloc call, made before zeroing;
  *   - failures, size 0 and free(NULL): no call;
- *   - the hooks run with no lock held: they ask the heap about the block;
+ *   - the hooks run with no lock held: they ask the heap about the block,
+ *     and another thread takes every lock while they wait for it;
  *   - free: before the block goes back (it is still allocated in the hook).
  *
  * Built a second time with HOOKS_REALLOC=1 (debug_hooks_realloc): the program
@@ -18,11 +19,14 @@
  * realloc its block's heap serves (in place, or moved inside the heap) calls
  * that hook with both addresses instead of the alloc hook.
  */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h> /* alarm */
 
 #include <cmocka.h>
@@ -47,6 +51,35 @@ static call_t calls[MAX_CALLS];
 static size_t ncalls;
 static bool logging;
 
+/* The hooks' own calls would pass under a heap lock (the heap locks are
+ * recursive, port.h): another thread takes every heap's lock and the
+ * registry's while the hook waits for it, up to 2 s (an audit made the hooks
+ * run under every heap's lock and this program passed before). A thread that
+ * could not finish is joined at log_end(), which fails the test. */
+static const char *locked_in; /* the first hook that ran with a lock held */
+static pthread_t stuck;
+
+static void *take_every_lock(void *unused)
+{
+    (void)unused;
+    (void)heap_caps_get_free_size(0);
+    return NULL;
+}
+
+static void probe_locks(const char *hook)
+{
+    pthread_t t;
+    if (locked_in != NULL || pthread_create(&t, NULL, take_every_lock, NULL) != 0)
+        return;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    if (pthread_timedjoin_np(t, NULL, &until) != 0) {
+        locked_in = hook;
+        stuck = t;
+    }
+}
+
 void esp_heap_trace_alloc_hook(void *ptr, size_t size, uint32_t caps)
 {
     if (!logging)
@@ -57,6 +90,7 @@ void esp_heap_trace_alloc_hook(void *ptr, size_t size, uint32_t caps)
      * size): the hook runs with no lock held, or this deadlocks. */
     assert_true(heap_caps_get_allocated_size(ptr) >= size);
     assert_true(heap_caps_get_free_size(caps) > 0 || heap_caps_get_total_size(caps) > 0);
+    probe_locks("esp_heap_trace_alloc_hook");
 }
 
 void esp_heap_trace_free_hook(void *ptr)
@@ -70,6 +104,7 @@ void esp_heap_trace_free_hook(void *ptr)
      * (compat.md 36; ESP-IDF: after). Asked about a freed block, the size
      * query would report a double free. */
     assert_true(heap_caps_get_allocated_size(ptr) > 0);
+    probe_locks("esp_heap_trace_free_hook");
 }
 
 #if HOOKS_REALLOC
@@ -80,6 +115,7 @@ void capheap_heap_trace_realloc_hook(void *old_ptr, void *new_ptr, size_t size, 
     assert_true(ncalls < MAX_CALLS);
     calls[ncalls++] = (call_t){'r', old_ptr, new_ptr, size, caps, false};
     assert_true(heap_caps_get_allocated_size(new_ptr) >= size); /* no lock held */
+    probe_locks("capheap_heap_trace_realloc_hook");
 }
 #endif
 
@@ -92,6 +128,10 @@ static void log_begin(void)
 static void log_end(void)
 {
     logging = false;
+    if (locked_in != NULL) {
+        pthread_join(stuck, NULL);
+        fail_msg("%s ran with a heap lock held", locked_in);
+    }
 }
 
 static void expect_alloc(size_t i, void *ptr, size_t size, uint32_t caps)
