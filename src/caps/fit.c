@@ -115,7 +115,9 @@ esp_err_t capheap_register_failed_alloc_callback(capheap_alloc_failed_fn callbac
     ch_lock();
     failed_xuser = user;
     failed_xcb = callback;
-    ch_unlock();
+    /* under the lock too: two registrations racing (one NULL) could leave
+     * a callback set and the pointer to its caller cleared (an audit) */
     CH_STORE(ch_failed_hooks.ext, callback != NULL ? failed_ext : NULL);
+    ch_unlock();
     return ESP_OK;
 }
