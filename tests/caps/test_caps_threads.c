@@ -636,6 +636,19 @@ static void test_failure_callback_pair(void **state)
     assert_int_equal(atomic_load(&flip_mismatches), 0);
 }
 
+/* work() in a child process; its wait status. */
+static int in_child(int (*work)(void))
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(work());
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
 /* ---- a walk that asks for statistics, against the monitor ------------------ */
 
 /* A walk callback runs under the walked heap's lock and may ask for the free
@@ -693,13 +706,7 @@ static void test_walk_callback_against_monitor(void **state)
     threads_chip();
     atomic_store(&walk_stop, 0);
     atomic_store(&monitor_count, 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(walk_and_monitor());
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
+    int status = in_child(walk_and_monitor);
     if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
         fail_msg("walk and monitor: %s %d (SIGALRM 14: a deadlock)", WIFSIGNALED(status) ? "signal" : "exit status",
                  WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
@@ -785,13 +792,7 @@ static void test_fork_while_busy(void **state)
         unsigned long ops = atomic_load(&fork_ops);
         while (atomic_load(&fork_ops) < ops + 200u)
             sched_yield(); /* the threads are inside the allocator at the fork, often */
-        fflush(NULL);
-        pid_t pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0)
-            _exit(fork_child_work());
-        int status = 0;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
+        int status = in_child(fork_child_work);
         if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
             bad++;
             bad_status = status;
