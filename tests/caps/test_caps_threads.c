@@ -17,7 +17,7 @@
  * index; a fourth, a request walking its candidate list while another
  * thread refills the route-cache entry it shares with another mask; a
  * fifth, failures while the extended failure callback is re-registered; a
- * sixth, a walk whose callback asks for the free size while another thread
+ * sixth, a walk whose callback asks for the total size while another thread
  * opens and closes minimum-free monitor windows.
  *
  * A third forks while two threads allocate, with capheap_caps_lock_all,
@@ -651,11 +651,15 @@ static int in_child(int (*work)(void))
 
 /* ---- a walk that asks for statistics, against the monitor ------------------ */
 
-/* A walk callback runs under the walked heap's lock and may ask for the free
- * size (which takes the registry lock, briefly); the minimum-free monitor
- * took the registry lock and then each heap's: the two deadlocked (an
- * audit's probe, within a second). Both threads must make progress; a hang
- * fails by the alarm in a child process, so that this process can report it. */
+/* A walk callback runs under the walked heap's lock and may ask for a size
+ * (which takes the registry lock, briefly); the minimum-free monitor took the
+ * registry lock and then each heap's: the two deadlocked (an audit's probe,
+ * within a second). The callback asks for the total size, which takes the
+ * registry lock and no other heap's: the free size would also take the other
+ * heaps' locks, an order ThreadSanitizer rightly reports against the walks of
+ * those heaps (esp_heap_caps.h: a second walk doing the same deadlocks). Both
+ * threads must make progress; a hang fails by the alarm in a child process,
+ * so that this process can report it. */
 #define WALK_ROUNDS 300
 #define MONITOR_WINDOWS 20000
 
@@ -665,7 +669,7 @@ static atomic_ulong monitor_count;
 static bool walk_asks_size(walker_heap_into_t heap, walker_block_info_t block, void *user)
 {
     (void)heap, (void)block;
-    *(size_t *)user += heap_caps_get_free_size(MALLOC_CAP_8BIT) != 0;
+    *(size_t *)user += heap_caps_get_total_size(MALLOC_CAP_8BIT) != 0;
     return true;
 }
 
