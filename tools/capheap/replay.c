@@ -359,11 +359,12 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
         /* r ... as NEWID: the block goes on under another ID (a recorder that names
          * blocks by address, for a realloc that moved). */
         const char *new_id = NULL;
-        if (kind == K_REALLOC && strcmp(w[n - 1], "as") == 0)
-            return trace_error(r, "'as' needs a NEWID after it");
+        /* "as" before the last word first: a NEWID may itself be called "as" */
         if (kind == K_REALLOC && n >= 5 && strcmp(w[n - 2], "as") == 0) {
             new_id = w[n - 1];
             n -= 2;
+        } else if (kind == K_REALLOC && strcmp(w[n - 1], "as") == 0) {
+            return trace_error(r, "'as' needs a NEWID after it");
         }
         if (n > 4)
             return trace_error(r, "'r' takes %s", verbs[v].usage);
@@ -383,9 +384,9 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
                                id_history(e, hist, sizeof hist));
         }
         entry_t *renamed = NULL;
+        if (new_id != NULL && size == 0) /* also "as itself": a free names nothing */
+            return trace_error(r, "'r %s 0' frees the block: there is nothing to name '%s'", id, new_id);
         if (new_id != NULL && strcmp(new_id, id) != 0) { /* (as itself: no rename) */
-            if (size == 0)
-                return trace_error(r, "'r %s 0' frees the block: there is nothing to name '%s'", id, new_id);
             if (strlen(new_id) > ID_MAX)
                 return trace_error(r, "ID '%.63s...' longer than %u characters", new_id, ID_MAX);
             /* making the entry may grow the table, which moves every entry: e again after it */
