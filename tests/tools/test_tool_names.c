@@ -61,6 +61,11 @@ static void test_sizes_refused(void **state)
     refused_size("0x");
     refused_size("0xK");
     refused_size("0x10K"); /* a hexadecimal number takes no unit */
+    refused_size("0x0x10"); /* one prefix: strtoull would take a second */
+    refused_size("0X0x10");
+    refused_size("0x0X1F");
+    refused_size("0x 1");
+    refused_size("0x-1");
     refused_size("16G");
     refused_size("99999999999999999999999999999999"); /* longer than any size */
     refused_size("18446744073709551616");             /* 2^64 */
@@ -132,6 +137,8 @@ static void test_caps_refused(void **state)
     refused_caps("DMAX", "DMAX");
     refused_caps("0x100000000", "0x100000000"); /* above 32 bits */
     refused_caps("-8", "-8");
+    refused_caps("0x0x8", "0x0x8");
+    refused_caps("DMA|0x0x800", "0x0x800");
 }
 
 static void test_caps_text(void **state)

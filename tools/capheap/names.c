@@ -58,10 +58,14 @@ static bool parse_number(const char *s, const char *end, unsigned long long *out
     memcpy(digits, s, n);
     digits[n] = '\0';
     bool hex = n > 2 && digits[0] == '0' && (digits[1] == 'x' || digits[1] == 'X');
+    const char *d = hex ? digits + 2 : digits;
+    /* digits only: strtoull would also take blanks, a sign, and after 0x a second 0x ("0x0x10") */
+    if (strspn(d, hex ? "0123456789abcdefABCDEF" : "0123456789") != strlen(d))
+        return false;
     char *stop;
     errno = 0;
-    unsigned long long v = strtoull(hex ? digits + 2 : digits, &stop, hex ? 16 : 10);
-    if (errno != 0 || *stop != '\0' || (hex && !isxdigit((unsigned char)digits[2])))
+    unsigned long long v = strtoull(d, &stop, hex ? 16 : 10);
+    if (errno != 0 || *stop != '\0')
         return false;
     *out = v;
     return true;
