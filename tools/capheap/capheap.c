@@ -98,6 +98,7 @@ typedef struct {
     size_t positional_count, positional_max;
     const char *positional_missing; /* what the usage error says when some are missing */
     size_t align;
+    bool has_align; /* --align given: the aligned_alloc question, even for --align 0 */
     replay_options_t replay;
 } args_t;
 
@@ -152,6 +153,7 @@ static bool parse_args(int argc, char **argv, const char *command, args_t *a)
         } else if (strcmp(command, "fit") == 0 && strcmp(o, "--align") == 0) {
             if (!size_option(argc, argv, &i, &a->align))
                 return false;
+            a->has_align = true;
         } else if (strcmp(command, "replay") == 0 && strcmp(o, "--ignore-unknown") == 0) {
             a->replay.ignore_unknown = true;
         } else if (strcmp(command, "replay") == 0 && strcmp(o, "--stop-on-failure") == 0) {
@@ -220,14 +222,21 @@ static int cmd_fit(const args_t *a)
         return usage_error("unknown capability in '%s' (DMA|INTERNAL, SPIRAM, DEFAULT, 0x808, ...)", a->positional[1]);
     if (!boot(a, a->boot_log))
         return TOOL_EXIT_ERROR;
-    capheap_fit_t why;
-    bool fits = capheap_would_fit(size, caps, a->align, &why);
     char c[TOOL_CAPS_TEXT_MAX];
-    if (a->align != 0)
+    if (a->has_align)
         printf("heap_caps_aligned_alloc(%zu, %zu, %s) on ", a->align, size, tool_caps_text(caps, c, sizeof c));
     else
         printf("heap_caps_malloc(%zu, %s) on ", size, tool_caps_text(caps, c, sizeof c));
     print_title(a);
+    if (a->has_align && a->align == 0) {
+        /* The dry run reads alignment 0 as "no alignment" (the malloc question), but
+         * heap_caps_aligned_alloc(0, ...) returns NULL before it, as `a ID 0 SIZE` in a trace. */
+        printf("  does not fit: %s\n", capheap_fit_reason_text(CAPHEAP_FIT_BAD_ALIGNMENT));
+        capheap_sim_shutdown();
+        return TOOL_EXIT_FAILED;
+    }
+    capheap_fit_t why;
+    bool fits = capheap_would_fit(size, caps, a->align, &why);
     printf("  after the chip's adjustment: %zu B", why.size);
     if (why.alignment != 0)
         printf(", alignment %zu", why.alignment);
