@@ -455,11 +455,12 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
     if (kind == K_CALLOC) {
         bool overflows = size != 0 && count > SIZE_MAX / size;
         total = overflows ? SIZE_MAX : count * size;
+        if (overflows) /* with CAPS too: the dry run would only see a product too large */
+            own = "COUNT x SIZE overflows size_t";
         if (has_caps) {
             p = heap_caps_calloc(count, size, caps);
         } else if (overflows) { /* the libc policy's calloc refuses it before its malloc */
             p = NULL;
-            own = "COUNT x SIZE overflows size_t";
         } else { /* the libc policy's calloc: its malloc, zeroed */
             p = heap_caps_malloc_default(total);
             if (p != NULL)
