@@ -15,6 +15,7 @@
  * exit status 0 means served (fits), 1 failed (does not fit), 2 a usage, trace
  * or boot error.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -268,7 +269,7 @@ static int cmd_replay(const args_t *a)
     bool from_stdin = strcmp(path, "-") == 0;
     FILE *in = from_stdin ? stdin : fopen(path, "r");
     if (in == NULL) {
-        fprintf(stderr, "capheap: cannot read %s\n", path);
+        fprintf(stderr, "capheap: cannot read %s: %s\n", path, strerror(errno));
         return TOOL_EXIT_ERROR;
     }
     int rc = TOOL_EXIT_ERROR;

@@ -19,6 +19,7 @@
 #define _POSIX_C_SOURCE 200809L /* getline, ssize_t, strtok_r */
 #include "replay.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -597,8 +598,14 @@ int replay_trace(FILE *in, const char *name, const replay_options_t *options)
     int rc = TOOL_EXIT_OK;
     char *buf = NULL;
     size_t buf_size = 0;
-    ssize_t got;
-    while (rc == TOOL_EXIT_OK && (got = getline(&buf, &buf_size, in)) >= 0) {
+    int read_errno = 0;
+    while (rc == TOOL_EXIT_OK) {
+        errno = 0;
+        ssize_t got = getline(&buf, &buf_size, in);
+        if (got < 0) {
+            read_errno = errno; /* 0 at the end of the file */
+            break;
+        }
         r.line++;
         size_t len = (size_t)got;
         while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
@@ -615,8 +622,12 @@ int replay_trace(FILE *in, const char *name, const replay_options_t *options)
             rc = replay_text_line(&r, buf, len);
     }
     free(buf);
-    if (rc == TOOL_EXIT_OK && ferror(in))
-        rc = trace_error(&r, "read error");
+    if (rc == TOOL_EXIT_OK && ferror(in)) { /* no line to blame: a directory, an I/O error */
+        fflush(rout);
+        fprintf(options->errors != NULL ? options->errors : stderr, "capheap: cannot read %s: %s\n", name,
+                strerror(read_errno != 0 ? read_errno : EIO));
+        rc = TOOL_EXIT_ERROR;
+    }
     capheap_register_failed_alloc_callback(NULL, NULL);
     for (size_t i = 0; i < heaps; i++) {
         capheap_heap_desc_t d;
