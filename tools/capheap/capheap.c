@@ -220,7 +220,8 @@ static int cmd_fit(const args_t *a)
     if (!tool_parse_size(a->positional[0], &size))
         return usage_error("bad size '%s'", a->positional[0]);
     if (!tool_parse_caps(a->positional[1], &caps, &bad))
-        return usage_error("unknown capability in '%s' (DMA|INTERNAL, SPIRAM, DEFAULT, 0x808, ...)", a->positional[1]);
+        return usage_error("unknown capability '%.*s' in '%s' (DMA|INTERNAL, SPIRAM, DEFAULT, 0x808, ...)",
+                           (int)strcspn(bad, "|,"), bad, a->positional[1]);
     if (!boot(a, a->boot_log))
         return TOOL_EXIT_ERROR;
     char c[TOOL_CAPS_TEXT_MAX];
