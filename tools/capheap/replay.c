@@ -494,7 +494,8 @@ static int replay_line(replay_t *r, char **w, size_t n, const char *text)
     return TOOL_EXIT_OK;
 }
 
-/* Split s into at most max words at blanks, after cutting a '#' comment;
+/* Split s into at most max words at blanks (a CR inside the line too, as
+ * tools/README.md says), after cutting a '#' comment;
  * returns the number of words. */
 static size_t split(char *s, char **w, size_t max)
 {
