@@ -22,6 +22,9 @@ typedef struct {
     unsigned list_failures; /* failed calls listed in the report (the rest are counted) */
     FILE *out;              /* where the report goes (NULL: stdout) */
     FILE *errors;           /* where trace errors go (NULL: stderr) */
+    bool free_live_at_end;  /* for tests (fuzz_tool_trace): after the report, free every block the ID
+                               table holds as live, so that a block the table lost (still allocated)
+                               or holds twice (freed twice) shows in the heaps' free size */
 } replay_options_t;
 
 /* Exit codes of the tool, shared by its commands. */
