@@ -19,7 +19,9 @@
  *     multi_heap_check, has free size = size - capheap_heap_overhead and one free
  *     block; malloc(largest_free_block) succeeds and malloc(largest + 1) fails;
  *     allocating input-given sizes until failure and freeing them restores the
- *     fresh free size;
+ *     fresh free size; each of those blocks keeps its own fill (a pattern from
+ *     its index) until it is freed, also while the others are freed, so two
+ *     blocks that overlap, or a free that writes into a neighbour, show;
  *   - no byte outside [start, start + size) is ever written.
  */
 #include <stdbool.h>
@@ -29,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_stamp.h"
 #include "capheap/check.h"
 #include "capheap/config.h"
 #include "capheap/heap.h"
@@ -36,7 +39,7 @@
 
 #define FR_BUF 70000u
 #define FR_GUARD 0xA5u
-#define FR_MAX_BLOCKS 512u
+#define FR_MAX_BLOCKS (FR_BUF / 8u) /* more than fit: every block takes a header and 4 bytes at least */
 
 static _Alignas(4096) uint8_t g_buf[FR_BUF];
 
@@ -49,6 +52,26 @@ static _Alignas(4096) uint8_t g_buf[FR_BUF];
             abort();                                                \
         }                                                           \
     } while (0)
+
+/* Block number k's pattern: from its index, not its address, so that a block handed out twice
+ * at one address shows too. */
+static uint32_t fr_token(size_t k)
+{
+    return (uint32_t)(k + 1u) * 0x9E3779B1u | 1u;
+}
+
+static void fr_fill(uint8_t *p, size_t n, size_t k)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = fz_byte(fr_token(k), i);
+}
+
+static void fr_verify(const uint8_t *p, size_t n, size_t k, const char *when)
+{
+    for (size_t i = 0; i < n; i++)
+        FR_REQUIRE(p[i] == fz_byte(fr_token(k), i), "%s: block %zu (%p, %zu B) byte %zu overwritten", when, k,
+                   (const void *)p, n, i);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -120,24 +143,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* a minimum block's 12 bytes, less task tracking's owner word (the per-block overhead) */
         FR_REQUIRE(L + ph >= 12, "a registered heap cannot hold a minimum block (largest %zu)", L);
 #endif
-        void *blocks[FR_MAX_BLOCKS];
+        static uint8_t *blocks[FR_MAX_BLOCKS];
+        static size_t lens[FR_MAX_BLOCKS];
         size_t nb = 0;
-        for (size_t i = 0; nb < FR_MAX_BLOCKS; i++) {
+        for (size_t i = 0;; i++) {
             size_t n = nsizes ? (size_t)sizes[i % nsizes] + 1u : 16u;
-            void *p = multi_heap_malloc(h, n);
+            uint8_t *p = multi_heap_malloc(h, n);
             if (p == NULL) {
                 break;
             }
-            FR_REQUIRE((uint8_t *)p >= start && (uint8_t *)p + n <= start + region, "block outside");
-            FR_REQUIRE((uintptr_t)p % eff_align == 0, "block %p not %zu-aligned", p, eff_align);
-            memset(p, 0x3C, n);
-            blocks[nb++] = p;
+            FR_REQUIRE(nb < FR_MAX_BLOCKS, "more than %zu blocks in a region of %zu B", (size_t)FR_MAX_BLOCKS,
+                       region);
+            FR_REQUIRE(p >= start && p + n <= start + region, "block outside");
+            FR_REQUIRE((uintptr_t)p % eff_align == 0, "block %p not %zu-aligned", (void *)p, eff_align);
+            fr_fill(p, n, nb);
+            blocks[nb] = p;
+            lens[nb++] = n;
         }
         FR_REQUIRE(multi_heap_check(h, true), "check with %zu blocks", nb);
+        for (size_t i = 0; i < nb; i++) {
+            fr_verify(blocks[i], lens[i], i, "full heap");
+        }
         for (size_t i = 1; i < nb; i += 2) { /* odd ones first: the even ones then merge both ways */
             multi_heap_free(h, blocks[i]);
         }
         for (size_t i = 0; i < nb; i += 2) {
+            fr_verify(blocks[i], lens[i], i, "after freeing its neighbours");
             multi_heap_free(h, blocks[i]);
         }
         FR_REQUIRE(multi_heap_check(h, true), "check after freeing");
