@@ -392,6 +392,13 @@ size_t ch_carve(const capheap_chip_t *chip, const soc_reserved_region_t *extra, 
 /* Forget callbacks, the extmem policy and the monitor (capheap_caps_reset). */
 void ch_reset_policy(void);
 void ch_reset_monitor(void);
+/* The minimum-free monitor's lock, for capheap_caps_lock_all() and friends
+ * (stats.c); the child of a fork gets a fresh one. */
+void ch_monitor_lock(void);
+void ch_monitor_unlock(void);
+#if CAPHEAP_PORT_HOST
+void ch_monitor_fork_child(void);
+#endif
 
 /* Report what at p (expected 0, found found: a pointer no heap owns, or an
  * error code of start-up), then abort through the port. One helper for both

@@ -874,6 +874,7 @@ int capheap_heap_find(const void *ptr)
 
 void capheap_caps_lock_all(void)
 {
+    ch_monitor_lock(); /* the monitor takes its lock before the registry's and the heaps' */
     ch_lock();
 #if CAPHEAP_TASK_TRACKING
     ch_task_fork_prepare(); /* the debug layers' locks come after the registry's, before the heaps' */
@@ -906,6 +907,7 @@ void capheap_caps_unlock_all(void)
     ch_task_fork_parent();
 #endif
     ch_unlock();
+    ch_monitor_unlock();
 }
 
 void capheap_caps_unlock_all_child(void)
@@ -922,6 +924,7 @@ void capheap_caps_unlock_all_child(void)
 #endif
     capheap_lock_t fresh = {PTHREAD_MUTEX_INITIALIZER};
     ch_registry_lock = fresh;
+    ch_monitor_fork_child();
 #else
     capheap_caps_unlock_all();
 #endif

@@ -181,6 +181,26 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_stop(void)
     return err;
 }
 
+/* fork (capheap_caps_lock_all and friends): the monitor's lock comes first,
+ * as the monitor takes it before the registry's and the heaps'. */
+void ch_monitor_lock(void)
+{
+    capheap_port_lock_acquire(&monitor_lock);
+}
+
+void ch_monitor_unlock(void)
+{
+    capheap_port_lock_release(&monitor_lock);
+}
+
+#if CAPHEAP_PORT_HOST
+void ch_monitor_fork_child(void)
+{
+    capheap_lock_t fresh = {PTHREAD_MUTEX_INITIALIZER};
+    monitor_lock = fresh;
+}
+#endif
+
 void ch_reset_monitor(void)
 {
     monitor_on = false;
