@@ -86,8 +86,9 @@ typedef struct walker_block_info {
  * It runs with the walked heap's lock held (multi_heap_walk()) and must not allocate from or free
  * into that heap. Anything that takes another heap's lock as well (an allocation elsewhere, a size
  * query over several heaps) can deadlock with a thread that holds that lock and waits for this
- * heap's: a second walk doing the same, or a fork through capheap_caps_lock_all(). The
- * minimum-free monitor is safe against it. Best kept to the block it is given, as on ESP-IDF.
+ * heap's: a second walk doing the same, or a fork through capheap_caps_lock_all(). Another
+ * thread's minimum-free monitor does not deadlock with it; the callback must not open or close a
+ * monitor window itself. Best kept to the block it is given, as on ESP-IDF.
  */
 typedef bool (*heap_caps_walker_cb_t)(walker_heap_into_t heap_info, walker_block_info_t block_info,
                                       void *user_data);

@@ -17,6 +17,7 @@
 #include "capheap/caps.h"
 #include "capheap/check.h"
 #include "capheap/report.h"
+#include "heap/heap_private.h" /* capheap_heap_check_step_first */
 
 #define ALL_FLAG_CHANGED 0x100u /* some heap changed during this all-heaps pass */
 
@@ -87,12 +88,11 @@ bool capheap_check_step(capheap_check_cursor_t *cursor, size_t max_blocks, bool 
         uint32_t passes = cursor->passes, clean = cursor->clean_passes, changes = cursor->changes;
         uint32_t max_step = cursor->max_step_blocks;
         bool done = false;
-        capheap_clear_last_report();
-        if (!capheap_heap_check_step(heap, cursor, left, print_errors, &done)) {
+        capheap_report_t first;
+        if (!capheap_heap_check_step_first(heap, cursor, left, print_errors, &done, &first)) {
             ok = false;
-            capheap_report_t r = capheap_last_report();
-            if (print_errors && r.address != NULL)
-                capheap_describe_block(r.address); /* as heap_caps_check_integrity does */
+            if (print_errors && first.address != NULL)
+                capheap_describe_block(first.address); /* the first finding's, as heap_caps_check_integrity does */
         }
         size_t used = cursor->last_step_blocks;
         /* heap passes are not all-heaps passes */

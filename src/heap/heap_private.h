@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "capheap/check.h" /* capheap_check_cursor_t */
 #include "core/tlsf.h"
 #include "heap/poison.h"
 #include "multi_heap.h"
@@ -119,6 +120,9 @@ multi_heap_handle_t capheap_heap_register_aligned(void *start, size_t size, size
  * if none): the one heap_caps describes, the root cause more often than the
  * last (a smashed footer is found before the counters it throws off). */
 bool capheap_heap_check_first(multi_heap_handle_t heap, bool print_errors, capheap_report_t *first);
+/* capheap_heap_check_step() likewise, the step's first finding in *first. */
+bool capheap_heap_check_step_first(multi_heap_handle_t heap, capheap_check_cursor_t *cursor, size_t max_blocks,
+                                   bool print, bool *done, capheap_report_t *first);
 
 /* multi_heap_realloc's locked half, for heap_caps (every build): the heap
  * has a lock (heap_caps attaches one before it publishes a heap), p is not

@@ -1783,6 +1783,14 @@ void capheap_check_cursor_init(capheap_check_cursor_t *cursor)
 bool capheap_heap_check_step(multi_heap_handle_t heap, capheap_check_cursor_t *cursor, size_t max_blocks,
                              bool print, bool *done)
 {
+    capheap_report_t first;
+    return capheap_heap_check_step_first(heap, cursor, max_blocks, print, done, &first);
+}
+
+bool capheap_heap_check_step_first(multi_heap_handle_t heap, capheap_check_cursor_t *cursor, size_t max_blocks,
+                                   bool print, bool *done, capheap_report_t *first)
+{
+    *first = (capheap_report_t){NULL, NULL, 0, 0, 0};
     if (done != NULL)
         *done = false;
     if (heap == NULL || cursor == NULL)
@@ -1796,8 +1804,7 @@ bool capheap_heap_check_step(multi_heap_handle_t heap, capheap_check_cursor_t *c
         cursor->heap = heap;
     }
     uint32_t budget = max_blocks > UINT32_MAX ? UINT32_MAX : (uint32_t)max_blocks;
-    capheap_report_t first = {NULL, NULL, 0, 0, 0}; /* a step's: the caller reads the last report */
-    check_ctx_t c = {h, print, &first};
+    check_ctx_t c = {h, print, first};
     bool pass_done = false;
     uint32_t units = 0;
     lock(h);
