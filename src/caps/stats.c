@@ -147,7 +147,7 @@ static size_t heap_slots(multi_heap_handle_t *slots)
 esp_err_t heap_caps_monitor_local_minimum_free_size_start(void)
 {
     esp_err_t err = ESP_FAIL;
-    capheap_port_lock_acquire(&monitor_lock);
+    ch_monitor_lock();
     if (!monitor_on) {
         multi_heap_handle_t slots[CAPHEAP_MAX_HEAPS];
         size_t n = heap_slots(slots);
@@ -160,14 +160,14 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_start(void)
         monitor_on = true;
         err = ESP_OK;
     }
-    capheap_port_lock_release(&monitor_lock);
+    ch_monitor_unlock();
     return err;
 }
 
 esp_err_t heap_caps_monitor_local_minimum_free_size_stop(void)
 {
     esp_err_t err = ESP_FAIL;
-    capheap_port_lock_acquire(&monitor_lock);
+    ch_monitor_lock();
     if (monitor_on) {
         multi_heap_handle_t slots[CAPHEAP_MAX_HEAPS];
         size_t n = heap_slots(slots);
@@ -177,7 +177,7 @@ esp_err_t heap_caps_monitor_local_minimum_free_size_stop(void)
         monitor_on = false;
         err = ESP_OK;
     }
-    capheap_port_lock_release(&monitor_lock);
+    ch_monitor_unlock();
     return err;
 }
 

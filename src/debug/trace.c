@@ -641,6 +641,17 @@ static just_freed_t just_freed;
 static const void *ch_trace_freed_address;
 #endif
 
+/* What describe prints of record r (under the trace lock). */
+static inline just_freed_t summary_of(uint32_t r)
+{
+    just_freed_t s;
+    s.ccount = REC(r).ccount;
+#if DEPTH > 0
+    memcpy(s.alloced_by, REC(r).alloced_by, sizeof s.alloced_by);
+#endif
+    return s;
+}
+
 /* Under the trace lock, tracing started or paused: the free of ptr; with
  * keep, a copy of the record it releases (just_freed: a plain free's, whose
  * heap checks the block after this). */
@@ -656,10 +667,7 @@ static inline void free_locked(void *ptr, void *const *stack, bool all, bool kee
     T.hits++;
     if (keep) {
         ch_trace_freed_address = ptr;
-        just_freed.ccount = REC(r).ccount;
-#if DEPTH > 0
-        memcpy(just_freed.alloced_by, REC(r).alloced_by, sizeof just_freed.alloced_by);
-#endif
+        just_freed = summary_of(r);
     }
     *link = REC(r).links.hash_next;
     if (T.mode == HEAP_TRACE_LEAKS) {
@@ -1034,10 +1042,7 @@ void ch_trace_describe(const void *p)
     just_freed_t rec;
     bool found = link != NULL;
     if (found) {
-        rec.ccount = REC(*link).ccount;
-#if DEPTH > 0
-        memcpy(rec.alloced_by, REC(*link).alloced_by, sizeof rec.alloced_by);
-#endif
+        rec = summary_of(*link);
     } else if (ch_trace_freed_address == p && p != NULL) {
         found = true; /* the block whose free this thread recorded last: a rejected free's */
         rec = just_freed;
