@@ -683,6 +683,26 @@ static bool mul_overflows(size_t n, size_t size, size_t *product)
     return size != 0 && n > SIZE_MAX / size;
 }
 
+/* The calloc family's zeroing of the n bytes at p, served for caps (p may
+ * be NULL). A request with MALLOC_CAP_32BIT (EXEC implies it) may be served
+ * by memory that faults on byte stores (the ESP32's IRAM: LoadStoreError),
+ * and memset may store a tail, or all of it, a byte at a time: prepare()
+ * rounded its size up to 4, so such a block is zeroed a whole word at a
+ * time (docs/compat.md 45). */
+static void *zeroed(void *p, size_t n, uint32_t caps)
+{
+    if (p == NULL)
+        return NULL;
+    if (caps & (MALLOC_CAP_32BIT | MALLOC_CAP_EXEC)) {
+        volatile uint32_t *w = p; /* volatile: word stores, no memset call */
+        for (size_t i = 0; i < n; i += 4u)
+            *w++ = 0;
+    } else {
+        memset(p, 0, n);
+    }
+    return p;
+}
+
 void *heap_caps_calloc(size_t n, size_t size, uint32_t caps)
 {
     size_t total;
@@ -690,10 +710,7 @@ void *heap_caps_calloc(size_t n, size_t size, uint32_t caps)
         failed(SIZE_MAX, caps, "heap_caps_calloc", 0);
         return NULL;
     }
-    void *p = alloc_named("heap_caps_calloc", total, 0, caps);
-    if (p != NULL)
-        memset(p, 0, total);
-    return p;
+    return zeroed(alloc_named("heap_caps_calloc", total, 0, caps), total, caps);
 }
 
 void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t caps)
@@ -701,10 +718,7 @@ void *heap_caps_aligned_calloc(size_t alignment, size_t n, size_t size, uint32_t
     size_t total;
     if (mul_overflows(n, size, &total))
         return NULL;
-    void *p = heap_caps_aligned_alloc(alignment, total, caps);
-    if (p != NULL)
-        memset(p, 0, total);
-    return p;
+    return zeroed(heap_caps_aligned_alloc(alignment, total, caps), total, caps);
 }
 
 /* ---- free, realloc, sizes ---------------------------------------------------- */
@@ -1075,11 +1089,9 @@ void *heap_caps_calloc_prefer(size_t n, size_t size, size_t num, ...)
             p = alloc_base(total, 0, caps);
     }
     va_end(ap);
-    if (p != NULL)
-        memset(p, 0, total);
-    else
+    if (p == NULL)
         failed(overflows ? SIZE_MAX : total, caps, "heap_caps_calloc_prefer", align);
-    return p;
+    return zeroed(p, total, caps); /* caps: the ones that served */
 }
 
 /* ---- the libc policy ------------------------------------------------------------- */

@@ -732,6 +732,66 @@ static void test_diram_exec_realloc_of_a_dram_block(void **state)
     }
 }
 
+/* The calloc family zeroes a 32BIT or EXEC request with word stores over its
+ * rounded size (docs/compat.md 45: the ESP32 serves such requests from IRAM,
+ * which faults on byte stores, and memset stores a tail a byte at a time):
+ * the bytes from the requested size up to the next multiple of 4 read 0 as
+ * well. Each block is carved from the start of a free block that held 0xAB
+ * (a larger block, filled and freed, a guard block after it), so from byte
+ * 8 on (past the free block's list links) nothing is 0 by chance; with
+ * comprehensive poisoning the allocation's 0xCE fill covers the rest (and
+ * the EXEC blocks, which come back at other alias addresses). */
+static void check_calloc_words(uint32_t caps, int kind)
+{
+    for (size_t n = 1; n <= 15; n++) {
+        size_t rounded = (n + 3u) & ~(size_t)3u;
+        unsigned char *dirty = heap_caps_malloc(64, caps);
+        void *guard = heap_caps_malloc(16, caps);
+        assert_non_null(dirty);
+        assert_non_null(guard);
+        uint32_t w[16] = {0};
+        memset(w, 0xAB, sizeof w);
+        memcpy(dirty, w, sizeof w); /* word stores, as word-only memory needs */
+        heap_caps_free(dirty);
+        unsigned char *p = kind == 0   ? heap_caps_calloc(1, n, caps)
+                           : kind == 1 ? heap_caps_aligned_calloc(4, n, 1, caps)
+                                       : heap_caps_calloc_prefer(n, 1, 2, MALLOC_CAP_INVALID, caps);
+        assert_non_null(p);
+        if (p != dirty && (caps & MALLOC_CAP_EXEC) == 0) { /* an alias address moves with the block's size */
+            fail_msg("caps 0x%x, calloc kind %d of %zu: %p, not the block just freed (%p)", (unsigned)caps, kind, n,
+                     (void *)p, (void *)dirty);
+        }
+        assert_true(heap_caps_get_allocated_size(p) >= rounded);
+        memcpy(w, p, rounded); /* read back with word loads */
+        for (size_t i = 0; i < rounded; i++) {
+            if (((const unsigned char *)w)[i] != 0) {
+                fail_msg("caps 0x%x, calloc kind %d of %zu bytes: byte %zu is 0x%02x, not 0", (unsigned)caps, kind, n,
+                         i, ((const unsigned char *)w)[i]);
+            }
+        }
+        heap_caps_free(p);
+        heap_caps_free(guard);
+    }
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
+static void test_32bit_calloc_zeroes_whole_words(void **state)
+{
+    (void)state;
+    api_boot(true);
+    for (int kind = 0; kind < 3; kind++) {
+        check_calloc_words(MALLOC_CAP_32BIT, kind);
+        check_calloc_words(MALLOC_CAP_32BIT | MALLOC_CAP_INTERNAL, kind);
+    }
+    if (CAPHEAP_EXEC_HEAP) {
+        for (int k = 0; k < 2; k++) {
+            alias_chip(k == 0 ? CAPHEAP_ALIAS_LINEAR : CAPHEAP_ALIAS_INVERTED, 4, iram_window, false);
+            for (int kind = 0; kind < 3; kind++)
+                check_calloc_words(MALLOC_CAP_EXEC, kind);
+        }
+    }
+}
+
 /* An alignment the window does not keep (it moves addresses by 32 mod 64,
  * linear and inverted): heap_caps_aligned_alloc refuses 64 for EXEC (compat.md
  * 26), and the honest figures say so too: the dry run answers "alignment
@@ -2376,6 +2436,7 @@ int main(void)
         T(test_diram_alias_wide_heaps),
         T(test_diram_alias_alignment_not_kept),
         T(test_diram_exec_realloc_of_a_dram_block),
+        T(test_32bit_calloc_zeroes_whole_words),
         T(test_diram_alias_inverted_aligned_tail),
         T(test_failure_callback),
         T(test_failure_callback_reenters),
