@@ -144,7 +144,10 @@ void heap_caps_free(void *ptr);
  */
 void *heap_caps_realloc(void *ptr, size_t size, uint32_t caps);
 
-/** calloc with caps. n*size overflowing, or 0: NULL (capheap: no callback for 0). */
+/** calloc with caps. n*size overflowing, or 0: NULL (capheap: no callback for 0). A request with
+ *  MALLOC_CAP_32BIT or MALLOC_CAP_EXEC (its size rounded up to 4) is zeroed with 32-bit stores over
+ *  the rounded size, as word-only memory (the ESP32's IRAM) needs; the same for the aligned and
+ *  prefer forms (capheap; docs/compat.md 45). */
 void *heap_caps_calloc(size_t n, size_t size, uint32_t caps);
 
 /**
