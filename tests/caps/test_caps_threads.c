@@ -60,23 +60,7 @@
 static atomic_int workers_done;
 static atomic_ulong total_ops;
 static atomic_ulong spiram_blocks; /* SPIRAM requests served while regions were being added */
-static atomic_int failed;
 static atomic_int registrar_done; /* workers run on until the registrar has finished */
-static char failure[256];
-static pthread_mutex_t failure_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void fail_in_thread(const char *fmt, ...)
-{
-    pthread_mutex_lock(&failure_lock);
-    if (atomic_load(&failed) == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(failure, sizeof failure, fmt, ap);
-        va_end(ap);
-        atomic_store(&failed, 1);
-    }
-    pthread_mutex_unlock(&failure_lock);
-}
 
 static const uint32_t worker_caps[] = {
     MALLOC_CAP_8BIT,  MALLOC_CAP_DEFAULT, MALLOC_CAP_INTERNAL, MALLOC_CAP_DMA,
@@ -120,15 +104,15 @@ static void *worker(void *argp)
         uint32_t token;
     } slot[SLOTS];
     memset(slot, 0, sizeof slot);
-    for (int op = 0; (op < OPS_PER_WORKER || !atomic_load(&registrar_done)) && !atomic_load(&failed); op++) {
+    for (int op = 0; (op < OPS_PER_WORKER || !atomic_load(&registrar_done)) && !ct_thread_failed(); op++) {
         atomic_fetch_add(&total_ops, 1);
         size_t k = (size_t)ct_rng_below(&rng, SLOTS);
         uint32_t caps = worker_caps[ct_rng_below(&rng, N_CAPS)];
         size_t n = (size_t)ct_rng_range(&rng, 1, ct_rng_below(&rng, 8) == 0 ? 4000 : 200);
         if (slot[k].p) {
             if (!ct_stamp_ok_token(slot[k].p, slot[k].n, slot[k].token)) {
-                fail_in_thread("worker %u: block %p (%zu bytes) lost its stamp", arg->id, (void *)slot[k].p,
-                               slot[k].n);
+                ct_fail_in_thread("worker %u: block %p (%zu bytes) lost its stamp", arg->id, (void *)slot[k].p,
+                                  slot[k].n);
                 break;
             }
             if (ct_rng_below(&rng, 3) == 0) {
@@ -136,12 +120,12 @@ static void *worker(void *argp)
                 if (q) {
                     size_t keep = n < slot[k].n ? n : slot[k].n;
                     if (!ct_stamp_ok_token(q, keep, slot[k].token)) {
-                        fail_in_thread("worker %u: realloc lost the contents", arg->id);
+                        ct_fail_in_thread("worker %u: realloc lost the contents", arg->id);
                         break;
                     }
                     if (!placed_right(q, n, caps)) {
-                        fail_in_thread("worker %u: realloc(%zu, 0x%08x) -> %p in a heap without the caps", arg->id,
-                                       n, (unsigned)caps, (void *)q);
+                        ct_fail_in_thread("worker %u: realloc(%zu, 0x%08x) -> %p in a heap without the caps", arg->id,
+                                          n, (unsigned)caps, (void *)q);
                         break;
                     }
                     slot[k].p = q;
@@ -149,7 +133,7 @@ static void *worker(void *argp)
                     slot[k].token = ct_token(q);
                     ct_stamp_token(q, n, slot[k].token);
                 } else if (!ct_stamp_ok_token(slot[k].p, slot[k].n, slot[k].token)) {
-                    fail_in_thread("worker %u: failed realloc damaged the block", arg->id);
+                    ct_fail_in_thread("worker %u: failed realloc damaged the block", arg->id);
                     break;
                 }
             } else {
@@ -163,8 +147,8 @@ static void *worker(void *argp)
             continue;
         }
         if (!placed_right(p, n, caps)) {
-            fail_in_thread("worker %u: malloc(%zu, 0x%08x) -> %p in a heap without the caps", arg->id, n,
-                           (unsigned)caps, (void *)p);
+            ct_fail_in_thread("worker %u: malloc(%zu, 0x%08x) -> %p in a heap without the caps", arg->id, n,
+                              (unsigned)caps, (void *)p);
             break;
         }
         if (caps == MALLOC_CAP_SPIRAM && capheap_heap_count() < 4u + RUNTIME_REGIONS) {
@@ -178,7 +162,7 @@ static void *worker(void *argp)
     for (size_t k = 0; k < SLOTS; k++) {
         if (slot[k].p) {
             if (!ct_stamp_ok_token(slot[k].p, slot[k].n, slot[k].token)) {
-                fail_in_thread("worker %u: block %p lost its stamp", arg->id, (void *)slot[k].p);
+                ct_fail_in_thread("worker %u: block %p lost its stamp", arg->id, (void *)slot[k].p);
             }
             heap_caps_free(slot[k].p);
         }
@@ -191,16 +175,16 @@ static void *registrar(void *unused)
 {
     (void)unused;
     const uint32_t caps[3] = {MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT};
-    while (atomic_load(&total_ops) < 3000u && !atomic_load(&failed)) {
+    while (atomic_load(&total_ops) < 3000u && !ct_thread_failed()) {
         sched_yield(); /* start once the workers are busy */
     }
-    for (unsigned i = 0; i < RUNTIME_REGIONS && !atomic_load(&failed); i++) {
+    for (unsigned i = 0; i < RUNTIME_REGIONS && !ct_thread_failed(); i++) {
         struct timespec ts = {0, 1000 * 1000}; /* let the workers run in between */
         nanosleep(&ts, NULL);
         intptr_t s = cf_at(RUNTIME_BASE + i * (RUNTIME_BYTES + 64u));
         esp_err_t e = heap_caps_add_region_with_caps(caps, s, s + (intptr_t)RUNTIME_BYTES);
         if (e != ESP_OK) {
-            fail_in_thread("registrar: add_region %u = %s", i, esp_err_to_name(e));
+            ct_fail_in_thread("registrar: add_region %u = %s", i, esp_err_to_name(e));
         }
         /* Before the last region, make sure the workers allocated from the new
          * ones (on a loaded machine the sleeps alone do not promise it); at
@@ -219,15 +203,15 @@ static atomic_ulong monitor_rounds;
 static void *monitor(void *unused)
 {
     (void)unused;
-    while (atomic_load(&workers_done) < WORKERS && !atomic_load(&failed)) {
+    while (atomic_load(&workers_done) < WORKERS && !ct_thread_failed()) {
         if (!heap_caps_check_integrity_all(true)) {
-            fail_in_thread("monitor: heap_caps_check_integrity_all failed");
+            ct_fail_in_thread("monitor: heap_caps_check_integrity_all failed");
             break;
         }
         multi_heap_info_t info;
         heap_caps_get_info(&info, 0);
         if (info.total_blocks != info.allocated_blocks + info.free_blocks) {
-            fail_in_thread("monitor: inconsistent block counts");
+            ct_fail_in_thread("monitor: inconsistent block counts");
         }
         (void)heap_caps_get_free_size(MALLOC_CAP_8BIT);
         (void)heap_caps_get_largest_free_block(MALLOC_CAP_DEFAULT);
@@ -273,7 +257,7 @@ static void test_threads(void **state)
     atomic_store(&total_ops, 0);
     atomic_store(&spiram_blocks, 0);
     atomic_store(&registrar_done, 0);
-    atomic_store(&failed, 0);
+    ct_thread_failure_reset();
     pthread_t w[WORKERS], r, m;
     worker_arg_t args[WORKERS];
     assert_int_equal(pthread_create(&m, NULL, monitor, NULL), 0);
@@ -288,8 +272,8 @@ static void test_threads(void **state)
     }
     pthread_join(r, NULL);
     pthread_join(m, NULL);
-    if (atomic_load(&failed)) {
-        fail_msg("%s", failure);
+    if (ct_thread_failed()) {
+        fail_msg("%s", ct_thread_failure());
     }
     assert_true(atomic_load(&monitor_rounds) > 0);
     print_message("monitor rounds %lu, SPIRAM blocks during registration %lu\n",
@@ -336,11 +320,11 @@ static atomic_ulong race_mallocs, race_sums;
 static void *race_allocator(void *unused)
 {
     (void)unused;
-    while (!atomic_load(&race_stop) && !atomic_load(&failed)) {
+    while (!atomic_load(&race_stop) && !ct_thread_failed()) {
         void *p = heap_caps_malloc(80u * KIB, MALLOC_CAP_8BIT);
         if (p == NULL) {
-            fail_in_thread("malloc(80 KiB, 8BIT) failed while heaps were being registered (%zu heaps)",
-                           capheap_heap_count());
+            ct_fail_in_thread("malloc(80 KiB, 8BIT) failed while heaps were being registered (%zu heaps)",
+                              capheap_heap_count());
             break;
         }
         heap_caps_free(p);
@@ -353,13 +337,13 @@ static void *race_summer(void *unused)
 {
     (void)unused;
     size_t last_total = 0, last_spiram = 0;
-    while (!atomic_load(&race_stop) && !atomic_load(&failed)) {
+    while (!atomic_load(&race_stop) && !ct_thread_failed()) {
         size_t total = heap_caps_get_total_size(0);
         size_t spiram = heap_caps_get_total_size(MALLOC_CAP_SPIRAM);
         if (total < last_total || spiram < last_spiram || spiram % RACE_REGION != 0) {
-            fail_in_thread("a total went down while heaps were being registered: size %zu after %zu, "
-                           "SPIRAM %zu after %zu",
-                           total, last_total, spiram, last_spiram);
+            ct_fail_in_thread("a total went down while heaps were being registered: size %zu after %zu, "
+                              "SPIRAM %zu after %zu",
+                              total, last_total, spiram, last_spiram);
             break;
         }
         last_total = total;
@@ -373,10 +357,10 @@ static void test_registration_races(void **state)
 {
     (void)state;
     const uint32_t caps[3] = {MALLOC_CAP_SPIRAM | MALLOC_CAP_DEFAULT, 0, MALLOC_CAP_8BIT | MALLOC_CAP_32BIT};
-    atomic_store(&failed, 0);
+    ct_thread_failure_reset();
     atomic_store(&race_mallocs, 0);
     atomic_store(&race_sums, 0);
-    for (int round = 0; round < RACE_ROUNDS && !atomic_load(&failed); round++) {
+    for (int round = 0; round < RACE_ROUNDS && !ct_thread_failed(); round++) {
         threads_chip();
         size_t room = CAPHEAP_MAX_HEAPS - capheap_heap_count();
         size_t regions = room < 48u ? room : 48u;
@@ -385,10 +369,10 @@ static void test_registration_races(void **state)
         assert_int_equal(pthread_create(&a, NULL, race_allocator, NULL), 0);
         assert_int_equal(pthread_create(&b, NULL, race_summer, NULL), 0);
         unsigned long m0 = atomic_load(&race_mallocs), s0 = atomic_load(&race_sums);
-        while ((atomic_load(&race_mallocs) == m0 || atomic_load(&race_sums) == s0) && !atomic_load(&failed)) {
+        while ((atomic_load(&race_mallocs) == m0 || atomic_load(&race_sums) == s0) && !ct_thread_failed()) {
             sched_yield(); /* both readers are running before the first registration */
         }
-        for (size_t i = 0; i < regions && !atomic_load(&failed); i++) {
+        for (size_t i = 0; i < regions && !ct_thread_failed(); i++) {
             for (volatile int k = 0; k < 20000; k++) {
             }
             intptr_t s = cf_at(RACE_BASE + i * RACE_REGION);
@@ -400,8 +384,8 @@ static void test_registration_races(void **state)
         assert_true(heap_caps_check_integrity_all(true));
         capheap_caps_reset();
     }
-    if (atomic_load(&failed)) {
-        fail_msg("%s", failure);
+    if (ct_thread_failed()) {
+        fail_msg("%s", ct_thread_failure());
     }
     print_message("%lu mallocs and %lu sums during registrations\n", (unsigned long)atomic_load(&race_mallocs),
                   (unsigned long)atomic_load(&race_sums));
@@ -431,11 +415,11 @@ static void *nest_reader(void *unused)
 {
     (void)unused;
     size_t want = heap_caps_get_allocated_size(nest_p);
-    while (!atomic_load_explicit(&nest_stop, memory_order_relaxed) && !atomic_load(&failed)) {
+    while (!atomic_load_explicit(&nest_stop, memory_order_relaxed) && !ct_thread_failed()) {
         size_t got = heap_caps_get_allocated_size(nest_p);
         (void)heap_caps_get_allocated_size(nest_x); /* takes nest_p's page slot */
         if (got != want) {
-            fail_in_thread("a block of the nested heap read %zu bytes, %zu before", got, want);
+            ct_fail_in_thread("a block of the nested heap read %zu bytes, %zu before", got, want);
             break;
         }
         atomic_fetch_add_explicit(&nest_lookups, 1, memory_order_relaxed);
@@ -450,9 +434,9 @@ static void test_nested_lookup_during_registration(void **state)
     const uint32_t cn[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_32BIT | MALLOC_CAP_SPIRAM, 0, 0};
     const uint32_t cx[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_32BIT | MALLOC_CAP_DMA, 0, 0};
     size_t low = NEST_LOW < CAPHEAP_MAX_HEAPS - 3 ? NEST_LOW : CAPHEAP_MAX_HEAPS - 3;
-    atomic_store(&failed, 0);
+    ct_thread_failure_reset();
     atomic_store(&nest_lookups, 0);
-    for (int round = 0; round < NEST_ROUNDS && !atomic_load(&failed); round++) {
+    for (int round = 0; round < NEST_ROUNDS && !ct_thread_failed(); round++) {
         intptr_t h = cf_at(512 * KIB); /* H: [512 KiB, +256 KiB) of the arena, X above it */
         assert_int_equal(capheap_caps_add_region(ch, h, h + 256 * KIB, NULL), ESP_OK);
         unsigned char *blk = heap_caps_malloc(64 * KIB, ch[0]);
@@ -467,10 +451,10 @@ static void test_nested_lookup_during_registration(void **state)
         pthread_t r;
         unsigned long l0 = atomic_load(&nest_lookups);
         assert_int_equal(pthread_create(&r, NULL, nest_reader, NULL), 0);
-        while (atomic_load(&nest_lookups) == l0 && !atomic_load(&failed)) {
+        while (atomic_load(&nest_lookups) == l0 && !ct_thread_failed()) {
             sched_yield(); /* the reader is running before the first registration */
         }
-        for (size_t k = 0; k < low && !atomic_load(&failed); k++) { /* each below all the others */
+        for (size_t k = 0; k < low && !ct_thread_failed(); k++) { /* each below all the others */
             intptr_t s = h - (intptr_t)((k + 1) * 8 * KIB);
             assert_int_equal(capheap_caps_add_region(ch, s, s + 8 * KIB, NULL), ESP_OK);
         }
@@ -479,8 +463,8 @@ static void test_nested_lookup_during_registration(void **state)
         assert_true(heap_caps_check_integrity_all(true));
         capheap_caps_reset();
     }
-    if (atomic_load(&failed)) {
-        fail_msg("%s", failure);
+    if (ct_thread_failed()) {
+        fail_msg("%s", ct_thread_failure());
     }
     print_message("%lu lookups of a nested heap's block during registrations\n",
                   (unsigned long)atomic_load(&nest_lookups));

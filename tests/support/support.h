@@ -4,10 +4,10 @@
  * Built as the static library `capheap_test_support` (tests/CMakeLists.txt);
  * link it and `#include "support.h"`. It depends on capheap only (not on
  * cmocka), so unit tests, the model test and fuzz drivers can all use it.
- * Nothing here allocates from a capheap heap, and nothing is thread-safe:
- * call it from the test's main thread.
+ * Nothing here allocates from a capheap heap, and nothing is thread-safe
+ * except group 7: call it from the test's main thread.
  *
- * Six groups, each prefixed ct_ ("capheap test"):
+ * Seven groups, each prefixed ct_ ("capheap test"):
  *
  *  1. Abort catching. capheap ends every misuse report in the abort handler
  *     (capheap/port.h). CT_CATCH_ABORT runs a statement with a handler
@@ -50,6 +50,11 @@
  *     (a position inside the caller, just after the call), and CT_NOINLINE
  *     keeps a function a real frame of its own: heap-tracing tests bound the
  *     call site they expect with them (ct_site_within).
+ *
+ *  7. Failures in threads. cmocka's assertions are not thread-safe: a test's
+ *     threads record their first failure with ct_fail_in_thread(fmt, ...)
+ *     and stop; the main thread joins them and fails with
+ *     ct_thread_failure() if ct_thread_failed().
  */
 #ifndef CAPHEAP_TEST_SUPPORT_H
 #define CAPHEAP_TEST_SUPPORT_H
@@ -297,6 +302,23 @@ void *ct_call_site(void);
  *  after is what a ct_call_site() made in that function after its allocation
  *  returned; the bound allows for a few instructions past it. */
 bool ct_site_within(uintptr_t site, uintptr_t fn, uintptr_t after);
+
+/* ------------------------------------------------------------------------ */
+/* 7. Failures in threads (thread-safe)                                       */
+/* ------------------------------------------------------------------------ */
+
+/** Record a failure (printf-style) unless one is recorded already: the first one is kept. */
+void ct_fail_in_thread(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+/** True once a failure is recorded (since the last reset). */
+bool ct_thread_failed(void);
+/** The recorded failure's text ("" if none); read it after the threads have ended. */
+const char *ct_thread_failure(void);
+/** Forget the recorded failure: before a test starts its threads. */
+void ct_thread_failure_reset(void);
 
 #ifdef __cplusplus
 }
