@@ -76,7 +76,9 @@ const char *capheap_port_task_name(void *task);
  */
 void capheap_port_write(const char *text, size_t len);
 
-/** Replaceable text sink; NULL restores capheap_port_write(). Returns the previous sink. */
+/** Replaceable text sink; NULL restores capheap_port_write(). Returns the previous sink.
+ *  May be called while other threads print: a line another thread is printing meanwhile may
+ *  still go to the previous sink, also after this returns. */
 typedef void (*capheap_write_fn)(const char *text, size_t len);
 capheap_write_fn capheap_set_writer(capheap_write_fn fn);
 
@@ -100,7 +102,8 @@ void capheap_vprintf(const char *fmt, va_list ap);
 void capheap_port_abort(const char *reason);
 
 /** Replaceable abort; NULL restores capheap_port_abort(). Returns the previous one.
- *  A test handler may longjmp out; the handler must not return. */
+ *  A test handler may longjmp out; the handler must not return. May be called while other
+ *  threads report, as capheap_set_writer(). */
 typedef void (*capheap_abort_fn)(const char *reason);
 capheap_abort_fn capheap_set_abort_handler(capheap_abort_fn fn);
 

@@ -17,13 +17,20 @@
  * queries and reports). At the end every block is freed: every heap is back
  * to its free size at the start and intact.
  *
- * Meant for ThreadSanitizer and helgrind as much as for plain builds (CI
- * runs it in its tsan builds); bounded (STRESS_OPS per worker, or the
- * environment's CAPHEAP_STRESS_OPS). Failures
+ * A second test swaps the output and abort sinks while another thread
+ * prints and reports.
+ *
+ * Meant for ThreadSanitizer as much as for plain builds (CI runs it in its
+ * tsan builds; helgrind knows neither the atomics of the unlocked readers
+ * nor the tracer's and the tracker's spinlocks, and reports both); bounded
+ * (STRESS_OPS per worker, or the environment's CAPHEAP_STRESS_OPS). Failures
  * inside threads are recorded and asserted by the main thread. Seeded
  * (CAPHEAP_SEED).
  */
+#include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -559,10 +566,98 @@ static void test_stress(void **state)
     assert_int_equal(info.allocated_blocks, info0.allocated_blocks);
 }
 
+/* ---- the sinks replaced while another thread prints -------------------------- */
+
+/* capheap_set_writer() and capheap_set_abort_handler() may be called while
+ * another thread reports (a program capturing a dump while a worker fails an
+ * ESP_ERROR_CHECK). The printer read its sink twice, as a plain variable: a
+ * test for NULL, then the call, which a concurrent restore of the default
+ * (NULL) could turn into a call through NULL, and ThreadSanitizer reported
+ * the race (a concurrency audit). Here one thread prints and "aborts" (a
+ * handler that longjmps back) while the other swaps both sinks, NULL included;
+ * stderr, the default sink's, goes to /dev/null meanwhile. */
+#define SWAPS 20000
+
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CT_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(CT_TSAN)
+#define CT_TSAN 1
+#endif
+#ifdef CT_TSAN
+void __sanitizer_set_report_fd(void *fd); /* the sanitizer's interface: its reports keep the real stderr */
+#endif
+
+static atomic_int swap_stop;
+static atomic_ulong aborts_seen;
+
+static _Thread_local jmp_buf reporter_jump;
+
+static void counting_abort(const char *reason)
+{
+    (void)reason;
+    atomic_fetch_add(&aborts_seen, 1);
+    longjmp(reporter_jump, 1); /* an abort handler does not return */
+}
+
+static void counting_abort2(const char *reason)
+{
+    counting_abort(reason);
+}
+
+static void *reporter(void *unused)
+{
+    (void)unused;
+    while (!atomic_load(&swap_stop)) {
+        heap_caps_print_heap_info(MALLOC_CAP_SPIRAM);
+        if (setjmp(reporter_jump) == 0)
+            (void)capheap_esp_error_check(ESP_FAIL, __FILE__, __LINE__, __func__, "swap", 1);
+    }
+    return NULL;
+}
+
+static void test_sinks_swapped_while_printing(void **state)
+{
+    (void)state;
+    fflush(stderr);
+    int saved = dup(2), null = open("/dev/null", O_WRONLY);
+    assert_true(saved >= 0 && null >= 0);
+#ifdef CT_TSAN
+    __sanitizer_set_report_fd((void *)(intptr_t)saved);
+#endif
+    capheap_write_fn old_writer = capheap_set_writer(counting_writer);
+    capheap_abort_fn old_abort = capheap_set_abort_handler(counting_abort);
+    atomic_store(&written_bytes, 0);
+    atomic_store(&aborts_seen, 0);
+    atomic_store(&swap_stop, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reporter, NULL), 0);
+    while (atomic_load(&written_bytes) == 0 || atomic_load(&aborts_seen) == 0)
+        sched_yield(); /* the reporter is running */
+    assert_int_equal(dup2(null, 2), 2);
+    for (unsigned i = 0; i < SWAPS; i++) {
+        (void)capheap_set_writer(i % 3 == 0 ? NULL : counting_writer);
+        (void)capheap_set_abort_handler(i % 3 == 1 ? counting_abort2 : counting_abort);
+    }
+    (void)capheap_set_writer(counting_writer);
+    (void)capheap_set_abort_handler(counting_abort);
+    atomic_store(&swap_stop, 1);
+    pthread_join(t, NULL);
+    assert_int_equal(dup2(saved, 2), 2);
+    close(saved);
+    close(null);
+    (void)capheap_set_writer(old_writer);
+    (void)capheap_set_abort_handler(old_abort);
+    assert_true(atomic_load(&written_bytes) > 0 && atomic_load(&aborts_seen) > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stress, stress_setup, stress_teardown),
+        cmocka_unit_test_setup_teardown(test_sinks_swapped_while_printing, stress_setup, stress_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
