@@ -253,8 +253,11 @@ static void attach_lock(ch_heap_t *h, multi_heap_handle_t heap)
 }
 
 /* Register the descriptor's region as a heap (4-aligned start; not address 0,
- * which would make a block at address 0 indistinguishable from failure). */
-static bool register_heap(ch_heap_t *h, size_t alignment)
+ * which would make a block at address 0 indistinguishable from failure).
+ * from_zero: its low-water mark starts at 0 (a runtime heap after start-up),
+ * set before its lock is attached: no heap's lock is ever taken under the
+ * registry's, which capheap_caps_lock_all takes after the heaps'. */
+static bool register_heap(ch_heap_t *h, size_t alignment, bool from_zero)
 {
     uintptr_t s = (h->start + 3u) & ~(uintptr_t)3u;
     if (s == 0)
@@ -274,6 +277,8 @@ static bool register_heap(ch_heap_t *h, size_t alignment)
 #if !CH_COMPACT
     h->span = h->end - h->start; /* non-zero only once registered: the page cache needs no handle check */
 #endif
+    if (from_zero)
+        multi_heap_restore_minimum_free_bytes(heap, 0);
     attach_lock(h, heap);
     CH_RELEASE(h->heap, heap); /* last: a reader that sees the handle sees its lock (a start-up-stack
                                 * region is listed before it is registered) */
@@ -404,12 +409,10 @@ esp_err_t capheap_caps_add_region(const uint32_t caps[CH_PRIOS], intptr_t start,
         if (h == NULL)
             err = ESP_ERR_NO_MEM;
     }
-    if (err == ESP_OK && !register_heap(h, align))
+    if (err == ESP_OK && !register_heap(h, align, ch_g.started))
         err = ESP_ERR_INVALID_SIZE;
     if (err == ESP_OK) {
         h->runtime = true;
-        if (ch_g.started)
-            multi_heap_restore_minimum_free_bytes(h->heap, 0);
         publish();
         ch_reindex();
     }
@@ -440,7 +443,7 @@ void heap_caps_enable_nonos_stack_heaps(void)
     for (size_t i = 0; i < ch_g.n; i++) {
         ch_heap_t *h = &ch_g.heaps[i];
         if (h->heap == NULL)
-            (void)register_heap(h, chip_alignment());
+            (void)register_heap(h, chip_alignment(), false);
     }
     ch_g.started = true;
     ch_reindex();
@@ -548,7 +551,7 @@ static void flush(carve_t *c, uintptr_t s, uintptr_t e, size_t k)
     }
     size_t align = c->chip->heap_alignment; /* chip_alignment(): this chip is ch_g.chip */
     if (!(pk & 1u))
-        (void)register_heap(h, align != 0 ? align : 4u); /* too small: listed, like ESP-IDF */
+        (void)register_heap(h, align != 0 ? align : 4u, false); /* too small: listed, like ESP-IDF */
     publish();
 }
 
@@ -872,41 +875,67 @@ int capheap_heap_find(const void *ptr)
     return h != NULL ? ch_position(h) : -1; /* consistent with capheap_heap_get() */
 }
 
+/* The object a heap's lock hooks receive (attach_lock()'s). */
+static void *heap_lock(size_t i)
+{
+#if CAPHEAP_PORT_HOST
+    return &ch_g.heaps[i].lock;
+#else
+    return &ch_g.heaps[i];
+#endif
+}
+
+/*
+ * Every lock, in an order no other path contradicts: the monitor's, the debug
+ * layers' (the tracker walks heaps under its own), every heap's, and the
+ * registry's last. A walk callback holds its heap's lock and may ask for
+ * statistics, which take the registry's (esp_heap_caps.h): with the registry's
+ * taken before the heaps', a fork's prepare handler and such a walk deadlocked
+ * (a concurrency audit; test_walk_callback_against_lock_all). The heaps are
+ * locked without the registry's lock, as published (handle, then count, both
+ * with release); a heap registered meanwhile is found under the registry's
+ * lock, which is then let go for another round. The monitor's lock keeps out
+ * a second lock_all, so the static record of what is held needs no other.
+ */
+static uint32_t held[(CAPHEAP_MAX_HEAPS + 31) / 32];
+
 void capheap_caps_lock_all(void)
 {
-    ch_monitor_lock(); /* the monitor takes its lock before the registry's and the heaps' */
-    ch_lock();
+    ch_monitor_lock();
 #if CAPHEAP_TASK_TRACKING
-    ch_task_fork_prepare(); /* the debug layers' locks come after the registry's, before the heaps' */
+    ch_task_fork_prepare();
 #endif
 #if CAPHEAP_TRACING
     ch_trace_fork_prepare();
 #endif
-    for (size_t i = 0; i < ch_g.n; i++)
-        if (ch_g.heaps[i].heap != NULL)
-#if CAPHEAP_PORT_HOST
-            capheap_port_lock_acquire(&ch_g.heaps[i].lock);
-#else
-            capheap_port_lock_acquire(&ch_g.heaps[i]);
-#endif
+    for (bool missing = true; missing;) {
+        for (size_t i = 0, n = CH_ACQUIRE(ch_g.n); i < n; i++)
+            if (!(held[i / 32] >> (i % 32) & 1u) && CH_ACQUIRE(ch_g.heaps[i].heap) != NULL) {
+                capheap_port_lock_acquire(heap_lock(i));
+                held[i / 32] |= 1u << (i % 32);
+            }
+        ch_lock();
+        missing = false;
+        for (size_t i = 0; i < ch_g.n; i++)
+            missing |= ch_g.heaps[i].heap != NULL && !(held[i / 32] >> (i % 32) & 1u);
+        if (missing)
+            ch_unlock(); /* a heap came while the others were locked: lock it too */
+    }
 }
 
 void capheap_caps_unlock_all(void)
 {
-    for (size_t i = ch_g.n; i-- > 0;)
-        if (ch_g.heaps[i].heap != NULL)
-#if CAPHEAP_PORT_HOST
-            capheap_port_lock_release(&ch_g.heaps[i].lock);
-#else
-            capheap_port_lock_release(&ch_g.heaps[i]);
-#endif
+    ch_unlock();
+    for (size_t i = CAPHEAP_MAX_HEAPS; i-- > 0;)
+        if (held[i / 32] >> (i % 32) & 1u)
+            capheap_port_lock_release(heap_lock(i));
+    memset(held, 0, sizeof held);
 #if CAPHEAP_TRACING
     ch_trace_fork_parent();
 #endif
 #if CAPHEAP_TASK_TRACKING
     ch_task_fork_parent();
 #endif
-    ch_unlock();
     ch_monitor_unlock();
 }
 
@@ -924,6 +953,7 @@ void capheap_caps_unlock_all_child(void)
 #endif
     capheap_lock_t fresh = {PTHREAD_MUTEX_INITIALIZER};
     ch_registry_lock = fresh;
+    memset(held, 0, sizeof held);
     ch_monitor_fork_child();
 #else
     capheap_caps_unlock_all();

@@ -18,11 +18,13 @@
  * thread refills the route-cache entry it shares with another mask; a
  * fifth, failures while the extended failure callback is re-registered; a
  * sixth, a walk whose callback asks for the total size while another thread
- * opens and closes minimum-free monitor windows.
+ * opens and closes minimum-free monitor windows, or takes and gives back
+ * every lock with capheap_caps_lock_all (a fork's handlers).
  *
- * A third forks while two threads allocate, with capheap_caps_lock_all,
- * _unlock_all and _unlock_all_child as the pthread_atfork handlers (what
- * libcapheap_malloc.so does): every child must allocate, free and check
+ * A third forks while two threads allocate and another registers regions,
+ * with capheap_caps_lock_all, _unlock_all and _unlock_all_child as the
+ * pthread_atfork handlers (what libcapheap_malloc.so does): every child
+ * must allocate, free and check
  * the heaps within 5 s (a lock inherited held would hang it), and in builds
  * with heap tracing or task tracking their locks are among those handled, so
  * the child traces and charges its allocations too.
@@ -633,22 +635,25 @@ static int in_child(int (*work)(void))
     return status;
 }
 
-/* ---- a walk that asks for statistics, against the monitor ------------------ */
+/* ---- a walk that asks for statistics, against the monitor and lock_all ----- */
 
 /* A walk callback runs under the walked heap's lock and may ask for a size
  * (which takes the registry lock, briefly); the minimum-free monitor took the
  * registry lock and then each heap's: the two deadlocked (an audit's probe,
- * within a second). The callback asks for the total size, which takes the
- * registry lock and no other heap's: the free size would also take the other
- * heaps' locks, an order ThreadSanitizer rightly reports against the walks of
- * those heaps (esp_heap_caps.h: a second walk doing the same deadlocks). Both
- * threads must make progress; a hang fails by the alarm in a child process,
- * so that this process can report it. */
+ * within a second). capheap_caps_lock_all (a fork's prepare handler) did the
+ * same, the registry's lock and then every heap's: it hung with such a walk
+ * within milliseconds, and ThreadSanitizer reported the inversion (a
+ * concurrency audit); it now takes the heaps' locks first. The callback asks
+ * for the total size, which takes the registry lock and no other heap's: the
+ * free size would also take the other heaps' locks, an order ThreadSanitizer
+ * rightly reports against the walks of those heaps (esp_heap_caps.h: a second
+ * walk doing the same deadlocks). Both threads must make progress; a hang
+ * fails by the alarm in a child process, so that this process can report it. */
 #define WALK_ROUNDS 300
-#define MONITOR_WINDOWS 20000
+#define OTHER_ROUNDS 20000 /* monitor windows, or lock_all and unlock_all pairs */
 
 static atomic_int walk_stop;
-static atomic_ulong monitor_count;
+static atomic_ulong other_count;
 
 static bool walk_asks_size(walker_heap_into_t heap, walker_block_info_t block, void *user)
 {
@@ -663,23 +668,35 @@ static void *monitor_windows(void *unused)
     while (!atomic_load(&walk_stop)) {
         (void)heap_caps_monitor_local_minimum_free_size_start();
         (void)heap_caps_monitor_local_minimum_free_size_stop();
-        atomic_fetch_add(&monitor_count, 1);
+        atomic_fetch_add(&other_count, 1);
     }
     return NULL;
 }
 
-static int walk_and_monitor(void)
+static void *lock_all_rounds(void *unused)
+{
+    (void)unused;
+    while (!atomic_load(&walk_stop)) {
+        capheap_caps_lock_all(); /* what a fork's prepare and parent handlers do */
+        capheap_caps_unlock_all();
+        atomic_fetch_add(&other_count, 1);
+    }
+    return NULL;
+}
+
+/* Walks asking for sizes while other() runs in a second thread; 0 if both made progress. */
+static int walk_against(void *(*other)(void *))
 {
     alarm(10);
     pthread_t t;
-    if (pthread_create(&t, NULL, monitor_windows, NULL) != 0)
+    if (pthread_create(&t, NULL, other, NULL) != 0)
         return 2;
     size_t asked = 0;
     void *p[8];
     for (int i = 0; i < 8; i++)
         p[i] = heap_caps_malloc(64u + (size_t)i * 32u, MALLOC_CAP_DEFAULT);
-    /* both sides busy for a while: the walks overlap many windows */
-    for (int r = 0; r < WALK_ROUNDS || atomic_load(&monitor_count) < MONITOR_WINDOWS; r++)
+    /* both sides busy for a while: the walks overlap many rounds of the other */
+    for (int r = 0; r < WALK_ROUNDS || atomic_load(&other_count) < OTHER_ROUNDS; r++)
         heap_caps_walk_all(walk_asks_size, &asked);
     atomic_store(&walk_stop, 1);
     pthread_join(t, NULL);
@@ -688,17 +705,38 @@ static int walk_and_monitor(void)
     return asked >= WALK_ROUNDS && heap_caps_check_integrity_all(true) ? 0 : 3;
 }
 
+static int walk_and_monitor(void)
+{
+    return walk_against(monitor_windows);
+}
+
+static int walk_and_lock_all(void)
+{
+    return walk_against(lock_all_rounds);
+}
+
+static void run_walk_against(int (*work)(void), const char *what)
+{
+    threads_chip();
+    atomic_store(&walk_stop, 0);
+    atomic_store(&other_count, 0);
+    int status = in_child(work);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        fail_msg("%s: %s %d (SIGALRM 14: a deadlock)", what, WIFSIGNALED(status) ? "signal" : "exit status",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    }
+}
+
 static void test_walk_callback_against_monitor(void **state)
 {
     (void)state;
-    threads_chip();
-    atomic_store(&walk_stop, 0);
-    atomic_store(&monitor_count, 0);
-    int status = in_child(walk_and_monitor);
-    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-        fail_msg("walk and monitor: %s %d (SIGALRM 14: a deadlock)", WIFSIGNALED(status) ? "signal" : "exit status",
-                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-    }
+    run_walk_against(walk_and_monitor, "walk and monitor");
+}
+
+static void test_walk_callback_against_lock_all(void **state)
+{
+    (void)state;
+    run_walk_against(walk_and_lock_all, "walk and lock_all");
 }
 
 /* ---- fork while busy ------------------------------------------------------ */
@@ -769,6 +807,29 @@ static void *fork_monitor(void *unused)
     return NULL;
 }
 
+/* Registers runtime regions between forks, first in the search order: the
+ * churners' requests go there at once. capheap_caps_lock_all takes the heaps'
+ * locks before the registry's, so a heap registered while it does so must be
+ * found and locked too, or a child inherits its lock held (a narrow window:
+ * this shows registrations and forks get on, it rarely hits the window). */
+#define FORK_REGIONS 24
+
+static atomic_int forks_done;
+
+static void *fork_registrar(void *unused)
+{
+    (void)unused;
+    const uint32_t caps[3] = {MALLOC_CAP_DEFAULT | MALLOC_CAP_8BIT | MALLOC_CAP_32BIT, 0, 0};
+    for (size_t i = 0; i < FORK_REGIONS && !atomic_load(&fork_stop); i++) {
+        while (atomic_load(&forks_done) < (int)i && !atomic_load(&fork_stop))
+            sched_yield(); /* one region per fork, while the next one comes */
+        intptr_t s = cf_at(RACE_BASE + i * RACE_REGION);
+        if (heap_caps_add_region_with_caps(caps, s, s + (intptr_t)RACE_REGION) != ESP_OK)
+            ct_fail_in_thread("fork_registrar: region %zu refused", i);
+    }
+    return NULL;
+}
+
 static void test_fork_while_busy(void **state)
 {
     (void)state;
@@ -788,24 +849,30 @@ static void test_fork_while_busy(void **state)
 #endif
     atomic_store(&fork_stop, 0);
     atomic_store(&fork_ops, 0);
-    pthread_t t[3];
+    ct_thread_failure_reset();
+    atomic_store(&forks_done, 0);
+    pthread_t t[4];
     for (uintptr_t i = 0; i < 2; i++)
         assert_int_equal(pthread_create(&t[i], NULL, fork_churner, (void *)(i + 1u)), 0);
     assert_int_equal(pthread_create(&t[2], NULL, fork_monitor, NULL), 0);
+    assert_int_equal(pthread_create(&t[3], NULL, fork_registrar, NULL), 0);
     int bad = 0, bad_status = 0;
     for (int f = 0; f < FORKS; f++) {
         unsigned long ops = atomic_load(&fork_ops);
         while (atomic_load(&fork_ops) < ops + 200u)
             sched_yield(); /* the threads are inside the allocator at the fork, often */
         int status = in_child(fork_child_work);
+        atomic_fetch_add(&forks_done, 1);
         if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
             bad++;
             bad_status = status;
         }
     }
     atomic_store(&fork_stop, 1);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
+    if (ct_thread_failed())
+        fail_msg("%s", ct_thread_failure());
 #if CAPHEAP_TRACING
     assert_int_equal(heap_trace_stop(), ESP_OK);
     assert_int_equal(heap_trace_init_standalone(NULL, 0), ESP_OK);
@@ -817,6 +884,7 @@ static void test_fork_while_busy(void **state)
                  WIFSIGNALED(bad_status) ? WTERMSIG(bad_status) : WEXITSTATUS(bad_status));
     }
     assert_true(heap_caps_check_integrity_all(true));
+    assert_int_equal(capheap_heap_count(), 4u + FORK_REGIONS);
     print_message("%d forks during %lu allocator calls\n", FORKS, (unsigned long)atomic_load(&fork_ops));
 }
 
@@ -829,6 +897,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_route_refill_race, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_failure_callback_pair, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_walk_callback_against_monitor, cf_setup, cf_teardown),
+        cmocka_unit_test_setup_teardown(test_walk_callback_against_lock_all, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_fork_while_busy, cf_setup, cf_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
