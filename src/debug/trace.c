@@ -1023,7 +1023,10 @@ void heap_trace_dump(void)
 
 /* capheap_describe_block(): print ", ccount 0x..., caller a:b" for the live
  * record of p, if any. Called on a corruption report, possibly with a heap
- * lock held: the trace lock is only tried, never waited for. */
+ * lock held: the trace lock is only tried, never waited for. On the host the
+ * buffer is tested under it: heap_trace_init_standalone() sets the buffer
+ * under the lock while other threads may describe (a concurrency audit's
+ * ThreadSanitizer run; bare metal keeps its plain test before the lock). */
 #if DEPTH > 0
 static void print_stack(void *const *frames);
 #endif
@@ -1031,8 +1034,12 @@ static void print_stack(void *const *frames);
 void ch_trace_describe(const void *p)
 {
 #if CAPHEAP_PORT_HOST
-    if (T.buf == NULL || __atomic_exchange_n(&trace_lock, 1, __ATOMIC_ACQUIRE) != 0)
+    if (__atomic_exchange_n(&trace_lock, 1, __ATOMIC_ACQUIRE) != 0)
         return;
+    if (T.buf == NULL) {
+        TRACE_UNLOCK();
+        return;
+    }
 #else
     if (T.buf == NULL)
         return;

@@ -18,7 +18,8 @@
  * to its free size at the start and intact.
  *
  * A second test swaps the output and abort sinks while another thread
- * prints and reports.
+ * prints and reports; a third describes a block (as every corruption
+ * report does) while another thread gives tracing a new buffer.
  *
  * Meant for ThreadSanitizer as much as for plain builds (CI runs it in its
  * tsan builds; helgrind knows neither the atomics of the unlocked readers
@@ -45,6 +46,7 @@
 #include "support.h"
 #include "caps_fixture.h"
 #include "capheap/check.h"
+#include "capheap/report.h"
 #include "capheap/sim.h"
 #include "esp_heap_task_info.h"
 #include "esp_heap_trace.h"
@@ -646,6 +648,9 @@ static void test_sinks_swapped_while_printing(void **state)
     atomic_store(&swap_stop, 1);
     pthread_join(t, NULL);
     assert_int_equal(dup2(saved, 2), 2);
+#ifdef CT_TSAN
+    __sanitizer_set_report_fd((void *)(intptr_t)2);
+#endif
     close(saved);
     close(null);
     (void)capheap_set_writer(old_writer);
@@ -653,11 +658,59 @@ static void test_sinks_swapped_while_printing(void **state)
     assert_true(atomic_load(&written_bytes) > 0 && atomic_load(&aborts_seen) > 0);
 }
 
+/* ---- a block described while tracing is given a new buffer ------------------- */
+
+/* capheap_describe_block() (every corruption report calls it) asks the
+ * tracer for the block's record. It tested that tracing had a buffer before
+ * taking the trace lock, and heap_trace_init_standalone() sets the buffer
+ * under that lock: ThreadSanitizer reported the race (a concurrency audit).
+ * One thread gives tracing a buffer and takes it back, the other describes a
+ * traced block meanwhile. */
+#define DESCRIBES 20000
+
+static atomic_int describe_stop;
+
+static void *trace_reinit(void *unused)
+{
+    (void)unused;
+#if CAPHEAP_TRACING
+    static heap_trace_record_t records[64];
+    while (!atomic_load(&describe_stop)) {
+        if (heap_trace_init_standalone(records, 64) != ESP_OK || heap_trace_init_standalone(NULL, 0) != ESP_OK)
+            ct_fail_in_thread("heap_trace_init_standalone failed while stopped");
+    }
+#endif
+    return NULL;
+}
+
+static void test_describe_while_trace_reinitialised(void **state)
+{
+    (void)state;
+    if (!CAPHEAP_TRACING)
+        skip(); /* no tracer to ask */
+    ct_thread_failure_reset();
+    capheap_write_fn old_writer = capheap_set_writer(counting_writer);
+    void *p = heap_caps_malloc(100, MALLOC_CAP_DEFAULT);
+    assert_non_null(p);
+    atomic_store(&describe_stop, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, trace_reinit, NULL), 0);
+    for (unsigned i = 0; i < DESCRIBES; i++)
+        capheap_describe_block(p);
+    atomic_store(&describe_stop, 1);
+    pthread_join(t, NULL);
+    (void)capheap_set_writer(old_writer);
+    heap_caps_free(p);
+    if (ct_thread_failed())
+        fail_msg("%s", ct_thread_failure());
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stress, stress_setup, stress_teardown),
         cmocka_unit_test_setup_teardown(test_sinks_swapped_while_printing, stress_setup, stress_teardown),
+        cmocka_unit_test_setup_teardown(test_describe_while_trace_reinitialised, stress_setup, stress_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
