@@ -167,7 +167,7 @@ typedef struct {
 static unsigned char *new_block(ct_rng_t *rng, size_t n, uint32_t caps, size_t *align)
 {
     *align = 0;
-    switch (ct_rng_below(rng, 6)) {
+    switch (ct_rng_below(rng, 7)) {
     case 0:
         return heap_caps_calloc(1, n, caps);
     case 1:
@@ -178,6 +178,8 @@ static unsigned char *new_block(ct_rng_t *rng, size_t n, uint32_t caps, size_t *
         return heap_caps_aligned_calloc(*align, 1, n, caps);
     case 3:
         return heap_caps_malloc_prefer(n, 2, caps | MALLOC_CAP_INTERNAL, caps); /* both have caps */
+    case 4:
+        return heap_caps_calloc_prefer(1, n, 2, caps | MALLOC_CAP_INTERNAL, caps);
     default:
         return heap_caps_malloc(n, caps);
     }
@@ -205,8 +207,8 @@ static void check_own_usage(worker_t *w)
     if (e == ESP_FAIL && count == 0)
         return; /* no block yet: the tracker does not know this thread */
     if (e != ESP_OK || st.stat.overall_current_usage != held || st.alloc_count != count)
-        ct_fail_in_thread("worker %u: the tracker says %zu bytes in %zu blocks (%s), the worker holds %zu in %zu", w->id,
-                          st.stat.overall_current_usage, st.alloc_count, esp_err_to_name(e), held, count);
+        ct_fail_in_thread("worker %u: the tracker says %zu bytes in %zu blocks (%s), the worker holds %zu in %zu",
+                          w->id, st.stat.overall_current_usage, st.alloc_count, esp_err_to_name(e), held, count);
 #else
     (void)w;
 #endif
@@ -270,8 +272,14 @@ static void *worker(void *argp)
                                   (void *)b->p, b->n, got, inside);
                 break;
             }
+            if (!heap_caps_check_integrity_addr((intptr_t)b->p, true)) {
+                ct_fail_in_thread("worker %u: the heap of %p is not intact", w->id, (void *)b->p);
+                break;
+            }
             if (ct_rng_below(&rng, 3) == 0) {
-                unsigned char *q = heap_caps_realloc(b->p, n, caps);
+                unsigned char *q = ct_rng_below(&rng, 4)
+                                       ? heap_caps_realloc(b->p, n, caps)
+                                       : heap_caps_realloc_prefer(b->p, n, 2, caps | MALLOC_CAP_INTERNAL, caps);
                 if (q == NULL) {
                     if (!ct_stamp_ok_token(b->p, b->n, b->token))
                         ct_fail_in_thread("worker %u: a failed realloc damaged the block", w->id);
@@ -381,6 +389,8 @@ static void observe_trace(unsigned round)
     }
     case 2:
         heap_trace_dump();
+        if (round % 3 == 0 && heap_trace_alloc_pause() == ESP_OK)
+            (void)heap_trace_resume(); /* frees are still recorded while paused */
         break;
     default:
         (void)heap_trace_stop();
