@@ -75,7 +75,8 @@ void capheap_clear_last_report(void);
  */
 void capheap_describe_block(const void *address);
 
-/** Internal: the function a printed fatal report calls before the abort (NULL: none). */
+/** Internal: the function a printed fatal report calls before the abort (NULL: none). May be
+ *  called while other threads report (heap_caps calls it at every registration). */
 void capheap_report_set_epilogue(void (*fn)(const void *address));
 
 #ifdef __cplusplus

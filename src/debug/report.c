@@ -83,12 +83,14 @@ static capheap_report_t get_last(void)
 
 /* Called after a printed fatal report, before the abort: the caps layer
  * installs capheap_describe_block (src/debug/describe.c) when it registers a
- * heap, so a firmware using multi_heap alone does not link the description. */
+ * heap, so a firmware using multi_heap alone does not link the description.
+ * A registration may come while another thread reports: CH_HOOK_GET/SET (a
+ * concurrency audit's ThreadSanitizer run found the plain pair racing). */
 static void (*report_epilogue)(const void *address);
 
 void capheap_report_set_epilogue(void (*fn)(const void *address))
 {
-    report_epilogue = fn;
+    CH_HOOK_SET(report_epilogue, fn);
 }
 
 /* The kinds' texts (port_private.h); the first is also the text of a report
@@ -175,7 +177,7 @@ void capheap_report_corruption(const capheap_report_t *report, bool print, bool 
                 text[len++] = c;
         }
         capheap_write(text, len);
-        void (*epilogue)(const void *) = report_epilogue;
+        void (*epilogue)(const void *) = CH_HOOK_GET(report_epilogue);
         if (fatal && epilogue != NULL && report->address != NULL)
             epilogue(report->address);
     }

@@ -11,6 +11,20 @@
 #include "capheap/config.h"
 #include "capheap/port.h"
 
+/* A replaceable function (a sink, the abort handler, the report's epilogue):
+ * set from one thread while others may call it, so read once, atomically,
+ * and published with release so the function sees what its setter prepared
+ * (a concurrency audit: a test for NULL and a second read for the call could
+ * call through NULL). Plain loads and stores on every chip, no
+ * read-modify-write (Armv6-M and RV32 without A have none). */
+#if defined(__GNUC__)
+#define CH_HOOK_GET(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+#define CH_HOOK_SET(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#else
+#define CH_HOOK_GET(x) (x)
+#define CH_HOOK_SET(x, v) ((x) = (v))
+#endif
+
 /* Call the current abort handler (the test's, or the port's). Does not return. */
 void capheap_port_abort_now(const char *reason);
 

@@ -19,35 +19,21 @@
 #define LINE_MAX_BYTES 160
 
 /* The sinks may be replaced while other threads print or abort (a program
- * capturing a dump while a worker reports): each is read once, atomically,
- * and published with release, so a sink sees what its setter prepared. Read
- * twice, a test for NULL and then the call, a concurrent restore of the
- * default (NULL) between the two made a call through NULL (gcc -O0 loads it
- * twice; a concurrency audit, ThreadSanitizer saw the race). Plain loads and
- * stores on every chip (no read-modify-write: Armv6-M and RV32 without A
- * have none). */
-#if defined(__GNUC__)
-#define SINK_GET(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
-#define SINK_SET(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
-#else
-#define SINK_GET(x) (x)
-#define SINK_SET(x, v) ((x) = (v))
-#endif
-
+ * capturing a dump while a worker reports): CH_HOOK_GET/SET (port_private.h). */
 static capheap_write_fn writer;
 static capheap_abort_fn abort_handler;
 
 capheap_write_fn capheap_set_writer(capheap_write_fn fn)
 {
-    capheap_write_fn old = SINK_GET(writer);
-    SINK_SET(writer, fn);
+    capheap_write_fn old = CH_HOOK_GET(writer);
+    CH_HOOK_SET(writer, fn);
     return old ? old : capheap_port_write;
 }
 
 capheap_abort_fn capheap_set_abort_handler(capheap_abort_fn fn)
 {
-    capheap_abort_fn old = SINK_GET(abort_handler);
-    SINK_SET(abort_handler, fn);
+    capheap_abort_fn old = CH_HOOK_GET(abort_handler);
+    CH_HOOK_SET(abort_handler, fn);
     return old ? old : capheap_port_abort;
 }
 
@@ -55,7 +41,7 @@ void capheap_write(const char *text, size_t len)
 {
     /* Two tail calls, as capheap_port_abort_now's: no address of
      * capheap_port_write to load (-8 B on Cortex-M4, -6 B on RV32IMC). */
-    capheap_write_fn w = SINK_GET(writer);
+    capheap_write_fn w = CH_HOOK_GET(writer);
     if (w != NULL)
         w(text, len);
     else
@@ -64,7 +50,7 @@ void capheap_write(const char *text, size_t len)
 
 void capheap_port_abort_now(const char *reason)
 {
-    capheap_abort_fn a = SINK_GET(abort_handler);
+    capheap_abort_fn a = CH_HOOK_GET(abort_handler);
     if (a != NULL)
         a(reason);
     else

@@ -19,7 +19,8 @@
  *
  * A second test swaps the output and abort sinks while another thread
  * prints and reports; a third describes a block (as every corruption
- * report does) while another thread gives tracing a new buffer.
+ * report does) while another thread gives tracing a new buffer; a fourth
+ * makes fatal reports while another registers heaps.
  *
  * Meant for ThreadSanitizer as much as for plain builds (CI runs it in its
  * tsan builds; helgrind knows neither the atomics of the unlocked readers
@@ -132,6 +133,9 @@ static const uint32_t stress_caps[] = {
 /* Runtime regions the workers add (from the host's memory, apart from the chip). */
 static _Alignas(16) unsigned char extra[EXTRA_REGIONS][EXTRA_BYTES];
 static atomic_uint extra_added;
+#define LATE_REGIONS 40 /* test_report_while_registering's */
+#define LATE_BYTES 1024u
+static _Alignas(16) unsigned char late[LATE_REGIONS][LATE_BYTES];
 static const uint32_t extra_caps[3] = {MALLOC_CAP_INTERNAL | MALLOC_CAP_DEFAULT,
                                        MALLOC_CAP_8BIT | MALLOC_CAP_32BIT | MALLOC_CAP_DMA, 0};
 
@@ -482,6 +486,7 @@ static int stress_teardown(void **state)
     (void)state;
     esp_err_t e = capheap_sim_shutdown();
     capheap_sanitizer_release(extra, sizeof extra);
+    capheap_sanitizer_release(late, sizeof late);
     return e == ESP_OK ? 0 : -1;
 }
 
@@ -716,12 +721,59 @@ static void test_describe_while_trace_reinitialised(void **state)
         fail_msg("%s", ct_thread_failure());
 }
 
+/* ---- a fatal report while a heap is registered ---------------------------------- */
+
+/* Registering a heap installs the report's epilogue (the block description)
+ * with a plain store, and a fatal report read it with a plain load: a report
+ * in one thread (here a foreign pointer freed, caught by an abort handler
+ * that longjmps back) while another registers a runtime region (external
+ * RAM found late, libcapheap_malloc.so growing) was a data race that
+ * ThreadSanitizer reported (a concurrency audit). */
+static atomic_int report_stop;
+
+static void *foreign_freer(void *unused)
+{
+    (void)unused;
+    static char not_a_block[64];
+    while (!atomic_load(&report_stop))
+        if (setjmp(reporter_jump) == 0)
+            heap_caps_free(not_a_block + 16); /* in no heap: reported, then the abort handler */
+    return NULL;
+}
+
+static void test_report_while_registering(void **state)
+{
+    (void)state;
+    const uint32_t caps[3] = {MALLOC_CAP_8BIT | MALLOC_CAP_32BIT, 0, 0};
+    capheap_write_fn old_writer = capheap_set_writer(counting_writer);
+    capheap_abort_fn old_abort = capheap_set_abort_handler(counting_abort);
+    atomic_store(&aborts_seen, 0);
+    atomic_store(&report_stop, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, foreign_freer, NULL), 0);
+    while (atomic_load(&aborts_seen) == 0)
+        sched_yield(); /* the reports are coming */
+    size_t room = CAPHEAP_MAX_HEAPS - capheap_heap_count();
+    for (size_t i = 0; i < LATE_REGIONS && i < room; i++) {
+        assert_int_equal(heap_caps_add_region_with_caps(caps, (intptr_t)late[i], (intptr_t)(late[i] + LATE_BYTES)),
+                         ESP_OK);
+        for (unsigned long seen = atomic_load(&aborts_seen); atomic_load(&aborts_seen) < seen + 2u;)
+            sched_yield(); /* a report or two in between */
+    }
+    atomic_store(&report_stop, 1);
+    pthread_join(t, NULL);
+    (void)capheap_set_abort_handler(old_abort);
+    (void)capheap_set_writer(old_writer);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_stress, stress_setup, stress_teardown),
         cmocka_unit_test_setup_teardown(test_sinks_swapped_while_printing, stress_setup, stress_teardown),
         cmocka_unit_test_setup_teardown(test_describe_while_trace_reinitialised, stress_setup, stress_teardown),
+        cmocka_unit_test_setup_teardown(test_report_while_registering, stress_setup, stress_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
