@@ -252,12 +252,10 @@ static void attach_lock(ch_heap_t *h, multi_heap_handle_t heap)
 #endif
 }
 
-/* Register the descriptor's region as a heap (4-aligned start; not address 0,
- * which would make a block at address 0 indistinguishable from failure).
- * from_zero: its low-water mark starts at 0 (a runtime heap after start-up),
- * set before its lock is attached: no heap's lock is ever taken under the
- * registry's, which capheap_caps_lock_all takes after the heaps'. */
-static bool register_heap(ch_heap_t *h, size_t alignment, bool from_zero)
+/* Make the descriptor's region a heap (4-aligned start; not address 0,
+ * which would make a block at address 0 indistinguishable from failure),
+ * not yet published and with no lock attached; NULL if the region cannot. */
+CH_INLINE multi_heap_handle_t make_heap(ch_heap_t *h, size_t alignment)
 {
     uintptr_t s = (h->start + 3u) & ~(uintptr_t)3u;
     if (s == 0)
@@ -266,22 +264,33 @@ static bool register_heap(ch_heap_t *h, size_t alignment, bool from_zero)
      * address space, whose rounding wrapped to 0, is refused too (it once
      * became a heap over [alignment, end)) */
     if (s - h->start >= h->end - h->start)
-        return false;
+        return NULL;
     /* Set before the call, so that alignment need not live across it: only a
      * registered heap's alignment is ever read (a failure leaves a heap that
      * is never used, or registered again with its alignment then). */
     h->align = (uint8_t)alignment;
     multi_heap_handle_t heap = capheap_heap_register_aligned((void *)s, (size_t)(h->end - s), alignment);
-    if (heap == NULL)
-        return false;
 #if !CH_COMPACT
-    h->span = h->end - h->start; /* non-zero only once registered: the page cache needs no handle check */
+    if (heap != NULL)
+        h->span = h->end - h->start; /* non-zero only once registered: the page cache needs no handle check */
 #endif
-    if (from_zero)
-        multi_heap_restore_minimum_free_bytes(heap, 0);
+    return heap;
+}
+
+/* Attach the heap's lock and publish its handle. */
+static void open_heap(ch_heap_t *h, multi_heap_handle_t heap)
+{
     attach_lock(h, heap);
     CH_RELEASE(h->heap, heap); /* last: a reader that sees the handle sees its lock (a start-up-stack
                                 * region is listed before it is registered) */
+}
+
+static bool register_heap(ch_heap_t *h, size_t alignment)
+{
+    multi_heap_handle_t heap = make_heap(h, alignment);
+    if (heap == NULL)
+        return false;
+    open_heap(h, heap);
     return true;
 }
 
@@ -409,9 +418,16 @@ esp_err_t capheap_caps_add_region(const uint32_t caps[CH_PRIOS], intptr_t start,
         if (h == NULL)
             err = ESP_ERR_NO_MEM;
     }
-    if (err == ESP_OK && !register_heap(h, align, ch_g.started))
+    multi_heap_handle_t heap = err == ESP_OK ? make_heap(h, align) : NULL;
+    if (err == ESP_OK && heap == NULL)
         err = ESP_ERR_INVALID_SIZE;
     if (err == ESP_OK) {
+        /* A heap added after start-up starts its low-water mark at 0, set
+         * before its lock is attached: no heap's lock is ever taken under the
+         * registry's, which capheap_caps_lock_all takes after the heaps'. */
+        if (ch_g.started)
+            multi_heap_restore_minimum_free_bytes(heap, 0);
+        open_heap(h, heap);
         h->runtime = true;
         publish();
         ch_reindex();
@@ -443,7 +459,7 @@ void heap_caps_enable_nonos_stack_heaps(void)
     for (size_t i = 0; i < ch_g.n; i++) {
         ch_heap_t *h = &ch_g.heaps[i];
         if (h->heap == NULL)
-            (void)register_heap(h, chip_alignment(), false);
+            (void)register_heap(h, chip_alignment());
     }
     ch_g.started = true;
     ch_reindex();
@@ -551,7 +567,7 @@ static void flush(carve_t *c, uintptr_t s, uintptr_t e, size_t k)
     }
     size_t align = c->chip->heap_alignment; /* chip_alignment(): this chip is ch_g.chip */
     if (!(pk & 1u))
-        (void)register_heap(h, align != 0 ? align : 4u, false); /* too small: listed, like ESP-IDF */
+        (void)register_heap(h, align != 0 ? align : 4u); /* too small: listed, like ESP-IDF */
     publish();
 }
 
