@@ -601,6 +601,56 @@ static void test_realloc_two_in_flight_one_address(void **state)
     heap_caps_free(elsewhere);
 }
 
+/* Every slot of the in-flight table (16) in use at once, each realloc's old
+ * address reused before its late free, twice over: each late free must find
+ * its own entry, the last slot's included, and leave the newer record alone;
+ * and every entry must be given back, or the second round's last realloc
+ * finds the table full and its late free removes the new record. A 17th
+ * realloc while the table is full goes without an entry: with no reuse, its
+ * pair is a plain free and allocation. */
+static void test_realloc_every_slot_in_flight(void **state)
+{
+    (void)state;
+    enum { SLOTS = 16 };
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
+    void *blk[SLOTS + 1], *moved[SLOTS + 1];
+    for (size_t i = 0; i <= SLOTS; i++) {
+        blk[i] = heap_caps_malloc(24, MALLOC_CAP_INTERNAL);
+        moved[i] = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
+        assert_non_null(blk[i]);
+        assert_non_null(moved[i]);
+    }
+    const size_t live = 2 * (SLOTS + 1);
+    assert_int_equal(heap_trace_get_count(), live);
+    for (int round = 0; round < 2; round++) {
+        unsigned tok[SLOTS + 1];
+        for (size_t i = 0; i <= SLOTS; i++)
+            tok[i] = ch_trace_realloc_begin(blk[i]); /* the 17th finds the table full */
+        capheap_debug_realloc(blk[SLOTS], tok[SLOTS], blk[SLOTS], 24, MALLOC_CAP_INTERNAL); /* in place */
+        for (size_t i = 0; i < SLOTS; i++) {
+            ch_trace_alloc(blk[i], 24, MALLOC_CAP_INTERNAL); /* another thread got blk[i]'s address */
+            capheap_debug_realloc(blk[i], tok[i], moved[i], 200, MALLOC_CAP_INTERNAL); /* the late events */
+        }
+        assert_int_equal(heap_trace_get_count(), live);
+        for (size_t i = 0; i <= SLOTS; i++) {
+            bool have = false;
+            for (size_t k = 0; k < live; k++)
+                have = have || get(k).address == blk[i];
+            if (!have)
+                fail_msg("round %d: the block at blk[%zu] lost its record", round, i);
+        }
+        heap_trace_summary_t s = summary();
+        assert_int_equal(s.total_frees, (size_t)(round + 1) * (SLOTS + 1));
+        assert_int_equal(s.total_hashmap_hits, (size_t)(round + 1) * (SLOTS + 1));
+        assert_int_equal(s.total_hashmap_miss, 0);
+    }
+    heap_trace_stop();
+    for (size_t i = 0; i <= SLOTS; i++) {
+        heap_caps_free(blk[i]);
+        heap_caps_free(moved[i]);
+    }
+}
+
 /* A realloc that begins while the trace is stopped has no in-flight entry.
  * If the trace is started (or resumed) before its late events, the old
  * address may have been given to another thread and traced meanwhile: the
@@ -1168,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_init_arguments),
         cmocka_unit_test(test_realloc_racing_reuse),
         cmocka_unit_test(test_realloc_two_in_flight_one_address),
+        cmocka_unit_test(test_realloc_every_slot_in_flight),
         cmocka_unit_test(test_realloc_across_start),
         cmocka_unit_test(test_init_while_running_and_release),
         cmocka_unit_test(test_state_machine),
