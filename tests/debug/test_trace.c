@@ -1054,6 +1054,44 @@ static void test_describe_names_the_record(void **state)
     heap_caps_free(c);
 }
 
+/* A realloc that moves a block inside its heap frees the old one after the
+ * heap checked it: the tracer keeps no copy of its record (the copy is for a
+ * plain free the heap may reject, whose description comes after the free was
+ * recorded). A block allocated untraced at the old address later is then
+ * described without a record, not with the moved block's. */
+static void test_describe_after_realloc_moved(void **state)
+{
+    (void)state;
+    trace_begin(8, HEAP_TRACE_LEAKS);
+    void *a = heap_caps_malloc(40, MALLOC_CAP_INTERNAL);
+    void *guard = heap_caps_malloc(40, MALLOC_CAP_INTERNAL); /* a cannot grow in place */
+    assert_non_null(a);
+    assert_non_null(guard);
+    int heap = capheap_heap_find(a);
+    void *moved = heap_caps_realloc(a, 400, MALLOC_CAP_INTERNAL);
+    assert_non_null(moved);
+    assert_ptr_not_equal(moved, a);
+    assert_int_equal(capheap_heap_find(moved), heap); /* moved inside its heap */
+    assert_int_equal(heap_trace_stop(), ESP_OK);
+    void *c = heap_caps_malloc(40, MALLOC_CAP_INTERNAL); /* untraced, at a's address */
+    assert_ptr_equal(c, a);
+    ct_capture_begin();
+    capheap_describe_block(c);
+    ct_capture_end();
+    char want[128];
+    snprintf(want, sizeof want, "  block %p: used, ", (void *)((uint8_t *)c - ct_poison_head(4)));
+    const char *line = strstr(ct_capture_text(), want);
+    if (line == NULL)
+        fail_msg("no line \"%s...\" in:\n%s", want, ct_capture_text());
+    const char *eol = strchr(line, '\n'), *cc = strstr(line, "ccount");
+    assert_non_null(eol);
+    if (cc != NULL && cc < eol)
+        fail_msg("an untraced block described with the moved block's record:\n%s", ct_capture_text());
+    heap_caps_free(c);
+    heap_caps_free(guard);
+    heap_caps_free(moved);
+}
+
 /* The header's argument and state rules at their edges: num_records 2^32 - 1
  * is refused (before the buffer is touched), a mode just past the last one is
  * unknown, and a new init forgets the previous buffer's start: pause, resume
@@ -1245,6 +1283,7 @@ int main(void)
 #endif
         cmocka_unit_test(test_realloc_in_flight_across_resume),
         cmocka_unit_test(test_describe_names_the_record),
+        cmocka_unit_test(test_describe_after_realloc_moved),
         cmocka_unit_test(test_dump_heap_neither_internal_nor_psram), /* last: adds a region */
     };
     return cmocka_run_group_tests(tests, setup, teardown);
