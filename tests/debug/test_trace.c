@@ -1215,6 +1215,39 @@ static void test_realloc_in_flight_across_resume(void **state)
     heap_caps_free(elsewhere);
 }
 
+/* Every way a realloc ends gives its in-flight entry back: a failed realloc
+ * (cancel), and one whose late events come after a stop. Were either to keep
+ * its entry, 17 of them would fill the table, and a later realloc racing a
+ * reuse of its address would go without an entry: its late free would then
+ * remove the newer block's record. */
+static void test_realloc_entries_given_back(void **state)
+{
+    (void)state;
+    trace_begin(CAP, HEAP_TRACE_LEAKS);
+    void *a = heap_caps_malloc(24, MALLOC_CAP_INTERNAL);
+    void *elsewhere = heap_caps_malloc(200, MALLOC_CAP_INTERNAL);
+    for (int i = 0; i < 17; i++)
+        ch_trace_realloc_cancel(ch_trace_realloc_begin(a)); /* realloc(a) failed */
+    for (int i = 0; i < 17; i++) {
+        unsigned t = ch_trace_realloc_begin(a);
+        assert_int_equal(heap_trace_stop(), ESP_OK);
+        capheap_debug_realloc(a, t, a, 24, MALLOC_CAP_INTERNAL); /* its events, after the stop */
+        assert_int_equal(heap_trace_resume(), ESP_OK);
+    }
+    assert_int_equal(heap_trace_get_count(), 2);
+    assert_int_equal(summary().total_frees, 0); /* nothing counted while stopped */
+    unsigned t1 = ch_trace_realloc_begin(a);    /* thread 1: realloc(a) starts */
+    ch_trace_alloc(a, 24, MALLOC_CAP_INTERNAL); /* thread 2: malloc got a's address */
+    capheap_debug_realloc(a, t1, elsewhere, 200, MALLOC_CAP_INTERNAL); /* thread 1's events, late */
+    assert_int_equal(heap_trace_get_count(), 2);
+    bool have_a = get(0).address == a || get(1).address == a;
+    if (!have_a)
+        fail_msg("thread 2's block at a lost its record: the in-flight table was full");
+    heap_trace_stop();
+    heap_caps_free(a);
+    heap_caps_free(elsewhere);
+}
+
 /* heap_trace_dump() prints every record (esp_heap_trace.h), also one in a heap
  * that is neither internal nor PSRAM (no label); dump_caps() filters it out.
  * Runs last: the region it adds stays registered. */
@@ -1282,6 +1315,7 @@ int main(void)
         cmocka_unit_test(test_evicted_record_forgets_its_free),
 #endif
         cmocka_unit_test(test_realloc_in_flight_across_resume),
+        cmocka_unit_test(test_realloc_entries_given_back),
         cmocka_unit_test(test_describe_names_the_record),
         cmocka_unit_test(test_describe_after_realloc_moved),
         cmocka_unit_test(test_dump_heap_neither_internal_nor_psram), /* last: adds a region */
