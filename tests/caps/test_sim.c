@@ -1636,6 +1636,13 @@ static void test_memory_utils(void **state)
     assert_true(esp_ptr_internal(i));
     assert_ptr_equal(esp_ptr_diram_dram_to_iram(ext), ext); /* not in the window: itself */
     assert_ptr_equal(esp_ptr_diram_iram_to_dram(dma), dma);
+    /* The windows are [low, high): the last byte is in, high is not. */
+    assert_true(esp_ptr_in_diram_dram((const void *)(c->diram.dram_high - 1)));
+    assert_false(esp_ptr_in_diram_dram((const void *)c->diram.dram_high));
+    assert_true(esp_ptr_in_diram_iram((const void *)(c->diram.iram_high - 1)));
+    assert_false(esp_ptr_in_diram_iram((const void *)c->diram.iram_high));
+    assert_ptr_equal(esp_ptr_diram_dram_to_iram((const void *)c->diram.dram_high), (void *)c->diram.dram_high);
+    assert_ptr_equal(esp_ptr_diram_iram_to_dram((const void *)c->diram.iram_high), (void *)c->diram.iram_high);
     heap_caps_free(dma);
     heap_caps_free(ext);
     heap_caps_free(rtc);
@@ -1649,6 +1656,11 @@ static void test_memory_utils(void **state)
     assert_ptr_equal(esp_ptr_diram_iram_to_dram((const void *)(c->diram.iram_high - 4)), d0);
     const void *d = (const void *)(c->diram.dram_low + 0x100);
     assert_ptr_equal(esp_ptr_diram_iram_to_dram(esp_ptr_diram_dram_to_iram(d)), d);
+    /* Its RTC fast memory has an IRAM alias too: internal on either side. */
+    assert_int_not_equal(c->rtc.kind, CAPHEAP_ALIAS_NONE);
+    assert_true(esp_ptr_internal((const void *)c->rtc.iram_low));
+    assert_true(esp_ptr_internal((const void *)(c->rtc.iram_high - 1)));
+    assert_false(esp_ptr_internal((const void *)c->rtc.iram_high));
     assert_int_equal(capheap_sim_shutdown(), ESP_OK);
 
     /* A heap added at run time counts with its caps, with no chip started. */
