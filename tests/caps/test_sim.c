@@ -1663,6 +1663,19 @@ static void test_memory_utils(void **state)
     assert_false(esp_ptr_internal((const void *)c->rtc.iram_high));
     assert_int_equal(capheap_sim_shutdown(), ESP_OK);
 
+    /* The RP2350's PSRAM window has no row in its table: the window alone
+     * makes an address external and byte-accessible (ESP-IDF's rule), also
+     * past the PSRAM that was added. */
+    o.psram_bytes = 1u << 20;
+    assert_int_equal(capheap_sim_boot(&capheap_chip_rp2350, &o), ESP_OK);
+    c = capheap_caps_chip();
+    const void *window_end = (const void *)(c->extram.window_start + (intptr_t)c->extram.window_size - 4);
+    assert_true(c->extram.window_size > o.psram_bytes);
+    assert_true(esp_ptr_external_ram(window_end));
+    assert_true(esp_ptr_byte_accessible(window_end));
+    assert_false(esp_ptr_byte_accessible((const void *)(c->extram.window_start + (intptr_t)c->extram.window_size)));
+    assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+
     /* A heap added at run time counts with its caps, with no chip started. */
     const uint32_t caps[3] = {MALLOC_CAP_DMA | MALLOC_CAP_INTERNAL | MALLOC_CAP_8BIT, 0, 0};
     assert_int_equal(heap_caps_add_region_with_caps(caps, (intptr_t)host_static,
