@@ -19,7 +19,9 @@
  * fifth, failures while the extended failure callback is re-registered; a
  * sixth, a walk whose callback asks for the total size while another thread
  * opens and closes minimum-free monitor windows, or takes and gives back
- * every lock with capheap_caps_lock_all (a fork's handlers).
+ * every lock with capheap_caps_lock_all (a fork's handlers); a seventh,
+ * threads opening and closing the one monitor window at random (never two
+ * stops for one start).
  *
  * A third forks while two threads allocate and another registers regions,
  * with capheap_caps_lock_all, _unlock_all and _unlock_all_child as the
@@ -739,6 +741,52 @@ static void test_walk_callback_against_lock_all(void **state)
     run_walk_against(walk_and_lock_all, "walk and lock_all");
 }
 
+/* ---- minimum-free windows opened and closed by several threads ------------- */
+
+/* Threads open and close the one monitor window at random: each start and
+ * each stop either succeeds or finds the window in the other state, one at a
+ * time. So the stops that succeed are never more than the starts that did,
+ * and at most one window is left open. (A stop that tested and cleared the
+ * flag outside the monitor's lock let two stops close one window.) */
+#define WINDOW_THREADS 4
+#define WINDOW_ROUNDS 20000
+
+static atomic_long window_starts, window_stops;
+
+static void *window_opener(void *argp)
+{
+    ct_rng_t rng;
+    ct_rng_init(&rng, (uint64_t)(uintptr_t)argp);
+    for (int i = 0; i < WINDOW_ROUNDS; i++) {
+        if (ct_rng_below(&rng, 2)) {
+            if (heap_caps_monitor_local_minimum_free_size_start() == ESP_OK)
+                atomic_fetch_add(&window_starts, 1);
+        } else if (heap_caps_monitor_local_minimum_free_size_stop() == ESP_OK) {
+            atomic_fetch_add(&window_stops, 1);
+        }
+    }
+    return NULL;
+}
+
+static void test_monitor_windows_from_threads(void **state)
+{
+    (void)state;
+    threads_chip();
+    atomic_store(&window_starts, 0);
+    atomic_store(&window_stops, 0);
+    uint64_t seed = ct_seed("monitor_windows");
+    pthread_t t[WINDOW_THREADS];
+    for (uintptr_t i = 0; i < WINDOW_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, window_opener, (void *)(uintptr_t)(seed + i)), 0);
+    for (size_t i = 0; i < WINDOW_THREADS; i++)
+        pthread_join(t[i], NULL);
+    long open = atomic_load(&window_starts) - atomic_load(&window_stops);
+    if (open != 0 && open != 1)
+        fail_msg("%ld starts and %ld stops succeeded", atomic_load(&window_starts), atomic_load(&window_stops));
+    assert_int_equal(heap_caps_monitor_local_minimum_free_size_stop(), open == 1 ? ESP_OK : ESP_FAIL);
+    assert_true(heap_caps_check_integrity_all(true));
+}
+
 /* ---- fork while busy ------------------------------------------------------ */
 
 #define FORKS 40
@@ -898,6 +946,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failure_callback_pair, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_walk_callback_against_monitor, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_walk_callback_against_lock_all, cf_setup, cf_teardown),
+        cmocka_unit_test_setup_teardown(test_monitor_windows_from_threads, cf_setup, cf_teardown),
         cmocka_unit_test_setup_teardown(test_fork_while_busy, cf_setup, cf_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
