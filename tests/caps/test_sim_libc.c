@@ -194,6 +194,17 @@ static void test_blocks_cross_between_the_apis(void **state)
     free(host);
 }
 
+static int failures;
+static size_t failed_size;
+
+static void count_failure(size_t size, uint32_t caps, const char *function_name)
+{
+    (void)caps;
+    (void)function_name;
+    failures++;
+    failed_size = size;
+}
+
 /* reallocarray checks the product, then is realloc (a chip block stays in the chip). */
 static void test_reallocarray(void **state)
 {
@@ -214,6 +225,21 @@ static void test_reallocarray(void **state)
     kept = reallocarray(q, huge, 8); /* the product overflows: q stays */
     assert_null(kept);
     assert_int_equal(errno, ENOMEM);
+    assert_int_equal(still[79], 0x33);
+    /* The largest product that fits is realloc's to refuse: the policy's
+     * failure callback sees that request (the overflow above it never). */
+    assert_int_equal(heap_caps_register_failed_alloc_callback(count_failure), ESP_OK);
+    failures = 0;
+    failed_size = 0;
+    volatile size_t most = SIZE_MAX / 8;
+    kept = reallocarray(still, most, 8);
+    assert_null(kept);
+    assert_int_equal(failures, 1);
+    assert_int_equal(failed_size, (size_t)most * 8u);
+    kept = reallocarray(still, huge, 8);
+    assert_null(kept);
+    assert_int_equal(failures, 1);
+    assert_int_equal(heap_caps_register_failed_alloc_callback(NULL), ESP_OK);
     assert_int_equal(still[79], 0x33);
     free(still);
 }
