@@ -293,6 +293,28 @@ static void test_getline_and_getdelim(void **state)
     errno = 0;
     assert_int_equal(getline(NULL, &n, f), -1);
     assert_int_equal(errno, EINVAL);
+    /* A NULL buffer ignores *n (POSIX): a stale size must not be trusted. */
+    rewind(f);
+    char *stale = NULL;
+    size_t stale_n = 4096;
+    assert_int_equal(getline(&stale, &stale_n, f), 6);
+    assert_string_equal(stale, "first\n");
+    assert_true(heap_caps_of(stale) != 0);
+    free(stale);
+    fclose(f);
+    /* A line that fills a chip buffer to its last byte: the buffer grows
+     * for the terminating NUL. */
+    static char sixteen[] = "fifteen chars..\nmore";
+    f = fmemopen(sixteen, strlen(sixteen), "r");
+    assert_non_null(f);
+    char *small = malloc(16);
+    size_t small_n = 16;
+    assert_true(heap_caps_of(small) != 0);
+    assert_int_equal(getline(&small, &small_n, f), 16);
+    assert_true(small_n >= 17);
+    assert_int_equal(strlen(small), 16);
+    assert_true(heap_caps_get_allocated_size(small) >= 17);
+    free(small);
     fclose(f);
     free(line);
     free(host);
