@@ -276,14 +276,24 @@ static void test_getline_and_getdelim(void **state)
     assert_int_equal(line[long_len - 1], '\n');
     assert_true(heap_caps_of(line) != 0);
     assert_int_equal(getline(&line, &n, f), -1); /* end of file */
+    /* Two small free blocks apart: the one the new buffer gets holds a link
+     * to the other, not a NUL, in its first byte; the empty string must be
+     * written, not found. */
+    char *d1 = malloc(1), *sep = malloc(1), *d2 = malloc(1), *sep2 = malloc(1);
+    uintptr_t reused = (uintptr_t)d2;
+    free(d1);
+    free(d2);
     char *fresh = NULL;
     size_t fresh_n = 0;
     assert_int_equal(getline(&fresh, &fresh_n, f), -1); /* at end of file, a new buffer */
+    assert_int_equal((uintptr_t)fresh, reused);
     assert_non_null(fresh); /* an empty string in the chip, for the caller to free */
     assert_true(heap_caps_of(fresh) != 0);
     assert_int_equal(fresh[0], '\0');
     assert_true(fresh_n >= 1);
     free(fresh);
+    free(sep);
+    free(sep2);
     rewind(f);
     assert_int_equal(getdelim(&line, &n, 'x', f), 7); /* "first\nx" */
     assert_string_equal(line, "first\nx");
