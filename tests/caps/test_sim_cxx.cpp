@@ -159,6 +159,10 @@ void test_aligned_new(void **)
     void *q = ::operator new[](10, std::align_val_t(128), std::nothrow);
     assert_non_null(q);
     assert_int_equal(reinterpret_cast<uintptr_t>(q) % 128u, 0);
+    void *r = ::operator new(24, std::align_val_t(512), std::nothrow); /* each form keeps its alignment */
+    assert_true(in_chip(r));
+    assert_int_equal(reinterpret_cast<uintptr_t>(r) % 512u, 0);
+    ::operator delete(r, std::align_val_t(512), std::nothrow);
     SIZED(::operator delete(p, 100, std::align_val_t(256)), ::operator delete(p, std::align_val_t(256)));
     ::operator delete[](q, std::align_val_t(128), std::nothrow);
     delete[] arr;
@@ -249,7 +253,9 @@ void test_failure_throws_bad_alloc(void **)
     assert_true(thrown);
     assert_true(failed_calls >= 1);
     assert_int_equal(failed_size, huge);
-    assert_null(::operator new(huge, std::nothrow));
+    assert_null(::operator new(huge, std::nothrow)); /* every nothrow form */
+    assert_null(::operator new[](huge, std::nothrow));
+    assert_null(::operator new(huge, std::align_val_t(64), std::nothrow));
     assert_null(::operator new[](huge, std::align_val_t(64), std::nothrow));
     thrown = false;
     try {
