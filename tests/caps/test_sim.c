@@ -338,9 +338,8 @@ static void test_s3_boot_log_and_heap_info(void **state)
  * (chips.md 2.4 and 7.4: the S2 prints RTCRAM last, the P4 SPM last, though
  * both lie lowest), the pieces of one row by address. An audit found the
  * simulator printing them by address. */
-static void assert_log_order(const char *chip, const char *const *lines, size_t n)
+static void assert_log_order_of(const capheap_chip_t *c, const char *chip, const char *const *lines, size_t n)
 {
-    const capheap_chip_t *c = capheap_chip_find(chip);
     assert_non_null(c);
     capheap_sim_options_t o = CAPHEAP_SIM_OPTIONS_DEFAULT;
     ct_capture_begin();
@@ -356,6 +355,11 @@ static void assert_log_order(const char *chip, const char *const *lines, size_t 
         at = found + strlen(lines[i]);
     }
     assert_int_equal(capheap_sim_shutdown(), ESP_OK);
+}
+
+static void assert_log_order(const char *chip, const char *const *lines, size_t n)
+{
+    assert_log_order_of(capheap_chip_find(chip), chip, lines, n);
 }
 
 static void test_boot_log_in_table_order(void **state)
@@ -374,6 +378,27 @@ static void test_boot_log_in_table_order(void **state)
         ": SPM\n",
     };
     assert_log_order("esp32p4", p4, sizeof p4 / sizeof p4[0]);
+    /* Two pieces of one row (an S2 whose table reserves 256 bytes inside RTC
+     * fast memory): lower address first, and both. */
+    static capheap_chip_t split;
+    static soc_reserved_region_t reserved[8];
+    split = capheap_chip_esp32s2;
+    assert_true(split.reserved_count + 1 <= sizeof reserved / sizeof reserved[0]);
+    size_t k = 0;
+    for (size_t i = 0; i < split.reserved_count; i++) {
+        if (k == i && split.reserved[i].start > 0x3FF9F000)
+            reserved[k++] = (soc_reserved_region_t){.start = 0x3FF9F000, .end = 0x3FF9F100};
+        reserved[k++] = split.reserved[i];
+    }
+    assert_int_equal(k, split.reserved_count + 1);
+    split.reserved = reserved;
+    split.reserved_count = k;
+    static const char *const pieces[] = {
+        "At 3FFC2ED0 len 00039130 (228 KiB): RAM\n",
+        "At 3FF9E000 len 00001000 (4 KiB): RTCRAM\n",
+        "At 3FF9F100 len 00000EE8 (3 KiB): RTCRAM\n",
+    };
+    assert_log_order_of(&split, "esp32s2 with RTC fast memory split", pieces, sizeof pieces / sizeof pieces[0]);
 }
 
 static void test_s3_diram_alias(void **state)
