@@ -8,6 +8,7 @@
  *      56 MiB more, malloc(40 MiB) still succeeds (the region asked for is
  *      halved down to what the request needs, preload/region.c "GROWTH" 5);
  *      malloc(200 MiB), for which even that fails, is NULL, ENOMEM, promptly;
+ *      the success leaves errno as it was (the refused mappings set it);
  *   2. 64-bit only: 64 GiB of 32 MiB blocks, all live at once: the regions
  *      double up to the 2 GiB cap, so that this fits in the 64-region registry
  *      (docs/preload.md: about 118 GiB of regions). Only one byte of each
@@ -70,6 +71,7 @@ static void test_address_space_limit(void)
     unsigned char *p = malloc(opaque(40u * MIB));
     int err = errno;
     check(p != NULL, "RLIMIT_AS 56 MiB above VmSize: malloc(40 MiB) succeeds (a smaller region)", strerror(err));
+    check(p == NULL || err == 0, "the larger mappings refused before it leave no errno behind", strerror(err));
     if (p != NULL) {
         p[0] = 1;
         p[40u * MIB - 1u] = 2;
