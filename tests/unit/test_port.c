@@ -24,6 +24,7 @@
 #if CAPHEAP_PORT_HOST
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -719,16 +720,23 @@ static void test_host_backtrace(void **state)
 /* The critical section (capheap/port.h; the library calls it only on CPUs
  * without atomic read-modify-write, tests/target runs those): on the host a
  * process-wide mutex, so two threads' unlocked read-modify-writes inside it
- * lose no update. Without the exclusion this loses thousands. */
+ * lose no update. Without the exclusion this loses thousands: each thread
+ * yields inside the section now and then, so the two interleave also on a
+ * loaded machine (without the yield a mutant with no lock passed there). */
 #define CRIT_ROUNDS 200000
 static volatile uint32_t crit_counter;
+
+static pthread_barrier_t crit_start;
 
 static void *crit_worker(void *arg)
 {
     (void)arg;
+    (void)pthread_barrier_wait(&crit_start); /* both at once, however loaded the machine */
     for (int i = 0; i < CRIT_ROUNDS; i++) {
         uint32_t st = capheap_port_critical_enter();
         uint32_t v = crit_counter;
+        if (i % 64 == 0)
+            sched_yield(); /* the other thread runs now, even on one free core: it must wait */
         crit_counter = v + 1u;
         capheap_port_critical_exit(st);
     }
@@ -739,11 +747,13 @@ static void test_host_critical_section(void **state)
 {
     (void)state;
     crit_counter = 0;
+    assert_int_equal(pthread_barrier_init(&crit_start, NULL, 2), 0);
     pthread_t a, b;
     assert_int_equal(pthread_create(&a, NULL, crit_worker, NULL), 0);
     assert_int_equal(pthread_create(&b, NULL, crit_worker, NULL), 0);
     assert_int_equal(pthread_join(a, NULL), 0);
     assert_int_equal(pthread_join(b, NULL), 0);
+    assert_int_equal(pthread_barrier_destroy(&crit_start), 0);
     assert_int_equal(crit_counter, 2u * CRIT_ROUNDS);
     uint32_t st = capheap_port_critical_enter(); /* usable again after the threads */
     capheap_port_critical_exit(st);
