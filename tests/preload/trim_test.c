@@ -17,7 +17,8 @@
  *      zero, and a churn of mixed sizes with a check of every block's stamp
  *      runs over the trimmed heap; a second trim after it works as well;
  *   4. malloc_trim(pad) ignores pad (glibc's slack at the top of its main
- *      heap; capheap's regions have no top).
+ *      heap; capheap's regions have no top);
+ *   5. mlock'd free pages, which madvise refuses, leave errno alone.
  *
  * Under CAPHEAP_PRELOAD_POISONING=COMPREHENSIVE the engine keeps every free
  * byte at 0xFE and checks it, so malloc_trim gives nothing back there: it
@@ -29,12 +30,14 @@
  */
 #define _GNU_SOURCE
 
+#include <errno.h>
 #include <malloc.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define MIB ((size_t)1 << 20)
@@ -191,6 +194,25 @@ static void test_pad_ignored(bool trims)
     check(p != NULL && r == (trims ? 1 : 0), "malloc_trim(64 MiB) trims as malloc_trim(0) does", NULL);
 }
 
+/* 5: pages the kernel refuses to drop (mlock'd) are no failure: malloc_trim
+ * leaves errno as it was. */
+static void test_locked_pages_leave_errno(void)
+{
+    unsigned char *p = malloc(MIB);
+    if (p == NULL || mlock(p, MIB) != 0) {
+        printf("# mlock refused: test 5 skipped\n");
+        free(p);
+        return;
+    }
+    memset(p, 0x5A, MIB);
+    free(p); /* a free block with locked pages */
+    errno = 0;
+    (void)malloc_trim(0);
+    int err = errno;
+    check(err == 0, "malloc_trim over mlock'd free pages leaves errno alone", strerror(err));
+    (void)munlock(p, MIB);
+}
+
 int main(void)
 {
     const char *poisoning = getenv("CAPHEAP_PRELOAD_POISONING");
@@ -201,6 +223,7 @@ int main(void)
     test_trim_returns_memory(trims);
     test_reuse_after_trim();
     test_pad_ignored(trims);
+    test_locked_pages_leave_errno();
     printf("1..%d\n", checks);
     if (failures != 0)
         printf("# %d of %d checks failed\n", failures, checks);
