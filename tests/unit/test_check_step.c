@@ -694,6 +694,15 @@ static void test_all_heaps(void **state)
     ct_capture_end();
     assert_false(ok);
     assert_string_equal(ct_capture_text(), expected_text);
+    /* print_errors false: the same failure, and not a word (no description of the block either) */
+    capheap_check_cursor_init(&cur);
+    ok = true;
+    ct_capture_begin();
+    while (cur.passes < 1)
+        ok = capheap_check_step(&cur, 3, false) && ok;
+    ct_capture_end();
+    assert_false(ok);
+    assert_string_equal(ct_capture_text(), "");
     assert_int_equal(capheap_sim_shutdown(), ESP_OK);
 }
 
