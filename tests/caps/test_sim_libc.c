@@ -492,9 +492,20 @@ static CT_NOINLINE void *user_malloc(void)
     sink = ct_call_site();
     return p;
 }
+
+/* The same through calloc (each wrapper's frame must be known as the library's). */
+static void *volatile calloc_sink;
+
+static CT_NOINLINE void *user_calloc(void)
+{
+    calloc_sink = ct_call_site();
+    void *p = calloc(6, 8);
+    calloc_sink = ct_call_site();
+    return p;
+}
 #endif
 
-/* A leak hunt over code that calls malloc sees its blocks (spec 4.1), with
+/* A leak hunt over code that calls malloc (or calloc) sees its blocks (spec 4.1), with
  * the caller in the program, not in the wrapper. */
 static void test_tracing_sees_malloc(void **state)
 {
@@ -507,8 +518,9 @@ static void test_tracing_sees_malloc(void **state)
     void *kept = user_malloc();
     char *dup = strdup("leak");
     free(malloc(10));
+    void *zeroed = user_calloc();
     assert_int_equal(heap_trace_stop(), ESP_OK);
-    assert_int_equal(heap_trace_get_count(), 2);
+    assert_int_equal(heap_trace_get_count(), 3);
     heap_trace_record_t r;
     assert_int_equal(heap_trace_get(0, &r), ESP_OK);
     assert_ptr_equal(r.address, kept);
@@ -519,6 +531,14 @@ static void test_tracing_sees_malloc(void **state)
 #endif
     assert_int_equal(heap_trace_get(1, &r), ESP_OK);
     assert_ptr_equal(r.address, dup);
+    assert_int_equal(heap_trace_get(2, &r), ESP_OK);
+    assert_ptr_equal(r.address, zeroed);
+#if CAPHEAP_TRACE_STACK_DEPTH > 0
+    if (!ct_site_within((uintptr_t)r.alloced_by[0], (uintptr_t)user_calloc, (uintptr_t)calloc_sink))
+        fail_msg("calloc: alloced_by[0] = %p, expected in user_calloc from %p", r.alloced_by[0],
+                 (void *)(uintptr_t)user_calloc);
+#endif
+    free(zeroed);
     free(kept);
     free(dup);
     assert_int_equal(heap_trace_init_standalone(NULL, 0), ESP_OK);
