@@ -18,7 +18,9 @@
  *      runs over the trimmed heap; a second trim after it works as well;
  *   4. malloc_trim(pad) ignores pad (glibc's slack at the top of its main
  *      heap; capheap's regions have no top);
- *   5. mlock'd free pages, which madvise refuses, leave errno alone.
+ *   5. mlock'd free pages, which madvise refuses, leave errno alone;
+ *   6. with every free byte taken (RLIMIT_AS stopping growth) there is no
+ *      page to give back: malloc_trim returns 0.
  *
  * Under CAPHEAP_PRELOAD_POISONING=COMPREHENSIVE the engine keeps every free
  * byte at 0xFE and checks it, so malloc_trim gives nothing back there: it
@@ -38,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define MIB ((size_t)1 << 20)
@@ -76,6 +79,7 @@ static bool stamp_ok(const unsigned char *p, size_t n, size_t block)
 }
 
 static unsigned char *big[BIG_COUNT];
+static char detail_text[160];
 static unsigned char *small[BIG_COUNT];
 
 /* 1 and 2: the freed big blocks' memory goes back; the small ones keep theirs. */
@@ -213,6 +217,59 @@ static void test_locked_pages_leave_errno(void)
     (void)munlock(p, MIB);
 }
 
+/* 6: with no whole free page anywhere there is nothing to give back:
+ * malloc_trim returns 0. RLIMIT_AS keeps the heaps from growing while every
+ * free block is taken, largest sizes first, down to 16 bytes; the blocks
+ * are chained through their first word. */
+static void test_nothing_to_give_back(bool trims)
+{
+    if (!trims)
+        return;
+    struct rlimit saved;
+    size_t now = proc_status_bytes("VmSize");
+    if (getrlimit(RLIMIT_AS, &saved) != 0 || now == 0) {
+        check(false, "RLIMIT_AS and VmSize", strerror(errno));
+        return;
+    }
+    struct rlimit lim = saved;
+    lim.rlim_cur = (rlim_t)(now + MIB); /* less than any region */
+    if ((saved.rlim_max != RLIM_INFINITY && lim.rlim_cur > saved.rlim_max) || setrlimit(RLIMIT_AS, &lim) != 0) {
+        printf("# RLIMIT_AS not settable: test 6 skipped\n");
+        return;
+    }
+    static const size_t sizes[] = {4u * MIB, 256u * 1024u, 16u * 1024u, 1024u, 64u, 16u};
+    void *chain = NULL;
+    size_t taken = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        for (void *p; (p = malloc(sizes[i])) != NULL; taken++) {
+            ((void **)p)[0] = chain;
+            ((size_t *)p)[1] = sizes[i];
+            chain = p;
+        }
+    /* One free block across a page boundary but holding no whole page: still
+     * nothing to give back (a 1 KiB block whose middle crosses a boundary) */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (void **link = &chain; *link != NULL; link = (void **)*link) {
+        uintptr_t b = (uintptr_t)*link;
+        if (((size_t *)*link)[1] == 1024u && (b + 64u + page - 1u) / page * page + 64u <= b + 1024u) {
+            void *crossing = *link;
+            *link = *(void **)crossing;
+            free(crossing);
+            break;
+        }
+    }
+    int r = malloc_trim(0);
+    while (chain != NULL) {
+        void *next = *(void **)chain;
+        free(chain);
+        chain = next;
+    }
+    if (setrlimit(RLIMIT_AS, &saved) != 0)
+        check(false, "setrlimit(RLIMIT_AS) restored", strerror(errno));
+    snprintf(detail_text, sizeof detail_text, "%zu blocks took every free byte; malloc_trim returned %d", taken, r);
+    check(r == 0, "malloc_trim(0) with no free page anywhere returns 0", detail_text);
+}
+
 int main(void)
 {
     const char *poisoning = getenv("CAPHEAP_PRELOAD_POISONING");
@@ -224,6 +281,7 @@ int main(void)
     test_reuse_after_trim();
     test_pad_ignored(trims);
     test_locked_pages_leave_errno();
+    test_nothing_to_give_back(trims);
     printf("1..%d\n", checks);
     if (failures != 0)
         printf("# %d of %d checks failed\n", failures, checks);
