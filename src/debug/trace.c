@@ -522,7 +522,7 @@ unsigned ch_trace_move_begin(void *old)
 }
 
 /* After the move's free of the old block, or after its allocation failed.
- * (The entry is checked to be this move's: a start in between empties the
+ * (The entry is checked to be this move's: a fork's child empties the
  * table, and another move may have taken the slot since.) */
 void ch_trace_move_end(void *old, unsigned token)
 {
