@@ -554,6 +554,111 @@ static void test_pass_after_other_pass_ended(void **state)
     assert_true(multi_heap_check(h, true));
 }
 
+/* A heap of 40 used blocks of 32 bytes, the rest one free block after them. */
+static multi_heap_handle_t row_of_blocks(unsigned char *mem, size_t bytes, void *p[40])
+{
+    multi_heap_handle_t h = multi_heap_register(mem, bytes);
+    assert_non_null(h);
+    for (int i = 0; i < 40; i++) {
+        p[i] = multi_heap_malloc(h, 32);
+        assert_non_null(p[i]);
+    }
+    return h;
+}
+
+/* A change that leaves free_bytes as it was: two blocks taken from the free
+ * tail, and the first and third blocks (used neighbours on both sides, so
+ * nothing merges) given back. */
+static void change_keeping_free_bytes(multi_heap_handle_t h, void *p[40])
+{
+    size_t before = multi_heap_free_size(h);
+    assert_non_null(multi_heap_malloc(h, 32));
+    assert_non_null(multi_heap_malloc(h, 32));
+    multi_heap_free(h, p[0]);
+    multi_heap_free(h, p[2]);
+    assert_int_equal(multi_heap_free_size(h), before);
+}
+
+/* Start capturing the reports, and a pass b that has walked the first blocks. */
+static void pass_under_way(multi_heap_handle_t h, capheap_check_cursor_t *b)
+{
+    ct_capture_begin();
+    for (int i = 0; i < 6; i++)
+        assert_true(capheap_heap_check_step(h, b, 1, true, NULL));
+}
+
+/* Step b to the end of its pass: it sees the change (it reports nothing,
+ * its pass is not clean), and the heap is sound. */
+static void finish_changed_pass(multi_heap_handle_t h, capheap_check_cursor_t *b)
+{
+    bool done = false;
+    for (size_t steps = 0; !done; steps++) {
+        assert_true(capheap_heap_check_step(h, b, 1, true, &done));
+        assert_true(steps < 10000);
+    }
+    ct_capture_end();
+    assert_int_equal(ct_capture_len(), 0);
+    assert_true(b->changes >= 1);
+    assert_int_equal(b->passes, 1);
+    assert_int_equal(b->clean_passes, 0);
+    assert_true(multi_heap_check(h, true));
+}
+
+/* test_pass_after_other_pass_ended with a change nothing records that also
+ * leaves the free-byte count as it was: the pass under way still sees it
+ * (it re-attaches the sentinel, which is a change by itself), and so does it
+ * when a third pass re-attached the sentinel first (that pass draws the heap
+ * a new token). A mutation that counted neither, and one that let the third
+ * pass keep the old token, made the pass compare a sum from before the change
+ * with a count from after it and report the sound heap as corrupt. */
+static void test_unrecorded_change_same_free_bytes(void **state)
+{
+    (void)state;
+    for (int third = 0; third < 2; third++) {
+        void *p[40];
+        multi_heap_handle_t h = row_of_blocks(region, REGION_BYTES, p);
+        capheap_check_cursor_t a = CAPHEAP_CHECK_CURSOR_INIT, b = CAPHEAP_CHECK_CURSOR_INIT;
+        capheap_check_cursor_t c = CAPHEAP_CHECK_CURSOR_INIT;
+        pass_under_way(h, &b);
+        bool done = false;
+        while (!done) /* a whole pass, which takes the sentinel away */
+            assert_true(capheap_heap_check_step(h, &a, 1000, true, &done));
+        change_keeping_free_bytes(h, p);
+        if (third)
+            assert_true(capheap_heap_check_step(h, &c, 1, true, NULL));
+        finish_changed_pass(h, &b);
+    }
+}
+
+/* A pass that finds its own token on the heap after a change (the 16-bit
+ * counter went round while it waited: 65534 tokens drawn elsewhere, then the
+ * heap's next one) still sees the change, by the free-byte count: it reports
+ * nothing and its pass is not clean. White-box: the cursors' token_. */
+static void test_own_token_found_after_change(void **state)
+{
+    (void)state;
+    void *p[40];
+    multi_heap_handle_t h = row_of_blocks(region, REGION_BYTES, p);
+    static _Alignas(16) unsigned char other_region[2048];
+    multi_heap_handle_t other = multi_heap_register(other_region, sizeof other_region);
+    assert_non_null(other);
+    capheap_check_cursor_t b = CAPHEAP_CHECK_CURSOR_INIT, c = CAPHEAP_CHECK_CURSOR_INIT;
+    capheap_check_cursor_t d = CAPHEAP_CHECK_CURSOR_INIT;
+    pass_under_way(h, &b);
+    multi_heap_free(h, p[0]); /* recorded: the heap's token is 0 until the next step */
+    uint16_t before = (uint16_t)(b.token_ == 1u ? 0xFFFFu : b.token_ - 1u);
+    for (unsigned n = 0; d.token_ != before; n++) { /* tokens drawn for the other heap */
+        void *x = multi_heap_malloc(other, 16);
+        assert_non_null(x);
+        multi_heap_free(other, x);
+        assert_true(capheap_heap_check_step(other, &d, 1, true, NULL));
+        assert_true(n < 70000u);
+    }
+    assert_true(capheap_heap_check_step(h, &c, 1, true, NULL)); /* draws the heap's token */
+    assert_int_equal(c.token_, b.token_);
+    finish_changed_pass(h, &b);
+}
+
 /* A busy heap cannot hold a pass in one class list for ever (docs/checks.md:
  * after a change a class list restarts from its head at most twice per class
  * and pass, then the pass goes on with the next class). A heap with one long
@@ -941,6 +1046,8 @@ int main(void)
         cmocka_unit_test(test_tokens_across_the_wrap),
         cmocka_unit_test(test_two_passes_side_by_side),
         cmocka_unit_test(test_pass_after_other_pass_ended),
+        cmocka_unit_test(test_unrecorded_change_same_free_bytes),
+        cmocka_unit_test(test_own_token_found_after_change),
         cmocka_unit_test(test_busy_list_bounded),
         cmocka_unit_test(test_thread),
         cmocka_unit_test(test_all_heaps),
