@@ -761,8 +761,9 @@ static void test_check_never_leaves_region(void **state)
  * the check's first and only report, at the word that is wrong (the row count
  * and the alignment at the first block's word, which they place), and every
  * walk (multi_heap_walk, dump, get_info, find_containing_block) reads nothing
- * rather than read past the region; a double free's description still names
- * the double free. Until 2026-11-26 the check tested only the magic: an end
+ * rather than read past the region, and the largest free block reads 0; a double free's description still names
+ * the double free (the end word moved up or down), and a smashed header
+ * whose size reaches past the end marker a smashed header. Until 2026-11-26 the check tested only the magic: an end
  * word moved by 64 bytes made check, walk, dump, get_info and a double free's
  * description read past the region.
  */
@@ -840,6 +841,18 @@ static void test_list_link_to_last_footer(void **state)
     munmap(m, bytes + page);
 }
 
+/* multi_heap_free(h, p) is reported as what at `at`, and reaches the abort handler. */
+static void assert_free_reported(multi_heap_handle_t h, void *p, const char *what, const void *at)
+{
+    bool aborted;
+    ct_capture_begin();
+    CT_CATCH_ABORT(aborted, multi_heap_free(h, p));
+    ct_capture_end();
+    assert_true(aborted);
+    assert_string_equal(capheap_last_report().what, what);
+    assert_ptr_equal(capheap_last_report().address, at);
+}
+
 static void test_control_words_wrong(void **state)
 {
     (void)state;
@@ -887,6 +900,7 @@ static void test_control_words_wrong(void **state)
         multi_heap_info_t info;
         multi_heap_get_info(h, &info);
         assert_int_equal(info.total_blocks, 0);
+        assert_int_equal(info.largest_free_block, 0); /* it reads a list head: I12 first */
         ct_capture_begin();
         multi_heap_dump(h);
         ct_capture_end();
@@ -897,24 +911,30 @@ static void test_control_words_wrong(void **state)
     /* A double free's description walks the blocks too: up to the end the
      * fast path uses (first + data_span + 16), not the end word. */
     ct_put32(m + CTRL_END, end + 64u);
-    bool aborted;
     capheap_clear_last_report();
-    ct_capture_begin();
-    CT_CATCH_ABORT(aborted, multi_heap_free(h, a));
-    ct_capture_end();
-    assert_true(aborted);
-    assert_string_equal(capheap_last_report().what, "Double free");
-    assert_ptr_equal(capheap_last_report().address, a);
+    assert_free_reported(h, a, "Double free", a);
     /* and a pointer between the end marker and the moved end is outside */
     unsigned char *beyond = m + end + 8u + ct_poison_head(4);
-    ct_capture_begin();
-    CT_CATCH_ABORT(aborted, multi_heap_free(h, beyond));
-    ct_capture_end();
+    assert_free_reported(h, beyond, "Pointer outside heap", beyond);
     ct_put32(m + CTRL_END, end);
-    assert_true(aborted);
-    assert_string_equal(capheap_last_report().what, "Pointer outside heap");
-    assert_ptr_equal(capheap_last_report().address, beyond);
     assert_true(walked_blocks(h) >= 3);
+    /* The description's walk is bounded by that end both ways: with the end
+     * word moved down onto the free rest's header it walks on to the rest (a
+     * walk that stopped at the end word named that header a bad end marker),
+     * and with the end word moved up it refuses a header whose size reaches
+     * past the end marker (a walk that trusted the end word followed it past
+     * the region, into the guard page). */
+    unsigned char *hb = ct_header_of(b);
+    uint32_t hb_word = ct_get32(hb), hb_off = (uint32_t)(hb - m);
+    unsigned char *rest_hdr = hb + (hb_word & ~3u), *rest = rest_hdr + 4 + ct_poison_head(4);
+    ct_put32(m + CTRL_END, (uint32_t)(rest_hdr - m));
+    assert_free_reported(h, rest, "Double free", rest);
+    ct_put32(m + CTRL_END, end + 64u);
+    ct_put32(hb, (end - hb_off + 16u) | (hb_word & 3u));
+    assert_free_reported(h, b, "Smashed header", hb);
+    ct_put32(hb, hb_word);
+    ct_put32(m + CTRL_END, end);
+    assert_true(multi_heap_check(h, false));
     /* Both copies of the mask changed alike (fuzz_misuse found a bit flipped
      * in each, 15 -> 14, which kept the first block where it was and let
      * malloc round sizes to odd values): every value that is no mask is
