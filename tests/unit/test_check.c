@@ -467,6 +467,7 @@ static void test_pair_bit_wrong(void **state)
     /* several bits wrong at once, and bits above the last pair: one report,
      * the whole right word expected */
     assert_invariant_report(h, at, orig ^ ((1u << pairs) - 1u), orig, 6);
+    assert_invariant_report(h, at, 0, orig, 6); /* all cleared: malloc would find nothing */
     for (unsigned k = pairs; k < 32u; k += 7)
         assert_invariant_report(h, at, orig | 1u << k, orig, 6);
 }
@@ -486,6 +487,11 @@ static void test_largest_with_bad_rows(void **state)
     unsigned rows;
     (void)first_header(h, &rows);
     unsigned pairs = (rows * 16u + 31u) / 32u;
+    /* a used block whose bytes 2..5 read as the header of a 64-byte block */
+    unsigned char *u = multi_heap_malloc(h, 16);
+    assert_non_null(u);
+    memset(u, 0, 16);
+    ct_put32(u + 2, 64u | 1u);
     multi_heap_info_t info;
     multi_heap_get_info(h, &info);
     size_t largest = info.largest_free_block;
@@ -505,8 +511,10 @@ static void test_largest_with_bad_rows(void **state)
     } cases[] = {
         {summary, orig | 1u << pairs},              /* a pair past the rows */
         {bitmap, bits | 1u << 31},                  /* a class past the rows (odd rows) or an empty one */
+        {bitmap, 0},                                /* the pair's bit without a class in it */
         {head, REGION_BYTES + 64u},                 /* past the region */
         {head, head_orig + 2u},                     /* off the word */
+        {head, (uint32_t)(u + 2 - region)},         /* off the word, at a word that looks like a header */
         {head, 8u},                                 /* the control structure */
         {head, 0x80000000u},
     };
@@ -642,6 +650,56 @@ static void test_forged_list_entry(void **state)
     memset(u, 0, 200);
     assert_true(multi_heap_check(h, false));
     multi_heap_free(h, u);
+    assert_true(multi_heap_check(h, false));
+}
+
+/* Words at f that look like a free 60-byte block (class 15) with links prev
+ * and next: header, links, footer, and a used "header" with PF set after it. */
+static void forge_free_60(unsigned char *f, uint32_t prev, uint32_t next)
+{
+    uint32_t off = (uint32_t)(f - region);
+    ct_put32(f, 60u | 1u);
+    ct_put32(f + 4, next);
+    ct_put32(f + 8, prev);
+    ct_put32(f + 56, off | 3u);
+    ct_put32(f + 60, 16u | 2u);
+}
+
+/* Two forged entries in place of two real free blocks, whose offsets add up
+ * to the same sum as theirs: the fingerprint of the set (I5) is no plain sum
+ * of offsets, which these would match (a mutation that made it one passed
+ * every other test). */
+static void test_two_forged_list_entries(void **state)
+{
+    (void)state;
+    multi_heap_handle_t h = fresh();
+    size_t n60 = 60 - CT_BLOCK_HEADER - ct_poison_overhead(4); /* block 60: class 15 */
+    unsigned char *u1 = multi_heap_malloc(h, 200), *a1 = multi_heap_malloc(h, n60);
+    unsigned char *g1 = multi_heap_malloc(h, 16), *a2 = multi_heap_malloc(h, n60);
+    unsigned char *u2 = multi_heap_malloc(h, 400), *g2 = multi_heap_malloc(h, 16);
+    assert_true(u1 && a1 && g1 && a2 && u2 && g2);
+    uint32_t off1 = (uint32_t)(ct_header_of(a1) - region), off2 = (uint32_t)(ct_header_of(a2) - region);
+    multi_heap_free(h, a1);
+    multi_heap_free(h, a2);
+    memset(u1, 0, 200);
+    memset(u2, 0, 400);
+    unsigned char *f = u1 + 16;
+    uint32_t off_f = (uint32_t)(f - region), off_g = off1 + off2 - off_f;
+    unsigned char *g = region + off_g;
+    assert_true(g >= u2 && g + 64 <= u2 + 400 && (off_g & 3u) == 0);
+    forge_free_60(f, 0, off_g);
+    forge_free_60(g, off_f, 0);
+    unsigned char *head15 = CLASS_HEAD_AT(15u);
+    uint32_t was = ct_get32(head15);
+    ct_put32(head15, off_f);
+    ct_capture_begin();
+    bool ok = multi_heap_check(h, true);
+    ct_capture_end();
+    assert_false(ok);
+    assert_true(ct_capture_contains("(invariant I5, docs/design.md)"));
+    ct_put32(head15, was);
+    memset(u1, 0, 200);
+    memset(u2, 0, 400);
     assert_true(multi_heap_check(h, false));
 }
 
@@ -836,6 +894,18 @@ static void test_list_link_to_last_footer(void **state)
     ct_capture_end();
     assert_true(done);
     assert_true(ct_capture_contains("Broken invariant"));
+    /* A link to words inside the used block b that read as a free block
+     * whose size ends 16 bytes past the end marker: reported at its header
+     * (I1), its "footer" not read (it lies past the region: the guard page). */
+    unsigned char *e = b + 16;
+    uint32_t off_e = (uint32_t)(e - m), e_was = ct_get32(e);
+    ct_put32(e, (end - off_e + 16u) | 1u);
+    ct_put32(link, off_e);
+    ct_capture_begin();
+    assert_false(multi_heap_check(h, true));
+    ct_capture_end();
+    assert_true(ct_capture_contains("(invariant I1, docs/design.md)"));
+    ct_put32(e, e_was);
     ct_put32(link, orig);
     assert_true(multi_heap_check(h, false));
     munmap(m, bytes + page);
@@ -940,7 +1010,7 @@ static void test_control_words_wrong(void **state)
      * malloc round sizes to odd values): every value that is no mask is
      * reported, by the first block's place or, where that does not move,
      * by the magic, which should name the nearest mask above (at most 15). */
-    static const uint32_t not_masks[] = {0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 31, 255};
+    static const uint32_t not_masks[] = {0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 16, 31, 32, 64, 128, 255};
     size_t by_magic = 0;
     for (size_t i = 0; i < sizeof not_masks / sizeof not_masks[0]; i++) {
         uint32_t bad = not_masks[i], want = bad < 4u ? 3u : bad < 8u ? 7u : 15u;
@@ -1251,6 +1321,7 @@ int main(void)
         cmocka_unit_test(test_largest_with_bad_rows),
         cmocka_unit_test(test_listed_in_wrong_class),
         cmocka_unit_test(test_forged_list_entry),
+        cmocka_unit_test(test_two_forged_list_entries),
         cmocka_unit_test(test_free_footer_in_address_order),
         cmocka_unit_test(test_check_is_thread_safe),
 #if CT_POISONING

@@ -815,35 +815,45 @@ static void test_free_last_block_with_free_end_marker(void **state)
  * (a crash, with or without poisoning: the canaries are checked after).
  * fuzz_caps_misuse found it. Now the successor must end by the end marker
  * before its footer is read: reported as an interior pointer, nothing changed.
+ * The same with a successor's size that wraps its end to the heap's start
+ * exactly (offset 0), where the word in front of the heap reads as the
+ * footer it wants (a mutation that refused only ends past the end marker
+ * took that "free block" and freed the pointer).
  */
 static void test_free_interior_header_ending_in_last_16_bytes(void **state)
 {
     (void)state;
     for (uint32_t tail = 4; tail <= 12; tail += 4) {
-        multi_heap_handle_t h = fresh_a();
-        unsigned char *a = multi_heap_malloc(h, 64);
-        unsigned char *p = malloc_last_block(h);
-        assert_non_null(a);
-        ct_stamp(a, 64);
-        unsigned char *hp = ct_header_of(p);
-        unsigned char *end = hp + (ct_get32(hp) & ~3u);
-        unsigned char *fake = p + 60;                          /* the forged header */
-        unsigned char *q = fake + CT_BLOCK_HEADER + ct_poison_head(4); /* its user pointer */
-        unsigned char *next = end - tail;                      /* where its size ends */
-        uint32_t fake_was = ct_get32(fake), next_was = ct_get32(next);
-        ct_put32(fake, (uint32_t)(next - fake));               /* used, PF clear */
-        ct_put32(next, 0x40000001u);                           /* free, 1 GiB */
-        size_t before = multi_heap_free_size(h);
-        capheap_report_t r = expect_abort_free(h, q);
-        assert_string_equal(r.what, "Interior pointer");
-        assert_names(&r, q);
-        ct_put32(fake, fake_was);
-        ct_put32(next, next_was);
-        assert_unchanged(h, before);
-        assert_true(ct_stamp_ok(a, 64));
-        multi_heap_free(h, p);
-        multi_heap_free(h, a);
-        assert_true(multi_heap_check(h, false));
+        for (int wrap = 0; wrap < 2; wrap++) {
+            unsigned char *base = region_a + 16; /* room for a word in front of the heap */
+            multi_heap_handle_t h = multi_heap_register(base, REGION_BYTES - 16);
+            assert_non_null(h);
+            unsigned char *a = multi_heap_malloc(h, 64);
+            unsigned char *p = malloc_last_block(h);
+            assert_non_null(a);
+            ct_stamp(a, 64);
+            unsigned char *hp = ct_header_of(p);
+            unsigned char *end = hp + (ct_get32(hp) & ~3u);
+            unsigned char *fake = p + 60;                          /* the forged header */
+            unsigned char *q = fake + CT_BLOCK_HEADER + ct_poison_head(4); /* its user pointer */
+            unsigned char *next = end - tail;                      /* where its size ends */
+            uint32_t off_next = (uint32_t)(next - base);
+            uint32_t fake_was = ct_get32(fake), next_was = ct_get32(next);
+            ct_put32(fake, (uint32_t)(next - fake));               /* used, PF clear */
+            ct_put32(next, wrap ? (0u - off_next) | 1u : 0x40000001u); /* free, 1 GiB or to offset 0 */
+            ct_put32(base - 4, off_next | 3u);                     /* the footer that successor wants */
+            size_t before = multi_heap_free_size(h);
+            capheap_report_t r = expect_abort_free(h, q);
+            assert_string_equal(r.what, "Interior pointer");
+            assert_names(&r, q);
+            ct_put32(fake, fake_was);
+            ct_put32(next, next_was);
+            assert_unchanged(h, before);
+            assert_true(ct_stamp_ok(a, 64));
+            multi_heap_free(h, p);
+            multi_heap_free(h, a);
+            assert_true(multi_heap_check(h, false));
+        }
     }
 }
 
