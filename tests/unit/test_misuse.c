@@ -120,6 +120,17 @@ static void assert_unchanged(multi_heap_handle_t h, size_t free_before)
     assert_int_equal(multi_heap_free_size(h), free_before);
 }
 
+/* After a rejected free: the heap as it was (free size before), a's 64
+ * stamped bytes intact; then p and a freed, and the heap sound. */
+static void assert_rejected_cleanly(multi_heap_handle_t h, size_t before, unsigned char *a, unsigned char *p)
+{
+    assert_unchanged(h, before);
+    assert_true(ct_stamp_ok(a, 64));
+    multi_heap_free(h, p);
+    multi_heap_free(h, a);
+    assert_true(multi_heap_check(h, false));
+}
+
 static void test_double_free_isolated(void **state)
 {
     (void)state;
@@ -758,11 +769,7 @@ static void test_free_with_size_past_the_end(void **state)
             assert_int_equal(r.found, orig + past);
             assert_int_equal(r.invariant, 1);
             ct_put32(hp, orig);
-            assert_unchanged(h, before);
-            assert_true(ct_stamp_ok(a, 64));
-            multi_heap_free(h, p);
-            multi_heap_free(h, a);
-            assert_true(multi_heap_check(h, false));
+            assert_rejected_cleanly(h, before, a, p);
         }
     }
 }
@@ -848,11 +855,7 @@ static void test_free_interior_header_ending_in_last_16_bytes(void **state)
             assert_names(&r, q);
             ct_put32(fake, fake_was);
             ct_put32(next, next_was);
-            assert_unchanged(h, before);
-            assert_true(ct_stamp_ok(a, 64));
-            multi_heap_free(h, p);
-            multi_heap_free(h, a);
-            assert_true(multi_heap_check(h, false));
+            assert_rejected_cleanly(h, before, a, p);
         }
     }
 }
