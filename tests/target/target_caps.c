@@ -25,7 +25,8 @@
  *    registrations return the error codes esp_heap_caps_init.h documents.
  *  - A seeded model-based random test (seed: argv[1], else CAPHEAP_SEED,
  *    else 1) checks after every step integrity, caps, bounds, alignment,
- *    contents, exact free-byte accounting and the failure callback; that
+ *    contents, exact free-byte accounting and the failure callbacks (ESP-IDF's
+ *    and the extended one, with its user pointer, the hooks balanced); that
  *    capheap_would_fit() predicts each allocation; and, every 32 steps, that
  *    the largest free block (plain and aligned) can be allocated and one byte
  *    more cannot.
@@ -392,6 +393,20 @@ static void on_failed(size_t size, uint32_t caps, const char *fn)
     (void)caps;
     (void)fn;
     failed_calls++;
+}
+
+/* The extended callback (capheap/caps.h), registered with &failed_ext_user:
+ * counted when it comes with that pointer. It runs after the lock that pairs
+ * it with its pointer is released (fit.c), which the hooks' balance checks. */
+static unsigned long failed_ext_calls;
+static int failed_ext_user;
+
+static void on_failed_ext(size_t size, uint32_t caps, const char *fn, const capheap_fit_t *why, void *user)
+{
+    (void)size;
+    (void)caps;
+    (void)fn;
+    failed_ext_calls += why != NULL && user == &failed_ext_user;
 }
 
 static uint32_t rng;
@@ -883,6 +898,7 @@ int main(int argc, char **argv)
         (void)parse_seed(getenv("CAPHEAP_SEED"));
     printf("target_caps: seed=%" PRIu32 "\n", seed);
     heap_caps_register_failed_alloc_callback(on_failed);
+    capheap_register_failed_alloc_callback(on_failed_ext, &failed_ext_user);
 
     /* Each part needs the heaps as the one before left them: stop at a failure. */
     void (*const parts[])(void) = {test_registration, test_edges,  test_recursion,   test_check_token,
@@ -902,6 +918,8 @@ int main(int argc, char **argv)
 #elif !CAPHEAP_TRACING
     CHECK_EQ(task_calls, 0, "without task tracking or tracing the current-task hook is never called");
 #endif
+    CHECK(failed_calls > 0 && failed_ext_calls == failed_calls,
+          "every failure calls the extended callback too, with its user pointer");
     printf("target_caps: lock hooks: %lu acquisitions, deepest nesting %u\n", lock_acq, lock_max_depth);
     if (failures != 0) {
         printf("target_caps: %lu of %lu checks failed (seed=%" PRIu32 ")\n", failures, checks, seed);
