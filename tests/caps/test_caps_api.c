@@ -1797,6 +1797,15 @@ static void test_realloc_moves(void **state)
     unsigned char *r = heap_caps_realloc(q, 300, MALLOC_CAP_SPIRAM);
     assert_in_heap(r, OFF_SPIRAM);
     assert_true(ct_stamp_ok_token(r, 40, tok));
+#if CAPHEAP_POISONING_COMPREHENSIVE
+    /* the bytes past the old ones are the new block's malloc fill: exactly
+     * the old block's 40 bytes were copied (a copy 4 bytes longer brought
+     * its tail canary along, and passed every other test) */
+    for (size_t i = 40; i < 300; i++)
+        if (ct_peek8(r + i) != CT_MALLOC_FILL) {
+            fail_msg("moved by realloc: byte %zu reads 0x%02x", i, ct_peek8(r + i));
+        }
+#endif
     r = heap_caps_realloc(r, 20, MALLOC_CAP_RTCRAM);
     assert_in_heap(r, OFF_RTC);
     assert_true(ct_stamp_ok_token(r, 20, tok));
