@@ -175,7 +175,8 @@ bool capheap_heap_find_desc(const void *ptr, capheap_heap_desc_t *out);
 /**
  * Take every heap's lock and the registry lock, in a fixed order (and release
  * them): the debug layers' and every heap's before the registry's, so a walk
- * callback that asks for statistics does not deadlock with it. For fork(): pthread_atfork(capheap_caps_lock_all, capheap_caps_unlock_all,
+ * callback that asks for statistics does not deadlock with it. For fork():
+ * pthread_atfork(capheap_caps_lock_all, capheap_caps_unlock_all,
  * capheap_caps_unlock_all_child) leaves the child with consistent heaps.
  * Recursive locks: the caller may already hold one.
  */
