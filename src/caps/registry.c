@@ -915,6 +915,11 @@ static void *heap_lock(size_t i)
  */
 static uint32_t held[(CAPHEAP_MAX_HEAPS + 31) / 32];
 
+static bool is_held(size_t i)
+{
+    return (held[i / 32] >> (i % 32) & 1u) != 0;
+}
+
 void capheap_caps_lock_all(void)
 {
     ch_monitor_lock();
@@ -926,14 +931,14 @@ void capheap_caps_lock_all(void)
 #endif
     for (bool missing = true; missing;) {
         for (size_t i = 0, n = CH_ACQUIRE(ch_g.n); i < n; i++)
-            if (!(held[i / 32] >> (i % 32) & 1u) && CH_ACQUIRE(ch_g.heaps[i].heap) != NULL) {
+            if (!is_held(i) && CH_ACQUIRE(ch_g.heaps[i].heap) != NULL) {
                 capheap_port_lock_acquire(heap_lock(i));
                 held[i / 32] |= 1u << (i % 32);
             }
         ch_lock();
         missing = false;
         for (size_t i = 0; i < ch_g.n; i++)
-            missing |= ch_g.heaps[i].heap != NULL && !(held[i / 32] >> (i % 32) & 1u);
+            missing |= ch_g.heaps[i].heap != NULL && !is_held(i);
         if (missing)
             ch_unlock(); /* a heap came while the others were locked: lock it too */
     }
@@ -943,7 +948,7 @@ void capheap_caps_unlock_all(void)
 {
     ch_unlock();
     for (size_t i = CAPHEAP_MAX_HEAPS; i-- > 0;)
-        if (held[i / 32] >> (i % 32) & 1u)
+        if (is_held(i))
             capheap_port_lock_release(heap_lock(i));
     memset(held, 0, sizeof held);
 #if CAPHEAP_TRACING
